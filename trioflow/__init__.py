@@ -1,0 +1,69 @@
+"""trioflow: a task runtime for Python built on Trio, for tasks that launch tasks.
+
+    import trioflow
+
+    def inc(x):
+        return x + 1
+
+    async def main():
+        client = trioflow.get_client()
+        futures = client.map(inc, range(10))
+        return sum(await client.gather(futures))
+
+    print(trioflow.run(main))   # 55
+
+See docs/ for the API, the slot rules (secede/rejoin) and the architecture.
+"""
+
+from __future__ import annotations
+
+from .client import AsyncClient, Client
+from .cluster import LocalCluster, open_local_cluster, run
+from .delayed import Delayed, compute, delayed
+from .errors import (
+    AuthenticationError,
+    CancelledError,
+    ClientClosedError,
+    DeadlockError,
+    KilledWorker,
+    NotInTaskError,
+    RemoteProtocolError,
+    SerializationError,
+    TaskFailed,
+    TrioflowError,
+    WorkerLost,
+)
+from .futures import Future, as_completed, wait
+from .tasks import get_client, rejoin, secede, worker_client
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AsyncClient",
+    "AuthenticationError",
+    "CancelledError",
+    "Client",
+    "ClientClosedError",
+    "DeadlockError",
+    "Delayed",
+    "Future",
+    "KilledWorker",
+    "LocalCluster",
+    "NotInTaskError",
+    "RemoteProtocolError",
+    "SerializationError",
+    "TaskFailed",
+    "TrioflowError",
+    "WorkerLost",
+    "__version__",
+    "as_completed",
+    "compute",
+    "delayed",
+    "get_client",
+    "open_local_cluster",
+    "rejoin",
+    "run",
+    "secede",
+    "wait",
+    "worker_client",
+]

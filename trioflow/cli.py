@@ -1,0 +1,245 @@
+"""Command lines: ``trioflow-scheduler``, ``trioflow-worker`` and ``trioflow status``.
+
+Logs go to stderr (configured here, never by the library). Secrets come from files or
+the ``TRIOFLOW_TOKEN`` environment variable, never from the command line, where other
+users could read them in the process list. SIGINT and SIGTERM stop a node cleanly.
+
+Exit codes: 0 clean stop, 1 runtime failure, 2 bad usage (argparse), 3 refused to start
+for security reasons.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import logging
+import os
+import signal
+import sys
+from typing import Any
+
+import trio
+
+logger = logging.getLogger("trioflow.cli")
+
+EXIT_INSECURE = 3
+
+
+def _setup_logging(level: str) -> None:
+    logging.basicConfig(level=getattr(logging, level.upper(), logging.INFO), stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def _read_token(path: str | None) -> str | None:
+    if path:
+        with open(path, encoding="utf-8") as f:
+            token = f.read().strip()
+        if not token:
+            raise SystemExit(f"error: token file {path} is empty")
+        return token
+    return os.environ.get("TRIOFLOW_TOKEN") or None
+
+
+def _is_loopback(host: str) -> bool:
+    if host in ("localhost", ""):
+        return host == "localhost"
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+async def _until_signal(nursery: trio.Nursery) -> None:
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async for signum in signals:
+            logger.info("received %s, stopping", signal.Signals(signum).name)
+            nursery.cancel_scope.cancel()
+            return
+
+
+def _ssl_server_context(cert: str | None, key: str | None) -> Any:
+    if not cert:
+        return None
+    import ssl
+
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.load_cert_chain(cert, key)
+    return ctx
+
+
+def _ssl_client_context(ca: str | None, insecure: bool = False) -> Any:
+    import ssl
+
+    ctx = ssl.create_default_context(cafile=ca)
+    if insecure:
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+    return ctx
+
+
+def scheduler_main(argv: list[str] | None = None) -> int:
+    """Entry point of ``trioflow-scheduler``."""
+    parser = argparse.ArgumentParser(
+        prog="trioflow-scheduler",
+        description="Run a trioflow scheduler. It listens on loopback unless --host says "
+        "otherwise; any other address needs a token (--token-file or TRIOFLOW_TOKEN) "
+        "or --insecure. Prints its address on stdout once listening.",
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="interface to listen on (default: 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=8786, help="port (default 8786; 0 picks a free one)")
+    parser.add_argument("--token-file", help="file holding the cluster token (or set TRIOFLOW_TOKEN)")
+    parser.add_argument("--tls-cert", help="certificate (PEM) to serve wss://")
+    parser.add_argument("--tls-key", help="private key (PEM) for --tls-cert")
+    parser.add_argument("--insecure", action="store_true",
+                        help="allow a non-loopback address without a token (do not do this)")
+    parser.add_argument("--log-level", default="info", help="debug, info, warning or error")
+    args = parser.parse_args(argv)
+    _setup_logging(args.log_level)
+    token = _read_token(args.token_file)
+    if not _is_loopback(args.host) and token is None and not args.insecure:
+        print(f"error: refusing to listen on {args.host} without a token: anyone who can reach "
+              "it could run code here. Give --token-file or TRIOFLOW_TOKEN (or --insecure).",
+              file=sys.stderr)
+        return EXIT_INSECURE
+    from .net.scheduler_server import SchedulerServer
+
+    async def main() -> None:
+        server = SchedulerServer(token=token,
+                                 ssl_context=_ssl_server_context(args.tls_cert, args.tls_key))
+        async with trio.open_nursery() as nursery:
+            address = await nursery.start(server.serve, args.host, args.port)
+            print(address, flush=True)
+            nursery.start_soon(_until_signal, nursery)
+
+    try:
+        trio.run(main)
+    except OSError as exc:
+        print(f"error: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def worker_main(argv: list[str] | None = None) -> int:
+    """Entry point of ``trioflow-worker``."""
+    parser = argparse.ArgumentParser(
+        prog="trioflow-worker",
+        description="Run a trioflow worker connected to the scheduler at ADDRESS "
+        "(ws://host:port or wss://host:port).",
+    )
+    parser.add_argument("address", help="the scheduler's address, as it printed it")
+    parser.add_argument("--nthreads", type=int, default=1, help="slots: tasks run at once (default 1)")
+    parser.add_argument("--name", default=None, help="worker name (default: worker-PID)")
+    parser.add_argument("--token-file", help="file holding the cluster token (or set TRIOFLOW_TOKEN)")
+    parser.add_argument("--tls-ca", help="CA bundle to verify a wss:// scheduler")
+    parser.add_argument("--host", default="127.0.0.1",
+                        help="interface for serving results to other workers (default 127.0.0.1)")
+    parser.add_argument("--max-parked-threads", type=int, default=256,
+                        help="seceded threads allowed besides the slots (default 256)")
+    parser.add_argument("--auto-secede", action="store_true",
+                        help="give the slot back on every wait inside a task")
+    parser.add_argument("--death-timeout", type=float, default=60.0,
+                        help="seconds to keep trying to reach the scheduler before exiting")
+    parser.add_argument("--log-level", default="warning", help="debug, info, warning or error")
+    args = parser.parse_args(argv)
+    if args.nthreads < 1:
+        parser.error(f"--nthreads must be >= 1, got {args.nthreads}")
+    _setup_logging(args.log_level)
+    token = _read_token(args.token_file)
+    from .net.worker_node import WorkerNode
+
+    ssl_ctx = _ssl_client_context(args.tls_ca) if args.address.startswith("wss://") else None
+    node = WorkerNode(args.address, nthreads=args.nthreads, name=args.name, token=token,
+                      max_parked_threads=args.max_parked_threads, auto_secede=args.auto_secede,
+                      host=args.host, ssl_context=ssl_ctx)
+
+    async def main() -> None:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(_until_signal, nursery)
+            with trio.fail_after(args.death_timeout):
+                await _connect_with_retries(node, nursery)
+            await _wait_done(node)
+            nursery.cancel_scope.cancel()
+
+    try:
+        trio.run(main)
+    except trio.TooSlowError:
+        print(f"error: could not reach the scheduler at {args.address} within "
+              f"{args.death_timeout}s", file=sys.stderr)
+        return 1
+    except Exception as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+async def _connect_with_retries(node: Any, nursery: trio.Nursery) -> None:
+    delay = 0.05
+    while True:
+        try:
+            await nursery.start(_serve_and_report, node)
+            return
+        except OSError as exc:
+            logger.info("scheduler not reachable yet (%s); retrying", exc)
+            await trio.sleep(delay)
+            delay = min(delay * 2, 2.0)
+
+
+async def _serve_and_report(node: Any, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+    node._done = trio.Event()
+    try:
+        await node.serve(task_status=task_status)
+    finally:
+        node._done.set()
+
+
+async def _wait_done(node: Any) -> None:
+    await node._done.wait()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``trioflow``: ``trioflow status ADDRESS``, ``trioflow worker ...``."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "worker":
+        return worker_main(argv[1:])
+    if argv and argv[0] == "scheduler":
+        return scheduler_main(argv[1:])
+    parser = argparse.ArgumentParser(prog="trioflow", description="trioflow cluster tools.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    st = sub.add_parser("status", help="show workers, slots and tasks of a running cluster")
+    st.add_argument("address")
+    st.add_argument("--token-file")
+    sub.add_parser("worker", help="same as trioflow-worker")
+    sub.add_parser("scheduler", help="same as trioflow-scheduler")
+    args = parser.parse_args(argv)
+    token = _read_token(args.token_file)
+    from .client import AsyncClient
+
+    async def status() -> dict[str, Any]:
+        async with AsyncClient(args.address, token=token, name="status") as client:
+            with trio.fail_after(10):
+                return await client.status()
+
+    try:
+        info = trio.run(status)
+    except Exception as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(format_status(info))
+    return 0
+
+
+def format_status(info: dict[str, Any]) -> str:
+    lines = [f"{'worker':<20} {'slots':>5} {'busy':>5} {'blocked':>7} {'seceded':>7} "
+             f"{'queued':>6} {'results':>7}"]
+    for w in info["workers"]:
+        busy = min(w["occupying"], w["nthreads"])
+        queued = max(0, w["occupying"] - w["nthreads"])
+        lines.append(f"{w['name']:<20} {w['nthreads']:>5} {busy:>5} {w['blocked']:>7} "
+                     f"{w['seceded']:>7} {queued:>6} {w['memory']:>7}")
+    tasks = info["tasks"].get("tasks", {})
+    lines.append("tasks: " + (", ".join(f"{k} {v}" for k, v in sorted(tasks.items())) or "none"))
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

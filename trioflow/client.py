@@ -1,0 +1,367 @@
+"""The user-facing clients: ``AsyncClient`` (trio-native) and ``Client`` (blocking).
+
+Both wrap a ``Session`` and share ``submit``/``map``/``cancel`` (which never block:
+the Future comes back at once). They differ in how they wait: ``AsyncClient`` awaits,
+``Client`` blocks its thread.
+
+* ``AsyncClient(address)`` is used as ``async with AsyncClient(address) as client:``.
+* ``Client()`` with no address starts a local cluster in a background thread, like
+  dask's ``Client()``; ``Client(address)`` connects to a running one. Inside a task, or
+  inside ``trioflow.run``, ``get_client()`` returns a ``Client`` bound to the existing
+  connection instead.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import logging
+import os
+import ssl
+import threading
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import trio
+from trio_websocket import ConnectionClosed, open_websocket_url
+
+from . import protocol as p
+from .futures import Future
+from .net.connection import DEFAULT_MAX_MESSAGE_SIZE, PeerConnection
+from .session import Session
+from .tasks import _default_client
+
+logger = logging.getLogger(__name__)
+
+
+class _ClientAPI:
+    """What every client can do without waiting."""
+
+    _session: Session
+
+    @property
+    def closed(self) -> bool:
+        s = getattr(self, "_session", None)
+        return s is None or s.closed is not None
+
+    def submit(self, fn: Callable[..., Any], *args: Any, key: str | None = None,
+               pure: bool = False, retries: int = 0, workers: Iterable[str] | None = None,
+               priority: int = 0, run_once: bool = False, **kwargs: Any) -> Future:
+        """Run ``fn(*args, **kwargs)`` on the cluster; return its Future at once.
+
+        Args:
+            key: the task's key (default: the function name and a unique suffix).
+            pure: name the task by a hash of function and arguments, so identical
+                calls share one result (off by default: every call runs).
+            retries: re-run this many times if the task raises.
+            workers: names of the workers allowed to run it.
+            priority: higher runs earlier among ready tasks.
+            run_once: never re-run after a worker dies; fail with KilledWorker instead.
+
+        Futures among the arguments (also inside lists, tuples, sets and dicts) are
+        dependencies: the task runs once they are done and receives their values.
+
+        Raises:
+            SerializationError: ``fn`` or an argument cannot be pickled (the message
+                says which part and where).
+        """
+        return self._session.submit(fn, args, kwargs, key=key, pure=pure, retries=retries,
+                                    workers=workers, priority=priority, run_once=run_once)
+
+    def map(self, fn: Callable[..., Any], *iterables: Iterable[Any], key: str | list[str] | None = None,
+            pure: bool = False, retries: int = 0, workers: Iterable[str] | None = None,
+            priority: int = 0, run_once: bool = False, **kwargs: Any) -> list[Future]:
+        """``submit`` once per element of the zipped iterables; a list of Futures."""
+        keys: Iterable[str | None]
+        if isinstance(key, list):
+            keys = key
+        elif isinstance(key, str):
+            keys = (f"{key}-{i}" for i in itertools.count())
+        else:
+            keys = itertools.repeat(None)
+        workers = list(workers) if workers is not None else None
+        submit = self._session.submit
+        return [
+            submit(fn, args, kwargs, key=k, pure=pure, retries=retries, workers=workers,
+                   priority=priority, run_once=run_once)
+            for args, k in zip(zip(*iterables), keys)
+        ]
+
+    def cancel(self, futures: Future | Iterable[Future], reason: str = "cancelled") -> None:
+        """Cancel tasks: queued ones never run; their futures raise CancelledError."""
+        fs = [futures] if isinstance(futures, Future) else list(futures)
+        if fs:
+            self._session.post(p.CancelKeys([f.key for f in fs], reason))
+
+    def __repr__(self) -> str:
+        s = getattr(self, "_session", None)
+        state = "closed" if self.closed else f"connected as {s.peer_id}" if s else "not connected"
+        return f"<{type(self).__name__} {state}, {len(s.keys) if s else 0} futures>"
+
+
+def _collect(obj: Any, out: list[Future]) -> None:
+    if type(obj) is Future:
+        out.append(obj)
+    elif type(obj) in (list, tuple, set, frozenset):
+        for x in obj:
+            _collect(x, out)
+    elif type(obj) is dict:
+        for x in obj.values():
+            _collect(x, out)
+
+
+def _substitute(obj: Any, values: dict[str, Any]) -> Any:
+    t = type(obj)
+    if t is Future:
+        return values[obj.key]
+    if t in (list, tuple, set, frozenset):
+        return t(_substitute(x, values) for x in obj)
+    if t is dict:
+        return {k: _substitute(v, values) for k, v in obj.items()}
+    return obj
+
+
+class AsyncClient(_ClientAPI):
+    """A trio-native client: ``async with AsyncClient(address) as client: ...``.
+
+    Args:
+        address: ``ws://host:port`` (or ``wss://``) of the scheduler.
+        token: the cluster token (default: ``$TRIOFLOW_TOKEN``).
+        ssl_context: for ``wss://`` addresses.
+
+    Cancellation: leaving the ``async with`` block (normally or by cancellation) closes
+    the connection; the scheduler then releases everything this client held.
+    """
+
+    def __init__(self, address: str | None = None, *, token: str | None = None,
+                 ssl_context: ssl.SSLContext | None = None, name: str = "") -> None:
+        self.address = address
+        self.token = token if token is not None else os.environ.get("TRIOFLOW_TOKEN")
+        self.ssl_context = ssl_context
+        self.name = name or f"client-{os.getpid()}"
+        self._stack: contextlib.AsyncExitStack | None = None
+
+    @classmethod
+    def _in_task(cls, session: Session) -> AsyncClient:
+        self = cls.__new__(cls)
+        self.address = None
+        self._session = session
+        self._stack = None
+        return self
+
+    async def __aenter__(self) -> AsyncClient:
+        if self.address is None:
+            raise ValueError("AsyncClient needs an address; use trioflow.run(main) or "
+                             "trioflow.testing.open_local_cluster() to start a cluster")
+        stack = contextlib.AsyncExitStack()
+        await stack.__aenter__()
+        try:
+            ctx = self.ssl_context if self.address.startswith("wss://") else None
+            ws = await stack.enter_async_context(
+                open_websocket_url(self.address, ctx, max_message_size=DEFAULT_MAX_MESSAGE_SIZE))
+            conn = PeerConnection(ws, name=f"scheduler ({self.address})")
+            conn.send(p.Hello("client", self.name, list(p.SUPPORTED_VERSIONS), self.token or ""))
+            await conn.flush()
+            from .net.worker_node import _expect_welcome
+
+            welcome = await _expect_welcome(conn)
+            self._session = Session(conn, welcome.peer_id)
+            nursery = await stack.enter_async_context(trio.open_nursery())
+            nursery.start_soon(conn.run_writer)
+            nursery.start_soon(self._read, conn)
+            stack.callback(nursery.cancel_scope.cancel)
+            stack.callback(self._session.close, "the client closed")
+        except BaseException:
+            await stack.__aexit__(None, None, None)
+            raise
+        self._stack = stack
+        _default_client.append(self)
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        """Close the connection (idempotent)."""
+        if self in _default_client:
+            _default_client.remove(self)
+        stack, self._stack = self._stack, None
+        if stack is not None:
+            with trio.CancelScope(shield=True):
+                await self._session.conn.flush()
+            await stack.aclose()
+
+    async def _read(self, conn: PeerConnection) -> None:
+        reason = "the scheduler closed the connection"
+        try:
+            while True:
+                for msg in await conn.receive():
+                    self._session.handle(msg)
+        except ConnectionClosed as exc:
+            reason = f"connection closed ({exc.reason.code} {exc.reason.reason or ''})".strip()
+        except Exception as exc:
+            reason = f"connection failed: {exc}"
+            logger.warning("client connection failed: %s", exc)
+        finally:
+            self._session.close(reason)
+
+    async def gather(self, futures: Any, errors: str = "raise") -> Any:
+        """The values of futures (a Future, or lists/tuples/dicts of them), same shape.
+
+        Args:
+            errors: "raise" raises the first failure; "skip" leaves failed ones out
+                (lists only).
+        """
+        found: list[Future] = []
+        _collect(futures, found)
+        session = self._session
+        await session.wait_async([f._state for f in found])
+        values: dict[str, Any] = {}
+        for f in found:
+            try:
+                values[f.key] = await session.value_async(f._state)
+            except Exception:
+                if errors == "raise":
+                    raise
+        if errors == "skip" and isinstance(futures, list):
+            futures = [f for f in futures if type(f) is not Future or f.key in values]
+        return _substitute(futures, values)
+
+    async def scatter(self, data: Any) -> Any:
+        """Place data on the cluster; Futures in the same shape (list, dict or one)."""
+        return _scatter(self._session, data)
+
+    async def wait_for_workers(self, n: int = 1, timeout: float | None = None) -> None:
+        """Return once at least ``n`` workers are connected."""
+        with trio.fail_after(timeout if timeout is not None else float("inf")):
+            while True:
+                reply = await self._session.status()
+                if len(reply.workers) >= n:
+                    return
+                await trio.sleep(0.05)
+
+    async def status(self) -> dict[str, Any]:
+        """A snapshot of the cluster: workers with their slots, tasks by state."""
+        reply = await self._session.status()
+        return {"workers": reply.workers, "tasks": reply.tasks}
+
+
+def _scatter(session: Session, data: Any) -> Any:
+    if isinstance(data, dict):
+        return {k: session.scatter_one(v) for k, v in data.items()}
+    if isinstance(data, list | tuple):
+        return type(data)(session.scatter_one(v) for v in data)
+    return session.scatter_one(data)
+
+
+class Client(_ClientAPI):
+    """A blocking client, for plain (non-async) programs and sync tasks.
+
+    ``Client()`` starts a local cluster (subprocess workers) in a background thread;
+    ``Client(address)`` connects to a running scheduler. Use it as a context manager or
+    call ``close()``.
+
+    Args:
+        address: scheduler address; None starts a local cluster.
+        workers, threads_per_worker, processes: the local cluster's shape.
+        token: the cluster token (default: ``$TRIOFLOW_TOKEN``).
+        **options: more local-cluster options (``auto_secede``, ``max_parked_threads``).
+    """
+
+    def __init__(self, address: str | None = None, *, workers: int | None = None,
+                 threads_per_worker: int | None = None, processes: bool = True,
+                 token: str | None = None, ssl_context: ssl.SSLContext | None = None,
+                 timeout: float = 60, **options: Any) -> None:
+        self._thread: threading.Thread | None = None
+        self._stop: Callable[[], None] | None = None
+        ready = threading.Event()
+        box: dict[str, Any] = {}
+
+        async def background() -> None:
+            from .cluster import _open_client
+
+            try:
+                async with _open_client(address, workers=workers,
+                                        threads_per_worker=threads_per_worker,
+                                        processes=processes, token=token,
+                                        ssl_context=ssl_context, **options) as (client, cluster):
+                    box["session"] = client._session
+                    box["cluster"] = cluster
+                    stop = trio.Event()
+                    token_ = trio.lowlevel.current_trio_token()
+                    self._stop = lambda: token_.run_sync_soon(stop.set)
+                    ready.set()
+                    await stop.wait()
+            except BaseException as exc:
+                box["error"] = exc
+                ready.set()
+                if not isinstance(exc, Exception):
+                    raise
+
+        self._thread = threading.Thread(target=trio.run, args=(background,), daemon=True,
+                                        name="trioflow-client")
+        self._thread.start()
+        if not ready.wait(timeout):
+            raise TimeoutError(f"could not start or reach the cluster in {timeout}s")
+        if "error" in box:
+            raise box["error"]
+        self._session = box["session"]
+        self.cluster = box["cluster"]
+        _default_client.append(self)
+
+    @classmethod
+    def _in_task(cls, session: Session) -> Client:
+        self = cls.__new__(cls)
+        self._session = session
+        self._thread = None
+        self._stop = None
+        self.cluster = None
+        return self
+
+    def gather(self, futures: Any, errors: str = "raise", timeout: float | None = None) -> Any:
+        """Block until futures are done; their values in the same shape.
+
+        Inside a task this wait is seen by the scheduler: secede first (or use
+        ``worker_client``), or it holds the slot while waiting.
+        """
+        found: list[Future] = []
+        _collect(futures, found)
+        session = self._session
+        session.wait_sync([f._state for f in found], timeout)
+        values: dict[str, Any] = {}
+        for f in found:
+            try:
+                values[f.key] = session.value(f._state)
+            except Exception:
+                if errors == "raise":
+                    raise
+        if errors == "skip" and isinstance(futures, list):
+            futures = [f for f in futures if type(f) is not Future or f.key in values]
+        return _substitute(futures, values)
+
+    def scatter(self, data: Any) -> Any:
+        """Place data on the cluster; Futures in the same shape."""
+        return _scatter(self._session, data)
+
+    def close(self) -> None:
+        """Close the connection, and the local cluster if this client started one."""
+        if self in _default_client:
+            _default_client.remove(self)
+        if self._stop is not None:
+            stop, self._stop = self._stop, None
+            with contextlib.suppress(trio.RunFinishedError):
+                stop()
+            if self._thread is not None:
+                self._thread.join(30)
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        if getattr(self, "_stop", None) is not None:
+            with contextlib.suppress(Exception):
+                self.close()
+

@@ -1,0 +1,182 @@
+"""Local clusters and ``trioflow.run``: a scheduler, workers and a client in one nursery.
+
+``open_local_cluster`` starts the scheduler on loopback (port 0) and N workers, either
+as subprocesses running the real ``trioflow-worker`` CLI (``processes=True``) or as Trio
+tasks in this process (``processes=False``, for tests and debugging), and returns once
+every worker has joined. Leaving it stops everything: worker processes are terminated
+(and die anyway when they lose the scheduler), no thread or process is left behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+import logging
+import os
+import sys
+from collections.abc import AsyncIterator, Callable
+from functools import partial
+from typing import Any
+
+import attrs
+import trio
+
+from .net.scheduler_server import SchedulerServer
+from .net.worker_node import WorkerNode
+from .tasks import _default_client
+
+logger = logging.getLogger(__name__)
+
+#: seconds allowed for all workers of a local cluster to join
+STARTUP_TIMEOUT = 60.0
+
+
+def default_shape(workers: int | None, threads_per_worker: int | None) -> tuple[int, int]:
+    """Workers and threads per worker, filling the machine's cores by default."""
+    cores = os.cpu_count() or 1
+    if workers is None:
+        workers = max(1, min(cores, 4) if threads_per_worker is None else cores // threads_per_worker)
+    if threads_per_worker is None:
+        threads_per_worker = max(1, cores // workers)
+    if workers < 1:
+        raise ValueError(f"workers must be >= 1, got {workers}")
+    if threads_per_worker < 1:
+        raise ValueError(f"threads_per_worker must be >= 1, got {threads_per_worker}")
+    return workers, threads_per_worker
+
+
+@attrs.define(eq=False)
+class LocalCluster:
+    """A running local cluster.
+
+    Attributes:
+        address: the scheduler's ``ws://`` address.
+        scheduler: the in-process SchedulerServer (its ``state`` is the core).
+        workers: in-process WorkerNodes (empty with processes=True).
+        processes: worker subprocesses (empty with processes=False).
+    """
+
+    address: str
+    scheduler: SchedulerServer
+    workers: list[WorkerNode]
+    processes: list[trio.Process]
+    nursery: trio.Nursery
+
+    def __repr__(self) -> str:
+        n = len(self.workers) or len(self.processes)
+        return f"<LocalCluster {self.address} workers={n}>"
+
+
+@contextlib.asynccontextmanager
+async def open_local_cluster(
+    workers: int | None = None,
+    threads_per_worker: int | None = None,
+    *,
+    processes: bool = False,
+    host: str = "127.0.0.1",
+    token: str | None = None,
+    auto_secede: bool = False,
+    max_parked_threads: int | None = None,
+    inline_limit: int | None = None,
+) -> AsyncIterator[LocalCluster]:
+    """Start a scheduler and workers; yield once all workers have joined.
+
+    Cancellation: leaving the block cancels everything started here and terminates the
+    worker processes.
+    """
+    n, nthreads = default_shape(workers, threads_per_worker)
+    extra: dict[str, Any] = {}
+    if inline_limit is not None:
+        extra["inline_limit"] = inline_limit
+    async with trio.open_nursery() as nursery:
+        server = SchedulerServer(token=token, **extra)
+        address = await nursery.start(server.serve, host, 0)
+        nodes: list[WorkerNode] = []
+        procs: list[trio.Process] = []
+        for i in range(n):
+            if processes:
+                argv = [sys.executable, "-m", "trioflow.cli", "worker", address,
+                        "--nthreads", str(nthreads), "--name", f"worker-{i}", "--death-timeout", "5"]
+                if auto_secede:
+                    argv.append("--auto-secede")
+                if max_parked_threads is not None:
+                    argv += ["--max-parked-threads", str(max_parked_threads)]
+                env = dict(os.environ)
+                if token:
+                    env["TRIOFLOW_TOKEN"] = token
+                procs.append(await nursery.start(partial(trio.run_process, argv, env=env,
+                                                         check=False)))
+            else:
+                opts: dict[str, Any] = dict(extra)
+                if max_parked_threads is not None:
+                    opts["max_parked_threads"] = max_parked_threads
+                node = WorkerNode(address, nthreads=nthreads, name=f"worker-{i}", token=token,
+                                  auto_secede=auto_secede, host=host, **opts)
+                nodes.append(node)
+                nursery.start_soon(node.serve)
+        with trio.fail_after(STARTUP_TIMEOUT):
+            await server.wait_for_workers(n)
+        try:
+            yield LocalCluster(address, server, nodes, procs, nursery)
+        finally:
+            nursery.cancel_scope.cancel()
+
+
+@contextlib.asynccontextmanager
+async def _open_client(address: str | None, *, workers: int | None = None,
+                       threads_per_worker: int | None = None, processes: bool = True,
+                       token: str | None = None, ssl_context: Any = None,
+                       **options: Any) -> AsyncIterator[tuple[Any, LocalCluster | None]]:
+    """An AsyncClient connected to ``address``, or to a new local cluster if None."""
+    from .client import AsyncClient
+
+    async with contextlib.AsyncExitStack() as stack:
+        cluster = None
+        if address is None:
+            cluster = await stack.enter_async_context(open_local_cluster(
+                workers, threads_per_worker, processes=processes, token=token, **options))
+            address = cluster.address
+        elif options:
+            raise TypeError(f"options {sorted(options)} only apply to a local cluster, "
+                            "not with address=")
+        client = await stack.enter_async_context(
+            AsyncClient(address, token=token, ssl_context=ssl_context))
+        yield client, cluster
+
+
+def run(main: Callable[..., Any], *args: Any, workers: int | None = None,
+        threads_per_worker: int | None = None, processes: bool = True,
+        address: str | None = None, **options: Any) -> Any:
+    """Run ``main(*args)`` with a cluster, like ``trio.run``; return its result.
+
+    Starts a scheduler and worker processes (or connects to ``address``), then runs
+    ``main``: an ``async def`` main runs on the event loop and uses
+    ``trioflow.get_client()`` (an AsyncClient); a plain function runs in a thread and
+    gets a blocking Client. Everything is torn down when main returns or raises, and on
+    Ctrl-C.
+
+    Args:
+        workers, threads_per_worker: the local cluster's shape (default: fill the cores).
+        processes: workers as subprocesses (default) or as tasks in this process.
+        address: use this running scheduler instead of starting one.
+        **options: ``token``, ``auto_secede``, ``max_parked_threads``, ``inline_limit``.
+    """
+    return trio.run(partial(_run, main, args, workers, threads_per_worker, processes, address,
+                            options))
+
+
+async def _run(main: Callable[..., Any], args: tuple[Any, ...], workers: int | None,
+               threads_per_worker: int | None, processes: bool, address: str | None,
+               options: dict[str, Any]) -> Any:
+    from .client import Client
+
+    async with _open_client(address, workers=workers, threads_per_worker=threads_per_worker,
+                            processes=processes, **options) as (client, _cluster):
+        if inspect.iscoroutinefunction(main):
+            return await main(*args)
+        sync_client = Client._in_task(client._session)
+        _default_client.append(sync_client)
+        try:
+            return await trio.to_thread.run_sync(partial(main, *args), abandon_on_cancel=True)
+        finally:
+            _default_client.remove(sync_client)

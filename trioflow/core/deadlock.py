@@ -1,0 +1,184 @@
+"""Secede/rejoin accounting, the wait-for graph, and deadlock detection.
+
+The scheduler sees every wait a task makes (in-task clients talk through their worker's
+connection), so it holds the wait-for graph: run -> keys it is blocked on.
+
+Deadlock rule (zero false positives): the cluster is deadlocked when
+
+1. every slot of every worker is held by a run blocked on keys, without a timeout
+   (``worker.blocked >= worker.nthreads`` for all workers, and there is a worker), and
+2. no seceded run could still be computing: each is blocked without a timeout, or
+   waiting to rejoin, and
+3. no StealTasks answer is in flight.
+
+Then nothing computes, nothing can start (every task needs a slot), and the only thing
+that could unblock a run is a key finishing, which needs a slot. The scheduler's view of
+"blocked" is exact because only the scheduler unblocks a run (by sending it the result
+it waits for), and it updates its records when it sends. A timeout or a new worker would
+change the picture, which is why timed waits never count as blocked.
+
+When the rule holds, every slot-holding blocked run gets ``WaitFailed(kind="deadlock")``
+with a report naming each waiter, its slot, and what it waits on; its wait raises
+``DeadlockError``, the slot frees and the rest of the program can go on.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from .. import protocol as p
+from .records import TERMINAL, TaskRecord, TaskStatus
+from .tasks import unblock
+
+if TYPE_CHECKING:
+    from .scheduler import SchedulerState
+
+FIXES = (
+    "Fix it in one of these ways:\n"
+    "  * call trioflow.secede() before waiting and trioflow.rejoin() after it;\n"
+    "  * wait inside `with trioflow.worker_client() as client:` (it secedes for you);\n"
+    "  * make the task `async def` and `await` the futures (waiting holds no slot);\n"
+    "  * or start the cluster with auto_secede=True."
+)
+
+
+def _run(state: SchedulerState, peer_id: str, key: str, run_id: int) -> TaskRecord | None:
+    task = state.tasks.get(key)
+    if task is None or task.worker != peer_id or task.run_id != run_id:
+        return None  # stale: the run ended, was returned, or its worker left
+    return task
+
+
+def wait_keys(state: SchedulerState, peer_id: str, msg: p.WaitKeys) -> None:
+    run = _run(state, peer_id, msg.run_key, msg.run_id)
+    if run is None:
+        return
+    unblock(state, run)  # a new wait replaces an old one
+    pending = set()
+    for key in msg.keys:
+        task = state.tasks.get(key)
+        if task is not None and task.status not in TERMINAL and key != run.key:
+            pending.add(key)
+            task.waiters.add(run.key)
+    if not pending:
+        return
+    run.blocked_on = pending
+    run.blocked_timeout = msg.has_timeout
+    if not run.seceded and not msg.has_timeout:
+        state.workers[peer_id].blocked += 1
+    state.deadlock_dirty = True
+
+
+def wait_ended(state: SchedulerState, peer_id: str, msg: p.WaitEnded) -> None:
+    run = _run(state, peer_id, msg.run_key, msg.run_id)
+    if run is not None:
+        unblock(state, run)
+
+
+def seceded(state: SchedulerState, peer_id: str, msg: p.Seceded) -> None:
+    run = _run(state, peer_id, msg.key, msg.run_id)
+    if run is None or run.seceded:
+        return
+    worker = state.workers[peer_id]
+    run.seceded = True
+    state.seceded[run.key] = run
+    worker.occupying -= 1
+    if run.blocked_on is not None and not run.blocked_timeout:
+        worker.blocked -= 1
+    state.deadlock_dirty = True
+
+
+def rejoin_requested(state: SchedulerState, peer_id: str, msg: p.RejoinRequested) -> None:
+    run = _run(state, peer_id, msg.key, msg.run_id)
+    if run is not None and run.seceded:
+        run.rejoin_pending = True
+        state.deadlock_dirty = True
+
+
+def rejoined(state: SchedulerState, peer_id: str, msg: p.Rejoined) -> None:
+    run = _run(state, peer_id, msg.key, msg.run_id)
+    if run is None or not run.seceded:
+        return
+    worker = state.workers[peer_id]
+    run.seceded = False
+    run.rejoin_pending = False
+    del state.seceded[run.key]
+    worker.occupying += 1
+    if run.blocked_on is not None and not run.blocked_timeout:
+        worker.blocked += 1
+    state.deadlock_dirty = True
+
+
+def is_deadlocked(state: SchedulerState) -> bool:
+    """Whether the rule in the module docstring holds right now."""
+    if not state.workers:
+        return False
+    for w in state.workers.values():
+        if w.blocked < w.nthreads or w.steal_pending:
+            return False
+    for run in state.seceded.values():
+        if run.rejoin_pending:
+            continue
+        if run.blocked_on is None or run.blocked_timeout:
+            return False  # it may be computing, or will wake up
+    return True
+
+
+def check(state: SchedulerState) -> None:
+    """Report a deadlock to its waiters if one has formed."""
+    if not is_deadlocked(state):
+        return
+    victims = [
+        t
+        for w in state.workers.values()
+        for t in w.processing.values()
+        if not t.seceded and t.blocked_on is not None and not t.blocked_timeout
+    ]
+    report = describe(state, victims)
+    state.deadlocks.append(report)
+    for run in victims:
+        worker_id = run.worker
+        assert worker_id is not None
+        state.send(worker_id, p.WaitFailed(run.key, run.run_id, "deadlock", report))
+        unblock(state, run)
+
+
+def _where(state: SchedulerState, key: str, depth: int = 0) -> str:
+    task = state.tasks.get(key)
+    if task is None:
+        return f"{key} (released)"
+    if task.status is TaskStatus.QUEUED:
+        return f"{key} (queued: no free slot)"
+    if task.status is TaskStatus.WAITING:
+        waits = sorted(task.waiting_on)
+        if depth >= 2 or not waits:
+            return f"{key} (waiting on its inputs)"
+        return f"{key} (needs {_where(state, waits[0], depth + 1)})"
+    if task.status is TaskStatus.PROCESSING and task.worker is not None:
+        wname = state.workers[task.worker].name
+        if task.blocked_on and depth < 2:
+            inner = _where(state, sorted(task.blocked_on)[0], depth + 1)
+            how = "seceded and " if task.seceded else ""
+            return f"{key} ({how}running on {wname!r}, itself waiting on {inner})"
+        if task.rejoin_pending:
+            return f"{key} (seceded on {wname!r}, waiting for a slot to rejoin)"
+        return f"{key} (queued on {wname!r} behind blocked slots)"
+    return key
+
+
+def describe(state: SchedulerState, victims: list[TaskRecord]) -> str:
+    """A human report of the deadlock: who holds which slot, waiting on what."""
+    nslots = sum(w.nthreads for w in state.workers.values())
+    lines = [
+        f"trioflow detected a deadlock: all {nslots} slot(s) on {len(state.workers)} worker(s) "
+        "are held by tasks that wait, without seceding, on work that needs a slot to run.",
+        "",
+    ]
+    for run in victims:
+        wname = state.workers[run.worker].name if run.worker else "?"
+        waits = sorted(run.blocked_on or ())
+        shown = ", ".join(_where(state, k) for k in waits[:3])
+        more = f" and {len(waits) - 3} more" if len(waits) > 3 else ""
+        lines.append(f"  task {run.key} holds a slot on worker {wname!r} and waits on {shown}{more}")
+    lines += ["", FIXES]
+    return "\n".join(lines)

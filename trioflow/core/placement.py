@@ -1,0 +1,169 @@
+"""Placement: which ready task goes to which worker, and taking queued work back.
+
+Rules:
+
+* Ready tasks leave the heap in priority order: higher user priority, then deeper
+  (children of running tasks before new roots), then submission order.
+* A worker takes a task while its non-seceded runs are fewer than its slots plus a
+  prefetch allowance. Prefetch hides the scheduler round trip for short tasks: it is
+  derived from the function's mean duration (none for tasks longer than the window).
+* Among workers with room, a task goes to the one holding most bytes of its inputs,
+  then the least occupied one.
+* A worker whose every slot is held by a blocked run cannot start what it has queued:
+  that work is stolen back (``StealTasks``) and placed elsewhere. An idle worker also
+  steals from the worker with the deepest queue.
+"""
+
+from __future__ import annotations
+
+import heapq
+from typing import TYPE_CHECKING
+
+from .. import protocol as p
+from .records import TaskRecord, TaskStatus, WorkerRecord
+
+if TYPE_CHECKING:
+    from .scheduler import SchedulerState
+
+#: prefetch covers this much expected run time per slot
+PREFETCH_WINDOW = 0.002
+#: and never more than this many queued tasks per slot
+PREFETCH_MAX = 16
+
+
+def prefetch_per_slot(state: SchedulerState, fn_id: str) -> int:
+    """How many tasks of ``fn_id`` a worker may hold queued per slot."""
+    duration = state.durations.get(fn_id)
+    if duration is None:
+        return 1
+    return min(PREFETCH_MAX, int(PREFETCH_WINDOW / max(duration, 1e-6)))
+
+
+def schedule(state: SchedulerState) -> None:
+    """Assign ready tasks to workers with room, best first, until either runs out."""
+    ready = state.ready
+    if ready and state.workers:
+        workers = list(state.workers.values())
+        while ready:
+            _, key = ready[0]
+            task = state.tasks.get(key)
+            if task is None or task.status is not TaskStatus.QUEUED:
+                heapq.heappop(ready)  # stale entry
+                continue
+            extra = prefetch_per_slot(state, task.fn_id)
+            worker = _choose(state, task, workers, extra)
+            if worker is None:
+                if task.restrict and _restricted_room(workers, extra):
+                    heapq.heappop(ready)  # its workers are full or absent; others may fit
+                    state.unplaceable[key] = task
+                    task.status = TaskStatus.WAITING
+                    continue
+                break
+            heapq.heappop(ready)
+            assign(state, task, worker)
+    _steal(state)
+
+
+def _restricted_room(workers: list[WorkerRecord], extra: int) -> bool:
+    return any(w.occupying < w.nthreads * (1 + extra) for w in workers)
+
+
+def _choose(
+    state: SchedulerState, task: TaskRecord, workers: list[WorkerRecord], extra: int
+) -> WorkerRecord | None:
+    best = None
+    best_score = None
+    for w in workers:
+        free = w.nthreads - w.blocked  # slots not held by blocked runs
+        if free <= 0 or w.occupying - w.blocked >= free * (1 + extra):
+            continue
+        if task.restrict and w.name not in task.restrict and w.id not in task.restrict:
+            continue
+        local = 0
+        for dep_key in task.deps:
+            dep = state.tasks.get(dep_key)
+            if dep is not None and w.id in dep.who_has:
+                local += dep.nbytes
+        score = (-local, w.occupying / w.nthreads)
+        if best_score is None or score < best_score:
+            best, best_score = w, score
+    return best
+
+
+def assign(state: SchedulerState, task: TaskRecord, worker: WorkerRecord) -> None:
+    """Give ``task`` to ``worker`` as a new run."""
+    task.status = TaskStatus.PROCESSING
+    task.worker = worker.id
+    task.run_id += 1
+    worker.processing[task.key] = task
+    worker.occupying += 1
+    if task.fn_id not in worker.fn_ids:
+        worker.fn_ids.add(task.fn_id)
+        state.send(worker.id, p.Function(task.fn_id, state.functions[task.fn_id]))
+    dep_inline: list[bytes | None] = []
+    dep_holders: list[str] = []
+    for dep_key in task.deps:
+        dep = state.tasks[dep_key]
+        if worker.id in dep.who_has:
+            dep_inline.append(None)
+            dep_holders.append("")
+        elif dep.inline is not None:
+            dep_inline.append(dep.inline)
+            dep_holders.append("")
+        else:
+            holder = state.workers[min(dep.who_has)]
+            dep_inline.append(None)
+            dep_holders.append(holder.data_address)
+    state.send(
+        worker.id,
+        p.ComputeTask(
+            task.key,
+            task.run_id,
+            task.fn_id,
+            task.payload,
+            list(task.priority),
+            list(task.deps),
+            dep_inline,
+            dep_holders,
+            task.is_async,
+        ),
+    )
+
+
+def _steal(state: SchedulerState) -> None:
+    """Take queued runs back from workers that cannot start them soon."""
+    idle = any(w.occupying < w.nthreads and w.blocked < w.nthreads for w in state.workers.values())
+    for w in state.workers.values():
+        if w.steal_pending:
+            continue
+        queued = w.occupying - w.nthreads  # at least this many runs have not started
+        if w.blocked >= w.nthreads:
+            # every slot is held by a blocked run: nothing else there can start
+            victims = [t for t in w.processing.values() if not t.seceded and t.blocked_on is None]
+        elif idle and queued > 0 and not state.ready:
+            candidates = [t for t in w.processing.values() if not t.seceded and t.blocked_on is None]
+            candidates.sort(key=lambda t: t.priority, reverse=True)
+            victims = candidates[: (queued + 1) // 2]
+        else:
+            continue
+        if victims:
+            w.steal_pending = True
+            state.send(w.id, p.StealTasks([t.key for t in victims], [t.run_id for t in victims]))
+
+
+def tasks_returned(state: SchedulerState, peer_id: str, msg: p.TasksReturned) -> None:
+    from .tasks import end_run, maybe_release
+
+    worker = state.workers.get(peer_id)
+    if worker is None:
+        return
+    worker.steal_pending = False
+    for key, run_id in zip(msg.keys, msg.run_ids):
+        task = worker.processing.get(key)
+        if task is None or task.run_id != run_id:
+            continue
+        end_run(state, worker, task)
+        if task.status is TaskStatus.PROCESSING:
+            state.push_ready(task)
+        else:
+            maybe_release(state, task)

@@ -1,0 +1,120 @@
+"""What the scheduler remembers: one record per task, per worker and per connected peer.
+
+Invariants (checked by :func:`trioflow.core.validate.check_scheduler`):
+
+* a task is PROCESSING iff it has a run on exactly one worker (``worker`` is set and the
+  worker's ``processing`` holds it); a CANCELLED/ERRED task may still have a run there
+  until the run ends, because a Python thread cannot be stopped;
+* ``worker.occupying`` == the number of its runs that are not seceded;
+* ``worker.blocked`` == the number of its non-seceded runs blocked (without a timeout);
+* a task is in ``waiters`` of every key in its ``blocked_on``.
+"""
+
+from __future__ import annotations
+
+import enum
+
+import attrs
+
+
+class TaskStatus(enum.Enum):
+    """Where a task is in its life on the scheduler."""
+
+    WAITING = "waiting"  # some dependency is not in memory yet
+    QUEUED = "queued"  # ready to run, no worker chosen yet
+    PROCESSING = "processing"  # a worker has it: queued there, running, or seceded
+    MEMORY = "memory"  # finished; the result is on workers and/or inline here
+    ERRED = "erred"  # failed, was cancelled, or was lost (see ``error``)
+
+
+#: statuses a waiter no longer waits on
+TERMINAL = frozenset({TaskStatus.MEMORY, TaskStatus.ERRED})
+
+
+@attrs.define(eq=False, repr=False)
+class TaskRecord:
+    """One task: its spec, where it is, who wants it, and its current run."""
+
+    key: str
+    fn_id: str
+    payload: bytes
+    deps: tuple[str, ...]
+    priority: tuple[int, int, int]
+    owner: str
+    parent: str = ""
+    depth: int = 0
+    is_async: bool = False
+    retries: int = 0
+    run_once: bool = False
+    restrict: tuple[str, ...] = ()
+    status: TaskStatus = TaskStatus.WAITING
+    #: dependencies not in memory yet
+    waiting_on: set[str] = attrs.Factory(set)
+    #: unfinished tasks that need this one's result
+    dependents: set[str] = attrs.Factory(set)
+    #: peer ids holding at least one future for this key
+    wanted_by: set[str] = attrs.Factory(set)
+    #: keys of runs blocked on this key
+    waiters: set[str] = attrs.Factory(set)
+    # --- the current run (when a worker has it)
+    worker: str | None = None
+    run_id: int = 0
+    seceded: bool = False
+    rejoin_pending: bool = False
+    #: keys this run waits on that are not terminal yet (None: not waiting)
+    blocked_on: set[str] | None = None
+    blocked_timeout: bool = False
+    # --- the result
+    who_has: set[str] = attrs.Factory(set)
+    nbytes: int = 0
+    inline: bytes | None = None
+    type_name: str = ""
+    #: the KeyErred message sent to wanters when this task failed
+    error: object | None = None
+    #: names of workers that died while running this task
+    deaths: list[str] = attrs.Factory(list)
+
+    def __repr__(self) -> str:
+        return f"<TaskRecord {self.key!r} {self.status.value} on={self.worker!r} run={self.run_id}>"
+
+
+@attrs.define(eq=False, repr=False)
+class WorkerRecord:
+    """One connected worker: its slots and what the scheduler gave it."""
+
+    id: str
+    name: str
+    nthreads: int
+    data_address: str
+    #: key -> task for every run this worker has (queued there, running or seceded)
+    processing: dict[str, TaskRecord] = attrs.Factory(dict)
+    #: runs that count against slots: all of ``processing`` that is not seceded
+    occupying: int = 0
+    #: non-seceded runs blocked on keys without a timeout (they hold a slot doing nothing)
+    blocked: int = 0
+    #: keys whose results this worker holds
+    has_what: set[str] = attrs.Factory(set)
+    #: functions already sent to this worker
+    fn_ids: set[str] = attrs.Factory(set)
+    #: a StealTasks is in flight
+    steal_pending: bool = False
+
+    def __repr__(self) -> str:
+        return (
+            f"<WorkerRecord {self.name!r} slots={self.nthreads} occupying={self.occupying} "
+            f"blocked={self.blocked} processing={len(self.processing)}>"
+        )
+
+
+@attrs.define(eq=False, repr=False)
+class PeerRecord:
+    """One connection: a client, or a worker acting as a client for its tasks."""
+
+    id: str
+    role: str
+    name: str
+    #: keys this peer holds futures for
+    wants: set[str] = attrs.Factory(set)
+
+    def __repr__(self) -> str:
+        return f"<PeerRecord {self.id!r} {self.role} {self.name!r} wants={len(self.wants)}>"

@@ -1,0 +1,213 @@
+"""The scheduler's state machine: events in, commands out. No I/O, no clock, no pickle.
+
+Theory of operation:
+
+* ``SchedulerState.handle(event)`` applies one event and returns the commands it caused.
+  A frame of messages is one event, and scheduling/deadlock checks run once per event,
+  not once per message: that is where batching pays on the scheduler.
+* Handlers are module-level functions grouped by concern: task lifecycle in
+  :mod:`.tasks`, placement and stealing in :mod:`.placement`, deadlock detection in
+  :mod:`.deadlock`. This module owns the records, peer membership and dispatch.
+* Expected races (stale run ids, unknown keys, a finish for a cancelled task) are not
+  errors: they are dropped. Only broken invariants raise ``InvalidTransition``.
+* Iteration order is always insertion order (dicts) or sorted: the core is deterministic,
+  which the hypothesis state machines rely on.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Callable
+from typing import Any
+
+from .. import protocol as p
+from ..errors import InvalidTransition
+from . import deadlock, placement, tasks
+from .events import Close, MessagesReceived, PeerJoined, PeerLeft, Send
+from .records import PeerRecord, TaskRecord, TaskStatus, WorkerRecord
+
+#: results up to this many pickled bytes travel inside messages and are kept here too
+DEFAULT_INLINE_LIMIT = 64 * 1024
+#: a task that was running on this many dying workers fails with KilledWorker
+DEFAULT_ALLOWED_FAILURES = 3
+
+
+class SchedulerState:
+    """Everything the scheduler knows, and the rules for changing it.
+
+    Args:
+        inline_limit: results this small (pickled bytes) are forwarded by the scheduler
+            and kept here; larger ones stay on workers and are fetched on demand.
+        allowed_failures: worker deaths a task may suffer before ``KilledWorker``.
+        steal: steal queued work back from workers whose slots are all blocked or that
+            have more queued than an idle worker.
+    """
+
+    def __init__(
+        self,
+        *,
+        inline_limit: int = DEFAULT_INLINE_LIMIT,
+        allowed_failures: int = DEFAULT_ALLOWED_FAILURES,
+        scheduler_id: str = "scheduler",
+    ) -> None:
+        self.inline_limit = inline_limit
+        self.allowed_failures = allowed_failures
+        self.scheduler_id = scheduler_id
+        #: every task the scheduler knows, by key
+        self.tasks: dict[str, TaskRecord] = {}
+        #: connected workers by peer id (insertion order = join order)
+        self.workers: dict[str, WorkerRecord] = {}
+        #: every connected peer (clients and workers) by id
+        self.peers: dict[str, PeerRecord] = {}
+        #: pickled functions by content id; opaque bytes
+        self.functions: dict[str, bytes] = {}
+        #: ready tasks: (priority, key); lazily cleaned (entries may be stale)
+        self.ready: list[tuple[tuple[int, int, int], str]] = []
+        #: tasks whose worker restriction could not be met yet
+        self.unplaceable: dict[str, TaskRecord] = {}
+        #: all and only the runs that are seceded, by key
+        self.seceded: dict[str, TaskRecord] = {}
+        #: mean run duration by function id (feeds prefetch depth)
+        self.durations: dict[str, float] = {}
+        #: our request id -> (peer, their request id) for relayed GetData
+        self.relayed: dict[int, tuple[str, int]] = {}
+        self.counter = 0  # submission order; tie-breaks priorities
+        self.request_counter = 0
+        #: set when something changed that may form (or clear) a deadlock
+        self.deadlock_dirty = False
+        #: deadlock reports issued so far (for introspection and tests)
+        self.deadlocks: list[str] = []
+        self._out: list[Any] = []
+        self._dispatch: dict[type, Callable[[SchedulerState, str, Any], None]] = {
+            p.RegisterFunction: tasks.register_function,
+            p.SubmitTask: tasks.submit_task,
+            p.ReleaseKeys: tasks.release_keys,
+            p.AcquireKeys: tasks.acquire_keys,
+            p.CancelKeys: tasks.cancel_keys,
+            p.TaskFinished: tasks.task_finished,
+            p.TaskErred: tasks.task_erred,
+            p.ScatterData: tasks.scatter_data,
+            p.GetData: tasks.get_data,
+            p.DataReply: tasks.data_reply,
+            p.WaitKeys: deadlock.wait_keys,
+            p.WaitEnded: deadlock.wait_ended,
+            p.Seceded: deadlock.seceded,
+            p.RejoinRequested: deadlock.rejoin_requested,
+            p.Rejoined: deadlock.rejoined,
+            p.TasksReturned: placement.tasks_returned,
+            p.Heartbeat: _ignore,
+            p.StatusRequest: _status,
+        }
+
+    # ------------------------------------------------------------------ entry point
+
+    def handle(self, event: Any) -> list[Any]:
+        """Apply one event; return the commands it caused (``Send``/``Close``)."""
+        if type(event) is MessagesReceived:
+            peer_id = event.peer_id
+            if peer_id not in self.peers:
+                return []  # the peer left while its frame was being handled
+            dispatch = self._dispatch
+            for msg in event.messages:
+                handler = dispatch.get(type(msg))
+                if handler is None:
+                    self.close(peer_id, p.CLOSE_PROTOCOL_ERROR, f"unexpected {type(msg).__name__}")
+                    break
+                handler(self, peer_id, msg)
+        elif type(event) is PeerJoined:
+            _peer_joined(self, event.peer_id, event.hello)
+        elif type(event) is PeerLeft:
+            _peer_left(self, event.peer_id)
+        else:
+            raise InvalidTransition(f"unknown event {event!r}")
+        placement.schedule(self)
+        if self.deadlock_dirty:
+            self.deadlock_dirty = False
+            deadlock.check(self)
+        out, self._out = self._out, []
+        return out
+
+    # ------------------------------------------------------------------ helpers for handlers
+
+    def send(self, to: str, message: Any) -> None:
+        """Queue a message for a peer."""
+        self._out.append(Send(to, message))
+
+    def close(self, to: str, code: int, reason: str) -> None:
+        """Ask the shell to close a peer's connection; it will report PeerLeft."""
+        self._out.append(Close(to, code, reason))
+
+    def push_ready(self, task: TaskRecord) -> None:
+        """Mark ``task`` QUEUED and put it in the ready heap."""
+        task.status = TaskStatus.QUEUED
+        heapq.heappush(self.ready, (task.priority, task.key))
+
+    def next_request_id(self) -> int:
+        self.request_counter += 1
+        return self.request_counter
+
+    def statistics(self) -> dict[str, Any]:
+        """Counts for monitoring and tests: tasks by status, slots, seceded runs."""
+        by_status: dict[str, int] = {}
+        for t in self.tasks.values():
+            by_status[t.status.value] = by_status.get(t.status.value, 0) + 1
+        return {
+            "tasks": by_status,
+            "workers": len(self.workers),
+            "clients": len(self.peers) - len(self.workers),
+            "seceded": len(self.seceded),
+            "deadlocks": len(self.deadlocks),
+        }
+
+
+def _ignore(state: SchedulerState, peer_id: str, msg: Any) -> None:
+    pass
+
+
+def _peer_joined(state: SchedulerState, peer_id: str, hello: p.Hello) -> None:
+    if peer_id in state.peers:
+        raise InvalidTransition(f"peer {peer_id!r} joined twice")
+    state.peers[peer_id] = PeerRecord(peer_id, hello.role, hello.name or peer_id)
+    if hello.role == "worker":
+        state.workers[peer_id] = WorkerRecord(
+            peer_id, hello.name or peer_id, max(1, hello.nthreads), hello.data_address
+        )
+        # a new worker may take tasks that could not be placed before
+        for task in state.unplaceable.values():
+            state.push_ready(task)
+        state.unplaceable.clear()
+        state.deadlock_dirty = True
+
+
+def _peer_left(state: SchedulerState, peer_id: str) -> None:
+    peer = state.peers.pop(peer_id, None)
+    if peer is None:
+        return
+    worker = state.workers.pop(peer_id, None)
+    if worker is not None:
+        tasks.worker_lost(state, worker)
+    # a vanished client (or a dead worker's in-task client) releases its futures
+    for key in sorted(peer.wants):
+        task = state.tasks.get(key)
+        if task is not None:
+            task.wanted_by.discard(peer_id)
+            tasks.maybe_release(state, task)
+    state.deadlock_dirty = True
+
+
+def _status(state: SchedulerState, peer_id: str, msg: p.StatusRequest) -> None:
+    workers = [
+        {
+            "name": w.name,
+            "id": w.id,
+            "nthreads": w.nthreads,
+            "occupying": w.occupying,
+            "blocked": w.blocked,
+            "seceded": sum(1 for t in w.processing.values() if t.seceded),
+            "processing": len(w.processing),
+            "memory": len(w.has_what),
+            "data_address": w.data_address,
+        }
+        for w in state.workers.values()
+    ]
+    state.send(peer_id, p.StatusReply(msg.request_id, workers, state.statistics()))

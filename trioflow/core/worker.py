@@ -1,0 +1,234 @@
+"""The worker's state machine: its runs and the slot ledger. Events in, commands out.
+
+Theory of operation:
+
+* A worker has ``nthreads`` slots. The shell mirrors them with one
+  ``trio.CapacityLimiter(nthreads)``: every ``StartRun``/``GrantRejoin`` command is
+  preceded by a ledger increment and executed by ``acquire_on_behalf_of_nowait(run)``;
+  every slot given back is a ``ReleaseSlot``. So ``ledger.holding`` always equals
+  ``limiter.borrowed_tokens`` once commands are executed (checked by tests).
+* Every transition of a LocalRun is in this file:
+
+      FETCHING -> QUEUED -> RUNNING <-> SECEDED -> REJOINING -> RUNNING
+                       \\-> (stolen back)          ... -> done (removed)
+
+* A slot freed goes first to a run waiting to rejoin, then to the best queued run
+  (scheduler priority order). Rejoiners before new work keeps recursion shallow.
+"""
+
+from __future__ import annotations
+
+import enum
+import heapq
+from collections import deque
+from typing import Any
+
+import attrs
+
+from .. import protocol as p
+from ..errors import InvalidTransition
+
+
+class RunState(enum.Enum):
+    FETCHING = "fetching"  # inputs are being fetched from other workers
+    QUEUED = "queued"  # ready, waiting for a slot
+    RUNNING = "running"  # holds a slot
+    SECEDED = "seceded"  # gave its slot back, still running
+    REJOINING = "rejoining"  # seceded, waiting for a slot to come back to
+
+
+@attrs.define(eq=False, repr=False)
+class LocalRun:
+    """One run of a task on this worker. It is also the limiter's borrower object."""
+
+    key: str
+    run_id: int
+    spec: Any  # the ComputeTask message
+    priority: tuple[int, ...]
+    state: RunState = RunState.QUEUED
+
+    def __repr__(self) -> str:
+        return f"<LocalRun {self.key!r}#{self.run_id} {self.state.value}>"
+
+
+@attrs.frozen
+class StartRun:
+    """Acquire a slot token for ``run`` and start it."""
+
+    run: LocalRun
+
+
+@attrs.frozen
+class GrantRejoin:
+    """Acquire a slot token for ``run`` and wake its rejoin()."""
+
+    run: LocalRun
+
+
+@attrs.frozen
+class ReleaseSlot:
+    """Give ``run``'s slot token back to the limiter."""
+
+    run: LocalRun
+
+
+@attrs.frozen
+class FetchInputs:
+    """Fetch ``run``'s missing inputs from other workers."""
+
+    run: LocalRun
+
+
+@attrs.frozen
+class SendMessage:
+    """Send ``message`` to the scheduler."""
+
+    message: Any
+
+
+class WorkerState:
+    """Runs and slots of one worker.
+
+    Args:
+        nthreads: number of slots.
+    """
+
+    def __init__(self, nthreads: int) -> None:
+        if nthreads < 1:
+            raise ValueError(f"nthreads must be >= 1, got {nthreads}")
+        self.nthreads = nthreads
+        #: every run this worker has, by key
+        self.runs: dict[str, LocalRun] = {}
+        #: runs in state QUEUED, as (priority, key); entries may be stale
+        self._ready: list[tuple[tuple[int, ...], str]] = []
+        #: all and only runs in state REJOINING, oldest first
+        self._rejoining: deque[LocalRun] = deque()
+        #: runs holding a slot (state RUNNING)
+        self.holding = 0
+        self._out: list[Any] = []
+
+    # ------------------------------------------------------------------ events
+
+    def task_assigned(self, spec: p.ComputeTask, needs_fetch: bool) -> list[Any]:
+        """The scheduler sent a ComputeTask."""
+        old = self.runs.get(spec.key)
+        if old is not None:
+            if old.run_id >= spec.run_id:
+                return []  # duplicate or stale
+            raise InvalidTransition(f"{spec.key!r} assigned again while {old!r} exists")
+        run = LocalRun(spec.key, spec.run_id, spec, tuple(spec.priority))
+        self.runs[spec.key] = run
+        if needs_fetch:
+            run.state = RunState.FETCHING
+            self._out.append(FetchInputs(run))
+        else:
+            self._enqueue(run)
+        return self._fill()
+
+    def inputs_arrived(self, run: LocalRun) -> list[Any]:
+        """All inputs of a FETCHING run are here."""
+        if self.runs.get(run.key) is run and run.state is RunState.FETCHING:
+            self._enqueue(run)
+        return self._fill()
+
+    def run_ended(self, run: LocalRun, report: Any) -> list[Any]:
+        """A run finished or raised; ``report`` is its TaskFinished/TaskErred."""
+        if self.runs.get(run.key) is not run:
+            raise InvalidTransition(f"{run!r} ended but is not current")
+        del self.runs[run.key]
+        if run.state is RunState.RUNNING:
+            self.holding -= 1
+            self._out.append(ReleaseSlot(run))
+        elif run.state is RunState.REJOINING:
+            self._rejoining.remove(run)
+        # SECEDED: nothing held; FETCHING/QUEUED: it never started (inputs lost)
+        self._out.append(SendMessage(report))
+        return self._fill()
+
+    def secede(self, run: LocalRun) -> list[Any]:
+        """``run`` gives its slot back (secede(), worker_client(), an async wait)."""
+        if run.state is not RunState.RUNNING:
+            raise InvalidTransition(f"cannot secede {run!r}")
+        run.state = RunState.SECEDED
+        self.holding -= 1
+        self._out.append(ReleaseSlot(run))
+        self._out.append(SendMessage(p.Seceded(run.key, run.run_id)))
+        return self._fill()
+
+    def rejoin(self, run: LocalRun) -> list[Any]:
+        """``run`` wants a slot again; granted now if one is free, else queued first in line."""
+        if run.state is not RunState.SECEDED:
+            raise InvalidTransition(f"cannot rejoin {run!r}")
+        run.state = RunState.REJOINING
+        self._rejoining.append(run)
+        if self.holding >= self.nthreads:
+            self._out.append(SendMessage(p.RejoinRequested(run.key, run.run_id)))
+        return self._fill()
+
+    def steal(self, keys: list[str], run_ids: list[int]) -> list[Any]:
+        """The scheduler wants these runs back if they have not started."""
+        returned_keys, returned_ids = [], []
+        for key, run_id in zip(keys, run_ids):
+            run = self.runs.get(key)
+            if run is not None and run.run_id == run_id and run.state in (
+                RunState.QUEUED,
+                RunState.FETCHING,
+            ):
+                del self.runs[key]
+                returned_keys.append(key)
+                returned_ids.append(run_id)
+        self._out.append(SendMessage(p.TasksReturned(returned_keys, returned_ids)))
+        return self._flush()
+
+    # ------------------------------------------------------------------ internals
+
+    def _enqueue(self, run: LocalRun) -> None:
+        run.state = RunState.QUEUED
+        heapq.heappush(self._ready, (run.priority, run.key))
+
+    def _fill(self) -> list[Any]:
+        while self.holding < self.nthreads:
+            if self._rejoining:
+                run = self._rejoining.popleft()
+                run.state = RunState.RUNNING
+                self.holding += 1
+                self._out.append(GrantRejoin(run))
+                self._out.append(SendMessage(p.Rejoined(run.key, run.run_id)))
+                continue
+            run = self._pop_ready()
+            if run is None:
+                break
+            run.state = RunState.RUNNING
+            self.holding += 1
+            self._out.append(StartRun(run))
+        return self._flush()
+
+    def _pop_ready(self) -> LocalRun | None:
+        while self._ready:
+            _, key = heapq.heappop(self._ready)
+            run = self.runs.get(key)
+            if run is not None and run.state is RunState.QUEUED:
+                return run
+        return None
+
+    def _flush(self) -> list[Any]:
+        out, self._out = self._out, []
+        return out
+
+    # ------------------------------------------------------------------ introspection
+
+    def counts(self) -> dict[str, int]:
+        """Runs by state, and slots held."""
+        counts = {s.value: 0 for s in RunState}
+        for run in self.runs.values():
+            counts[run.state.value] += 1
+        counts["holding"] = self.holding
+        return counts
+
+    def check(self) -> None:
+        """Raise InvalidTransition if the ledger contradicts the runs (for tests)."""
+        running = sum(1 for r in self.runs.values() if r.state is RunState.RUNNING)
+        if running != self.holding or self.holding > self.nthreads:
+            raise InvalidTransition(
+                f"ledger holds {self.holding} of {self.nthreads} slots, {running} runs running"
+            )

@@ -1,0 +1,167 @@
+"""Every exception trioflow raises, in one module with stable import paths.
+
+The tree:
+
+    TrioflowError
+    ├── ProtocolError                  a peer spoke something other than our protocol
+    │   ├── LocalProtocolError         we tried to send something illegal (a bug of ours)
+    │   └── RemoteProtocolError        the peer sent something illegal; its connection is closed
+    │       └── ProtocolVersionError   no protocol version in common
+    ├── AuthenticationError            wrong or missing token
+    ├── InvalidTransition              a core state machine was asked to do the impossible (bug)
+    ├── SlotAccountingError            the slot ledger and the limiter disagree (bug)
+    ├── TaskFailed                     a task raised and its exception could not be rebuilt here
+    ├── CancelledError                 the future was cancelled
+    ├── KilledWorker                   a task was running on too many workers that died
+    ├── WorkerLost                     the worker holding a result went away
+    ├── DeadlockError                  tasks wait on work that can never get a slot
+    ├── ClientClosedError              the client or its cluster is gone
+    ├── SerializationError             an object could not be pickled (names where it sits)
+    └── NotInTaskError                 secede/rejoin/worker_client outside a task
+
+All of them pickle, so they travel from workers to clients intact.
+"""
+
+from __future__ import annotations
+
+
+class TrioflowError(Exception):
+    """Base class of every trioflow error."""
+
+
+class ProtocolError(TrioflowError):
+    """A message broke the wire protocol."""
+
+
+class LocalProtocolError(ProtocolError):
+    """We tried to send something the protocol does not allow: a bug in trioflow."""
+
+
+class RemoteProtocolError(ProtocolError):
+    """The peer sent something the protocol does not allow; its connection is closed."""
+
+
+class ProtocolVersionError(RemoteProtocolError):
+    """The peer and we share no protocol version."""
+
+
+class AuthenticationError(TrioflowError):
+    """The scheduler refused our token, or we refused the peer's."""
+
+
+class InvalidTransition(TrioflowError):
+    """A core state machine received an event that its state does not allow (a bug)."""
+
+
+class SlotAccountingError(TrioflowError):
+    """The worker's slot ledger and its CapacityLimiter disagree (a bug)."""
+
+
+class TaskFailed(TrioflowError):
+    """A task raised an exception that cannot be rebuilt in this process.
+
+    Attributes:
+        key: the task's key.
+        type_name: the qualified name of the remote exception type.
+        text: ``str()`` of the remote exception.
+        remote_traceback: the formatted traceback from the worker.
+    """
+
+    def __init__(self, key: str, type_name: str, text: str, remote_traceback: str = "") -> None:
+        super().__init__(key, type_name, text, remote_traceback)
+        self.key = key
+        self.type_name = type_name
+        self.text = text
+        self.remote_traceback = remote_traceback
+
+    def __str__(self) -> str:
+        return f"task {self.key!r} raised {self.type_name}: {self.text}"
+
+
+class CancelledError(TrioflowError):
+    """The future was cancelled before it finished."""
+
+    def __init__(self, key: str, reason: str = "cancelled") -> None:
+        super().__init__(key, reason)
+        self.key = key
+        self.reason = reason
+
+    def __str__(self) -> str:
+        return f"task {self.key!r} was {self.reason}"
+
+
+class KilledWorker(TrioflowError):
+    """A task was running on workers that died too many times; it is not tried again.
+
+    Attributes:
+        key: the task's key.
+        workers: the names of the workers that died while running it.
+    """
+
+    def __init__(self, key: str, workers: list[str], reason: str = "") -> None:
+        super().__init__(key, workers, reason)
+        self.key = key
+        self.workers = list(workers)
+        self.reason = reason
+
+    def __str__(self) -> str:
+        why = f" ({self.reason})" if self.reason else ""
+        return (
+            f"task {self.key!r} was running on {len(self.workers)} worker(s) that died: "
+            f"{', '.join(self.workers)}{why}. If the task itself kills its worker (memory, "
+            "segfault), fix the task; otherwise raise the allowed failures."
+        )
+
+
+class WorkerLost(TrioflowError):
+    """The worker holding a result left the cluster and the result could not be recomputed."""
+
+
+class DeadlockError(TrioflowError):
+    """Every slot is held by a task waiting on work that can never get a slot.
+
+    Raised inside the waiting tasks (and so from the futures that depend on them), with
+    a report naming each waiter, the slot it holds and what it waits on.
+
+    Attributes:
+        report: the scheduler's multi-line explanation, with the fixes.
+    """
+
+    def __init__(self, report: str) -> None:
+        super().__init__(report)
+        self.report = report
+
+    def __str__(self) -> str:
+        return self.report
+
+
+class ClientClosedError(TrioflowError):
+    """The client is closed, or lost its scheduler."""
+
+
+class SerializationError(TrioflowError, TypeError):
+    """An object could not be pickled; the message names it and where it sits."""
+
+
+class NotInTaskError(TrioflowError, RuntimeError):
+    """secede(), rejoin() or worker_client() was called outside a running task."""
+
+
+__all__ = [
+    "AuthenticationError",
+    "CancelledError",
+    "ClientClosedError",
+    "DeadlockError",
+    "InvalidTransition",
+    "KilledWorker",
+    "LocalProtocolError",
+    "NotInTaskError",
+    "ProtocolError",
+    "ProtocolVersionError",
+    "RemoteProtocolError",
+    "SerializationError",
+    "SlotAccountingError",
+    "TaskFailed",
+    "TrioflowError",
+    "WorkerLost",
+]

@@ -1,0 +1,254 @@
+"""Futures: handles to results that live on the cluster.
+
+A ``Future`` works from async code (``await future``) and from threads
+(``future.result()``). The result stays on the worker that computed it (or, when
+small, with the scheduler) until the last Future for the key is garbage collected.
+
+``wait`` and ``as_completed`` follow the same rule as trioflow's other dual calls: from
+the event loop thread they return an awaitable / async iterator, from any other thread
+they block / iterate synchronously.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import AsyncIterator, Iterable, Iterator
+from typing import TYPE_CHECKING, Any
+
+import trio
+
+if TYPE_CHECKING:
+    from .session import KeyState, Session
+
+
+class Future:
+    """A task's result, wherever it is computed.
+
+    Attributes:
+        key: the task's key (unique per task unless ``pure=True`` was asked).
+    """
+
+    __slots__ = ("__weakref__", "_session", "_state", "key")
+
+    def __init__(self, session: Session, state: KeyState) -> None:
+        self._session = session
+        self._state = state
+        self.key = state.key
+        session.incref(state)
+
+    def __del__(self) -> None:
+        try:
+            self._session.decref(self._state)
+        except Exception:  # interpreter shutdown: nothing left to release
+            pass
+
+    def __reduce__(self):
+        return (_rebuild_future, (self.key,))
+
+    @property
+    def status(self) -> str:
+        """``"pending"``, ``"finished"`` or ``"error"``."""
+        return self._state.status
+
+    def done(self) -> bool:
+        """Whether the task finished or failed."""
+        return self._state.status != "pending"
+
+    def result(self, timeout: float | None = None) -> Any:
+        """Block until done; return the value or raise the task's exception.
+
+        Raises:
+            TimeoutError: not done within ``timeout`` seconds.
+        """
+        self._session.wait_sync([self._state], timeout)
+        return self._session.value(self._state)
+
+    def exception(self, timeout: float | None = None) -> BaseException | None:
+        """Block until done; the task's exception, or None if it succeeded."""
+        from .session import error_to_exception
+
+        self._session.wait_sync([self._state], timeout)
+        if self._state.status == "error":
+            return error_to_exception(self._state.error)
+        return None
+
+    def cancel(self, reason: str = "cancelled") -> None:
+        """Cancel the task: if queued it never runs; waiters get CancelledError."""
+        from . import protocol as p
+
+        self._session.post(p.CancelKeys([self.key], reason))
+
+    def __await__(self):
+        return self._result_async().__await__()
+
+    async def _result_async(self) -> Any:
+        await self._session.wait_async([self._state])
+        return await self._session.value_async(self._state)
+
+    def __repr__(self) -> str:
+        st = self._state
+        extra = f" type={st.type_name.rsplit('.', 1)[-1]}" if st.type_name else ""
+        return f"<Future {self.key} status={st.status}{extra}>"
+
+    def __hash__(self) -> int:
+        return hash(self.key)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Future) and other.key == self.key
+
+
+def _rebuild_future(key: str) -> Future:
+    """A future unpickled inside data: bind it to the client of wherever we are."""
+    from .tasks import get_client
+
+    client = get_client()
+    session = client._session
+    return Future(session, session.adopt(key))
+
+
+def _on_loop(futures: list[Future]) -> bool:
+    if not futures:
+        try:
+            trio.lowlevel.current_task()
+        except RuntimeError:
+            return False
+        return True
+    return futures[0]._session.on_loop()
+
+
+def wait(futures: Iterable[Future], timeout: float | None = None,
+         return_when: str = "ALL_COMPLETED") -> Any:
+    """Wait for futures: all of them (default) or ``return_when="FIRST_COMPLETED"``.
+
+    Returns ``(done, not_done)`` sets. On the event loop thread this returns an
+    awaitable: ``done, pending = await trioflow.wait(futures)``.
+    """
+    futures = list(futures)
+    if return_when not in ("ALL_COMPLETED", "FIRST_COMPLETED"):
+        raise ValueError(f"return_when must be ALL_COMPLETED or FIRST_COMPLETED, got {return_when!r}")
+    if _on_loop(futures):
+        return _wait_async(futures, timeout, return_when)
+    if return_when == "ALL_COMPLETED":
+        by_session: dict[int, list[Future]] = {}
+        for f in futures:
+            by_session.setdefault(id(f._session), []).append(f)
+        for group in by_session.values():
+            group[0]._session.wait_sync([f._state for f in group], timeout)
+    else:
+        it = as_completed(futures, timeout=timeout)
+        next(iter(it), None)
+    done = {f for f in futures if f.done()}
+    return done, set(futures) - done
+
+
+async def _wait_async(futures: list[Future], timeout: float | None, return_when: str):
+    with trio.move_on_after(timeout if timeout is not None else float("inf")) as scope:
+        if return_when == "ALL_COMPLETED":
+            for f in futures:
+                await f._session.wait_async([f._state])
+        else:
+            async for _ in as_completed(futures):
+                break
+    if scope.cancelled_caught and return_when == "ALL_COMPLETED":
+        raise TimeoutError(f"futures not done after {timeout}s")
+    done = {f for f in futures if f.done()}
+    return done, set(futures) - done
+
+
+class as_completed:  # noqa: N801  (named like the function users know from dask)
+    """Iterate over futures as they finish: ``for f in as_completed(fs)`` in a thread,
+    ``async for f in as_completed(fs)`` on the event loop. ``add(future)`` adds more
+    while iterating.
+    """
+
+    def __init__(self, futures: Iterable[Future] = (), timeout: float | None = None,
+                 with_results: bool = False) -> None:
+        self._pending: list[Future] = []
+        self._done: list[Future] = []
+        self._lock = threading.Lock()
+        self._cond = threading.Condition(self._lock)
+        self._event = trio.Event() if _in_trio() else None
+        self.timeout = timeout
+        self.with_results = with_results
+        for f in futures:
+            self.add(f)
+
+    def add(self, future: Future) -> None:
+        """Yield ``future`` too once it is done."""
+        with self._lock:
+            self._pending.append(future)
+        self._watch(future)
+
+    def _watch(self, future: Future) -> None:
+        def done() -> None:
+            with self._cond:
+                if future in self._pending:
+                    self._pending.remove(future)
+                    self._done.append(future)
+                self._cond.notify_all()
+            if self._event is not None:
+                ev = self._event
+                try:
+                    future._session.trio_token.run_sync_soon(ev.set)
+                except trio.RunFinishedError:
+                    pass
+
+        from .session import SyncWaiter
+
+        session, st = future._session, future._state
+
+        class _Once(SyncWaiter):
+            def key_done(self) -> None:
+                done()
+
+        with session.lock:
+            if st.status == "pending":
+                st.waiters.append(_Once(1))
+                return
+        done()
+
+    def _item(self, f: Future) -> Any:
+        return (f, f.result()) if self.with_results else f
+
+    def __iter__(self) -> Iterator[Any]:
+        import time
+
+        deadline = None if self.timeout is None else time.monotonic() + self.timeout
+        while True:
+            with self._cond:
+                while not self._done and self._pending:
+                    left = None if deadline is None else deadline - time.monotonic()
+                    if left is not None and left <= 0:
+                        raise TimeoutError(f"{len(self._pending)} futures not done in time")
+                    self._cond.wait(left)
+                if not self._done:
+                    return
+                f = self._done.pop(0)
+            yield self._item(f)
+
+    async def __aiter__(self) -> AsyncIterator[Any]:
+        if self._event is None:
+            self._event = trio.Event()
+        with trio.fail_after(self.timeout if self.timeout is not None else float("inf")):
+            while True:
+                with self._lock:
+                    f = self._done.pop(0) if self._done else None
+                    remaining = bool(self._pending)
+                if f is not None:
+                    if self.with_results:
+                        yield (f, await f)
+                    else:
+                        yield f
+                    continue
+                if not remaining:
+                    return
+                await self._event.wait()
+                self._event = trio.Event()
+
+
+def _in_trio() -> bool:
+    try:
+        trio.lowlevel.current_task()
+    except RuntimeError:
+        return False
+    return True

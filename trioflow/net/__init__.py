@@ -1,0 +1,1 @@
+"""The Trio shell: WebSocket connections, the scheduler server, the worker node, slots."""

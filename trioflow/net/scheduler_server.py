@@ -1,0 +1,201 @@
+"""The scheduler's Trio shell: a WebSocket server feeding ``SchedulerState``.
+
+Each peer gets a handler task (reader) and a writer task. The reader decodes a frame,
+hands it to the core as one event, and executes the commands that come back: a
+``Send`` appends to that peer's outbox (the writer batches), a ``Close`` closes it.
+The core is only ever called from handler tasks of one Trio thread and never awaits,
+so it needs no lock and no queue.
+
+Robustness: trio-websocket lets an exception escaping a handler take the whole server
+down, so every handler catches everything but cancellation, logs it and closes only
+that peer. Bad frames, wrong versions, wrong tokens and browser-origin requests close
+one connection with a 4xxx code; everyone else keeps being served.
+
+This module never imports ``serialize``: payloads stay opaque bytes here.
+"""
+
+from __future__ import annotations
+
+import hmac
+import itertools
+import logging
+import ssl
+from typing import Any
+
+import trio
+from trio_websocket import ConnectionClosed, WebSocketRequest, serve_websocket
+
+from .. import protocol as p
+from ..core.events import Close, MessagesReceived, PeerJoined, PeerLeft, Send
+from ..core.scheduler import DEFAULT_INLINE_LIMIT, SchedulerState
+from ..errors import AuthenticationError, RemoteProtocolError
+from .connection import DEFAULT_MAX_MESSAGE_SIZE, PeerConnection
+
+logger = logging.getLogger(__name__)
+
+#: A peer must complete its Hello within this many seconds.
+HANDSHAKE_TIMEOUT = 10.0
+#: Largest first frame (Hello) we accept before knowing who the peer is.
+MAX_HELLO_SIZE = 64 * 1024
+
+
+class SchedulerServer:
+    """Serve the scheduler on ``host:port``.
+
+    Args:
+        token: if set, every peer must present it in its Hello.
+        ssl_context: serve ``wss://`` with this context.
+        inline_limit: see ``SchedulerState``.
+        max_message_size: frame size limit, both directions.
+
+    Use ``await nursery.start(server.serve, host, port)``; it returns the address.
+    Cancellation closes every connection and stops listening.
+    """
+
+    def __init__(
+        self,
+        *,
+        token: str | None = None,
+        ssl_context: ssl.SSLContext | None = None,
+        inline_limit: int = DEFAULT_INLINE_LIMIT,
+        allowed_failures: int = 3,
+        max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
+    ) -> None:
+        self.state = SchedulerState(inline_limit=inline_limit, allowed_failures=allowed_failures)
+        self.token = token
+        self.ssl_context = ssl_context
+        self.max_message_size = max_message_size
+        self.conns: dict[str, PeerConnection] = {}
+        self.address = ""
+        self._ids = itertools.count(1)
+        self._changed = trio.Event()
+        self._nursery: trio.Nursery | None = None
+
+    def __repr__(self) -> str:
+        return f"<SchedulerServer {self.address} peers={len(self.conns)}>"
+
+    async def serve(self, host: str = "127.0.0.1", port: int = 0, *,
+                    task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED) -> None:
+        """Listen and serve until cancelled; ``task_status.started(address)``."""
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            server = await nursery.start(
+                lambda task_status: serve_websocket(
+                    self._handle, host, port, self.ssl_context,
+                    handler_nursery=nursery,
+                    max_message_size=self.max_message_size,
+                    connect_timeout=HANDSHAKE_TIMEOUT,
+                    disconnect_timeout=5,
+                    task_status=task_status,
+                )
+            )
+            scheme = "wss" if self.ssl_context else "ws"
+            shown = host if ":" not in host else f"[{host}]"
+            self.address = f"{scheme}://{shown}:{server.port}"
+            logger.info("scheduler listening on %s", self.address)
+            task_status.started(self.address)
+
+    async def wait_for_workers(self, n: int) -> None:
+        """Return once at least ``n`` workers are connected."""
+        while len(self.state.workers) < n:
+            await self._changed.wait()
+
+    def _changed_now(self) -> None:
+        self._changed.set()
+        self._changed = trio.Event()
+
+    # ------------------------------------------------------------------ per peer
+
+    async def _handle(self, request: WebSocketRequest) -> None:
+        try:
+            await self._serve_peer(request)
+        except (ConnectionClosed, trio.BrokenResourceError, trio.ClosedResourceError):
+            pass
+        except Exception:
+            # never let one peer's failure stop the server (trio-websocket would)
+            logger.exception("error while serving a peer from %s", request.remote)
+
+    async def _serve_peer(self, request: WebSocketRequest) -> None:
+        if any(name.lower() == b"origin" for name, _ in request.headers):
+            # browsers always send Origin; our peers never do. Refusing it blocks
+            # cross-site WebSocket hijacking and DNS rebinding from a web page.
+            await request.reject(403, body=b"browser origins are not allowed\n")
+            logger.warning("refused a browser-origin connection from %s", request.remote)
+            return
+        ws = await request.accept()
+        conn = PeerConnection(ws, name=str(request.remote), max_message_size=self.max_message_size)
+        try:
+            hello = await self._handshake(conn)
+        except (RemoteProtocolError, AuthenticationError) as exc:
+            code = p.CLOSE_AUTH_FAILED if isinstance(exc, AuthenticationError) else (
+                p.CLOSE_VERSION_MISMATCH if isinstance(exc, p.ProtocolVersionError)
+                else p.CLOSE_PROTOCOL_ERROR)
+            logger.warning("refused peer %s: %s", request.remote, exc)
+            await conn.aclose(code, str(exc))
+            return
+        except trio.TooSlowError:
+            logger.warning("peer %s sent no Hello in %ss", request.remote, HANDSHAKE_TIMEOUT)
+            await conn.aclose(p.CLOSE_PROTOCOL_ERROR, "no hello in time")
+            return
+        peer_id = f"{hello.role[0]}{next(self._ids)}"
+        conn.name = f"{hello.role} {hello.name or peer_id} ({peer_id})"
+        self.conns[peer_id] = conn
+        conn.send(p.Welcome(conn.version, peer_id, "scheduler"))
+        logger.info("%s joined from %s", conn.name, request.remote)
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(conn.run_writer)
+                self._execute(self.state.handle(PeerJoined(peer_id, hello)))
+                self._changed_now()
+                await self._read(peer_id, conn)
+                nursery.cancel_scope.cancel()
+        finally:
+            self.conns.pop(peer_id, None)
+            self._execute(self.state.handle(PeerLeft(peer_id)))
+            self._changed_now()
+            logger.info("%s left", conn.name)
+            with trio.CancelScope(shield=True):
+                await conn.aclose(1000, "bye")
+
+    async def _handshake(self, conn: PeerConnection) -> Any:
+        with trio.fail_after(HANDSHAKE_TIMEOUT):
+            data = await conn.ws.get_message()
+        if len(data) > MAX_HELLO_SIZE:
+            raise RemoteProtocolError(f"hello of {len(data)} bytes is too large")
+        messages = p.decode_frame(data, None)
+        if len(messages) != 1 or not isinstance(messages[0], p.Hello):
+            raise RemoteProtocolError("the first frame must hold exactly one hello")
+        hello = messages[0]
+        conn.version = p.choose_version(hello.versions)
+        if hello.role not in ("client", "worker"):
+            raise RemoteProtocolError(f"unknown role {hello.role!r}")
+        if self.token is not None and not hmac.compare_digest(
+            hello.token.encode(), self.token.encode()
+        ):
+            raise AuthenticationError("wrong or missing token (set TRIOFLOW_TOKEN or --token-file)")
+        return hello
+
+    async def _read(self, peer_id: str, conn: PeerConnection) -> None:
+        while True:
+            try:
+                messages = await conn.receive()
+            except ConnectionClosed:
+                return
+            except RemoteProtocolError as exc:
+                logger.warning("%s broke the protocol: %s; closing it", conn.name, exc)
+                await conn.aclose(p.CLOSE_PROTOCOL_ERROR, str(exc))
+                return
+            self._execute(self.state.handle(MessagesReceived(peer_id, messages)))
+
+    def _execute(self, commands: list[Any]) -> None:
+        conns = self.conns
+        for cmd in commands:
+            if type(cmd) is Send:
+                conn = conns.get(cmd.to)
+                if conn is not None:
+                    conn.send(cmd.message)
+            elif type(cmd) is Close:
+                conn = conns.get(cmd.to)
+                if conn is not None and self._nursery is not None:
+                    logger.warning("closing %s: %s", conn.name, cmd.reason)
+                    self._nursery.start_soon(conn.aclose, cmd.code, cmd.reason)

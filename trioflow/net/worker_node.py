@@ -1,0 +1,445 @@
+"""The worker's Trio shell: scheduler connection, slots, task runs, data for peers.
+
+Theory of operation:
+
+* One Trio task reads the scheduler connection and feeds ``WorkerState`` (the ledger);
+  the commands that come back are executed here, in order, on the loop. The ledger is
+  only touched on the loop: task threads reach it with ``TrioToken.run_sync_soon``.
+* Slots are one ``trio.CapacityLimiter(nthreads)``; each run is its own borrower, so
+  ``secede()`` from the task's thread can give back exactly that run's token.
+* Sync tasks run on ``SlotThreads``; ``async def`` tasks run as Trio tasks here and
+  give their slot back whenever they await futures.
+* The same connection serves the worker's in-task clients (``self.session``): a task
+  submitting children or waiting on them costs no new connection.
+* Results stay here; small ones (pickled) also travel inline to the scheduler.
+
+Cancellation: cancelling ``serve`` stops reading, cancels async runs, and closes the
+connection; threads still running sync tasks are daemons and die with the process.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import ssl
+import time
+from functools import partial
+from typing import Any
+
+import trio
+from trio_websocket import ConnectionClosed, open_websocket_url
+
+from .. import protocol as p
+from .. import serialize
+from ..core import worker as wcore
+from ..errors import DeadlockError, RemoteProtocolError, SlotAccountingError, WorkerLost
+from ..session import Session
+from ..tasks import RunContext, _current
+from .connection import DEFAULT_MAX_MESSAGE_SIZE, PeerConnection
+from .peer_data import fetch_from_peer, serve_peer_data
+from .slots import SlotThreads
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_INLINE_LIMIT = 64 * 1024
+DEFAULT_MAX_PARKED_THREADS = 256
+
+
+class WorkerNode:
+    """A worker: connect to ``scheduler_address`` and run what it assigns.
+
+    Args:
+        nthreads: slots (tasks running at once).
+        max_parked_threads: seceded threads allowed on top of the slots.
+        auto_secede: every wait inside a sync task gives the slot back (like async tasks).
+        host: interface for the peer data server (loopback by default).
+    """
+
+    def __init__(
+        self,
+        scheduler_address: str,
+        *,
+        nthreads: int = 1,
+        name: str | None = None,
+        token: str | None = None,
+        max_parked_threads: int = DEFAULT_MAX_PARKED_THREADS,
+        auto_secede: bool = False,
+        host: str = "127.0.0.1",
+        ssl_context: ssl.SSLContext | None = None,
+        inline_limit: int = DEFAULT_INLINE_LIMIT,
+        max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
+    ) -> None:
+        if nthreads < 1:
+            raise ValueError(f"nthreads must be >= 1, got {nthreads}")
+        if max_parked_threads < 0:
+            raise ValueError(f"max_parked_threads must be >= 0, got {max_parked_threads}")
+        self.scheduler_address = scheduler_address
+        self.nthreads = nthreads
+        self.name = name or f"worker-{os.getpid()}"
+        self.token = token
+        self.auto_secede = auto_secede
+        self.host = host
+        self.ssl_context = ssl_context
+        self.inline_limit = inline_limit
+        self.max_message_size = max_message_size
+        self.ledger = wcore.WorkerState(nthreads)
+        self.limiter: trio.CapacityLimiter | None = None
+        self.threads = SlotThreads(nthreads + max_parked_threads, name=f"trioflow-{self.name}")
+        #: results and scattered values held here, by key
+        self.data: dict[str, Any] = {}
+        #: pickled forms of values, when we have them
+        self.blobs: dict[str, bytes] = {}
+        self.fn_blobs: dict[str, bytes] = {}
+        self._functions: dict[str, Any] = {}
+        #: key -> RunContext of every run that started and has not ended
+        self.contexts: dict[str, RunContext] = {}
+        #: inputs fetched from peers for runs that have not started, by run key
+        self._fetched: dict[str, dict[str, bytes]] = {}
+        self.session: Session | None = None
+        self.conn: PeerConnection | None = None
+        self.peer_id = ""
+        self.data_address = ""
+        self._nursery: trio.Nursery | None = None
+        self._token: trio.lowlevel.TrioToken | None = None
+        self._loop_thread = 0
+
+    def __repr__(self) -> str:
+        return f"<WorkerNode {self.name!r} {self.ledger.counts()}>"
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def serve(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Run until the scheduler connection closes or this is cancelled."""
+        import threading
+
+        self.limiter = trio.CapacityLimiter(self.nthreads)
+        self._token = trio.lowlevel.current_trio_token()
+        self._loop_thread = threading.get_ident()
+        try:
+            async with trio.open_nursery() as nursery:
+                self._nursery = nursery
+                self.data_address = await nursery.start(
+                    partial(serve_peer_data, self, self.host, token=self.token,
+                            ssl_context=self.ssl_context, max_message_size=self.max_message_size)
+                )
+                await self._connect_and_run(task_status)
+                nursery.cancel_scope.cancel()
+        finally:
+            self.threads.close()
+            if self.session is not None:
+                self.session.close("the worker stopped")
+
+    async def _connect_and_run(self, task_status: trio.TaskStatus[None]) -> None:
+        ssl_ctx = self.ssl_context if self.scheduler_address.startswith("wss://") else None
+        async with open_websocket_url(self.scheduler_address, ssl_ctx,
+                                      max_message_size=self.max_message_size) as ws:
+            conn = PeerConnection(ws, name=f"scheduler ({self.scheduler_address})",
+                                  max_message_size=self.max_message_size)
+            conn.send(p.Hello("worker", self.name, list(p.SUPPORTED_VERSIONS), self.token or "",
+                              self.nthreads, self.data_address, os.getpid()))
+            await conn.flush()
+            welcome = await _expect_welcome(conn)
+            self.conn = conn
+            self.peer_id = welcome.peer_id
+            self.session = Session(conn, welcome.peer_id, worker=self)
+            logger.info("worker %s joined %s as %s with %d slot(s)", self.name,
+                        self.scheduler_address, self.peer_id, self.nthreads)
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(conn.run_writer)
+                task_status.started()
+                try:
+                    await self._read(conn)
+                finally:
+                    nursery.cancel_scope.cancel()
+        logger.info("worker %s: scheduler connection closed", self.name)
+
+    async def _read(self, conn: PeerConnection) -> None:
+        handlers = {
+            p.ComputeTask: self._compute_task,
+            p.Function: self._function_msg,
+            p.StealTasks: lambda m: self._execute(self.ledger.steal(m.keys, m.run_ids)),
+            p.FreeKeys: self._free_keys,
+            p.FetchData: self._fetch_data,
+            p.PutData: self._put_data,
+            p.WaitFailed: self._wait_failed,
+        }
+        session = self.session
+        assert session is not None
+        while True:
+            try:
+                messages = await conn.receive()
+            except ConnectionClosed:
+                return
+            except RemoteProtocolError as exc:
+                logger.error("scheduler sent an invalid frame: %s; disconnecting", exc)
+                return
+            for msg in messages:
+                handler = handlers.get(type(msg))
+                if handler is not None:
+                    handler(msg)
+                else:
+                    session.handle(msg)
+
+    # ------------------------------------------------------------------ loop-side helpers
+
+    def call_on_loop(self, fn: Any, *args: Any) -> None:
+        """Run ``fn(*args)`` on the worker's loop: now if we are on it, else soon."""
+        import threading
+
+        if threading.get_ident() == self._loop_thread:
+            fn(*args)
+        else:
+            assert self._token is not None
+            self._token.run_sync_soon(fn, *args)
+
+    def _execute(self, commands: list[Any]) -> None:
+        limiter = self.limiter
+        assert limiter is not None
+        for cmd in commands:
+            t = type(cmd)
+            if t is wcore.SendMessage:
+                if self.conn is not None:
+                    self.conn.send(cmd.message)
+            elif t is wcore.StartRun:
+                self._acquire(cmd.run)
+                self._start(cmd.run)
+            elif t is wcore.ReleaseSlot:
+                limiter.release_on_behalf_of(cmd.run)
+            elif t is wcore.GrantRejoin:
+                self._acquire(cmd.run)
+                ctx = self.contexts.get(cmd.run.key)
+                if ctx is not None and ctx.rejoin_event is not None:
+                    ctx.rejoin_event.set()
+            elif t is wcore.FetchInputs:
+                assert self._nursery is not None
+                self._nursery.start_soon(self._fetch_inputs, cmd.run)
+
+    def _acquire(self, run: wcore.LocalRun) -> None:
+        assert self.limiter is not None
+        try:
+            self.limiter.acquire_on_behalf_of_nowait(run)
+        except trio.WouldBlock:
+            raise SlotAccountingError(
+                f"the ledger granted a slot to {run!r} but the limiter has none "
+                f"({self.limiter.borrowed_tokens}/{self.limiter.total_tokens} borrowed)"
+            ) from None
+
+    def do_secede(self, run: wcore.LocalRun) -> None:
+        if self.ledger.runs.get(run.key) is run and run.state is wcore.RunState.RUNNING:
+            self._execute(self.ledger.secede(run))
+
+    def do_rejoin(self, run: wcore.LocalRun) -> None:
+        if self.ledger.runs.get(run.key) is run and run.state is wcore.RunState.SECEDED:
+            self._execute(self.ledger.rejoin(run))
+
+    # ------------------------------------------------------------------ messages
+
+    def _compute_task(self, msg: p.ComputeTask) -> None:
+        needs_fetch = any(
+            holder and dep not in self.data and dep not in self.blobs
+            for dep, holder in zip(msg.deps, msg.dep_holders)
+        )
+        self._execute(self.ledger.task_assigned(msg, needs_fetch))
+
+    def _function_msg(self, msg: p.Function) -> None:
+        self.fn_blobs[msg.fn_id] = msg.blob
+
+    def _free_keys(self, msg: p.FreeKeys) -> None:
+        for key in msg.keys:
+            self.data.pop(key, None)
+            self.blobs.pop(key, None)
+
+    def _put_data(self, msg: p.PutData) -> None:
+        self.blobs[msg.key] = msg.blob
+
+    def _wait_failed(self, msg: p.WaitFailed) -> None:
+        ctx = self.contexts.get(msg.run_key)
+        if ctx is not None and ctx.run.run_id == msg.run_id:
+            ctx.fail_wait(DeadlockError(msg.report))
+
+    def _fetch_data(self, msg: p.FetchData) -> None:
+        assert self._nursery is not None
+        self._nursery.start_soon(self._reply_data, msg)
+
+    async def _reply_data(self, msg: p.FetchData) -> None:
+        keys, blobs, missing = await self.blobs_for(msg.keys)
+        if self.conn is not None:
+            self.conn.send(p.DataReply(msg.request_id, keys, blobs, missing))
+
+    async def blobs_for(self, keys: list[str]) -> tuple[list[str], list[bytes], list[str]]:
+        """Pickled forms of values held here (pickling large ones off the loop)."""
+        found, blobs, missing = [], [], []
+        for key in keys:
+            blob = self.blobs.get(key)
+            if blob is None and key in self.data:
+                value = self.data[key]
+                try:
+                    blob = await trio.to_thread.run_sync(serialize.dumps_value, value)
+                except Exception as exc:
+                    logger.warning("cannot send %s: %s", key, exc)
+                    blob = None
+                else:
+                    self.blobs[key] = blob
+            if blob is None:
+                missing.append(key)
+            else:
+                found.append(key)
+                blobs.append(blob)
+        return found, blobs, missing
+
+    # ------------------------------------------------------------------ runs
+
+    def _start(self, run: wcore.LocalRun) -> None:
+        spec = run.spec
+        ctx = RunContext(self, run, spec.is_async)
+        self.contexts[run.key] = ctx
+        if spec.is_async:
+            assert self._nursery is not None
+            self._nursery.start_soon(self._run_async, ctx, name=f"task {run.key}")
+        else:
+            self.threads.submit(partial(self._run_sync, ctx))
+
+    def _function(self, fn_id: str) -> Any:
+        fn = self._functions.get(fn_id)
+        if fn is None:
+            fn = self._functions[fn_id] = serialize.loads_function(self.fn_blobs[fn_id])
+        return fn
+
+    def _inputs(self, spec: p.ComputeTask) -> dict[str, Any]:
+        if not spec.deps:
+            return {}
+        fetched = self._fetched.pop(spec.key, {})
+        values = {}
+        for dep, inline in zip(spec.deps, spec.dep_inline):
+            if inline is not None:
+                values[dep] = serialize.loads_value(inline)
+            elif dep in self.data:
+                values[dep] = self.data[dep]
+            elif dep in self.blobs:
+                values[dep] = self.data[dep] = serialize.loads_value(self.blobs[dep])
+            elif dep in fetched:
+                values[dep] = serialize.loads_value(fetched[dep])
+            else:
+                raise WorkerLost(f"input {dep!r} of {spec.key!r} is not on this worker")
+        return values
+
+    def _pack(self, spec: p.ComputeTask, value: Any, duration: float) -> tuple[Any, bytes | None]:
+        """The TaskFinished report for ``value`` and its pickled form (if made)."""
+        size = None
+        if isinstance(value, bytes | bytearray | memoryview):
+            size = len(value)
+        else:
+            nb = getattr(value, "nbytes", None)
+            size = nb if isinstance(nb, int) else None
+        if size is not None and size > self.inline_limit:
+            return p.TaskFinished(spec.key, spec.run_id, size, None, duration,
+                                  serialize.type_name(value)), None
+        blob = serialize.dumps_value(value)
+        inline = blob if len(blob) <= self.inline_limit else None
+        return p.TaskFinished(spec.key, spec.run_id, len(blob), inline, duration,
+                              serialize.type_name(value)), blob
+
+    def _erred(self, spec: p.ComputeTask, exc: BaseException) -> Any:
+        blob, tname, text, tb = serialize.dumps_exception(exc)
+        return p.TaskErred(spec.key, spec.run_id, blob, tname, text, tb)
+
+    def _run_sync(self, ctx: RunContext) -> None:
+        """Body of a sync run, on a task thread."""
+        spec = ctx.run.spec
+        reset = _current.set(ctx)
+        value = blob = None
+        try:
+            fn = self._function(spec.fn_id)
+            args, kwargs = serialize.loads_payload(spec.payload, self._inputs(spec))
+            t0 = time.perf_counter()
+            value = fn(*args, **kwargs)
+            report, blob = self._pack(spec, value, time.perf_counter() - t0)
+            ok = True
+        except BaseException as exc:
+            report, ok = self._erred(spec, exc), False
+        finally:
+            _current.reset(reset)
+        if ctx.seceded and ctx.rejoin_event is None:
+            pass  # a task may end seceded; the ledger handles it
+        try:
+            self.call_on_loop(self._run_done, ctx, ok, value, blob, report)
+        except trio.RunFinishedError:
+            pass  # the worker stopped while this thread ran
+
+    async def _run_async(self, ctx: RunContext) -> None:
+        spec = ctx.run.spec
+        _current.set(ctx)
+        value = blob = None
+        try:
+            fn = self._function(spec.fn_id)
+            args, kwargs = serialize.loads_payload(spec.payload, self._inputs(spec))
+            t0 = time.perf_counter()
+            value = await fn(*args, **kwargs)
+            report, blob = self._pack(spec, value, time.perf_counter() - t0)
+            ok = True
+        except Exception as exc:
+            report, ok = self._erred(spec, exc), False
+        self._run_done(ctx, ok, value, blob, report)
+
+    def _run_done(self, ctx: RunContext, ok: bool, value: Any, blob: bytes | None,
+                  report: Any) -> None:
+        run = ctx.run
+        if ok:
+            self.data[run.key] = value
+            if blob is not None:
+                self.blobs[run.key] = blob
+        if self.contexts.get(run.key) is ctx:
+            del self.contexts[run.key]
+        if self.ledger.runs.get(run.key) is run:
+            self._execute(self.ledger.run_ended(run, report))
+
+    async def _fetch_inputs(self, run: wcore.LocalRun) -> None:
+        spec = run.spec
+        by_holder: dict[str, list[str]] = {}
+        for dep, holder in zip(spec.deps, spec.dep_holders):
+            if holder and dep not in self.data and dep not in self.blobs:
+                by_holder.setdefault(holder, []).append(dep)
+        fetched: dict[str, bytes] = {}
+        try:
+            for holder, keys in by_holder.items():
+                fetched.update(await fetch_from_peer(holder, keys, token=self.token,
+                                                     ssl_context=self.ssl_context,
+                                                     max_message_size=self.max_message_size))
+        except Exception as exc:
+            logger.warning("%s: fetching inputs of %s failed: %s", self.name, run.key, exc)
+            if self.ledger.runs.get(run.key) is run:
+                err = WorkerLost(f"could not fetch the inputs of {run.key!r}: {exc}")
+                self._execute(self.ledger.run_ended(run, self._erred(spec, err)))
+            return
+        if self.ledger.runs.get(run.key) is run:
+            self._fetched[run.key] = fetched
+            self._execute(self.ledger.inputs_arrived(run))
+
+    def statistics(self) -> dict[str, Any]:
+        assert self.limiter is not None
+        return {
+            **self.ledger.counts(),
+            "borrowed_tokens": self.limiter.borrowed_tokens,
+            "threads": self.threads.threads,
+            "peak_threads": self.threads.peak_threads,
+            "helped": self.threads.helped,
+            "data": len(self.data),
+        }
+
+
+async def _expect_welcome(conn: PeerConnection) -> Any:
+    from ..errors import ClientClosedError
+
+    try:
+        with trio.fail_after(30):
+            messages = await conn.receive()
+    except ConnectionClosed as exc:
+        reason = exc.reason
+        raise ClientClosedError(
+            f"the scheduler refused us: {reason.reason or reason.name} (code {reason.code})"
+        ) from None
+    if not messages or not isinstance(messages[0], p.Welcome):
+        raise RemoteProtocolError("the scheduler did not answer with Welcome")
+    for extra in messages[1:]:
+        logger.debug("ignoring %r sent with Welcome", extra)
+    return messages[0]

@@ -1,0 +1,405 @@
+"""Every message that crosses a connection, as frozen attrs classes.
+
+Theory of operation:
+
+* A message class is ``<Verb><Noun>`` with a kebab-case wire tag (``SubmitTask`` is
+  ``submit-task``), registered with :func:`message`.
+* On the wire a message is a msgpack array ``[tag, field1, field2, ...]`` in field
+  order: positional, so a message costs no field names. Compatibility rule within one
+  protocol version: new fields are only ever *appended*, with defaults; a decoder
+  ignores trailing fields it does not know and fills missing trailing fields from
+  defaults.
+* Every field is checked against its annotation when decoding (``check``), so a peer
+  cannot smuggle an int where the core expects a key. A failed check is a
+  ``RemoteProtocolError`` for that one connection.
+* ``bytes`` fields are opaque payloads (pickled functions, arguments, results). The
+  scheduler stores and forwards them and never unpickles them.
+"""
+
+from __future__ import annotations
+
+import types
+import typing
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import attrs
+
+from ..errors import RemoteProtocolError
+
+#: wire tag -> message class
+TAGS: dict[str, type] = {}
+#: message class -> (tag, number of fields, per-field checkers, field names)
+SPECS: dict[type, tuple[str, int, tuple[Callable[[Any], bool], ...], tuple[str, ...]]] = {}
+
+_M = TypeVar("_M")
+
+
+def _checker(tp: Any) -> Callable[[Any], bool]:
+    """A fast predicate telling whether a decoded value fits annotation ``tp``."""
+    origin = typing.get_origin(tp)
+    if tp is Any:
+        return lambda v: True
+    if tp is float:
+        return lambda v: type(v) is float or type(v) is int
+    if tp in (str, bytes, int, bool):
+        return lambda v: type(v) is tp
+    if origin is list:
+        (item,) = typing.get_args(tp)
+        check = _checker(item)
+        return lambda v: type(v) is list and all(check(x) for x in v)
+    if origin in (typing.Union, types.UnionType):
+        checks = [_checker(a) for a in typing.get_args(tp)]
+        return lambda v: any(c(v) for c in checks)
+    if tp is type(None):
+        return lambda v: v is None
+    raise TypeError(f"unsupported message field type {tp!r}")  # pragma: no cover
+
+
+def message(tag: str) -> Callable[[type[_M]], type[_M]]:
+    """Class decorator: make ``cls`` a frozen attrs message with wire tag ``tag``."""
+
+    def wrap(cls: type[_M]) -> type[_M]:
+        cls = attrs.frozen(cls)
+        attrs.resolve_types(cls)
+        fields = attrs.fields(cls)
+        checks = tuple(_checker(f.type) for f in fields)
+        if tag in TAGS:  # pragma: no cover - programming error
+            raise ValueError(f"duplicate message tag {tag!r}")
+        TAGS[tag] = cls
+        SPECS[cls] = (tag, len(fields), checks, tuple(f.name for f in fields))
+        return cls
+
+    return wrap
+
+
+def to_wire(msg: Any) -> list[Any]:
+    """The positional list form of ``msg``: ``[tag, *fields]``."""
+    tag, _, _, names = SPECS[type(msg)]
+    return [tag, *[getattr(msg, n) for n in names]]
+
+
+def from_wire(item: Any) -> Any:
+    """Rebuild a message from its list form, checking every field.
+
+    Raises:
+        RemoteProtocolError: the item is not a well-formed message of a known tag.
+    """
+    if type(item) is not list or not item:
+        raise RemoteProtocolError(f"a message must be a non-empty array, got {type(item).__name__}")
+    cls = TAGS.get(item[0]) if type(item[0]) is str else None
+    if cls is None:
+        raise RemoteProtocolError(f"unknown message type {item[0]!r}")
+    tag, n, checks, names = SPECS[cls]
+    values = item[1 : n + 1]
+    for i, value in enumerate(values):
+        if not checks[i](value):
+            raise RemoteProtocolError(
+                f"{tag}: field {names[i]!r} has a value of type {type(value).__name__}"
+            )
+    try:
+        return cls(*values)
+    except TypeError as exc:  # missing required fields
+        raise RemoteProtocolError(f"{tag}: {exc}") from None
+
+
+# --------------------------------------------------------------------------- handshake
+
+
+@message("hello")
+class Hello:
+    """First message of every connection, peer -> scheduler."""
+
+    role: str  # "client" or "worker"
+    name: str
+    versions: list[int]
+    token: str = ""
+    nthreads: int = 0
+    data_address: str = ""
+    pid: int = 0
+
+
+@message("welcome")
+class Welcome:
+    """The scheduler's answer to Hello: the version chosen and our id."""
+
+    version: int
+    peer_id: str
+    scheduler_id: str = ""
+
+
+# --------------------------------------------------------------------- client -> scheduler
+
+
+@message("register-function")
+class RegisterFunction:
+    """A pickled function, sent once per connection before the first task using it."""
+
+    fn_id: str
+    blob: bytes
+
+
+@message("submit-task")
+class SubmitTask:
+    """One task. ``payload`` is the pickled (args, kwargs); ``deps`` are future keys in it."""
+
+    key: str
+    fn_id: str
+    payload: bytes
+    deps: list[str]
+    parent: str = ""  # key of the task that submitted this one, "" from a client
+    is_async: bool = False
+    retries: int = 0
+    priority: int = 0
+    workers: list[str] = attrs.Factory(list)
+    run_once: bool = False  # never run twice: fail instead of re-running after worker loss
+
+
+@message("release-keys")
+class ReleaseKeys:
+    """The sender holds no future for these keys any more."""
+
+    keys: list[str]
+
+
+@message("acquire-keys")
+class AcquireKeys:
+    """The sender now holds futures for these keys (a future arrived inside data)."""
+
+    keys: list[str]
+
+
+@message("cancel-keys")
+class CancelKeys:
+    """Cancel these tasks: queued ones never run, results are dropped."""
+
+    keys: list[str]
+    reason: str = "cancelled"
+
+
+@message("get-data")
+class GetData:
+    """Ask for results that were too large to travel inline."""
+
+    request_id: int
+    keys: list[str]
+
+
+@message("scatter-data")
+class ScatterData:
+    """Client data to place on a worker under ``key`` (a pickled blob)."""
+
+    key: str
+    blob: bytes
+    nbytes: int
+
+
+@message("wait-keys")
+class WaitKeys:
+    """A running task blocks on these keys (from a worker's in-task client)."""
+
+    run_key: str
+    run_id: int
+    keys: list[str]
+    has_timeout: bool = False
+
+
+@message("wait-ended")
+class WaitEnded:
+    """A task's wait ended before its keys finished (timeout, interrupt)."""
+
+    run_key: str
+    run_id: int
+
+
+# --------------------------------------------------------------------- worker -> scheduler
+
+
+@message("task-finished")
+class TaskFinished:
+    """A run finished; small results travel inline, large ones stay on the worker."""
+
+    key: str
+    run_id: int
+    nbytes: int
+    inline: bytes | None
+    duration: float = 0.0
+    type_name: str = ""
+
+
+@message("task-erred")
+class TaskErred:
+    """A run raised. ``error`` is the pickled exception (b"" if it would not pickle)."""
+
+    key: str
+    run_id: int
+    error: bytes
+    type_name: str
+    text: str
+    traceback: str = ""
+
+
+@message("seceded")
+class Seceded:
+    """A run gave its slot back."""
+
+    key: str
+    run_id: int
+
+
+@message("rejoin-requested")
+class RejoinRequested:
+    """A seceded run waits for a slot to come back to."""
+
+    key: str
+    run_id: int
+
+
+@message("rejoined")
+class Rejoined:
+    """A seceded run holds a slot again."""
+
+    key: str
+    run_id: int
+
+
+@message("tasks-returned")
+class TasksReturned:
+    """Answer to StealTasks: the runs that had not started and were dropped."""
+
+    keys: list[str]
+    run_ids: list[int]
+
+
+@message("data-reply")
+class DataReply:
+    """Results asked for with GetData/FetchData. ``missing`` were not there."""
+
+    request_id: int
+    keys: list[str]
+    blobs: list[bytes]
+    missing: list[str] = attrs.Factory(list)
+
+
+@message("heartbeat")
+class Heartbeat:
+    """I am alive (sent when a connection has been quiet)."""
+
+
+# --------------------------------------------------------------------- scheduler -> worker
+
+
+@message("function")
+class Function:
+    """A pickled function the worker has not seen; precedes the ComputeTask using it."""
+
+    fn_id: str
+    blob: bytes
+
+
+@message("compute-task")
+class ComputeTask:
+    """Run ``key`` as run ``run_id``.
+
+    Dependencies: ``deps[i]`` is available inline as ``dep_inline[i]`` (small results the
+    scheduler holds) or must be fetched from the worker at data address ``dep_holders[i]``
+    ("" when this worker already holds it).
+    """
+
+    key: str
+    run_id: int
+    fn_id: str
+    payload: bytes
+    priority: list[int]
+    deps: list[str] = attrs.Factory(list)
+    dep_inline: list[bytes | None] = attrs.Factory(list)
+    dep_holders: list[str] = attrs.Factory(list)
+    is_async: bool = False
+
+
+@message("steal-tasks")
+class StealTasks:
+    """Give these runs back if they have not started yet."""
+
+    keys: list[str]
+    run_ids: list[int]
+
+
+@message("free-keys")
+class FreeKeys:
+    """Drop these results from memory."""
+
+    keys: list[str]
+
+
+@message("fetch-data")
+class FetchData:
+    """The scheduler relays a GetData for results this worker holds."""
+
+    request_id: int
+    keys: list[str]
+
+
+@message("put-data")
+class PutData:
+    """Scattered data to keep under ``key``."""
+
+    key: str
+    blob: bytes
+
+
+@message("wait-failed")
+class WaitFailed:
+    """A run's wait can never finish: raise ``kind`` (e.g. "deadlock") with ``report``."""
+
+    run_key: str
+    run_id: int
+    kind: str
+    report: str
+
+
+# --------------------------------------------------------------------- scheduler -> client
+
+
+@message("key-finished")
+class KeyFinished:
+    """A key the receiver holds a future for is done."""
+
+    key: str
+    nbytes: int
+    inline: bytes | None
+    type_name: str = ""
+
+
+@message("key-erred")
+class KeyErred:
+    """A key the receiver holds a future for failed.
+
+    ``kind`` is "" for an exception the task raised (``error`` is it, pickled), or one of
+    "killed-worker", "cancelled", "lost", "deadlock" for failures the scheduler decided
+    (then ``text`` is the message and ``error`` is empty: the scheduler never pickles).
+    """
+
+    key: str
+    kind: str
+    error: bytes
+    type_name: str
+    text: str
+    traceback: str = ""
+    workers: list[str] = attrs.Factory(list)
+
+
+@message("status-request")
+class StatusRequest:
+    """Ask the scheduler for a snapshot of the cluster."""
+
+    request_id: int
+
+
+@message("status-reply")
+class StatusReply:
+    """A cluster snapshot: workers as maps, task counts by state."""
+
+    request_id: int
+    workers: list[Any]
+    tasks: Any

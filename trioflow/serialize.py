@@ -1,0 +1,292 @@
+"""Turning functions, arguments, results and exceptions into bytes and back (cloudpickle).
+
+Only workers and clients import this module; the scheduler never does (a test checks):
+it must never unpickle, because unpickling is running code.
+
+* Functions are pickled once per function object and named by a content hash, so a
+  10,000-task ``map`` sends the function once per connection and once per worker.
+* Futures inside arguments (also in nested lists, tuples, sets and dicts) are replaced
+  by ``Dep`` placeholders before pickling; the keys become the task's dependencies and
+  the worker swaps the placeholders for values before the call.
+* A pickling failure names what could not be pickled and where it sits
+  (``fn.__closure__['lock']``, ``args[1]['cfg'].handler``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import pickle
+import traceback
+import weakref
+from collections.abc import Callable
+from typing import Any
+
+import cloudpickle
+
+from .errors import SerializationError, TaskFailed
+
+PROTOCOL = 5
+
+
+class Dep:
+    """Placeholder for a future's value inside pickled arguments."""
+
+    __slots__ = ("key",)
+
+    def __init__(self, key: str) -> None:
+        self.key = key
+
+    def __reduce__(self):
+        return (Dep, (self.key,))
+
+    def __repr__(self) -> str:
+        return f"Dep({self.key!r})"
+
+
+# ------------------------------------------------------------------ functions
+
+_weak_fn_cache: weakref.WeakKeyDictionary[Any, tuple[str, bytes]] = weakref.WeakKeyDictionary()
+_strong_fn_cache: dict[int, tuple[Any, str, bytes]] = {}  # builtins cannot be weakly referenced
+
+
+def dumps_function(fn: Callable[..., Any]) -> tuple[str, bytes]:
+    """``(fn_id, blob)`` for ``fn``, cached per function object.
+
+    Raises:
+        SerializationError: ``fn`` cannot be pickled; says where the culprit sits.
+    """
+    try:
+        return _weak_fn_cache[fn]
+    except (KeyError, TypeError):
+        pass
+    hit = _strong_fn_cache.get(id(fn))
+    if hit is not None and hit[0] is fn:
+        return hit[1], hit[2]
+    try:
+        blob = cloudpickle.dumps(fn, protocol=PROTOCOL)
+    except Exception as exc:
+        raise SerializationError(describe_unpicklable(fn, "function", exc)) from exc
+    fn_id = hashlib.blake2b(blob, digest_size=12).hexdigest()
+    try:
+        _weak_fn_cache[fn] = (fn_id, blob)
+    except TypeError:
+        if len(_strong_fn_cache) < 4096:
+            _strong_fn_cache[id(fn)] = (fn, fn_id, blob)
+    return fn_id, blob
+
+
+def loads_function(blob: bytes) -> Callable[..., Any]:
+    return pickle.loads(blob)
+
+
+# ------------------------------------------------------------------ arguments
+
+_CONTAINERS = (list, tuple, dict, set, frozenset)
+
+
+def _replace(obj: Any, is_future: Callable[[Any], bool], deps: list[str], depth: int = 0) -> Any:
+    if is_future(obj):
+        deps.append(obj.key)
+        return Dep(obj.key)
+    if depth > 20:
+        return obj
+    t = type(obj)
+    if t is list:
+        return [_replace(x, is_future, deps, depth + 1) for x in obj]
+    if t is tuple:
+        return tuple(_replace(x, is_future, deps, depth + 1) for x in obj)
+    if t is dict:
+        return {k: _replace(v, is_future, deps, depth + 1) for k, v in obj.items()}
+    if t is set or t is frozenset:
+        return t(_replace(x, is_future, deps, depth + 1) for x in obj)
+    return obj
+
+
+def dumps_payload(
+    args: tuple[Any, ...], kwargs: dict[str, Any], is_future: Callable[[Any], bool]
+) -> tuple[bytes, list[str]]:
+    """Pickle ``(args, kwargs)`` with futures replaced by placeholders.
+
+    Returns:
+        The blob and the keys of the futures found (the task's dependencies).
+
+    Raises:
+        SerializationError: an argument cannot be pickled; says which and where.
+    """
+    deps: list[str] = []
+    if any(is_future(a) or type(a) in _CONTAINERS for a in args) or any(
+        is_future(v) or type(v) in _CONTAINERS for v in kwargs.values()
+    ):
+        args = _replace(args, is_future, deps)
+        kwargs = _replace(kwargs, is_future, deps)
+    try:
+        blob = cloudpickle.dumps((args, kwargs), protocol=PROTOCOL)
+    except Exception as exc:
+        culprit = None
+        for i, a in enumerate(args):
+            if _fails(a):
+                culprit = describe_unpicklable(a, f"args[{i}]", exc)
+                break
+        else:
+            for k, v in kwargs.items():
+                if _fails(v):
+                    culprit = describe_unpicklable(v, f"kwargs[{k!r}]", exc)
+                    break
+        raise SerializationError(culprit or f"cannot pickle the arguments: {exc}") from exc
+    return blob, list(dict.fromkeys(deps))
+
+
+def _restore(obj: Any, values: dict[str, Any], depth: int = 0) -> Any:
+    t = type(obj)
+    if t is Dep:
+        return values[obj.key]
+    if depth > 20:
+        return obj
+    if t is list:
+        return [_restore(x, values, depth + 1) for x in obj]
+    if t is tuple:
+        return tuple(_restore(x, values, depth + 1) for x in obj)
+    if t is dict:
+        return {k: _restore(v, values, depth + 1) for k, v in obj.items()}
+    if t is set or t is frozenset:
+        return t(_restore(x, values, depth + 1) for x in obj)
+    return obj
+
+
+def loads_payload(blob: bytes, values: dict[str, Any]) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    """Unpickle ``(args, kwargs)`` and put dependency values where the futures were."""
+    args, kwargs = pickle.loads(blob)
+    if values:
+        args = _restore(args, values)
+        kwargs = _restore(kwargs, values)
+    return args, kwargs
+
+
+# ------------------------------------------------------------------ results and data
+
+
+def dumps_value(value: Any) -> bytes:
+    """Pickle a result or scattered value.
+
+    Raises:
+        SerializationError: naming the culprit inside ``value``.
+    """
+    try:
+        return cloudpickle.dumps(value, protocol=PROTOCOL)
+    except Exception as exc:
+        raise SerializationError(describe_unpicklable(value, "result", exc)) from exc
+
+
+def loads_value(blob: bytes) -> Any:
+    return pickle.loads(blob)
+
+
+def type_name(obj: Any) -> str:
+    t = type(obj)
+    return f"{t.__module__}.{t.__qualname__}"
+
+
+# ------------------------------------------------------------------ exceptions
+
+
+def dumps_exception(exc: BaseException) -> tuple[bytes, str, str, str]:
+    """``(blob, type name, text, traceback text)``; blob is b"" if it will not pickle."""
+    tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    try:
+        blob = cloudpickle.dumps(exc, protocol=PROTOCOL)
+        pickle.loads(blob)  # some exceptions pickle but cannot be rebuilt
+    except Exception:
+        blob = b""
+    return blob, type_name(exc), str(exc), tb
+
+
+class RemoteTraceback(Exception):
+    """Carries a worker's formatted traceback as the ``__cause__`` of a re-raised error."""
+
+    def __init__(self, tb: str) -> None:
+        super().__init__(tb)
+        self.tb = tb
+
+    def __str__(self) -> str:
+        return "\n\n" + self.tb
+
+
+def loads_exception(key: str, blob: bytes, type_name_: str, text: str, tb: str) -> BaseException:
+    """The original exception if it can be rebuilt here, else ``TaskFailed``."""
+    exc: BaseException | None = None
+    if blob:
+        try:
+            exc = pickle.loads(blob)
+        except Exception:
+            exc = None
+    if not isinstance(exc, BaseException):
+        return TaskFailed(key, type_name_, text, tb)
+    if tb and exc.__cause__ is None:
+        exc.__cause__ = RemoteTraceback(tb)
+    return exc
+
+
+# ------------------------------------------------------------------ diagnostics
+
+
+def _fails(obj: Any) -> bool:
+    try:
+        cloudpickle.dumps(obj, protocol=PROTOCOL)
+    except Exception:
+        return True
+    return False
+
+
+def _children(obj: Any) -> list[tuple[str, Any]]:
+    """Named parts of ``obj`` that pickling it would also pickle."""
+    out: list[tuple[str, Any]] = []
+    code = getattr(obj, "__code__", None)
+    if code is not None:  # a function
+        for name, cell in zip(code.co_freevars, obj.__closure__ or ()):
+            try:
+                out.append((f".__closure__[{name!r}]", cell.cell_contents))
+            except ValueError:
+                pass
+        globs = getattr(obj, "__globals__", {})
+        for name in code.co_names:
+            if name in globs:
+                out.append((f".__globals__[{name!r}]", globs[name]))
+        for i, d in enumerate(getattr(obj, "__defaults__", None) or ()):
+            out.append((f".__defaults__[{i}]", d))
+        return out
+    if isinstance(obj, dict):
+        return [(f"[{k!r}]", v) for k, v in obj.items()]
+    if isinstance(obj, list | tuple):
+        return [(f"[{i}]", v) for i, v in enumerate(obj)]
+    if isinstance(obj, set | frozenset):
+        return [(f"<item {i}>", v) for i, v in enumerate(obj)]
+    for attr in ("func", "args", "keywords"):  # functools.partial
+        if hasattr(obj, attr) and type(obj).__name__ == "partial":
+            out.append((f".{attr}", getattr(obj, attr)))
+    d = getattr(obj, "__dict__", None)
+    if isinstance(d, dict):
+        out.extend((f".{k}", v) for k, v in d.items())
+    return out
+
+
+def describe_unpicklable(obj: Any, name: str, exc: BaseException, depth: int = 0) -> str:
+    """Find the innermost part of ``obj`` that fails to pickle and say where it is."""
+    path, culprit, culprit_exc = name, obj, exc
+    for _ in range(8):
+        for suffix, child in _children(culprit):
+            if _fails(child):
+                path += suffix
+                culprit = child
+                try:
+                    cloudpickle.dumps(child, protocol=PROTOCOL)
+                except Exception as e:
+                    culprit_exc = e
+                break
+        else:
+            break
+    kind = type(culprit).__qualname__
+    return (
+        f"cannot pickle {path} (a {kind}): {culprit_exc}. Functions and arguments travel to "
+        "workers with cloudpickle: create such objects inside the task, or pass what is "
+        "needed to build them."
+    )

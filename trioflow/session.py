@@ -1,0 +1,492 @@
+"""The client engine: one per scheduler connection, shared by every client object on it.
+
+A ``Session`` lives on a Trio loop (the client's, or a worker's for in-task clients) and
+is used from that loop *and* from other threads (sync ``Client`` calls, task threads):
+
+* Sending is thread-safe and never blocks: messages go to an ordered queue under a lock
+  and are flushed to the connection on the loop (``TrioToken.run_sync_soon``), so a
+  ``submit`` from a thread costs a pickle and a lock, not a round trip to the loop.
+* Key states change only on the loop, under the same lock; a waiting thread registers
+  a ``SyncWaiter`` under the lock and sleeps on it, Trio tasks await a ``trio.Event``.
+* Values are unpickled in the thread that asks for them, never on the loop.
+
+On a worker, waits made from a task are reported to the scheduler (``WaitKeys``) so it
+keeps the wait-for graph that deadlock detection needs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import itertools
+import logging
+import os
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import trio
+
+from . import protocol as p
+from . import serialize
+from .errors import (
+    CancelledError,
+    ClientClosedError,
+    DeadlockError,
+    KilledWorker,
+    WorkerLost,
+)
+from .futures import Future
+
+logger = logging.getLogger(__name__)
+
+PENDING, FINISHED, ERRED = "pending", "finished", "error"
+_NO_VALUE = object()
+
+
+class KeyState:
+    """What this session knows about one key it holds futures for."""
+
+    __slots__ = ("error", "event", "inline", "key", "nbytes", "refs", "status", "type_name",
+                 "value", "waiters")
+
+    def __init__(self, key: str) -> None:
+        self.key = key
+        self.status = PENDING
+        self.inline: bytes | None = None
+        self.value: Any = _NO_VALUE
+        self.error: Any = None  # a KeyErred message, or an exception object
+        self.nbytes = 0
+        self.type_name = ""
+        self.refs = 0
+        self.event: trio.Event | None = None
+        self.waiters: list[SyncWaiter] = []
+
+
+class SyncWaiter:
+    """A thread sleeping until ``remaining`` keys are done, a failure, or a job to help with."""
+
+    __slots__ = ("cond", "failure", "jobs", "pool", "remaining")
+
+    def __init__(self, remaining: int) -> None:
+        self.remaining = remaining
+        self.pool: Any = None  # the SlotThreads this waiter helps, once registered
+        self.cond = threading.Condition(threading.Lock())
+        self.failure: BaseException | None = None
+        self.jobs: deque[Callable[[], None]] = deque()
+
+    def key_done(self) -> None:
+        self.remaining -= 1
+        if self.remaining <= 0:
+            with self.cond:
+                self.cond.notify_all()
+
+    def fail(self, exc: BaseException) -> None:
+        with self.cond:
+            self.failure = exc
+            self.cond.notify_all()
+
+    def give_job(self, job: Callable[[], None]) -> None:
+        with self.cond:
+            self.jobs.append(job)
+            self.cond.notify_all()
+
+    def wait(self, timeout: float | None) -> bool:
+        """Sleep until done or failed (True) or timed out (False), running handed jobs."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            with self.cond:
+                while self.remaining > 0 and self.failure is None and not self.jobs:
+                    left = None if deadline is None else deadline - time.monotonic()
+                    if left is not None and left <= 0:
+                        return False
+                    self.cond.wait(left)
+                job = self.jobs.popleft() if self.jobs else None
+            if job is None:
+                return True
+            job()  # helping: run another task's job in this parked thread
+            if self.pool is not None:
+                self.pool.add_helper(self)
+
+
+def error_to_exception(err: Any) -> BaseException:
+    """The exception a KeyErred message stands for."""
+    if isinstance(err, BaseException):
+        return err
+    kind = err.kind
+    if kind == "cancelled":
+        return CancelledError(err.key, err.text or "cancelled")
+    if kind == "killed-worker":
+        return KilledWorker(err.key, err.workers, err.text)
+    if kind == "deadlock":
+        return DeadlockError(err.text)
+    if kind == "lost":
+        return WorkerLost(err.text)
+    return serialize.loads_exception(err.key, err.error, err.type_name, err.text, err.traceback)
+
+
+class Session:
+    """Futures, functions sent and pending requests of one scheduler connection.
+
+    Args:
+        conn: the connection (its ``send`` is only called on the loop).
+        peer_id: our id as the scheduler knows it.
+        worker: the WorkerNode when this session serves in-task clients.
+    """
+
+    def __init__(self, conn: Any, peer_id: str, *, worker: Any = None) -> None:
+        self.conn = conn
+        self.peer_id = peer_id
+        self.worker = worker
+        self.lock = threading.Lock()
+        self.keys: dict[str, KeyState] = {}
+        self.fn_sent: set[str] = set()
+        self.closed: str | None = None
+        self.trio_token = trio.lowlevel.current_trio_token()
+        self.loop_thread = threading.get_ident()
+        self._queue: list[Any] = []
+        self._flush_scheduled = False
+        self._requests: dict[int, dict[str, Any]] = {}
+        self._request_ids = itertools.count(1)
+        self._status_waiters: dict[int, Any] = {}
+        self._prefix = f"{os.getpid():x}{id(self) & 0xFFFF:x}"
+        self._counter = itertools.count(1)
+
+    # ------------------------------------------------------------------ sending
+
+    def on_loop(self) -> bool:
+        return threading.get_ident() == self.loop_thread
+
+    def post(self, *messages: Any) -> None:
+        """Send messages, in order, from any thread. Never blocks."""
+        with self.lock:
+            if self.closed is not None:
+                raise ClientClosedError(f"the client is closed: {self.closed}")
+            self._queue.extend(messages)
+            if self._flush_scheduled:
+                return
+            self._flush_scheduled = True
+        if self.on_loop():
+            self._flush()
+        else:
+            try:
+                self.trio_token.run_sync_soon(self._flush)
+            except trio.RunFinishedError:
+                raise ClientClosedError("the client's event loop has stopped") from None
+
+    def _flush(self) -> None:
+        with self.lock:
+            batch, self._queue = self._queue, []
+            self._flush_scheduled = False
+        for msg in batch:
+            self.conn.send(msg)
+
+    # ------------------------------------------------------------------ futures
+
+    def future(self, ks: KeyState) -> Future:
+        return Future(self, ks)
+
+    def incref(self, ks: KeyState) -> None:
+        with self.lock:
+            ks.refs += 1
+
+    def decref(self, ks: KeyState) -> None:
+        """A Future died (any thread, also during garbage collection)."""
+        with self.lock:
+            ks.refs -= 1
+            if ks.refs > 0 or self.closed is not None:
+                return
+            if self.keys.get(ks.key) is ks:
+                del self.keys[ks.key]
+        try:
+            self.post(p.ReleaseKeys([ks.key]))
+        except ClientClosedError:
+            pass
+
+    def adopt(self, key: str) -> KeyState:
+        """A future for ``key`` arrived from elsewhere (inside data): hold it here too."""
+        with self.lock:
+            ks = self.keys.get(key)
+            if ks is not None:
+                return ks
+            ks = self.keys[key] = KeyState(key)
+        self.post(p.AcquireKeys([key]))
+        return ks
+
+    def submit(self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any], *,
+               key: str | None = None, pure: bool = False, retries: int = 0,
+               workers: Iterable[str] | None = None, priority: int = 0,
+               run_once: bool = False) -> Future:
+        """Pickle and send one task; returns its Future at once (any thread)."""
+        if not callable(fn):
+            raise TypeError(f"submit needs a callable, got {type(fn).__name__}")
+        if retries < 0:
+            raise ValueError(f"retries must be >= 0, got {retries}")
+        fn_id, blob = serialize.dumps_function(fn)
+        payload, deps = serialize.dumps_payload(args, kwargs, _is_future)
+        if key is None:
+            name = getattr(fn, "__name__", None) or type(fn).__name__
+            if pure:
+                digest = hashlib.blake2b(fn_id.encode() + payload, digest_size=10).hexdigest()
+                key = f"{name}-{digest}"
+            else:
+                key = f"{name}-{self._prefix}-{next(self._counter)}"
+        from .tasks import current_run
+
+        ctx = current_run()
+        parent = ctx.run.key if ctx is not None and ctx.worker is self.worker else ""
+        msgs: list[Any] = []
+        with self.lock:
+            ks = self.keys.get(key)
+            fresh = ks is None
+            if fresh:
+                ks = self.keys[key] = KeyState(key)
+            if fn_id not in self.fn_sent:
+                self.fn_sent.add(fn_id)
+                msgs.append(p.RegisterFunction(fn_id, blob))
+        if fresh:
+            msgs.append(p.SubmitTask(key, fn_id, payload, deps, parent,
+                                     inspect.iscoroutinefunction(fn), retries, priority,
+                                     list(workers or ()), run_once))
+        fut = Future(self, ks)
+        if msgs:
+            self.post(*msgs)
+        return fut
+
+    def scatter_one(self, value: Any, key: str | None = None) -> Future:
+        blob = serialize.dumps_value(value)
+        key = key or f"{type(value).__name__}-{self._prefix}-{next(self._counter)}"
+        with self.lock:
+            ks = self.keys.get(key)
+            if ks is None:
+                ks = self.keys[key] = KeyState(key)
+            ks.value = value  # we have it already; no need to fetch it back
+        fut = Future(self, ks)
+        self.post(p.ScatterData(key, blob, len(blob)))
+        return fut
+
+    # ------------------------------------------------------------------ incoming (loop)
+
+    def handle(self, msg: Any) -> None:
+        """Apply a scheduler message meant for clients (on the loop)."""
+        t = type(msg)
+        if t is p.KeyFinished:
+            with self.lock:
+                ks = self.keys.get(msg.key)
+                if ks is None or ks.status is not PENDING:
+                    return
+                ks.status = FINISHED
+                if msg.inline is not None:
+                    ks.inline = msg.inline
+                ks.nbytes = msg.nbytes
+                ks.type_name = msg.type_name
+                self._notify(ks)
+        elif t is p.KeyErred:
+            with self.lock:
+                ks = self.keys.get(msg.key)
+                if ks is None or ks.status is not PENDING:
+                    return
+                ks.status = ERRED
+                ks.error = msg
+                self._notify(ks)
+        elif t is p.DataReply:
+            self._data_reply(msg)
+        elif t is p.StatusReply:
+            waiter = self._status_waiters.pop(msg.request_id, None)
+            if waiter is not None:
+                waiter["reply"] = msg
+                waiter["event"].set()
+
+    def _notify(self, ks: KeyState) -> None:
+        if ks.event is not None:
+            ks.event.set()
+        waiters, ks.waiters = ks.waiters, []
+        for w in waiters:
+            w.key_done()
+
+    def close(self, reason: str) -> None:
+        """The connection is gone: every pending key fails, every waiter wakes (loop)."""
+        with self.lock:
+            if self.closed is not None:
+                return
+            self.closed = reason
+            for ks in self.keys.values():
+                if ks.status is PENDING:
+                    ks.status = ERRED
+                    ks.error = ClientClosedError(f"lost the scheduler: {reason}")
+                    self._notify(ks)
+            requests = list(self._requests.values())
+            self._requests.clear()
+        for req in requests:
+            req["error"] = ClientClosedError(f"lost the scheduler: {reason}")
+            req["done"]()
+
+    # ------------------------------------------------------------------ waiting
+
+    def wait_sync(self, states: list[KeyState], timeout: float | None = None) -> None:
+        """Block this (non-loop) thread until every state is done.
+
+        In a task thread the wait is reported to the scheduler; with ``auto_secede`` the
+        slot is given back while waiting.
+
+        Raises:
+            TimeoutError: not done within ``timeout`` seconds.
+            DeadlockError: the scheduler found this wait can never finish.
+        """
+        if self.on_loop():
+            raise RuntimeError("a blocking wait on the event loop thread would hang it; "
+                               "use `await` (AsyncClient) instead")
+        with self.lock:
+            pending = [ks for ks in states if ks.status is PENDING]
+            if not pending:
+                return
+            waiter = SyncWaiter(len(pending))
+            for ks in pending:
+                ks.waiters.append(waiter)
+        from .tasks import current_run
+
+        ctx = current_run()
+        if ctx is not None and ctx.worker is not self.worker:
+            ctx = None
+        auto = ctx is not None and ctx.worker.auto_secede and not ctx.seceded
+        normal = False
+        try:
+            if ctx is not None:
+                if auto:
+                    ctx.secede()
+                ctx.waiter = waiter
+                self.post(p.WaitKeys(ctx.run.key, ctx.run.run_id, [k.key for k in pending],
+                                     timeout is not None))
+                if ctx.seceded:
+                    ctx.worker.threads.add_helper(waiter)
+            done = waiter.wait(timeout)
+            if waiter.failure is not None:
+                raise waiter.failure
+            if not done:
+                raise TimeoutError(f"{len(pending)} key(s) not done after {timeout}s")
+            normal = True
+        finally:
+            with self.lock:
+                for ks in pending:
+                    if waiter in ks.waiters:
+                        ks.waiters.remove(waiter)
+            if ctx is not None:
+                ctx.worker.threads.remove_helper(waiter)
+                ctx.waiter = None
+                if not normal and waiter.failure is None:
+                    self.post(p.WaitEnded(ctx.run.key, ctx.run.run_id))
+                if auto:
+                    ctx.rejoin()
+
+    async def wait_async(self, states: list[KeyState]) -> None:
+        """Wait on the loop until every state is done. In an async task the slot is given
+        back while waiting and taken again after (no thread, no slot held).
+
+        Cancellation: the wait simply stops; the slot is taken back before returning.
+        """
+        with self.lock:
+            pending = [ks for ks in states if ks.status is PENDING]
+            for ks in pending:
+                if ks.event is None:
+                    ks.event = trio.Event()
+        if not pending:
+            return
+        from .tasks import current_run
+
+        ctx = current_run()
+        if ctx is not None and ctx.worker is not self.worker:
+            ctx = None
+        if ctx is None:
+            for ks in pending:
+                await ks.event.wait()
+            return
+        await ctx.wait_async(pending, self)
+
+    def value(self, ks: KeyState) -> Any:
+        """The value of a done key (any thread but the loop for large data).
+
+        Raises:
+            the task's exception, or CancelledError/KilledWorker/... .
+        """
+        if ks.status is ERRED:
+            raise error_to_exception(ks.error)
+        v = ks.value
+        if v is not _NO_VALUE:
+            return v
+        if ks.inline is not None:
+            v = serialize.loads_value(ks.inline)
+        elif self.worker is not None and ks.key in self.worker.data:
+            return self.worker.data[ks.key]
+        else:
+            v = self._fetch_sync([ks])[ks.key]
+        ks.value = v
+        ks.inline = None
+        return v
+
+    async def value_async(self, ks: KeyState) -> Any:
+        if ks.status is ERRED:
+            raise error_to_exception(ks.error)
+        if ks.value is not _NO_VALUE:
+            return ks.value
+        if ks.inline is None and not (self.worker is not None and ks.key in self.worker.data):
+            blobs = await self._fetch_async([ks])
+            ks.inline = blobs[ks.key]
+        return self.value(ks)
+
+    # ------------------------------------------------------------------ fetching large results
+
+    def _request(self, keys: list[str], done: Callable[[], None]) -> dict[str, Any]:
+        rid = next(self._request_ids)
+        req = {"keys": set(keys), "blobs": {}, "error": None, "done": done}
+        with self.lock:
+            self._requests[rid] = req
+        self.post(p.GetData(rid, keys))
+        return req
+
+    def _data_reply(self, msg: p.DataReply) -> None:
+        with self.lock:
+            req = self._requests.get(msg.request_id)
+            if req is None:
+                return
+            for key, blob in zip(msg.keys, msg.blobs):
+                req["blobs"][key] = blob
+                req["keys"].discard(key)
+            if msg.missing:
+                req["error"] = WorkerLost(
+                    f"result(s) {msg.missing[:3]} are gone (released, or their worker left)"
+                )
+                req["keys"].clear()
+            if req["keys"]:
+                return
+            del self._requests[msg.request_id]
+        req["done"]()
+
+    def _fetch_sync(self, states: list[KeyState]) -> dict[str, Any]:
+        event = threading.Event()
+        req = self._request([ks.key for ks in states], event.set)
+        event.wait()
+        if req["error"] is not None:
+            raise req["error"]
+        return {k: serialize.loads_value(b) for k, b in req["blobs"].items()}
+
+    async def _fetch_async(self, states: list[KeyState]) -> dict[str, bytes]:
+        event = trio.Event()
+        req = self._request([ks.key for ks in states], event.set)
+        await event.wait()
+        if req["error"] is not None:
+            raise req["error"]
+        return req["blobs"]
+
+    async def status(self) -> p.StatusReply:
+        rid = next(self._request_ids)
+        waiter = {"event": trio.Event(), "reply": None}
+        self._status_waiters[rid] = waiter
+        self.post(p.StatusRequest(rid))
+        await waiter["event"].wait()
+        return waiter["reply"]
+
+
+def _is_future(obj: Any) -> bool:
+    return type(obj) is Future
