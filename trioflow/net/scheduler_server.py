@@ -150,12 +150,13 @@ class SchedulerServer:
                 await self._read(peer_id, conn)
                 nursery.cancel_scope.cancel()
         finally:
+            # on cancellation (scheduler shutdown) the socket is simply dropped; a
+            # graceful close would wait for peers that are shutting down too
             self.conns.pop(peer_id, None)
             self._execute(self.state.handle(PeerLeft(peer_id)))
             self._changed_now()
             logger.info("%s left", conn.name)
-            with trio.CancelScope(shield=True):
-                await conn.aclose(1000, "bye")
+        await conn.aclose(1000, "bye")
 
     async def _handshake(self, conn: PeerConnection) -> Any:
         with trio.fail_after(HANDSHAKE_TIMEOUT):
