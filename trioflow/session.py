@@ -176,12 +176,25 @@ class Session:
             except trio.RunFinishedError:
                 raise ClientClosedError("the client's event loop has stopped") from None
 
+    def call_in_order(self, fn: Callable[..., None], *args: Any) -> None:
+        """Run ``fn(*args)`` on the loop after everything posted before (any thread).
+
+        Slot changes (secede, rejoin) go through here so the scheduler sees them in the
+        order the task made them relative to its messages (a Seceded must precede the
+        WaitKeys that follows it, or the scheduler would count a slot that is free).
+        """
+        self.post(_Call(fn, args))
+
     def _flush(self) -> None:
         with self.lock:
             batch, self._queue = self._queue, []
             self._flush_scheduled = False
-        for msg in batch:
-            self.conn.send(msg)
+        send = self.conn.send
+        for item in batch:
+            if type(item) is _Call:
+                item.fn(*item.args)
+            else:
+                send(item)
 
     # ------------------------------------------------------------------ futures
 
@@ -486,6 +499,14 @@ class Session:
         self.post(p.StatusRequest(rid))
         await waiter["event"].wait()
         return waiter["reply"]
+
+
+class _Call:
+    __slots__ = ("args", "fn")
+
+    def __init__(self, fn: Callable[..., None], args: tuple[Any, ...]) -> None:
+        self.fn = fn
+        self.args = args
 
 
 def _is_future(obj: Any) -> bool:

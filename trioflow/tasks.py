@@ -80,7 +80,7 @@ class RunContext:
         if self.seceded:
             raise NotInTaskError("this task has already seceded; call rejoin() first")
         self.seceded = True
-        self.worker.call_on_loop(self.worker.do_secede, self.run)
+        self.worker.session.call_in_order(self.worker.do_secede, self.run)
 
     def rejoin(self) -> None:
         """Block this thread until the run holds a slot again."""
@@ -88,7 +88,7 @@ class RunContext:
             raise NotInTaskError("rejoin() without secede(): this task holds its slot already")
         event = threading.Event()
         self.rejoin_event = event
-        self.worker.call_on_loop(self.worker.do_rejoin, self.run)
+        self.worker.session.call_in_order(self.worker.do_rejoin, self.run)
         event.wait()
         self.rejoin_event = None
         self.seceded = False
@@ -96,7 +96,7 @@ class RunContext:
     async def rejoin_async(self) -> None:
         event = trio.Event()
         self.rejoin_event = event
-        self.worker.do_rejoin(self.run)
+        self.worker.session.call_in_order(self.worker.do_rejoin, self.run)
         with trio.CancelScope(shield=True):  # the grant comes soon; the ledger expects it taken
             await event.wait()
         self.rejoin_event = None
@@ -107,7 +107,7 @@ class RunContext:
         held = not self.seceded
         if held:
             self.seceded = True
-            self.worker.do_secede(self.run)
+            self.worker.session.call_in_order(self.worker.do_secede, self.run)
         session.post(p.WaitKeys(self.run.key, self.run.run_id, [k.key for k in pending], False))
         self.wait_failure = None
         normal = False

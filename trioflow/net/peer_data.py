@@ -37,14 +37,16 @@ async def serve_peer_data(worker: Any, host: str, *, token: str | None,
             conn = PeerConnection(ws, name=f"peer {request.remote}",
                                   max_message_size=max_message_size)
             with trio.fail_after(10):
-                hello = (await conn.receive())[0]
+                hello, *pending = await conn.receive()
             if not isinstance(hello, p.Hello) or (
                 token is not None and not hmac.compare_digest(hello.token.encode(), token.encode())
             ):
                 await conn.aclose(p.CLOSE_AUTH_FAILED, "wrong or missing token")
                 return
             while True:
-                for msg in await conn.receive():
+                # requests may share the hello's frame
+                batch, pending = pending or await conn.receive(), []
+                for msg in batch:
                     if not isinstance(msg, p.GetData):
                         raise RemoteProtocolError(f"unexpected {type(msg).__name__}")
                     keys, blobs, missing = await worker.blobs_for(msg.keys)

@@ -102,6 +102,7 @@ class WorkerNode:
         self._nursery: trio.Nursery | None = None
         self._token: trio.lowlevel.TrioToken | None = None
         self._loop_thread = 0
+        self._idle = trio.Event()
 
     def __repr__(self) -> str:
         return f"<WorkerNode {self.name!r} {self.ledger.counts()}>"
@@ -192,9 +193,17 @@ class WorkerNode:
             assert self._token is not None
             self._token.run_sync_soon(fn, *args)
 
+    async def wait_idle(self) -> None:
+        """Return once this worker has no runs at all (for tests and draining)."""
+        while self.ledger.runs:
+            await self._idle.wait()
+
     def _execute(self, commands: list[Any]) -> None:
         limiter = self.limiter
         assert limiter is not None
+        if not self.ledger.runs and not self._idle.is_set():
+            self._idle.set()
+            self._idle = trio.Event()
         for cmd in commands:
             t = type(cmd)
             if t is wcore.SendMessage:

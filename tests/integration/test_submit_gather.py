@@ -1,0 +1,148 @@
+"""The futures API on real in-process clusters."""
+
+import operator
+import threading
+
+import pytest
+import trio
+
+import trioflow
+
+from .conftest import cluster_client
+
+
+def inc(x):
+    return x + 1
+
+
+def add(*xs):
+    return sum(xs)
+
+
+class Custom(Exception):
+    def __init__(self, code):
+        super().__init__(f"code {code}")
+        self.code = code
+
+
+def boom(code):
+    raise Custom(code)
+
+
+async def test_submit_map_gather_and_dependencies():
+    async with cluster_client(2, 1) as (_, client):
+        assert await client.submit(inc, 1) == 2
+        futures = client.map(inc, range(50))
+        assert await client.gather(futures) == list(range(1, 51))
+        # futures as arguments, nested in containers, become dependencies
+        total = client.submit(add, *futures[:3], key="total")
+        nested = client.submit(lambda d: d["a"] + sum(d["b"]), {"a": futures[0], "b": (futures[1],)})
+        assert await total == 6 and await nested == 3 and total.key == "total"
+        assert await client.gather({"x": futures[0], "y": [futures[1]]}) == {"x": 1, "y": [2]}
+
+
+async def test_exceptions_keep_their_type_and_traceback():
+    async with cluster_client(1, 1) as (_, client):
+        f = client.submit(boom, 7)
+        with pytest.raises(Custom) as info:
+            await f
+        assert info.value.code == 7
+        assert "in boom" in str(info.value.__cause__)  # the remote traceback
+        # dependents fail with the same error
+        with pytest.raises(Custom):
+            await client.submit(inc, f)
+
+
+async def test_unrebuildable_exception_becomes_task_failed():
+    def raise_local():
+        class Local(Exception):
+            def __reduce__(self):
+                raise TypeError("no")
+
+        raise Local("local only")
+
+    async with cluster_client(1, 1) as (_, client):
+        with pytest.raises(trioflow.TaskFailed, match="local only"):
+            await client.submit(raise_local)
+
+
+async def test_unpicklable_argument_fails_at_submit_naming_it():
+    import threading
+
+    lock = threading.Lock()
+
+    def uses_lock(x):
+        with lock:
+            return x
+
+    async with cluster_client(1, 1) as (_, client):
+        with pytest.raises(trioflow.SerializationError, match=r"__closure__\['lock'\]"):
+            client.submit(uses_lock, 1)
+        with pytest.raises(trioflow.SerializationError, match=r"args\[1\]\['k'\]"):
+            client.submit(add, 1, {"k": lock})
+        assert await client.submit(inc, 1) == 2  # the client is fine afterwards
+
+
+async def test_large_results_stay_on_workers_and_are_fetched():
+    async with cluster_client(2, 1, inline_limit=1000) as (cluster, client):
+        big = client.submit(lambda: b"x" * 100_000, workers=["worker-0"])
+        assert await client.submit(len, big, workers=["worker-1"]) == 100_000  # worker->worker
+        assert len(await big) == 100_000  # fetched for the client through the scheduler
+        assert big.key not in {k for k, t in cluster.scheduler.state.tasks.items() if t.inline}
+
+
+async def test_scatter_and_pure_keys():
+    async with cluster_client(2, 1) as (_, client):
+        [data] = await client.scatter([list(range(10))])
+        assert await client.submit(sum, data) == 45
+        a = client.submit(operator.add, 1, 2, pure=True)
+        b = client.submit(operator.add, 1, 2, pure=True)
+        c = client.submit(operator.add, 1, 2)
+        assert a.key == b.key != c.key
+        assert await a == await b == await c == 3
+
+
+async def test_wait_and_as_completed():
+    async with cluster_client(2, 1) as (_, client):
+        fs = client.map(inc, range(10))
+        done, pending = await trioflow.wait(fs)
+        assert len(done) == 10 and not pending
+        seen = [await f async for f in trioflow.as_completed(client.map(inc, range(5)))]
+        assert sorted(seen) == [1, 2, 3, 4, 5]
+
+
+GATE = threading.Event()
+
+
+def wait_gate():
+    # module-level: pickled by reference, so the in-process worker sees the same Event
+    assert GATE.wait(30)
+    return "done"
+
+
+async def test_cancel_queued_work():
+    GATE.clear()
+    async with cluster_client(1, 1) as (_, client):
+        first = client.submit(wait_gate)
+        queued = client.map(inc, range(20))
+        client.cancel(queued)
+        GATE.set()
+        assert await first == "done"
+        with pytest.raises(trioflow.CancelledError):
+            await queued[-1]
+
+
+async def test_async_tasks_and_delayed():
+    async def double(x):
+        await trio.sleep(0)
+        return 2 * x
+
+    async with cluster_client(2, 1) as (_, client):
+        assert await client.submit(double, 21) == 42
+
+        @trioflow.delayed
+        def plus(a, b):
+            return a + b
+
+        tree = plus(plus(1, 2), plus(3, 4))
+        assert await trioflow.compute(tree) == (10,)

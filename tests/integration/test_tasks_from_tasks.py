@@ -1,0 +1,176 @@
+"""Tasks that launch tasks: every style of the reference document, plus async tasks."""
+
+import pytest
+import trio
+
+import trioflow
+
+from .conftest import cluster_client
+
+
+@trioflow.delayed
+def fib_delayed(n):
+    if n < 2:
+        return n
+    a, b = trioflow.compute(fib_delayed(n - 1), fib_delayed(n - 2))
+    return a + b
+
+
+def fib_secede(n):
+    if n < 2:
+        return n
+    client = trioflow.get_client()
+    a, b = client.submit(fib_secede, n - 1), client.submit(fib_secede, n - 2)
+    trioflow.secede()
+    total = sum(client.gather([a, b]))
+    trioflow.rejoin()
+    return total
+
+
+def fib_worker_client(n):
+    if n < 2:
+        return n
+    with trioflow.worker_client() as client:
+        a, b = client.submit(fib_worker_client, n - 1), client.submit(fib_worker_client, n - 2)
+        return a.result() + b.result()
+
+
+async def fib_async(n):
+    if n < 2:
+        return n
+    client = trioflow.get_client()
+    return sum(await client.gather([client.submit(fib_async, n - 1),
+                                    client.submit(fib_async, n - 2)]))
+
+
+def fib_no_secede(n):
+    if n < 2:
+        return n
+    client = trioflow.get_client()
+    return sum(client.gather([client.submit(fib_no_secede, n - 1),
+                              client.submit(fib_no_secede, n - 2)]))
+
+
+STYLES = {
+    "secede": fib_secede,
+    "worker_client": fib_worker_client,
+    "async": fib_async,
+}
+SHAPES = [(1, 1), (2, 1), (1, 2)]
+
+
+@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: f"{s[0]}x{s[1]}")
+@pytest.mark.parametrize("style", list(STYLES))
+async def test_fib_in_every_style(style, shape):
+    async with cluster_client(*shape) as (_, client):
+        assert await client.submit(STYLES[style], 10) == 55
+
+
+@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: f"{s[0]}x{s[1]}")
+async def test_fib_delayed(shape):
+    async with cluster_client(*shape) as (_, client):
+        assert await trioflow.compute(fib_delayed(10)) == (55,)
+        assert await fib_delayed(7).compute() == 13
+
+
+async def test_recursion_much_deeper_than_the_slots():
+    # a chain 60 deep on 1 slot: each level waits on the next
+    def chain(n):
+        if n == 0:
+            return 0
+        with trioflow.worker_client() as client:
+            return client.submit(chain, n - 1).result() + 1
+
+    async def achain(n):
+        if n == 0:
+            return 0
+        return await trioflow.get_client().submit(achain, n - 1) + 1
+
+    async with cluster_client(1, 1) as (cluster, client):
+        assert await client.submit(chain, 60) == 60
+        assert await client.submit(achain, 300) == 300
+        stats = cluster.workers[0].statistics()
+        assert stats["peak_threads"] <= 62  # one parked thread per level, no more
+
+
+async def test_secede_less_fib_raises_deadlock_error_quickly():
+    async with cluster_client(2, 1) as (cluster, client):
+        start = trio.current_time()
+        with pytest.raises(trioflow.DeadlockError) as info:
+            await client.submit(fib_no_secede, 3)
+        assert trio.current_time() - start < 1.0
+        report = str(info.value)
+        assert "holds a slot on worker" in report and "secede()" in report
+        assert len(cluster.scheduler.state.deadlocks) == 1
+        # the cluster is healthy afterwards
+        assert await client.submit(fib_secede, 6) == 8
+
+
+async def test_auto_secede_makes_the_naive_program_work():
+    async with cluster_client(2, 1, auto_secede=True) as (_, client):
+        assert await client.submit(fib_no_secede, 8) == 21
+
+
+async def test_parked_thread_cap_never_deadlocks():
+    # at most 1 parked thread: waiting threads run queued children themselves
+    async with cluster_client(1, 1, max_parked_threads=1) as (cluster, client):
+        assert await client.submit(fib_secede, 9) == 34
+        stats = cluster.workers[0].statistics()
+        assert stats["peak_threads"] <= 2 and stats["helped"] > 0
+
+
+async def test_secede_rejoin_misuse_is_a_clear_error():
+    def twice():
+        trioflow.secede()
+        try:
+            trioflow.secede()
+        finally:
+            trioflow.rejoin()
+
+    def rejoin_first():
+        trioflow.rejoin()
+
+    async def async_secede():
+        trioflow.secede()
+
+    with pytest.raises(trioflow.NotInTaskError, match="inside a task"):
+        trioflow.secede()
+    with pytest.raises(trioflow.NotInTaskError):
+        trioflow.rejoin()
+    with pytest.raises(trioflow.NotInTaskError):
+        with trioflow.worker_client():
+            pass
+    async with cluster_client(1, 1) as (_, client):
+        with pytest.raises(trioflow.NotInTaskError, match="already seceded"):
+            await client.submit(twice)
+        with pytest.raises(trioflow.NotInTaskError, match="without secede"):
+            await client.submit(rejoin_first)
+        with pytest.raises(trioflow.NotInTaskError, match="async def"):
+            await client.submit(async_secede)
+
+
+async def test_nested_worker_client_and_exceptions_inside():
+    def inner_fails():
+        raise KeyError("inner")
+
+    def nested():
+        with trioflow.worker_client() as c1:
+            with trioflow.worker_client() as c2:
+                assert c1 is c2
+                try:
+                    c2.submit(inner_fails).result()
+                except KeyError:
+                    pass
+            return c1.submit(abs, -3).result()
+
+    async with cluster_client(1, 1) as (_, client):
+        assert await client.submit(nested) == 3
+
+
+async def test_fan_out_from_a_task():
+    def fan(n):
+        with trioflow.worker_client() as client:
+            return sum(client.gather(client.map(abs, range(-n, 0))))
+
+    async with cluster_client(2, 1) as (_, client):
+        assert await client.submit(fan, 1000) == 500500

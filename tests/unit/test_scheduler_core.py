@@ -1,0 +1,258 @@
+"""SchedulerState driven directly: events in, exact commands out. No trio, no sockets."""
+
+import pytest
+
+from trioflow import protocol as p
+from trioflow.core.events import MessagesReceived, PeerJoined, PeerLeft, Send
+from trioflow.core.records import TaskStatus
+from trioflow.core.scheduler import SchedulerState
+
+
+def sent(commands, to=None, kind=None):
+    return [c.message for c in commands if isinstance(c, Send)
+            and (to is None or c.to == to) and (kind is None or isinstance(c.message, kind))]
+
+
+def join(state, peer, role="client", nthreads=0):
+    return state.handle(PeerJoined(peer, p.Hello(role, peer, [1], "", nthreads, f"ws://{peer}")))
+
+
+def recv(state, peer, *messages):
+    return state.handle(MessagesReceived(peer, list(messages)))
+
+
+def submit(key, deps=(), parent="", fn="f", priority=0):
+    return p.SubmitTask(key, fn, b"payload-" + key.encode(), list(deps), parent, False, 0, priority)
+
+
+def finish(key, run_id=1, inline=b"v"):
+    return p.TaskFinished(key, run_id, len(inline or b"xx"), inline, 0.001, "builtins.int")
+
+
+@pytest.fixture
+def state():
+    s = SchedulerState()
+    join(s, "c")
+    recv(s, "c", p.RegisterFunction("f", b"fn-blob"))
+    return s
+
+
+def test_submit_assigns_with_function_first(state):
+    join(state, "w", "worker", 1)
+    out = recv(state, "c", submit("a"))
+    assert sent(out) == [
+        p.Function("f", b"fn-blob"),
+        p.ComputeTask("a", 1, "f", b"payload-a", [0, 0, 1], [], [], [], False),
+    ]
+    assert [c.to for c in out] == ["w", "w"]
+    # a second task of the same function does not resend it
+    out = recv(state, "c", submit("b"))
+    assert [type(m) for m in sent(out)] == [p.ComputeTask]
+
+
+def test_finish_forwards_inline_and_frees_on_release(state):
+    join(state, "w", "worker", 1)
+    recv(state, "c", submit("a"))
+    out = recv(state, "w", finish("a", inline=b"42"))
+    assert sent(out) == [p.KeyFinished("a", 2, b"42", "builtins.int")]
+    assert state.tasks["a"].status is TaskStatus.MEMORY
+    out = recv(state, "c", p.ReleaseKeys(["a"]))
+    assert sent(out) == [p.FreeKeys(["a"])] and out[0].to == "w"
+    assert "a" not in state.tasks and not state.workers["w"].has_what
+
+
+def test_dependency_waits_then_gets_inline_value(state):
+    join(state, "w", "worker", 1)
+    recv(state, "c", submit("a"), submit("b", deps=["a"]))
+    assert state.tasks["b"].status is TaskStatus.WAITING
+    out = recv(state, "w", finish("a", inline=b"A"))
+    compute = sent(out, kind=p.ComputeTask)
+    assert compute == [p.ComputeTask("b", 1, "f", b"payload-b", [0, 0, 2], ["a"], [None], [""],
+                                     False)]  # same worker: no copy, no fetch
+    # the dependency stays while wanted by the client, even after b finishes
+    recv(state, "w", finish("b"))
+    assert "a" in state.tasks
+
+
+def test_dependency_on_other_worker_is_fetched_from_holder(state):
+    s = SchedulerState(inline_limit=0)
+    join(s, "c")
+    recv(s, "c", p.RegisterFunction("f", b"fn"))
+    join(s, "w1", "worker", 1)
+    recv(s, "c", submit("a"))
+    recv(s, "w1", finish("a", inline=None))
+    join(s, "w2", "worker", 1)
+    # w1 busy with a long task, so b must go to w2 and fetch a from w1
+    recv(s, "c", submit("long"))
+    s.durations["f"] = 10.0  # long tasks: no prefetch
+    out = recv(s, "c", submit("b", deps=["a"]))
+    compute = sent(out, kind=p.ComputeTask)
+    assert compute and compute[0].dep_holders == ["ws://w1"] and out[-1].to == "w2"
+
+
+def test_errors_propagate_to_dependents(state):
+    join(state, "w", "worker", 1)
+    recv(state, "c", submit("a"), submit("b", deps=["a"]))
+    out = recv(state, "w", p.TaskErred("a", 1, b"exc", "builtins.ValueError", "bad", "tb"))
+    errs = sent(out, kind=p.KeyErred)
+    assert [(e.key, e.type_name, e.text) for e in errs] == [
+        ("a", "builtins.ValueError", "bad"), ("b", "builtins.ValueError", "bad")]
+
+
+def test_retries_rerun(state):
+    join(state, "w", "worker", 1)
+    recv(state, "c", p.SubmitTask("a", "f", b"x", [], "", False, 1))
+    out = recv(state, "w", p.TaskErred("a", 1, b"", "E", "once", ""))
+    assert sent(out, kind=p.ComputeTask)[0].run_id == 2
+    out = recv(state, "w", p.TaskErred("a", 2, b"", "E", "twice", ""))
+    assert sent(out, kind=p.KeyErred)[0].text == "twice"
+
+
+def test_children_before_older_roots(state):
+    join(state, "w", "worker", 1)
+    state.durations["f"] = 10.0  # no prefetch: one task at a time
+    recv(state, "c", submit("root1"), submit("root2"))
+    # root1 runs and submits a child: the child outranks root2
+    recv(state, "w", p.RegisterFunction("f", b"fn-blob"), submit("child", parent="root1"))
+    recv(state, "w", p.Seceded("root1", 1))  # frees the slot
+    assert state.workers["w"].processing.keys() == {"root1", "child"}
+
+
+def test_secede_lets_one_more_task_in(state):
+    join(state, "w", "worker", 1)
+    state.durations["f"] = 10.0
+    recv(state, "c", submit("a"), submit("b"))
+    assert state.tasks["b"].status is TaskStatus.QUEUED
+    out = recv(state, "w", p.Seceded("a", 1))
+    assert [m.key for m in sent(out, kind=p.ComputeTask)] == ["b"]
+    recv(state, "w", p.Rejoined("a", 1))
+    assert state.workers["w"].occupying == 2  # a rejoined on top of b: over by one, briefly
+
+
+def deadlock_setup(nslots=1, nworkers=1):
+    s = SchedulerState()
+    join(s, "c")
+    recv(s, "c", p.RegisterFunction("f", b"fn"))
+    for i in range(nworkers):
+        join(s, f"w{i}", "worker", nslots)
+    s.durations["f"] = 10.0
+    return s
+
+
+def test_secede_less_wait_on_one_slot_is_a_deadlock():
+    s = deadlock_setup()
+    recv(s, "c", submit("parent"))
+    recv(s, "w0", p.RegisterFunction("f", b"fn"), submit("child", parent="parent"))
+    out = recv(s, "w0", p.WaitKeys("parent", 1, ["child"]))
+    fails = sent(out, kind=p.WaitFailed)
+    assert len(fails) == 1 and fails[0].run_key == "parent" and fails[0].kind == "deadlock"
+    assert "task parent holds a slot on worker 'w0'" in fails[0].report
+    assert "child (queued: no free slot)" in fails[0].report
+    assert "secede()" in fails[0].report and len(s.deadlocks) == 1
+    # the parent's wait ends; its slot is no longer counted as blocked
+    assert s.workers["w0"].blocked == 0
+
+
+def test_no_deadlock_while_a_slot_can_still_free_up():
+    s = deadlock_setup(nslots=2)
+    recv(s, "c", submit("parent"))
+    recv(s, "w0", p.RegisterFunction("f", b"fn"), submit("child", parent="parent"))
+    out = recv(s, "w0", p.WaitKeys("parent", 1, ["child"]))
+    assert not sent(out, kind=p.WaitFailed)
+    assert s.tasks["child"].status is TaskStatus.PROCESSING  # runs in the other slot
+
+
+def test_no_deadlock_when_waiting_with_a_timeout_or_seceded():
+    s = deadlock_setup()
+    recv(s, "c", submit("parent"))
+    recv(s, "w0", p.RegisterFunction("f", b"fn"), submit("child", parent="parent"))
+    assert not sent(recv(s, "w0", p.WaitKeys("parent", 1, ["child"], True)), kind=p.WaitFailed)
+    s2 = deadlock_setup()
+    recv(s2, "c", submit("parent"))
+    recv(s2, "w0", p.RegisterFunction("f", b"fn"), submit("child", parent="parent"))
+    out = recv(s2, "w0", p.Seceded("parent", 1), p.WaitKeys("parent", 1, ["child"]))
+    assert not sent(out, kind=p.WaitFailed)
+    assert s2.tasks["child"].status is TaskStatus.PROCESSING
+
+
+def test_deadlock_across_two_workers_and_a_late_join_does_not_undo_the_report():
+    s = deadlock_setup(nworkers=2)
+    recv(s, "c", submit("a"), submit("b"))
+    recv(s, "w0", p.RegisterFunction("f", b"fn"), submit("a1", parent="a"))
+    assert not sent(recv(s, "w0", p.WaitKeys("a", 1, ["a1"])), kind=p.WaitFailed)
+    recv(s, "w1", p.RegisterFunction("f", b"fn"), submit("b1", parent="b"))
+    out = recv(s, "w1", p.WaitKeys("b", 1, ["b1"]))
+    assert sorted(f.run_key for f in sent(out, kind=p.WaitFailed)) == ["a", "b"]
+
+
+def test_blocked_worker_gives_back_queued_work():
+    s = SchedulerState()
+    join(s, "c")
+    recv(s, "c", p.RegisterFunction("f", b"fn"))
+    join(s, "w0", "worker", 1)
+    recv(s, "c", submit("a"), submit("b"))  # unknown duration: one queued behind a
+    assert s.workers["w0"].processing.keys() == {"a", "b"}
+    recv(s, "w0", p.RegisterFunction("f", b"fn"), submit("a1", parent="a"))
+    out = recv(s, "w0", p.WaitKeys("a", 1, ["a1"]))
+    assert sent(out, kind=p.StealTasks) == [p.StealTasks(["b"], [1])]
+    assert not sent(out, kind=p.WaitFailed)  # a steal is in flight: not decided yet
+    out = recv(s, "w0", p.TasksReturned(["b"], [1]))
+    assert sent(out, kind=p.WaitFailed)  # now nothing can run: a real deadlock
+
+
+def test_worker_loss_reruns_then_kills():
+    s = SchedulerState(allowed_failures=2)
+    join(s, "c")
+    recv(s, "c", p.RegisterFunction("f", b"fn"))
+    join(s, "w0", "worker", 1)
+    recv(s, "c", submit("a"))
+    s.handle(PeerLeft("w0"))
+    assert s.tasks["a"].status is TaskStatus.QUEUED
+    join(s, "w1", "worker", 1)
+    assert s.tasks["a"].worker == "w1"
+    out = s.handle(PeerLeft("w1"))
+    err = sent(out, kind=p.KeyErred)[0]
+    assert err.kind == "killed-worker" and err.workers == ["w0", "w1"]
+
+
+def test_lost_result_is_recomputed_if_wanted():
+    s = SchedulerState(inline_limit=0)
+    join(s, "c")
+    recv(s, "c", p.RegisterFunction("f", b"fn"))
+    join(s, "w0", "worker", 1)
+    recv(s, "c", submit("a"))
+    recv(s, "w0", finish("a", inline=None))
+    join(s, "w1", "worker", 1)
+    out = s.handle(PeerLeft("w0"))
+    assert [m.key for m in sent(out, to="w1", kind=p.ComputeTask)] == ["a"]
+
+
+def test_client_leaving_releases_everything(state):
+    join(state, "w", "worker", 1)
+    recv(state, "c", submit("a"), submit("b"))
+    recv(state, "w", finish("a"))
+    out = state.handle(PeerLeft("c"))
+    assert sent(out) == [p.FreeKeys(["a"])]
+    assert list(state.tasks) == ["b"]  # b is still running; dropped when it ends
+    recv(state, "w", finish("b"))
+    assert state.tasks == {}
+
+
+def test_cancel_queued_task(state):
+    recv(state, "c", submit("a"))  # no workers: stays queued
+    out = recv(state, "c", p.CancelKeys(["a"]))
+    assert sent(out) == [p.KeyErred("a", "cancelled", b"", "trioflow.errors.CancelledError",
+                                    "cancelled")]
+
+
+def test_stale_results_are_dropped(state):
+    join(state, "w", "worker", 1)
+    recv(state, "c", submit("a"))
+    assert sent(recv(state, "w", finish("a", run_id=7))) == []
+    assert state.tasks["a"].status is TaskStatus.PROCESSING
+    assert sent(recv(state, "w", finish("zzz"))) == [p.FreeKeys(["zzz"])]
+
+
+def test_unknown_function_closes_the_peer(state):
+    out = recv(state, "c", p.SubmitTask("x", "nope", b"", []))
+    assert out[0].code == p.CLOSE_PROTOCOL_ERROR

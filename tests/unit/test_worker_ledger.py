@@ -1,0 +1,95 @@
+"""WorkerState: the slot ledger, driven directly."""
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from trioflow import protocol as p
+from trioflow.core import worker as w
+from trioflow.errors import InvalidTransition
+
+
+def spec(key, prio=0, run_id=1):
+    return p.ComputeTask(key, run_id, "f", b"", [0, 0, prio])
+
+
+def kinds(cmds):
+    return [(type(c).__name__, getattr(getattr(c, "run", None), "key", None)) for c in cmds]
+
+
+def test_start_up_to_nthreads_in_priority_order():
+    ws = w.WorkerState(2)
+    assert kinds(ws.task_assigned(spec("c", 3), False)) == [("StartRun", "c")]
+    assert kinds(ws.task_assigned(spec("b", 2), False)) == [("StartRun", "b")]
+    ws.task_assigned(spec("z", 9), False)
+    ws.task_assigned(spec("a", 1), False)
+    run_c = ws.runs["c"]
+    cmds = ws.run_ended(run_c, "report")
+    assert kinds(cmds) == [("ReleaseSlot", "c"), ("SendMessage", None), ("StartRun", "a")]
+    ws.check()
+
+
+def test_secede_frees_slot_and_rejoiners_go_first():
+    ws = w.WorkerState(1)
+    ws.task_assigned(spec("a"), False)
+    ws.task_assigned(spec("b"), False)
+    ws.task_assigned(spec("c"), False)
+    a = ws.runs["a"]
+    cmds = ws.secede(a)
+    assert kinds(cmds) == [("ReleaseSlot", "a"), ("SendMessage", None), ("StartRun", "b")]
+    assert cmds[1].message == p.Seceded("a", 1)
+    cmds = ws.rejoin(a)  # no free slot: asks, waits
+    assert [c.message for c in cmds if isinstance(c, w.SendMessage)] == [p.RejoinRequested("a", 1)]
+    cmds = ws.run_ended(ws.runs["b"], "done-b")
+    # the freed slot goes to the rejoiner, not to the queued c
+    assert kinds(cmds)[:3] == [("ReleaseSlot", "b"), ("SendMessage", None), ("GrantRejoin", "a")]
+    assert ws.runs["c"].state is w.RunState.QUEUED
+    ws.check()
+
+
+def test_bad_transitions_raise():
+    ws = w.WorkerState(1)
+    ws.task_assigned(spec("a"), False)
+    a = ws.runs["a"]
+    with pytest.raises(InvalidTransition):
+        ws.rejoin(a)
+    ws.secede(a)
+    with pytest.raises(InvalidTransition):
+        ws.secede(a)
+    with pytest.raises(ValueError, match="nthreads must be >= 1, got 0"):
+        w.WorkerState(0)
+
+
+def test_steal_returns_only_unstarted_runs():
+    ws = w.WorkerState(1)
+    ws.task_assigned(spec("a"), False)
+    ws.task_assigned(spec("b"), False)
+    cmds = ws.steal(["a", "b", "gone"], [1, 1, 1])
+    assert cmds[-1].message == p.TasksReturned(["b"], [1])
+    assert list(ws.runs) == ["a"]
+
+
+@given(st.integers(1, 4), st.lists(st.tuples(st.sampled_from("asre"), st.integers(0, 7)),
+                                   max_size=60))
+def test_ledger_never_oversubscribes(nthreads, ops):
+    """Random assign/secede/rejoin/end sequences keep holding == running <= nthreads."""
+    ws = w.WorkerState(nthreads)
+    n = 0
+    for op, i in ops:
+        runs = list(ws.runs.values())
+        if op == "a":
+            n += 1
+            ws.task_assigned(spec(f"t{n}", i), False)
+        elif runs:
+            run = runs[i % len(runs)]
+            if op == "s" and run.state is w.RunState.RUNNING:
+                ws.secede(run)
+            elif op == "r" and run.state is w.RunState.SECEDED:
+                ws.rejoin(run)
+            elif op == "e" and run.state in (w.RunState.RUNNING, w.RunState.SECEDED):
+                ws.run_ended(run, "r")
+        ws.check()
+        queued = sum(r.state is w.RunState.QUEUED for r in ws.runs.values())
+        rejoining = sum(r.state is w.RunState.REJOINING for r in ws.runs.values())
+        # work waits only while every slot is held
+        assert (queued == 0 and rejoining == 0) or ws.holding == nthreads

@@ -1,0 +1,251 @@
+"""Task programs as data: what a task does when it runs, without any Python function.
+
+A :class:`Program` is one task. When it runs it submits its ``children`` (fan-out), waits
+on them in the way its ``wait`` style says, then returns ``1 + sum(children's values)``
+(so a program's value is the size of its tree) or, when ``fail`` is set, raises
+:class:`ProgramFailure`. A child that fails makes its parent's wait raise the child's
+error (the first failed child in submission order, like ``client.gather``).
+
+The same data drives three things, which is why it lives in one small module:
+
+* the deterministic simulator (:mod:`.simulate`), which carries a program in a task's
+  ``payload`` bytes (:func:`encode_payload`);
+* the real cluster (:mod:`.live`), which runs it with generic interpreter functions;
+* the renderer (:mod:`.render`), which prints it as a standalone trioflow script.
+
+``repr(program)`` is valid Python (``from trioflow.testing import Program, Wait``), so a
+program Hypothesis prints can be pasted into a test.
+"""
+
+from __future__ import annotations
+
+import enum
+import itertools
+import json
+from collections.abc import Iterator, Sequence
+
+import attrs
+
+
+class Wait(enum.Enum):
+    """How a task waits on the children it submitted."""
+
+    #: ``client.gather(futures)`` without seceding: the task keeps its slot while waiting.
+    NONE = "none"
+    #: ``secede(); client.gather(futures); rejoin()``: the slot is given back meanwhile.
+    SECEDE = "secede"
+    #: ``with worker_client() as client: submit...; gather``: secede on enter, rejoin on exit.
+    WORKER_CLIENT = "worker_client"
+    #: an ``async def`` task that ``await``\\ s the gather: no slot is held while waiting.
+    ASYNC = "async"
+
+    def __repr__(self) -> str:
+        return f"Wait.{self.name}"
+
+    @property
+    def releases_slot(self) -> bool:
+        """Whether a task waiting this way gives its slot back while it waits."""
+        return self is not Wait.NONE
+
+
+#: every wait style, simplest first (Hypothesis shrinks towards the front)
+ALL_WAITS: tuple[Wait, ...] = tuple(Wait)
+#: the styles that give the slot back while waiting
+RELEASING_WAITS: tuple[Wait, ...] = (Wait.SECEDE, Wait.WORKER_CLIENT, Wait.ASYNC)
+
+
+@attrs.frozen(kw_only=True, repr=False)
+class Program:
+    """One task of a program tree.
+
+    Attributes:
+        wait: how this task waits on its children. For a leaf only "sync or async"
+            matters: leaves are normalised to ``Wait.NONE`` (a plain function) or
+            ``Wait.ASYNC`` (an ``async def``).
+        children: the tasks it submits, in submission order.
+        fail: raise :class:`ProgramFailure` after the wait instead of returning.
+    """
+
+    wait: Wait = Wait.NONE
+    children: tuple[Program, ...] = ()
+    fail: bool = False
+
+    def __attrs_post_init__(self) -> None:
+        if not self.children and self.wait not in (Wait.NONE, Wait.ASYNC):
+            object.__setattr__(self, "wait", Wait.NONE)
+
+    def __repr__(self) -> str:
+        args = []
+        if self.wait is not Wait.NONE:
+            args.append(f"wait={self.wait!r}")
+        if self.children:
+            inner = ", ".join(repr(c) for c in self.children)
+            args.append(f"children=({inner},)" if len(self.children) == 1 else f"children=({inner})")
+        if self.fail:
+            args.append("fail=True")
+        return f"Program({', '.join(args)})"
+
+    @property
+    def is_async(self) -> bool:
+        """Whether this task is an ``async def`` task."""
+        return self.wait is Wait.ASYNC
+
+    def size(self) -> int:
+        """Number of tasks in this tree (also its value when nothing fails)."""
+        return 1 + sum(c.size() for c in self.children)
+
+    def depth(self) -> int:
+        """Height of the tree in edges: a leaf has depth 0."""
+        return 1 + max(c.depth() for c in self.children) if self.children else 0
+
+    def nodes(self, path: str = "0") -> Iterator[tuple[str, Program]]:
+        """Every task of the tree with its path (``"0"``, ``"0.1"``, ...), parents first."""
+        yield path, self
+        for i, child in enumerate(self.children):
+            yield from child.nodes(f"{path}.{i}")
+
+    def waits(self) -> set[Wait]:
+        """The wait styles of the tasks that wait (those with children)."""
+        return {n.wait for _, n in self.nodes() if n.children}
+
+    def holds_slots_while_waiting(self) -> bool:
+        """Whether some task waits on children without giving its slot back."""
+        return Wait.NONE in self.waits()
+
+
+@attrs.frozen(kw_only=True)
+class ClusterShape:
+    """How many workers, and how many slots (threads) each has."""
+
+    workers: int = 1
+    slots: int = 1
+
+    @property
+    def total_slots(self) -> int:
+        return self.workers * self.slots
+
+
+class ProgramFailure(Exception):
+    """The exception a program task with ``fail=True`` raises (``path`` names the task)."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__(path)
+        self.path = path
+
+    def __str__(self) -> str:
+        return f"program task {self.path} failed on purpose"
+
+
+# ----------------------------------------------------------------------------- outcomes
+
+
+@attrs.frozen(kw_only=True)
+class Outcome:
+    """What a task ended with: a value, or an error type name and text."""
+
+    value: int | None = None
+    error: str = ""
+    text: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return not self.error
+
+    @property
+    def deadlocked(self) -> bool:
+        return self.error.endswith("DeadlockError")
+
+
+FAILURE_TYPE = f"{ProgramFailure.__module__}.{ProgramFailure.__qualname__}"
+DEADLOCK_TYPE = "trioflow.errors.DeadlockError"
+
+
+def expected_outcome(program: Program, path: str = "0",
+                     deadlocked: frozenset[str] = frozenset()) -> Outcome:
+    """The outcome the program semantics predict, given which tasks (by path) had their
+    wait fail with ``DeadlockError``.
+
+    Children are gathered in order, so the first failed child's error is the parent's.
+    """
+    values = []
+    first_error: Outcome | None = None
+    for i, child in enumerate(program.children):
+        out = expected_outcome(child, f"{path}.{i}", deadlocked)
+        if out.ok:
+            values.append(out.value or 0)
+        elif first_error is None:
+            first_error = out
+    if path in deadlocked:
+        return Outcome(error=DEADLOCK_TYPE, text=path)
+    if first_error is not None:
+        return first_error
+    if program.fail:
+        return Outcome(error=FAILURE_TYPE, text=path)
+    return Outcome(value=1 + sum(values))
+
+
+# ----------------------------------------------------------------------------- payload
+
+
+def _to_json(program: Program) -> list[object]:
+    return [program.wait.value, int(program.fail), [_to_json(c) for c in program.children]]
+
+
+def _from_json(data: object) -> Program:
+    if not (isinstance(data, list) and len(data) == 3 and isinstance(data[2], list)):
+        raise ValueError(f"not an encoded program: {data!r}")
+    wait, fail, children = data
+    return Program(wait=Wait(wait), fail=bool(fail), children=tuple(_from_json(c) for c in children))
+
+
+def encode_payload(program: Program, path: str) -> bytes:
+    """The bytes a simulated task carries as its payload: its path and its program."""
+    return json.dumps([path, _to_json(program)], separators=(",", ":")).encode()
+
+
+def decode_payload(payload: bytes) -> tuple[str, Program]:
+    """Inverse of :func:`encode_payload`."""
+    path, tree = json.loads(payload)
+    return path, _from_json(tree)
+
+
+# ----------------------------------------------------------------------------- enumeration
+
+
+def enumerate_programs(max_depth: int, max_fanout: int, waits: Sequence[Wait] = ALL_WAITS,
+                       *, async_leaves: bool = False) -> Iterator[Program]:
+    """Every program up to ``max_depth`` and ``max_fanout``, each shape once.
+
+    Children are treated as a multiset (the tree ``(a, b)`` is the tree ``(b, a)``), so
+    the count stays small enough to check every program. No task fails.
+
+    Args:
+        waits: the wait styles tried on every task that has children.
+        async_leaves: also try ``async def`` leaves (doubles the leaf variants).
+    """
+    leaves = [Program()] + ([Program(wait=Wait.ASYNC)] if async_leaves else [])
+    yield from _programs(max_depth, max_fanout, tuple(waits), tuple(leaves))
+
+
+def _programs(depth: int, fanout: int, waits: tuple[Wait, ...],
+              leaves: tuple[Program, ...]) -> Iterator[Program]:
+    yield from leaves
+    if depth == 0:
+        return
+    below = list(_programs(depth - 1, fanout, waits, leaves))
+    for n in range(1, fanout + 1):
+        for kids in itertools.combinations_with_replacement(below, n):
+            for wait in waits:
+                yield Program(wait=wait, children=kids)
+
+
+def count_programs(max_depth: int, max_fanout: int, waits: Sequence[Wait] = ALL_WAITS,
+                   *, async_leaves: bool = False) -> int:
+    """How many programs :func:`enumerate_programs` yields (without building them)."""
+    from math import comb
+
+    leaves = 2 if async_leaves else 1
+    count = leaves
+    for _ in range(max_depth):
+        count = leaves + len(waits) * sum(comb(count + n - 1, n) for n in range(1, max_fanout + 1))
+    return count

@@ -1,0 +1,450 @@
+"""A deterministic cluster simulator over the pure cores: one scheduler, N workers, links.
+
+Theory of operation:
+
+* The world is one :class:`~trioflow.core.scheduler.SchedulerState`, one
+  :class:`~trioflow.core.worker.WorkerState` per worker (with a mirror of its slot
+  limiter: ``tokens``), a top-level client session, and FIFO *links* carrying protocol
+  message objects: client -> scheduler, scheduler -> client, and both directions per
+  worker. A worker's in-task client shares the worker's link, as in the real shell (a
+  worker is a client peer too; its peer id is the worker id).
+* Nothing happens by itself. An :class:`Action` says what happens next: a link delivers
+  its next ``count`` messages (to the scheduler: as one frame), a run does its next op
+  (see :mod:`.runs`), a root program is submitted, a worker joins or leaves.
+  :meth:`Simulator.enabled` lists the deliveries and steps possible now; whoever drives
+  the simulator (a Hypothesis schedule, a seeded random schedule, an exhaustive search)
+  picks one. Given the same actions, the world is the same: the log replays exactly.
+* Every frame to the scheduler can round-trip through the wire codec
+  (``check_codec``), so everything the simulator sends is also encodable.
+* When the scheduler's deadlock detector reports (it sends ``WaitFailed``), the
+  simulator asks :mod:`.truth` whether progress was really impossible, by replaying the
+  log into a world whose detector is switched off and searching it. A report without a
+  true deadlock raises :class:`HarnessViolation` at once.
+
+Worlds are copied with pickle (much faster than ``copy.deepcopy``), so everything here
+must stay picklable: no lambdas, no closures.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Any
+
+import attrs
+
+from .. import protocol as p
+from ..core import worker as wcore
+from ..core.events import Close, MessagesReceived, PeerJoined, PeerLeft, Send
+from ..core.scheduler import SchedulerState
+from ..errors import SlotAccountingError
+from .programs import ClusterShape, Outcome, Program, encode_payload
+from .runs import ASYNC_FN, SYNC_FN, SimRun, SimSession
+
+SCHEDULER = "scheduler"
+CLIENT = "c0"
+
+Link = tuple[str, str]
+
+
+class HarnessViolation(AssertionError):
+    """The simulated cluster broke a property the harness checks (a bug in the core)."""
+
+
+# ----------------------------------------------------------------------------- actions
+
+
+@attrs.frozen
+class Deliver:
+    """Link ``(src, dst)`` delivers its next ``count`` messages (as one frame)."""
+
+    src: str
+    dst: str
+    count: int = 1
+
+
+@attrs.frozen
+class Step:
+    """Run ``key``/``run_id`` on ``worker`` performs its next op."""
+
+    worker: str
+    key: str
+    run_id: int
+
+
+@attrs.frozen
+class Submit:
+    """The top-level client submits ``program`` as a root task."""
+
+    program: Program
+
+
+@attrs.frozen
+class AddWorker:
+    """A worker with ``slots`` slots joins."""
+
+    slots: int = 1
+
+
+@attrs.frozen
+class RemoveWorker:
+    """A worker's connection is lost (its runs die with it)."""
+
+    worker: str
+
+
+Action = Deliver | Step | Submit | AddWorker | RemoveWorker
+
+
+@attrs.frozen(kw_only=True)
+class SimConfig:
+    """Knobs of a simulation.
+
+    Attributes:
+        check_codec: round-trip every delivered frame through ``encode_frame``/
+            ``decode_frame``.
+        audit: check every deadlock report against ground truth (see :mod:`.truth`).
+        duration: the run duration workers report (it drives prefetch on the scheduler;
+            0.0 is what fast real tasks look like).
+        truth_budget: most worlds the ground-truth search may visit per report.
+    """
+
+    check_codec: bool = True
+    audit: bool = True
+    duration: float = 0.0
+    truth_budget: int = 20_000
+
+
+# ----------------------------------------------------------------------------- workers
+
+
+@attrs.define(eq=False)
+class SimWorker:
+    """One simulated worker: its ledger, slot tokens, in-task client, runs and data."""
+
+    id: str
+    nthreads: int
+    ledger: wcore.WorkerState
+    session: SimSession
+    link: deque[Any]  # worker -> scheduler
+    duration: float = 0.0
+    #: mirror of the slot limiter: (key, run_id) of every borrower
+    tokens: set[tuple[str, int]] = attrs.Factory(set)
+    #: runs that started and have not ended, by key (the shell's ``contexts``)
+    runs: dict[str, SimRun] = attrs.Factory(dict)
+    #: results held here
+    data: dict[str, int] = attrs.Factory(dict)
+    #: runs that ended here (for the simulator's bookkeeping)
+    ended: int = 0
+
+    def execute(self, commands: list[Any]) -> None:
+        """Carry out ledger commands, like ``WorkerNode._execute``."""
+        for cmd in commands:
+            t = type(cmd)
+            if t is wcore.SendMessage:
+                self.link.append(cmd.message)
+            elif t is wcore.StartRun:
+                self._acquire(cmd.run)
+                self.runs[cmd.run.key] = SimRun.start(self.id, cmd.run)
+            elif t is wcore.ReleaseSlot:
+                token = (cmd.run.key, cmd.run.run_id)
+                if token not in self.tokens:
+                    raise SlotAccountingError(f"{self.id}: {cmd.run!r} released a slot it "
+                                              "does not hold")
+                self.tokens.remove(token)
+            elif t is wcore.GrantRejoin:
+                self._acquire(cmd.run)
+                run = self.runs.get(cmd.run.key)
+                if run is not None and run.local is cmd.run:
+                    run.granted = True
+            elif t is wcore.FetchInputs:
+                raise AssertionError("simulated programs have no dependencies to fetch")
+
+    def _acquire(self, run: wcore.LocalRun) -> None:
+        token = (run.key, run.run_id)
+        if len(self.tokens) >= self.nthreads or token in self.tokens:
+            raise SlotAccountingError(
+                f"{self.id}: the ledger granted a slot to {run!r} but the limiter has none "
+                f"({len(self.tokens)}/{self.nthreads} borrowed)")
+        self.tokens.add(token)
+
+    def do_secede(self, run: wcore.LocalRun) -> None:
+        if self.ledger.runs.get(run.key) is run and run.state is wcore.RunState.RUNNING:
+            self.execute(self.ledger.secede(run))
+
+    def do_rejoin(self, run: wcore.LocalRun) -> None:
+        if self.ledger.runs.get(run.key) is run and run.state is wcore.RunState.SECEDED:
+            self.execute(self.ledger.rejoin(run))
+
+    def run_done(self, run: SimRun, spec: p.ComputeTask, value: int | None,
+                 report: Any) -> None:
+        """A run returned or raised (``WorkerNode._run_done``)."""
+        if value is not None:
+            self.data[run.key] = value
+        if self.runs.get(run.key) is run:
+            del self.runs[run.key]
+        self.ended += 1
+        if self.ledger.runs.get(run.key) is run.local:
+            self.execute(self.ledger.run_ended(run.local, report))
+
+    def receive(self, msg: Any) -> None:
+        """One message from the scheduler, as ``WorkerNode._read`` dispatches it."""
+        t = type(msg)
+        if t is p.ComputeTask:
+            self.execute(self.ledger.task_assigned(msg, False))
+        elif t is p.StealTasks:
+            self.execute(self.ledger.steal(msg.keys, msg.run_ids))
+        elif t is p.FreeKeys:
+            for key in msg.keys:
+                self.data.pop(key, None)
+        elif t is p.WaitFailed:
+            run = self.runs.get(msg.run_key)
+            if run is not None and run.run_id == msg.run_id and run.waiting:
+                run.wait_failure = msg.report
+        elif t is p.FetchData:
+            keys = [k for k in msg.keys if k in self.data]
+            blobs = [str(self.data[k]).encode() for k in keys]
+            missing = [k for k in msg.keys if k not in self.data]
+            self.link.append(p.DataReply(msg.request_id, keys, blobs, missing))
+        elif t in (p.Function, p.PutData):
+            pass  # functions are data here; scattered values are not used by programs
+        else:
+            self.session.handle(msg)
+
+
+# ----------------------------------------------------------------------------- the world
+
+
+class Simulator:
+    """The whole simulated cluster; see the module docstring.
+
+    Args:
+        config: simulation knobs.
+        scheduler: the scheduler core to drive (ground truth passes one whose detector
+            is off).
+    """
+
+    def __init__(self, config: SimConfig | None = None,
+                 scheduler: SchedulerState | None = None) -> None:
+        self.config = config or SimConfig()
+        self.scheduler = scheduler if scheduler is not None else SchedulerState()
+        self.links: dict[Link, deque[Any]] = {}
+        self.workers: dict[str, SimWorker] = {}
+        self.worker_counter = 0
+        #: every action applied so far, in order (replaying it rebuilds this world)
+        self.log: list[Action] = []
+        #: root task key -> program, in submission order
+        self.roots: dict[str, Program] = {}
+        #: root task key -> its outcome, once the client heard of it
+        self.root_outcomes: dict[str, Outcome] = {}
+        #: deadlock reports, each with its ground-truth verdict (see .truth.Detection)
+        self.detections: list[Any] = []
+        #: runs that ended anywhere (ground truth's measure of progress)
+        self.runs_ended = 0
+        #: highest run id seen per key, on the scheduler and per worker
+        self.max_run_id: dict[tuple[str, str], int] = {}
+        self.client = SimSession(CLIENT, self._link(CLIENT, SCHEDULER))
+        self._link(SCHEDULER, CLIENT)
+        self._scheduler_handle(PeerJoined(CLIENT, p.Hello("client", "client", [1])))
+
+    @classmethod
+    def for_shape(cls, shape: ClusterShape, config: SimConfig | None = None) -> Simulator:
+        """A simulator with ``shape.workers`` workers of ``shape.slots`` slots each."""
+        sim = cls(config)
+        for _ in range(shape.workers):
+            sim.apply(AddWorker(shape.slots))
+        return sim
+
+    def __repr__(self) -> str:
+        return (f"<Simulator workers={list(self.workers)} roots={len(self.roots)} "
+                f"actions={len(self.log)}>")
+
+    # -------------------------------------------------------------- choosing
+
+    def enabled(self, *, batches: bool = False) -> list[Action]:
+        """Every delivery and step possible now: steps first, then links in order.
+
+        Args:
+            batches: also offer delivering a whole scheduler-bound link as one frame.
+        """
+        actions: list[Action] = []
+        for w in self.workers.values():
+            for run in w.runs.values():
+                if run.can_step(w.session):
+                    actions.append(Step(w.id, run.key, run.run_id))
+        for (src, dst), q in self.links.items():
+            if q:
+                if batches and dst == SCHEDULER and len(q) > 1:
+                    actions.append(Deliver(src, dst, len(q)))
+                actions.append(Deliver(src, dst, 1))
+        return actions
+
+    def quiescent(self) -> bool:
+        """Nothing can happen any more without a new submission or worker."""
+        return not self.enabled()
+
+    # -------------------------------------------------------------- applying
+
+    def apply(self, action: Action) -> None:
+        """Make ``action`` happen (and log it)."""
+        self.log.append(action)
+        t = type(action)
+        if t is Deliver:
+            self._deliver(action)
+        elif t is Step:
+            w = self.workers[action.worker]
+            run = w.runs[action.key]
+            assert run.run_id == action.run_id and run.can_step(w.session), (run, action)
+            ended = w.ended
+            run.step(w)
+            self.runs_ended += w.ended - ended
+        elif t is Submit:
+            key = self.client.submit(action.program, "0")
+            self.roots[key] = action.program
+        elif t is AddWorker:
+            self._add_worker(action.slots)
+        elif t is RemoveWorker:
+            self._remove_worker(action.worker)
+        else:  # pragma: no cover
+            raise TypeError(f"not an action: {action!r}")
+        self._note_run_ids()
+
+    def _link(self, src: str, dst: str) -> deque[Any]:
+        q: deque[Any] = deque()
+        self.links[(src, dst)] = q
+        return q
+
+    def _add_worker(self, slots: int) -> str:
+        self.worker_counter += 1
+        wid = f"w{self.worker_counter}"
+        up = self._link(wid, SCHEDULER)
+        self._link(SCHEDULER, wid)
+        session = SimSession(wid, up)
+        worker = SimWorker(wid, slots, wcore.WorkerState(slots), session, up,
+                           duration=self.config.duration)
+        session.worker = worker
+        self.workers[wid] = worker
+        hello = p.Hello("worker", f"worker-{self.worker_counter}", [1], "", slots, f"sim://{wid}")
+        self._scheduler_handle(PeerJoined(wid, hello))
+        return wid
+
+    def _remove_worker(self, wid: str) -> None:
+        del self.workers[wid]
+        del self.links[(wid, SCHEDULER)]
+        del self.links[(SCHEDULER, wid)]
+        self._scheduler_handle(PeerLeft(wid, "simulated connection loss"))
+
+    def _deliver(self, action: Deliver) -> None:
+        q = self.links[(action.src, action.dst)]
+        msgs = [q.popleft() for _ in range(min(action.count, len(q)))]
+        if self.config.check_codec:
+            decoded = p.decode_frame(p.encode_frame(msgs))
+            if decoded != msgs:
+                raise HarnessViolation(f"codec round trip changed {msgs!r} into {decoded!r}")
+        if action.dst == SCHEDULER:
+            out = self._scheduler_handle(MessagesReceived(action.src, msgs))
+            if self.config.audit and any(type(c.message) is p.WaitFailed
+                                         for c in out if type(c) is Send):
+                from .truth import audit_detection
+
+                audit_detection(self, out)
+        elif action.dst == CLIENT:
+            for msg in msgs:
+                self.client.handle(msg)
+                self._note_root(msg)
+        else:
+            worker = self.workers[action.dst]
+            for msg in msgs:
+                ended = worker.ended
+                worker.receive(msg)
+                self.runs_ended += worker.ended - ended
+
+    def _scheduler_handle(self, event: Any) -> list[Any]:
+        out = self.scheduler.handle(event)
+        for cmd in out:
+            if type(cmd) is Send:
+                q = self.links.get((SCHEDULER, cmd.to))
+                if q is not None:
+                    q.append(cmd.message)
+            elif type(cmd) is Close:
+                raise HarnessViolation(f"the scheduler closed {cmd.to}: {cmd.reason}")
+        return out
+
+    def _note_root(self, msg: Any) -> None:
+        if msg.key in self.roots and msg.key not in self.root_outcomes:
+            sk = self.client.keys.get(msg.key)
+            if sk is not None and sk.outcome is not None:
+                self.root_outcomes[msg.key] = sk.outcome
+
+    def _note_run_ids(self) -> None:
+        """Run ids only ever increase, on the scheduler and on each worker."""
+        seen = self.max_run_id
+        for key, task in self.scheduler.tasks.items():
+            _increase(seen, (SCHEDULER, key), task.run_id)
+        for w in self.workers.values():
+            for key, run in w.ledger.runs.items():
+                _increase(seen, (w.id, key), run.run_id)
+
+    # -------------------------------------------------------------- reading
+
+    def runs(self) -> list[SimRun]:
+        """Every started run that has not ended, on every worker."""
+        return [r for w in self.workers.values() for r in w.runs.values()]
+
+    def unfinished_roots(self) -> list[str]:
+        return [k for k in self.roots if k not in self.root_outcomes]
+
+    def stuck(self) -> bool:
+        """Quiescent with work left: a run that never ends or a root never answered.
+
+        In a quiescent world nothing will ever happen again, so this is a true deadlock
+        (given at least one worker: with none, a joining worker would unblock it).
+        """
+        return self.quiescent() and bool(self.workers) and bool(
+            self.runs() or self.unfinished_roots())
+
+    def describe(self) -> str:
+        """A multi-line picture of the world, for failure messages."""
+        lines = [repr(self)]
+        for w in self.workers.values():
+            lines.append(f"  {w.id}: slots={w.nthreads} {w.ledger.counts()} tokens={sorted(w.tokens)}")
+            for run in w.runs.values():
+                lines.append(f"    {run!r} state={run.local.state.value} waiting={run.waiting} "
+                             f"futures={run.futures}")
+        for (src, dst), q in self.links.items():
+            if q:
+                lines.append(f"  link {src}->{dst}: {list(q)!r}")
+        for key in self.unfinished_roots():
+            lines.append(f"  root {key} unfinished: {self.roots[key]!r}")
+        return "\n".join(lines)
+
+
+def _increase(seen: dict[tuple[str, str], int], where: tuple[str, str], run_id: int) -> None:
+    old = seen.get(where, 0)
+    if run_id < old:
+        raise HarnessViolation(f"run id of {where[1]} went back from {old} to {run_id} "
+                               f"on {where[0]}")
+    seen[where] = run_id
+
+
+def payload_for(program: Program) -> bytes:
+    """The payload a root task of ``program`` carries (for tests building messages)."""
+    return encode_payload(program, "0")
+
+
+__all__ = [
+    "ASYNC_FN",
+    "CLIENT",
+    "SCHEDULER",
+    "SYNC_FN",
+    "Action",
+    "AddWorker",
+    "Deliver",
+    "HarnessViolation",
+    "Link",
+    "RemoveWorker",
+    "SimConfig",
+    "SimWorker",
+    "Simulator",
+    "Step",
+    "Submit",
+]
