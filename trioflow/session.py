@@ -246,9 +246,7 @@ class Session:
                 key = f"{name}-{digest}"
             else:
                 key = f"{name}-{self._prefix}-{next(self._counter)}"
-        from .tasks import current_run
-
-        ctx = current_run()
+        ctx = _current_run()
         parent = ctx.run.key if ctx is not None and ctx.worker is self.worker else ""
         msgs: list[Any] = []
         with self.lock:
@@ -358,9 +356,7 @@ class Session:
             waiter = SyncWaiter(len(pending))
             for ks in pending:
                 ks.waiters.append(waiter)
-        from .tasks import current_run
-
-        ctx = current_run()
+        ctx = _current_run()
         if ctx is not None and ctx.worker is not self.worker:
             ctx = None
         auto = ctx is not None and ctx.worker.auto_secede and not ctx.seceded
@@ -406,9 +402,7 @@ class Session:
                     ks.event = trio.Event()
         if not pending:
             return
-        from .tasks import current_run
-
-        ctx = current_run()
+        ctx = _current_run()
         if ctx is not None and ctx.worker is not self.worker:
             ctx = None
         if ctx is None:
@@ -499,6 +493,14 @@ class Session:
         self.post(p.StatusRequest(rid))
         await waiter["event"].wait()
         return waiter["reply"]
+
+
+def _current_run() -> Any:
+    from .tasks import _current  # tasks imports client, which imports this module
+
+    global _current_run
+    _current_run = _current.get
+    return _current.get()
 
 
 class _Call:

@@ -61,6 +61,7 @@ class RunContext:
         self.wait_failure: BaseException | None = None
         self.wait_scope: trio.CancelScope | None = None
         self.worker_client_depth = 0
+        self.short = False  # expected to finish within microseconds (frame batching)
         self._client: Any = None
 
     def __repr__(self) -> str:

@@ -75,8 +75,15 @@ def _choose(
     best_score = None
     for w in workers:
         free = w.nthreads - w.blocked  # slots not held by blocked runs
-        if free <= 0 or w.occupying - w.blocked >= free * (1 + extra):
+        load = w.occupying - w.blocked
+        cap = free * (1 + extra)
+        if free <= 0 or load >= cap:
+            w.filling = False
             continue
+        if load >= free and not w.filling:
+            if load > free + (cap - free) // 2:
+                continue
+            w.filling = True
         if task.restrict and w.name not in task.restrict and w.id not in task.restrict:
             continue
         local = 0

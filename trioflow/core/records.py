@@ -98,6 +98,9 @@ class WorkerRecord:
     fn_ids: set[str] = attrs.Factory(set)
     #: a StealTasks is in flight
     steal_pending: bool = False
+    #: refilling its prefetch queue (hysteresis: refill from half empty to full, so
+    #: assignments go out in batches rather than one per finished task)
+    filling: bool = True
 
     def __repr__(self) -> str:
         return (

@@ -12,6 +12,7 @@ flushes first, then closes the WebSocket with a close code.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import trio
@@ -24,8 +25,14 @@ logger = logging.getLogger(__name__)
 
 #: Largest WebSocket message either side accepts (configurable per node).
 DEFAULT_MAX_MESSAGE_SIZE = 512 * 1024 * 1024
-#: Writers start a new frame past this many encoded bytes of queued messages.
-FRAME_SOFT_LIMIT = 16 * 1024 * 1024
+#: Bytes read from the socket at a time (trio-websocket reads 4 KiB by default, which
+#: costs a syscall per 4 KiB of a large frame).
+RECEIVE_BUFFER_SIZE = 256 * 1024
+#: Longest a writer holds a frame back for messages that are about to come (seconds),
+#: and how many messages are worth waiting for. Frames, not messages, are what cost:
+#: each one is a wake-up, a syscall and a WebSocket parse on both ends.
+LINGER_MAX = 0.0005
+LINGER_MESSAGES = 256
 
 
 class PeerConnection:
@@ -43,6 +50,9 @@ class PeerConnection:
         self.closed = False
         self.frames_sent = 0
         self.messages_sent = 0
+        #: optional hook: True while more messages are about to be queued (a worker
+        #: with short tasks running); the writer then waits for them, briefly
+        self.linger: Callable[[], bool] | None = None
 
     def __repr__(self) -> str:
         return f"<PeerConnection {self.name} queued={len(self._outbox)} closed={self.closed}>"
@@ -76,11 +86,26 @@ class PeerConnection:
         half = len(messages) // 2
         return self._encode(messages[:half]) + self._encode(messages[half:])
 
+    async def _linger(self) -> None:
+        """Hold the frame while ``linger()`` says more is coming, up to LINGER_MAX."""
+        deadline = trio.current_time() + LINGER_MAX
+        while self.linger() and len(self._outbox) < LINGER_MESSAGES:  # type: ignore[misc]
+            self._wakeup = trio.Event()
+            with trio.move_on_at(deadline) as scope:
+                await self._wakeup.wait()
+            if scope.cancelled_caught:
+                return
+
     async def run_writer(self) -> None:
         """Send queued messages until the connection closes. Run it in a nursery."""
         try:
             while True:
                 await self._wakeup.wait()
+                # one scheduling round before sending: whatever else is runnable now
+                # (other readers, task completions) adds to this frame instead of the next
+                await trio.lowlevel.cancel_shielded_checkpoint()
+                if self.linger is not None:
+                    await self._linger()
                 self._wakeup = trio.Event()
                 batch, self._outbox = self._outbox, []
                 if not batch:

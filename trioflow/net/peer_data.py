@@ -18,7 +18,7 @@ from trio_websocket import ConnectionClosed, WebSocketRequest, open_websocket_ur
 
 from .. import protocol as p
 from ..errors import RemoteProtocolError
-from .connection import PeerConnection
+from .connection import RECEIVE_BUFFER_SIZE, PeerConnection
 
 logger = logging.getLogger(__name__)
 
@@ -61,7 +61,8 @@ async def serve_peer_data(worker: Any, host: str, *, token: str | None,
         server = await nursery.start(
             lambda task_status: serve_websocket(
                 handler, host, 0, ssl_context, handler_nursery=nursery,
-                max_message_size=max_message_size, task_status=task_status)
+                max_message_size=max_message_size,
+                receive_buffer_size=RECEIVE_BUFFER_SIZE, task_status=task_status)
         )
         scheme = "wss" if ssl_context else "ws"
         shown = host if ":" not in host else f"[{host}]"
@@ -77,7 +78,8 @@ async def fetch_from_peer(address: str, keys: list[str], *, token: str | None,
         WorkerLost-like errors (``KeyError``) when the peer no longer holds a key.
     """
     ctx = ssl_context if address.startswith("wss://") else None
-    async with open_websocket_url(address, ctx, max_message_size=max_message_size) as ws:
+    async with open_websocket_url(address, ctx, max_message_size=max_message_size,
+                                  receive_buffer_size=RECEIVE_BUFFER_SIZE) as ws:
         conn = PeerConnection(ws, name=f"peer {address}", max_message_size=max_message_size)
         conn.send(p.Hello("client", "fetch", list(p.SUPPORTED_VERSIONS), token or ""))
         conn.send(p.GetData(1, list(keys)))

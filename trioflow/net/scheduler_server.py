@@ -29,7 +29,7 @@ from .. import protocol as p
 from ..core.events import Close, MessagesReceived, PeerJoined, PeerLeft, Send
 from ..core.scheduler import DEFAULT_INLINE_LIMIT, SchedulerState
 from ..errors import AuthenticationError, RemoteProtocolError
-from .connection import DEFAULT_MAX_MESSAGE_SIZE, PeerConnection
+from .connection import DEFAULT_MAX_MESSAGE_SIZE, RECEIVE_BUFFER_SIZE, PeerConnection
 
 logger = logging.getLogger(__name__)
 
@@ -84,6 +84,7 @@ class SchedulerServer:
                     self._handle, host, port, self.ssl_context,
                     handler_nursery=nursery,
                     max_message_size=self.max_message_size,
+                    receive_buffer_size=RECEIVE_BUFFER_SIZE,
                     connect_timeout=HANDSHAKE_TIMEOUT,
                     disconnect_timeout=5,
                     task_status=task_status,

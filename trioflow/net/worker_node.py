@@ -35,7 +35,7 @@ from ..core import worker as wcore
 from ..errors import DeadlockError, RemoteProtocolError, SlotAccountingError, WorkerLost
 from ..session import Session
 from ..tasks import RunContext, _current
-from .connection import DEFAULT_MAX_MESSAGE_SIZE, PeerConnection
+from .connection import DEFAULT_MAX_MESSAGE_SIZE, RECEIVE_BUFFER_SIZE, PeerConnection
 from .peer_data import fetch_from_peer, serve_peer_data
 from .slots import SlotThreads
 
@@ -43,6 +43,9 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_INLINE_LIMIT = 64 * 1024
 DEFAULT_MAX_PARKED_THREADS = 256
+#: runs of functions whose mean duration is below this (seconds) count as "short": the
+#: connection holds a frame back briefly for their results (see PeerConnection.linger)
+SHORT_RUN = 0.0002
 
 
 class WorkerNode:
@@ -103,6 +106,9 @@ class WorkerNode:
         self._token: trio.lowlevel.TrioToken | None = None
         self._loop_thread = 0
         self._idle = trio.Event()
+        #: mean run time by function id, and how many short sync runs are running now
+        self._durations: dict[str, float] = {}
+        self._short_running = 0
 
     def __repr__(self) -> str:
         return f"<WorkerNode {self.name!r} {self.ledger.counts()}>"
@@ -133,7 +139,8 @@ class WorkerNode:
     async def _connect_and_run(self, task_status: trio.TaskStatus[None]) -> None:
         ssl_ctx = self.ssl_context if self.scheduler_address.startswith("wss://") else None
         async with open_websocket_url(self.scheduler_address, ssl_ctx,
-                                      max_message_size=self.max_message_size) as ws:
+                                      max_message_size=self.max_message_size,
+                                      receive_buffer_size=RECEIVE_BUFFER_SIZE) as ws:
             conn = PeerConnection(ws, name=f"scheduler ({self.scheduler_address})",
                                   max_message_size=self.max_message_size)
             conn.send(p.Hello("worker", self.name, list(p.SUPPORTED_VERSIONS), self.token or "",
@@ -141,6 +148,7 @@ class WorkerNode:
             await conn.flush()
             welcome = await _expect_welcome(conn)
             self.conn = conn
+            conn.linger = self._linger
             self.peer_id = welcome.peer_id
             self.session = Session(conn, welcome.peer_id, worker=self)
             logger.info("worker %s joined %s as %s with %d slot(s)", self.name,
@@ -233,7 +241,15 @@ class WorkerNode:
                 f"({self.limiter.borrowed_tokens}/{self.limiter.total_tokens} borrowed)"
             ) from None
 
+    def _linger(self) -> bool:
+        """More results are microseconds away: worth holding the frame for them."""
+        return self._short_running > 0
+
     def do_secede(self, run: wcore.LocalRun) -> None:
+        ctx = self.contexts.get(run.key)
+        if ctx is not None and ctx.short:
+            ctx.short = False  # it waits on other tasks: not short any more
+            self._short_running -= 1
         if self.ledger.runs.get(run.key) is run and run.state is wcore.RunState.RUNNING:
             self._execute(self.ledger.secede(run))
 
@@ -306,6 +322,9 @@ class WorkerNode:
             assert self._nursery is not None
             self._nursery.start_soon(self._run_async, ctx, name=f"task {run.key}")
         else:
+            if self._durations.get(spec.fn_id, 1.0) < SHORT_RUN:
+                ctx.short = True
+                self._short_running += 1
             self.threads.submit(partial(self._run_sync, ctx))
 
     def _function(self, fn_id: str) -> Any:
@@ -393,6 +412,13 @@ class WorkerNode:
     def _run_done(self, ctx: RunContext, ok: bool, value: Any, blob: bytes | None,
                   report: Any) -> None:
         run = ctx.run
+        if ctx.short:
+            ctx.short = False
+            self._short_running -= 1
+        if ok and type(report) is p.TaskFinished:
+            old = self._durations.get(run.spec.fn_id)
+            d = report.duration
+            self._durations[run.spec.fn_id] = d if old is None else 0.8 * old + 0.2 * d
         if ok:
             self.data[run.key] = value
             if blob is not None:

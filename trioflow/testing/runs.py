@@ -178,6 +178,8 @@ class SimRun:
     waiting: bool = False
     #: a WaitFailed report arrived while waiting: the wait raises DeadlockError
     wait_failure: str | None = None
+    #: the task's own view: it seceded and has not been granted a slot back since
+    seceded: bool = False
     #: rejoin() was called and the slot has not been granted yet
     rejoin_pending: bool = False
     granted: bool = False
@@ -237,6 +239,7 @@ class SimRun:
             self._submit_next(session)
             self.pc += 1
         elif op is Op.SECEDE:
+            self.seceded = True
             worker.do_secede(self.local)
             self.pc += 1
         elif op is Op.WAIT:
@@ -244,6 +247,7 @@ class SimRun:
         elif op is Op.ASYNC_WAIT:
             while len(self.futures) < len(self.program.children):
                 self._submit_next(session)
+            self.seceded = True
             worker.do_secede(self.local)
             self._wait(session)
         elif op is Op.REJOIN:

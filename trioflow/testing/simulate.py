@@ -156,6 +156,7 @@ class SimWorker:
                 run = self.runs.get(cmd.run.key)
                 if run is not None and run.local is cmd.run:
                     run.granted = True
+                    run.seceded = False
             elif t is wcore.FetchInputs:
                 raise AssertionError("simulated programs have no dependencies to fetch")
 
@@ -238,6 +239,8 @@ class Simulator:
         self.root_outcomes: dict[str, Outcome] = {}
         #: deadlock reports, each with its ground-truth verdict (see .truth.Detection)
         self.detections: list[Any] = []
+        #: paths of tasks whose wait raised DeadlockError
+        self.deadlocked_paths: set[str] = set()
         #: runs that ended anywhere (ground truth's measure of progress)
         self.runs_ended = 0
         #: highest run id seen per key, on the scheduler and per worker
@@ -297,8 +300,10 @@ class Simulator:
             ended = w.ended
             run.step(w)
             self.runs_ended += w.ended - ended
+            if run.error is not None and run.error.deadlocked and run.error.text == run.path:
+                self.deadlocked_paths.add(run.path)
         elif t is Submit:
-            key = self.client.submit(action.program, "0")
+            key = self.client.submit(action.program, str(len(self.roots)))
             self.roots[key] = action.program
         elif t is AddWorker:
             self._add_worker(action.slots)

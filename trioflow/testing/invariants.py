@@ -1,0 +1,149 @@
+"""Invariants of a simulated cluster, checked after every action.
+
+Three views of each worker's slots must agree:
+
+1. the worker's ledger (``WorkerState``): ``holding`` == its RUNNING runs <= ``nthreads``;
+2. the mirror of its slot limiter (``SimWorker.tokens``): exactly the RUNNING runs;
+3. the scheduler's ``WorkerRecord``: ``occupying`` counts the worker's non-seceded runs,
+   ``blocked`` those of them blocked in a wait. These lag behind the worker by the
+   messages in flight, so they are compared only when both of the worker's links are
+   empty ("drained").
+
+And every task is in exactly one place: at most one worker runs it, the scheduler's
+records point at the worker that has it, and (once drained) a worker's ledger holds
+exactly the runs the scheduler gave it, with the same run ids.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from ..core import worker as wcore
+from ..core.records import TaskStatus
+
+if TYPE_CHECKING:
+    from .simulate import SimWorker, Simulator
+
+_STARTED = (wcore.RunState.RUNNING, wcore.RunState.SECEDED, wcore.RunState.REJOINING)
+_SECEDED = (wcore.RunState.SECEDED, wcore.RunState.REJOINING)
+
+
+def check_invariants(sim: Simulator) -> None:
+    """Raise ``HarnessViolation`` if any invariant of the module docstring is broken."""
+    for worker in sim.workers.values():
+        check_worker_slots(worker)
+    check_scheduler_records(sim)
+    check_one_place(sim)
+    for worker in sim.workers.values():
+        if is_drained(sim, worker.id):
+            check_drained_view(sim, worker)
+
+
+def _fail(message: str) -> None:
+    from .simulate import HarnessViolation
+
+    raise HarnessViolation(message)
+
+
+def is_drained(sim: Simulator, worker_id: str) -> bool:
+    """Both links between ``worker_id`` and the scheduler are empty."""
+    from .simulate import SCHEDULER
+
+    return not sim.links[(worker_id, SCHEDULER)] and not sim.links[(SCHEDULER, worker_id)]
+
+
+def check_worker_slots(worker: SimWorker) -> None:
+    """Ledger, limiter mirror and the runs' own view of secession agree."""
+    ledger = worker.ledger
+    running = {(k, r.run_id) for k, r in ledger.runs.items() if r.state is wcore.RunState.RUNNING}
+    if ledger.holding != len(running) or ledger.holding > ledger.nthreads:
+        _fail(f"{worker.id}: ledger holds {ledger.holding} of {ledger.nthreads} slots "
+              f"with {len(running)} runs running")
+    if worker.tokens != running:
+        _fail(f"{worker.id}: limiter borrowers {sorted(worker.tokens)} != running runs "
+              f"{sorted(running)}")
+    for key, run in worker.runs.items():
+        local = ledger.runs.get(key)
+        if local is not run.local or local.state not in _STARTED:
+            _fail(f"{worker.id}: {run!r} executes but the ledger has {local!r}")
+        if run.seceded != (local.state in _SECEDED):
+            _fail(f"{worker.id}: {run!r} believes seceded={run.seceded} but the ledger "
+                  f"says {local.state.value}")
+    for key, local in ledger.runs.items():
+        if local.state in _STARTED and key not in worker.runs:
+            _fail(f"{worker.id}: the ledger's {local!r} started but nothing executes it")
+
+
+def check_scheduler_records(sim: Simulator) -> None:
+    """The scheduler's counters agree with its own records."""
+    state = sim.scheduler
+    owner: dict[str, str] = {}
+    for w in state.workers.values():
+        occupying = blocked = 0
+        for key, task in w.processing.items():
+            if key in owner:
+                _fail(f"{key} is processing on {owner[key]} and {w.id}")
+            owner[key] = w.id
+            if task.worker != w.id:
+                _fail(f"{key} is in {w.id}'s processing but its worker is {task.worker}")
+            if not task.seceded:
+                occupying += 1
+                if task.blocked_on is not None and not task.blocked_timeout:
+                    blocked += 1
+        if (occupying, blocked) != (w.occupying, w.blocked):
+            _fail(f"scheduler record {w!r}: counted occupying={occupying} blocked={blocked}")
+    for key, task in state.tasks.items():
+        if task.status is TaskStatus.PROCESSING and owner.get(key) != task.worker:
+            _fail(f"{task!r} is PROCESSING but not in its worker's processing")
+        if task.worker is None and key in owner:
+            _fail(f"{task!r} has no worker but {owner[key]} processes it")
+        if task.seceded != (key in state.seceded):
+            _fail(f"{task!r}: seceded={task.seceded} disagrees with the seceded table")
+        for waited in task.blocked_on or ():
+            other = state.tasks.get(waited)
+            if other is not None and key not in other.waiters:
+                _fail(f"{key} is blocked on {waited} but is not among its waiters")
+
+
+def check_one_place(sim: Simulator) -> None:
+    """No task executes twice at once; every started run is the scheduler's current one
+    or one the scheduler has not heard the end of."""
+    where: dict[str, str] = {}
+    for w in sim.workers.values():
+        for key in w.runs:
+            if key in where:
+                _fail(f"{key} executes on {where[key]} and on {w.id} at once")
+            where[key] = w.id
+
+
+def check_drained_view(sim: Simulator, worker: SimWorker) -> None:
+    """With nothing in flight, the scheduler's record of a worker equals the worker."""
+    record = sim.scheduler.workers.get(worker.id)
+    if record is None:
+        _fail(f"{worker.id} is connected but the scheduler has no record of it")
+        return
+    ledger = worker.ledger
+    ours = {k: r.run_id for k, r in ledger.runs.items()}
+    theirs = {k: t.run_id for k, t in record.processing.items()}
+    if ours != theirs:
+        _fail(f"{worker.id} drained: the ledger has runs {ours}, the scheduler {theirs}")
+    occupying = sum(1 for r in ledger.runs.values() if r.state not in _SECEDED)
+    blocked = sum(1 for r in worker.runs.values()
+                  if not r.seceded and r.blocked_in_wait(worker.session))
+    if (record.occupying, record.blocked) != (occupying, blocked):
+        _fail(f"{worker.id} drained: scheduler says occupying={record.occupying} "
+              f"blocked={record.blocked}, the worker has {occupying} non-seceded runs, "
+              f"{blocked} of them blocked")
+    for key, local in ledger.runs.items():
+        task = record.processing[key]
+        if task.seceded != (local.state in _SECEDED):
+            _fail(f"{worker.id} drained: {task!r} seceded={task.seceded}, ledger {local!r}")
+        if task.rejoin_pending != (local.state is wcore.RunState.REJOINING):
+            _fail(f"{worker.id} drained: {task!r} rejoin_pending={task.rejoin_pending}, "
+                  f"ledger {local!r}")
+        run = worker.runs.get(key)
+        pending = set(worker.session.pending(run.futures)) if run and run.waiting and \
+            run.wait_failure is None else set()
+        if (task.blocked_on or set()) != pending:
+            _fail(f"{worker.id} drained: the scheduler thinks {key} waits on "
+                  f"{sorted(task.blocked_on or ())}, the run waits on {sorted(pending)}")

@@ -1,0 +1,159 @@
+"""Schedules: who decides what the simulated cluster does next, and running to the end.
+
+A *chooser* picks one action among :meth:`Simulator.enabled` ones. Three kinds:
+
+* :class:`Schedule` — a script of choice indices (what Hypothesis draws and shrinks; an
+  empty script is the canonical schedule), then the canonical order;
+* :func:`random_chooser` — seeded, uniformly random among enabled actions;
+* :data:`CANONICAL` / :data:`LAZY_THREADS` — fixed policies: task threads run until
+  they block before anything is delivered (what a fast task looks like), or messages
+  are delivered before any thread moves (what a slow task looks like).
+
+:func:`check_program` is the property every program must have, whatever the schedule:
+it ends (every root answered, nothing stuck), every deadlock report is a true deadlock
+(audited as it happens, see :mod:`.truth`), no true deadlock goes unreported, the root's
+outcome is what the program semantics predict given which waits failed, and programs
+whose waits all give their slot back never deadlock at all.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Sequence
+
+import attrs
+
+from .invariants import check_invariants
+from .programs import ClusterShape, Outcome, Program, expected_outcome
+from .simulate import Action, Deliver, HarnessViolation, SimConfig, Simulator, Submit
+from .truth import Detection, check_no_missed_deadlock
+
+Chooser = Callable[[Simulator, list[Action]], Action]
+
+#: most actions a simulation may take before it is declared livelocked
+DEFAULT_MAX_ACTIONS = 20_000
+
+
+def canonical(sim: Simulator, actions: list[Action]) -> Action:
+    """Threads first (steps come first in ``enabled``), then whole frames."""
+    return actions[0]
+
+
+def lazy_threads(sim: Simulator, actions: list[Action]) -> Action:
+    """Deliver everything in flight before any thread moves."""
+    for action in actions:
+        if type(action) is Deliver:
+            return action
+    return actions[0]
+
+
+CANONICAL: Chooser = canonical
+LAZY_THREADS: Chooser = lazy_threads
+
+
+def random_chooser(seed: int) -> Chooser:
+    """A chooser picking uniformly among enabled actions, from ``random.Random(seed)``."""
+    rng = random.Random(seed)
+
+    def choose(sim: Simulator, actions: list[Action]) -> Action:
+        return actions[rng.randrange(len(actions))]
+
+    return choose
+
+
+@attrs.frozen
+class Schedule:
+    """A script of choices: the i-th action taken is ``enabled[choices[i] % n]``; once the
+    script runs out, the canonical order. ``Schedule()`` is the canonical schedule."""
+
+    choices: tuple[int, ...] = ()
+
+    def chooser(self) -> Chooser:
+        it = iter(self.choices)
+
+        def choose(sim: Simulator, actions: list[Action]) -> Action:
+            return actions[next(it, 0) % len(actions)]
+
+        return choose
+
+
+def run_until_quiet(sim: Simulator, choose: Chooser, *, invariants: bool = True,
+                    max_actions: int = DEFAULT_MAX_ACTIONS) -> int:
+    """Apply chosen actions until nothing is enabled; return how many were applied.
+
+    Raises:
+        HarnessViolation: an invariant broke, a deadlock report was false, or the world
+            did not settle within ``max_actions`` (a livelock).
+    """
+    for n in range(max_actions):
+        actions = sim.enabled(batches=True)
+        if not actions:
+            return n
+        sim.apply(choose(sim, actions))
+        if invariants:
+            check_invariants(sim)
+    raise HarnessViolation(f"no quiescence after {max_actions} actions (livelock?)\n"
+                           f"{sim.describe()}")
+
+
+@attrs.frozen(kw_only=True)
+class ProgramRun:
+    """The result of running one program on one simulated cluster under one schedule."""
+
+    program: Program
+    shape: ClusterShape
+    outcome: Outcome
+    expected: Outcome
+    detections: tuple[Detection, ...]
+    deadlocked_paths: frozenset[str]
+    actions: int
+
+    @property
+    def deadlocked(self) -> bool:
+        """Whether the detector reported (and ground truth confirmed) a deadlock."""
+        return bool(self.detections)
+
+
+def simulate_program(program: Program, shape: ClusterShape, choose: Chooser = CANONICAL, *,
+                     config: SimConfig | None = None, invariants: bool = True,
+                     max_actions: int = DEFAULT_MAX_ACTIONS) -> ProgramRun:
+    """Run ``program`` as one root on a fresh simulated cluster and check it ends well.
+
+    See the module docstring for what is checked.
+
+    Raises:
+        HarnessViolation: a property broke (the message shows the world and actions).
+    """
+    sim = Simulator.for_shape(shape, config)
+    sim.apply(Submit(program))
+    n = run_until_quiet(sim, choose, invariants=invariants, max_actions=max_actions)
+    check_no_missed_deadlock(sim)
+    (key,) = sim.roots
+    outcome = sim.root_outcomes.get(key)
+    if outcome is None:  # pragma: no cover - stuck() covers it
+        raise HarnessViolation(f"root {key} never answered\n{sim.describe()}")
+    deadlocked = frozenset(sim.deadlocked_paths)
+    expected = expected_outcome(program, "0", deadlocked)
+    if outcome != expected:
+        raise HarnessViolation(
+            f"{program!r} on {shape!r} ended with {outcome!r}; the program semantics, "
+            f"given the deadlocked waits {sorted(deadlocked)}, say {expected!r}\n"
+            f"Actions: {sim.log!r}")
+    if not program.holds_slots_while_waiting() and sim.detections:
+        raise HarnessViolation(f"{program!r} never holds a slot while waiting, yet a "
+                               f"deadlock was reported:\n{sim.detections[0].report}")
+    return ProgramRun(program=program, shape=shape, outcome=outcome, expected=expected,
+                      detections=tuple(sim.detections), deadlocked_paths=deadlocked,
+                      actions=n)
+
+
+def outcomes_under(program: Program, shape: ClusterShape, choosers: Sequence[Chooser], *,
+                   config: SimConfig | None = None) -> set[Outcome]:
+    """The root outcomes ``program`` reaches under each of ``choosers`` (each checked)."""
+    return {simulate_program(program, shape, c, config=config, invariants=False).outcome
+            for c in choosers}
+
+
+def standard_choosers(random_schedules: int = 8) -> list[Chooser]:
+    """Canonical, lazy-threads, and ``random_schedules`` seeded random choosers."""
+    return [CANONICAL, LAZY_THREADS, *(random_chooser(s) for s in range(random_schedules))]
