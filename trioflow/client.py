@@ -27,7 +27,13 @@ from trio_websocket import ConnectionClosed, open_websocket_url
 
 from . import protocol as p
 from .futures import Future
-from .net.connection import DEFAULT_MAX_MESSAGE_SIZE, RECEIVE_BUFFER_SIZE, PeerConnection
+from .net.connection import (
+    CONNECT_TIMEOUT,
+    DEFAULT_MAX_MESSAGE_SIZE,
+    DISCONNECT_TIMEOUT,
+    RECEIVE_BUFFER_SIZE,
+    PeerConnection,
+)
 from .session import Session
 from .tasks import _default_client
 
@@ -159,7 +165,9 @@ class AsyncClient(_ClientAPI):
             ctx = self.ssl_context if self.address.startswith("wss://") else None
             ws = await stack.enter_async_context(
                 open_websocket_url(self.address, ctx, max_message_size=DEFAULT_MAX_MESSAGE_SIZE,
-                                   receive_buffer_size=RECEIVE_BUFFER_SIZE))
+                                   receive_buffer_size=RECEIVE_BUFFER_SIZE,
+                                  connect_timeout=CONNECT_TIMEOUT,
+                                  disconnect_timeout=DISCONNECT_TIMEOUT))
             conn = PeerConnection(ws, name=f"scheduler ({self.address})")
             conn.send(p.Hello("client", self.name, list(p.SUPPORTED_VERSIONS), self.token or ""))
             await conn.flush()

@@ -155,7 +155,7 @@ async def _wait_async(futures: list[Future], timeout: float | None, return_when:
     return done, set(futures) - done
 
 
-class as_completed:  # noqa: N801  (named like the function users know from dask)
+class as_completed:
     """Iterate over futures as they finish: ``for f in as_completed(fs)`` in a thread,
     ``async for f in as_completed(fs)`` on the event loop. ``add(future)`` adds more
     while iterating.

@@ -74,6 +74,8 @@ def _choose(
     best = None
     best_score = None
     for w in workers:
+        if w.closing:
+            continue
         free = w.nthreads - w.blocked  # slots not held by blocked runs
         load = w.occupying - w.blocked
         cap = free * (1 + extra)

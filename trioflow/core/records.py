@@ -101,6 +101,8 @@ class WorkerRecord:
     #: refilling its prefetch queue (hysteresis: refill from half empty to full, so
     #: assignments go out in batches rather than one per finished task)
     filling: bool = True
+    #: shutting down: gets no new work
+    closing: bool = False
 
     def __repr__(self) -> str:
         return (

@@ -96,6 +96,7 @@ class SchedulerState:
             p.Rejoined: deadlock.rejoined,
             p.TasksReturned: placement.tasks_returned,
             p.Heartbeat: _ignore,
+            p.WorkerClosing: _worker_closing,
             p.StatusRequest: _status,
         }
 
@@ -162,6 +163,13 @@ class SchedulerState:
 
 def _ignore(state: SchedulerState, peer_id: str, msg: Any) -> None:
     pass
+
+
+def _worker_closing(state: SchedulerState, peer_id: str, msg: p.WorkerClosing) -> None:
+    worker = state.workers.get(peer_id)
+    if worker is not None:
+        worker.closing = True
+        state.deadlock_dirty = True
 
 
 def _peer_joined(state: SchedulerState, peer_id: str, hello: p.Hello) -> None:

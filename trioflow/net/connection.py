@@ -19,7 +19,7 @@ import trio
 from trio_websocket import ConnectionClosed, WebSocketConnection
 
 from ..errors import LocalProtocolError
-from ..protocol import PROTOCOL_VERSION, decode_frame, encode_frame
+from ..protocol import PROTOCOL_VERSION, Heartbeat, decode_frame, encode_frame
 
 logger = logging.getLogger(__name__)
 
@@ -32,6 +32,16 @@ RECEIVE_BUFFER_SIZE = 256 * 1024
 #: and how many messages are worth waiting for. Frames, not messages, are what cost:
 #: each one is a wake-up, a syscall and a WebSocket parse on both ends.
 LINGER_MAX = 0.0005
+#: A connection quiet for this long sends a Heartbeat (seconds), so the other side can
+#: tell a silent peer (cut link, frozen host) from an idle one.
+HEARTBEAT_INTERVAL = 1.0
+#: A peer that does not take a frame within this many seconds is disconnected.
+SEND_TIMEOUT = 30.0
+#: Seconds allowed to open a WebSocket, and to close one gracefully.
+CONNECT_TIMEOUT = 10.0
+DISCONNECT_TIMEOUT = 2.0
+#: WebSocket close code for a peer too slow to read what we send.
+CLOSE_TOO_SLOW = 4008
 LINGER_MESSAGES = 256
 
 
@@ -53,6 +63,9 @@ class PeerConnection:
         #: optional hook: True while more messages are about to be queued (a worker
         #: with short tasks running); the writer then waits for them, briefly
         self.linger: Callable[[], bool] | None = None
+        self.heartbeat_interval = HEARTBEAT_INTERVAL
+        self.send_timeout = SEND_TIMEOUT
+        self.last_received = trio.current_time()
 
     def __repr__(self) -> str:
         return f"<PeerConnection {self.name} queued={len(self._outbox)} closed={self.closed}>"
@@ -72,6 +85,7 @@ class PeerConnection:
             trio_websocket.ConnectionClosed: the peer went away.
         """
         data = await self.ws.get_message()
+        self.last_received = trio.current_time()
         return decode_frame(data, self.version)
 
     def _encode(self, messages: list[Any]) -> list[bytes]:
@@ -100,7 +114,10 @@ class PeerConnection:
         """Send queued messages until the connection closes. Run it in a nursery."""
         try:
             while True:
-                await self._wakeup.wait()
+                with trio.move_on_after(self.heartbeat_interval) as idle:
+                    await self._wakeup.wait()
+                if idle.cancelled_caught:
+                    self._outbox.append(Heartbeat())  # quiet for a while: say we are alive
                 # one scheduling round before sending: whatever else is runnable now
                 # (other readers, task completions) adds to this frame instead of the next
                 await trio.lowlevel.cancel_shielded_checkpoint()
@@ -110,12 +127,18 @@ class PeerConnection:
                 batch, self._outbox = self._outbox, []
                 if not batch:
                     continue
-                for frame in self._encode(batch):
-                    await self.ws.send_message(frame)
+                # a peer that does not read cannot stall us: past the timeout it is dropped
+                with trio.fail_after(self.send_timeout):
+                    for frame in self._encode(batch):
+                        await self.ws.send_message(frame)
                 self.frames_sent += 1
                 self.messages_sent += len(batch)
         except ConnectionClosed:
             self.closed = True
+        except trio.TooSlowError:
+            logger.warning("%s: not reading for %ss; dropping it", self.name, self.send_timeout)
+            self.closed = True
+            await self.ws.aclose(CLOSE_TOO_SLOW, "too slow")
         except LocalProtocolError:
             logger.exception("%s: cannot send a message", self.name)
             raise

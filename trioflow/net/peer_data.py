@@ -18,7 +18,12 @@ from trio_websocket import ConnectionClosed, WebSocketRequest, open_websocket_ur
 
 from .. import protocol as p
 from ..errors import RemoteProtocolError
-from .connection import RECEIVE_BUFFER_SIZE, PeerConnection
+from .connection import (
+    CONNECT_TIMEOUT,
+    DISCONNECT_TIMEOUT,
+    RECEIVE_BUFFER_SIZE,
+    PeerConnection,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -79,7 +84,9 @@ async def fetch_from_peer(address: str, keys: list[str], *, token: str | None,
     """
     ctx = ssl_context if address.startswith("wss://") else None
     async with open_websocket_url(address, ctx, max_message_size=max_message_size,
-                                  receive_buffer_size=RECEIVE_BUFFER_SIZE) as ws:
+                                  receive_buffer_size=RECEIVE_BUFFER_SIZE,
+                                  connect_timeout=CONNECT_TIMEOUT,
+                                  disconnect_timeout=DISCONNECT_TIMEOUT) as ws:
         conn = PeerConnection(ws, name=f"peer {address}", max_message_size=max_message_size)
         conn.send(p.Hello("client", "fetch", list(p.SUPPORTED_VERSIONS), token or ""))
         conn.send(p.GetData(1, list(keys)))

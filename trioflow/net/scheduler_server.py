@@ -35,6 +35,8 @@ logger = logging.getLogger(__name__)
 
 #: A peer must complete its Hello within this many seconds.
 HANDSHAKE_TIMEOUT = 10.0
+#: Peers silent (no frame, not even a heartbeat) this long are dropped, in seconds.
+DEFAULT_PEER_TIMEOUT = 10.0
 #: Largest first frame (Hello) we accept before knowing who the peer is.
 MAX_HELLO_SIZE = 64 * 1024
 
@@ -60,12 +62,16 @@ class SchedulerServer:
         inline_limit: int = DEFAULT_INLINE_LIMIT,
         allowed_failures: int = 3,
         max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
+        peer_timeout: float = DEFAULT_PEER_TIMEOUT,
     ) -> None:
         self.state = SchedulerState(inline_limit=inline_limit, allowed_failures=allowed_failures)
         self.token = token
         self.ssl_context = ssl_context
         self.max_message_size = max_message_size
+        self.peer_timeout = peer_timeout
         self.conns: dict[str, PeerConnection] = {}
+        #: cancel scope of each peer's handler, to drop a silent peer
+        self._scopes: dict[str, trio.CancelScope] = {}
         self.address = ""
         self._ids = itertools.count(1)
         self._changed = trio.Event()
@@ -94,7 +100,22 @@ class SchedulerServer:
             shown = host if ":" not in host else f"[{host}]"
             self.address = f"{scheme}://{shown}:{server.port}"
             logger.info("scheduler listening on %s", self.address)
+            nursery.start_soon(self._drop_silent_peers)
             task_status.started(self.address)
+
+    async def _drop_silent_peers(self) -> None:
+        """Disconnect peers we have heard nothing from (not even a heartbeat) for
+        ``peer_timeout`` seconds: a cut link or a frozen host never closes its socket."""
+        while True:
+            await trio.sleep(self.peer_timeout / 4)
+            now = trio.current_time()
+            for peer_id, conn in list(self.conns.items()):
+                if now - conn.last_received > self.peer_timeout:
+                    logger.warning("%s silent for %.1fs; dropping it", conn.name,
+                                   now - conn.last_received)
+                    scope = self._scopes.get(peer_id)
+                    if scope is not None:
+                        scope.cancel()
 
     async def wait_for_workers(self, n: int) -> None:
         """Return once at least ``n`` workers are connected."""
@@ -143,21 +164,29 @@ class SchedulerServer:
         self.conns[peer_id] = conn
         conn.send(p.Welcome(conn.version, peer_id, "scheduler"))
         logger.info("%s joined from %s", conn.name, request.remote)
+        dropped = False
         try:
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(conn.run_writer)
-                self._execute(self.state.handle(PeerJoined(peer_id, hello)))
-                self._changed_now()
-                await self._read(peer_id, conn)
-                nursery.cancel_scope.cancel()
+            with trio.CancelScope() as scope:
+                self._scopes[peer_id] = scope
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(conn.run_writer)
+                    self._execute(self.state.handle(PeerJoined(peer_id, hello)))
+                    self._changed_now()
+                    await self._read(peer_id, conn)
+                    nursery.cancel_scope.cancel()
+            dropped = scope.cancelled_caught
         finally:
+            self._scopes.pop(peer_id, None)
             # on cancellation (scheduler shutdown) the socket is simply dropped; a
             # graceful close would wait for peers that are shutting down too
             self.conns.pop(peer_id, None)
             self._execute(self.state.handle(PeerLeft(peer_id)))
             self._changed_now()
             logger.info("%s left", conn.name)
-        await conn.aclose(1000, "bye")
+        if dropped:
+            conn.closed = True  # its link is dead: a close handshake would only wait
+        else:
+            await conn.aclose(1000, "bye")
 
     async def _handshake(self, conn: PeerConnection) -> Any:
         with trio.fail_after(HANDSHAKE_TIMEOUT):

@@ -32,10 +32,22 @@ from trio_websocket import ConnectionClosed, open_websocket_url
 from .. import protocol as p
 from .. import serialize
 from ..core import worker as wcore
-from ..errors import DeadlockError, RemoteProtocolError, SlotAccountingError, WorkerLost
+from ..errors import (
+    AuthenticationError,
+    DeadlockError,
+    RemoteProtocolError,
+    SlotAccountingError,
+    WorkerLost,
+)
 from ..session import Session
 from ..tasks import RunContext, _current
-from .connection import DEFAULT_MAX_MESSAGE_SIZE, RECEIVE_BUFFER_SIZE, PeerConnection
+from .connection import (
+    CONNECT_TIMEOUT,
+    DEFAULT_MAX_MESSAGE_SIZE,
+    DISCONNECT_TIMEOUT,
+    RECEIVE_BUFFER_SIZE,
+    PeerConnection,
+)
 from .peer_data import fetch_from_peer, serve_peer_data
 from .slots import SlotThreads
 
@@ -71,6 +83,7 @@ class WorkerNode:
         ssl_context: ssl.SSLContext | None = None,
         inline_limit: int = DEFAULT_INLINE_LIMIT,
         max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
+        peer_timeout: float = 10.0,
     ) -> None:
         if nthreads < 1:
             raise ValueError(f"nthreads must be >= 1, got {nthreads}")
@@ -85,6 +98,7 @@ class WorkerNode:
         self.ssl_context = ssl_context
         self.inline_limit = inline_limit
         self.max_message_size = max_message_size
+        self.peer_timeout = peer_timeout
         self.ledger = wcore.WorkerState(nthreads)
         self.limiter: trio.CapacityLimiter | None = None
         self.threads = SlotThreads(nthreads + max_parked_threads, name=f"trioflow-{self.name}")
@@ -109,6 +123,7 @@ class WorkerNode:
         #: mean run time by function id, and how many short sync runs are running now
         self._durations: dict[str, float] = {}
         self._short_running = 0
+        self.closing = False
 
     def __repr__(self) -> str:
         return f"<WorkerNode {self.name!r} {self.ledger.counts()}>"
@@ -140,7 +155,9 @@ class WorkerNode:
         ssl_ctx = self.ssl_context if self.scheduler_address.startswith("wss://") else None
         async with open_websocket_url(self.scheduler_address, ssl_ctx,
                                       max_message_size=self.max_message_size,
-                                      receive_buffer_size=RECEIVE_BUFFER_SIZE) as ws:
+                                      receive_buffer_size=RECEIVE_BUFFER_SIZE,
+                                  connect_timeout=CONNECT_TIMEOUT,
+                                  disconnect_timeout=DISCONNECT_TIMEOUT) as ws:
             conn = PeerConnection(ws, name=f"scheduler ({self.scheduler_address})",
                                   max_message_size=self.max_message_size)
             conn.send(p.Hello("worker", self.name, list(p.SUPPORTED_VERSIONS), self.token or "",
@@ -176,7 +193,12 @@ class WorkerNode:
         assert session is not None
         while True:
             try:
-                messages = await conn.receive()
+                with trio.fail_after(self.peer_timeout):
+                    messages = await conn.receive()
+            except trio.TooSlowError:
+                logger.warning("%s: the scheduler has been silent for %ss; disconnecting",
+                               self.name, self.peer_timeout)
+                return
             except ConnectionClosed:
                 return
             except RemoteProtocolError as exc:
@@ -200,6 +222,22 @@ class WorkerNode:
         else:
             assert self._token is not None
             self._token.run_sync_soon(fn, *args)
+
+    async def drain(self, grace: float = 30.0) -> None:
+        """Stop taking work, hand queued runs back, let running ones finish (``grace`` s).
+
+        Cancellation: whatever still runs is abandoned; the scheduler re-runs it.
+        """
+        if self.conn is None:
+            return
+        self.closing = True
+        self.conn.send(p.WorkerClosing())
+        queued = [r for r in self.ledger.runs.values()
+                  if r.state in (wcore.RunState.QUEUED, wcore.RunState.FETCHING)]
+        self._execute(self.ledger.steal([r.key for r in queued], [r.run_id for r in queued]))
+        with trio.move_on_after(grace):
+            await self.wait_idle()
+        await self.conn.flush()
 
     async def wait_idle(self) -> None:
         """Return once this worker has no runs at all (for tests and draining)."""
@@ -260,6 +298,10 @@ class WorkerNode:
     # ------------------------------------------------------------------ messages
 
     def _compute_task(self, msg: p.ComputeTask) -> None:
+        if self.closing:  # assigned before the scheduler saw WorkerClosing: hand it back
+            assert self.conn is not None
+            self.conn.send(p.TasksReturned([msg.key], [msg.run_id]))
+            return
         needs_fetch = any(
             holder and dep not in self.data and dep not in self.blobs
             for dep, holder in zip(msg.deps, msg.dep_holders)
@@ -470,9 +512,12 @@ async def _expect_welcome(conn: PeerConnection) -> Any:
             messages = await conn.receive()
     except ConnectionClosed as exc:
         reason = exc.reason
-        raise ClientClosedError(
-            f"the scheduler refused us: {reason.reason or reason.name} (code {reason.code})"
-        ) from None
+        text = f"the scheduler refused us: {reason.reason or reason.name} (code {reason.code})"
+        if reason.code == p.CLOSE_AUTH_FAILED:
+            raise AuthenticationError(text) from None
+        if reason.code == p.CLOSE_VERSION_MISMATCH:
+            raise p.ProtocolVersionError(text) from None
+        raise ClientClosedError(text) from None
     if not messages or not isinstance(messages[0], p.Welcome):
         raise RemoteProtocolError("the scheduler did not answer with Welcome")
     for extra in messages[1:]:

@@ -16,4 +16,4 @@ from .codec import (
     decode_frame,
     encode_frame,
 )
-from .messages import *  # noqa: F403  (the message classes are the protocol's vocabulary)
+from .messages import *  # the message classes are the protocol's vocabulary

@@ -281,6 +281,11 @@ class DataReply:
     missing: list[str] = attrs.Factory(list)
 
 
+@message("worker-closing")
+class WorkerClosing:
+    """The worker is shutting down: assign it nothing more (it hands back its queue)."""
+
+
 @message("heartbeat")
 class Heartbeat:
     """I am alive (sent when a connection has been quiet)."""

@@ -22,7 +22,7 @@ from ..core import worker as wcore
 from ..core.records import TaskStatus
 
 if TYPE_CHECKING:
-    from .simulate import SimWorker, Simulator
+    from .simulate import Simulator, SimWorker
 
 _STARTED = (wcore.RunState.RUNNING, wcore.RunState.SECEDED, wcore.RunState.REJOINING)
 _SECEDED = (wcore.RunState.SECEDED, wcore.RunState.REJOINING)
