@@ -20,6 +20,8 @@ from typing import Any
 
 import trio
 
+from .errors import AuthenticationError, ClientClosedError
+
 logger = logging.getLogger("trioflow.cli")
 
 EXIT_INSECURE = 3
@@ -90,6 +92,8 @@ def scheduler_main(argv: list[str] | None = None) -> int:
     parser.add_argument("--token-file", help="file holding the cluster token (or set TRIOFLOW_TOKEN)")
     parser.add_argument("--tls-cert", help="certificate (PEM) to serve wss://")
     parser.add_argument("--tls-key", help="private key (PEM) for --tls-cert")
+    parser.add_argument("--peer-timeout", type=float, default=10.0,
+                        help="drop peers silent (not even a heartbeat) for this many seconds")
     parser.add_argument("--insecure", action="store_true",
                         help="allow a non-loopback address without a token (do not do this)")
     parser.add_argument("--log-level", default="info", help="debug, info, warning or error")
@@ -104,7 +108,7 @@ def scheduler_main(argv: list[str] | None = None) -> int:
     from .net.scheduler_server import SchedulerServer
 
     async def main() -> None:
-        server = SchedulerServer(token=token,
+        server = SchedulerServer(token=token, peer_timeout=args.peer_timeout,
                                  ssl_context=_ssl_server_context(args.tls_cert, args.tls_key))
         async with trio.open_nursery() as nursery:
             address = await nursery.start(server.serve, args.host, args.port)
@@ -139,6 +143,10 @@ def worker_main(argv: list[str] | None = None) -> int:
                         help="give the slot back on every wait inside a task")
     parser.add_argument("--death-timeout", type=float, default=60.0,
                         help="seconds to keep trying to reach the scheduler before exiting")
+    parser.add_argument("--peer-timeout", type=float, default=10.0,
+                        help="seconds of silence after which the scheduler counts as lost")
+    parser.add_argument("--drain-timeout", type=float, default=30.0,
+                        help="on SIGTERM, seconds to let running tasks finish")
     parser.add_argument("--log-level", default="warning", help="debug, info, warning or error")
     args = parser.parse_args(argv)
     if args.nthreads < 1:
@@ -148,52 +156,90 @@ def worker_main(argv: list[str] | None = None) -> int:
     from .net.worker_node import WorkerNode
 
     ssl_ctx = _ssl_client_context(args.tls_ca) if args.address.startswith("wss://") else None
-    node = WorkerNode(args.address, nthreads=args.nthreads, name=args.name, token=token,
-                      max_parked_threads=args.max_parked_threads, auto_secede=args.auto_secede,
-                      host=args.host, ssl_context=ssl_ctx)
+
+    def make_node() -> Any:
+        return WorkerNode(args.address, nthreads=args.nthreads, name=args.name, token=token,
+                          max_parked_threads=args.max_parked_threads,
+                          auto_secede=args.auto_secede, host=args.host, ssl_context=ssl_ctx,
+                          peer_timeout=args.peer_timeout)
 
     async def main() -> None:
+        stop = trio.Event()
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(_until_signal, nursery)
-            with trio.fail_after(args.death_timeout):
-                await _connect_with_retries(node, nursery)
-            await _wait_done(node)
+            nursery.start_soon(_signals_drain_then_cancel, stop, nursery.cancel_scope)
+            await _run_worker(make_node, args.death_timeout, args.drain_timeout, stop)
             nursery.cancel_scope.cancel()
 
     try:
         trio.run(main)
+    except AuthenticationError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     except trio.TooSlowError:
         print(f"error: could not reach the scheduler at {args.address} within "
               f"{args.death_timeout}s", file=sys.stderr)
         return 1
-    except Exception as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
     return 0
 
 
-async def _connect_with_retries(node: Any, nursery: trio.Nursery) -> None:
+async def _signals_drain_then_cancel(stop: trio.Event, scope: trio.CancelScope) -> None:
+    """First SIGINT/SIGTERM: drain (finish running tasks, hand back queued ones).
+    A second one: stop at once."""
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async for signum in signals:
+            if stop.is_set():
+                logger.warning("second %s: stopping now", signal.Signals(signum).name)
+                scope.cancel()
+                return
+            logger.info("%s: draining (again to stop now)", signal.Signals(signum).name)
+            stop.set()
+
+
+async def _run_worker(make_node: Any, death_timeout: float, drain_timeout: float,
+                      stop: trio.Event) -> None:
+    """Serve the scheduler; reconnect (fresh state) after losing it, for up to
+    ``death_timeout`` seconds without a connection; drain when ``stop`` is set.
+
+    Raises:
+        trio.TooSlowError: no connection for ``death_timeout`` seconds.
+        AuthenticationError: the scheduler refused our token (retrying cannot help).
+    """
+    from trio_websocket import HandshakeError
+
+    deadline = trio.current_time() + death_timeout
     delay = 0.05
-    while True:
+    while not stop.is_set():
+        node = make_node()
         try:
-            await nursery.start(_serve_and_report, node)
-            return
-        except OSError as exc:
-            logger.info("scheduler not reachable yet (%s); retrying", exc)
+            await _serve_once(node, stop, drain_timeout)
+        except (OSError, HandshakeError, ClientClosedError) as exc:
+            if trio.current_time() > deadline:
+                raise trio.TooSlowError from exc
+            logger.info("scheduler not reachable (%s); retrying", exc)
             await trio.sleep(delay)
-            delay = min(delay * 2, 2.0)
+            delay = min(delay * 2, 1.0)
+            continue
+        delay = 0.05
+        deadline = trio.current_time() + death_timeout
+        if not stop.is_set():
+            logger.warning("lost the scheduler; reconnecting for up to %ss", death_timeout)
 
 
-async def _serve_and_report(node: Any, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
-    node._done = trio.Event()
-    try:
-        await node.serve(task_status=task_status)
-    finally:
-        node._done.set()
+async def _serve_once(node: Any, stop: trio.Event, drain_timeout: float) -> None:
+    """One connection's life: returns when it ends, or after draining on ``stop``."""
+    async with trio.open_nursery() as nursery:
 
+        async def serve(task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+            await node.serve(task_status=task_status)
+            nursery.cancel_scope.cancel()
 
-async def _wait_done(node: Any) -> None:
-    await node._done.wait()
+        async def drain_on_stop() -> None:
+            await stop.wait()
+            await node.drain(drain_timeout)
+            nursery.cancel_scope.cancel()
+
+        await nursery.start(serve)
+        nursery.start_soon(drain_on_stop)
 
 
 def main(argv: list[str] | None = None) -> int:

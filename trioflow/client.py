@@ -23,17 +23,11 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 import trio
-from trio_websocket import ConnectionClosed, open_websocket_url
+from trio_websocket import ConnectionClosed
 
 from . import protocol as p
 from .futures import Future
-from .net.connection import (
-    CONNECT_TIMEOUT,
-    DEFAULT_MAX_MESSAGE_SIZE,
-    DISCONNECT_TIMEOUT,
-    RECEIVE_BUFFER_SIZE,
-    PeerConnection,
-)
+from .net.connection import PeerConnection, open_connection
 from .session import Session
 from .tasks import _default_client
 
@@ -162,13 +156,8 @@ class AsyncClient(_ClientAPI):
         stack = contextlib.AsyncExitStack()
         await stack.__aenter__()
         try:
-            ctx = self.ssl_context if self.address.startswith("wss://") else None
-            ws = await stack.enter_async_context(
-                open_websocket_url(self.address, ctx, max_message_size=DEFAULT_MAX_MESSAGE_SIZE,
-                                   receive_buffer_size=RECEIVE_BUFFER_SIZE,
-                                  connect_timeout=CONNECT_TIMEOUT,
-                                  disconnect_timeout=DISCONNECT_TIMEOUT))
-            conn = PeerConnection(ws, name=f"scheduler ({self.address})")
+            conn = await stack.enter_async_context(open_connection(
+                self.address, name=f"scheduler ({self.address})", ssl_context=self.ssl_context))
             conn.send(p.Hello("client", self.name, list(p.SUPPORTED_VERSIONS), self.token or ""))
             await conn.flush()
             from .net.worker_node import _expect_welcome

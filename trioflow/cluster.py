@@ -19,6 +19,7 @@ from functools import partial
 from typing import Any
 
 import attrs
+import outcome
 import trio
 
 from .net.scheduler_server import SchedulerServer
@@ -161,22 +162,33 @@ def run(main: Callable[..., Any], *args: Any, workers: int | None = None,
         address: use this running scheduler instead of starting one.
         **options: ``token``, ``auto_secede``, ``max_parked_threads``, ``inline_limit``.
     """
-    return trio.run(partial(_run, main, args, workers, threads_per_worker, processes, address,
-                            options))
+    result = trio.run(partial(_run, main, args, workers, threads_per_worker, processes,
+                              address, options))
+    return result.unwrap()  # main's own exception, not wrapped in an ExceptionGroup
 
 
 async def _run(main: Callable[..., Any], args: tuple[Any, ...], workers: int | None,
                threads_per_worker: int | None, processes: bool, address: str | None,
-               options: dict[str, Any]) -> Any:
+               options: dict[str, Any]) -> outcome.Outcome:
     from .client import Client
 
     async with _open_client(address, workers=workers, threads_per_worker=threads_per_worker,
                             processes=processes, **options) as (client, _cluster):
         if inspect.iscoroutinefunction(main):
-            return await main(*args)
+            return await _capture(main(*args))
         sync_client = Client._in_task(client._session)
         _default_client.append(sync_client)
         try:
-            return await trio.to_thread.run_sync(partial(main, *args), abandon_on_cancel=True)
+            return await _capture(trio.to_thread.run_sync(partial(main, *args),
+                                                          abandon_on_cancel=True))
         finally:
             _default_client.remove(sync_client)
+
+
+async def _capture(awaitable: Any) -> outcome.Outcome:
+    """main's result or exception, carried out of the nurseries unwrapped (Cancelled
+    still propagates, so Ctrl-C and teardown work as usual)."""
+    try:
+        return outcome.Value(await awaitable)
+    except (Exception, SystemExit) as exc:
+        return outcome.Error(exc)

@@ -302,6 +302,14 @@ class Session:
                 ks.status = ERRED
                 ks.error = msg
                 self._notify(ks)
+        elif t is p.KeyRestarted:
+            with self.lock:
+                ks = self.keys.get(msg.key)
+                if ks is not None and ks.status is FINISHED:
+                    ks.status = PENDING  # recomputed elsewhere: wait for it again
+                    ks.inline = None
+                    if ks.event is not None and ks.event.is_set():
+                        ks.event = None
         elif t is p.DataReply:
             self._data_reply(msg)
         elif t is p.StatusReply:
@@ -427,7 +435,13 @@ class Session:
         elif self.worker is not None and ks.key in self.worker.data:
             return self.worker.data[ks.key]
         else:
-            v = self._fetch_sync([ks])[ks.key]
+            try:
+                v = self._fetch_sync([ks])[ks.key]
+            except WorkerLost:
+                if ks.status is not PENDING:
+                    raise
+                self.wait_sync([ks])  # its worker died and it is being recomputed
+                return self.value(ks)
         ks.value = v
         ks.inline = None
         return v
@@ -438,7 +452,13 @@ class Session:
         if ks.value is not _NO_VALUE:
             return ks.value
         if ks.inline is None and not (self.worker is not None and ks.key in self.worker.data):
-            blobs = await self._fetch_async([ks])
+            try:
+                blobs = await self._fetch_async([ks])
+            except WorkerLost:
+                if ks.status is not PENDING:
+                    raise
+                await self.wait_async([ks])  # its worker died and it is being recomputed
+                return await self.value_async(ks)
             ks.inline = blobs[ks.key]
         return self.value(ks)
 

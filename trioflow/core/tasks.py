@@ -331,6 +331,8 @@ def worker_lost(state: SchedulerState, worker: WorkerRecord) -> None:
                              "and it cannot be recomputed")
             fail(state, task, err)
         else:
+            for wanter in sorted(task.wanted_by):
+                state.send(wanter, p.KeyRestarted(key))
             _requeue(state, task)
 
 

@@ -11,14 +11,17 @@ flushes first, then closes the WebSocket with a close code.
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from collections.abc import Callable
+import ssl
+import urllib.parse
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import trio
-from trio_websocket import ConnectionClosed, WebSocketConnection
+from trio_websocket import ConnectionClosed, HandshakeError, WebSocketConnection, open_websocket_url
 
-from ..errors import LocalProtocolError
+from ..errors import AuthenticationError, ClientClosedError, LocalProtocolError
 from ..protocol import PROTOCOL_VERSION, Heartbeat, decode_frame, encode_frame
 
 logger = logging.getLogger(__name__)
@@ -164,3 +167,48 @@ class PeerConnection:
                 await self.ws.aclose(code, reason[:120])
             except Exception:  # the socket may already be broken; closing is best effort
                 logger.debug("%s: error while closing", self.name, exc_info=True)
+
+
+@contextlib.asynccontextmanager
+async def open_connection(address: str, *, name: str, ssl_context: ssl.SSLContext | None = None,
+                          max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
+                          ) -> AsyncIterator[PeerConnection]:
+    """Open a WebSocket to ``address`` (ws:// or wss://) as a PeerConnection.
+
+    Raises:
+        AuthenticationError: the server's TLS certificate is not trusted (retrying
+            cannot help; trio-websocket alone would only time out).
+        ClientClosedError: nothing answers at ``address``.
+    """
+    ctx = None
+    if address.startswith("wss://"):
+        ctx = ssl_context or ssl.create_default_context()
+        await _check_tls(address, ctx)
+    try:
+        async with open_websocket_url(address, ctx, max_message_size=max_message_size,
+                                      receive_buffer_size=RECEIVE_BUFFER_SIZE,
+                                      connect_timeout=CONNECT_TIMEOUT,
+                                      disconnect_timeout=DISCONNECT_TIMEOUT) as ws:
+            yield PeerConnection(ws, name=name, max_message_size=max_message_size)
+    except (OSError, HandshakeError) as exc:
+        raise ClientClosedError(f"cannot connect to {address}: {exc!r}") from exc
+
+
+async def _check_tls(address: str, ctx: ssl.SSLContext) -> None:
+    url = urllib.parse.urlsplit(address)
+    host, port = url.hostname or "", url.port or 443
+    try:
+        with trio.fail_after(CONNECT_TIMEOUT):
+            stream = await trio.open_ssl_over_tcp_stream(host, port, ssl_context=ctx)
+            await stream.do_handshake()
+            await stream.aclose()
+    except trio.BrokenResourceError as exc:
+        cause = exc.__cause__
+        if isinstance(cause, ssl.SSLCertVerificationError):
+            raise AuthenticationError(
+                f"the TLS certificate of {address} is not trusted ({cause.verify_message}): "
+                "pass the CA that signed it (--tls-ca, or ssl_context=)"
+            ) from exc
+        raise ClientClosedError(f"TLS handshake with {address} failed: {cause!r}") from exc
+    except OSError as exc:
+        raise ClientClosedError(f"cannot connect to {address}: {exc!r}") from exc

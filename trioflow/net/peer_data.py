@@ -14,16 +14,11 @@ import ssl
 from typing import Any
 
 import trio
-from trio_websocket import ConnectionClosed, WebSocketRequest, open_websocket_url, serve_websocket
+from trio_websocket import ConnectionClosed, WebSocketRequest, serve_websocket
 
 from .. import protocol as p
 from ..errors import RemoteProtocolError
-from .connection import (
-    CONNECT_TIMEOUT,
-    DISCONNECT_TIMEOUT,
-    RECEIVE_BUFFER_SIZE,
-    PeerConnection,
-)
+from .connection import RECEIVE_BUFFER_SIZE, PeerConnection, open_connection
 
 logger = logging.getLogger(__name__)
 
@@ -82,12 +77,8 @@ async def fetch_from_peer(address: str, keys: list[str], *, token: str | None,
     Raises:
         WorkerLost-like errors (``KeyError``) when the peer no longer holds a key.
     """
-    ctx = ssl_context if address.startswith("wss://") else None
-    async with open_websocket_url(address, ctx, max_message_size=max_message_size,
-                                  receive_buffer_size=RECEIVE_BUFFER_SIZE,
-                                  connect_timeout=CONNECT_TIMEOUT,
-                                  disconnect_timeout=DISCONNECT_TIMEOUT) as ws:
-        conn = PeerConnection(ws, name=f"peer {address}", max_message_size=max_message_size)
+    async with open_connection(address, name=f"peer {address}", ssl_context=ssl_context,
+                               max_message_size=max_message_size) as conn:
         conn.send(p.Hello("client", "fetch", list(p.SUPPORTED_VERSIONS), token or ""))
         conn.send(p.GetData(1, list(keys)))
         await conn.flush()

@@ -27,7 +27,7 @@ from functools import partial
 from typing import Any
 
 import trio
-from trio_websocket import ConnectionClosed, open_websocket_url
+from trio_websocket import ConnectionClosed
 
 from .. import protocol as p
 from .. import serialize
@@ -41,13 +41,7 @@ from ..errors import (
 )
 from ..session import Session
 from ..tasks import RunContext, _current
-from .connection import (
-    CONNECT_TIMEOUT,
-    DEFAULT_MAX_MESSAGE_SIZE,
-    DISCONNECT_TIMEOUT,
-    RECEIVE_BUFFER_SIZE,
-    PeerConnection,
-)
+from .connection import DEFAULT_MAX_MESSAGE_SIZE, PeerConnection, open_connection
 from .peer_data import fetch_from_peer, serve_peer_data
 from .slots import SlotThreads
 
@@ -152,14 +146,9 @@ class WorkerNode:
                 self.session.close("the worker stopped")
 
     async def _connect_and_run(self, task_status: trio.TaskStatus[None]) -> None:
-        ssl_ctx = self.ssl_context if self.scheduler_address.startswith("wss://") else None
-        async with open_websocket_url(self.scheduler_address, ssl_ctx,
-                                      max_message_size=self.max_message_size,
-                                      receive_buffer_size=RECEIVE_BUFFER_SIZE,
-                                  connect_timeout=CONNECT_TIMEOUT,
-                                  disconnect_timeout=DISCONNECT_TIMEOUT) as ws:
-            conn = PeerConnection(ws, name=f"scheduler ({self.scheduler_address})",
-                                  max_message_size=self.max_message_size)
+        async with open_connection(self.scheduler_address, ssl_context=self.ssl_context,
+                                   name=f"scheduler ({self.scheduler_address})",
+                                   max_message_size=self.max_message_size) as conn:
             conn.send(p.Hello("worker", self.name, list(p.SUPPORTED_VERSIONS), self.token or "",
                               self.nthreads, self.data_address, os.getpid()))
             await conn.flush()

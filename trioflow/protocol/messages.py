@@ -394,6 +394,13 @@ class KeyErred:
     workers: list[str] = attrs.Factory(list)
 
 
+@message("key-restarted")
+class KeyRestarted:
+    """A finished key's only copy was lost with its worker; it is being recomputed."""
+
+    key: str
+
+
 @message("status-request")
 class StatusRequest:
     """Ask the scheduler for a snapshot of the cluster."""
