@@ -1,0 +1,161 @@
+"""``python -m benchmarks [--compare dask] [--quick] [--only NAME ...] [--repeats N]``.
+
+Runs every selected workload on trioflow (and on the systems named by ``--compare``
+when they import), one fresh subprocess and cluster per run, interleaved per workload:
+trioflow, dask, trioflow, dask... Prints each run as it finishes and a summary table at
+the end, writes the raw runs and the summary as JSON, and (after a full run) regenerates
+docs/benchmarks.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import fnmatch
+import json
+import shlex
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from . import report
+from .harness import REPO, Outcome, run_isolated
+from .systems import unavailable_reason
+from .workloads import WORKLOADS, Workload, startup
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    names = ", ".join(w.name for w in WORKLOADS)
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks", description=__doc__.splitlines()[0].strip("`."),
+        epilog=f"workloads: {names}. Results: benchmarks/results/latest.json (full runs) or "
+               "partial.json (--quick/--only); docs/benchmarks.md is regenerated after full runs.")
+    parser.add_argument("--compare", action="append", default=[], choices=["dask", "ray"],
+                        help="also run this system (repeatable); skipped if it does not import")
+    parser.add_argument("--quick", action="store_true",
+                        help="smaller sizes, fewer repeats; no map_100k; dask only up to fib(15)")
+    parser.add_argument("--only", nargs="+", metavar="NAME",
+                        help="run only these workloads (shell-style patterns: 'fib_*')")
+    parser.add_argument("--repeats", type=int, help="runs per system per workload "
+                        "(default 5, --quick 3; slow workloads are capped lower)")
+    parser.add_argument("--output", type=Path, help="where to write the results JSON")
+    parser.add_argument("--docs", action=argparse.BooleanOptionalAction, default=None,
+                        help="regenerate docs/benchmarks.md (default: only after full runs)")
+    parser.add_argument("--render-docs", action="store_true",
+                        help="only regenerate docs/benchmarks.md from results/latest.json")
+    return parser.parse_args(argv)
+
+
+def select(only: list[str] | None, quick: bool) -> list[Workload]:
+    chosen = [w for w in WORKLOADS if not only or any(fnmatch.fnmatch(w.name, p) for p in only)]
+    if only and not chosen:
+        raise SystemExit(f"no workload matches {only}; choose from {[w.name for w in WORKLOADS]}")
+    return [w for w in chosen if not quick or w.in_quick]
+
+
+def run_once(wl: Workload, system: str, quick: bool) -> tuple[Outcome, dict[str, Any]]:
+    """One run of one workload on one system; the outcome and its record for the JSON."""
+    params = wl.quick if quick and wl.quick is not None else wl.params
+    if wl.target == "script":
+        outcome = run_isolated(startup.command(system), wl.timeout)
+    else:
+        outcome = run_isolated([sys.executable, "-m", "benchmarks.child", system, wl.name,
+                                json.dumps(params)], wl.timeout)
+    record: dict[str, Any] = {"workload": wl.name, "system": system, "status": outcome.status,
+                              "params": params, "wall_s": round(outcome.wall_s, 3),
+                              "teardown_s": outcome.teardown_s, "strays": outcome.strays}
+    result = outcome.result or {}
+    if outcome.status == "ok":
+        try:
+            record["rows"] = (startup.rows(result, outcome.spawned_at, outcome.teardown_s)
+                              if wl.target == "script" else result["rows"])
+        except Exception as exc:
+            outcome.status = record["status"] = "error"
+            record["error"] = f"{type(exc).__name__}: {exc}"
+        record["resources"] = result.get("resources")
+        record["cluster_start_s"] = result.get("cluster_start_s")
+    elif outcome.status == "timeout":
+        record["error"] = f"no result after {wl.timeout:.0f} s, killed"
+    else:
+        record["error"] = result.get("error") or "exited without a result"
+        record["stderr_tail"] = outcome.stderr_tail or result.get("traceback", "")
+    return outcome, record
+
+
+def describe(record: dict[str, Any]) -> str:
+    if record["status"] != "ok":
+        return f"{record['status'].upper()}: {record.get('error', '')}"
+    parts = []
+    for name, row in record["rows"].items():
+        value = report.display(row["seconds"], row["unit"], row["work"])
+        parts.append(f"{name} {report.fmt(value)} {row['unit']}")
+    res = record.get("resources") or {}
+    if res.get("peak_threads") is not None:
+        parts.append(f"threads/worker {res['baseline_threads']}->{res['peak_threads']}")
+    if record["strays"]:
+        parts.append(f"killed {len(record['strays'])} stray process(es)")
+    return ", ".join(parts)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.render_docs:
+        results = json.loads((RESULTS / "latest.json").read_text(encoding="utf-8"))
+        print(f"wrote {report.write_doc(results)}")
+        return 0
+    skipped: list[str] = []
+    systems = ["trioflow"]
+    for name in dict.fromkeys(args.compare):
+        reason = unavailable_reason(name)
+        if reason:
+            skipped.append(f"{name}: {reason}")
+            print(f"skipping {name}: {reason}")
+        else:
+            systems.append(name)
+    workloads = select(args.only, args.quick)
+    repeats = args.repeats or (3 if args.quick else 5)
+    full = not args.quick and not args.only
+    started, t0 = datetime.datetime.now(datetime.timezone.utc), time.monotonic()
+    runs: list[dict[str, Any]] = []
+    for wl in workloads:
+        here = [s for s in systems if wl.runs_on(s, args.quick)]
+        skipped += [f"{wl.name} on {s}" + (" (--quick)" if wl.runs_on(s, False) else "")
+                    for s in systems if s not in here]
+        given_up: set[str] = set()
+        for i in range(min(repeats, wl.max_repeats or repeats)):
+            for system in here:
+                if system in given_up:
+                    continue
+                outcome, record = run_once(wl, system, args.quick)
+                record["repeat"] = i + 1
+                runs.append(record)
+                print(f"{wl.name:<13} {system:<9} #{i + 1}  {describe(record)}", flush=True)
+                if outcome.status != "ok":
+                    given_up.add(system)  # a hang or failure would only repeat
+                    if record.get("stderr_tail"):
+                        print("    " + record["stderr_tail"][-2000:].replace("\n", "\n    "))
+    meta = {
+        "date": started.strftime("%Y-%m-%d %H:%M UTC"),
+        "command": "python -m benchmarks " + shlex.join(argv if argv is not None else sys.argv[1:]),
+        "elapsed_min": (time.monotonic() - t0) / 60, "quick": args.quick, "repeats": repeats,
+        "repeat_caps": {w.name: w.max_repeats for w in workloads if w.max_repeats},
+        "systems": systems, "skipped": skipped, "machine": report.describe_machine(),
+    }
+    results = {"meta": meta, "summary": report.summarize(runs, [w.name for w in workloads]),
+               "runs": runs}
+    out = args.output or RESULTS / ("latest.json" if full else "partial.json")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=1) + "\n", encoding="utf-8")
+    print()
+    print(report.tables(results))
+    print(f"results: {out.relative_to(REPO) if out.is_relative_to(REPO) else out}")
+    if args.docs or (args.docs is None and full):
+        print(f"docs: regenerated {report.write_doc(results).relative_to(REPO)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

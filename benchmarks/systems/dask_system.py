@@ -1,0 +1,93 @@
+"""dask.distributed behind the benchmark adapter.
+
+Cluster: ``LocalCluster(n_workers=2, threads_per_worker=1, processes=True)`` and a
+``Client`` on it, dask's defaults otherwise: the scheduler runs in the benchmark process
+(as trioflow's does), each worker is a subprocess under an in-process Nanny. Every
+``submit``/``map`` passes ``pure=False`` so each task is distinct, as in trioflow.
+``scatter`` passes ``hash=False``: trioflow does not hash scattered data either, and we
+measure transport, not tokenizing 100 MB.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
+import dask
+import distributed
+
+from ..task_bodies import noop, pid
+
+WORKERS = 2
+
+
+def fib(n: int) -> int:
+    """Recursive Fibonacci: every call with n >= 2 submits two child tasks and waits on
+    them inside ``worker_client()`` (which secedes while waiting)."""
+    if n < 2:
+        return n
+    with distributed.worker_client() as client:
+        a = client.submit(fib, n - 1, pure=False)
+        b = client.submit(fib, n - 2, pure=False)
+        x, y = client.gather([a, b])
+    return x + y
+
+
+def fanout(n: int) -> int:
+    """Submit ``n`` no-op tasks from inside a task and gather them; how many came back."""
+    with distributed.worker_client() as client:
+        return len(client.gather(client.map(noop, range(n), pure=False)))
+
+
+class DaskCluster:
+    """The adapter (see ``benchmarks.systems.Cluster``)."""
+
+    name = "dask"
+    unsupported: frozenset[str] = frozenset({"async_fib"})
+
+    def __init__(self, client: distributed.Client) -> None:
+        self.client = client
+        self.addresses = sorted(client.scheduler_info()["workers"])
+
+    def submit(self, fn: Callable[..., Any], *args: Any, worker: int | None = None) -> Any:
+        workers = None if worker is None else [self.addresses[worker]]
+        return self.client.submit(fn, *args, pure=False, workers=workers)
+
+    def map(self, fn: Callable[..., Any], items: Iterable[Any]) -> list[Any]:
+        return self.client.map(fn, list(items), pure=False)
+
+    def result(self, future: Any) -> Any:
+        return future.result()
+
+    def gather(self, futures: list[Any]) -> list[Any]:
+        return self.client.gather(futures)
+
+    def wait(self, futures: list[Any]) -> None:
+        distributed.wait(futures)
+
+    def scatter(self, data: Any) -> Any:
+        return self.client.scatter(data, hash=False)
+
+    def worker_pids(self) -> list[int]:
+        return [self.submit(pid, worker=i).result() for i in range(len(self.addresses))]
+
+    def task(self, kind: str) -> Callable[..., Any]:
+        return {"fib": fib, "fanout": fanout}[kind]
+
+    def delayed(self, fn: Callable[..., Any]) -> Callable[..., Any]:
+        return dask.delayed(fn, pure=False)
+
+    def compute(self, obj: Any) -> Any:
+        return self.client.compute(obj).result()
+
+
+@contextlib.contextmanager
+def open_cluster() -> Iterator[DaskCluster]:
+    """A dask LocalCluster of 2 worker processes x 1 thread, and a Client on it."""
+    with distributed.LocalCluster(n_workers=WORKERS, threads_per_worker=1, processes=True,
+                                  silence_logs=logging.ERROR) as cluster, \
+            distributed.Client(cluster) as client:
+        client.wait_for_workers(WORKERS)
+        yield DaskCluster(client)

@@ -1,0 +1,99 @@
+"""trioflow behind the benchmark adapter.
+
+Cluster: ``trioflow.Client(workers=2, threads_per_worker=1)``: the scheduler and the
+client's event loop run in a background thread of the benchmark process, the two
+workers are subprocesses named ``worker-0`` and ``worker-1``. Every task is distinct
+(trioflow's default ``pure=False``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
+import trioflow
+
+from ..task_bodies import noop, pid
+
+WORKERS = 2
+
+
+def fib(n: int) -> int:
+    """Recursive Fibonacci: every call with n >= 2 submits two child tasks and waits on
+    them inside ``worker_client()`` (which secedes while waiting)."""
+    if n < 2:
+        return n
+    with trioflow.worker_client() as client:
+        a = client.submit(fib, n - 1)
+        b = client.submit(fib, n - 2)
+        x, y = client.gather([a, b])
+    return x + y
+
+
+async def async_fib(n: int) -> int:
+    """Recursive Fibonacci as ``async def`` tasks: awaiting children holds no thread."""
+    if n < 2:
+        return n
+    client = trioflow.get_client()
+    x, y = await client.gather([client.submit(async_fib, n - 1),
+                                client.submit(async_fib, n - 2)])
+    return x + y
+
+
+def fanout(n: int) -> int:
+    """Submit ``n`` no-op tasks from inside a task and gather them; how many came back."""
+    with trioflow.worker_client() as client:
+        return len(client.gather(client.map(noop, range(n))))
+
+
+class TrioflowCluster:
+    """The adapter (see ``benchmarks.systems.Cluster``)."""
+
+    name = "trioflow"
+    unsupported: frozenset[str] = frozenset()
+
+    def __init__(self, client: trioflow.Client) -> None:
+        self.client = client
+
+    def submit(self, fn: Callable[..., Any], *args: Any, worker: int | None = None) -> Any:
+        if worker is None:
+            return self.client.submit(fn, *args)
+        return self.client.submit(fn, *args, workers=[f"worker-{worker}"])
+
+    def map(self, fn: Callable[..., Any], items: Iterable[Any]) -> list[Any]:
+        return self.client.map(fn, items)
+
+    def result(self, future: Any) -> Any:
+        return future.result()
+
+    def gather(self, futures: list[Any]) -> list[Any]:
+        return self.client.gather(futures)
+
+    def wait(self, futures: list[Any]) -> None:
+        trioflow.wait(futures)
+
+    def scatter(self, data: Any) -> Any:
+        return self.client.scatter(data)
+
+    def worker_pids(self) -> list[int]:
+        return [self.submit(pid, worker=i).result() for i in range(WORKERS)]
+
+    def task(self, kind: str) -> Callable[..., Any]:
+        return {"fib": fib, "async_fib": async_fib, "fanout": fanout}[kind]
+
+    def delayed(self, fn: Callable[..., Any]) -> Callable[..., Any]:
+        return trioflow.delayed(fn)
+
+    def compute(self, obj: Any) -> Any:
+        return trioflow.compute(obj)[0]
+
+
+@contextlib.contextmanager
+def open_cluster() -> Iterator[TrioflowCluster]:
+    """A local trioflow cluster of 2 worker processes x 1 thread."""
+    client = trioflow.Client(workers=WORKERS, threads_per_worker=1)
+    try:
+        yield TrioflowCluster(client)
+    finally:
+        client.close()

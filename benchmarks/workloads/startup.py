@@ -1,0 +1,78 @@
+"""Start to first result: a fresh ``python -c`` starts a cluster, runs one trivial task,
+prints the answer.
+
+Each system gets the same script shape (below). The script stamps ``time.monotonic()``
+(one system-wide clock on Linux, so stamps compare across processes) at its first line,
+after importing the system, after the cluster is up and after the first result; the
+harness stamps the moment just before it spawned the interpreter. Rows:
+
+* ``start_to_first_result``: import done -> first result: starting the scheduler and
+  the two worker processes (their interpreters and imports included), connecting, one
+  task. This is what the 0.3 s target is about.
+* ``start_to_first_result_incl_interpreter``: spawn of ``python`` -> first result, as a
+  user running a script would experience it (adds interpreter start and the import).
+
+Extras: ``interpreter_s`` (spawn -> first line), ``import_s``, ``cluster_up_s`` (import
+done -> cluster object returned), and ``teardown_s`` (result printed -> process exit,
+measured by the harness).
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+_PRELUDE = "import time; t0 = time.monotonic()\nimport json\n"
+_EMIT = (
+    "print('BENCH-RESULT ' + json.dumps({'t0': t0, 't1': t1, 't2': t2, 't3': t3, "
+    "'value': value}), flush=True)\n"
+)
+
+SCRIPTS: dict[str, str] = {
+    "trioflow": (
+        _PRELUDE + "import trioflow\n"
+        "t1 = time.monotonic()\n"
+        "client = trioflow.Client(workers=2, threads_per_worker=1)\n"
+        "t2 = time.monotonic()\n"
+        "value = client.submit(sum, [1, 2]).result()\n"
+        "t3 = time.monotonic()\n" + _EMIT + "client.close()\n"
+    ),
+    "dask": (
+        _PRELUDE + "import logging, distributed\n"
+        "t1 = time.monotonic()\n"
+        "cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,"
+        " silence_logs=logging.ERROR)\n"
+        "client = distributed.Client(cluster)\n"
+        "t2 = time.monotonic()\n"
+        "value = client.submit(sum, [1, 2], pure=False).result()\n"
+        "t3 = time.monotonic()\n" + _EMIT + "client.close(); cluster.close()\n"
+    ),
+    "ray": (
+        _PRELUDE + "import ray\n"
+        "t1 = time.monotonic()\n"
+        "ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)\n"
+        "t2 = time.monotonic()\n"
+        "value = ray.get(ray.remote(lambda: 3).remote())\n"
+        "t3 = time.monotonic()\n" + _EMIT + "ray.shutdown()\n"
+    ),
+}
+
+
+def command(system: str) -> list[str]:
+    """The command line whose run is measured."""
+    return [sys.executable, "-c", SCRIPTS[system]]
+
+
+def rows(result: dict[str, Any], spawned_at: float, teardown_s: float | None) -> dict[str, Any]:
+    """Turn the script's stamps into rows."""
+    if result.get("value") != 3:
+        raise AssertionError(f"the first task returned {result.get('value')!r}, not 3")
+    t0, t1, t2, t3 = result["t0"], result["t1"], result["t2"], result["t3"]
+    extras = {"interpreter_s": round(t0 - spawned_at, 4), "import_s": round(t1 - t0, 4),
+              "cluster_up_s": round(t2 - t1, 4),
+              "teardown_s": None if teardown_s is None else round(teardown_s, 3)}
+    return {
+        "start_to_first_result": {"seconds": t3 - t1, "unit": "s", "work": 1, **extras},
+        "start_to_first_result_incl_interpreter": {"seconds": t3 - spawned_at, "unit": "s",
+                                                   "work": 1},
+    }
