@@ -74,7 +74,7 @@ EXPECTED: dict[str, tuple[list[str], list[str]]] = {
         "7. SerializationError: cannot pickle args[0]['lock']",
     ]),
     "trio_native.py": ([], [
-        "with 2 worker(s)",
+        "worker(s)",
         "evens: [0, 4, 8]",
         "odds: [2, 6, 10]",
         "as_completed total: 12",
