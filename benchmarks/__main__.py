@@ -79,6 +79,7 @@ def run_once(wl: Workload, system: str, quick: bool) -> tuple[Outcome, dict[str,
         record["cluster_start_s"] = result.get("cluster_start_s")
     elif outcome.status == "timeout":
         record["error"] = f"no result after {wl.timeout:.0f} s, killed"
+        record["timeout_s"] = wl.timeout
     else:
         record["error"] = result.get("error") or "exited without a result"
         record["stderr_tail"] = outcome.stderr_tail or result.get("traceback", "")

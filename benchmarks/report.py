@@ -117,8 +117,10 @@ def _row(name: str, workload: str, wl_runs: list[dict[str, Any]]) -> dict[str, A
             entry["extras"] = {k: statistics.median(x[k] for x in ok if x.get(k) is not None)
                                for k in sorted(extras)}
         else:
-            entry["status"] = ("timeout/hang" if any(r["status"] == "timeout" for r in failed)
-                               else "error")
+            timeouts = [r.get("timeout_s") or 0 for r in failed if r["status"] == "timeout"]
+            entry["status"] = "timeout/hang" if timeouts else "error"
+            if timeouts:
+                entry["timeout_s"] = max(timeouts)
         res = [r["resources"] for r in runs if r.get("resources")]
         for key in ("peak_threads", "baseline_threads", "rss_client_mb"):
             vals = [x[key] for x in res if x.get(key) is not None]
@@ -129,6 +131,9 @@ def _row(name: str, workload: str, wl_runs: list[dict[str, Any]]) -> dict[str, A
     tf, dk = out["systems"].get("trioflow", {}), out["systems"].get("dask", {})
     out["ratio"] = (dk["median_s"] / tf["median_s"]
                     if "median_s" in tf and "median_s" in dk else None)
+    # dask never finished: its time is at least the timeout (cluster start included)
+    out["ratio_at_least"] = (dk["timeout_s"] / tf["median_s"]
+                             if "median_s" in tf and dk.get("timeout_s") else None)
     if name in TARGETS:
         op, value = TARGETS[name]
         got = tf.get("median")
@@ -142,7 +147,8 @@ def _cell(entry: dict[str, Any] | None, key: str) -> str:
     if not entry:
         return "-"
     if "median" not in entry:
-        return entry["status"]
+        after = f" ({entry['timeout_s']:.0f} s)" if entry.get("timeout_s") else ""
+        return entry["status"] + after
     text = fmt(entry[key])
     return text + (" (some runs failed)" if entry["status"] == "partial" and key == "median" else "")
 
@@ -168,7 +174,8 @@ def tables(results: dict[str, Any]) -> str:
             e = row["systems"].get(s)
             cells += [_cell(e, "median"), _cell(e, "best") if e and "best" in e else "-"]
         if "dask" in systems:
-            cells.append("-" if row["ratio"] is None else f"{row['ratio']:.2f}")
+            cells.append(f"{row['ratio']:.2f}" if row["ratio"] is not None else
+                         f"> {row['ratio_at_least']:.0f}" if row.get("ratio_at_least") else "-")
         lines.append("| " + " | ".join(cells) + " |")
     out = ["## Results", "", *lines, ""]
     res_head = ["benchmark"]
@@ -180,6 +187,8 @@ def tables(results: dict[str, Any]) -> str:
             "benchmark process (client and scheduler live there) and of the largest worker.",
             "", "| " + " | ".join(res_head) + " |", "|" + "---|" * len(res_head)]
     for name, row in summary.items():
+        if not any(e.get("rss_client_mb") for e in row["systems"].values()):
+            continue  # startup: nothing measured inside
         cells = [f"`{name}`"]
         for s in systems:
             e = row["systems"].get(s)
