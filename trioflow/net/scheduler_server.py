@@ -28,7 +28,7 @@ from trio_websocket import ConnectionClosed, WebSocketRequest, serve_websocket
 from .. import protocol as p
 from ..core.events import Close, MessagesReceived, PeerJoined, PeerLeft, Send
 from ..core.scheduler import DEFAULT_INLINE_LIMIT, SchedulerState
-from ..errors import AuthenticationError, RemoteProtocolError
+from ..errors import AuthenticationError, ProtocolVersionError, RemoteProtocolError
 from .connection import DEFAULT_MAX_MESSAGE_SIZE, RECEIVE_BUFFER_SIZE, PeerConnection
 
 logger = logging.getLogger(__name__)
@@ -75,6 +75,7 @@ class SchedulerServer:
         self.address = ""
         self._ids = itertools.count(1)
         self._changed = trio.Event()
+        self._watchers = 0
         self._nursery: trio.Nursery | None = None
 
     def __repr__(self) -> str:
@@ -119,8 +120,17 @@ class SchedulerServer:
 
     async def wait_for_workers(self, n: int) -> None:
         """Return once at least ``n`` workers are connected."""
-        while len(self.state.workers) < n:
-            await self._changed.wait()
+        await self.wait_for(lambda: len(self.state.workers) >= n)
+
+    async def wait_for(self, predicate: Any) -> None:
+        """Return once ``predicate()`` holds; re-checked after every event the core
+        handles (for tests and tools: no polling)."""
+        self._watchers += 1
+        try:
+            while not predicate():
+                await self._changed.wait()
+        finally:
+            self._watchers -= 1
 
     def _changed_now(self) -> None:
         self._changed.set()
@@ -150,7 +160,7 @@ class SchedulerServer:
             hello = await self._handshake(conn)
         except (RemoteProtocolError, AuthenticationError) as exc:
             code = p.CLOSE_AUTH_FAILED if isinstance(exc, AuthenticationError) else (
-                p.CLOSE_VERSION_MISMATCH if isinstance(exc, p.ProtocolVersionError)
+                p.CLOSE_VERSION_MISMATCH if isinstance(exc, ProtocolVersionError)
                 else p.CLOSE_PROTOCOL_ERROR)
             logger.warning("refused peer %s: %s", request.remote, exc)
             await conn.aclose(code, str(exc))
@@ -219,6 +229,8 @@ class SchedulerServer:
             self._execute(self.state.handle(MessagesReceived(peer_id, messages)))
 
     def _execute(self, commands: list[Any]) -> None:
+        if self._watchers:
+            self._changed_now()
         conns = self.conns
         for cmd in commands:
             if type(cmd) is Send:

@@ -35,6 +35,7 @@ from ..core import worker as wcore
 from ..errors import (
     AuthenticationError,
     DeadlockError,
+    ProtocolVersionError,
     RemoteProtocolError,
     SlotAccountingError,
     WorkerLost,
@@ -114,6 +115,7 @@ class WorkerNode:
         self._token: trio.lowlevel.TrioToken | None = None
         self._loop_thread = 0
         self._idle = trio.Event()
+        self._data_changed = trio.Event()
         #: mean run time by function id, and how many short sync runs are running now
         self._durations: dict[str, float] = {}
         self._short_running = 0
@@ -304,6 +306,14 @@ class WorkerNode:
         for key in msg.keys:
             self.data.pop(key, None)
             self.blobs.pop(key, None)
+        self._data_changed.set()
+        self._data_changed = trio.Event()
+
+    async def wait_for_data(self, predicate: Any) -> None:
+        """Return once ``predicate(self.data)`` holds, re-checked whenever results are
+        freed (for tests and tools: no polling)."""
+        while not predicate(self.data):
+            await self._data_changed.wait()
 
     def _put_data(self, msg: p.PutData) -> None:
         self.blobs[msg.key] = msg.blob
@@ -505,7 +515,7 @@ async def _expect_welcome(conn: PeerConnection) -> Any:
         if reason.code == p.CLOSE_AUTH_FAILED:
             raise AuthenticationError(text) from None
         if reason.code == p.CLOSE_VERSION_MISMATCH:
-            raise p.ProtocolVersionError(text) from None
+            raise ProtocolVersionError(text) from None
         raise ClientClosedError(text) from None
     if not messages or not isinstance(messages[0], p.Welcome):
         raise RemoteProtocolError("the scheduler did not answer with Welcome")

@@ -5,9 +5,10 @@ A *chooser* picks one action among :meth:`Simulator.enabled` ones. Three kinds:
 * :class:`Schedule` — a script of choice indices (what Hypothesis draws and shrinks; an
   empty script is the canonical schedule), then the canonical order;
 * :func:`random_chooser` — seeded, uniformly random among enabled actions;
-* :data:`CANONICAL` / :data:`LAZY_THREADS` — fixed policies: task threads run until
+* :data:`CANONICAL` / :func:`lazy_threads` — fixed policies: task threads run until
   they block before anything is delivered (what a fast task looks like), or messages
-  are delivered before any thread moves (what a slow task looks like).
+  are delivered before threads move (what a slow task looks like; fair: a thread moves
+  after a bounded number of deliveries).
 
 :func:`check_program` is the property every program must have, whatever the schedule:
 it ends (every root answered, nothing stuck), every deadlock report is a true deadlock
@@ -39,16 +40,30 @@ def canonical(sim: Simulator, actions: list[Action]) -> Action:
     return actions[0]
 
 
-def lazy_threads(sim: Simulator, actions: list[Action]) -> Action:
-    """Deliver everything in flight before any thread moves."""
-    for action in actions:
-        if type(action) is Deliver:
-            return action
-    return actions[0]
+class LazyThreads:
+    """Deliver what is in flight before threads move, but let a thread move after
+    ``patience`` deliveries in a row (a thread that never runs is not a fair schedule)."""
+
+    def __init__(self, patience: int = 64) -> None:
+        self.patience = patience
+        self.streak = 0
+
+    def __call__(self, sim: Simulator, actions: list[Action]) -> Action:
+        if self.streak < self.patience:
+            for action in actions:
+                if type(action) is Deliver:
+                    self.streak += 1
+                    return action
+        self.streak = 0
+        return actions[0]
 
 
 CANONICAL: Chooser = canonical
-LAZY_THREADS: Chooser = lazy_threads
+
+
+def lazy_threads(patience: int = 64) -> Chooser:
+    """A fresh :class:`LazyThreads` chooser."""
+    return LazyThreads(patience)
 
 
 def random_chooser(seed: int) -> Chooser:
@@ -78,18 +93,34 @@ class Schedule:
 
 
 def run_until_quiet(sim: Simulator, choose: Chooser, *, invariants: bool = True,
-                    max_actions: int = DEFAULT_MAX_ACTIONS) -> int:
+                    max_actions: int = DEFAULT_MAX_ACTIONS,
+                    storm_limit: int | None = None) -> int:
     """Apply chosen actions until nothing is enabled; return how many were applied.
 
+    Args:
+        storm_limit: if set, more than this many deliveries in a row while some thread
+            could have moved is a violation: the cores keep messaging each other
+            without any task making progress (a message storm).
+
     Raises:
-        HarnessViolation: an invariant broke, a deadlock report was false, or the world
-            did not settle within ``max_actions`` (a livelock).
+        HarnessViolation: an invariant broke, a deadlock report was false, the world
+            did not settle within ``max_actions`` (a livelock), or a message storm.
     """
+    streak = 0
     for n in range(max_actions):
         actions = sim.enabled(batches=True)
         if not actions:
             return n
-        sim.apply(choose(sim, actions))
+        action = choose(sim, actions)
+        if type(action) is Deliver and type(actions[0]) is not Deliver:
+            streak += 1
+            if storm_limit is not None and streak > storm_limit:
+                raise HarnessViolation(
+                    f"message storm: {streak} deliveries in a row while threads could "
+                    f"have moved, and the links never emptied\n{sim.describe()}")
+        else:
+            streak = 0
+        sim.apply(action)
         if invariants:
             check_invariants(sim)
     raise HarnessViolation(f"no quiescence after {max_actions} actions (livelock?)\n"
@@ -156,4 +187,4 @@ def outcomes_under(program: Program, shape: ClusterShape, choosers: Sequence[Cho
 
 def standard_choosers(random_schedules: int = 8) -> list[Chooser]:
     """Canonical, lazy-threads, and ``random_schedules`` seeded random choosers."""
-    return [CANONICAL, LAZY_THREADS, *(random_chooser(s) for s in range(random_schedules))]
+    return [CANONICAL, lazy_threads(), *(random_chooser(s) for s in range(random_schedules))]

@@ -229,6 +229,8 @@ class Simulator:
         self.config = config or SimConfig()
         self.scheduler = scheduler if scheduler is not None else SchedulerState()
         self.links: dict[Link, deque[Any]] = {}
+        #: link -> log index of its latest delivery (orders ``enabled``)
+        self.last_delivery: dict[Link, int] = {}
         self.workers: dict[str, SimWorker] = {}
         self.worker_counter = 0
         #: every action applied so far, in order (replaying it rebuilds this world)
@@ -264,7 +266,8 @@ class Simulator:
     # -------------------------------------------------------------- choosing
 
     def enabled(self, *, batches: bool = False) -> list[Action]:
-        """Every delivery and step possible now: steps first, then links in order.
+        """Every delivery and step possible now: steps first, then the links, least
+        recently delivered first (so always taking the first action is fair to links).
 
         Args:
             batches: also offer delivering a whole scheduler-bound link as one frame.
@@ -274,7 +277,10 @@ class Simulator:
             for run in w.runs.values():
                 if run.can_step(w.session):
                     actions.append(Step(w.id, run.key, run.run_id))
-        for (src, dst), q in self.links.items():
+        busy = [link for link, q in self.links.items() if q]
+        busy.sort(key=lambda link: self.last_delivery.get(link, -1))
+        for src, dst in busy:
+            q = self.links[(src, dst)]
             if q:
                 if batches and dst == SCHEDULER and len(q) > 1:
                     actions.append(Deliver(src, dst, len(q)))
@@ -340,6 +346,7 @@ class Simulator:
 
     def _deliver(self, action: Deliver) -> None:
         q = self.links[(action.src, action.dst)]
+        self.last_delivery[(action.src, action.dst)] = len(self.log)
         msgs = [q.popleft() for _ in range(min(action.count, len(q)))]
         if self.config.check_codec:
             decoded = p.decode_frame(p.encode_frame(msgs))
