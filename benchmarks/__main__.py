@@ -66,7 +66,8 @@ def run_once(wl: Workload, system: str, quick: bool) -> tuple[Outcome, dict[str,
                                 json.dumps(params)], wl.timeout)
     record: dict[str, Any] = {"workload": wl.name, "system": system, "status": outcome.status,
                               "params": params, "wall_s": round(outcome.wall_s, 3),
-                              "teardown_s": outcome.teardown_s, "strays": outcome.strays}
+                              "teardown_s": outcome.teardown_s, "strays": outcome.strays,
+                              "foreign_load": outcome.foreign_load}
     result = outcome.result or {}
     if outcome.status == "ok":
         try:
@@ -96,6 +97,8 @@ def describe(record: dict[str, Any]) -> str:
     res = record.get("resources") or {}
     if res.get("peak_threads") is not None:
         parts.append(f"threads/worker {res['baseline_threads']}->{res['peak_threads']}")
+    if (record.get("foreign_load") or 0) >= 0.2:
+        parts.append(f"other programs used {record['foreign_load']:.1f} cores meanwhile")
     if record["strays"]:
         parts.append(f"killed {len(record['strays'])} stray process(es)")
     return ", ".join(parts)
@@ -138,12 +141,15 @@ def main(argv: list[str] | None = None) -> int:
                     given_up.add(system)  # a hang or failure would only repeat
                     if record.get("stderr_tail"):
                         print("    " + record["stderr_tail"][-2000:].replace("\n", "\n    "))
+    loads = [r["foreign_load"] for r in runs if r["foreign_load"] is not None]
     meta = {
         "date": started.strftime("%Y-%m-%d %H:%M UTC"),
         "command": "python -m benchmarks " + shlex.join(argv if argv is not None else sys.argv[1:]),
         "elapsed_min": (time.monotonic() - t0) / 60, "quick": args.quick, "repeats": repeats,
         "repeat_caps": {w.name: w.max_repeats for w in workloads if w.max_repeats},
         "systems": systems, "skipped": skipped, "machine": report.describe_machine(),
+        "foreign_load": [min(loads, default=None), max(loads, default=None),
+                         sum(loads) / len(loads) if loads else None],
     }
     results = {"meta": meta, "summary": report.summarize(runs, [w.name for w in workloads]),
                "runs": runs}

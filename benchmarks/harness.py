@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .procfs import session_pids
+from .procfs import busy_cpu_seconds, own_cpu_seconds, session_pids
 
 REPO = Path(__file__).resolve().parent.parent
 MARKER = "BENCH-RESULT "
@@ -48,6 +48,9 @@ class Outcome:
         teardown_s: result line -> process exit; None if it had to be killed.
         stderr_tail: the last lines of stderr, for failed runs.
         strays: pids still alive in the run's session after it ended (then killed).
+        foreign_load: cores' worth of CPU that *other* programs used during the run
+            (machine busy time minus this process's and its reaped children's CPU,
+            over the run's wall time); None if unknown.
     """
 
     status: str
@@ -57,6 +60,7 @@ class Outcome:
     teardown_s: float | None = None
     stderr_tail: str = ""
     strays: list[int] = field(default_factory=list)
+    foreign_load: float | None = None
 
 
 def _kill_group(pgid: int) -> None:
@@ -88,6 +92,7 @@ def run_isolated(argv: list[str], timeout: float, teardown_timeout: float = 30.0
     box: dict[str, Any] = {}
     got = threading.Event()
     with tempfile.TemporaryFile("w+", encoding="utf-8", errors="replace") as errfile:
+        busy0, own0 = busy_cpu_seconds(), own_cpu_seconds()
         spawned_at = time.monotonic()
         proc = subprocess.Popen(argv, cwd=REPO, env=env, stdin=subprocess.DEVNULL,
                                 stdout=subprocess.PIPE, stderr=errfile, text=True,
@@ -120,6 +125,9 @@ def run_isolated(argv: list[str], timeout: float, teardown_timeout: float = 30.0
             proc.wait()
         reader.join(5)
         strays = _kill_strays(proc.pid, stray_grace)
+        busy1, elapsed = busy_cpu_seconds(), time.monotonic() - spawned_at
+        foreign = (None if busy0 is None or busy1 is None else
+                   max(0.0, (busy1 - busy0) - (own_cpu_seconds() - own0)) / elapsed)
         errfile.seek(0)
         stderr_tail = "\n".join(errfile.read().splitlines()[-25:])
     result = box.get("result")
@@ -131,4 +139,5 @@ def run_isolated(argv: list[str], timeout: float, teardown_timeout: float = 30.0
     else:
         status = "ok"
     return Outcome(status, result, spawned_at, end - spawned_at, teardown_s,
-                   stderr_tail if status != "ok" else "", strays)
+                   stderr_tail if status != "ok" else "", strays,
+                   None if foreign is None else round(foreign, 2))

@@ -8,6 +8,8 @@
   (nothing runs inside the measured workers). A burst of threads living shorter than
   the interval can be missed; both systems keep their task threads alive for reuse, so
   in practice the peak is a plateau and is seen.
+* ``busy_cpu_seconds()`` and ``own_cpu_seconds()`` let the harness tell how much CPU
+  *other* programs used while a run was going (the machine may be shared).
 * ``session_pids(sid)`` lists the processes of a session, so the harness can find and
   kill by pid whatever a benchmark run left behind.
 
@@ -45,6 +47,23 @@ def thread_count(pid: int) -> int | None:
     """The number of threads ``pid`` has now, or None if it is gone."""
     value = _status_field(pid, "Threads")
     return None if value is None else int(value)
+
+
+def busy_cpu_seconds() -> float | None:
+    """CPU seconds the whole machine has spent busy since boot (``/proc/stat``)."""
+    try:
+        with open("/proc/stat", encoding="ascii") as f:
+            fields = [int(x) for x in f.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (fields + [0] * 8)[:8]
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
+def own_cpu_seconds() -> float:
+    """CPU seconds of this process and of its reaped descendants (runs that ended)."""
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system
 
 
 def session_pids(sid: int) -> list[int]:

@@ -224,6 +224,9 @@ def render_doc(results: dict[str, Any]) -> str:
         f"- machine: {m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB RAM, {m['os']}, "
         f"Python {m['python']}",
         f"- versions: {versions}; trioflow commit {m['commit']}",
+        "- CPU used by *other* programs while runs were going, in cores (min / mean / max "
+        f"over runs): {' / '.join(fmt(meta['foreign_load'][i]) for i in (0, 2, 1))} of "
+        f"{m['cores']} (0 = the machine was otherwise idle)",
         "- skipped: " + ("; ".join(meta["skipped"]) or "nothing"), "",
     ]
     notes = ""
