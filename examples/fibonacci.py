@@ -1,15 +1,22 @@
 """Recursive Fibonacci on a local cluster, in every style trioflow supports.
 
-Each style launches tasks from tasks; each must print fib(N) without deadlocking:
+What it shows:
+    Option 3 of "Tasks that launch tasks" (docs/tasks-from-tasks.md): each call of
+    ``fib`` submits its two children from inside a task and waits for them. Each style
+    gives the task's slot back while it waits, so each prints fib(N) without
+    deadlocking, even on 2 workers with 1 slot each:
 
-1. delayed + compute          (compute inside a task gives the slot back)
-2. get_client + secede/rejoin (explicit)
-3. worker_client              (a context manager that secedes for you)
-4. async def                  (awaiting holds no slot and no thread)
+    1. delayed + compute          (compute inside a task gives the slot back)
+    2. get_client + secede/rejoin (explicit)
+    3. worker_client              (a context manager that secedes for you)
+    4. async def                  (awaiting holds no slot and no thread)
 
-Run:  python examples/fibonacci.py [N] [--scheduler ws://host:port]
-Try:  remove the secede()/rejoin() pair in fib_secede and run with N=3: the scheduler
-      raises DeadlockError and tells you why (see examples/deadlock_broken.py).
+Run:
+    python examples/fibonacci.py [N] [--scheduler ws://host:port]
+
+Try:
+    remove the secede()/rejoin() pair in fib_secede and run with N=3: the scheduler
+    raises DeadlockError and tells you why (see examples/deadlock_broken.py).
 """
 
 import argparse
