@@ -172,13 +172,16 @@ def worker_main(argv: list[str] | None = None) -> int:
 
     try:
         trio.run(main)
-    except AuthenticationError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    except trio.TooSlowError:
-        print(f"error: could not reach the scheduler at {args.address} within "
-              f"{args.death_timeout}s", file=sys.stderr)
-        return 1
+    except BaseException as exc:  # Trio wraps errors from nurseries in groups
+        auth = _leaf(exc, AuthenticationError)
+        if auth is not None:
+            print(f"error: {auth}", file=sys.stderr)
+            return 1
+        if _leaf(exc, trio.TooSlowError) is not None:
+            print(f"error: could not reach the scheduler at {args.address} within "
+                  f"{args.death_timeout}s", file=sys.stderr)
+            return 1
+        raise
     return 0
 
 
@@ -212,7 +215,9 @@ async def _run_worker(make_node: Any, death_timeout: float, drain_timeout: float
         node = make_node()
         try:
             await _serve_once(node, stop, drain_timeout)
-        except (OSError, HandshakeError, ClientClosedError) as exc:
+        except BaseException as exc:
+            if not _only(exc, (OSError, HandshakeError, ClientClosedError)):
+                raise
             if trio.current_time() > deadline:
                 raise trio.TooSlowError from exc
             logger.info("scheduler not reachable (%s); retrying", exc)
@@ -223,6 +228,25 @@ async def _run_worker(make_node: Any, death_timeout: float, drain_timeout: float
         deadline = trio.current_time() + death_timeout
         if not stop.is_set():
             logger.warning("lost the scheduler; reconnecting for up to %ss", death_timeout)
+
+
+def _leaf(exc: BaseException, kind: type[BaseException]) -> BaseException | None:
+    """The first exception of type ``kind`` in ``exc`` or its exception-group leaves."""
+    if isinstance(exc, kind):
+        return exc
+    for inner in getattr(exc, "exceptions", ()):
+        found = _leaf(inner, kind)
+        if found is not None:
+            return found
+    return None
+
+
+def _only(exc: BaseException, types: tuple[type[BaseException], ...]) -> bool:
+    """Whether ``exc`` (or every leaf of an exception group) is one of ``types``."""
+    leaves = getattr(exc, "exceptions", None)
+    if leaves is None:
+        return isinstance(exc, types)
+    return all(_only(e, types) for e in leaves)
 
 
 async def _serve_once(node: Any, stop: trio.Event, drain_timeout: float) -> None:

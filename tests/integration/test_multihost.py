@@ -95,8 +95,11 @@ async def test_cut_link_tasks_finish_elsewhere(hosts, tmp_path):
         return p
 
     try:
-        spawn(ns_s, "-m", "trioflow.cli", "scheduler", "--host", ip_s, "--port", "8786",
-              "--peer-timeout", "2", stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        sched = spawn(ns_s, "-m", "trioflow.cli", "scheduler", "--host", ip_s, "--port", "8786",
+                      "--peer-timeout", "2", stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        # it prints its address once it listens
+        printed = await trio.to_thread.run_sync(sched.stdout.readline)
+        assert printed.decode().strip() == address
         for ns, ip, name in ((ns_a, ip_a, "wa"), (ns_b, ip_b, "wb")):
             spawn(ns, "-m", "trioflow.cli", "worker", address, "--host", ip, "--name", name,
                   "--peer-timeout", "2", "--death-timeout", "30", stderr=subprocess.DEVNULL)

@@ -155,6 +155,18 @@ class Outcome:
     def deadlocked(self) -> bool:
         return self.error.endswith("DeadlockError")
 
+    def summary(self) -> tuple[object, ...]:
+        """What the simulator and a real cluster must agree on: the value, or the error
+        type (and, for a :class:`ProgramFailure`, which task failed). A deadlock's text
+        differs (the simulator records the waiting task, a real cluster the report)."""
+        if self.ok:
+            return ("value", self.value)
+        if self.deadlocked:
+            return ("deadlock",)
+        if self.error == FAILURE_TYPE:
+            return ("failure", self.text)
+        return ("error", self.error)
+
 
 FAILURE_TYPE = f"{ProgramFailure.__module__}.{ProgramFailure.__qualname__}"
 DEADLOCK_TYPE = "trioflow.errors.DeadlockError"
