@@ -41,11 +41,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="run only these workloads (shell-style patterns: 'fib_*')")
     parser.add_argument("--repeats", type=int, help="runs per system per workload "
                         "(default 5, --quick 3; slow workloads are capped lower)")
-    parser.add_argument("--output", type=Path, help="where to write the results JSON")
+    parser.add_argument("--output", type=Path, help="where to write (or, with --render-docs, "
+                        "read) the results JSON")
     parser.add_argument("--docs", action=argparse.BooleanOptionalAction, default=None,
                         help="regenerate docs/benchmarks.md (default: only after full runs)")
     parser.add_argument("--render-docs", action="store_true",
-                        help="only regenerate docs/benchmarks.md from results/latest.json")
+                        help="only regenerate docs/benchmarks.md from results/latest.json "
+                        "(or from --output)")
     return parser.parse_args(argv)
 
 
@@ -107,7 +109,8 @@ def describe(record: dict[str, Any]) -> str:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.render_docs:
-        results = json.loads((RESULTS / "latest.json").read_text(encoding="utf-8"))
+        source = args.output or RESULTS / "latest.json"
+        results = json.loads(source.read_text(encoding="utf-8"))
         print(f"wrote {report.write_doc(results)}")
         return 0
     skipped: list[str] = []

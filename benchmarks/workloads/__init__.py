@@ -61,11 +61,11 @@ WORKLOADS: list[Workload] = [
     Workload("fib_20", _F + "fib_secede", {"n": 20}, quick_systems=("trioflow",),
              timeout=120, max_repeats=3),
     Workload("async_fib", _F + "fib_async", {"n": 25}, {"n": 20}, systems=("trioflow",),
-             timeout=300, max_repeats=3),
+             timeout=480, max_repeats=2),
     Workload("data", "benchmarks.workloads.data_transfer:transfers", {"megabytes": 100},
              timeout=240),
     Workload("delayed_tree", "benchmarks.workloads.delayed_tree:delayed_tree",
-             {"leaves": 10_000}, systems=("trioflow", "dask"), timeout=300),
+             {"leaves": 10_000}, systems=("trioflow", "dask"), timeout=300, max_repeats=3),
 ]
 
 BY_NAME = {w.name: w for w in WORKLOADS}
