@@ -15,14 +15,21 @@ same record the simulator produces, so the two can be compared
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import trio
 
 from .. import tasks
 from ..errors import DeadlockError
-from .programs import DEADLOCK_TYPE, FAILURE_TYPE, ClusterShape, Outcome, Program, ProgramFailure, Wait
+from .programs import (
+    DEADLOCK_TYPE,
+    FAILURE_TYPE,
+    ClusterShape,
+    Outcome,
+    Program,
+    ProgramFailure,
+    Wait,
+)
 
 __all__ = ["outcome_of", "run_async_program", "run_on_local_cluster", "run_program",
            "run_sync_program", "task_function"]
@@ -122,7 +129,3 @@ async def run_on_local_cluster(programs: list[Program], shape: ClusterShape, *,
                         await node.wait_idle()
     return outcomes
 
-
-def wall_budget(programs: list[Program]) -> float:
-    """A generous time bound for running ``programs`` (they do no real work)."""
-    return 10.0 + math.fsum(p.size() for p in programs) * 0.05

@@ -185,6 +185,23 @@ def outcomes_under(program: Program, shape: ClusterShape, choosers: Sequence[Cho
             for c in choosers}
 
 
+def schedule_independent(program: Program, shape: ClusterShape) -> bool:
+    """Whether ``program``'s outcome on ``shape`` is the same under every schedule, by a
+    rule simple enough to trust (and cross-checked against exhaustive search in fuzz/):
+
+    * every wait gives its slot back (secede, worker_client, async): slots are only held
+      by tasks that compute, so every task gets one in the end and the program finishes
+      with the value (or failure) its semantics give; or
+    * the cluster has one slot in all: a task that waits without seceding holds the only
+      slot, its children can never run, so it always deadlocks; every other task's
+      outcome follows from its children's.
+
+    Anything else (a secede-less wait with two or more slots) may deadlock or not
+    depending on which tasks happen to hold slots at once.
+    """
+    return not program.holds_slots_while_waiting() or shape.total_slots == 1
+
+
 def standard_choosers(random_schedules: int = 8) -> list[Chooser]:
     """Canonical, lazy-threads, and ``random_schedules`` seeded random choosers."""
     return [CANONICAL, lazy_threads(), *(random_chooser(s) for s in range(random_schedules))]

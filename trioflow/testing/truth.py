@@ -33,6 +33,7 @@ from ..core.events import Send
 from ..core.scheduler import SchedulerState
 
 if TYPE_CHECKING:
+    from .programs import ClusterShape, Program
     from .simulate import Action, Simulator
 
 
@@ -177,3 +178,45 @@ def check_no_missed_deadlock(sim: Simulator) -> None:
         raise HarnessViolation(
             "missed deadlock: nothing can happen any more, yet work is left and the "
             f"detector did not report.\n{sim.describe()}\nActions: {sim.log!r}")
+
+
+def reachable_outcomes(program: Program, shape: ClusterShape, *,
+                       budget: int = 20_000) -> set[tuple[object, ...]] | None:
+    """Every root outcome (``Outcome.summary()``) ``program`` can reach on ``shape``,
+    over *all* schedules: an exhaustive, memoised search of every interleaving.
+
+    Exact, but only affordable for small programs (a few tasks); ``("stuck",)`` in the
+    result would be a missed deadlock.
+
+    Returns:
+        the set, or None if more than ``budget`` distinct worlds were visited.
+    """
+    from .simulate import SimConfig, Simulator, Submit
+
+    world = Simulator.for_shape(shape, SimConfig(audit=False, check_codec=False))
+    world.apply(Submit(program))
+    world.log = []
+    (root,) = world.roots
+    outcomes: set[tuple[object, ...]] = set()
+    seen: set[bytes] = set()
+    stack = [pickle.dumps(world, pickle.HIGHEST_PROTOCOL)]
+    while stack:
+        blob = stack.pop()
+        digest = hashlib.blake2b(blob, digest_size=16).digest()
+        if digest in seen:
+            continue
+        seen.add(digest)
+        if len(seen) > budget:
+            return None
+        current = pickle.loads(blob)
+        actions = current.enabled(batches=True)
+        if not actions:
+            outcome = current.root_outcomes.get(root)
+            outcomes.add(outcome.summary() if outcome is not None else ("stuck",))
+            continue
+        for action in actions:
+            child = pickle.loads(blob)
+            child.apply(action)
+            child.log = []
+            stack.append(pickle.dumps(child, pickle.HIGHEST_PROTOCOL))
+    return outcomes
