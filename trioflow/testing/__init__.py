@@ -22,7 +22,7 @@ import importlib
 from typing import Any
 
 from ..cluster import open_local_cluster
-from .programs import (
+from .program import (
     ALL_WAITS,
     RELEASING_WAITS,
     ClusterShape,
@@ -35,7 +35,7 @@ from .programs import (
     expected_outcome,
 )
 from .render import render_program
-from .schedules import (
+from .scheduling import (
     CANONICAL,
     ProgramRun,
     Schedule,

@@ -17,9 +17,9 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from .programs import ALL_WAITS, ClusterShape, Program, Wait
+from .program import ALL_WAITS, ClusterShape, Program, Wait
 from .render import render_program
-from .schedules import simulate_program
+from .scheduling import simulate_program
 
 
 def find_minimal_deadlock(max_depth: int = 3, max_fanout: int = 2, *, seed: int = 0,

@@ -1,8 +1,8 @@
 """Exhaustive mode: every program up to a depth and fan-out, on every small cluster.
 
-:func:`sweep` runs :func:`~.schedules.simulate_program` (which checks every property:
+:func:`sweep` runs :func:`~.scheduling.simulate_program` (which checks every property:
 ends, no false or missed deadlock reports, outcome as the semantics predict, releasing
-programs never deadlock) for each program of :func:`~.programs.enumerate_programs` on
+programs never deadlock) for each program of :func:`~.program.enumerate_programs` on
 each cluster shape, under each named schedule, and counts what happened. It never
 stops at the first violation: it collects them (up to a limit) so one run shows how
 widespread a bug is.
@@ -19,9 +19,10 @@ from concurrent.futures import ProcessPoolExecutor
 
 import attrs
 
-from .programs import ALL_WAITS, ClusterShape, Program, Wait, enumerate_programs
-from .schedules import CANONICAL, Chooser, lazy_threads, random_chooser, simulate_program
+from .program import ALL_WAITS, ClusterShape, Program, Wait, enumerate_programs
+from .scheduling import CANONICAL, Chooser, lazy_threads, random_chooser, simulate_program
 from .simulate import SimConfig
+from .truth import GroundTruthUnknown
 
 __all__ = ["DEFAULT_SHAPES", "SweepReport", "chooser_named", "sweep", "sweep_programs"]
 
@@ -50,7 +51,8 @@ class SweepReport:
         deadlocked: runs in which the detector reported a (confirmed) deadlock.
         reports: deadlock reports issued, each confirmed by ground truth.
         releasing: runs of programs whose every wait gives its slot back (must finish).
-        violations: descriptions of property violations, up to ``max_violations``.
+        violations: descriptions of property violations (and of deadlock reports ground
+            truth could not decide within its budget), up to ``max_violations``.
         violation_count: how many there were in all.
     """
 
@@ -93,7 +95,7 @@ def sweep_programs(programs: Iterable[Program], shapes: Sequence[ClusterShape] =
                 try:
                     run = simulate_program(program, shape, chooser_named(name), config=config,
                                            invariants=False)
-                except AssertionError as exc:
+                except (AssertionError, GroundTruthUnknown) as exc:
                     report.violation_count += 1
                     if len(report.violations) < max_violations:
                         report.violations.append(f"{program!r} on {shape!r} ({name}): "

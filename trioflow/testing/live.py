@@ -1,11 +1,11 @@
 """Run task programs for real: generic task functions and an in-process cluster runner.
 
 :func:`run_sync_program` and :func:`run_async_program` are ordinary trioflow tasks that
-interpret a :class:`~.programs.Program`: they submit the children (each with the
+interpret a :class:`~.program.Program`: they submit the children (each with the
 function matching its kind), wait on them the way the program says — with
 ``get_client`` and no secede, ``secede()``/``rejoin()``, ``worker_client()``, or by
 awaiting in an ``async def`` — and return the tree's size or raise
-:class:`~.programs.ProgramFailure`. They are module-level, so cloudpickle sends them by
+:class:`~.program.ProgramFailure`. They are module-level, so cloudpickle sends them by
 reference.
 
 :func:`run_program` runs one program on a cluster and reports its :class:`Outcome`, the
@@ -21,7 +21,7 @@ import trio
 
 from .. import tasks
 from ..errors import DeadlockError
-from .programs import (
+from .program import (
     DEADLOCK_TYPE,
     FAILURE_TYPE,
     ClusterShape,

@@ -27,8 +27,8 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
 from .invariants import check_invariants
-from .programs import ClusterShape, Outcome, Program, Wait, expected_outcome
-from .schedules import CANONICAL, run_until_quiet
+from .program import ClusterShape, Outcome, Program, Wait, expected_outcome
+from .scheduling import CANONICAL, run_until_quiet
 from .simulate import (
     AddWorker,
     Deliver,

@@ -12,7 +12,7 @@ The script depends on nothing but trioflow. A failing task raises
 
 from __future__ import annotations
 
-from .programs import ClusterShape, Program, Wait
+from .program import ClusterShape, Program, Wait
 
 __all__ = ["function_name", "render_program"]
 

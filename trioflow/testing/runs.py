@@ -5,7 +5,7 @@ and the run part of ``trioflow/net/worker_node.py``. It mirrors, message for mes
 what the real shell sends; where the real shell is atomic on its event loop, a step
 here is atomic too.
 
-A :class:`SimRun` executes a :class:`~.programs.Program` as a list of *ops*. Each call to
+A :class:`SimRun` executes a :class:`~.program.Program` as a list of *ops*. Each call to
 :meth:`SimRun.step` performs one op (one thing a task thread does between two points
 where the event loop may run something else):
 
@@ -39,7 +39,7 @@ import attrs
 
 from .. import protocol as p
 from ..core import worker as wcore
-from .programs import (
+from .program import (
     DEADLOCK_TYPE,
     FAILURE_TYPE,
     Outcome,

@@ -37,7 +37,7 @@ from ..core import worker as wcore
 from ..core.events import Close, MessagesReceived, PeerJoined, PeerLeft, Send
 from ..core.scheduler import SchedulerState
 from ..errors import SlotAccountingError
-from .programs import ClusterShape, Outcome, Program, encode_payload
+from .program import ClusterShape, Outcome, Program, encode_payload
 from .runs import ASYNC_FN, SYNC_FN, SimRun, SimSession
 
 SCHEDULER = "scheduler"

@@ -15,8 +15,8 @@ from collections.abc import Sequence
 
 from hypothesis import strategies as st
 
-from .programs import ALL_WAITS, RELEASING_WAITS, ClusterShape, Program, Wait
-from .schedules import Schedule
+from .program import ALL_WAITS, RELEASING_WAITS, ClusterShape, Program, Wait
+from .scheduling import Schedule
 
 __all__ = [
     "cluster_shapes",

@@ -33,7 +33,7 @@ from ..core.events import Send
 from ..core.scheduler import SchedulerState
 
 if TYPE_CHECKING:
-    from .programs import ClusterShape, Program
+    from .program import ClusterShape, Program
     from .simulate import Action, Simulator
 
 
@@ -65,6 +65,7 @@ class Detection:
     Attributes:
         action: index in the simulator's log of the delivery that triggered it.
         victims: ``(run key, run id)`` of every run told its wait failed.
+        victim_paths: the program paths of those runs.
         report: the detector's human report.
         truly_stuck: ground truth: no continuation lets any run end.
         visited: worlds the ground-truth search visited.
@@ -72,6 +73,7 @@ class Detection:
 
     action: int
     victims: tuple[tuple[str, int], ...]
+    victim_paths: tuple[str, ...]
     report: str
     truly_stuck: bool
     visited: int
@@ -143,12 +145,18 @@ def audit_detection(sim: Simulator, commands: list[Any]) -> Detection:
     """
     from .simulate import HarnessViolation
 
-    failed = [c.message for c in commands
-              if type(c) is Send and type(c.message) is p.WaitFailed]
+    sends = [c for c in commands if type(c) is Send and type(c.message) is p.WaitFailed]
+    failed = [c.message for c in sends]
+    paths = []
+    for c in sends:
+        worker = sim.workers.get(c.to)
+        run = worker.runs.get(c.message.run_key) if worker is not None else None
+        paths.append(run.path if run is not None else "?")
     answer, visited = can_progress(counterfactual(sim), sim.config.truth_budget)
     detection = Detection(
         action=len(sim.log) - 1,
         victims=tuple((m.run_key, m.run_id) for m in failed),
+        victim_paths=tuple(paths),
         report=failed[0].report,
         truly_stuck=answer is False,
         visited=visited,

@@ -12,7 +12,8 @@ A *chooser* picks one action among :meth:`Simulator.enabled` ones. Three kinds:
 
 :func:`check_program` is the property every program must have, whatever the schedule:
 it ends (every root answered, nothing stuck), every deadlock report is a true deadlock
-(audited as it happens, see :mod:`.truth`), no true deadlock goes unreported, the root's
+(audited as it happens, see :mod:`.truth`), no true deadlock goes unreported, exactly the
+runs the detector named raise ``DeadlockError`` from their wait, the root's
 outcome is what the program semantics predict given which waits failed, and programs
 whose waits all give their slot back never deadlock at all.
 """
@@ -25,7 +26,7 @@ from collections.abc import Callable, Sequence
 import attrs
 
 from .invariants import check_invariants
-from .programs import ClusterShape, Outcome, Program, expected_outcome
+from .program import ClusterShape, Outcome, Program, expected_outcome
 from .simulate import Action, Deliver, HarnessViolation, SimConfig, Simulator, Submit
 from .truth import Detection, check_no_missed_deadlock
 
@@ -170,6 +171,11 @@ def simulate_program(program: Program, shape: ClusterShape, choose: Chooser = CA
             f"{program!r} on {shape!r} ended with {outcome!r}; the program semantics, "
             f"given the deadlocked waits {sorted(deadlocked)}, say {expected!r}\n"
             f"Actions: {sim.log!r}")
+    told = {path for d in sim.detections for path in d.victim_paths}
+    if told != deadlocked:
+        raise HarnessViolation(
+            f"the detector told {sorted(told)} their wait failed, but DeadlockError was "
+            f"raised in {sorted(deadlocked)}\nActions: {sim.log!r}")
     if not program.holds_slots_while_waiting() and sim.detections:
         raise HarnessViolation(f"{program!r} never holds a slot while waiting, yet a "
                                f"deadlock was reported:\n{sim.detections[0].report}")

@@ -1,0 +1,70 @@
+"""The deadlock properties over random programs, clusters and schedules (small budgets;
+fuzz/test_program_properties.py runs the same properties with the fuzz profiles).
+
+(a) programs whose waits all give the slot back always finish, with the right value;
+(b) secede-less programs deadlock exactly when ground truth says so, and then the
+    waiting runs get DeadlockError (simulate_program audits every report and every
+    quiescent state; see trioflow.testing.truth);
+(c) Hypothesis shrinks a secede-less deadlock to the textbook one, printable as code.
+"""
+
+from __future__ import annotations
+
+from hypothesis import HealthCheck, given, settings
+
+from trioflow.testing import (
+    ClusterShape,
+    Program,
+    Wait,
+    cluster_shapes,
+    expected_outcome,
+    programs,
+    releasing_programs,
+    render_program,
+    schedules,
+    secede_less_programs,
+    simulate_program,
+)
+from trioflow.testing.__main__ import find_minimal_deadlock
+
+SMALL = settings(max_examples=40, derandomize=True, deadline=None, database=None,
+                 suppress_health_check=[HealthCheck.too_slow])
+
+
+@SMALL
+@given(program=releasing_programs(), shape=cluster_shapes(), schedule=schedules())
+def test_releasing_programs_always_finish(program, shape, schedule):
+    run = simulate_program(program, shape, schedule.chooser())
+    assert not run.detections
+    assert run.outcome == expected_outcome(program)
+
+
+@SMALL
+@given(program=secede_less_programs(failures=True), shape=cluster_shapes(),
+       schedule=schedules())
+def test_secede_less_programs_deadlock_exactly_when_stuck(program, shape, schedule):
+    run = simulate_program(program, shape, schedule.chooser())
+    # every report was confirmed by ground truth while it happened, and the world
+    # ended quiescent with nothing stuck: no false positives, no false negatives
+    assert all(d.truly_stuck for d in run.detections)
+    nodes = dict(program.nodes())
+    for path in run.deadlocked_paths:
+        assert nodes[path].wait is Wait.NONE and nodes[path].children
+    if shape.total_slots == 1 and program.children:
+        assert run.deadlocked  # the root holds the only slot and waits on its children
+
+
+@SMALL
+@given(program=programs(), shape=cluster_shapes(), schedule=schedules())
+def test_mixed_programs_keep_every_property(program, shape, schedule):
+    simulate_program(program, shape, schedule.chooser())
+
+
+def test_secede_less_deadlock_shrinks_to_one_slot_one_child():
+    program, shape, largest = find_minimal_deadlock(seed=0)
+    assert program == Program(wait=Wait.NONE, children=(Program(),))
+    assert shape == ClusterShape(workers=1, slots=1)
+    assert largest.size() >= program.size()
+    script = render_program(program, shape)
+    assert "values = client.gather(futures)  # holds the slot while waiting" in script
+    assert "trioflow.run(main, workers=1, threads_per_worker=1)" in script

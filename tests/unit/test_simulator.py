@@ -1,0 +1,165 @@
+"""The deterministic simulator (trioflow.testing): worked examples, and checks that its
+oracles catch what they must (a lying detector, a silent one, a broken ledger)."""
+
+from __future__ import annotations
+
+import pytest
+
+from trioflow import protocol as p
+from trioflow.core.events import Send
+from trioflow.core.scheduler import SchedulerState
+from trioflow.testing import (
+    CANONICAL,
+    AddWorker,
+    BlindScheduler,
+    ClusterShape,
+    Deliver,
+    HarnessViolation,
+    Outcome,
+    Program,
+    SimConfig,
+    Simulator,
+    Submit,
+    Wait,
+    expected_outcome,
+    lazy_threads,
+    random_chooser,
+    run_until_quiet,
+    simulate_program,
+)
+from trioflow.testing.invariants import check_invariants
+from trioflow.testing.program import DEADLOCK_TYPE, FAILURE_TYPE, decode_payload, encode_payload
+from trioflow.testing.truth import check_no_missed_deadlock, replay
+
+ONE = ClusterShape(workers=1, slots=1)
+TWO = ClusterShape(workers=1, slots=2)
+MINIMAL_DEADLOCK = Program(wait=Wait.NONE, children=(Program(),))
+
+
+def test_a_leaf_returns_one_on_every_shape():
+    for shape in (ONE, TWO, ClusterShape(workers=3, slots=1)):
+        run = simulate_program(Program(), shape)
+        assert run.outcome == Outcome(value=1)
+        assert not run.detections
+
+
+def test_minimal_secede_less_wait_deadlocks_on_one_slot_and_is_confirmed():
+    run = simulate_program(MINIMAL_DEADLOCK, ONE)
+    assert run.deadlocked
+    (detection,) = run.detections
+    assert detection.truly_stuck
+    assert detection.victim_paths == ("0",)
+    assert run.outcome.error == DEADLOCK_TYPE
+    assert "waits on" in detection.report and "secede" in detection.report
+
+
+def test_same_program_with_two_slots_finishes():
+    run = simulate_program(MINIMAL_DEADLOCK, TWO)
+    assert run.outcome == Outcome(value=2) and not run.detections
+
+
+@pytest.mark.parametrize("wait", [Wait.SECEDE, Wait.WORKER_CLIENT, Wait.ASYNC])
+def test_releasing_waits_finish_on_one_slot(wait):
+    program = Program(wait=wait, children=(Program(wait=wait, children=(Program(),)),
+                                           Program()))
+    for choose in (CANONICAL, lazy_threads(), random_chooser(3)):
+        run = simulate_program(program, ONE, choose)
+        assert run.outcome == Outcome(value=4) and not run.detections
+
+
+def test_first_failed_child_in_order_is_the_parents_error():
+    program = Program(wait=Wait.SECEDE,
+                      children=(Program(), Program(fail=True), Program(fail=True)))
+    run = simulate_program(program, TWO)
+    assert run.outcome == Outcome(error=FAILURE_TYPE, text="0.1")
+
+
+def test_a_deadlocked_child_fails_its_seceded_parent():
+    program = Program(wait=Wait.SECEDE, children=(MINIMAL_DEADLOCK,))
+    run = simulate_program(program, ONE)
+    assert run.deadlocked_paths == {"0.0"}
+    assert run.outcome == expected_outcome(program, "0", frozenset({"0.0"}))
+
+
+def test_payload_round_trip():
+    program = Program(wait=Wait.ASYNC, children=(Program(fail=True), MINIMAL_DEADLOCK))
+    assert decode_payload(encode_payload(program, "0.3")) == ("0.3", program)
+
+
+def test_leaves_are_normalised_and_repr_is_python():
+    assert Program(wait=Wait.SECEDE) == Program()
+    program = Program(wait=Wait.WORKER_CLIENT, children=(Program(wait=Wait.ASYNC),), fail=True)
+    assert eval(repr(program), {"Program": Program, "Wait": Wait}) == program
+
+
+def test_replaying_the_log_rebuilds_the_same_world():
+    sim = Simulator.for_shape(ClusterShape(workers=2, slots=1))
+    sim.apply(Submit(Program(wait=Wait.SECEDE, children=(MINIMAL_DEADLOCK, Program()))))
+    run_until_quiet(sim, random_chooser(11))
+    again = replay(sim, sim.log)
+    assert again.describe() == sim.describe()
+    assert again.root_outcomes == sim.root_outcomes
+    assert again.scheduler.deadlocks == sim.scheduler.deadlocks
+
+
+# --------------------------------------------------------------- the oracles themselves
+
+
+def test_a_silent_detector_is_caught_as_a_missed_deadlock():
+    sim = Simulator(SimConfig(), scheduler=BlindScheduler())
+    sim.apply(AddWorker(1))
+    sim.apply(Submit(MINIMAL_DEADLOCK))
+    run_until_quiet(sim, CANONICAL)
+    assert sim.stuck()
+    with pytest.raises(HarnessViolation, match="missed deadlock"):
+        check_no_missed_deadlock(sim)
+
+
+class LyingScheduler(SchedulerState):
+    """Reports a deadlock as soon as any run blocks, free slots or not."""
+
+    def handle(self, event):
+        out = super().handle(event)
+        for task in list(self.tasks.values()):
+            if task.blocked_on and task.worker is not None and not task.seceded:
+                out.append(Send(task.worker, p.WaitFailed(task.key, task.run_id, "deadlock",
+                                                          "a lie")))
+                task.blocked_on = None
+                self.workers[task.worker].blocked -= 1
+        return out
+
+
+def test_a_lying_detector_is_caught_as_a_false_report():
+    sim = Simulator(SimConfig(), scheduler=LyingScheduler())
+    sim.apply(AddWorker(2))
+    sim.apply(Submit(MINIMAL_DEADLOCK))
+    with pytest.raises(HarnessViolation, match="false deadlock report"):
+        run_until_quiet(sim, CANONICAL)
+
+
+def test_invariants_catch_a_ledger_that_disagrees_with_the_limiter():
+    sim = Simulator.for_shape(ONE)
+    sim.apply(Submit(Program()))
+    while not sim.workers["w1"].runs:
+        sim.apply(sim.enabled()[0])
+    check_invariants(sim)
+    sim.workers["w1"].tokens.clear()
+    with pytest.raises(HarnessViolation, match="limiter borrowers"):
+        check_invariants(sim)
+
+
+def test_drained_view_compares_scheduler_and_worker():
+    sim = Simulator.for_shape(ONE)
+    sim.apply(Submit(MINIMAL_DEADLOCK))
+    run_until_quiet(sim, CANONICAL)
+    check_invariants(sim)
+    sim.scheduler.workers["w1"].occupying += 1
+    with pytest.raises(HarnessViolation):
+        check_invariants(sim)
+
+
+def test_codec_round_trip_is_checked_on_every_frame():
+    sim = Simulator.for_shape(ONE)
+    sim.links[("w1", "scheduler")].append(p.Heartbeat())
+    sim.apply(Deliver("w1", "scheduler"))  # encodes and decodes fine
+    assert sim.log[-1] == Deliver("w1", "scheduler")
