@@ -68,10 +68,11 @@ class KeyState:
 class SyncWaiter:
     """A thread sleeping until ``remaining`` keys are done, a failure, or a job to help with."""
 
-    __slots__ = ("cond", "failure", "jobs", "pool", "remaining")
+    __slots__ = ("cond", "depth", "failure", "jobs", "pool", "remaining")
 
-    def __init__(self, remaining: int) -> None:
+    def __init__(self, remaining: int, depth: int = 0) -> None:
         self.remaining = remaining
+        self.depth = depth  # tree depth of the waiting task: it helps only deeper ones
         self.pool: Any = None  # the SlotThreads this waiter helps, once registered
         self.cond = threading.Condition(threading.Lock())
         self.failure: BaseException | None = None
@@ -92,6 +93,16 @@ class SyncWaiter:
         with self.cond:
             self.jobs.append(job)
             self.cond.notify_all()
+
+    def set(self) -> None:
+        """Wake the waiter (a rejoin granted): same as its only key finishing."""
+        self.key_done()
+
+    def take_jobs(self) -> list[Callable[[], None]]:
+        with self.cond:
+            jobs = list(self.jobs)
+            self.jobs.clear()
+        return jobs
 
     def wait(self, timeout: float | None) -> bool:
         """Sleep until done or failed (True) or timed out (False), running handed jobs."""
@@ -318,6 +329,17 @@ class Session:
                 waiter["reply"] = msg
                 waiter["event"].set()
 
+    def finished_here(self, key: str, report: p.TaskFinished) -> None:
+        """A task of this (worker) session's futures finished on this very worker."""
+        with self.lock:
+            ks = self.keys.get(key)
+            if ks is None or ks.status is not PENDING:
+                return
+            ks.status = FINISHED
+            ks.nbytes = report.nbytes
+            ks.type_name = report.type_name
+            self._notify(ks)
+
     def _notify(self, ks: KeyState) -> None:
         if ks.event is not None:
             ks.event.set()
@@ -361,10 +383,11 @@ class Session:
             pending = [ks for ks in states if ks.status is PENDING]
             if not pending:
                 return
-            waiter = SyncWaiter(len(pending))
+            ctx = _current_run()
+            depth = -ctx.run.priority[1] if ctx is not None else 0
+            waiter = SyncWaiter(len(pending), depth)
             for ks in pending:
                 ks.waiters.append(waiter)
-        ctx = _current_run()
         if ctx is not None and ctx.worker is not self.worker:
             ctx = None
         auto = ctx is not None and ctx.worker.auto_secede and not ctx.seceded
@@ -376,11 +399,16 @@ class Session:
                 ctx.waiter = waiter
                 self.post(p.WaitKeys(ctx.run.key, ctx.run.run_id, [k.key for k in pending],
                                      timeout is not None))
-                if ctx.seceded:
-                    ctx.worker.threads.add_helper(waiter)
-            done = waiter.wait(timeout)
+            if ctx is not None and ctx.seceded:
+                done = ctx.worker.threads.wait_helping(waiter, timeout)
+            else:
+                done = waiter.wait(timeout)
             if waiter.failure is not None:
-                raise waiter.failure
+                failure, waiter.failure = waiter.failure, None
+                try:
+                    raise failure
+                finally:
+                    del failure  # no cycle: traceback -> this frame -> the exception
             if not done:
                 raise TimeoutError(f"{len(pending)} key(s) not done after {timeout}s")
             normal = True
@@ -390,7 +418,6 @@ class Session:
                     if waiter in ks.waiters:
                         ks.waiters.remove(waiter)
             if ctx is not None:
-                ctx.worker.threads.remove_helper(waiter)
                 ctx.waiter = None
                 if not normal and waiter.failure is None:
                     self.post(p.WaitEnded(ctx.run.key, ctx.run.run_id))

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
-import threading
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -84,20 +83,27 @@ class RunContext:
         self.worker.session.call_in_order(self.worker.do_secede, self.run)
 
     def rejoin(self) -> None:
-        """Block this thread until the run holds a slot again."""
+        """Block this thread until the run holds a slot again.
+
+        While no slot is free, this parked thread runs queued work instead of sleeping:
+        those runs hold the slots we wait for, and at the thread cap no other thread may
+        be there to run them. Before running one it steps out of the rejoin line (a slot
+        granted to a run whose thread is busy elsewhere would be a slot nobody uses, and
+        the work it runs may need exactly that slot), and lines up again afterwards.
+        """
         if not self.seceded:
             raise NotInTaskError("rejoin() without secede(): this task holds its slot already")
-        event = threading.Event()
-        self.rejoin_event = event
-        self.worker.session.call_in_order(self.worker.do_rejoin, self.run)
-        event.wait()
+        from .session import SyncWaiter
+
+        waiter = SyncWaiter(1)
+        self.worker.session.call_in_order(self.worker.do_rejoin, self.run, waiter)
+        waiter.wait(None)
         self.rejoin_event = None
         self.seceded = False
 
     async def rejoin_async(self) -> None:
         event = trio.Event()
-        self.rejoin_event = event
-        self.worker.session.call_in_order(self.worker.do_rejoin, self.run)
+        self.worker.session.call_in_order(self.worker.do_rejoin, self.run, event)
         with trio.CancelScope(shield=True):  # the grant comes soon; the ledger expects it taken
             await event.wait()
         self.rejoin_event = None

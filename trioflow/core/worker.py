@@ -165,6 +165,16 @@ class WorkerState:
             self._out.append(SendMessage(p.RejoinRequested(run.key, run.run_id)))
         return self._fill()
 
+    def cancel_rejoin(self, run: LocalRun) -> list[Any]:
+        """A run waiting to rejoin steps out of the line (its thread has other work)."""
+        if run.state is RunState.REJOINING:
+            self._rejoining.remove(run)
+            run.state = RunState.SECEDED
+            return self._flush()
+        if run.state is RunState.RUNNING:  # the grant came first: give the slot back
+            return self.secede(run)
+        raise InvalidTransition(f"cannot cancel the rejoin of {run!r}")
+
     def steal(self, keys: list[str], run_ids: list[int]) -> list[Any]:
         """The scheduler wants these runs back if they have not started."""
         returned_keys, returned_ids = [], []

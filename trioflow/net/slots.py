@@ -8,9 +8,9 @@ worker needs up to ``nthreads + max_parked`` threads.
 * Jobs go to an idle thread (handing one over costs a few microseconds, against
   75-230 us for ``trio.to_thread.run_sync``), else to a new thread while under the cap.
 * At the cap, new threads are not started (dask starts one per secede, without limit).
-  A parked thread that is *waiting on futures* registers as a helper and runs queued
-  jobs inline while it waits, so the cap can never deadlock the worker: every thread
-  either computes (and will finish or wait) or waits (and then helps).
+  A parked thread that is *waiting on futures* registers as a helper and runs deeper
+  jobs inline while it waits. Only if no waiting thread may take a job is a thread
+  started beyond the cap (counted in ``overflow``), so the cap never deadlocks.
 * Threads are daemons: a worker process never hangs at exit on a task that will not
   return.
 """
@@ -30,8 +30,14 @@ class SlotThreads:
     """A bounded pool of task threads with helping.
 
     Args:
-        max_threads: the most threads that may exist (slots + parked cap).
+        max_threads: threads allowed before jobs go to helpers (slots + parked cap).
         name: thread name prefix.
+
+    Jobs carry the depth of their task in the task tree. A waiting thread only helps
+    with *deeper* work, so the nesting on its stack is bounded by the depth of the tree
+    (helping with arbitrary jobs grows stacks without bound: RecursionError). When no
+    waiting thread may help and the cap is reached, one more thread is started and
+    counted in ``overflow``: exceeding the cap is better than a deadlock.
     """
 
     def __init__(self, max_threads: int, name: str = "trioflow-task") -> None:
@@ -47,47 +53,64 @@ class SlotThreads:
         self.threads = 0
         self.peak_threads = 0
         self.helped = 0  # jobs run inline by waiting threads
+        self.overflow = 0  # threads started beyond max_threads to avoid a deadlock
         self._closing = False
 
     def __repr__(self) -> str:
         return (f"<SlotThreads threads={self.threads}/{self.max_threads} idle={self._idle} "
-                f"queued={len(self._jobs)} helpers={len(self._helpers)}>")
+                f"helpers={len(self._helpers)} overflow={self.overflow}>")
 
-    def submit(self, job: Callable[[], None]) -> None:
-        """Run ``job`` on some thread soon. Never blocks."""
+    def submit(self, job: Callable[[], None], depth: int = 0) -> None:
+        """Run ``job`` (of a task ``depth`` deep in the tree) on some thread soon."""
         with self._lock:
             if self._idle > len(self._jobs):
                 self._jobs.append(job)
                 self._cond.notify()
                 return
-            if self.threads < self.max_threads:
-                self.threads += 1
-                self.peak_threads = max(self.peak_threads, self.threads)
-                t = threading.Thread(target=self._main, args=(job,), daemon=True,
-                                     name=f"{self.name}-{self.threads}")
-                t.start()
-                return
-            if self._helpers:
-                helper = self._helpers.pop()
-                self.helped += 1
-                helper.give_job(job)
-                return
-            self._jobs.append(job)
+            if self.threads >= self.max_threads:
+                for i in range(len(self._helpers) - 1, -1, -1):
+                    helper = self._helpers[i]
+                    if helper.depth < depth:
+                        del self._helpers[i]
+                        self.helped += 1
+                        helper.give_job(job)
+                        return
+                self.overflow += 1
+                if self.overflow == 1:
+                    logger.warning("%s: %d threads in use and none may help; starting more "
+                                   "(raise max_parked_threads if this is common)",
+                                   self.name, self.threads)
+            self.threads += 1
+            self.peak_threads = max(self.peak_threads, self.threads)
+            threading.Thread(target=self._main, args=(job,), daemon=True,
+                             name=f"{self.name}-{self.threads}").start()
 
     def add_helper(self, waiter: Any) -> None:
-        """A parked thread is about to wait on ``waiter``: it may run queued jobs meanwhile."""
+        """A parked thread is about to wait on ``waiter``: it may run deeper jobs meanwhile."""
         with self._lock:
-            if self._jobs and self.threads >= self.max_threads:
-                self.helped += 1
-                waiter.give_job(self._jobs.popleft())
-            else:
-                waiter.pool = self
-                self._helpers.append(waiter)
+            waiter.pool = self  # it comes back here after each job it runs
+            self._helpers.append(waiter)
 
-    def remove_helper(self, waiter: Any) -> None:
+    def remove_helper(self, waiter: Any) -> list[Callable[[], None]]:
+        """``waiter``'s wait is over: no more jobs for it. Returns jobs handed to it that
+        it has not run yet; the caller must run them (their runs hold slot tokens)."""
         with self._lock:
             if waiter in self._helpers:
                 self._helpers.remove(waiter)
+            waiter.pool = None
+            return waiter.take_jobs()
+
+    def wait_helping(self, waiter: Any, timeout: float | None) -> bool:
+        """Wait on ``waiter`` from a parked task thread, running deeper jobs meanwhile.
+
+        Returns what ``waiter.wait`` returned (False: timed out).
+        """
+        self.add_helper(waiter)
+        try:
+            return waiter.wait(timeout)
+        finally:
+            for job in self.remove_helper(waiter):
+                job()
 
     def close(self) -> None:
         """Let idle threads exit; busy ones exit when their job returns."""

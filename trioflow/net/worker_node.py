@@ -282,9 +282,19 @@ class WorkerNode:
         if self.ledger.runs.get(run.key) is run and run.state is wcore.RunState.RUNNING:
             self._execute(self.ledger.secede(run))
 
-    def do_rejoin(self, run: wcore.LocalRun) -> None:
+    def do_rejoin(self, run: wcore.LocalRun, wakeup: Any) -> None:
+        """``run`` asks for a slot back; ``wakeup.set()`` is called when it has one."""
+        ctx = self.contexts.get(run.key)
+        if ctx is not None:
+            ctx.rejoin_event = wakeup  # set here, on the loop, in order with the grants
         if self.ledger.runs.get(run.key) is run and run.state is wcore.RunState.SECEDED:
             self._execute(self.ledger.rejoin(run))
+
+    def do_cancel_rejoin(self, run: wcore.LocalRun) -> None:
+        if self.ledger.runs.get(run.key) is run and run.state in (
+            wcore.RunState.REJOINING, wcore.RunState.RUNNING
+        ):
+            self._execute(self.ledger.cancel_rejoin(run))
 
     # ------------------------------------------------------------------ messages
 
@@ -366,7 +376,7 @@ class WorkerNode:
             if self._durations.get(spec.fn_id, 1.0) < SHORT_RUN:
                 ctx.short = True
                 self._short_running += 1
-            self.threads.submit(partial(self._run_sync, ctx))
+            self.threads.submit(partial(self._run_sync, ctx), -run.priority[1])
 
     def _function(self, fn_id: str) -> Any:
         fn = self._functions.get(fn_id)
@@ -417,6 +427,9 @@ class WorkerNode:
         spec = ctx.run.spec
         reset = _current.set(ctx)
         value = blob = None
+        ok = False
+        report: Any = p.TaskErred(spec.key, spec.run_id, b"", "builtins.RuntimeError",
+                                  "the worker failed while running this task")
         try:
             fn = self._function(spec.fn_id)
             args, kwargs = serialize.loads_payload(spec.payload, self._inputs(spec))
@@ -428,12 +441,10 @@ class WorkerNode:
             report, ok = self._erred(spec, exc), False
         finally:
             _current.reset(reset)
-        if ctx.seceded and ctx.rejoin_event is None:
-            pass  # a task may end seceded; the ledger handles it
-        try:
-            self.call_on_loop(self._run_done, ctx, ok, value, blob, report)
-        except trio.RunFinishedError:
-            pass  # the worker stopped while this thread ran
+            try:
+                self.call_on_loop(self._run_done, ctx, ok, value, blob, report)
+            except trio.RunFinishedError:
+                pass  # the worker stopped while this thread ran
 
     async def _run_async(self, ctx: RunContext) -> None:
         spec = ctx.run.spec
@@ -468,6 +479,11 @@ class WorkerNode:
             del self.contexts[run.key]
         if self.ledger.runs.get(run.key) is run:
             self._execute(self.ledger.run_ended(run, report))
+            if ok and self.session is not None:
+                # a task here waiting on this one wakes now, not a scheduler round trip
+                # later; the scheduler still sees TaskFinished before anything the waiter
+                # does next (same connection, queued first), so its wait-for graph holds
+                self.session.finished_here(run.key, report)
 
     async def _fetch_inputs(self, run: wcore.LocalRun) -> None:
         spec = run.spec
@@ -499,6 +515,7 @@ class WorkerNode:
             "threads": self.threads.threads,
             "peak_threads": self.threads.peak_threads,
             "helped": self.threads.helped,
+            "overflow_threads": self.threads.overflow,
             "data": len(self.data),
         }
 
