@@ -149,10 +149,9 @@ def _steal(state: SchedulerState) -> None:
         if w.blocked >= w.nthreads:
             # every slot is held by a blocked run: nothing else there can start
             victims = [t for t in w.processing.values() if not t.seceded and t.blocked_on is None]
-        elif idle and queued > 0 and not state.ready:
-            candidates = [t for t in w.processing.values() if not t.seceded and t.blocked_on is None]
-            candidates.sort(key=lambda t: t.priority, reverse=True)
-            victims = candidates[: (queued + 1) // 2]
+        elif idle and queued > 0 and not state.ready and not w.steal_futile:
+            # which of them started is unknown here: ask for all, it returns the queued
+            victims = [t for t in w.processing.values() if not t.seceded and t.blocked_on is None]
         else:
             continue
         if victims:
@@ -167,6 +166,7 @@ def tasks_returned(state: SchedulerState, peer_id: str, msg: p.TasksReturned) ->
     if worker is None:
         return
     worker.steal_pending = False
+    worker.steal_futile = not msg.keys
     for key, run_id in zip(msg.keys, msg.run_ids):
         task = worker.processing.get(key)
         if task is None or task.run_id != run_id:

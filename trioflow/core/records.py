@@ -98,6 +98,10 @@ class WorkerRecord:
     fn_ids: set[str] = attrs.Factory(set)
     #: a StealTasks is in flight
     steal_pending: bool = False
+    #: its last StealTasks got nothing back; no idle-steal again until a run ends here
+    #: (the scheduler cannot tell queued runs from running ones: asking again at once
+    #: would be a storm of StealTasks)
+    steal_futile: bool = False
     #: refilling its prefetch queue (hysteresis: refill from half empty to full, so
     #: assignments go out in batches rather than one per finished task)
     filling: bool = True

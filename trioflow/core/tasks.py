@@ -150,6 +150,7 @@ def maybe_release(state: SchedulerState, task: TaskRecord) -> None:
 def end_run(state: SchedulerState, worker: WorkerRecord, task: TaskRecord) -> None:
     """Undo the slot accounting of ``task``'s run on ``worker`` (it ended or was returned)."""
     del worker.processing[task.key]
+    worker.steal_futile = False
     if task.seceded:
         task.seceded = False
         del state.seceded[task.key]
