@@ -92,7 +92,7 @@ def scheduler_main(argv: list[str] | None = None) -> int:
     parser.add_argument("--token-file", help="file holding the cluster token (or set TRIOFLOW_TOKEN)")
     parser.add_argument("--tls-cert", help="certificate (PEM) to serve wss://")
     parser.add_argument("--tls-key", help="private key (PEM) for --tls-cert")
-    parser.add_argument("--peer-timeout", type=float, default=10.0,
+    parser.add_argument("--peer-timeout", type=float, default=30.0,
                         help="drop peers silent (not even a heartbeat) for this many seconds")
     parser.add_argument("--insecure", action="store_true",
                         help="allow a non-loopback address without a token (do not do this)")
@@ -134,7 +134,11 @@ def worker_main(argv: list[str] | None = None) -> int:
     parser.add_argument("--nthreads", type=int, default=1, help="slots: tasks run at once (default 1)")
     parser.add_argument("--name", default=None, help="worker name (default: worker-PID)")
     parser.add_argument("--token-file", help="file holding the cluster token (or set TRIOFLOW_TOKEN)")
-    parser.add_argument("--tls-ca", help="CA bundle to verify a wss:// scheduler")
+    parser.add_argument("--tls-ca", help="CA bundle to verify a wss:// scheduler and peers")
+    parser.add_argument("--tls-cert", help="certificate (PEM) to serve our results over wss://")
+    parser.add_argument("--tls-key", help="private key (PEM) for --tls-cert")
+    parser.add_argument("--insecure", action="store_true",
+                        help="allow a non-loopback --host without a token (do not do this)")
     parser.add_argument("--host", default="127.0.0.1",
                         help="interface for serving results to other workers (default 127.0.0.1)")
     parser.add_argument("--max-parked-threads", type=int, default=256,
@@ -143,7 +147,7 @@ def worker_main(argv: list[str] | None = None) -> int:
                         help="give the slot back on every wait inside a task")
     parser.add_argument("--death-timeout", type=float, default=60.0,
                         help="seconds to keep trying to reach the scheduler before exiting")
-    parser.add_argument("--peer-timeout", type=float, default=10.0,
+    parser.add_argument("--peer-timeout", type=float, default=30.0,
                         help="seconds of silence after which the scheduler counts as lost")
     parser.add_argument("--drain-timeout", type=float, default=30.0,
                         help="on SIGTERM, seconds to let running tasks finish")
@@ -155,13 +159,20 @@ def worker_main(argv: list[str] | None = None) -> int:
     token = _read_token(args.token_file)
     from .net.worker_node import WorkerNode
 
-    ssl_ctx = _ssl_client_context(args.tls_ca) if args.address.startswith("wss://") else None
+    if not _is_loopback(args.host) and token is None and not args.insecure:
+        print(f"error: refusing to serve results on {args.host} without a token: anyone who "
+              "can reach it could read them. Give --token-file or TRIOFLOW_TOKEN (or "
+              "--insecure).", file=sys.stderr)
+        return EXIT_INSECURE
+    ssl_ctx = _ssl_client_context(args.tls_ca) if (args.address.startswith("wss://")
+                                                    or args.tls_ca) else None
+    data_ctx = _ssl_server_context(args.tls_cert, args.tls_key)
 
     def make_node() -> Any:
         return WorkerNode(args.address, nthreads=args.nthreads, name=args.name, token=token,
                           max_parked_threads=args.max_parked_threads,
                           auto_secede=args.auto_secede, host=args.host, ssl_context=ssl_ctx,
-                          peer_timeout=args.peer_timeout)
+                          data_ssl_context=data_ctx, peer_timeout=args.peer_timeout)
 
     async def main() -> None:
         stop = trio.Event()

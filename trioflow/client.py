@@ -152,7 +152,7 @@ class AsyncClient(_ClientAPI):
     async def __aenter__(self) -> AsyncClient:
         if self.address is None:
             raise ValueError("AsyncClient needs an address; use trioflow.run(main) or "
-                             "trioflow.testing.open_local_cluster() to start a cluster")
+                             "trioflow.open_local_cluster() to start a cluster")
         stack = contextlib.AsyncExitStack()
         await stack.__aenter__()
         try:
@@ -340,6 +340,31 @@ class Client(_ClientAPI):
     def scatter(self, data: Any) -> Any:
         """Place data on the cluster; Futures in the same shape."""
         return _scatter(self._session, data)
+
+    def status(self, timeout: float = 30) -> dict[str, Any]:
+        """A snapshot of the cluster: workers with their slots, tasks by state."""
+        reply = self._on_loop(self._session.status, timeout)
+        return {"workers": reply.workers, "tasks": reply.tasks}
+
+    def wait_for_workers(self, n: int = 1, timeout: float | None = None) -> None:
+        """Block until at least ``n`` workers are connected."""
+        import time
+
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while len(self.status()["workers"]) < n:
+            if deadline is not None and time.monotonic() > deadline:
+                raise TimeoutError(f"fewer than {n} workers after {timeout}s")
+            time.sleep(0.05)
+
+    def _on_loop(self, afn: Any, timeout: float) -> Any:
+        if self._session.on_loop():
+            raise RuntimeError("blocking Client calls cannot run on the event loop thread")
+
+        async def call() -> Any:
+            with trio.fail_after(timeout):
+                return await afn()
+
+        return trio.from_thread.run(call, trio_token=self._session.trio_token)
 
     def close(self) -> None:
         """Close the connection, and the local cluster if this client started one."""

@@ -170,6 +170,7 @@ class as_completed:
         self._event = trio.Event() if _in_trio() else None
         self.timeout = timeout
         self.with_results = with_results
+        self._failure: BaseException | None = None
         for f in futures:
             self.add(f)
 
@@ -210,40 +211,86 @@ class as_completed:
     def _item(self, f: Future) -> Any:
         return (f, f.result()) if self.with_results else f
 
+    def fail(self, exc: BaseException) -> None:
+        """The scheduler found this task's wait can never end (called on the loop)."""
+        with self._cond:
+            self._failure = exc
+            self._cond.notify_all()
+
+    def _task_wait(self) -> tuple[Any, Any]:
+        """(run context, session) when iterating inside a task of the futures' worker:
+        then the scheduler is told what the task waits on (deadlock detection)."""
+        from .tasks import current_run
+
+        ctx = current_run()
+        with self._lock:
+            first = (self._pending or self._done or [None])[0]
+        if ctx is None or first is None or first._session.worker is not ctx.worker:
+            return None, None
+        return ctx, first._session
+
     def __iter__(self) -> Iterator[Any]:
         import time
 
+        from . import protocol as p
+
         deadline = None if self.timeout is None else time.monotonic() + self.timeout
+        ctx, session = self._task_wait()
         while True:
             with self._cond:
+                f = self._done.pop(0) if self._done else None
+                keys = [x.key for x in self._pending]
+            if f is not None:
+                yield self._item(f)
+                continue
+            if not keys:
+                return
+            if ctx is not None:  # a wait that ends when any of them is done
+                ctx.waiter = self  # so that a DeadlockError reaches us (see fail())
+                session.post(p.WaitKeys(ctx.run.key, ctx.run.run_id, keys,
+                                        deadline is not None, True))
+            with self._cond:
                 while not self._done and self._pending:
+                    if self._failure is not None:
+                        failure, self._failure = self._failure, None
+                        ctx.waiter = None
+                        try:
+                            raise failure
+                        finally:
+                            del failure
                     left = None if deadline is None else deadline - time.monotonic()
                     if left is not None and left <= 0:
+                        if ctx is not None:
+                            session.post(p.WaitEnded(ctx.run.key, ctx.run.run_id))
                         raise TimeoutError(f"{len(self._pending)} futures not done in time")
                     self._cond.wait(left)
-                if not self._done:
-                    return
-                f = self._done.pop(0)
-            yield self._item(f)
 
     async def __aiter__(self) -> AsyncIterator[Any]:
         if self._event is None:
             self._event = trio.Event()
-        with trio.fail_after(self.timeout if self.timeout is not None else float("inf")):
-            while True:
-                with self._lock:
-                    f = self._done.pop(0) if self._done else None
-                    remaining = bool(self._pending)
-                if f is not None:
-                    if self.with_results:
-                        yield (f, await f)
+        ctx, session = self._task_wait()
+        try:
+            with trio.fail_after(self.timeout if self.timeout is not None else float("inf")):
+                while True:
+                    with self._lock:
+                        f = self._done.pop(0) if self._done else None
+                        keys = [x.key for x in self._pending]
+                    if f is not None:
+                        if self.with_results:
+                            yield (f, await f)
+                        else:
+                            yield f
+                        continue
+                    if not keys:
+                        return
+                    if ctx is not None and ctx.is_async:
+                        # an async task gives its slot back while it waits, as for gather
+                        await ctx.blocked(session, keys, self._event.wait, any_of=True)
                     else:
-                        yield f
-                    continue
-                if not remaining:
-                    return
-                await self._event.wait()
-                self._event = trio.Event()
+                        await self._event.wait()
+                    self._event = trio.Event()
+        except trio.TooSlowError:
+            raise TimeoutError(f"futures not done within {self.timeout}s") from None
 
 
 def _in_trio() -> bool:

@@ -110,20 +110,33 @@ class RunContext:
         self.seceded = False
 
     async def wait_async(self, pending: list[KeyState], session: Session) -> None:
-        """An async task waits: the slot goes back for the wait and is taken again after."""
+        """An async task waits on keys: the slot goes back for the wait, then comes back."""
+
+        async def all_done() -> None:
+            for ks in pending:
+                assert ks.event is not None
+                await ks.event.wait()
+
+        await self.blocked(session, [k.key for k in pending], all_done)
+
+    async def blocked(self, session: Session, keys: list[str], wait: Any,
+                      any_of: bool = False) -> None:
+        """Run ``await wait()`` as a wait on ``keys`` seen by the scheduler, without
+        holding a slot (it is given back first and taken again after).
+
+        Cancellation: the wait stops; the slot is still taken back before unwinding.
+        """
         held = not self.seceded
         if held:
             self.seceded = True
             self.worker.session.call_in_order(self.worker.do_secede, self.run)
-        session.post(p.WaitKeys(self.run.key, self.run.run_id, [k.key for k in pending], False))
+        session.post(p.WaitKeys(self.run.key, self.run.run_id, keys, False, any_of))
         self.wait_failure = None
         normal = False
         try:
             with trio.CancelScope() as scope:
                 self.wait_scope = scope
-                for ks in pending:
-                    assert ks.event is not None
-                    await ks.event.wait()
+                await wait()
                 normal = True
             if self.wait_failure is not None:
                 raise self.wait_failure

@@ -120,18 +120,23 @@ async def test_tls_round_trip(tmp_path):
                     "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
     async with cli_scheduler("--tls-cert", str(cert), "--tls-key", str(key)) as (address, _):
         assert address.startswith("wss://")
-        worker = await start_worker(address, "--tls-ca", str(cert))
+        tls = ("--tls-ca", str(cert), "--tls-cert", str(cert), "--tls-key", str(key))
+        workers = [await start_worker(address, "--name", name, *tls) for name in ("a", "b")]
         try:
             ctx = ssl.create_default_context(cafile=str(cert))
             async with trioflow.AsyncClient(address, ssl_context=ctx) as client:
-                await wait_workers(client, 1)
+                await wait_workers(client, 2)
                 assert await client.submit(slow_square, 5) == 25
+                # worker to worker over wss:// too (the result is too big to go inline)
+                big = client.submit(bytes, 200_000, workers=["a"])
+                assert await client.submit(len, big, workers=["b"]) == 200_000
             # without trusting the certificate, the connection is refused
             with pytest.raises(trioflow.AuthenticationError, match="not trusted"):
                 async with trioflow.AsyncClient(address, ssl_context=ssl.create_default_context()):
                     pass
         finally:
-            await stop(worker)
+            for worker in workers:
+                await stop(worker)
 
 
 async def test_status_command_and_sigterm_drain():

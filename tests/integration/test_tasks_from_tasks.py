@@ -179,3 +179,24 @@ async def test_fan_out_from_a_task():
 
     async with cluster_client(2, 1) as (_, client):
         assert await client.submit(fan, 1000) == 500500
+
+
+async def as_completed_async(n):
+    client = trioflow.get_client()
+    return sum([await f async for f in trioflow.as_completed(client.map(abs, range(n)))])
+
+
+def as_completed_sync(n):
+    client = trioflow.get_client()
+    return sum(f.result() for f in trioflow.as_completed(client.map(abs, range(n))))
+
+
+async def test_as_completed_inside_tasks():
+    async with cluster_client(1, 1) as (_, client):
+        # an async task gives its slot back while it waits: its children can run
+        assert await client.submit(as_completed_async, 5) == 10
+        # a sync task that waits without seceding on one slot is a deadlock, reported
+        with pytest.raises(trioflow.DeadlockError):
+            await client.submit(as_completed_sync, 5)
+    async with cluster_client(1, 2) as (_, client):
+        assert await client.submit(as_completed_sync, 5) == 10  # a second slot: fine

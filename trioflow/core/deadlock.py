@@ -64,6 +64,7 @@ def wait_keys(state: SchedulerState, peer_id: str, msg: p.WaitKeys) -> None:
         return
     run.blocked_on = pending
     run.blocked_timeout = msg.has_timeout
+    run.blocked_any = msg.any_of
     if not run.seceded and not msg.has_timeout:
         state.workers[peer_id].blocked += 1
     state.deadlock_dirty = True

@@ -86,7 +86,7 @@ def _choose(
             if load > free + (cap - free) // 2:
                 continue
             w.filling = True
-        if task.restrict and w.name not in task.restrict and w.id not in task.restrict:
+        if task.restrict and w.name not in task.restrict:
             continue
         local = 0
         for dep_key in task.deps:

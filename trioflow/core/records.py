@@ -64,6 +64,8 @@ class TaskRecord:
     #: keys this run waits on that are not terminal yet (None: not waiting)
     blocked_on: set[str] | None = None
     blocked_timeout: bool = False
+    #: the wait ends when any one of ``blocked_on`` is done (as_completed)
+    blocked_any: bool = False
     # --- the result
     who_has: set[str] = attrs.Factory(set)
     nbytes: int = 0

@@ -229,7 +229,7 @@ def _unblock_waiters(state: SchedulerState, task: TaskRecord) -> None:
         if run is None or run.blocked_on is None:
             continue
         run.blocked_on.discard(task.key)
-        if not run.blocked_on:
+        if not run.blocked_on or run.blocked_any:
             unblock(state, run)
     task.waiters.clear()
 
@@ -246,6 +246,7 @@ def unblock(state: SchedulerState, run: TaskRecord) -> None:
         state.workers[run.worker].blocked -= 1
     run.blocked_on = None
     run.blocked_timeout = False
+    run.blocked_any = False
     state.deadlock_dirty = True
 
 

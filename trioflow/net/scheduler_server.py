@@ -36,7 +36,7 @@ logger = logging.getLogger(__name__)
 #: A peer must complete its Hello within this many seconds.
 HANDSHAKE_TIMEOUT = 10.0
 #: Peers silent (no frame, not even a heartbeat) this long are dropped, in seconds.
-DEFAULT_PEER_TIMEOUT = 10.0
+DEFAULT_PEER_TIMEOUT = 30.0
 #: Largest first frame (Hello) we accept before knowing who the peer is.
 MAX_HELLO_SIZE = 64 * 1024
 

@@ -63,6 +63,9 @@ class WorkerNode:
         max_parked_threads: seceded threads allowed on top of the slots.
         auto_secede: every wait inside a sync task gives the slot back (like async tasks).
         host: interface for the peer data server (loopback by default).
+        ssl_context: client TLS context to verify a wss:// scheduler and wss:// peers.
+        data_ssl_context: server TLS context for our own data server (else plain ws://,
+            still token-checked).
     """
 
     def __init__(
@@ -76,9 +79,10 @@ class WorkerNode:
         auto_secede: bool = False,
         host: str = "127.0.0.1",
         ssl_context: ssl.SSLContext | None = None,
+        data_ssl_context: ssl.SSLContext | None = None,
         inline_limit: int = DEFAULT_INLINE_LIMIT,
         max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
-        peer_timeout: float = 10.0,
+        peer_timeout: float = 30.0,
     ) -> None:
         if nthreads < 1:
             raise ValueError(f"nthreads must be >= 1, got {nthreads}")
@@ -90,7 +94,8 @@ class WorkerNode:
         self.token = token
         self.auto_secede = auto_secede
         self.host = host
-        self.ssl_context = ssl_context
+        self.ssl_context = ssl_context  # to verify the scheduler and peers (wss://)
+        self.data_ssl_context = data_ssl_context  # to serve our results over wss://
         self.inline_limit = inline_limit
         self.max_message_size = max_message_size
         self.peer_timeout = peer_timeout
@@ -138,7 +143,8 @@ class WorkerNode:
                 self._nursery = nursery
                 self.data_address = await nursery.start(
                     partial(serve_peer_data, self, self.host, token=self.token,
-                            ssl_context=self.ssl_context, max_message_size=self.max_message_size)
+                            ssl_context=self.data_ssl_context,
+                            max_message_size=self.max_message_size)
                 )
                 await self._connect_and_run(task_status)
                 nursery.cancel_scope.cancel()

@@ -202,6 +202,7 @@ class WaitKeys:
     run_id: int
     keys: list[str]
     has_timeout: bool = False
+    any_of: bool = False  # wakes when any key is done (as_completed), not all
 
 
 @message("wait-ended")
