@@ -288,7 +288,8 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     st = sub.add_parser("status", help="show workers, slots and tasks of a running cluster")
     st.add_argument("address")
-    st.add_argument("--token-file")
+    st.add_argument("--token-file", help="file holding the cluster token (or TRIOFLOW_TOKEN)")
+    st.add_argument("--tls-ca", help="CA bundle to verify a wss:// scheduler")
     sub.add_parser("worker", help="same as trioflow-worker")
     sub.add_parser("scheduler", help="same as trioflow-scheduler")
     args = parser.parse_args(argv)
@@ -296,7 +297,9 @@ def main(argv: list[str] | None = None) -> int:
     from .client import AsyncClient
 
     async def status() -> dict[str, Any]:
-        async with AsyncClient(args.address, token=token, name="status") as client:
+        ctx = _ssl_client_context(args.tls_ca) if args.address.startswith("wss://") else None
+        async with AsyncClient(args.address, token=token, name="status",
+                               ssl_context=ctx) as client:
             with trio.fail_after(10):
                 return await client.status()
 

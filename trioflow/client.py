@@ -166,6 +166,7 @@ class AsyncClient(_ClientAPI):
             self._session = Session(conn, welcome.peer_id)
             nursery = await stack.enter_async_context(trio.open_nursery())
             nursery.start_soon(conn.run_writer)
+            nursery.start_soon(conn.run_heartbeats)
             nursery.start_soon(self._read, conn)
             stack.callback(nursery.cancel_scope.cancel)
             stack.callback(self._session.close, "the client closed")

@@ -69,6 +69,7 @@ class PeerConnection:
         self.heartbeat_interval = HEARTBEAT_INTERVAL
         self.send_timeout = SEND_TIMEOUT
         self.last_received = trio.current_time()
+        self.last_sent = trio.current_time()
 
     def __repr__(self) -> str:
         return f"<PeerConnection {self.name} queued={len(self._outbox)} closed={self.closed}>"
@@ -117,10 +118,7 @@ class PeerConnection:
         """Send queued messages until the connection closes. Run it in a nursery."""
         try:
             while True:
-                with trio.move_on_after(self.heartbeat_interval) as idle:
-                    await self._wakeup.wait()
-                if idle.cancelled_caught:
-                    self._outbox.append(Heartbeat())  # quiet for a while: say we are alive
+                await self._wakeup.wait()
                 # one scheduling round before sending: whatever else is runnable now
                 # (other readers, task completions) adds to this frame instead of the next
                 await trio.lowlevel.cancel_shielded_checkpoint()
@@ -136,6 +134,7 @@ class PeerConnection:
                         await self.ws.send_message(frame)
                 self.frames_sent += 1
                 self.messages_sent += len(batch)
+                self.last_sent = trio.current_time()
         except ConnectionClosed:
             self.closed = True
         except trio.TooSlowError:
@@ -145,6 +144,18 @@ class PeerConnection:
         except LocalProtocolError:
             logger.exception("%s: cannot send a message", self.name)
             raise
+
+    async def run_heartbeats(self) -> None:
+        """Send a Heartbeat whenever nothing was sent for ``heartbeat_interval`` seconds,
+        so the other side can tell a silent peer (cut link, frozen host) from an idle
+        one. A task of its own: a timeout around every writer wake-up costs a cancel
+        scope per frame on the hot path."""
+        while not self.closed:
+            quiet = trio.current_time() - self.last_sent
+            if quiet >= self.heartbeat_interval:
+                self.send(Heartbeat())
+                quiet = 0.0
+            await trio.sleep(self.heartbeat_interval - quiet)
 
     async def flush(self) -> None:
         """Send whatever is queued now (used before closing)."""

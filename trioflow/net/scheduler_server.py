@@ -180,6 +180,7 @@ class SchedulerServer:
                 self._scopes[peer_id] = scope
                 async with trio.open_nursery() as nursery:
                     nursery.start_soon(conn.run_writer)
+                    nursery.start_soon(conn.run_heartbeats)
                     self._execute(self.state.handle(PeerJoined(peer_id, hello)))
                     self._changed_now()
                     await self._read(peer_id, conn)

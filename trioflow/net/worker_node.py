@@ -169,6 +169,7 @@ class WorkerNode:
                         self.scheduler_address, self.peer_id, self.nthreads)
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(conn.run_writer)
+                nursery.start_soon(conn.run_heartbeats)
                 task_status.started()
                 try:
                     await self._read(conn)
