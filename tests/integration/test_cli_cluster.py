@@ -181,3 +181,29 @@ async def test_run_leaves_no_process_behind(tmp_path):
         for pid in pids:
             with pytest.raises(ProcessLookupError):
                 os.kill(pid, 0)
+
+
+async def test_ctrl_c_tears_everything_down(tmp_path):
+    script = tmp_path / "prog.py"
+    script.write_text(
+        "import os, threading, trioflow\n"
+        "def main():\n"
+        "    c = trioflow.get_client()\n"
+        "    pids = c.gather(c.map(lambda i: os.getpid(), range(20)))\n"
+        "    print(' '.join(map(str, sorted(set(pids)))), flush=True)\n"
+        "    threading.Event().wait()  # runs until interrupted\n"
+        "if __name__ == '__main__':\n"
+        "    trioflow.run(main, workers=2, threads_per_worker=1)\n")
+    proc = await trio.lowlevel.open_process([sys.executable, str(script)],
+                                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    from .clihelpers import read_line
+
+    pids = [int(x) for x in (await read_line(proc)).split()]
+    assert len(pids) == 2
+    proc.send_signal(signal.SIGINT)
+    with trio.fail_after(20):
+        await proc.wait()
+    assert proc.returncode != 0  # KeyboardInterrupt
+    for pid in pids:
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
