@@ -1,0 +1,42 @@
+"""Exhaustive mode: every program up to depth 3 and fan-out 2, on 1-2 workers with 1-3
+slots each, checked for every property (see trioflow.testing.exhaustive).
+
+Profile "ci" checks a deterministic subset; profile "fuzz" checks all of them:
+95,481 programs (all four wait styles, children as multisets) x 6 cluster shapes, plus
+depth 2 with async leaves under three schedules each.
+"""
+
+from __future__ import annotations
+
+import os
+
+from trioflow.testing import Wait, count_programs
+from trioflow.testing.exhaustive import sweep
+from trioflow.testing.profiles import active_profile
+
+FULL = active_profile() == "fuzz"
+JOBS = (os.cpu_count() or 1) if FULL else 1
+
+
+def _check(report):
+    print(report.summary())
+    assert report.violation_count == 0, "\n\n".join(report.violations)
+
+
+def test_depth_two_every_wait_style_and_schedule():
+    report = sweep(2, 2, async_leaves=FULL, stride=1 if FULL else 3,
+                   schedules=("canonical", "lazy", "random:1") if FULL else ("canonical",),
+                   jobs=JOBS)
+    _check(report)
+
+
+def test_depth_three_slot_holding_versus_releasing():
+    report = sweep(3, 2, waits=(Wait.NONE, Wait.SECEDE), stride=1 if FULL else 25, jobs=JOBS)
+    _check(report)
+
+
+def test_depth_three_every_program():
+    stride = 1 if FULL else 1500
+    report = sweep(3, 2, stride=stride, jobs=JOBS)
+    assert report.programs == len(range(0, count_programs(3, 2), stride))
+    _check(report)
