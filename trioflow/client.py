@@ -110,6 +110,22 @@ def _collect(obj: Any, out: list[Future]) -> None:
             _collect(x, out)
 
 
+def _gathered(futures: Any, errors: str) -> list[Future]:
+    """The futures inside ``futures`` (checking ``errors``), for gather."""
+    if errors not in ("raise", "skip"):
+        raise ValueError(f"errors must be 'raise' or 'skip', got {errors!r}")
+    found: list[Future] = []
+    _collect(futures, found)
+    return found
+
+
+def _assemble(futures: Any, values: dict[str, Any], errors: str) -> Any:
+    """``futures`` with values in place of Futures (failed ones left out with "skip")."""
+    if errors == "skip" and isinstance(futures, list):
+        futures = [f for f in futures if type(f) is not Future or f.key in values]
+    return _substitute(futures, values)
+
+
 def _substitute(obj: Any, values: dict[str, Any]) -> Any:
     t = type(obj)
     if t is Future:
@@ -211,8 +227,7 @@ class AsyncClient(_ClientAPI):
             errors: "raise" raises the first failure; "skip" leaves failed ones out
                 (lists only).
         """
-        found: list[Future] = []
-        _collect(futures, found)
+        found = _gathered(futures, errors)
         session = self._session
         await session.wait_async([f._state for f in found])
         values: dict[str, Any] = {}
@@ -222,9 +237,7 @@ class AsyncClient(_ClientAPI):
             except Exception:
                 if errors == "raise":
                     raise
-        if errors == "skip" and isinstance(futures, list):
-            futures = [f for f in futures if type(f) is not Future or f.key in values]
-        return _substitute(futures, values)
+        return _assemble(futures, values, errors)
 
     async def scatter(self, data: Any) -> Any:
         """Place data on the cluster; Futures in the same shape (list, dict or one)."""
@@ -323,8 +336,7 @@ class Client(_ClientAPI):
         Inside a task this wait is seen by the scheduler: secede first (or use
         ``worker_client``), or it holds the slot while waiting.
         """
-        found: list[Future] = []
-        _collect(futures, found)
+        found = _gathered(futures, errors)
         session = self._session
         session.wait_sync([f._state for f in found], timeout)
         values: dict[str, Any] = {}
@@ -334,9 +346,7 @@ class Client(_ClientAPI):
             except Exception:
                 if errors == "raise":
                     raise
-        if errors == "skip" and isinstance(futures, list):
-            futures = [f for f in futures if type(f) is not Future or f.key in values]
-        return _substitute(futures, values)
+        return _assemble(futures, values, errors)
 
     def scatter(self, data: Any) -> Any:
         """Place data on the cluster; Futures in the same shape."""
