@@ -3,8 +3,8 @@ cores, ground truth for deadlocks, Hypothesis strategies and a state machine.
 
 Hypothesis is a test extra, not a dependency of trioflow: the simulator, the program
 model, the renderer and the real-cluster runner import without it; ``strategies``,
-``machine`` and ``profiles`` (and the names they export, e.g. ``programs`` or
-``ClusterMachine``) import it when first used.
+``machine``, ``profiles`` and ``wire`` (and the names they export, e.g. ``programs``,
+``ClusterMachine`` or ``any_message``) import it when first used.
 
     from trioflow.testing import ClusterShape, Program, Wait, simulate_program
 
@@ -68,6 +68,10 @@ _LAZY = {
     "releasing_programs": "strategies",
     "schedules": "strategies",
     "secede_less_programs": "strategies",
+    "any_message": "wire",
+    "frames": "wire",
+    "garbage_frames": "wire",
+    "message_strategy": "wire",
     "fuzz_settings": "profiles",
     "register_profiles": "profiles",
     "select_profile": "profiles",
@@ -105,12 +109,16 @@ __all__ = [
     "Submit",
     "Wait",
     "allowed_outcome",
+    "any_message",
     "cluster_shapes",
     "count_programs",
     "enumerate_programs",
     "expected_outcome",
+    "frames",
     "fuzz_settings",
+    "garbage_frames",
     "lazy_threads",
+    "message_strategy",
     "open_local_cluster",
     "outcomes_under",
     "programs",
