@@ -10,7 +10,8 @@ fuzz/test_program_properties.py runs the same properties with the fuzz profiles)
 
 from __future__ import annotations
 
-from hypothesis import HealthCheck, given, settings
+import pytest
+from hypothesis import HealthCheck, given, note, settings
 
 from trioflow.testing import (
     ClusterShape,
@@ -34,6 +35,7 @@ SMALL = settings(max_examples=40, derandomize=True, deadline=None, database=None
 @SMALL
 @given(program=releasing_programs(), shape=cluster_shapes(), schedule=schedules())
 def test_releasing_programs_always_finish(program, shape, schedule):
+    note(render_program(program, shape))
     run = simulate_program(program, shape, schedule.chooser())
     assert not run.detections
     assert run.outcome == expected_outcome(program)
@@ -43,6 +45,7 @@ def test_releasing_programs_always_finish(program, shape, schedule):
 @given(program=secede_less_programs(failures=True), shape=cluster_shapes(),
        schedule=schedules())
 def test_secede_less_programs_deadlock_exactly_when_stuck(program, shape, schedule):
+    note(render_program(program, shape))
     run = simulate_program(program, shape, schedule.chooser())
     # every report was confirmed by ground truth while it happened, and the world
     # ended quiescent with nothing stuck: no false positives, no false negatives
@@ -68,3 +71,19 @@ def test_secede_less_deadlock_shrinks_to_one_slot_one_child():
     script = render_program(program, shape)
     assert "values = client.gather(futures)  # holds the slot while waiting" in script
     assert "trioflow.run(main, workers=1, threads_per_worker=1)" in script
+
+
+def test_a_failing_property_prints_the_minimal_program_as_code():
+    @settings(max_examples=200, derandomize=True, database=None, deadline=None,
+              print_blob=False)
+    @given(program=secede_less_programs(), shape=cluster_shapes())
+    def secede_less_programs_never_deadlock(program, shape):  # false, on purpose
+        note(render_program(program, shape, prediction="DeadlockError"))
+        assert not simulate_program(program, shape).deadlocked
+
+    with pytest.raises(AssertionError) as info:
+        secede_less_programs_never_deadlock()
+    printed = "\n".join(getattr(info.value, "__notes__", []))
+    assert "program=Program(children=(Program(),))" in printed
+    assert "shape=ClusterShape(workers=1, slots=1)" in printed
+    assert "def task_0():" in printed and "trioflow.run(main, workers=1" in printed

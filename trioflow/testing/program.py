@@ -23,6 +23,7 @@ import enum
 import itertools
 import json
 from collections.abc import Iterator, Sequence
+from typing import Any
 
 import attrs
 
@@ -84,6 +85,10 @@ class Program:
         if self.fail:
             args.append("fail=True")
         return f"Program({', '.join(args)})"
+
+    def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
+        """Hypothesis (and IPython) print a program as its compact repr."""
+        printer.text(repr(self))
 
     @property
     def is_async(self) -> bool:

@@ -37,8 +37,8 @@ from ..core import worker as wcore
 from ..core.events import Close, MessagesReceived, PeerJoined, PeerLeft, Send
 from ..core.scheduler import SchedulerState
 from ..errors import SlotAccountingError
-from .program import ClusterShape, Outcome, Program, encode_payload
-from .runs import ASYNC_FN, SYNC_FN, SimRun, SimSession
+from .program import ClusterShape, Outcome, Program
+from .runs import SimRun, SimSession
 
 SCHEDULER = "scheduler"
 CLIENT = "c0"
@@ -438,16 +438,9 @@ def _increase(seen: dict[tuple[str, str], int], where: tuple[str, str], run_id: 
     seen[where] = run_id
 
 
-def payload_for(program: Program) -> bytes:
-    """The payload a root task of ``program`` carries (for tests building messages)."""
-    return encode_payload(program, "0")
-
-
 __all__ = [
-    "ASYNC_FN",
     "CLIENT",
     "SCHEDULER",
-    "SYNC_FN",
     "Action",
     "AddWorker",
     "Deliver",
