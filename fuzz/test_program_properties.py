@@ -11,7 +11,7 @@ real-cluster tests rely on, checked against exact (all-schedules) search.
 
 from __future__ import annotations
 
-from hypothesis import given
+from hypothesis import given, note
 from hypothesis import strategies as st
 
 from trioflow.testing import (
@@ -20,6 +20,7 @@ from trioflow.testing import (
     Submit,
     expected_outcome,
     reachable_outcomes,
+    render_program,
     run_until_quiet,
     schedule_independent,
     simulate_program,
@@ -38,6 +39,7 @@ from trioflow.testing.truth import check_no_missed_deadlock
 @fuzz_settings(scale=2)
 @given(program=releasing_programs(), shape=cluster_shapes(), schedule=schedules())
 def test_releasing_programs_always_finish(program, shape, schedule):
+    note(render_program(program, shape))
     run = simulate_program(program, shape, schedule.chooser())
     assert not run.detections
     assert run.outcome == expected_outcome(program)
@@ -47,6 +49,7 @@ def test_releasing_programs_always_finish(program, shape, schedule):
 @given(program=secede_less_programs(failures=True), shape=cluster_shapes(),
        schedule=schedules())
 def test_secede_less_programs_deadlock_exactly_when_stuck(program, shape, schedule):
+    note(render_program(program, shape))
     run = simulate_program(program, shape, schedule.chooser())
     assert all(d.truly_stuck for d in run.detections)
 
@@ -54,6 +57,7 @@ def test_secede_less_programs_deadlock_exactly_when_stuck(program, shape, schedu
 @fuzz_settings(scale=2)
 @given(program=programs(), shape=cluster_shapes(), schedule=schedules())
 def test_mixed_programs(program, shape, schedule):
+    note(render_program(program, shape))
     simulate_program(program, shape, schedule.chooser())
 
 
