@@ -45,6 +45,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         "read) the results JSON")
     parser.add_argument("--docs", action=argparse.BooleanOptionalAction, default=None,
                         help="regenerate docs/benchmarks.md (default: only after full runs)")
+    parser.add_argument("--merge", action="store_true",
+                        help="re-measure the --only workloads and replace them in "
+                        "results/latest.json (the page says which rows were re-measured when)")
     parser.add_argument("--render-docs", action="store_true",
                         help="only regenerate docs/benchmarks.md from results/latest.json "
                         "(or from --output)")
@@ -83,6 +86,8 @@ def run_once(wl: Workload, system: str, quick: bool) -> tuple[Outcome, dict[str,
     elif outcome.status == "timeout":
         record["error"] = f"no result after {wl.timeout:.0f} s, killed"
         record["timeout_s"] = wl.timeout
+        if outcome.at_kill and wl.target != "script":
+            record["resources"] = {**outcome.at_kill, "at_kill": True}
     else:
         record["error"] = result.get("error") or "exited without a result"
         record["stderr_tail"] = outcome.stderr_tail or result.get("traceback", "")
@@ -90,20 +95,58 @@ def run_once(wl: Workload, system: str, quick: bool) -> tuple[Outcome, dict[str,
 
 
 def describe(record: dict[str, Any]) -> str:
-    if record["status"] != "ok":
-        return f"{record['status'].upper()}: {record.get('error', '')}"
     parts = []
-    for name, row in record["rows"].items():
+    if record["status"] != "ok":
+        parts.append(f"{record['status'].upper()}: {record.get('error', '')}")
+    for name, row in record.get("rows", {}).items():
         value = report.display(row["seconds"], row["unit"], row["work"])
         parts.append(f"{name} {report.fmt(value)} {row['unit']}")
     res = record.get("resources") or {}
-    if res.get("peak_threads") is not None:
+    if res.get("peak_threads") is not None and res.get("at_kill"):
+        parts.append(f"{res['peak_threads']} threads in a worker when killed")
+    elif res.get("peak_threads") is not None:
         parts.append(f"threads/worker {res['baseline_threads']}->{res['peak_threads']}")
     if (record.get("foreign_load") or 0) >= 0.2:
         parts.append(f"other programs used {record['foreign_load']:.1f} cores meanwhile")
     if record["strays"]:
         parts.append(f"killed {len(record['strays'])} stray process(es)")
     return ", ".join(parts)
+
+
+def run_all(workloads: list[Workload], systems: list[str], quick: bool,
+            repeats: int) -> list[dict[str, Any]]:
+    """Every run of every workload, interleaved across systems; the JSON records."""
+    runs: list[dict[str, Any]] = []
+    for wl in workloads:
+        here = [s for s in systems if wl.runs_on(s, quick)]
+        given_up: set[str] = set()
+        for i in range(min(repeats, wl.max_repeats or repeats)):
+            for system in here:
+                if system in given_up:
+                    continue
+                outcome, record = run_once(wl, system, quick)
+                record["repeat"] = i + 1
+                runs.append(record)
+                print(f"{wl.name:<13} {system:<9} #{i + 1}  {describe(record)}", flush=True)
+                if outcome.status != "ok":
+                    given_up.add(system)  # a hang or failure would only repeat
+                    if record.get("stderr_tail"):
+                        print("    " + record["stderr_tail"][-2000:].replace("\n", "\n    "))
+    return runs
+
+
+def merge(previous: dict[str, Any], runs: list[dict[str, Any]],
+          meta: dict[str, Any]) -> dict[str, Any]:
+    """``previous`` results with the workloads measured now replaced by ``runs``."""
+    redone = list(dict.fromkeys(r["workload"] for r in runs))
+    all_runs = [r for r in previous["runs"] if r["workload"] not in redone] + runs
+    order = [w.name for w in WORKLOADS if any(r["workload"] == w.name for r in all_runs)]
+    old = dict(previous["meta"])
+    old["systems"] = list(dict.fromkeys(old["systems"] + meta["systems"]))
+    old["merged"] = [*old.get("merged", []), {
+        "workloads": redone, "date": meta["date"], "command": meta["command"],
+        "commit": meta["machine"]["commit"], "foreign_load": meta["foreign_load"]}]
+    return {"meta": old, "summary": report.summarize(all_runs, order), "runs": all_runs}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -113,6 +156,9 @@ def main(argv: list[str] | None = None) -> int:
         results = json.loads(source.read_text(encoding="utf-8"))
         print(f"wrote {report.write_doc(results)}")
         return 0
+    if args.merge and (args.quick or not args.only):
+        raise SystemExit("--merge re-measures some workloads of a full run: use it with "
+                         "--only and without --quick")
     skipped: list[str] = []
     systems = ["trioflow"]
     for name in dict.fromkeys(args.compare):
@@ -123,27 +169,13 @@ def main(argv: list[str] | None = None) -> int:
         else:
             systems.append(name)
     workloads = select(args.only, args.quick)
+    for wl in workloads:
+        skipped += [f"{wl.name} on {s}" + (" (--quick)" if wl.runs_on(s, False) else "")
+                    for s in systems if not wl.runs_on(s, args.quick)]
     repeats = args.repeats or (3 if args.quick else 5)
     full = not args.quick and not args.only
     started, t0 = datetime.datetime.now(datetime.timezone.utc), time.monotonic()
-    runs: list[dict[str, Any]] = []
-    for wl in workloads:
-        here = [s for s in systems if wl.runs_on(s, args.quick)]
-        skipped += [f"{wl.name} on {s}" + (" (--quick)" if wl.runs_on(s, False) else "")
-                    for s in systems if s not in here]
-        given_up: set[str] = set()
-        for i in range(min(repeats, wl.max_repeats or repeats)):
-            for system in here:
-                if system in given_up:
-                    continue
-                outcome, record = run_once(wl, system, args.quick)
-                record["repeat"] = i + 1
-                runs.append(record)
-                print(f"{wl.name:<13} {system:<9} #{i + 1}  {describe(record)}", flush=True)
-                if outcome.status != "ok":
-                    given_up.add(system)  # a hang or failure would only repeat
-                    if record.get("stderr_tail"):
-                        print("    " + record["stderr_tail"][-2000:].replace("\n", "\n    "))
+    runs = run_all(workloads, systems, args.quick, repeats)
     loads = [r["foreign_load"] for r in runs if r["foreign_load"] is not None]
     meta = {
         "date": started.strftime("%Y-%m-%d %H:%M UTC"),
@@ -154,15 +186,18 @@ def main(argv: list[str] | None = None) -> int:
         "foreign_load": [min(loads, default=None), max(loads, default=None),
                          sum(loads) / len(loads) if loads else None],
     }
-    results = {"meta": meta, "summary": report.summarize(runs, [w.name for w in workloads]),
-               "runs": runs}
-    out = args.output or RESULTS / ("latest.json" if full else "partial.json")
+    out = args.output or RESULTS / ("latest.json" if full or args.merge else "partial.json")
+    if args.merge:
+        results = merge(json.loads(out.read_text(encoding="utf-8")), runs, meta)
+    else:
+        results = {"meta": meta, "summary": report.summarize(runs, [w.name for w in workloads]),
+                   "runs": runs}
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=1) + "\n", encoding="utf-8")
     print()
     print(report.tables(results))
     print(f"results: {out.relative_to(REPO) if out.is_relative_to(REPO) else out}")
-    if args.docs or (args.docs is None and full):
+    if args.docs or (args.docs is None and (full or args.merge)):
         print(f"docs: regenerated {report.write_doc(results).relative_to(REPO)}")
     return 0
 

@@ -29,7 +29,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .procfs import busy_cpu_seconds, own_cpu_seconds, session_pids
+from .procfs import (
+    busy_cpu_seconds,
+    own_cpu_seconds,
+    peak_rss_mb,
+    session_pids,
+    thread_count,
+)
 
 REPO = Path(__file__).resolve().parent.parent
 MARKER = "BENCH-RESULT "
@@ -48,6 +54,9 @@ class Outcome:
         teardown_s: result line -> process exit; None if it had to be killed.
         stderr_tail: the last lines of stderr, for failed runs.
         strays: pids still alive in the run's session after it ended (then killed).
+        at_kill: for a run killed on timeout, what its processes looked like just
+            before: ``peak_threads`` and ``rss_workers_mb`` of the processes it started
+            (its workers), ``rss_client_mb`` of the run's own process.
         foreign_load: cores' worth of CPU that *other* programs used during the run
             (machine busy time minus this process's and its reaped children's CPU,
             over the run's wall time); None if unknown.
@@ -61,6 +70,7 @@ class Outcome:
     stderr_tail: str = ""
     strays: list[int] = field(default_factory=list)
     foreign_load: float | None = None
+    at_kill: dict[str, Any] | None = None
 
 
 def _kill_group(pgid: int) -> None:
@@ -82,6 +92,15 @@ def _kill_strays(sid: int, grace: float) -> list[int]:
         except (ProcessLookupError, PermissionError):
             pass
     return left
+
+
+def _snapshot(sid: int) -> dict[str, Any]:
+    """Threads and peak RSS of a run's processes (sid = the run's own pid)."""
+    others = [pid for pid in session_pids(sid) if pid != sid]
+    threads = [n for n in map(thread_count, others) if n is not None]
+    return {"peak_threads": max(threads, default=None),
+            "rss_workers_mb": [peak_rss_mb(pid) for pid in others],
+            "rss_client_mb": peak_rss_mb(sid)}
 
 
 def run_isolated(argv: list[str], timeout: float, teardown_timeout: float = 30.0,
@@ -114,7 +133,9 @@ def run_isolated(argv: list[str], timeout: float, teardown_timeout: float = 30.0
         reader.start()
         timed_out = not got.wait(max(0.0, spawned_at + timeout - time.monotonic()))
         teardown_s = None
+        at_kill = None
         if timed_out:
+            at_kill = _snapshot(proc.pid)
             _kill_group(proc.pid)
         try:
             proc.wait(timeout=teardown_timeout)
@@ -140,4 +161,4 @@ def run_isolated(argv: list[str], timeout: float, teardown_timeout: float = 30.0
         status = "ok"
     return Outcome(status, result, spawned_at, end - spawned_at, teardown_s,
                    stderr_tail if status != "ok" else "", strays,
-                   None if foreign is None else round(foreign, 2))
+                   None if foreign is None else round(foreign, 2), at_kill)

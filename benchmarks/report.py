@@ -125,6 +125,7 @@ def _row(name: str, workload: str, wl_runs: list[dict[str, Any]]) -> dict[str, A
         for key in ("peak_threads", "baseline_threads", "rss_client_mb"):
             vals = [x[key] for x in res if x.get(key) is not None]
             entry[key] = max(vals) if vals else None
+        entry["at_kill"] = any(x.get("at_kill") for x in res)
         worker_rss = [v for x in res for v in x.get("rss_workers_mb") or [] if v is not None]
         entry["rss_worker_mb"] = max(worker_rss) if worker_rss else None
         out["systems"][system] = entry
@@ -183,8 +184,10 @@ def tables(results: dict[str, Any]) -> str:
         res_head += [f"{s} peak threads/worker (baseline)", f"{s} peak RSS client+sched / worker MB"]
     out += ["## Threads and memory", "",
             "Peak threads: `Threads:` of the busiest worker process, sampled every 5 ms from "
-            "the benchmark process (baseline = before the workload). Peak RSS: `VmHWM` of the "
-            "benchmark process (client and scheduler live there) and of the largest worker.",
+            "the benchmark process (baseline = before the workload); for a run killed on "
+            "timeout, the count just before the kill. Peak RSS: `VmHWM` of the benchmark "
+            "process (client and scheduler live there) and of the largest worker; rows of "
+            "one workload (the data rows) share one run, so they show the same numbers.",
             "", "| " + " | ".join(res_head) + " |", "|" + "---|" * len(res_head)]
     for name, row in summary.items():
         if not any(e.get("rss_client_mb") for e in row["systems"].values()):
@@ -195,7 +198,8 @@ def tables(results: dict[str, Any]) -> str:
             if not e:
                 cells += ["-", "-"]
                 continue
-            cells.append(f"{fmt(e['peak_threads'])} ({fmt(e['baseline_threads'])})")
+            cells.append(f"{fmt(e['peak_threads'])} when killed" if e.get("at_kill") else
+                         f"{fmt(e['peak_threads'])} ({fmt(e['baseline_threads'])})")
             cells.append(f"{fmt(e['rss_client_mb'])} / {fmt(e['rss_worker_mb'])}")
         out.append("| " + " | ".join(cells) + " |")
     out += ["", "## Details", "", "Medians of per-run extras (see each workload's docstring):",
@@ -227,6 +231,9 @@ def render_doc(results: dict[str, Any]) -> str:
         "- CPU used by *other* programs while runs were going, in cores (min / mean / max "
         f"over runs): {' / '.join(fmt(meta['foreign_load'][i]) for i in (0, 2, 1))} of "
         f"{m['cores']} (0 = the machine was otherwise idle)",
+        *[f"- re-measured later: {', '.join(x['workloads'])} on {x['date']} with "
+          f"`{x['command']}` (commit {x['commit']}; other programs' CPU "
+          f"{fmt(x['foreign_load'][2])} cores on average)" for x in meta.get("merged", [])],
         "- skipped: " + ("; ".join(meta["skipped"]) or "nothing"), "",
     ]
     notes = ""
