@@ -31,6 +31,7 @@ from typing import Any
 
 from .procfs import (
     busy_cpu_seconds,
+    cpu_seconds,
     own_cpu_seconds,
     peak_rss_mb,
     session_pids,
@@ -100,7 +101,10 @@ def _snapshot(sid: int) -> dict[str, Any]:
     threads = [n for n in map(thread_count, others) if n is not None]
     return {"peak_threads": max(threads, default=None),
             "rss_workers_mb": [peak_rss_mb(pid) for pid in others],
-            "rss_client_mb": peak_rss_mb(sid)}
+            "rss_client_mb": peak_rss_mb(sid),
+            # killed with their parent, these are reaped by init, not by us: count
+            # their CPU now, or it would look like other programs' load
+            "cpu_s": sum(map(cpu_seconds, others))}
 
 
 def run_isolated(argv: list[str], timeout: float, teardown_timeout: float = 30.0,
@@ -147,8 +151,9 @@ def run_isolated(argv: list[str], timeout: float, teardown_timeout: float = 30.0
         reader.join(5)
         strays = _kill_strays(proc.pid, stray_grace)
         busy1, elapsed = busy_cpu_seconds(), time.monotonic() - spawned_at
+        ours = own_cpu_seconds() - own0 + (at_kill.pop("cpu_s") if at_kill else 0.0)
         foreign = (None if busy0 is None or busy1 is None else
-                   max(0.0, (busy1 - busy0) - (own_cpu_seconds() - own0)) / elapsed)
+                   max(0.0, (busy1 - busy0) - ours) / elapsed)
         errfile.seek(0)
         stderr_tail = "\n".join(errfile.read().splitlines()[-25:])
     result = box.get("result")
