@@ -19,6 +19,7 @@ from trioflow.testing import (
     Simulator,
     Submit,
     expected_outcome,
+    lazy_threads,
     reachable_outcomes,
     render_program,
     run_until_quiet,
@@ -59,6 +60,15 @@ def test_secede_less_programs_deadlock_exactly_when_stuck(program, shape, schedu
 def test_mixed_programs(program, shape, schedule):
     note(render_program(program, shape))
     simulate_program(program, shape, schedule.chooser())
+
+
+@fuzz_settings(scale=1)
+@given(program=programs(), shape=cluster_shapes())
+def test_links_settle_while_threads_stall(program, shape):
+    # deliver everything before any thread moves: the cores must stop messaging each
+    # other (no StealTasks/TasksReturned ping-pong while a task runs)
+    note(render_program(program, shape))
+    simulate_program(program, shape, lazy_threads(patience=10**9), storm_limit=500)
 
 
 @fuzz_settings(scale=1)

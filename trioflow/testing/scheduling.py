@@ -148,17 +148,24 @@ class ProgramRun:
 
 def simulate_program(program: Program, shape: ClusterShape, choose: Chooser = CANONICAL, *,
                      config: SimConfig | None = None, invariants: bool = True,
-                     max_actions: int = DEFAULT_MAX_ACTIONS) -> ProgramRun:
+                     max_actions: int = DEFAULT_MAX_ACTIONS,
+                     storm_limit: int | None = None) -> ProgramRun:
     """Run ``program`` as one root on a fresh simulated cluster and check it ends well.
 
     See the module docstring for what is checked.
+
+    Args:
+        storm_limit: also fail on a message storm (see :func:`run_until_quiet`); use
+            with a chooser that delivers before threads move, e.g.
+            ``lazy_threads(patience=10**9)``.
 
     Raises:
         HarnessViolation: a property broke (the message shows the world and actions).
     """
     sim = Simulator.for_shape(shape, config)
     sim.apply(Submit(program))
-    n = run_until_quiet(sim, choose, invariants=invariants, max_actions=max_actions)
+    n = run_until_quiet(sim, choose, invariants=invariants, max_actions=max_actions,
+                        storm_limit=storm_limit)
     check_no_missed_deadlock(sim)
     (key,) = sim.roots
     outcome = sim.root_outcomes.get(key)
