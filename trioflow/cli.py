@@ -94,6 +94,8 @@ def scheduler_main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tls-key", help="private key (PEM) for --tls-cert")
     parser.add_argument("--peer-timeout", type=float, default=30.0,
                         help="drop peers silent (not even a heartbeat) for this many seconds")
+    parser.add_argument("--allowed-failures", type=int, default=3,
+                        help="worker deaths a task may see before it fails with KilledWorker")
     parser.add_argument("--insecure", action="store_true",
                         help="allow a non-loopback address without a token (do not do this)")
     parser.add_argument("--log-level", default="info", help="debug, info, warning or error")
@@ -109,6 +111,7 @@ def scheduler_main(argv: list[str] | None = None) -> int:
 
     async def main() -> None:
         server = SchedulerServer(token=token, peer_timeout=args.peer_timeout,
+                                 allowed_failures=args.allowed_failures,
                                  ssl_context=_ssl_server_context(args.tls_cert, args.tls_key))
         async with trio.open_nursery() as nursery:
             address = await nursery.start(server.serve, args.host, args.port)
@@ -231,7 +234,7 @@ async def _run_worker(make_node: Any, death_timeout: float, drain_timeout: float
                 raise
             if trio.current_time() > deadline:
                 raise trio.TooSlowError from exc
-            logger.info("scheduler not reachable (%s); retrying", exc)
+            logger.info("scheduler not reachable (%s); retrying", _first_leaf(exc))
             await trio.sleep(delay)
             delay = min(delay * 2, 1.0)
             continue
@@ -250,6 +253,13 @@ def _leaf(exc: BaseException, kind: type[BaseException]) -> BaseException | None
         if found is not None:
             return found
     return None
+
+
+def _first_leaf(exc: BaseException) -> BaseException:
+    """The first non-group exception inside ``exc`` (for readable log lines)."""
+    while getattr(exc, "exceptions", None):
+        exc = exc.exceptions[0]  # type: ignore[attr-defined]
+    return exc
 
 
 def _only(exc: BaseException, types: tuple[type[BaseException], ...]) -> bool:

@@ -33,6 +33,9 @@ from .tasks import _default_client
 
 logger = logging.getLogger(__name__)
 
+#: A scheduler silent this long (it heartbeats every second) counts as gone, in seconds.
+CLIENT_PEER_TIMEOUT = 30.0
+
 
 class _ClientAPI:
     """What every client can do without waiting."""
@@ -210,10 +213,16 @@ class AsyncClient(_ClientAPI):
         reason = "the scheduler closed the connection"
         try:
             while True:
-                for msg in await conn.receive():
+                # the scheduler heartbeats every second: silence means it is gone
+                with trio.fail_after(CLIENT_PEER_TIMEOUT):
+                    messages = await conn.receive()
+                for msg in messages:
                     self._session.handle(msg)
         except ConnectionClosed as exc:
             reason = f"connection closed ({exc.reason.code} {exc.reason.reason or ''})".strip()
+        except trio.TooSlowError:
+            reason = f"the scheduler has been silent for {CLIENT_PEER_TIMEOUT}s"
+            logger.warning("client: %s; giving up on it", reason)
         except Exception as exc:
             reason = f"connection failed: {exc}"
             logger.warning("client connection failed: %s", exc)

@@ -79,6 +79,7 @@ async def open_local_cluster(
     auto_secede: bool = False,
     max_parked_threads: int | None = None,
     inline_limit: int | None = None,
+    allowed_failures: int = 3,
 ) -> AsyncIterator[LocalCluster]:
     """Start a scheduler and workers; yield once all workers have joined.
 
@@ -90,7 +91,7 @@ async def open_local_cluster(
     if inline_limit is not None:
         extra["inline_limit"] = inline_limit
     async with trio.open_nursery() as nursery:
-        server = SchedulerServer(token=token, **extra)
+        server = SchedulerServer(token=token, allowed_failures=allowed_failures, **extra)
         address = await nursery.start(server.serve, host, 0)
         nodes: list[WorkerNode] = []
         procs: list[trio.Process] = []

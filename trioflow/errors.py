@@ -109,7 +109,8 @@ class KilledWorker(TrioflowError):
         return (
             f"task {self.key!r} was running on {len(self.workers)} worker(s) that died: "
             f"{', '.join(self.workers)}{why}. If the task itself kills its worker (memory, "
-            "segfault), fix the task; otherwise raise the allowed failures."
+            "segfault), fix the task; otherwise raise trioflow-scheduler --allowed-failures "
+            "(or allowed_failures= for a local cluster)."
         )
 
 

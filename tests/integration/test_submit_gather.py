@@ -146,3 +146,20 @@ async def test_async_tasks_and_delayed():
 
         tree = plus(plus(1, 2), plus(3, 4))
         assert await trioflow.compute(tree) == (10,)
+
+
+async def test_tasks_submitted_before_any_worker_joins():
+    # the first frame a new worker gets holds its Welcome *and* the tasks waiting for it
+    from trioflow.net.scheduler_server import SchedulerServer
+    from trioflow.net.worker_node import WorkerNode
+
+    async with trio.open_nursery() as nursery:
+        server = SchedulerServer()
+        address = await nursery.start(server.serve, "127.0.0.1", 0)
+        async with trioflow.AsyncClient(address) as client:
+            futures = client.map(inc, range(10))
+            await server.wait_for(lambda: len(server.state.tasks) == 10)
+            node = WorkerNode(address, nthreads=1)
+            nursery.start_soon(node.serve)
+            assert await client.gather(futures) == list(range(1, 11))
+        nursery.cancel_scope.cancel()

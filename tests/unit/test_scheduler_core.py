@@ -256,3 +256,45 @@ def test_stale_results_are_dropped(state):
 def test_unknown_function_closes_the_peer(state):
     out = recv(state, "c", p.SubmitTask("x", "nope", b"", []))
     assert out[0].code == p.CLOSE_PROTOCOL_ERROR
+
+
+def test_lost_input_and_its_dependent_on_the_same_worker():
+    # a's result (too big to keep inline) and b = f(a)'s run were both on w0
+    s = SchedulerState(inline_limit=0)
+    join(s, "c")
+    recv(s, "c", p.RegisterFunction("f", b"fn"))
+    join(s, "w0", "worker", 1)
+    recv(s, "c", submit("b0"), submit("a"), submit("b", deps=["a"]))
+    recv(s, "w0", finish("b0", inline=None), finish("a", inline=None))
+    assert s.tasks["b"].worker == "w0"
+    join(s, "w1", "worker", 1)
+    out = s.handle(PeerLeft("w0"))  # must not place b with an input nobody holds
+    # both lost results are recomputed (w1 takes one and prefetches the other)
+    assert {m.key for m in sent(out, to="w1", kind=p.ComputeTask)} == {"a", "b0"}
+    assert s.tasks["b"].status is TaskStatus.WAITING and s.tasks["b"].waiting_on == {"a"}
+    recv(s, "w1", finish("a", 2, inline=None))
+    assert s.tasks["b"].worker == "w1" and s.tasks["b"].run_id == 2
+
+
+def test_run_once_result_is_not_recomputed():
+    s = SchedulerState(inline_limit=0)
+    join(s, "c")
+    recv(s, "c", p.RegisterFunction("f", b"fn"))
+    join(s, "w0", "worker", 1)
+    recv(s, "c", p.SubmitTask("a", "f", b"", [], "", False, 0, 0, [], True))
+    recv(s, "w0", finish("a", inline=None))
+    join(s, "w1", "worker", 1)
+    out = s.handle(PeerLeft("w0"))
+    assert not sent(out, kind=p.ComputeTask)
+    (err,) = sent(out, kind=p.KeyErred)
+    assert err.kind == "lost" and "run_once" in err.text
+
+
+def test_restricted_task_waits_for_its_busy_worker_not_for_a_new_one():
+    s = deadlock_setup(nworkers=2)
+    recv(s, "c", submit("long"))
+    assert s.tasks["long"].worker == "w0"
+    recv(s, "c", p.SubmitTask("pinned", "f", b"", [], "", False, 0, 0, ["w0"]))
+    assert s.tasks["pinned"].worker is None  # w0 is full; w1 is not allowed
+    out = recv(s, "w0", finish("long"))
+    assert [m.key for m in sent(out, to="w0", kind=p.ComputeTask)] == ["pinned"]

@@ -42,6 +42,11 @@ def prefetch_per_slot(state: SchedulerState, fn_id: str) -> int:
 def schedule(state: SchedulerState) -> None:
     """Assign ready tasks to workers with room, best first, until either runs out."""
     ready = state.ready
+    if state.unplaceable:
+        # tasks set aside because their allowed workers were full: room may have freed
+        for task in state.unplaceable.values():
+            state.push_ready(task)
+        state.unplaceable.clear()
     if ready and state.workers:
         workers = list(state.workers.values())
         while ready:
@@ -49,6 +54,12 @@ def schedule(state: SchedulerState) -> None:
             task = state.tasks.get(key)
             if task is None or task.status is not TaskStatus.QUEUED:
                 heapq.heappop(ready)  # stale entry
+                continue
+            missing = [d for d in task.deps if not _available(state.tasks.get(d))]
+            if missing:  # an input was lost since the task became ready: wait for it
+                heapq.heappop(ready)
+                task.status = TaskStatus.WAITING
+                task.waiting_on.update(missing)
                 continue
             extra = prefetch_per_slot(state, task.fn_id)
             worker = _choose(state, task, workers, extra)
@@ -62,6 +73,12 @@ def schedule(state: SchedulerState) -> None:
             heapq.heappop(ready)
             assign(state, task, worker)
     _steal(state)
+
+
+def _available(dep: TaskRecord | None) -> bool:
+    """Whether a dependency's value can be had: held by a worker or inline here."""
+    return (dep is not None and dep.status is TaskStatus.MEMORY
+            and (bool(dep.who_has) or dep.inline is not None))
 
 
 def _restricted_room(workers: list[WorkerRecord], extra: int) -> bool:

@@ -304,7 +304,26 @@ def fail(state: SchedulerState, task: TaskRecord, error, *, retry: bool = False)
 
 
 def worker_lost(state: SchedulerState, worker: WorkerRecord) -> None:
-    """``worker`` is gone: re-run its tasks elsewhere, recompute results only it held."""
+    """``worker`` is gone: re-run its tasks elsewhere, recompute results only it held.
+
+    Order matters: the results it held are marked lost *first*, so that the runs
+    requeued next wait for them instead of being placed with an input nobody has.
+    """
+    lost = []
+    for key in sorted(worker.has_what):
+        task = state.tasks.get(key)
+        if task is None:
+            continue
+        task.who_has.discard(worker.id)
+        if task.who_has or task.inline is not None or task.status is not TaskStatus.MEMORY:
+            continue
+        task.status = TaskStatus.WAITING  # no copy left anywhere
+        lost.append(task)
+        for dep_key in task.dependents:  # ready dependents must wait for it again
+            dependent = state.tasks[dep_key]
+            if dependent.status in (TaskStatus.QUEUED, TaskStatus.WAITING):
+                dependent.status = TaskStatus.WAITING
+                dependent.waiting_on.add(key)
     for task in list(worker.processing.values()):
         end_run(state, worker, task)
         if task.status is not TaskStatus.PROCESSING:
@@ -318,23 +337,23 @@ def worker_lost(state: SchedulerState, worker: WorkerRecord) -> None:
             fail(state, task, err)
         else:
             _requeue(state, task)
-    for key in sorted(worker.has_what):
-        task = state.tasks.get(key)
-        if task is None:
+    for task in lost:
+        if state.tasks.get(task.key) is not task or task.status is not TaskStatus.WAITING:
             continue
-        task.who_has.discard(worker.id)
-        if task.who_has or task.inline is not None or task.status is not TaskStatus.MEMORY:
+        if not task.wanted_by and not task.dependents:
+            maybe_release(state, task)
             continue
-        # the only copy is gone; recompute it if it can be, else fail it
         missing = [d for d in task.deps if d not in state.tasks]
-        if missing or not task.fn_id:
-            err = p.KeyErred(key, "lost", b"", "trioflow.errors.WorkerLost",
-                             f"the result of {key!r} was on worker {worker.name!r}, which left, "
-                             "and it cannot be recomputed")
+        if missing or not task.fn_id or task.run_once:
+            why = ("it may run only once (run_once=True)" if task.run_once
+                   else "it cannot be recomputed (its inputs were released)")
+            err = p.KeyErred(task.key, "lost", b"", "trioflow.errors.WorkerLost",
+                             f"the result of {task.key!r} was on worker {worker.name!r}, "
+                             f"which left, and {why}")
             fail(state, task, err)
         else:
             for wanter in sorted(task.wanted_by):
-                state.send(wanter, p.KeyRestarted(key))
+                state.send(wanter, p.KeyRestarted(task.key))
             _requeue(state, task)
 
 

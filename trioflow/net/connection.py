@@ -59,6 +59,7 @@ class PeerConnection:
         self.version = version
         self.max_message_size = max_message_size
         self._outbox: list[Any] = []
+        self._unread: list[Any] = []
         self._wakeup = trio.Event()
         self.closed = False
         self.frames_sent = 0
@@ -88,9 +89,17 @@ class PeerConnection:
             RemoteProtocolError: the frame was not valid.
             trio_websocket.ConnectionClosed: the peer went away.
         """
+        if self._unread:
+            messages, self._unread = self._unread, []
+            return messages
         data = await self.ws.get_message()
         self.last_received = trio.current_time()
         return decode_frame(data, self.version)
+
+    def unread(self, messages: list[Any]) -> None:
+        """Give messages back: the next ``receive()`` returns them first (the handshake
+        reads a frame that may carry more than the Welcome)."""
+        self._unread = list(messages) + self._unread
 
     def _encode(self, messages: list[Any]) -> list[bytes]:
         frame = encode_frame(messages, self.version)

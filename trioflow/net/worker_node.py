@@ -157,6 +157,14 @@ class WorkerNode:
         async with open_connection(self.scheduler_address, ssl_context=self.ssl_context,
                                    name=f"scheduler ({self.scheduler_address})",
                                    max_message_size=self.max_message_size) as conn:
+            if self.host in ("0.0.0.0", "::", ""):
+                # serving on every interface: tell peers the address we reach the
+                # scheduler from (0.0.0.0 would point them at themselves)
+                scheme, _, rest = self.data_address.partition("://")
+                port = rest.rsplit(":", 1)[1]
+                local = conn.ws.local.address
+                shown = f"[{local}]" if ":" in str(local) else local
+                self.data_address = f"{scheme}://{shown}:{port}"
             conn.send(p.Hello("worker", self.name, list(p.SUPPORTED_VERSIONS), self.token or "",
                               self.nthreads, self.data_address, os.getpid()))
             await conn.flush()
@@ -501,9 +509,10 @@ class WorkerNode:
         fetched: dict[str, bytes] = {}
         try:
             for holder, keys in by_holder.items():
-                fetched.update(await fetch_from_peer(holder, keys, token=self.token,
-                                                     ssl_context=self.ssl_context,
-                                                     max_message_size=self.max_message_size))
+                with trio.fail_after(self.peer_timeout * 4):  # a cut link must not hang it
+                    fetched.update(await fetch_from_peer(
+                        holder, keys, token=self.token, ssl_context=self.ssl_context,
+                        max_message_size=self.max_message_size))
         except Exception as exc:
             logger.warning("%s: fetching inputs of %s failed: %s", self.name, run.key, exc)
             if self.ledger.runs.get(run.key) is run:
@@ -543,6 +552,6 @@ async def _expect_welcome(conn: PeerConnection) -> Any:
         raise ClientClosedError(text) from None
     if not messages or not isinstance(messages[0], p.Welcome):
         raise RemoteProtocolError("the scheduler did not answer with Welcome")
-    for extra in messages[1:]:
-        logger.debug("ignoring %r sent with Welcome", extra)
+    # work may share the Welcome's frame (tasks waiting for a worker to join)
+    conn.unread(messages[1:])
     return messages[0]
