@@ -161,7 +161,8 @@ def run(main: Callable[..., Any], *args: Any, workers: int | None = None,
         workers, threads_per_worker: the local cluster's shape (default: fill the cores).
         processes: workers as subprocesses (default) or as tasks in this process.
         address: use this running scheduler instead of starting one.
-        **options: ``token``, ``auto_secede``, ``max_parked_threads``, ``inline_limit``.
+        **options: ``token``, ``auto_secede``, ``max_parked_threads``, ``inline_limit``,
+            ``allowed_failures``.
     """
     result = trio.run(partial(_run, main, args, workers, threads_per_worker, processes,
                               address, options))
