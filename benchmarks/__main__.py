@@ -143,7 +143,8 @@ def merge(previous: dict[str, Any], runs: list[dict[str, Any]],
     order = [w.name for w in WORKLOADS if any(r["workload"] == w.name for r in all_runs)]
     old = dict(previous["meta"])
     old["systems"] = list(dict.fromkeys(old["systems"] + meta["systems"]))
-    old["merged"] = [*old.get("merged", []), {
+    earlier = [m for m in old.get("merged", []) if not set(m["workloads"]) <= set(redone)]
+    old["merged"] = [*earlier, {
         "workloads": redone, "date": meta["date"], "command": meta["command"],
         "commit": meta["machine"]["commit"], "foreign_load": meta["foreign_load"]}]
     return {"meta": old, "summary": report.summarize(all_runs, order), "runs": all_runs}
@@ -194,11 +195,13 @@ def main(argv: list[str] | None = None) -> int:
                    "runs": runs}
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=1) + "\n", encoding="utf-8")
+    doc = report.write_doc(results) if args.docs or (args.docs is None and
+                                                     (full or args.merge)) else None
     print()
     print(report.tables(results))
     print(f"results: {out.relative_to(REPO) if out.is_relative_to(REPO) else out}")
-    if args.docs or (args.docs is None and (full or args.merge)):
-        print(f"docs: regenerated {report.write_doc(results).relative_to(REPO)}")
+    if doc is not None:
+        print(f"docs: regenerated {doc.relative_to(REPO)}")
     return 0
 
 
