@@ -30,7 +30,8 @@ RESULTS = Path(__file__).resolve().parent / "results"
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     names = ", ".join(w.name for w in WORKLOADS)
     parser = argparse.ArgumentParser(
-        prog="python -m benchmarks", description=__doc__.splitlines()[0].strip("`."),
+        prog="python -m benchmarks", description="Measure trioflow, and the systems given to --compare, on the same "
+                    "workloads and cluster shape (2 worker processes x 1 thread).",
         epilog=f"workloads: {names}. Results: benchmarks/results/latest.json (full runs) or "
                "partial.json (--quick/--only); docs/benchmarks.md is regenerated after full runs.")
     parser.add_argument("--compare", action="append", default=[], choices=["dask", "ray"],
