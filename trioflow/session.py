@@ -159,6 +159,9 @@ class Session:
         self.loop_thread = threading.get_ident()
         self._queue: list[Any] = []
         self._flush_scheduled = False
+        #: keys whose last Future died, to release in one message (in order)
+        self._releases: dict[str, KeyState] = {}
+        self._release_scheduled = False
         self._requests: dict[int, dict[str, Any]] = {}
         self._request_ids = itertools.count(1)
         self._status_waiters: dict[int, Any] = {}
@@ -224,16 +227,34 @@ class Session:
                 return
             if self.keys.get(ks.key) is ks:
                 del self.keys[ks.key]
+            # futures die in bursts (a list going out of scope): collect the keys and
+            # send one ReleaseKeys for all of them on the loop's next turn
+            self._releases[ks.key] = ks
+            if self._release_scheduled:
+                return
+            self._release_scheduled = True
         try:
-            self.post(p.ReleaseKeys([ks.key]))
-        except ClientClosedError:
+            self.trio_token.run_sync_soon(self._flush_releases)
+        except trio.RunFinishedError:
             pass
+
+    def _flush_releases(self) -> None:
+        with self.lock:
+            keys = list(self._releases)
+            self._releases.clear()
+            self._release_scheduled = False
+        if keys:
+            try:
+                self.post(p.ReleaseKeys(keys))
+            except ClientClosedError:
+                pass
 
     def adopt(self, key: str) -> KeyState:
         """A future for ``key`` arrived from elsewhere (inside data): hold it here too."""
         with self.lock:
-            ks = self.keys.get(key)
+            ks = self.keys.get(key) or self._releases.pop(key, None)
             if ks is not None:
+                self.keys[key] = ks
                 return ks
             ks = self.keys[key] = KeyState(key)
         self.post(p.AcquireKeys([key]))
@@ -264,7 +285,12 @@ class Session:
             ks = self.keys.get(key)
             fresh = ks is None
             if fresh:
-                ks = self.keys[key] = KeyState(key)
+                ks = self._releases.pop(key, None)
+                if ks is not None:  # wanted again before its release went out: keep it
+                    fresh = False
+                    self.keys[key] = ks
+                else:
+                    ks = self.keys[key] = KeyState(key)
             if fn_id not in self.fn_sent:
                 self.fn_sent.add(fn_id)
                 msgs.append(p.RegisterFunction(fn_id, blob))

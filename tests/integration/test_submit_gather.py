@@ -163,3 +163,25 @@ async def test_tasks_submitted_before_any_worker_joins():
             nursery.start_soon(node.serve)
             assert await client.gather(futures) == list(range(1, 11))
         nursery.cancel_scope.cancel()
+
+
+async def test_releases_are_batched_and_a_key_wanted_again_survives():
+    import gc
+
+    async with cluster_client(1, 1) as (cluster, client):
+        conn = client._session.conn
+        futures = client.map(inc, range(200))
+        await client.gather(futures)
+        before = conn.messages_sent
+        del futures
+        gc.collect()
+        await cluster.scheduler.wait_for(lambda: not cluster.scheduler.state.tasks)
+        assert conn.messages_sent - before == 1  # one ReleaseKeys for 200 futures
+        # a pure key dropped and asked for again before the release went out
+        f = client.submit(inc, 41, pure=True)
+        assert await f == 42
+        key = f.key
+        del f
+        gc.collect()
+        g = client.submit(inc, 41, pure=True)
+        assert g.key == key and await g == 42
