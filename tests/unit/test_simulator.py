@@ -163,3 +163,29 @@ def test_codec_round_trip_is_checked_on_every_frame():
     sim.links[("w1", "scheduler")].append(p.Heartbeat())
     sim.apply(Deliver("w1", "scheduler"))  # encodes and decodes fine
     assert sim.log[-1] == Deliver("w1", "scheduler")
+
+
+def test_importing_trioflow_testing_does_not_import_hypothesis():
+    import subprocess
+    import sys
+
+    code = ("import sys, trioflow.testing as t; t.simulate_program(t.Program(), t.ClusterShape());"
+            " assert 'hypothesis' not in sys.modules, 'imported hypothesis'")
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+def test_cli_deadlocks_prints_the_minimal_program_report_and_script(capsys):
+    from trioflow.testing.__main__ import main
+
+    assert main(["deadlocks"]) == 0
+    out = capsys.readouterr().out
+    assert "Shrunk to:\n  Program(children=(Program(),))\n  on ClusterShape(workers=1, slots=1)" in out
+    assert "trioflow detected a deadlock" in out
+    assert "def task_0():" in out and "if __name__ == \"__main__\":" in out
+
+
+def test_cli_exhaustive_counts(capsys):
+    from trioflow.testing.__main__ import main
+
+    assert main(["exhaustive", "--depth", "1", "--waits", "none,secede"]) == 0
+    assert "5 programs, 30 runs" in capsys.readouterr().out
