@@ -15,14 +15,14 @@ from __future__ import annotations
 import contextlib
 import os
 import pathlib
-import signal
-import subprocess
 import sys
 
 import pytest
 import trio
 
 import trioflow
+
+from .clihelpers import cli_scheduler, start_worker, stop
 
 EXAMPLES = pathlib.Path(__file__).resolve().parents[2] / "examples"
 TIMEOUT = 60
@@ -141,52 +141,25 @@ async def test_deadlock_broken_exits_1_without_a_deadlock(tmp_path):
     assert "no deadlock" in proc.stdout
 
 
-async def _first_line(stream) -> str:
-    data = b""
-    while not data.endswith(b"\n"):
-        chunk = await stream.receive_some(1)
-        if not chunk:
-            raise AssertionError("the scheduler exited before printing its address")
-        data += chunk
-    return data.decode().strip()
-
-
-async def _stop(proc: trio.Process) -> None:
-    if proc.returncode is None:
-        with contextlib.suppress(ProcessLookupError):
-            proc.send_signal(signal.SIGTERM)
-        with trio.move_on_after(10):
-            await proc.wait()
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
-
-
 @contextlib.asynccontextmanager
 async def cli_cluster(workers: int = 2):
     """A scheduler and 1-slot workers started from the command line; yields the address."""
-    env = {k: v for k, v in os.environ.items() if k != "TRIOFLOW_TOKEN"}
-    cli = [sys.executable, "-m", "trioflow.cli"]
-    procs = []
-    try:
-        scheduler = await trio.lowlevel.open_process(
-            [*cli, "scheduler", "--port", "0", "--log-level", "warning"],
-            stdout=subprocess.PIPE, env=env)
-        procs.append(scheduler)
-        with trio.fail_after(30):
-            address = await _first_line(scheduler.stdout)
+    env = {"TRIOFLOW_TOKEN": ""}  # an empty token means none: a loopback test cluster
+    async with cli_scheduler("--log-level", "warning", env=env) as (address, _):
         assert address.startswith("ws://127.0.0.1:"), address
-        for i in range(workers):
-            procs.append(await trio.lowlevel.open_process(
-                [*cli, "worker", address, "--nthreads", "1", "--name", f"cli-worker-{i}",
-                 "--death-timeout", "10"], env=env))
-        async with trioflow.AsyncClient(address, token="") as client:
-            await client.wait_for_workers(workers, timeout=30)
-        yield address
-    finally:
-        with trio.CancelScope(shield=True):
-            for proc in reversed(procs):
-                await _stop(proc)
+        procs = []
+        try:
+            for i in range(workers):
+                procs.append(await start_worker(address, "--nthreads", "1", "--name",
+                                                f"cli-worker-{i}", "--death-timeout", "10",
+                                                env=env))
+            async with trioflow.AsyncClient(address, token="") as client:
+                await client.wait_for_workers(workers, timeout=30)
+            yield address
+        finally:
+            with trio.CancelScope(shield=True):
+                for proc in reversed(procs):
+                    await stop(proc)
 
 
 @pytest.mark.slow
