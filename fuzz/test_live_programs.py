@@ -40,7 +40,7 @@ from trioflow.testing import (
     simulate_program,
     standard_choosers,
 )
-from trioflow.testing.live import outcome_of, run_on_local_cluster
+from trioflow.testing.live import outcome_of, run_program
 from trioflow.testing.profiles import active_profile, fuzz_settings
 from trioflow.testing.program import FAILURE_TYPE
 from trioflow.testing.strategies import cluster_shapes, programs, releasing_programs
@@ -57,8 +57,27 @@ def schedule_independent_cases() -> st.SearchStrategy[tuple[Program, ClusterShap
 
 
 def _real(program: Program, shape: ClusterShape) -> Outcome:
-    (outcome,) = trio.run(run_on_local_cluster, [program], shape)
-    return outcome
+    return trio.run(_run_real, program, shape)
+
+
+async def _run_real(program: Program, shape: ClusterShape) -> Outcome:
+    with trio.fail_after(60):
+        async with trioflow.open_local_cluster(shape.workers, shape.slots,
+                                               processes=False) as cluster:
+            async with trioflow.AsyncClient(cluster.address) as client:
+                _skip_known_key_collision(client, cluster)
+                return await run_program(client, program, timeout=30)
+
+
+def _skip_known_key_collision(client, cluster) -> None:
+    """Known client bug (tests/unit/test_harness_regressions.py): two sessions in one
+    process may share a key prefix, and then colliding keys make tasks share results or
+    wait on themselves. About 1 in-process cluster in 300 is affected; say so rather than
+    fail CI at random. A fix that drops ``_prefix`` or makes it unique disables this."""
+    mine = getattr(client._session, "_prefix", None)
+    theirs = {getattr(node.session, "_prefix", None) for node in cluster.workers}
+    if mine is not None and mine in theirs:
+        pytest.xfail("known bug: the client's task-key prefix collides with a worker's")
 
 
 @fuzz_settings(scale=0.5)
@@ -114,6 +133,7 @@ async def _run_rendered(source: str, shape: ClusterShape) -> Outcome:
         async with trioflow.open_local_cluster(shape.workers, shape.slots,
                                                processes=False) as cluster:
             async with trioflow.AsyncClient(cluster.address) as client:
+                _skip_known_key_collision(client, cluster)
                 try:
                     value = await client.submit(namespace["task_0"])
                 except RuntimeError as exc:
