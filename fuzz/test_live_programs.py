@@ -25,7 +25,7 @@ import re
 
 import pytest
 import trio
-from hypothesis import given
+from hypothesis import assume, given
 from hypothesis import strategies as st
 
 import trioflow
@@ -57,27 +57,31 @@ def schedule_independent_cases() -> st.SearchStrategy[tuple[Program, ClusterShap
 
 
 def _real(program: Program, shape: ClusterShape) -> Outcome:
-    return trio.run(_run_real, program, shape)
+    outcome = trio.run(_run_real, program, shape)
+    # examples that hit the known key collision (see _key_collision) are discarded
+    assume(outcome is not None)
+    return outcome
 
 
-async def _run_real(program: Program, shape: ClusterShape) -> Outcome:
+async def _run_real(program: Program, shape: ClusterShape) -> Outcome | None:
     with trio.fail_after(60):
         async with trioflow.open_local_cluster(shape.workers, shape.slots,
                                                processes=False) as cluster:
             async with trioflow.AsyncClient(cluster.address) as client:
-                _skip_known_key_collision(client, cluster)
+                if _key_collision(client, cluster):
+                    return None
                 return await run_program(client, program, timeout=30)
 
 
-def _skip_known_key_collision(client, cluster) -> None:
+def _key_collision(client, cluster) -> bool:
     """Known client bug (tests/unit/test_harness_regressions.py): two sessions in one
     process may share a key prefix, and then colliding keys make tasks share results or
-    wait on themselves. About 1 in-process cluster in 300 is affected; say so rather than
-    fail CI at random. A fix that drops ``_prefix`` or makes it unique disables this."""
+    wait on themselves. About 1 in-process cluster in 300 is affected; such runs are
+    discarded rather than failing CI at random. A fix that drops ``_prefix`` or makes
+    it unique turns this off."""
     mine = getattr(client._session, "_prefix", None)
     theirs = {getattr(node.session, "_prefix", None) for node in cluster.workers}
-    if mine is not None and mine in theirs:
-        pytest.xfail("known bug: the client's task-key prefix collides with a worker's")
+    return mine is not None and mine in theirs
 
 
 @fuzz_settings(scale=0.5)
@@ -106,6 +110,8 @@ def test_rendered_minimal_deadlock_runs_and_deadlocks():
     program = Program(children=(Program(),))
     shape = ClusterShape(workers=1, slots=1)
     outcome = trio.run(_run_rendered, render_program(program, shape), shape)
+    if outcome is None:
+        pytest.xfail("known bug: task-key prefix collision")
     assert outcome.deadlocked
     assert simulate_program(program, shape).deadlocked
 
@@ -122,10 +128,12 @@ def test_rendered_programs_agree_with_simulator():
     ]
     for program, shape in cases:
         real = trio.run(_run_rendered, render_program(program, shape), shape)
+        if real is None:
+            pytest.xfail("known bug: task-key prefix collision")
         assert real.summary() == simulate_program(program, shape).outcome.summary()
 
 
-async def _run_rendered(source: str, shape: ClusterShape) -> Outcome:
+async def _run_rendered(source: str, shape: ClusterShape) -> Outcome | None:
     """Execute a rendered script's tasks (not its ``__main__`` block) on a real cluster."""
     namespace: dict[str, object] = {"__name__": "rendered_program"}
     exec(compile(source, "<rendered>", "exec"), namespace)
@@ -133,7 +141,8 @@ async def _run_rendered(source: str, shape: ClusterShape) -> Outcome:
         async with trioflow.open_local_cluster(shape.workers, shape.slots,
                                                processes=False) as cluster:
             async with trioflow.AsyncClient(cluster.address) as client:
-                _skip_known_key_collision(client, cluster)
+                if _key_collision(client, cluster):
+                    return None
                 try:
                     value = await client.submit(namespace["task_0"])
                 except RuntimeError as exc:
