@@ -18,7 +18,7 @@ class DeepClusterMachine(ClusterMachine):
 
 
 TestClusterMachine = ClusterMachine.TestCase
-TestClusterMachine.settings = fuzz_settings(scale=2, stateful_step_count=80)
+TestClusterMachine.settings = fuzz_settings(scale=5, stateful_step_count=80)
 
 TestDeepClusterMachine = DeepClusterMachine.TestCase
-TestDeepClusterMachine.settings = fuzz_settings(scale=1, stateful_step_count=150)
+TestDeepClusterMachine.settings = fuzz_settings(scale=3, stateful_step_count=150)

@@ -83,7 +83,7 @@ def test_several_roots_at_once(roots, shape, schedule):
     assert len(sim.root_outcomes) == len(roots)
 
 
-@fuzz_settings(scale=0.4)
+@fuzz_settings(scale=0.15)
 @given(program=programs(max_depth=1, max_fanout=2, failures=False),
        shape=st.sampled_from([ClusterShape(workers=1, slots=1),
                               ClusterShape(workers=1, slots=2),

@@ -23,7 +23,7 @@ PROFILES = ("ci", "fuzz")
 ENV_VAR = "TRIOFLOW_FUZZ_PROFILE"
 
 #: examples per test in each profile, before a test's own scale factor
-_EXAMPLES = {"ci": 25, "fuzz": 2_000}
+_EXAMPLES = {"ci": 60, "fuzz": 2_000}
 _selected: list[str] = []
 
 
