@@ -27,9 +27,13 @@ async def cluster_client(workers=2, threads=1, **options):
 
 
 async def quiesce(cluster) -> None:
-    """Wait until no run is left on any worker (tasks that were cancelled finish)."""
+    """Wait until no run is left on any worker (tasks that were cancelled finish), and
+    until the scheduler has heard about it (the last TaskFinished may be in flight)."""
     for node in cluster.workers:
         await node.wait_idle()
+    state = cluster.scheduler.state
+    await cluster.scheduler.wait_for(
+        lambda: all(not w.processing for w in state.workers.values()))
 
 
 def check_slots(cluster) -> None:
