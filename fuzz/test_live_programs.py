@@ -74,11 +74,10 @@ async def _run_real(program: Program, shape: ClusterShape) -> Outcome | None:
 
 
 def _key_collision(client, cluster) -> bool:
-    """Known client bug (tests/unit/test_harness_regressions.py): two sessions in one
-    process may share a key prefix, and then colliding keys make tasks share results or
-    wait on themselves. About 1 in-process cluster in 300 is affected; such runs are
-    discarded rather than failing CI at random. A fix that drops ``_prefix`` or makes
-    it unique turns this off."""
+    """A guard for a client bug that is now fixed (tests/unit/test_harness_regressions.py):
+    two sessions in one process could share a key prefix (pid + 16 bits of an id), and
+    colliding keys made tasks share results or wait on themselves. Prefixes are now 40
+    random bits, so this no longer discards anything in practice."""
     mine = getattr(client._session, "_prefix", None)
     theirs = {getattr(node.session, "_prefix", None) for node in cluster.workers}
     return mine is not None and mine in theirs

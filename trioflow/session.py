@@ -20,7 +20,7 @@ import hashlib
 import inspect
 import itertools
 import logging
-import os
+import secrets
 import threading
 import time
 from collections import deque
@@ -165,7 +165,8 @@ class Session:
         self._requests: dict[int, dict[str, Any]] = {}
         self._request_ids = itertools.count(1)
         self._status_waiters: dict[int, Any] = {}
-        self._prefix = f"{os.getpid():x}{id(self) & 0xFFFF:x}"
+        # unique across sessions, processes and hosts: clients share one key space
+        self._prefix = secrets.token_hex(5)
         self._counter = itertools.count(1)
 
     # ------------------------------------------------------------------ sending
