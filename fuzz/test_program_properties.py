@@ -18,7 +18,6 @@ from trioflow.testing import (
     ClusterShape,
     Simulator,
     Submit,
-    expected_outcome,
     lazy_threads,
     reachable_outcomes,
     render_program,
@@ -27,6 +26,7 @@ from trioflow.testing import (
     simulate_program,
 )
 from trioflow.testing.profiles import fuzz_settings
+from trioflow.testing.scheduling import check_releasing_program, check_secede_less_program
 from trioflow.testing.strategies import (
     cluster_shapes,
     programs,
@@ -41,9 +41,7 @@ from trioflow.testing.truth import check_no_missed_deadlock
 @given(program=releasing_programs(), shape=cluster_shapes(), schedule=schedules())
 def test_releasing_programs_always_finish(program, shape, schedule):
     note(render_program(program, shape))
-    run = simulate_program(program, shape, schedule.chooser())
-    assert not run.detections
-    assert run.outcome == expected_outcome(program)
+    check_releasing_program(program, shape, schedule.chooser())
 
 
 @fuzz_settings(scale=2)
@@ -51,8 +49,7 @@ def test_releasing_programs_always_finish(program, shape, schedule):
        schedule=schedules())
 def test_secede_less_programs_deadlock_exactly_when_stuck(program, shape, schedule):
     note(render_program(program, shape))
-    run = simulate_program(program, shape, schedule.chooser())
-    assert all(d.truly_stuck for d in run.detections)
+    check_secede_less_program(program, shape, schedule.chooser())
 
 
 @fuzz_settings(scale=2)

@@ -218,3 +218,29 @@ def schedule_independent(program: Program, shape: ClusterShape) -> bool:
 def standard_choosers(random_schedules: int = 8) -> list[Chooser]:
     """Canonical, lazy-threads, and ``random_schedules`` seeded random choosers."""
     return [CANONICAL, lazy_threads(), *(random_chooser(s) for s in range(random_schedules))]
+
+
+def check_releasing_program(program: Program, shape: ClusterShape,
+                            choose: Chooser = CANONICAL) -> None:
+    """Property (a): a program whose waits all give the slot back finishes, with the
+    right value, and the detector never fires. Raises AssertionError otherwise."""
+    run = simulate_program(program, shape, choose)
+    assert not run.detections, run.detections
+    assert run.outcome == expected_outcome(program), (run.outcome, expected_outcome(program))
+
+
+def check_secede_less_program(program: Program, shape: ClusterShape,
+                              choose: Chooser = CANONICAL) -> None:
+    """Property (b): every deadlock report is confirmed by ground truth (checked while
+    simulating, as is the absence of missed deadlocks), only secede-less waiters with
+    children are ever deadlocked, and on a single slot a root with children always is."""
+    from .program import Wait
+
+    run = simulate_program(program, shape, choose)
+    assert all(d.truly_stuck for d in run.detections)
+    nodes = dict(program.nodes())
+    for path in run.deadlocked_paths:
+        assert nodes[path].wait is Wait.NONE and nodes[path].children
+    if shape.total_slots == 1 and program.children:
+        assert run.deadlocked  # the root holds the only slot and waits on its children
+
