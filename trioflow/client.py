@@ -27,6 +27,7 @@ from trio_websocket import ConnectionClosed
 
 from . import protocol as p
 from .futures import Future
+from .net.bulk import BulkPool
 from .net.connection import PeerConnection, open_connection
 from .session import Session
 from .tasks import _default_client
@@ -183,7 +184,10 @@ class AsyncClient(_ClientAPI):
 
             welcome = await _expect_welcome(conn)
             self._session = Session(conn, welcome.peer_id)
+            pool = BulkPool(token=self.token, ssl_context=self.ssl_context)
+            stack.push_async_callback(pool.aclose)
             nursery = await stack.enter_async_context(trio.open_nursery())
+            self._session.start(nursery, pool, welcome.inline_limit)
             nursery.start_soon(conn.run_writer)
             nursery.start_soon(conn.run_heartbeats)
             nursery.start_soon(self._read, conn)
@@ -239,6 +243,7 @@ class AsyncClient(_ClientAPI):
         found = _gathered(futures, errors)
         session = self._session
         await session.wait_async([f._state for f in found])
+        await session.prefetch_async([f._state for f in found])
         values: dict[str, Any] = {}
         for f in found:
             try:
@@ -348,6 +353,7 @@ class Client(_ClientAPI):
         found = _gathered(futures, errors)
         session = self._session
         session.wait_sync([f._state for f in found], timeout)
+        session.prefetch_sync([f._state for f in found])
         values: dict[str, Any] = {}
         for f in found:
             try:

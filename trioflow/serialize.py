@@ -194,8 +194,77 @@ def dumps_value(value: Any) -> bytes:
         raise SerializationError(describe_unpicklable(value, "result", exc)) from exc
 
 
-def loads_value(blob: bytes) -> Any:
+def loads_value(blob: bytes | list[Any]) -> Any:
+    """A value from its pickled bytes, or from the frames of :func:`dumps_frames`."""
+    if type(blob) is list:
+        return loads_frames(blob)
     return pickle.loads(blob)
+
+
+#: buffers at least this large travel beside the pickle stream, never copied into it
+OUT_OF_BAND_MIN = 64 * 1024
+# The first frame says how to read the rest. A pickle (protocol >= 2) starts with the
+# PROTO opcode 0x80, so these one-byte markers cannot be mistaken for one.
+_RAW_BYTES = b"B"
+_RAW_BYTEARRAY = b"A"
+
+
+def dumps_frames(value: Any) -> list[Any]:
+    """Serialize ``value`` for the bulk data path without copying its large buffers.
+
+    Returns frames: the first is a pickle stream (or a marker for a plain ``bytes`` or
+    ``bytearray`` value), the others are the value's large buffers as they sit in memory
+    (pickle protocol 5 out-of-band buffers: numpy arrays, bytearrays, PickleBuffers).
+    The frames stay valid as long as ``value`` is not mutated.
+
+    Raises:
+        SerializationError: naming the culprit inside ``value``.
+    """
+    t = type(value)
+    if t is bytes or t is memoryview:
+        return [_RAW_BYTES, value]
+    if t is bytearray:
+        return [_RAW_BYTEARRAY, value]
+    buffers: list[Any] = []
+
+    def out_of_band(pb: pickle.PickleBuffer) -> bool:
+        try:
+            raw = pb.raw()
+        except BufferError:  # not contiguous: let pickle copy it in-band
+            return True
+        if raw.nbytes < OUT_OF_BAND_MIN:
+            return True  # a false value means "out of band"
+        buffers.append(raw)
+        return False
+
+    try:
+        try:
+            stream = pickle.dumps(value, protocol=PROTOCOL, buffer_callback=out_of_band)
+        except Exception:
+            stream = b"__main__"
+        if b"__main__" in stream:  # see _dumps: pickle by value instead
+            buffers.clear()
+            stream = cloudpickle.dumps(value, protocol=PROTOCOL, buffer_callback=out_of_band)
+    except Exception as exc:
+        raise SerializationError(describe_unpicklable(value, "value", exc)) from exc
+    return [stream, *buffers]
+
+
+def loads_frames(frames: list[Any]) -> Any:
+    """The value :func:`dumps_frames` made these frames from (buffers are not copied)."""
+    head = frames[0]
+    if head == _RAW_BYTES:
+        return bytes(frames[1])
+    if head == _RAW_BYTEARRAY:
+        buf = frames[1]
+        if type(buf) is memoryview and type(buf.obj) is bytearray and buf.nbytes == len(buf.obj):
+            return buf.obj  # received into a bytearray of its own: hand that over
+        return bytearray(buf)
+    return pickle.loads(head, buffers=frames[1:])
+
+
+def frames_nbytes(frames: list[Any]) -> int:
+    return sum(memoryview(f).nbytes for f in frames)
 
 
 def type_name(obj: Any) -> str:

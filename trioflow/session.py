@@ -44,6 +44,9 @@ logger = logging.getLogger(__name__)
 
 PENDING, FINISHED, ERRED = "pending", "finished", "error"
 _NO_VALUE = object()
+#: a fetch that fails because a holder vanished is retried this often (the scheduler may
+#: not have noticed yet; once it has, the key is recomputed or reported lost)
+FETCH_ATTEMPTS = 6
 
 
 class KeyState:
@@ -165,9 +168,23 @@ class Session:
         self._requests: dict[int, dict[str, Any]] = {}
         self._request_ids = itertools.count(1)
         self._status_waiters: dict[int, Any] = {}
+        #: serialized large scatters waiting for the scheduler's ScatterTo, by key
+        self._uploads: dict[str, list[Any]] = {}
+        #: set by ``start``: where bulk transfers run, and how
+        self.nursery: trio.Nursery | None = None
+        self.pool: Any = None
+        self.inline_limit = 64 * 1024
         # unique across sessions, processes and hosts: clients share one key space
         self._prefix = secrets.token_hex(5)
         self._counter = itertools.count(1)
+
+    def start(self, nursery: trio.Nursery, pool: Any, inline_limit: int) -> None:
+        """Bulk transfers (gathers of large results, scatter uploads) run in ``nursery``
+        through ``pool`` (a ``net.bulk.BulkPool``); the scheduler's ``inline_limit``
+        decides which values travel inline."""
+        self.nursery = nursery
+        self.pool = pool
+        self.inline_limit = inline_limit
 
     # ------------------------------------------------------------------ sending
 
@@ -305,16 +322,69 @@ class Session:
         return fut
 
     def scatter_one(self, value: Any, key: str | None = None) -> Future:
-        blob = serialize.dumps_value(value)
+        """Place ``value`` on the cluster under a new key (any thread).
+
+        Small values travel inside the message to the scheduler. Large ones are
+        serialized here (so an unpicklable value fails now), then uploaded over the
+        bulk data path to the worker the scheduler names (``ScatterTo``).
+
+        Raises:
+            SerializationError: ``value`` cannot be pickled; says where.
+        """
         key = key or f"{type(value).__name__}-{self._prefix}-{next(self._counter)}"
+        size = _buffer_size(value)
+        frames = None
+        if size is None or size <= self.inline_limit:
+            blob = serialize.dumps_value(value)
+            if len(blob) <= self.inline_limit:
+                msg = p.ScatterData(key, blob, len(blob))
+            else:
+                frames = [blob]  # a plain pickle is a valid one-frame serialization
+        if frames is not None or (size is not None and size > self.inline_limit):
+            frames = frames or serialize.dumps_frames(value)
+            msg = p.ScatterData(key, b"", serialize.frames_nbytes(frames))
         with self.lock:
             ks = self.keys.get(key)
             if ks is None:
                 ks = self.keys[key] = KeyState(key)
             ks.value = value  # we have it already; no need to fetch it back
+            if frames is not None:
+                self._uploads[key] = frames
         fut = Future(self, ks)
-        self.post(p.ScatterData(key, blob, len(blob)))
+        self.post(msg)
         return fut
+
+    def _upload(self, msg: p.ScatterTo) -> None:
+        """The scheduler says where a large scatter goes (loop)."""
+        with self.lock:
+            frames = self._uploads.pop(msg.key, None)
+            ks = self.keys.get(msg.key) or self._releases.get(msg.key)
+            value = ks.value if ks is not None else _NO_VALUE
+        if frames is None and value is _NO_VALUE:
+            self.post(p.ScatterFailed(msg.key, msg.address, "the client no longer holds the "
+                                      "value (all its futures were released)"))
+            return
+        worker = self.worker
+        if worker is not None and msg.address == worker.data_address:
+            if value is _NO_VALUE:
+                value = serialize.loads_frames(frames)
+            worker.store.put_local(msg.key, value)  # scattered from a task here: no copy
+            return
+        assert self.nursery is not None
+        self.nursery.start_soon(self._upload_to, msg.key, msg.address, frames, value)
+
+    async def _upload_to(self, key: str, address: str, frames: list[Any] | None,
+                         value: Any) -> None:
+        try:
+            if frames is None:  # a re-upload after its first worker was lost
+                frames = await trio.to_thread.run_sync(serialize.dumps_frames, value)
+            await self.pool.put(address, {key: frames})
+        except Exception as exc:
+            logger.warning("scatter of %s to %s failed: %s", key, address, exc)
+            try:
+                self.post(p.ScatterFailed(key, address, f"{type(exc).__name__}: {exc}"))
+            except ClientClosedError:
+                pass
 
     # ------------------------------------------------------------------ incoming (loop)
 
@@ -350,6 +420,8 @@ class Session:
                         ks.event = None
         elif t is p.DataReply:
             self._data_reply(msg)
+        elif t is p.ScatterTo:
+            self._upload(msg)
         elif t is p.StatusReply:
             waiter = self._status_waiters.pop(msg.request_id, None)
             if waiter is not None:
@@ -477,44 +549,89 @@ class Session:
         """The value of a done key (any thread but the loop for large data).
 
         Raises:
-            the task's exception, or CancelledError/KilledWorker/... .
+            the task's exception, or CancelledError/KilledWorker/WorkerLost/... .
         """
-        if ks.status is ERRED:
-            raise error_to_exception(ks.error)
-        v = ks.value
-        if v is not _NO_VALUE:
+        for attempt in range(FETCH_ATTEMPTS):
+            if ks.status is ERRED:
+                raise error_to_exception(ks.error)
+            v = ks.value
+            if v is not _NO_VALUE:
+                return v
+            if ks.inline is not None:
+                v = serialize.loads_value(ks.inline)
+            elif self._held_here(ks.key):
+                return self.worker.store.value(ks.key)
+            else:
+                try:
+                    v = serialize.loads_value(self._fetch_sync([ks])[ks.key])
+                except WorkerLost:
+                    if ks.status is FINISHED and attempt + 1 < FETCH_ATTEMPTS:
+                        # its holder died and the scheduler may not know yet: ask again
+                        time.sleep(_backoff(attempt))
+                    elif ks.status is PENDING:
+                        self.wait_sync([ks])  # lost, and being recomputed
+                    elif ks.status is FINISHED:
+                        raise
+                    continue
+            ks.value = v
+            ks.inline = None
             return v
-        if ks.inline is not None:
-            v = serialize.loads_value(ks.inline)
-        elif self.worker is not None and ks.key in self.worker.data:
-            return self.worker.data[ks.key]
-        else:
-            try:
-                v = self._fetch_sync([ks])[ks.key]
-            except WorkerLost:
-                if ks.status is not PENDING:
-                    raise
-                self.wait_sync([ks])  # its worker died and it is being recomputed
-                return self.value(ks)
-        ks.value = v
-        ks.inline = None
-        return v
+        raise WorkerLost(f"could not fetch {ks.key!r}")  # pragma: no cover
 
     async def value_async(self, ks: KeyState) -> Any:
-        if ks.status is ERRED:
-            raise error_to_exception(ks.error)
-        if ks.value is not _NO_VALUE:
-            return ks.value
-        if ks.inline is None and not (self.worker is not None and ks.key in self.worker.data):
+        """Like ``value``, from the loop: large values are rebuilt in a thread."""
+        for attempt in range(FETCH_ATTEMPTS):
+            if ks.status is ERRED or ks.value is not _NO_VALUE or ks.inline is not None or (
+                    self._held_here(ks.key)):
+                return self.value(ks)
             try:
-                blobs = await self._fetch_async([ks])
+                blob = (await self._fetch_async([ks]))[ks.key]
             except WorkerLost:
-                if ks.status is not PENDING:
+                if ks.status is FINISHED and attempt + 1 < FETCH_ATTEMPTS:
+                    await trio.sleep(_backoff(attempt))
+                elif ks.status is PENDING:
+                    await self.wait_async([ks])
+                elif ks.status is FINISHED:
                     raise
-                await self.wait_async([ks])  # its worker died and it is being recomputed
-                return await self.value_async(ks)
-            ks.inline = blobs[ks.key]
-        return self.value(ks)
+                continue
+            if type(blob) is list:
+                ks.value = await trio.to_thread.run_sync(serialize.loads_value, blob)
+            else:
+                ks.value = serialize.loads_value(blob)
+            return ks.value
+        raise WorkerLost(f"could not fetch {ks.key!r}")  # pragma: no cover
+
+    def _held_here(self, key: str) -> bool:
+        return self.worker is not None and self.worker.store.holds(key)
+
+    def _far(self, states: list[KeyState]) -> list[KeyState]:
+        """Finished keys whose values must be fetched (not here, not inline)."""
+        return [ks for ks in states if ks.status is FINISHED and ks.value is _NO_VALUE
+                and ks.inline is None and not self._held_here(ks.key)]
+
+    def prefetch_sync(self, states: list[KeyState]) -> None:
+        """Fetch the values of many keys in one request (best effort: ``value`` retries
+        and reports failures per key)."""
+        far = self._far(states)
+        if len(far) > 1:
+            try:
+                blobs = self._fetch_sync(far)
+            except WorkerLost:
+                return
+            for ks in far:
+                ks.value = serialize.loads_value(blobs[ks.key])
+
+    async def prefetch_async(self, states: list[KeyState]) -> None:
+        far = self._far(states)
+        if len(far) > 1:
+            try:
+                blobs = await self._fetch_async(far)
+            except WorkerLost:
+                return
+            for ks in far:
+                blob = blobs[ks.key]
+                ks.value = (await trio.to_thread.run_sync(serialize.loads_value, blob)
+                            if type(blob) is list else serialize.loads_value(blob))
 
     # ------------------------------------------------------------------ fetching large results
 
@@ -527,32 +644,57 @@ class Session:
         return req
 
     def _data_reply(self, msg: p.DataReply) -> None:
+        """Small values came inline; large ones are fetched from their holders (loop)."""
+        if msg.missing:
+            self._request_got(msg.request_id, {}, WorkerLost(
+                f"result(s) {msg.missing[:3]} are gone (released, or their worker left)"))
+        self._request_got(msg.request_id, dict(zip(msg.keys, msg.blobs)), None)
+        by_address: dict[str, list[str]] = {}
+        for key, address in zip(msg.far_keys, msg.far_addresses):
+            by_address.setdefault(address, []).append(key)
+        for address, keys in by_address.items():
+            if self.nursery is None:
+                self._request_got(msg.request_id, {}, WorkerLost("no bulk data path"))
+            else:
+                self.nursery.start_soon(self._fetch_far, msg.request_id, address, keys)
+
+    async def _fetch_far(self, rid: int, address: str, keys: list[str]) -> None:
+        try:
+            got, missing = await self.pool.get(address, keys)
+        except Exception as exc:
+            self._request_got(rid, {}, WorkerLost(f"could not fetch {keys[:3]} from {address}: "
+                                                  f"{type(exc).__name__}: {exc}"))
+            return
+        error = None
+        if missing:
+            error = WorkerLost(f"worker {address} no longer holds {missing[:3]}")
+        self._request_got(rid, got, error)
+
+    def _request_got(self, rid: int, blobs: dict[str, Any], error: BaseException | None) -> None:
         with self.lock:
-            req = self._requests.get(msg.request_id)
+            req = self._requests.get(rid)
             if req is None:
                 return
-            for key, blob in zip(msg.keys, msg.blobs):
-                req["blobs"][key] = blob
-                req["keys"].discard(key)
-            if msg.missing:
-                req["error"] = WorkerLost(
-                    f"result(s) {msg.missing[:3]} are gone (released, or their worker left)"
-                )
+            req["blobs"].update(blobs)
+            req["keys"].difference_update(blobs)
+            if error is not None:
+                req["error"] = error
                 req["keys"].clear()
             if req["keys"]:
                 return
-            del self._requests[msg.request_id]
+            del self._requests[rid]
         req["done"]()
 
     def _fetch_sync(self, states: list[KeyState]) -> dict[str, Any]:
+        """Serialized values (bytes or frames) of ``states``, from this thread."""
         event = threading.Event()
         req = self._request([ks.key for ks in states], event.set)
         event.wait()
         if req["error"] is not None:
             raise req["error"]
-        return {k: serialize.loads_value(b) for k, b in req["blobs"].items()}
+        return req["blobs"]
 
-    async def _fetch_async(self, states: list[KeyState]) -> dict[str, bytes]:
+    async def _fetch_async(self, states: list[KeyState]) -> dict[str, Any]:
         event = trio.Event()
         req = self._request([ks.key for ks in states], event.set)
         await event.wait()
@@ -583,6 +725,18 @@ class _Call:
     def __init__(self, fn: Callable[..., None], args: tuple[Any, ...]) -> None:
         self.fn = fn
         self.args = args
+
+
+def _buffer_size(value: Any) -> int | None:
+    """The size of a value's data if it says so cheaply (bytes, arrays), else None."""
+    if isinstance(value, bytes | bytearray | memoryview):
+        return memoryview(value).nbytes
+    nbytes = getattr(value, "nbytes", None)
+    return nbytes if isinstance(nbytes, int) else None
+
+
+def _backoff(attempt: int) -> float:
+    return min(0.05 * 2 ** attempt, 2.0)
 
 
 def _is_future(obj: Any) -> bool:

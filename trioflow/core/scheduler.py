@@ -22,7 +22,7 @@ from typing import Any
 
 from .. import protocol as p
 from ..errors import InvalidTransition
-from . import deadlock, placement, tasks
+from . import data, deadlock, placement, tasks
 from .events import Close, MessagesReceived, PeerJoined, PeerLeft, Send
 from .records import PeerRecord, TaskRecord, TaskStatus, WorkerRecord
 
@@ -69,10 +69,9 @@ class SchedulerState:
         self.seceded: dict[str, TaskRecord] = {}
         #: mean run duration by function id (feeds prefetch depth)
         self.durations: dict[str, float] = {}
-        #: our request id -> (peer, their request id) for relayed GetData
-        self.relayed: dict[int, tuple[str, int]] = {}
+        #: large scatters waiting for a worker to upload to (see core/data.py)
+        self.scatters: list[str] = []
         self.counter = 0  # submission order; tie-breaks priorities
-        self.request_counter = 0
         #: set when something changed that may form (or clear) a deadlock
         self.deadlock_dirty = False
         #: deadlock reports issued so far (for introspection and tests)
@@ -86,9 +85,9 @@ class SchedulerState:
             p.CancelKeys: tasks.cancel_keys,
             p.TaskFinished: tasks.task_finished,
             p.TaskErred: tasks.task_erred,
-            p.ScatterData: tasks.scatter_data,
-            p.GetData: tasks.get_data,
-            p.DataReply: tasks.data_reply,
+            p.ScatterData: data.scatter_data,
+            p.ScatterFailed: data.scatter_failed,
+            p.GetData: data.get_data,
             p.WaitKeys: deadlock.wait_keys,
             p.WaitEnded: deadlock.wait_ended,
             p.Seceded: deadlock.seceded,
@@ -121,6 +120,8 @@ class SchedulerState:
             _peer_left(self, event.peer_id)
         else:
             raise InvalidTransition(f"unknown event {event!r}")
+        if self.scatters:
+            data.place_scatters(self)
         placement.schedule(self)
         if self.deadlock_dirty:
             self.deadlock_dirty = False
@@ -142,10 +143,6 @@ class SchedulerState:
         """Mark ``task`` QUEUED and put it in the ready heap."""
         task.status = TaskStatus.QUEUED
         heapq.heappush(self.ready, (task.priority, task.key))
-
-    def next_request_id(self) -> int:
-        self.request_counter += 1
-        return self.request_counter
 
     def statistics(self) -> dict[str, Any]:
         """Counts for monitoring and tests: tasks by status, slots, seceded runs."""

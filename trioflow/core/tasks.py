@@ -16,6 +16,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from .. import protocol as p
+from .data import scatter_lost
 from .records import TERMINAL, TaskRecord, TaskStatus, WorkerRecord
 
 if TYPE_CHECKING:
@@ -193,24 +194,30 @@ def task_finished(state: SchedulerState, peer_id: str, msg: p.TaskFinished) -> N
         return
     old = state.durations.get(task.fn_id)
     state.durations[task.fn_id] = msg.duration if old is None else 0.8 * old + 0.2 * msg.duration
-    task.status = TaskStatus.MEMORY
     task.nbytes = msg.nbytes
     task.inline = msg.inline
     task.type_name = msg.type_name
     task.who_has.add(peer_id)
     worker.has_what.add(task.key)
     # the payload is kept: a lost result may have to be recomputed from it
+    reached_memory(state, task, peer_id)
+    _drop_deps(state, task)
+    maybe_release(state, task)
+
+
+def reached_memory(state: SchedulerState, task: TaskRecord, holder: str | None) -> None:
+    """``task``'s value exists now: tell its wanters (inline when small, except to
+    ``holder``, which has it), wake the runs waiting on it, make dependents ready."""
+    task.status = TaskStatus.MEMORY
     for wanter in sorted(task.wanted_by):
-        inline = None if wanter == peer_id else msg.inline
-        state.send(wanter, p.KeyFinished(task.key, msg.nbytes, inline, msg.type_name))
+        inline = None if wanter == holder else task.inline
+        state.send(wanter, p.KeyFinished(task.key, task.nbytes, inline, task.type_name))
     _unblock_waiters(state, task)
     for dep_key in sorted(task.dependents):
         dependent = state.tasks[dep_key]
         dependent.waiting_on.discard(task.key)
         if not dependent.waiting_on and dependent.status is TaskStatus.WAITING:
             state.push_ready(dependent)
-    _drop_deps(state, task)
-    maybe_release(state, task)
 
 
 def _drop_deps(state: SchedulerState, task: TaskRecord) -> None:
@@ -317,13 +324,8 @@ def worker_lost(state: SchedulerState, worker: WorkerRecord) -> None:
         task.who_has.discard(worker.id)
         if task.who_has or task.inline is not None or task.status is not TaskStatus.MEMORY:
             continue
-        task.status = TaskStatus.WAITING  # no copy left anywhere
+        mark_lost(state, task)
         lost.append(task)
-        for dep_key in task.dependents:  # ready dependents must wait for it again
-            dependent = state.tasks[dep_key]
-            if dependent.status in (TaskStatus.QUEUED, TaskStatus.WAITING):
-                dependent.status = TaskStatus.WAITING
-                dependent.waiting_on.add(key)
     for task in list(worker.processing.values()):
         end_run(state, worker, task)
         if task.status is not TaskStatus.PROCESSING:
@@ -343,6 +345,8 @@ def worker_lost(state: SchedulerState, worker: WorkerRecord) -> None:
         if not task.wanted_by and not task.dependents:
             maybe_release(state, task)
             continue
+        if not task.fn_id and scatter_lost(state, task, worker.name, "its worker left"):
+            continue  # the owner uploads it again
         missing = [d for d in task.deps if d not in state.tasks]
         if missing or not task.fn_id or task.run_once:
             why = ("it may run only once (run_once=True)" if task.run_once
@@ -355,6 +359,16 @@ def worker_lost(state: SchedulerState, worker: WorkerRecord) -> None:
             for wanter in sorted(task.wanted_by):
                 state.send(wanter, p.KeyRestarted(task.key))
             _requeue(state, task)
+
+
+def mark_lost(state: SchedulerState, task: TaskRecord) -> None:
+    """No copy of ``task``'s value is left anywhere: it and its dependents must wait."""
+    task.status = TaskStatus.WAITING
+    for dep_key in task.dependents:  # ready dependents must wait for it again
+        dependent = state.tasks[dep_key]
+        if dependent.status in (TaskStatus.QUEUED, TaskStatus.WAITING):
+            dependent.status = TaskStatus.WAITING
+            dependent.waiting_on.add(task.key)
 
 
 def _requeue(state: SchedulerState, task: TaskRecord) -> None:
@@ -370,53 +384,3 @@ def _requeue(state: SchedulerState, task: TaskRecord) -> None:
             return
     if not task.waiting_on:
         state.push_ready(task)
-
-
-def scatter_data(state: SchedulerState, peer_id: str, msg: p.ScatterData) -> None:
-    existing = state.tasks.get(msg.key)
-    if existing is not None:
-        _want(state, peer_id, existing)
-        return
-    task = TaskRecord(key=msg.key, fn_id="", payload=b"", deps=(), priority=(0, 0, 0),
-                      owner=peer_id, status=TaskStatus.MEMORY, nbytes=msg.nbytes)
-    state.tasks[msg.key] = task
-    task.wanted_by.add(peer_id)
-    state.peers[peer_id].wants.add(msg.key)
-    if msg.nbytes <= state.inline_limit or not state.workers:
-        task.inline = msg.blob
-    else:
-        worker = min(state.workers.values(), key=lambda w: (len(w.has_what), w.id))
-        task.who_has.add(worker.id)
-        worker.has_what.add(msg.key)
-        state.send(worker.id, p.PutData(msg.key, msg.blob))
-    state.send(peer_id, p.KeyFinished(msg.key, msg.nbytes, None, ""))
-
-
-def get_data(state: SchedulerState, peer_id: str, msg: p.GetData) -> None:
-    """Results for a peer: inline ones at once, others relayed from a holder."""
-    by_worker: dict[str, list[str]] = {}
-    keys, blobs, missing = [], [], []
-    for key in msg.keys:
-        task = state.tasks.get(key)
-        if task is None or task.status is not TaskStatus.MEMORY:
-            missing.append(key)
-        elif task.inline is not None:
-            keys.append(key)
-            blobs.append(task.inline)
-        elif task.who_has:
-            by_worker.setdefault(min(task.who_has), []).append(key)
-        else:
-            missing.append(key)
-    if keys or missing or not by_worker:
-        state.send(peer_id, p.DataReply(msg.request_id, keys, blobs, missing))
-    for wid, wkeys in by_worker.items():
-        rid = state.next_request_id()
-        state.relayed[rid] = (peer_id, msg.request_id)
-        state.send(wid, p.FetchData(rid, wkeys))
-
-
-def data_reply(state: SchedulerState, peer_id: str, msg: p.DataReply) -> None:
-    target = state.relayed.pop(msg.request_id, None)
-    if target is None or target[0] not in state.peers:
-        return
-    state.send(target[0], p.DataReply(target[1], msg.keys, msg.blobs, msg.missing))

@@ -172,7 +172,7 @@ class SchedulerServer:
         peer_id = f"{hello.role[0]}{next(self._ids)}"
         conn.name = f"{hello.role} {hello.name or peer_id} ({peer_id})"
         self.conns[peer_id] = conn
-        conn.send(p.Welcome(conn.version, peer_id, "scheduler"))
+        conn.send(p.Welcome(conn.version, peer_id, "scheduler", self.state.inline_limit))
         logger.info("%s joined from %s", conn.name, request.remote)
         dropped = False
         try:

@@ -43,8 +43,8 @@ from ..errors import (
 from ..session import Session
 from ..tasks import RunContext, _current
 from .connection import DEFAULT_MAX_MESSAGE_SIZE, PeerConnection, open_connection
-from .peer_data import fetch_from_peer, serve_peer_data
 from .slots import SlotThreads
+from .worker_data import DataStore
 
 logger = logging.getLogger(__name__)
 
@@ -62,10 +62,10 @@ class WorkerNode:
         nthreads: slots (tasks running at once).
         max_parked_threads: seceded threads allowed on top of the slots.
         auto_secede: every wait inside a sync task gives the slot back (like async tasks).
-        host: interface for the peer data server (loopback by default).
-        ssl_context: client TLS context to verify a wss:// scheduler and wss:// peers.
-        data_ssl_context: server TLS context for our own data server (else plain ws://,
-            still token-checked).
+        host: interface for the bulk data server (loopback by default).
+        ssl_context: client TLS context to verify a wss:// scheduler and tls:// peers.
+        data_ssl_context: server TLS context for our own bulk data server (else plain
+            tcp://, still token-checked).
     """
 
     def __init__(
@@ -102,16 +102,18 @@ class WorkerNode:
         self.ledger = wcore.WorkerState(nthreads)
         self.limiter: trio.CapacityLimiter | None = None
         self.threads = SlotThreads(nthreads + max_parked_threads, name=f"trioflow-{self.name}")
-        #: results and scattered values held here, by key
-        self.data: dict[str, Any] = {}
-        #: pickled forms of values, when we have them
-        self.blobs: dict[str, bytes] = {}
+        #: results and scattered values held here, and the bulk data path
+        self.store = DataStore(name=self.name, token=token, ssl_context=ssl_context,
+                               data_ssl_context=data_ssl_context,
+                               idle_timeout=max(2 * peer_timeout, 10.0))
+        self.data = self.store.data  # values by key
+        self.blobs = self.store.blobs  # their serialized forms, when made
         self.fn_blobs: dict[str, bytes] = {}
         self._functions: dict[str, Any] = {}
         #: key -> RunContext of every run that started and has not ended
         self.contexts: dict[str, RunContext] = {}
         #: inputs fetched from peers for runs that have not started, by run key
-        self._fetched: dict[str, dict[str, bytes]] = {}
+        self._fetched: dict[str, dict[str, Any]] = {}
         self.session: Session | None = None
         self.conn: PeerConnection | None = None
         self.peer_id = ""
@@ -120,7 +122,6 @@ class WorkerNode:
         self._token: trio.lowlevel.TrioToken | None = None
         self._loop_thread = 0
         self._idle = trio.Event()
-        self._data_changed = trio.Event()
         #: mean run time by function id, and how many short sync runs are running now
         self._durations: dict[str, float] = {}
         self._short_running = 0
@@ -141,11 +142,7 @@ class WorkerNode:
         try:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
-                self.data_address = await nursery.start(
-                    partial(serve_peer_data, self, self.host, token=self.token,
-                            ssl_context=self.data_ssl_context,
-                            max_message_size=self.max_message_size)
-                )
+                self.data_address = await nursery.start(self.store.serve, self.host)
                 await self._connect_and_run(task_status)
                 nursery.cancel_scope.cancel()
         finally:
@@ -173,6 +170,8 @@ class WorkerNode:
             conn.linger = self._linger
             self.peer_id = welcome.peer_id
             self.session = Session(conn, welcome.peer_id, worker=self)
+            assert self._nursery is not None
+            self.session.start(self._nursery, self.store.pool, welcome.inline_limit)
             logger.info("worker %s joined %s as %s with %d slot(s)", self.name,
                         self.scheduler_address, self.peer_id, self.nthreads)
             async with trio.open_nursery() as nursery:
@@ -191,8 +190,7 @@ class WorkerNode:
             p.Function: self._function_msg,
             p.StealTasks: lambda m: self._execute(self.ledger.steal(m.keys, m.run_ids)),
             p.FreeKeys: self._free_keys,
-            p.FetchData: self._fetch_data,
-            p.PutData: self._put_data,
+            p.ExpectData: lambda m: self.store.expect(m.keys),
             p.WaitFailed: self._wait_failed,
         }
         session = self.session
@@ -318,8 +316,9 @@ class WorkerNode:
             assert self.conn is not None
             self.conn.send(p.TasksReturned([msg.key], [msg.run_id]))
             return
+        store = self.store
         needs_fetch = any(
-            holder and dep not in self.data and dep not in self.blobs
+            (holder and not store.holds(dep)) or dep in store.arriving
             for dep, holder in zip(msg.deps, msg.dep_holders)
         )
         self._execute(self.ledger.task_assigned(msg, needs_fetch))
@@ -328,55 +327,17 @@ class WorkerNode:
         self.fn_blobs[msg.fn_id] = msg.blob
 
     def _free_keys(self, msg: p.FreeKeys) -> None:
-        for key in msg.keys:
-            self.data.pop(key, None)
-            self.blobs.pop(key, None)
-        self._data_changed.set()
-        self._data_changed = trio.Event()
+        self.store.free(msg.keys)
 
     async def wait_for_data(self, predicate: Any) -> None:
         """Return once ``predicate(self.data)`` holds, re-checked whenever results are
         freed (for tests and tools: no polling)."""
-        while not predicate(self.data):
-            await self._data_changed.wait()
-
-    def _put_data(self, msg: p.PutData) -> None:
-        self.blobs[msg.key] = msg.blob
+        await self.store.wait_for(predicate)
 
     def _wait_failed(self, msg: p.WaitFailed) -> None:
         ctx = self.contexts.get(msg.run_key)
         if ctx is not None and ctx.run.run_id == msg.run_id:
             ctx.fail_wait(DeadlockError(msg.report))
-
-    def _fetch_data(self, msg: p.FetchData) -> None:
-        assert self._nursery is not None
-        self._nursery.start_soon(self._reply_data, msg)
-
-    async def _reply_data(self, msg: p.FetchData) -> None:
-        keys, blobs, missing = await self.blobs_for(msg.keys)
-        if self.conn is not None:
-            self.conn.send(p.DataReply(msg.request_id, keys, blobs, missing))
-
-    async def blobs_for(self, keys: list[str]) -> tuple[list[str], list[bytes], list[str]]:
-        """Pickled forms of values held here (pickling large ones off the loop)."""
-        found, blobs, missing = [], [], []
-        for key in keys:
-            blob = self.blobs.get(key)
-            if blob is None and key in self.data:
-                value = self.data[key]
-                try:
-                    blob = await trio.to_thread.run_sync(serialize.dumps_value, value)
-                except Exception as exc:
-                    logger.warning("cannot send %s: %s", key, exc)
-                    blob = None
-                else:
-                    self.blobs[key] = blob
-            if blob is None:
-                missing.append(key)
-            else:
-                found.append(key)
-                blobs.append(blob)
-        return found, blobs, missing
 
     # ------------------------------------------------------------------ runs
 
@@ -407,10 +368,8 @@ class WorkerNode:
         for dep, inline in zip(spec.deps, spec.dep_inline):
             if inline is not None:
                 values[dep] = serialize.loads_value(inline)
-            elif dep in self.data:
-                values[dep] = self.data[dep]
-            elif dep in self.blobs:
-                values[dep] = self.data[dep] = serialize.loads_value(self.blobs[dep])
+            elif self.store.holds(dep):
+                values[dep] = self.store.value(dep)
             elif dep in fetched:
                 values[dep] = serialize.loads_value(fetched[dep])
             else:
@@ -501,18 +460,22 @@ class WorkerNode:
                 self.session.finished_here(run.key, report)
 
     async def _fetch_inputs(self, run: wcore.LocalRun) -> None:
+        """Get a run's inputs that are not here yet: from their holders over the bulk
+        data path, or (scattered to us) by waiting for their upload."""
         spec = run.spec
+        store = self.store
         by_holder: dict[str, list[str]] = {}
         for dep, holder in zip(spec.deps, spec.dep_holders):
-            if holder and dep not in self.data and dep not in self.blobs:
+            if holder and not store.holds(dep) and dep not in store.arriving:
                 by_holder.setdefault(holder, []).append(dep)
-        fetched: dict[str, bytes] = {}
+        fetched: dict[str, Any] = {}
         try:
-            for holder, keys in by_holder.items():
-                with trio.fail_after(self.peer_timeout * 4):  # a cut link must not hang it
-                    fetched.update(await fetch_from_peer(
-                        holder, keys, token=self.token, ssl_context=self.ssl_context,
-                        max_message_size=self.max_message_size))
+            await store.local_arrival(list(spec.deps))
+            fetched = await store.fetch(by_holder)
+            absent = [d for d, h, i in zip(spec.deps, spec.dep_holders, spec.dep_inline)
+                      if not h and i is None and not store.holds(d) and d not in fetched]
+            if absent:  # scattered to us, then released or never uploaded
+                raise KeyError(f"scattered input(s) {absent[:3]} never arrived")
         except Exception as exc:
             logger.warning("%s: fetching inputs of %s failed: %s", self.name, run.key, exc)
             if self.ledger.runs.get(run.key) is run:

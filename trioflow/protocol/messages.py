@@ -126,6 +126,9 @@ class Welcome:
     version: int
     peer_id: str
     scheduler_id: str = ""
+    #: values whose pickle is at most this large travel inside control messages; larger
+    #: ones over the bulk data path (clients scatter them straight to a worker)
+    inline_limit: int = 64 * 1024
 
 
 # --------------------------------------------------------------------- client -> scheduler
@@ -187,11 +190,21 @@ class GetData:
 
 @message("scatter-data")
 class ScatterData:
-    """Client data to place on a worker under ``key`` (a pickled blob)."""
+    """Client data under ``key``: pickled in ``blob`` when small; when ``blob`` is empty
+    the scheduler answers ``ScatterTo`` and the client uploads it to that worker."""
 
     key: str
     blob: bytes
     nbytes: int
+
+
+@message("scatter-failed")
+class ScatterFailed:
+    """The upload asked for by ``ScatterTo`` failed (or the value is no longer here)."""
+
+    key: str
+    address: str
+    text: str
 
 
 @message("wait-keys")
@@ -274,12 +287,16 @@ class TasksReturned:
 
 @message("data-reply")
 class DataReply:
-    """Results asked for with GetData/FetchData. ``missing`` were not there."""
+    """Answer to GetData: small results in ``blobs``; large ones are fetched by the asker
+    from the bulk data address of a worker holding them (``far_keys[i]`` is at
+    ``far_addresses[i]``). ``missing`` are not in memory anywhere."""
 
     request_id: int
     keys: list[str]
     blobs: list[bytes]
     missing: list[str] = attrs.Factory(list)
+    far_keys: list[str] = attrs.Factory(list)
+    far_addresses: list[str] = attrs.Factory(list)
 
 
 @message("worker-closing")
@@ -338,20 +355,12 @@ class FreeKeys:
     keys: list[str]
 
 
-@message("fetch-data")
-class FetchData:
-    """The scheduler relays a GetData for results this worker holds."""
+@message("expect-data")
+class ExpectData:
+    """A client will upload these scattered keys here: accept them, and let runs and
+    peers that need them wait for them rather than fail."""
 
-    request_id: int
     keys: list[str]
-
-
-@message("put-data")
-class PutData:
-    """Scattered data to keep under ``key``."""
-
-    key: str
-    blob: bytes
 
 
 @message("wait-failed")
@@ -365,6 +374,15 @@ class WaitFailed:
 
 
 # --------------------------------------------------------------------- scheduler -> client
+
+
+@message("scatter-to")
+class ScatterTo:
+    """Upload the value scattered as ``key`` to the worker serving bulk data at
+    ``address`` (again, when the first worker given was lost)."""
+
+    key: str
+    address: str
 
 
 @message("key-finished")

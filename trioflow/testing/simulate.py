@@ -201,12 +201,7 @@ class SimWorker:
             run = self.runs.get(msg.run_key)
             if run is not None and run.run_id == msg.run_id and run.waiting:
                 run.wait_failure = msg.report
-        elif t is p.FetchData:
-            keys = [k for k in msg.keys if k in self.data]
-            blobs = [str(self.data[k]).encode() for k in keys]
-            missing = [k for k in msg.keys if k not in self.data]
-            self.link.append(p.DataReply(msg.request_id, keys, blobs, missing))
-        elif t in (p.Function, p.PutData):
+        elif t in (p.Function, p.ExpectData):
             pass  # functions are data here; scattered values are not used by programs
         else:
             self.session.handle(msg)

@@ -1,0 +1,183 @@
+"""A worker's values: what it holds, what it serves to peers, what it fetches from them.
+
+Values live in ``data`` as Python objects; ``blobs`` caches their serialized forms
+(pickled bytes for small results, ``serialize.dumps_frames`` frames for large ones) so
+that a value asked for by several peers is serialized once. Large values move over the
+bulk data path (``net/bulk.py``): this module is both its server (peers and clients get
+results, clients put scattered data) and, through a ``BulkPool``, its client (a run's
+inputs held elsewhere).
+
+A scattered key is *expected* (``ExpectData``) before its bytes arrive from the
+client; a run or a peer that needs it meanwhile waits for it instead of failing.
+Nothing here unpickles what arrives: values are rebuilt by the run that uses them.
+"""
+
+from __future__ import annotations
+
+import logging
+import ssl
+from typing import Any
+
+import trio
+
+from .. import serialize
+from .bulk import BulkPool, serve_bulk
+
+logger = logging.getLogger(__name__)
+
+#: how long an upload or a reader waits for an expected scattered key
+ARRIVAL_TIMEOUT = 60.0
+
+
+class DataStore:
+    """The values one worker holds, and its side of the bulk data path (one loop)."""
+
+    def __init__(self, *, name: str, token: str | None, ssl_context: ssl.SSLContext | None,
+                 data_ssl_context: ssl.SSLContext | None, idle_timeout: float = 60.0) -> None:
+        self.name = name
+        self.token = token
+        self.data_ssl_context = data_ssl_context
+        #: values held here, by key
+        self.data: dict[str, Any] = {}
+        #: serialized forms of values, when we have them (bytes or a list of frames)
+        self.blobs: dict[str, Any] = {}
+        #: scattered keys announced but not uploaded yet -> set when they arrive or go
+        self.arriving: dict[str, trio.Event] = {}
+        self.pool = BulkPool(token=token, ssl_context=ssl_context, idle_timeout=idle_timeout)
+        self._changed = trio.Event()
+
+    def __repr__(self) -> str:
+        return f"<DataStore {self.name!r} values={len(self.data)} arriving={len(self.arriving)}>"
+
+    def holds(self, key: str) -> bool:
+        return key in self.data or key in self.blobs
+
+    async def serve(self, host: str, *,
+                    task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED) -> None:
+        """Serve our values (and accept expected uploads) on ``host``; started(address).
+
+        Cancellation: stops serving and closes pooled connections to peers.
+        """
+        try:
+            await serve_bulk(self.frames_for, self.accept, host, token=self.token,
+                             ssl_context=self.data_ssl_context, task_status=task_status)
+        finally:
+            await self.pool.aclose()
+
+    # ------------------------------------------------------------------ scheduler orders
+
+    def expect(self, keys: list[str]) -> None:
+        for key in keys:
+            if not self.holds(key) and key not in self.arriving:
+                self.arriving[key] = trio.Event()
+        self._wake()
+
+    def free(self, keys: list[str]) -> None:
+        for key in keys:
+            self.data.pop(key, None)
+            self.blobs.pop(key, None)
+            event = self.arriving.pop(key, None)
+            if event is not None:
+                event.set()  # whoever waits finds it gone
+        self._wake()
+
+    def _wake(self) -> None:
+        self._changed.set()
+        self._changed = trio.Event()
+
+    async def wait_for(self, predicate: Any) -> None:
+        """Return once ``predicate(self.data)`` holds, re-checked whenever values are
+        freed (for tests and tools: no polling)."""
+        while not predicate(self.data):
+            await self._changed.wait()
+
+    # ------------------------------------------------------------------ serving
+
+    async def _arrival(self, keys: list[str]) -> None:
+        """Wait (bounded) for the expected ones among ``keys``."""
+        with trio.move_on_after(ARRIVAL_TIMEOUT):
+            for key in keys:
+                event = self.arriving.get(key)
+                if event is not None:
+                    await event.wait()
+
+    async def frames_for(self, keys: list[str]) -> tuple[list[str], list[list[Any]], list[str]]:
+        """Serialized forms of ``keys`` (serializing large values off the loop)."""
+        await self._arrival(keys)
+        found, frames, missing = [], [], []
+        for key in keys:
+            blob = self.blobs.get(key)
+            if blob is None and key in self.data:
+                value = self.data[key]
+                try:
+                    blob = await trio.to_thread.run_sync(serialize.dumps_frames, value)
+                except Exception as exc:
+                    logger.warning("%s: cannot send %s: %s", self.name, key, exc)
+                    blob = None
+                else:
+                    if key in self.data:  # not freed meanwhile
+                        self.blobs[key] = blob
+            if blob is None:
+                missing.append(key)
+            else:
+                found.append(key)
+                frames.append(blob if type(blob) is list else [blob])
+        return found, frames, missing
+
+    async def accept(self, values: dict[str, list[Any]]) -> None:
+        """An upload of scattered keys; only keys the scheduler announced are taken.
+
+        The announcement (``ExpectData``) and the upload come over different
+        connections, so the upload may win the race: it waits for the announcement.
+
+        Raises:
+            ValueError: a key was never announced (or was released before it arrived).
+        """
+        with trio.move_on_after(ARRIVAL_TIMEOUT):
+            while not all(k in self.arriving for k in values):
+                await self._changed.wait()
+        unknown = [k for k in values if k not in self.arriving]
+        if unknown:
+            raise ValueError(f"worker {self.name} was not told to expect {unknown[:3]}")
+        for key, frames in values.items():
+            self.blobs[key] = frames
+            self.arriving.pop(key).set()
+
+    # ------------------------------------------------------------------ fetching
+
+    async def fetch(self, by_holder: dict[str, list[str]]) -> dict[str, Any]:
+        """Frames of keys held elsewhere, from each holder's bulk address.
+
+        A holder that stops sending for the pool's idle timeout counts as gone.
+
+        Raises:
+            KeyError: a holder no longer has a key; or transport errors.
+        """
+        fetched: dict[str, Any] = {}
+        for holder, keys in by_holder.items():
+            got, missing = await self.pool.get(holder, keys)
+            if missing:
+                raise KeyError(f"peer {holder} no longer holds {missing[:3]}")
+            fetched.update(got)
+        return fetched
+
+    async def local_arrival(self, keys: list[str]) -> None:
+        """Wait for scattered keys expected here (a run's inputs)."""
+        await self._arrival([k for k in keys if k in self.arriving])
+
+    def put_local(self, key: str, value: Any) -> None:
+        """A value scattered from a task on this worker, to be kept here (no copy)."""
+        event = self.arriving.pop(key, None)
+        if event is None:
+            return  # released before it arrived
+        self.data[key] = value
+        event.set()
+
+    def value(self, key: str) -> Any:
+        """The value of a key held here, rebuilt from its blob if need be (any thread)."""
+        try:
+            return self.data[key]
+        except KeyError:
+            pass
+        value = self.data[key] = serialize.loads_value(self.blobs[key])
+        return value
