@@ -257,7 +257,16 @@ class BulkPool:
             if scheme == "tls":
                 ctx = self.ssl_context or ssl.create_default_context()
                 stream = trio.SSLStream(stream, ctx, server_hostname=host)
-                await stream.do_handshake()
+                try:
+                    await stream.do_handshake()
+                except trio.BrokenResourceError as exc:
+                    await trio.aclose_forcefully(stream)
+                    if isinstance(exc.__cause__, ssl.SSLCertVerificationError):
+                        raise AuthenticationError(
+                            f"the certificate of data server {address} is not trusted: "
+                            f"{exc.__cause__.verify_message}; pass an ssl_context that "
+                            "trusts it (--tls-ca)") from None
+                    raise
             conn = BulkStream(stream, idle_timeout=self.idle_timeout)
             await conn.send(["hello", VERSION, self.token or ""])
             reply, _ = await conn.receive()

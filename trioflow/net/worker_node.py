@@ -471,11 +471,17 @@ class WorkerNode:
         fetched: dict[str, Any] = {}
         try:
             await store.local_arrival(list(spec.deps))
-            fetched = await store.fetch(by_holder)
             absent = [d for d, h, i in zip(spec.deps, spec.dep_holders, spec.dep_inline)
-                      if not h and i is None and not store.holds(d) and d not in fetched]
-            if absent:  # scattered to us, then released or never uploaded
-                raise KeyError(f"scattered input(s) {absent[:3]} never arrived")
+                      if not h and i is None and not store.holds(d)]
+            if absent:
+                # scattered to us but the upload failed (or timed out): hand the run
+                # back; the scheduler places it again once the input is somewhere
+                logger.info("%s: inputs %s of %s never arrived; returning it",
+                            self.name, absent[:3], run.key)
+                if self.ledger.runs.get(run.key) is run:
+                    self._execute(self.ledger.steal([run.key], [run.run_id]))
+                return
+            fetched = await store.fetch(by_holder)
         except Exception as exc:
             logger.warning("%s: fetching inputs of %s failed: %s", self.name, run.key, exc)
             if self.ledger.runs.get(run.key) is run:
