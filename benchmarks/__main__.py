@@ -47,8 +47,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--docs", action=argparse.BooleanOptionalAction, default=None,
                         help="regenerate docs/benchmarks.md (default: only after full runs)")
     parser.add_argument("--merge", action="store_true",
-                        help="re-measure the --only workloads and replace them in "
-                        "results/latest.json (the page says which rows were re-measured when)")
+                        help="re-measure the --only workloads on the systems run now and "
+                        "replace those rows in results/latest.json (the page says which rows "
+                        "were re-measured when)")
     parser.add_argument("--render-docs", action="store_true",
                         help="only regenerate docs/benchmarks.md from results/latest.json "
                         "(or from --output)")
@@ -138,9 +139,11 @@ def run_all(workloads: list[Workload], systems: list[str], quick: bool,
 
 def merge(previous: dict[str, Any], runs: list[dict[str, Any]],
           meta: dict[str, Any]) -> dict[str, Any]:
-    """``previous`` results with the workloads measured now replaced by ``runs``."""
+    """``previous`` results with the (workload, system) pairs measured now replaced by
+    ``runs`` (so re-measuring trioflow alone keeps the other systems' rows)."""
     redone = list(dict.fromkeys(r["workload"] for r in runs))
-    all_runs = [r for r in previous["runs"] if r["workload"] not in redone] + runs
+    pairs = {(r["workload"], r["system"]) for r in runs}
+    all_runs = [r for r in previous["runs"] if (r["workload"], r["system"]) not in pairs] + runs
     order = [w.name for w in WORKLOADS if any(r["workload"] == w.name for r in all_runs)]
     old = dict(previous["meta"])
     old["systems"] = list(dict.fromkeys(old["systems"] + meta["systems"]))
