@@ -261,6 +261,8 @@ class Session:
             keys = list(self._releases)
             self._releases.clear()
             self._release_scheduled = False
+            for key in keys:  # a scatter released before its upload: drop the frames
+                self._uploads.pop(key, None)
         if keys:
             try:
                 self.post(p.ReleaseKeys(keys))

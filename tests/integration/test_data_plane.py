@@ -11,6 +11,7 @@ import trio
 import trioflow
 from trioflow import serialize
 from trioflow.net.bulk import BulkPool, serve_bulk
+from trioflow.net.worker_data import DataStore
 
 from .clihelpers import cli_scheduler, start_worker, stop
 from .conftest import cluster_client
@@ -110,6 +111,26 @@ async def test_bulk_over_tls(tmp_path):
         with pytest.raises(trioflow.AuthenticationError, match="not trusted"):
             await BulkPool(token="secret", ssl_context=ssl.create_default_context()).get(
                 address, ["k"])
+        await pool.aclose()
+        nursery.cancel_scope.cancel()
+
+
+async def test_worker_gives_up_on_an_upload_that_never_comes():
+    lost = []
+    store = DataStore(name="w", token=None, ssl_context=None, data_ssl_context=None,
+                      on_never_arrived=lost.append)
+    store.arrival_timeout = 0.05
+    async with trio.open_nursery() as nursery:
+        address = await nursery.start(store.serve, "127.0.0.1")
+        store.expect(["k"])
+        await store.arriving["k"].wait()  # set when it is given up on
+        assert lost == ["k"] and "k" not in store.arriving
+        pool = BulkPool(token=None, ssl_context=None)
+        with pytest.raises(ValueError, match="not told to expect"):
+            await pool.put(address, {"k": serialize.dumps_frames(b"late")})
+        store.expect(["j"])
+        await pool.put(address, {"j": serialize.dumps_frames(b"on time")})
+        assert store.value("j") == b"on time" and lost == ["k"]
         await pool.aclose()
         nursery.cancel_scope.cancel()
 

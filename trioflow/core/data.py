@@ -90,12 +90,14 @@ def scatter_lost(state: SchedulerState, task: TaskRecord, worker_name: str, why:
 
 
 def scatter_failed(state: SchedulerState, peer_id: str, msg: p.ScatterFailed) -> None:
-    """The owner could not upload: drop the placement, try another worker or fail."""
+    """An upload failed (said by the owner) or never came (said by the worker): drop the
+    placement, then place it again (the owner uploads again) or fail the key."""
     from .tasks import fail, mark_lost, maybe_release
 
     task = state.tasks.get(msg.key)
-    if task is None or task.fn_id or task.owner != peer_id or task.status is not TaskStatus.MEMORY:
-        return
+    if task is None or task.fn_id or task.status is not TaskStatus.MEMORY or (
+            peer_id != task.owner and peer_id not in task.who_has):
+        return  # (the owner's upload failed, or the worker gave up waiting for it)
     holders = [w for w in state.workers.values()
                if w.id in task.who_has and w.data_address == msg.address]
     if not holders:

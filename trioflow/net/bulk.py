@@ -58,9 +58,11 @@ _MMAP_FLAGS = mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | getattr(mmap, "MAP_POPULAT
 _WITH_FRAMES = ("data", "put")
 
 #: what a data server needs from its owner: ``get(keys) -> (keys, frames per key,
-#: missing)`` and ``put(key -> frames)`` (raising ValueError to refuse)
+#: missing)``, ``put(key -> frames)`` (raising ValueError to refuse), and optionally
+#: ``receiving(keys, True/False)`` around the transfer of an upload's frames
 Getter = Callable[[list[str]], Awaitable[tuple[list[str], list[list[Any]], list[str]]]]
 Putter = Callable[[dict[str, list[Any]]], Awaitable[None]]
+Receiving = Callable[[list[str], bool], None]
 
 
 class BulkStream:
@@ -96,12 +98,14 @@ class BulkStream:
             await self._read_into(memoryview(buf))
         return buf
 
-    async def receive(self, max_header: int = MAX_HEADER, *,
-                      wait: float | None = None) -> tuple[list[Any], list[memoryview]]:
+    async def receive(self, max_header: int = MAX_HEADER, *, wait: float | None = None,
+                      on_header: Callable[[list[Any]], None] | None = None,
+                      ) -> tuple[list[Any], list[memoryview]]:
         """One message: its header and its frames (each in a buffer of its own).
 
         Args:
             wait: how long to wait for the message to start (default: idle_timeout).
+            on_header: called with the header before the frames are read.
 
         Raises:
             RemoteProtocolError: a malformed header.
@@ -125,6 +129,8 @@ class BulkStream:
         lengths = header[-1] if header[0] in _WITH_FRAMES else []
         if type(lengths) is not list or not all(type(n) is int and n >= 0 for n in lengths):
             raise RemoteProtocolError("bad frame lengths in bulk header")
+        if on_header is not None:
+            on_header(header)
         frames = [memoryview(await self._read(n)) for n in lengths]
         return header, frames
 
@@ -162,7 +168,7 @@ def _split(counts: list[Any], frames: list[memoryview], keys: list[Any]) -> list
 
 
 async def serve_bulk(get: Getter, put: Putter | None, host: str, *, token: str | None,
-                     ssl_context: ssl.SSLContext | None,
+                     ssl_context: ssl.SSLContext | None, receiving: Receiving | None = None,
                      task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED) -> None:
     """Serve values on ``host`` (any free port); ``task_status.started(address)``.
 
@@ -189,9 +195,21 @@ async def serve_bulk(get: Getter, put: Putter | None, host: str, *, token: str |
                 await conn.send(["error", "wrong or missing token"])
                 return
             await conn.send(["ok"])
+            uploading: list[str] = []
+
+            def started(header: list[Any]) -> None:
+                if header[0] == "put" and receiving is not None and type(header[1]) is list:
+                    uploading[:] = [k for k in header[1] if type(k) is str]
+                    receiving(uploading, True)
+
             while True:
                 # a pooled connection may sit idle between requests for any time
-                header, frames = await conn.receive(wait=float("inf"))
+                try:
+                    header, frames = await conn.receive(wait=float("inf"), on_header=started)
+                finally:
+                    if uploading and receiving is not None:
+                        receiving(uploading, False)
+                        uploading.clear()
                 if header[0] == "get" and len(header) == 2 and type(header[1]) is list:
                     keys, blobs, missing = await get([str(k) for k in header[1]])
                     flat = [f for fs in blobs for f in fs]

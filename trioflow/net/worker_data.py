@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import ssl
+from collections.abc import Callable
 from typing import Any
 
 import trio
@@ -33,7 +34,8 @@ class DataStore:
     """The values one worker holds, and its side of the bulk data path (one loop)."""
 
     def __init__(self, *, name: str, token: str | None, ssl_context: ssl.SSLContext | None,
-                 data_ssl_context: ssl.SSLContext | None, idle_timeout: float = 60.0) -> None:
+                 data_ssl_context: ssl.SSLContext | None, idle_timeout: float = 60.0,
+                 on_never_arrived: Callable[[str], None] | None = None) -> None:
         self.name = name
         self.token = token
         self.data_ssl_context = data_ssl_context
@@ -43,6 +45,13 @@ class DataStore:
         self.blobs: dict[str, Any] = {}
         #: scattered keys announced but not uploaded yet -> set when they arrive or go
         self.arriving: dict[str, trio.Event] = {}
+        #: keys whose upload is being received right now (how many uploads of each)
+        self.uploading: dict[str, int] = {}
+        #: an announced key that has not started arriving after this long is given up
+        #: on, and ``on_never_arrived(key)`` tells the scheduler (its client may be gone)
+        self.arrival_timeout = ARRIVAL_TIMEOUT
+        self.on_never_arrived = on_never_arrived
+        self._nursery: trio.Nursery | None = None
         self.pool = BulkPool(token=token, ssl_context=ssl_context, idle_timeout=idle_timeout)
         self._changed = trio.Event()
 
@@ -59,9 +68,13 @@ class DataStore:
         Cancellation: stops serving and closes pooled connections to peers.
         """
         try:
-            await serve_bulk(self.frames_for, self.accept, host, token=self.token,
-                             ssl_context=self.data_ssl_context, task_status=task_status)
+            async with trio.open_nursery() as nursery:
+                self._nursery = nursery
+                await serve_bulk(self.frames_for, self.accept, host, token=self.token,
+                                 ssl_context=self.data_ssl_context,
+                                 receiving=self._receiving, task_status=task_status)
         finally:
+            self._nursery = None
             await self.pool.aclose()
 
     # ------------------------------------------------------------------ scheduler orders
@@ -69,8 +82,34 @@ class DataStore:
     def expect(self, keys: list[str]) -> None:
         for key in keys:
             if not self.holds(key) and key not in self.arriving:
-                self.arriving[key] = trio.Event()
+                event = self.arriving[key] = trio.Event()
+                if self._nursery is not None:
+                    self._nursery.start_soon(self._expire, key, event)
         self._wake()
+
+    async def _expire(self, key: str, event: trio.Event) -> None:
+        """Give up on an announced upload that has not even started for a while."""
+        while True:
+            with trio.move_on_after(self.arrival_timeout):
+                await event.wait()
+                return
+            if self.arriving.get(key) is not event:
+                return
+            if not self.uploading.get(key):
+                break  # (a slow upload in progress is left alone: idle timeouts cover it)
+        del self.arriving[key]
+        event.set()
+        logger.warning("%s: scattered %s never arrived", self.name, key)
+        if self.on_never_arrived is not None:
+            self.on_never_arrived(key)
+
+    def _receiving(self, keys: list[str], started: bool) -> None:
+        for key in keys:
+            n = self.uploading.get(key, 0) + (1 if started else -1)
+            if n > 0:
+                self.uploading[key] = n
+            else:
+                self.uploading.pop(key, None)
 
     def free(self, keys: list[str]) -> None:
         for key in keys:
@@ -95,7 +134,7 @@ class DataStore:
 
     async def _arrival(self, keys: list[str]) -> None:
         """Wait (bounded) for the expected ones among ``keys``."""
-        with trio.move_on_after(ARRIVAL_TIMEOUT):
+        with trio.move_on_after(self.arrival_timeout):
             for key in keys:
                 event = self.arriving.get(key)
                 if event is not None:
@@ -133,7 +172,7 @@ class DataStore:
         Raises:
             ValueError: a key was never announced (or was released before it arrived).
         """
-        with trio.move_on_after(ARRIVAL_TIMEOUT):
+        with trio.move_on_after(self.arrival_timeout):
             while not all(k in self.arriving for k in values):
                 await self._changed.wait()
         unknown = [k for k in values if k not in self.arriving]

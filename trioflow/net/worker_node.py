@@ -105,7 +105,8 @@ class WorkerNode:
         #: results and scattered values held here, and the bulk data path
         self.store = DataStore(name=self.name, token=token, ssl_context=ssl_context,
                                data_ssl_context=data_ssl_context,
-                               idle_timeout=max(2 * peer_timeout, 10.0))
+                               idle_timeout=max(2 * peer_timeout, 10.0),
+                               on_never_arrived=self._never_arrived)
         self.data = self.store.data  # values by key
         self.blobs = self.store.blobs  # their serialized forms, when made
         self.fn_blobs: dict[str, bytes] = {}
@@ -325,6 +326,11 @@ class WorkerNode:
 
     def _function_msg(self, msg: p.Function) -> None:
         self.fn_blobs[msg.fn_id] = msg.blob
+
+    def _never_arrived(self, key: str) -> None:
+        if self.conn is not None:
+            self.conn.send(p.ScatterFailed(key, self.data_address, "its upload never arrived "
+                                           "(the client that scattered it may have left)"))
 
     def _free_keys(self, msg: p.FreeKeys) -> None:
         self.store.free(msg.keys)
