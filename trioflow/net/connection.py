@@ -79,6 +79,10 @@ class PeerConnection:
         self.send_timeout = SEND_TIMEOUT
         self.last_received = trio.current_time()
         self.last_sent = trio.current_time()
+        #: when the frame being sent now started going out (None: not sending); the
+        #: heartbeat task cancels ``_send_scope`` once it is ``send_timeout`` old
+        self._sending_since: float | None = None
+        self._send_scope: trio.CancelScope | None = None
 
     def __repr__(self) -> str:
         return f"<PeerConnection {self.name} queued={len(self._outbox)} closed={self.closed}>"
@@ -132,32 +136,40 @@ class PeerConnection:
                 return
 
     async def run_writer(self) -> None:
-        """Send queued messages until the connection closes. Run it in a nursery."""
+        """Send queued messages until the connection closes. Run it in a nursery.
+
+        A peer that does not read cannot stall us: a frame not taken within
+        ``send_timeout`` closes the connection with CLOSE_TOO_SLOW. The heartbeat task
+        (``run_heartbeats``, which must run too) enforces it, so a frame costs no cancel
+        scope of its own.
+        """
         try:
-            while True:
-                await self._wakeup.wait()
-                # one scheduling round before sending: whatever else is runnable now
-                # (other readers, task completions) adds to this frame instead of the next
-                await trio.lowlevel.cancel_shielded_checkpoint()
-                if self.linger is not None:
-                    await self._linger()
-                self._wakeup = trio.Event()
-                batch, self._outbox = self._outbox, []
-                if not batch:
-                    continue
-                # a peer that does not read cannot stall us: past the timeout it is dropped
-                with trio.fail_after(self.send_timeout):
+            with trio.CancelScope() as self._send_scope:
+                while True:
+                    await self._wakeup.wait()
+                    # one scheduling round before sending: whatever else is runnable
+                    # now (other readers, task completions) adds to this frame instead
+                    # of the next
+                    await trio.lowlevel.cancel_shielded_checkpoint()
+                    if self.linger is not None:
+                        await self._linger()
+                    self._wakeup = trio.Event()
+                    batch, self._outbox = self._outbox, []
+                    if not batch:
+                        continue
+                    self._sending_since = trio.current_time()
                     for frame in self._encode(batch):
                         await self.ws.send_message(frame)
-                self.frames_sent += 1
-                self.messages_sent += len(batch)
-                self.last_sent = trio.current_time()
-        except ConnectionClosed:
-            self.closed = True
-        except trio.TooSlowError:
+                    self._sending_since = None
+                    self.frames_sent += 1
+                    self.messages_sent += len(batch)
+                    self.last_sent = trio.current_time()
+            # only the heartbeat task cancels this scope: the peer took too long
             logger.warning("%s: not reading for %ss; dropping it", self.name, self.send_timeout)
             self.closed = True
             await self.ws.aclose(CLOSE_TOO_SLOW, "too slow")
+        except ConnectionClosed:
+            self.closed = True
         except LocalProtocolError:
             logger.exception("%s: cannot send a message", self.name)
             raise
@@ -168,11 +180,20 @@ class PeerConnection:
         one. A task of its own: a timeout around every writer wake-up costs a cancel
         scope per frame on the hot path."""
         while not self.closed:
-            quiet = trio.current_time() - self.last_sent
+            now = trio.current_time()
+            since = self._sending_since
+            if since is not None and now - since >= self.send_timeout:
+                assert self._send_scope is not None
+                self._send_scope.cancel()
+                return
+            quiet = now - self.last_sent
             if quiet >= self.heartbeat_interval:
                 self.send(Heartbeat())
                 quiet = 0.0
-            await trio.sleep(self.heartbeat_interval - quiet)
+            wake = self.heartbeat_interval - quiet
+            if since is not None:
+                wake = min(wake, since + self.send_timeout - now)
+            await trio.sleep(wake)
 
     async def flush(self) -> None:
         """Send whatever is queued now (used before closing)."""
@@ -226,6 +247,7 @@ class LocalConnection:
         self.heartbeat_interval = HEARTBEAT_INTERVAL
         self.last_received = trio.current_time()
         self.last_sent = trio.current_time()
+        self._sending_since: float | None = None  # never: send() delivers at once
 
     def __repr__(self) -> str:
         return f"<LocalConnection {self.name} closed={self.closed}>"
