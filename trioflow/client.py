@@ -154,11 +154,15 @@ class AsyncClient(_ClientAPI):
     """
 
     def __init__(self, address: str | None = None, *, token: str | None = None,
-                 ssl_context: ssl.SSLContext | None = None, name: str = "") -> None:
+                 ssl_context: ssl.SSLContext | None = None, name: str = "",
+                 _scheduler: Any = None) -> None:
         self.address = address
         self.token = token if token is not None else os.environ.get("TRIOFLOW_TOKEN")
         self.ssl_context = ssl_context
         self.name = name or f"client-{os.getpid()}"
+        #: the SchedulerServer at ``address`` when it runs on this very loop (a local
+        #: cluster started for this client): then the link is in-process, no socket
+        self._scheduler = _scheduler
         self._stack: contextlib.AsyncExitStack | None = None
 
     @classmethod
@@ -176,8 +180,12 @@ class AsyncClient(_ClientAPI):
         stack = contextlib.AsyncExitStack()
         await stack.__aenter__()
         try:
-            conn = await stack.enter_async_context(open_connection(
-                self.address, name=f"scheduler ({self.address})", ssl_context=self.ssl_context))
+            if self._scheduler is not None:
+                conn = await stack.enter_async_context(self._scheduler.open_local_peer(self.name))
+            else:
+                conn = await stack.enter_async_context(open_connection(
+                    self.address, name=f"scheduler ({self.address})",
+                    ssl_context=self.ssl_context))
             conn.send(p.Hello("client", self.name, list(p.SUPPORTED_VERSIONS), self.token or ""))
             await conn.flush()
             from .net.worker_node import _expect_welcome

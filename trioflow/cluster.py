@@ -141,8 +141,10 @@ async def _open_client(address: str | None, *, workers: int | None = None,
         elif options:
             raise TypeError(f"options {sorted(options)} only apply to a local cluster, "
                             "not with address=")
+        # a cluster started here runs on this loop: its client needs no socket
         client = await stack.enter_async_context(
-            AsyncClient(address, token=token, ssl_context=ssl_context))
+            AsyncClient(address, token=token, ssl_context=ssl_context,
+                        _scheduler=cluster.scheduler if cluster is not None else None))
         yield client, cluster
 
 

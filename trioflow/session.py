@@ -193,6 +193,7 @@ class Session:
 
     def post(self, *messages: Any) -> None:
         """Send messages, in order, from any thread. Never blocks."""
+        on_loop = self.on_loop()
         with self.lock:
             if self.closed is not None:
                 raise ClientClosedError(f"the client is closed: {self.closed}")
@@ -200,13 +201,16 @@ class Session:
             if self._flush_scheduled:
                 return
             self._flush_scheduled = True
-        if self.on_loop():
+            if not on_loop:
+                # scheduled under the lock: a thread that sees the flag set and then
+                # calls run_sync_soon itself (WorkerNode._run_done) is queued behind
+                # this flush, so what it posted before still goes first
+                try:
+                    self.trio_token.run_sync_soon(self._flush)
+                except trio.RunFinishedError:
+                    raise ClientClosedError("the client's event loop has stopped") from None
+        if on_loop:
             self._flush()
-        else:
-            try:
-                self.trio_token.run_sync_soon(self._flush)
-            except trio.RunFinishedError:
-                raise ClientClosedError("the client's event loop has stopped") from None
 
     def call_in_order(self, fn: Callable[..., None], *args: Any) -> None:
         """Run ``fn(*args)`` on the loop after everything posted before (any thread).

@@ -1,10 +1,15 @@
 """The wire envelope: round trips, and garbage becomes RemoteProtocolError only."""
 
+import re
+
 import msgpack
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from trioflow import protocol as p
 from trioflow.errors import ProtocolVersionError, RemoteProtocolError
+from trioflow.protocol.messages import SPECS, TAGS, from_wire, to_wire
 
 
 def test_round_trip_batch():
@@ -47,3 +52,69 @@ def test_version_mismatch():
     with pytest.raises(ProtocolVersionError, match="same trioflow version"):
         p.choose_version([7, 8])
     assert p.choose_version([0, 1, 5]) == 1
+
+
+# the codec's compiled encoders and decoders must agree with to_wire/from_wire exactly
+
+_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-5, 5) | st.floats(allow_nan=False)
+    | st.text(max_size=3) | st.binary(max_size=3),
+    lambda inner: st.lists(inner, max_size=3),
+    max_leaves=6,
+)
+
+
+@given(st.sampled_from(sorted(TAGS)), st.lists(_values, max_size=12))
+def test_compiled_decoders_agree_with_from_wire(tag, fields):
+    item = [tag, *fields]
+    try:
+        expected = from_wire(list(item))
+    except RemoteProtocolError as exc:
+        with pytest.raises(RemoteProtocolError, match=re.escape(str(exc))):
+            p.decode_frame(msgpack.packb([1, [item]]))
+    else:
+        assert p.decode_frame(msgpack.packb([1, [item]])) == [expected]
+        assert msgpack.unpackb(p.encode_frame([expected]))[1] == [to_wire(expected)]
+
+
+def test_every_message_class_has_a_compiled_decoder():
+    from trioflow.protocol.codec import _compile_decoder
+
+    assert [cls for cls in SPECS if _compile_decoder(cls) is None] == []
+
+
+def _strategy(tp):
+    import types
+    import typing
+
+    origin = typing.get_origin(tp)
+    if tp is typing.Any:
+        return _values
+    if tp is float:
+        return st.floats(allow_nan=False) | st.integers(-3, 3)
+    if tp in (str, bytes, int, bool):
+        return {str: st.text(max_size=3), bytes: st.binary(max_size=3),
+                int: st.integers(-3, 3), bool: st.booleans()}[tp]
+    if tp is type(None):
+        return st.none()
+    if origin is list:
+        return st.lists(_strategy(typing.get_args(tp)[0]), max_size=3)
+    if origin in (typing.Union, types.UnionType):
+        return st.one_of(*[_strategy(a) for a in typing.get_args(tp)])
+    raise TypeError(tp)
+
+
+@st.composite
+def _valid_items(draw):
+    import attrs
+
+    cls = draw(st.sampled_from(sorted(SPECS, key=lambda c: c.__name__)))
+    tag = SPECS[cls][0]
+    fields = [draw(_strategy(f.type)) for f in attrs.fields(cls)]
+    cut = draw(st.integers(0, len(fields)))  # sometimes drop trailing fields
+    return [tag, *fields[:cut]] if draw(st.booleans()) else [tag, *fields]
+
+
+@given(_valid_items())
+def test_compiled_decoders_agree_with_from_wire_on_well_typed_messages(item):
+    test_compiled_decoders_agree_with_from_wire.hypothesis.inner_test(item[0], item[1:])

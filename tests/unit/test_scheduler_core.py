@@ -61,6 +61,34 @@ def test_finish_forwards_inline_and_frees_on_release(state):
     assert "a" not in state.tasks and not state.workers["w"].has_what
 
 
+def test_releasing_many_keys_frees_them_in_one_message_per_worker(state):
+    join(state, "w", "worker", 1)
+    join(state, "v", "worker", 1)
+    keys = [f"k{i}" for i in range(6)]
+    recv(state, "c", *[submit(k) for k in keys])
+    for k in keys:
+        task = state.tasks.get(k)
+        if task is not None and task.worker is not None:
+            recv(state, task.worker, finish(k, task.run_id))
+    holders = {k: next(iter(state.tasks[k].who_has)) for k in keys}
+    assert set(holders.values()) == {"w", "v"}
+    out = recv(state, "c", p.ReleaseKeys(keys))
+    frees = [c for c in out if isinstance(c, Send) and isinstance(c.message, p.FreeKeys)]
+    assert sorted(c.to for c in frees) == ["v", "w"]
+    for c in frees:
+        assert c.message.keys == [k for k in keys if holders[k] == c.to]
+
+
+def test_a_free_does_not_jump_over_another_message_to_the_same_peer(state):
+    join(state, "w", "worker", 1)
+    state.send("w", p.FreeKeys(["a"]))
+    state.send("w", p.StealTasks(["x"], [1]))
+    state.send("w", p.FreeKeys(["b"]))
+    state.send("w", p.FreeKeys(["c"]))
+    out = recv(state, "c")
+    assert sent(out, "w") == [p.FreeKeys(["a"]), p.StealTasks(["x"], [1]), p.FreeKeys(["b", "c"])]
+
+
 def test_dependency_waits_then_gets_inline_value(state):
     join(state, "w", "worker", 1)
     recv(state, "c", submit("a"), submit("b", deps=["a"]))

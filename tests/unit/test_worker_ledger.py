@@ -69,7 +69,42 @@ def test_steal_returns_only_unstarted_runs():
     assert list(ws.runs) == ["a"]
 
 
-@given(st.integers(1, 4), st.lists(st.tuples(st.sampled_from("asre"), st.integers(0, 7)),
+def test_hand_over_passes_the_slot_to_the_best_queued_run():
+    ws = w.WorkerState(1)
+    ws.task_assigned(spec("a"), False)
+    ws.task_assigned(spec("late", 5), False)
+    ws.task_assigned(spec("best", 1), False)
+    a = ws.runs["a"]
+    nxt, cmds = ws.hand_over(a, "done-a", lambda run: True)
+    assert nxt is ws.runs["best"] and nxt.state is w.RunState.RUNNING
+    assert kinds(cmds) == [("SendMessage", None), ("PassSlot", None)]
+    assert cmds[0].message == "done-a" and (cmds[1].old, cmds[1].new) == (a, nxt)
+    assert "a" not in ws.runs and ws.holding == 1
+    ws.check()
+
+
+def test_hand_over_declines_and_changes_nothing():
+    ws = w.WorkerState(1)
+    ws.task_assigned(spec("a"), False)
+    a = ws.runs["a"]
+    assert ws.hand_over(a, "r", lambda run: True) == (None, [])  # nothing queued
+    ws.task_assigned(spec("b"), False)
+    assert ws.hand_over(a, "r", lambda run: False) == (None, [])  # not allowed to take it
+    assert ws.runs["b"].state is w.RunState.QUEUED
+    # a rejoiner waits: the slot must go to it, through run_ended
+    ws.task_assigned(spec("c"), False)
+    ws.secede(a)  # b starts
+    ws.rejoin(a)
+    b = ws.runs["b"]
+    assert ws.hand_over(b, "r", lambda run: True) == (None, [])
+    assert kinds(ws.run_ended(b, "r"))[2] == ("GrantRejoin", "a")
+    # a seceded run has no slot to pass
+    ws.secede(a)
+    assert ws.hand_over(a, "r", lambda run: True) == (None, [])
+    ws.check()
+
+
+@given(st.integers(1, 4), st.lists(st.tuples(st.sampled_from("asreh"), st.integers(0, 7)),
                                    max_size=60))
 def test_ledger_never_oversubscribes(nthreads, ops):
     """Random assign/secede/rejoin/end sequences keep holding == running <= nthreads."""
@@ -88,6 +123,10 @@ def test_ledger_never_oversubscribes(nthreads, ops):
                 ws.rejoin(run)
             elif op == "e" and run.state in (w.RunState.RUNNING, w.RunState.SECEDED):
                 ws.run_ended(run, "r")
+            elif op == "h" and run.state is w.RunState.RUNNING:
+                allowed = i % 2 == 0
+                if ws.hand_over(run, "r", lambda r, allowed=allowed: allowed)[0] is None:
+                    ws.run_ended(run, "r")
         ws.check()
         queued = sum(r.state is w.RunState.QUEUED for r in ws.runs.values())
         rejoining = sum(r.state is w.RunState.REJOINING for r in ws.runs.values())

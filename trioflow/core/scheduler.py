@@ -77,6 +77,9 @@ class SchedulerState:
         #: deadlock reports issued so far (for introspection and tests)
         self.deadlocks: list[str] = []
         self._out: list[Any] = []
+        #: peer -> keys of the FreeKeys that is the last message queued for it in this
+        #: event (more frees join it; any other message to that peer ends it)
+        self._freeing: dict[str, list[str]] = {}
         self._dispatch: dict[type, Callable[[SchedulerState, str, Any], None]] = {
             p.RegisterFunction: tasks.register_function,
             p.SubmitTask: tasks.submit_task,
@@ -127,16 +130,33 @@ class SchedulerState:
             self.deadlock_dirty = False
             deadlock.check(self)
         out, self._out = self._out, []
+        self._freeing.clear()
         return out
 
     # ------------------------------------------------------------------ helpers for handlers
 
     def send(self, to: str, message: Any) -> None:
-        """Queue a message for a peer."""
+        """Queue a message for a peer.
+
+        A FreeKeys that would directly follow another FreeKeys to the same peer joins
+        it instead: releasing a batch of keys is one message per worker, not one per
+        key, and what each peer receives keeps its order.
+        """
+        freeing = self._freeing
+        if type(message) is p.FreeKeys:
+            keys = freeing.get(to)
+            if keys is not None:
+                keys.extend(message.keys)
+                return
+            message = p.FreeKeys(list(message.keys))
+            freeing[to] = message.keys
+        elif freeing:
+            freeing.pop(to, None)
         self._out.append(Send(to, message))
 
     def close(self, to: str, code: int, reason: str) -> None:
         """Ask the shell to close a peer's connection; it will report PeerLeft."""
+        self._freeing.pop(to, None)
         self._out.append(Close(to, code, reason))
 
     def push_ready(self, task: TaskRecord) -> None:

@@ -73,6 +73,15 @@ class ReleaseSlot:
 
 
 @attrs.frozen
+class PassSlot:
+    """``old`` ended and ``new`` started on its slot, in ``old``'s thread: the token
+    changes borrower (release for ``old``, acquire for ``new``); ``new`` is running."""
+
+    old: LocalRun
+    new: LocalRun
+
+
+@attrs.frozen
 class FetchInputs:
     """Fetch ``run``'s missing inputs from other workers."""
 
@@ -144,6 +153,37 @@ class WorkerState:
         # SECEDED: nothing held; FETCHING/QUEUED: it never started (inputs lost)
         self._out.append(SendMessage(report))
         return self._fill()
+
+    def hand_over(self, run: LocalRun, report: Any,
+                  may_take: Any) -> tuple[LocalRun | None, list[Any]]:
+        """A RUNNING ``run`` ended, and its thread could start the next run at once.
+
+        If no run waits to rejoin (those come first) and the best queued run satisfies
+        ``may_take(run)``, the slot passes to it: ``run`` is done, the next run is
+        RUNNING, ``holding`` is unchanged, and the commands are ``SendMessage(report)``
+        then ``PassSlot``. Otherwise nothing changes and ``(None, [])`` is returned: end
+        ``run`` with ``run_ended`` as usual. Same outcome as ``run_ended`` followed by
+        the ``StartRun`` its ``_fill`` would give, without a trip through the shell.
+        """
+        if self.runs.get(run.key) is not run or run.state is not RunState.RUNNING or self._rejoining:
+            return None, []
+        ready = self._ready
+        while ready:
+            _, key = ready[0]
+            nxt = self.runs.get(key)
+            if nxt is not None and nxt.state is RunState.QUEUED:
+                break
+            heapq.heappop(ready)  # stale entry
+        else:
+            return None, []
+        if not may_take(nxt):
+            return None, []
+        heapq.heappop(ready)
+        del self.runs[run.key]
+        nxt.state = RunState.RUNNING
+        self._out.append(SendMessage(report))
+        self._out.append(PassSlot(run, nxt))
+        return nxt, self._flush()
 
     def secede(self, run: LocalRun) -> list[Any]:
         """``run`` gives its slot back (secede(), worker_client(), an async wait)."""

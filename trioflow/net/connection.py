@@ -18,11 +18,19 @@ import urllib.parse
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
+import attrs
 import trio
-from trio_websocket import ConnectionClosed, HandshakeError, WebSocketConnection, open_websocket_url
+from trio_websocket import (
+    CloseReason,
+    ConnectionClosed,
+    HandshakeError,
+    WebSocketConnection,
+    open_websocket_url,
+)
 
 from ..errors import AuthenticationError, ClientClosedError, LocalProtocolError
 from ..protocol import PROTOCOL_VERSION, Heartbeat, decode_frame, encode_frame
+from ..protocol.messages import SPECS
 
 logger = logging.getLogger(__name__)
 
@@ -71,6 +79,10 @@ class PeerConnection:
         self.send_timeout = SEND_TIMEOUT
         self.last_received = trio.current_time()
         self.last_sent = trio.current_time()
+        #: when the frame being sent now started going out (None: not sending); the
+        #: heartbeat task cancels ``_send_scope`` once it is ``send_timeout`` old
+        self._sending_since: float | None = None
+        self._send_scope: trio.CancelScope | None = None
 
     def __repr__(self) -> str:
         return f"<PeerConnection {self.name} queued={len(self._outbox)} closed={self.closed}>"
@@ -124,32 +136,40 @@ class PeerConnection:
                 return
 
     async def run_writer(self) -> None:
-        """Send queued messages until the connection closes. Run it in a nursery."""
+        """Send queued messages until the connection closes. Run it in a nursery.
+
+        A peer that does not read cannot stall us: a frame not taken within
+        ``send_timeout`` closes the connection with CLOSE_TOO_SLOW. The heartbeat task
+        (``run_heartbeats``, which must run too) enforces it, so a frame costs no cancel
+        scope of its own.
+        """
         try:
-            while True:
-                await self._wakeup.wait()
-                # one scheduling round before sending: whatever else is runnable now
-                # (other readers, task completions) adds to this frame instead of the next
-                await trio.lowlevel.cancel_shielded_checkpoint()
-                if self.linger is not None:
-                    await self._linger()
-                self._wakeup = trio.Event()
-                batch, self._outbox = self._outbox, []
-                if not batch:
-                    continue
-                # a peer that does not read cannot stall us: past the timeout it is dropped
-                with trio.fail_after(self.send_timeout):
+            with trio.CancelScope() as self._send_scope:
+                while True:
+                    await self._wakeup.wait()
+                    # one scheduling round before sending: whatever else is runnable
+                    # now (other readers, task completions) adds to this frame instead
+                    # of the next
+                    await trio.lowlevel.cancel_shielded_checkpoint()
+                    if self.linger is not None:
+                        await self._linger()
+                    self._wakeup = trio.Event()
+                    batch, self._outbox = self._outbox, []
+                    if not batch:
+                        continue
+                    self._sending_since = trio.current_time()
                     for frame in self._encode(batch):
                         await self.ws.send_message(frame)
-                self.frames_sent += 1
-                self.messages_sent += len(batch)
-                self.last_sent = trio.current_time()
-        except ConnectionClosed:
-            self.closed = True
-        except trio.TooSlowError:
+                    self._sending_since = None
+                    self.frames_sent += 1
+                    self.messages_sent += len(batch)
+                    self.last_sent = trio.current_time()
+            # only the heartbeat task cancels this scope: the peer took too long
             logger.warning("%s: not reading for %ss; dropping it", self.name, self.send_timeout)
             self.closed = True
             await self.ws.aclose(CLOSE_TOO_SLOW, "too slow")
+        except ConnectionClosed:
+            self.closed = True
         except LocalProtocolError:
             logger.exception("%s: cannot send a message", self.name)
             raise
@@ -160,11 +180,20 @@ class PeerConnection:
         one. A task of its own: a timeout around every writer wake-up costs a cancel
         scope per frame on the hot path."""
         while not self.closed:
-            quiet = trio.current_time() - self.last_sent
+            now = trio.current_time()
+            since = self._sending_since
+            if since is not None and now - since >= self.send_timeout:
+                assert self._send_scope is not None
+                self._send_scope.cancel()
+                return
+            quiet = now - self.last_sent
             if quiet >= self.heartbeat_interval:
                 self.send(Heartbeat())
                 quiet = 0.0
-            await trio.sleep(self.heartbeat_interval - quiet)
+            wake = self.heartbeat_interval - quiet
+            if since is not None:
+                wake = min(wake, since + self.send_timeout - now)
+            await trio.sleep(wake)
 
     async def flush(self) -> None:
         """Send whatever is queued now (used before closing)."""
@@ -187,6 +216,113 @@ class PeerConnection:
                 await self.ws.aclose(code, reason[:120])
             except Exception:  # the socket may already be broken; closing is best effort
                 logger.debug("%s: error while closing", self.name, exc_info=True)
+
+
+class LocalConnection:
+    """One end of an in-process link: a client talking to a scheduler on its own loop.
+
+    It has ``PeerConnection``'s interface without a socket, WebSocket framing or codec:
+    ``send`` appends the message to the other end's inbox, and ``receive`` returns
+    everything queued there since the last call (one "frame", one scheduler event). A
+    local cluster's own client thus skips two encodes, two decodes, two WebSocket
+    frames and two system calls per round trip.
+
+    Messages are immutable values on both sides and are passed as they are. A message
+    with free-form (``Any``) fields goes through the codec anyway, so the receiver sees
+    exactly what a socket would deliver (lists, not tuples).
+    """
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.version = PROTOCOL_VERSION
+        self.peer: LocalConnection | None = None
+        self.closed = False
+        self._inbox: list[Any] = []
+        self._arrived = trio.Event()
+        #: set when the other end closed: (code, reason)
+        self._close_reason: CloseReason | None = None
+        self.linger: Callable[[], bool] | None = None
+        self.frames_sent = 0
+        self.messages_sent = 0
+        self.heartbeat_interval = HEARTBEAT_INTERVAL
+        self.last_received = trio.current_time()
+        self.last_sent = trio.current_time()
+        self._sending_since: float | None = None  # never: send() delivers at once
+
+    def __repr__(self) -> str:
+        return f"<LocalConnection {self.name} closed={self.closed}>"
+
+    def send(self, message: Any) -> None:
+        if self.closed:
+            return
+        peer = self.peer
+        assert peer is not None
+        if peer.closed:
+            return
+        if type(message) in _COPIED:
+            message = decode_frame(encode_frame([message], self.version), self.version)[0]
+        peer._inbox.append(message)
+        peer._arrived.set()
+        self.messages_sent += 1
+
+    async def receive(self) -> list[Any]:
+        while not self._inbox:
+            if self._close_reason is not None:
+                raise ConnectionClosed(self._close_reason)
+            if self.closed:
+                raise ConnectionClosed(CloseReason(1000, "closed here"))
+            await self._arrived.wait()
+            self._arrived = trio.Event()
+        messages, self._inbox = self._inbox, []
+        self.last_received = trio.current_time()
+        return messages
+
+    def unread(self, messages: list[Any]) -> None:
+        self._inbox = list(messages) + self._inbox
+        if self._inbox:
+            self._arrived.set()
+
+    async def run_writer(self) -> None:
+        """Nothing to write (``send`` delivers): sleeps until cancelled."""
+        await trio.sleep_forever()
+
+    run_heartbeats = PeerConnection.run_heartbeats
+
+    async def flush(self) -> None:
+        """Nothing is ever held back."""
+        await trio.lowlevel.checkpoint()
+
+    async def aclose(self, code: int = 1000, reason: str = "") -> None:
+        """Close both ends: the other one's ``receive`` raises ConnectionClosed with
+        ``code`` once it has taken what was sent before."""
+        self.close(code, reason)
+        await trio.lowlevel.checkpoint()
+
+    def close(self, code: int = 1000, reason: str = "") -> None:
+        """``aclose`` without a checkpoint (usable while being cancelled)."""
+        if self.closed:
+            return
+        self.closed = True
+        self._arrived.set()
+        peer = self.peer
+        if peer is not None and peer._close_reason is None and not peer.closed:
+            peer._close_reason = CloseReason(code, reason[:120])
+            peer._arrived.set()
+
+
+def local_pair(name_a: str, name_b: str) -> tuple[LocalConnection, LocalConnection]:
+    """Two connected ends of an in-process link."""
+    a, b = LocalConnection(name_a), LocalConnection(name_b)
+    a.peer, b.peer = b, a
+    return a, b
+
+
+def _has_free_form_fields(cls: type) -> bool:
+    return any("Any" in repr(f.type) for f in attrs.fields(cls))
+
+
+#: message types that a LocalConnection copies through the codec
+_COPIED = frozenset(cls for cls in SPECS if _has_free_form_fields(cls))
 
 
 @contextlib.asynccontextmanager

@@ -16,10 +16,12 @@ This module never imports ``serialize``: payloads stay opaque bytes here.
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 import itertools
 import logging
 import ssl
+from collections.abc import AsyncIterator
 from typing import Any
 
 import trio
@@ -29,7 +31,13 @@ from .. import protocol as p
 from ..core.events import Close, MessagesReceived, PeerJoined, PeerLeft, Send
 from ..core.scheduler import DEFAULT_INLINE_LIMIT, SchedulerState
 from ..errors import AuthenticationError, ProtocolVersionError, RemoteProtocolError
-from .connection import DEFAULT_MAX_MESSAGE_SIZE, RECEIVE_BUFFER_SIZE, PeerConnection
+from .connection import (
+    DEFAULT_MAX_MESSAGE_SIZE,
+    RECEIVE_BUFFER_SIZE,
+    LocalConnection,
+    PeerConnection,
+    local_pair,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -169,11 +177,53 @@ class SchedulerServer:
             logger.warning("peer %s sent no Hello in %ss", request.remote, HANDSHAKE_TIMEOUT)
             await conn.aclose(p.CLOSE_PROTOCOL_ERROR, "no hello in time")
             return
+        await self._run_peer(conn, hello, request.remote)
+
+    @contextlib.asynccontextmanager
+    async def open_local_peer(self, name: str = "local") -> AsyncIterator[LocalConnection]:
+        """An in-process connection to this scheduler, for a client on the same Trio
+        loop (a local cluster's own client): the same handshake and the same per-peer
+        handling as over WebSocket, without sockets, framing or codec. Closes on exit."""
+        if self._nursery is None:
+            raise RuntimeError("the scheduler is not serving")
+        here, there = local_pair(f"scheduler ({name})", name)
+        self._nursery.start_soon(self._serve_local_peer, there)
+        try:
+            yield here
+        finally:
+            with trio.CancelScope(shield=True):
+                await here.aclose(1000, "bye")
+
+    async def _serve_local_peer(self, conn: LocalConnection) -> None:
+        try:
+            try:
+                with trio.fail_after(HANDSHAKE_TIMEOUT):
+                    messages = await conn.receive()
+                if len(messages) != 1 or not isinstance(messages[0], p.Hello):
+                    raise RemoteProtocolError("the first frame must hold exactly one hello")
+                hello = self._check_hello(conn, messages[0])
+            except (RemoteProtocolError, AuthenticationError) as exc:
+                code = p.CLOSE_AUTH_FAILED if isinstance(exc, AuthenticationError) else (
+                    p.CLOSE_VERSION_MISMATCH if isinstance(exc, ProtocolVersionError)
+                    else p.CLOSE_PROTOCOL_ERROR)
+                logger.warning("refused local peer: %s", exc)
+                await conn.aclose(code, str(exc))
+                return
+            await self._run_peer(conn, hello, "this process")
+        except (ConnectionClosed, trio.TooSlowError):
+            pass
+        except Exception:
+            logger.exception("error while serving a local peer")
+        finally:
+            conn.close(1001, "the scheduler stopped")  # as a socket would be, on shutdown
+
+    async def _run_peer(self, conn: Any, hello: Any, remote: Any) -> None:
+        """Serve one peer that has said Hello, until it leaves or is dropped."""
         peer_id = f"{hello.role[0]}{next(self._ids)}"
         conn.name = f"{hello.role} {hello.name or peer_id} ({peer_id})"
         self.conns[peer_id] = conn
         conn.send(p.Welcome(conn.version, peer_id, "scheduler", self.state.inline_limit))
-        logger.info("%s joined from %s", conn.name, request.remote)
+        logger.info("%s joined from %s", conn.name, remote)
         dropped = False
         try:
             with trio.CancelScope() as scope:
@@ -194,7 +244,7 @@ class SchedulerServer:
             self._execute(self.state.handle(PeerLeft(peer_id)))
             self._changed_now()
             logger.info("%s left", conn.name)
-        if dropped:
+        if dropped and not isinstance(conn, LocalConnection):
             conn.closed = True  # its link is dead: a close handshake would only wait
         else:
             await conn.aclose(1000, "bye")
@@ -207,7 +257,9 @@ class SchedulerServer:
         messages = p.decode_frame(data, None)
         if len(messages) != 1 or not isinstance(messages[0], p.Hello):
             raise RemoteProtocolError("the first frame must hold exactly one hello")
-        hello = messages[0]
+        return self._check_hello(conn, messages[0])
+
+    def _check_hello(self, conn: Any, hello: Any) -> Any:
         conn.version = p.choose_version(hello.versions)
         if hello.role not in ("client", "worker"):
             raise RemoteProtocolError(f"unknown role {hello.role!r}")
@@ -217,7 +269,7 @@ class SchedulerServer:
             raise AuthenticationError("wrong or missing token (set TRIOFLOW_TOKEN or --token-file)")
         return hello
 
-    async def _read(self, peer_id: str, conn: PeerConnection) -> None:
+    async def _read(self, peer_id: str, conn: Any) -> None:
         while True:
             try:
                 messages = await conn.receive()

@@ -3,8 +3,12 @@
 Theory of operation:
 
 * One Trio task reads the scheduler connection and feeds ``WorkerState`` (the ledger);
-  the commands that come back are executed here, in order, on the loop. The ledger is
-  only touched on the loop: task threads reach it with ``TrioToken.run_sync_soon``.
+  the commands that come back are executed here, in order, on the loop. The ledger sits
+  behind a lock (``_LockedLedger``) for one thread-side event: a task thread whose run
+  ended takes the next queued run itself (``hand_over``), so a stream of short tasks
+  costs no loop round trip per task; the loop applies the commands of that event later,
+  in order with everything else the thread sent (``Session.call_in_order``). Every
+  other event reaches the ledger on the loop.
 * Slots are one ``trio.CapacityLimiter(nthreads)``; each run is its own borrower, so
   ``secede()`` from the task's thread can give back exactly that run's token.
 * Sync tasks run on ``SlotThreads``; ``async def`` tasks run as Trio tasks here and
@@ -22,6 +26,7 @@ from __future__ import annotations
 import logging
 import os
 import ssl
+import threading
 import time
 from functools import partial
 from typing import Any
@@ -99,7 +104,9 @@ class WorkerNode:
         self.inline_limit = inline_limit
         self.max_message_size = max_message_size
         self.peer_timeout = peer_timeout
-        self.ledger = wcore.WorkerState(nthreads)
+        self.ledger = _LockedLedger(wcore.WorkerState(nthreads))
+        #: nesting of sync runs on this thread (a helping thread runs jobs inside a run)
+        self._thread_runs = threading.local()
         self.limiter: trio.CapacityLimiter | None = None
         self.threads = SlotThreads(nthreads + max_parked_threads, name=f"trioflow-{self.name}")
         #: results and scattered values held here, and the bulk data path
@@ -135,8 +142,6 @@ class WorkerNode:
 
     async def serve(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Run until the scheduler connection closes or this is cancelled."""
-        import threading
-
         self.limiter = trio.CapacityLimiter(self.nthreads)
         self._token = trio.lowlevel.current_trio_token()
         self._loop_thread = threading.get_ident()
@@ -220,8 +225,6 @@ class WorkerNode:
 
     def call_on_loop(self, fn: Any, *args: Any) -> None:
         """Run ``fn(*args)`` on the worker's loop: now if we are on it, else soon."""
-        import threading
-
         if threading.get_ident() == self._loop_thread:
             fn(*args)
         else:
@@ -237,8 +240,9 @@ class WorkerNode:
             return
         self.closing = True
         self.conn.send(p.WorkerClosing())
-        queued = [r for r in self.ledger.runs.values()
-                  if r.state in (wcore.RunState.QUEUED, wcore.RunState.FETCHING)]
+        with self.ledger.lock:  # task threads may take queued runs meanwhile
+            queued = [r for r in self.ledger.runs.values()
+                      if r.state in (wcore.RunState.QUEUED, wcore.RunState.FETCHING)]
         self._execute(self.ledger.steal([r.key for r in queued], [r.run_id for r in queued]))
         with trio.move_on_after(grace):
             await self.wait_idle()
@@ -265,6 +269,9 @@ class WorkerNode:
                 self._start(cmd.run)
             elif t is wcore.ReleaseSlot:
                 limiter.release_on_behalf_of(cmd.run)
+            elif t is wcore.PassSlot:  # the new run is already running on the old one's thread
+                limiter.release_on_behalf_of(cmd.old)
+                self._acquire(cmd.new)
             elif t is wcore.GrantRejoin:
                 self._acquire(cmd.run)
                 ctx = self.contexts.get(cmd.run.key)
@@ -403,7 +410,24 @@ class WorkerNode:
         return p.TaskErred(spec.key, spec.run_id, blob, tname, text, tb)
 
     def _run_sync(self, ctx: RunContext) -> None:
-        """Body of a sync run, on a task thread."""
+        """A sync run on a task thread, then the queued runs it hands its slot to.
+
+        At the top of a thread's stack, a run that ends takes the best queued run itself
+        (``hand_over``) instead of a round trip through the loop per task. Not while
+        helping (a job run inside a waiting task): that thread must return to its own
+        wait, and helping is limited to deeper work.
+        """
+        nesting = self._thread_runs
+        depth = nesting.depth = getattr(nesting, "depth", 0) + 1
+        try:
+            next_ctx: RunContext | None = ctx
+            while next_ctx is not None:
+                next_ctx = self._run_one_sync(next_ctx, depth == 1)
+        finally:
+            nesting.depth = depth - 1
+
+    def _run_one_sync(self, ctx: RunContext, may_hand_over: bool) -> RunContext | None:
+        """Run ``ctx``'s task; return the context of the run taken next, if any."""
         spec = ctx.run.spec
         reset = _current.set(ctx)
         value = blob = None
@@ -421,10 +445,47 @@ class WorkerNode:
             report, ok = self._erred(spec, exc), False
         finally:
             _current.reset(reset)
-            try:
-                self.call_on_loop(self._run_done, ctx, ok, value, blob, report)
-            except trio.RunFinishedError:
-                pass  # the worker stopped while this thread ran
+        if may_hand_over:
+            next_ctx = self._hand_over(ctx, ok, value, blob, report)
+            if next_ctx is not None:
+                return next_ctx
+        try:
+            self.call_on_loop(self._run_done, ctx, ok, value, blob, report)
+        except trio.RunFinishedError:
+            pass  # the worker stopped while this thread ran
+        return None
+
+    def _hand_over(self, ctx: RunContext, ok: bool, value: Any, blob: bytes | None,
+                   report: Any) -> RunContext | None:
+        """On ``ctx``'s thread: end its run and start the best queued sync run on its
+        slot, if the ledger allows. The loop learns of both in order with what the run
+        sent (``_handed_over``), so the scheduler sees the report after the run's own
+        messages, as with ``_run_done``."""
+        session = self.session
+        if session is None or session.closed is not None or self.closing:
+            return None
+        run = ctx.run
+        nxt, commands = self.ledger.hand_over(run, report, _may_take)
+        if nxt is None:
+            return None
+        next_ctx = RunContext(self, nxt, False)
+        self.contexts[nxt.key] = next_ctx
+        try:
+            session.call_in_order(self._handed_over, ctx, ok, value, blob, commands, next_ctx)
+        except Exception:  # the connection closed: the worker is stopping
+            return None
+        return next_ctx
+
+    def _handed_over(self, ctx: RunContext, ok: bool, value: Any, blob: bytes | None,
+                     commands: list[Any], next_ctx: RunContext) -> None:
+        """On the loop: ``ctx``'s run ended and ``next_ctx``'s started on its slot."""
+        self._ended(ctx, ok, value, blob, commands[0].message)
+        self._execute(commands)
+        if ok and self.session is not None:
+            self.session.finished_here(ctx.run.key, commands[0].message)
+        if self._durations.get(next_ctx.run.spec.fn_id, 1.0) < SHORT_RUN:
+            next_ctx.short = True
+            self._short_running += 1
 
     async def _run_async(self, ctx: RunContext) -> None:
         spec = ctx.run.spec
@@ -444,6 +505,19 @@ class WorkerNode:
     def _run_done(self, ctx: RunContext, ok: bool, value: Any, blob: bytes | None,
                   report: Any) -> None:
         run = ctx.run
+        self._ended(ctx, ok, value, blob, report)
+        if self.ledger.runs.get(run.key) is run:
+            self._execute(self.ledger.run_ended(run, report))
+            if ok and self.session is not None:
+                # a task here waiting on this one wakes now, not a scheduler round trip
+                # later; the scheduler still sees TaskFinished before anything the waiter
+                # does next (same connection, queued first), so its wait-for graph holds
+                self.session.finished_here(run.key, report)
+
+    def _ended(self, ctx: RunContext, ok: bool, value: Any, blob: bytes | None,
+               report: Any) -> None:
+        """Loop-side bookkeeping of a run that returned or raised (before the ledger)."""
+        run = ctx.run
         if ctx.short:
             ctx.short = False
             self._short_running -= 1
@@ -457,13 +531,6 @@ class WorkerNode:
                 self.blobs[run.key] = blob
         if self.contexts.get(run.key) is ctx:
             del self.contexts[run.key]
-        if self.ledger.runs.get(run.key) is run:
-            self._execute(self.ledger.run_ended(run, report))
-            if ok and self.session is not None:
-                # a task here waiting on this one wakes now, not a scheduler round trip
-                # later; the scheduler still sees TaskFinished before anything the waiter
-                # does next (same connection, queued first), so its wait-for graph holds
-                self.session.finished_here(run.key, report)
 
     async def _fetch_inputs(self, run: wcore.LocalRun) -> None:
         """Get a run's inputs that are not here yet: from their holders over the bulk
@@ -509,6 +576,71 @@ class WorkerNode:
             "overflow_threads": self.threads.overflow,
             "data": len(self.data),
         }
+
+
+def _may_take(run: wcore.LocalRun) -> bool:
+    """A task thread may start ``run`` itself: sync runs only (async ones run on the loop)."""
+    return not run.spec.is_async
+
+
+class _LockedLedger:
+    """The worker's ``WorkerState`` behind a lock.
+
+    Task threads call ``hand_over`` while the loop calls everything else, so every event
+    takes the lock. Attribute reads (``runs``, ``holding``) pass through unlocked: a
+    task thread only changes the run that just ended on it and the queued run it takes.
+    """
+
+    def __init__(self, state: wcore.WorkerState) -> None:
+        self.state = state
+        self.lock = threading.Lock()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.state, name)
+
+    def __repr__(self) -> str:
+        return f"<locked {self.state!r}>"
+
+    def task_assigned(self, spec: p.ComputeTask, needs_fetch: bool) -> list[Any]:
+        with self.lock:
+            return self.state.task_assigned(spec, needs_fetch)
+
+    def inputs_arrived(self, run: wcore.LocalRun) -> list[Any]:
+        with self.lock:
+            return self.state.inputs_arrived(run)
+
+    def run_ended(self, run: wcore.LocalRun, report: Any) -> list[Any]:
+        with self.lock:
+            return self.state.run_ended(run, report)
+
+    def hand_over(self, run: wcore.LocalRun, report: Any,
+                  may_take: Any) -> tuple[wcore.LocalRun | None, list[Any]]:
+        with self.lock:
+            return self.state.hand_over(run, report, may_take)
+
+    def secede(self, run: wcore.LocalRun) -> list[Any]:
+        with self.lock:
+            return self.state.secede(run)
+
+    def rejoin(self, run: wcore.LocalRun) -> list[Any]:
+        with self.lock:
+            return self.state.rejoin(run)
+
+    def cancel_rejoin(self, run: wcore.LocalRun) -> list[Any]:
+        with self.lock:
+            return self.state.cancel_rejoin(run)
+
+    def steal(self, keys: list[str], run_ids: list[int]) -> list[Any]:
+        with self.lock:
+            return self.state.steal(keys, run_ids)
+
+    def counts(self) -> dict[str, int]:
+        with self.lock:
+            return self.state.counts()
+
+    def check(self) -> None:
+        with self.lock:
+            self.state.check()
 
 
 async def _expect_welcome(conn: PeerConnection) -> Any:

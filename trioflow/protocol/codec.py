@@ -10,13 +10,17 @@ version becomes a :class:`~trioflow.errors.RemoteProtocolError`, and nothing els
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import operator
+import types
+import typing
+from collections.abc import Callable, Iterable
 from typing import Any
 
+import attrs
 import msgpack
 
 from ..errors import ProtocolVersionError, RemoteProtocolError
-from .messages import from_wire, to_wire
+from .messages import SPECS, TAGS, from_wire, to_wire
 
 #: The protocol major version this code speaks. Bump on any incompatible change.
 PROTOCOL_VERSION = 1
@@ -31,9 +35,104 @@ CLOSE_REPLACED = 4005
 
 
 
+# --------------------------------------------------------------------------- fast paths
+#
+# ``to_wire``/``from_wire`` (messages.py) are the definition. Per message class, the
+# codec compiles equivalents once: an attrgetter for encoding, and a decoder that checks
+# every field inline (the same rules as ``messages._checker``) and calls the class.
+# Anything the compiled decoder does not accept as-is (missing trailing fields, a field
+# of the wrong type, a class it cannot compile) goes to ``from_wire``, which fills the
+# defaults or raises the RemoteProtocolError. So the results, and the errors, are
+# exactly ``from_wire``'s.
+
+def _condition(tp: Any, v: str, depth: int = 0) -> str | None:
+    """Python source testing that ``v`` fits annotation ``tp`` (None: anything fits)."""
+    origin = typing.get_origin(tp)
+    if tp is Any:
+        return None
+    if tp is float:
+        return f"(type({v}) is float or type({v}) is int)"
+    if tp in (str, bytes, int, bool):
+        return f"type({v}) is {tp.__name__}"
+    if tp is type(None):
+        return f"{v} is None"
+    if origin is list:
+        (item,) = typing.get_args(tp)
+        x = f"x{depth}"
+        inner = _condition(item, x, depth + 1)
+        if inner is None:
+            return f"type({v}) is list"
+        return f"(type({v}) is list and all({inner} for {x} in {v}))"
+    if origin in (typing.Union, types.UnionType):
+        parts = [_condition(a, v, depth) for a in typing.get_args(tp)]
+        if any(part is None for part in parts):
+            return None
+        return "(" + " or ".join(parts) + ")"  # type: ignore[arg-type]
+    raise TypeError(f"no fast check for {tp!r}")
+
+
+def _compile_decoder(cls: type) -> Callable[[list[Any]], Any] | None:
+    fields = attrs.fields(cls)
+    n = len(fields)
+    try:
+        conditions = [_condition(f.type, f"v{i}") for i, f in enumerate(fields)]
+    except TypeError:
+        return None
+    lines = ["def decode(item):", f"    if len(item) < {n + 1}:", "        return slow(item)"]
+    for i, cond in enumerate(conditions):
+        lines.append(f"    v{i} = item[{i + 1}]")
+        if cond is not None:
+            lines.append(f"    if not {cond}:")
+            lines.append("        return slow(item)")
+    lines.append("    return cls(" + ", ".join(f"v{i}" for i in range(n)) + ")")
+    namespace: dict[str, Any] = {"cls": cls, "slow": from_wire}
+    exec(compile("\n".join(lines), f"<decoder {cls.__name__}>", "exec"), namespace)
+    return namespace["decode"]  # type: ignore[no-any-return]
+
+
+def _compile_encoder(cls: type) -> Callable[[Any], list[Any]]:
+    tag, n, _, names = SPECS[cls]
+    if n == 0:
+        return lambda msg: [tag]
+    if n == 1:
+        get1 = operator.attrgetter(names[0])
+        return lambda msg: [tag, get1(msg)]
+    get = operator.attrgetter(*names)
+    return lambda msg: [tag, *get(msg)]
+
+
+#: wire tag -> compiled decoder, message class -> compiled encoder (filled lazily, so
+#: message classes registered after this module loads are covered too)
+_DECODERS: dict[str, Callable[[list[Any]], Any]] = {}
+_ENCODERS: dict[type, Callable[[Any], list[Any]]] = {}
+
+
+def _decoder(tag: str) -> Callable[[list[Any]], Any]:
+    cls = TAGS.get(tag)
+    decode = _compile_decoder(cls) if cls is not None else None
+    if decode is None:
+        return from_wire
+    _DECODERS[tag] = decode
+    return decode
+
+
+def _encoder(cls: type) -> Callable[[Any], list[Any]]:
+    if cls not in SPECS:
+        return to_wire
+    encode = _ENCODERS[cls] = _compile_encoder(cls)
+    return encode
+
+
 def encode_frame(messages: Iterable[Any], version: int = PROTOCOL_VERSION) -> bytes:
     """Encode messages as one frame."""
-    return msgpack.packb([version, [to_wire(m) for m in messages]], use_bin_type=True)
+    encoders = _ENCODERS
+    items = []
+    for m in messages:
+        encode = encoders.get(type(m))
+        if encode is None:
+            encode = _encoder(type(m))
+        items.append(encode(m))
+    return msgpack.packb([version, items], use_bin_type=True)
 
 
 def decode_frame(data: bytes | str, version: int | None = PROTOCOL_VERSION) -> list[Any]:
@@ -53,7 +152,17 @@ def decode_frame(data: bytes | str, version: int | None = PROTOCOL_VERSION) -> l
         raise RemoteProtocolError("a frame must be [version, [messages]]")
     if version is not None and frame[0] != version:
         raise ProtocolVersionError(f"frame has protocol version {frame[0]!r}, expected {version}")
-    return [from_wire(item) for item in frame[1]]
+    decoders = _DECODERS
+    messages = []
+    for item in frame[1]:
+        if type(item) is list and item and type(item[0]) is str:
+            decode = decoders.get(item[0])
+            if decode is None:
+                decode = _decoder(item[0])
+            messages.append(decode(item))
+        else:
+            messages.append(from_wire(item))  # raises the right RemoteProtocolError
+    return messages
 
 
 def choose_version(offered: list[int]) -> int:
