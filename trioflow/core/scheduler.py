@@ -78,6 +78,9 @@ class SchedulerState:
         #: deadlock reports issued so far (for introspection and tests)
         self.deadlocks: list[str] = []
         self._out: list[Any] = []
+        #: worker id -> the key list of the FreeKeys at the end of ``_out`` for it, which
+        #: later frees in this event join (until something else is sent to that worker)
+        self._free_open: dict[str, list[str]] = {}
         self._dispatch: dict[type, Callable[[SchedulerState, str, Any], None]] = {
             p.RegisterFunction: tasks.register_function,
             p.SubmitTask: tasks.submit_task,
@@ -126,13 +129,29 @@ class SchedulerState:
             self.deadlock_dirty = False
             deadlock.check(self)
         out, self._out = self._out, []
+        self._free_open.clear()
         return out
 
     # ------------------------------------------------------------------ helpers for handlers
 
     def send(self, to: str, message: Any) -> None:
         """Queue a message for a peer."""
+        if to in self._free_open:
+            del self._free_open[to]  # later frees must follow this message
         self._out.append(Send(to, message))
+
+    def free_key(self, worker_id: str, key: str) -> None:
+        """Tell a worker to drop its result for ``key``.
+
+        The frees of one event to one worker go out as one ``FreeKeys`` (releasing a
+        batch of keys is one message per holder, not one per key), at the place of the
+        first of them among the messages to that worker: per-peer order is unchanged.
+        """
+        keys = self._free_open.get(worker_id)
+        if keys is None:
+            keys = self._free_open[worker_id] = []
+            self._out.append(Send(worker_id, p.FreeKeys(keys)))
+        keys.append(key)
 
     def close(self, to: str, code: int, reason: str) -> None:
         """Ask the shell to close a peer's connection; it will report PeerLeft."""

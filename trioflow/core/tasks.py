@@ -138,7 +138,7 @@ def maybe_release(state: SchedulerState, task: TaskRecord) -> None:
         worker = state.workers.get(wid)
         if worker is not None:
             worker.has_what.discard(task.key)
-            state.send(wid, p.FreeKeys([task.key]))
+            state.free_key(wid, task.key)
     _unblock_waiters(state, task)
     for dep_key in task.deps:
         dep = state.tasks.get(dep_key)
