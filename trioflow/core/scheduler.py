@@ -30,6 +30,9 @@ from .records import PeerRecord, TaskRecord, TaskStatus, WorkerRecord
 DEFAULT_INLINE_LIMIT = 64 * 1024
 #: a task that was running on this many dying workers fails with KilledWorker
 DEFAULT_ALLOWED_FAILURES = 3
+#: rebuild the key containers once ``tasks`` has shrunk to a quarter of its peak, if the
+#: peak was at least this big (see ``SchedulerState._compact``)
+COMPACT_MIN = 4096
 
 
 class SchedulerState:
@@ -81,6 +84,8 @@ class SchedulerState:
         #: worker id -> the key list of the FreeKeys at the end of ``_out`` for it, which
         #: later frees in this event join (until something else is sent to that worker)
         self._free_open: dict[str, list[str]] = {}
+        #: the most tasks held since the key containers were last rebuilt
+        self._peak_tasks = 0
         self._dispatch: dict[type, Callable[[SchedulerState, str, Any], None]] = {
             p.RegisterFunction: tasks.register_function,
             p.SubmitTask: tasks.submit_task,
@@ -128,6 +133,11 @@ class SchedulerState:
         if self.deadlock_dirty:
             self.deadlock_dirty = False
             deadlock.check(self)
+        ntasks = len(self.tasks)
+        if ntasks > self._peak_tasks:
+            self._peak_tasks = ntasks
+        elif ntasks <= self._peak_tasks // 4 and self._peak_tasks >= COMPACT_MIN:
+            self._compact()
         out, self._out = self._out, []
         self._free_open.clear()
         return out
@@ -152,6 +162,22 @@ class SchedulerState:
             keys = self._free_open[worker_id] = []
             self._out.append(Send(worker_id, p.FreeKeys(keys)))
         keys.append(key)
+
+    def _compact(self) -> None:
+        """Rebuild the containers that held every key, after most keys were released.
+
+        Python dicts and sets never shrink when entries are removed: after a burst of a
+        million tasks, ``tasks`` and a client's ``wants`` would keep tables sized for a
+        million entries. Rebuilding them once ``tasks`` is down to a quarter of its peak
+        costs O(remaining) per 3/4 of the peak released: amortized O(1) per task.
+        Iteration order is kept (dicts) or irrelevant (sets are only iterated sorted).
+        """
+        self.tasks = dict(self.tasks)
+        for peer in self.peers.values():
+            peer.wants = set(peer.wants)
+        for worker in self.workers.values():
+            worker.has_what = set(worker.has_what)
+        self._peak_tasks = len(self.tasks)
 
     def close(self, to: str, code: int, reason: str) -> None:
         """Ask the shell to close a peer's connection; it will report PeerLeft."""
