@@ -35,6 +35,20 @@ DEFAULT_ALLOWED_FAILURES = 3
 COMPACT_MIN = 4096
 
 
+def heap_priority(priority: tuple[int, int, int]) -> int:
+    """``priority`` (user priority negated, depth negated, submission counter) as one int.
+
+    The order is the same as the tuples': the depth is > -2**63 and the counter in
+    [0, 2**64), so the last two fields span less than 2**128. The ready heap compares
+    one int instead of two nested tuples at each of its log2(n) levels, which was a
+    third of the cost of placing a task with 200,000 queued.
+    """
+    user, depth, counter = priority
+    if not user and not depth:
+        return counter  # the common case; shares the record's int
+    return (user << 128) + (depth << 64) + counter
+
+
 class SchedulerState:
     """Everything the scheduler knows, and the rules for changing it.
 
@@ -64,8 +78,9 @@ class SchedulerState:
         self.peers: dict[str, PeerRecord] = {}
         #: pickled functions by content id; opaque bytes
         self.functions: dict[str, bytes] = {}
-        #: ready tasks: (priority, key); lazily cleaned (entries may be stale)
-        self.ready: list[tuple[tuple[int, int, int], str]] = []
+        #: ready tasks: (``heap_priority(task.priority)``, key); lazily cleaned (entries
+        #: may be stale)
+        self.ready: list[tuple[int, str]] = []
         #: tasks whose worker restriction could not be met yet
         self.unplaceable: dict[str, TaskRecord] = {}
         #: all and only the runs that are seceded, by key
@@ -186,7 +201,7 @@ class SchedulerState:
     def push_ready(self, task: TaskRecord) -> None:
         """Mark ``task`` QUEUED and put it in the ready heap."""
         task.status = TaskStatus.QUEUED
-        heapq.heappush(self.ready, (task.priority, task.key))
+        heapq.heappush(self.ready, (heap_priority(task.priority), task.key))
 
     def next_request_id(self) -> int:
         self.request_counter += 1
