@@ -18,7 +18,8 @@ queued tasks at once. Two passes per size:
 
 * **cpu**: ``time.process_time`` summed over the ``SchedulerState.handle`` calls only
   (building messages and the fake peers are not counted; the garbage collector is on,
-  as in a real scheduler, and its time inside ``handle`` counts);
+  as in a real scheduler, and its time inside ``handle`` counts; ``--no-gc`` turns it
+  off to tell its share), the fastest of ``--repeats`` runs;
 * **memory**: the same run under ``tracemalloc``: bytes held with all N tasks queued
   (after the last submit frame), the peak, and bytes still held when every task is
   finished and released, all relative to the state just before the first submit; plus
@@ -192,15 +193,25 @@ def containers(state: SchedulerState) -> dict[str, int]:
 
 
 def measure_cpu(n: int, args: argparse.Namespace) -> dict[str, Any]:
-    d = Driver(n, args.batch, args.release_batch, args.duration)
-    d.join()
-    d.cpu = dict.fromkeys(d.cpu, 0.0)
-    d.submit_all()
-    d.run_all()
-    us = {k: v / n * 1e6 for k, v in d.cpu.items()}
-    us["total"] = sum(d.cpu.values()) / n * 1e6
-    return {"us_per_task": {k: round(v, 2) for k, v in us.items()}, "frames": d.frames,
-            "leftover": containers(d.state)}
+    """The fastest of ``args.repeats`` runs (other load on the machine only adds)."""
+    best: dict[str, Any] | None = None
+    for _ in range(args.repeats):
+        d = Driver(n, args.batch, args.release_batch, args.duration)
+        d.join()
+        d.cpu = dict.fromkeys(d.cpu, 0.0)
+        d.frames = dict.fromkeys(d.frames, 0)
+        d.submit_all()
+        d.run_all()
+        us = {k: v / n * 1e6 for k, v in d.cpu.items()}
+        us["total"] = sum(d.cpu.values()) / n * 1e6
+        if best is None or us["total"] < best["us_per_task"]["total"]:
+            best = {"us_per_task": {k: round(v, 2) for k, v in us.items()},
+                    "frames": d.frames, "leftover": containers(d.state)}
+        del d
+        gc.collect()
+    assert best is not None
+    best["repeats"] = args.repeats
+    return best
 
 
 def measure_memory(n: int, args: argparse.Namespace) -> dict[str, Any]:
@@ -268,12 +279,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--release-batch", type=int, default=1000, help="keys per ReleaseKeys")
     parser.add_argument("--duration", type=float, default=1e-5,
                         help="run duration the workers report (drives prefetch)")
+    parser.add_argument("--repeats", type=int, default=3,
+                        help="CPU passes per size; the fastest is reported")
+    parser.add_argument("--no-gc", action="store_true",
+                        help="disable the cyclic garbage collector (to tell its share)")
     parser.add_argument("--no-memory", action="store_true", help="skip the tracemalloc pass")
     parser.add_argument("--no-cpu", action="store_true", help="skip the CPU pass")
     parser.add_argument("--top", type=int, default=0,
                         help="show the N lines holding most memory after release")
     parser.add_argument("--output", type=Path, default=RESULTS / "scale.json")
     args = parser.parse_args(argv)
+    if args.no_gc:
+        gc.disable()
     rows = []
     for n in args.sizes:
         row: dict[str, Any] = {"tasks": n}
@@ -297,8 +314,9 @@ def main(argv: list[str] | None = None) -> int:
         "meta": {"date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
                  "command": "python -m benchmarks.scale " + shlex.join(argv if argv is not None
                                                                        else sys.argv[1:]),
-                 "batch": args.batch, "release_batch": args.release_batch,
-                 "duration": args.duration, "machine": describe_machine()},
+                 "batch": args.batch, "repeats": args.repeats, "release_batch": args.release_batch,
+                 "duration": args.duration,
+                 "gc": not args.no_gc, "machine": describe_machine()},
         "growth_total_us": flat, "rows": rows}
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(results, indent=1) + "\n", encoding="utf-8")
