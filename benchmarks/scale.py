@@ -250,6 +250,80 @@ def measure_memory(n: int, args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+def measure_cluster(n: int, chunk: int) -> dict[str, Any]:
+    """``n`` no-op tasks on a real cluster: a ``trioflow-scheduler`` process, two
+    ``trioflow-worker --nthreads 1`` processes, and a ``Client`` here that maps ``chunk``
+    tasks at a time, keeping two chunks in flight and gathering (then dropping) the
+    older one. Reports wall time, tasks/s, and the scheduler process's CPU and RSS."""
+    import os
+    import subprocess
+
+    import trioflow
+
+    from .harness import REPO
+    from .procfs import cpu_seconds, peak_rss_mb
+    from .task_bodies import noop as body
+
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
+
+    def cli(fn: str, *argv: str, **kw: Any) -> subprocess.Popen[str]:
+        code = f"import sys; from trioflow.cli import {fn}; sys.exit({fn}(sys.argv[1:]))"
+        return subprocess.Popen([sys.executable, "-c", code, *argv], cwd=REPO, env=env,
+                                text=True, **kw)
+
+    def rss_mb(pid: int) -> float:
+        with open(f"/proc/{pid}/status", encoding="ascii") as f:
+            line = next(x for x in f if x.startswith("VmRSS:"))
+        return round(int(line.split()[1]) * 1024 / 1e6, 1)
+
+    sched = cli("scheduler_main", "--port", "0", "--log-level", "warning",
+                stdout=subprocess.PIPE)
+    procs = [sched]
+    try:
+        assert sched.stdout is not None
+        address = sched.stdout.readline().strip()
+        procs += [cli("worker_main", address, "--nthreads", "1", "--name", f"worker-{i}")
+                  for i in range(2)]
+        with trioflow.Client(address) as client:
+            client.wait_for_workers(2, timeout=60)
+            client.gather(client.map(body, range(1000)))  # warm up
+            rss0, cpu0 = rss_mb(sched.pid), cpu_seconds(sched.pid)
+            samples = []
+            t0 = time.perf_counter()
+            inflight = client.map(body, range(min(chunk, n)))
+            done = 0
+            while inflight:
+                start = done + len(inflight)
+                nxt = client.map(body, range(start, min(n, start + chunk))) if start < n else []
+                values = client.gather(inflight)
+                if values[-1] != done + len(values) - 1:
+                    raise AssertionError("wrong values")
+                done += len(values)
+                del values
+                inflight = nxt
+                samples.append({"done": done, "s": round(time.perf_counter() - t0, 2),
+                                "rss_mb": rss_mb(sched.pid)})
+                print(f"    cluster: {done:,} done in {samples[-1]['s']:.0f} s, "
+                      f"scheduler RSS {samples[-1]['rss_mb']} MB", flush=True)
+            wall = time.perf_counter() - t0
+            time.sleep(1.0)  # let the last ReleaseKeys arrive
+            cpu = cpu_seconds(sched.pid) - cpu0
+            return {"tasks": n, "chunk": chunk, "wall_s": round(wall, 1),
+                    "tasks_per_s": round(n / wall), "scheduler_cpu_us_per_task": round(cpu / n * 1e6, 1),
+                    "scheduler_rss_mb": {"before": rss0, "after": rss_mb(sched.pid),
+                                         "peak": peak_rss_mb(sched.pid)},
+                    "samples": samples}
+    finally:
+        for proc in reversed(procs):
+            proc.terminate()
+        for proc in procs:
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
 def table(rows: list[dict[str, Any]]) -> str:
     head = (f"{'tasks':>9} | {'submit':>7} {'run':>7} {'release':>7} {'total':>7} µs/task"
             f" | {'B/queued':>9} {'objs/q':>6} {'B peak':>8} | {'B/released':>10} "
@@ -287,8 +361,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-cpu", action="store_true", help="skip the CPU pass")
     parser.add_argument("--top", type=int, default=0,
                         help="show the N lines holding most memory after release")
+    parser.add_argument("--cluster", type=int, metavar="N",
+                        help="instead: run N no-op tasks on a real cluster (scheduler and 2 "
+                        "worker processes x 1 thread) and add it to the results JSON")
+    parser.add_argument("--chunk", type=int, default=100_000,
+                        help="tasks per client.map in the --cluster run")
     parser.add_argument("--output", type=Path, default=RESULTS / "scale.json")
     args = parser.parse_args(argv)
+    if args.cluster:
+        run = measure_cluster(args.cluster, args.chunk)
+        run["date"] = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+        run["command"] = "python -m benchmarks.scale " + shlex.join(
+            argv if argv is not None else sys.argv[1:])
+        print(json.dumps({k: v for k, v in run.items() if k != "samples"}, indent=1))
+        old = json.loads(args.output.read_text(encoding="utf-8")) if args.output.exists() else {}
+        old["cluster"] = run
+        args.output.parent.mkdir(parents=True, exist_ok=True)
+        args.output.write_text(json.dumps(old, indent=1) + "\n", encoding="utf-8")
+        return 0
     if args.no_gc:
         gc.disable()
     rows = []
@@ -318,6 +408,10 @@ def main(argv: list[str] | None = None) -> int:
                  "duration": args.duration,
                  "gc": not args.no_gc, "machine": describe_machine()},
         "growth_total_us": flat, "rows": rows}
+    if args.output.exists():  # keep the last --cluster run
+        cluster = json.loads(args.output.read_text(encoding="utf-8")).get("cluster")
+        if cluster:
+            results["cluster"] = cluster
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(results, indent=1) + "\n", encoding="utf-8")
     print(f"results: {args.output}")
