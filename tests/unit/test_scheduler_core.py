@@ -326,3 +326,92 @@ def test_restricted_task_waits_for_its_busy_worker_not_for_a_new_one():
     assert s.tasks["pinned"].worker is None  # w0 is full; w1 is not allowed
     out = recv(s, "w0", finish("long"))
     assert [m.key for m in sent(out, to="w0", kind=p.ComputeTask)] == ["pinned"]
+
+
+def _run_batch(s, n, *, deps_every=0, release_batch=500):
+    """Submit ``n`` tasks in frames, let w0/w1 finish them all, release them in batches.
+
+    Task ``i`` depends on task ``i - 1`` when ``deps_every`` divides ``i``. Returns the
+    FreeKeys messages the workers got.
+    """
+    inbox = {"w0": [], "w1": []}
+    frees = []
+
+    def route(out):
+        for cmd in out:
+            if cmd.to in inbox:
+                inbox[cmd.to].append(cmd.message)
+
+    for start in range(0, n, 250):
+        frame = [submit(f"t{i}", deps=[f"t{i - 1}"] if deps_every and i % deps_every == 0
+                        and i > start else [])
+                 for i in range(start, min(n, start + 250))]
+        route(recv(s, "c", *frame))
+    # a queued task holds none of the per-task sets that are allocated on first use
+    # (but the one another task depends on has its ``dependents``)
+    queued = [t for t in s.tasks.values() if t.status is TaskStatus.QUEUED]
+    assert queued and all(t._waiting_on is None and t._waiters is None and t._who_has is None
+                          and t._deaths is None for t in queued)
+    needed = {d for t in s.tasks.values() for d in t.deps}
+    assert all((t._dependents is None) == (t.key not in needed) for t in queued)
+    finished = []
+    while len(finished) < n:
+        progressed = False
+        for w, msgs in inbox.items():
+            runs = [(m.key, m.run_id) for m in msgs if isinstance(m, p.ComputeTask)]
+            frees += [m for m in msgs if isinstance(m, p.FreeKeys)]
+            msgs.clear()
+            if runs:
+                progressed = True
+                finished += [k for k, _ in runs]
+                route(recv(s, w, *[finish(k, r) for k, r in runs]))
+        while len(finished) >= release_batch or (finished and not progressed):
+            batch, finished[:release_batch] = finished[:release_batch], []
+            n -= len(batch)
+            route(recv(s, "c", p.ReleaseKeys(batch)))
+        assert progressed or not finished
+    for msgs in inbox.values():
+        frees += [m for m in msgs if isinstance(m, p.FreeKeys)]
+    return frees
+
+
+def test_nothing_is_left_after_a_batch_is_finished_and_released(state):
+    """Structural: every container of the state is empty (or bounded) after a big batch."""
+    import sys
+
+    join(state, "w0", "worker", 1)
+    join(state, "w1", "worker", 1)
+    # above scheduler.COMPACT_MIN, so the key containers are rebuilt on the way down
+    frees = _run_batch(state, 6000, deps_every=7)
+    assert state.tasks == {}
+    assert state.ready == [] and state.unplaceable == {} and state.seceded == {}
+    assert state.scatters == [] and state.deadlocks == [] and state._freeing == {}
+    assert all(not w.processing and not w.has_what and w.occupying == 0 and w.blocked == 0
+               for w in state.workers.values())
+    assert all(not peer.wants for peer in state.peers.values())
+    assert list(state.functions) == ["f"] and list(state.durations) == ["f"]
+    # dict and set tables do not shrink by themselves: they were rebuilt, so they are
+    # sized for what was left at the last rebuild, not for the 6000 keys of the peak
+    assert sys.getsizeof(state.tasks) < sys.getsizeof({i: i for i in range(2000)})
+    assert sys.getsizeof(state.peers["c"].wants) < sys.getsizeof(set(range(2000)))
+    # a release of 500 keys frees them with one FreeKeys per holder, not one per key
+    # (plus the inputs freed when their last dependent finishes, in the workers' frames)
+    assert sum(len(m.keys) for m in frees) == 6000
+    assert len(frees) < 6000 // 100
+
+
+def test_frees_of_one_event_keep_their_order_with_other_messages(state):
+    join(state, "w", "worker", 1)
+    recv(state, "c", submit("a"), submit("b"))
+    recv(state, "w", finish("a"), finish("b"))
+    recv(state, "c", submit("x"))
+    assert state.tasks["x"].worker == "w"
+    # release a, cancel x (asks w for it back), release b
+    out = recv(state, "c", p.ReleaseKeys(["a"]), p.CancelKeys(["x"]), p.ReleaseKeys(["b"]))
+    assert [(type(m).__name__, m.keys) for m in sent(out, to="w")] == [
+        ("FreeKeys", ["a"]), ("StealTasks", ["x"]), ("FreeKeys", ["b"])]
+    # without a message in between, they are one
+    recv(state, "c", submit("y"), submit("z"))
+    recv(state, "w", finish("x"), finish("y"), finish("z"))
+    out = recv(state, "c", p.ReleaseKeys(["y"]), p.ReleaseKeys(["z"]))
+    assert sent(out, to="w") == [p.FreeKeys(["y", "z"])]

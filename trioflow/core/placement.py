@@ -55,7 +55,7 @@ def schedule(state: SchedulerState) -> None:
             if task is None or task.status is not TaskStatus.QUEUED:
                 heapq.heappop(ready)  # stale entry
                 continue
-            missing = [d for d in task.deps if not _available(state.tasks.get(d))]
+            missing = task.deps and [d for d in task.deps if not _available(state.tasks.get(d))]
             if missing:  # an input was lost since the task became ready: wait for it
                 heapq.heappop(ready)
                 task.status = TaskStatus.WAITING

@@ -13,6 +13,8 @@ Invariants (checked by :func:`trioflow.core.validate.check_scheduler`):
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
@@ -48,14 +50,18 @@ class TaskRecord:
     run_once: bool = False
     restrict: tuple[str, ...] = ()
     status: TaskStatus = TaskStatus.WAITING
+    # The sets below (and ``deaths``) are allocated on first access, through the
+    # properties of the same name installed after the class (see ``_lazy``): an empty
+    # set costs 216 bytes, and a queued task usually needs none of them. Code reads and
+    # writes ``task.waiting_on`` etc. as plain sets; ``_waiting_on`` is None until then.
     #: dependencies not in memory yet
-    waiting_on: set[str] = attrs.Factory(set)
+    _waiting_on: set[str] | None = None
     #: unfinished tasks that need this one's result
-    dependents: set[str] = attrs.Factory(set)
+    _dependents: set[str] | None = None
     #: peer ids holding at least one future for this key
     wanted_by: set[str] = attrs.Factory(set)
     #: keys of runs blocked on this key
-    waiters: set[str] = attrs.Factory(set)
+    _waiters: set[str] | None = None
     # --- the current run (when a worker has it)
     worker: str | None = None
     run_id: int = 0
@@ -67,18 +73,45 @@ class TaskRecord:
     #: the wait ends when any one of ``blocked_on`` is done (as_completed)
     blocked_any: bool = False
     # --- the result
-    who_has: set[str] = attrs.Factory(set)
+    #: ids of the workers holding the result
+    _who_has: set[str] | None = None
     nbytes: int = 0
     inline: bytes | None = None
     type_name: str = ""
     #: the KeyErred message sent to wanters when this task failed
     error: object | None = None
     #: names of workers that died while running this task
-    deaths: list[str] = attrs.Factory(list)
+    _deaths: list[str] | None = None
+
+    if TYPE_CHECKING:  # what the properties installed by ``_lazy`` look like
+        waiting_on: set[str]
+        dependents: set[str]
+        waiters: set[str]
+        who_has: set[str]
+        deaths: list[str]
 
     def __repr__(self) -> str:
         return f"<TaskRecord {self.key!r} {self.status.value} on={self.worker!r} run={self.run_id}>"
 
+
+def _lazy(cls: type, name: str, factory: Callable[[], Any]) -> None:
+    """Give ``cls`` a property ``name`` over slot ``_name`` that allocates on first access."""
+    slot = cls.__dict__["_" + name]  # the slot's member descriptor
+    slot_get, slot_set = slot.__get__, slot.__set__
+
+    def get(self: Any) -> Any:
+        value = slot_get(self)
+        if value is None:
+            value = factory()
+            slot_set(self, value)
+        return value
+
+    setattr(cls, name, property(get, slot_set, doc=f"``{name}``, allocated on first access"))
+
+
+for _name in ("waiting_on", "dependents", "waiters", "who_has"):
+    _lazy(TaskRecord, _name, set)
+_lazy(TaskRecord, "deaths", list)
 
 @attrs.define(eq=False, repr=False)
 class WorkerRecord:

@@ -78,7 +78,7 @@ def submit_task(state: SchedulerState, peer_id: str, msg: p.SubmitTask) -> None:
         else:
             error = dep.error
         fail(state, task, error)
-    elif not task.waiting_on:
+    elif not task._waiting_on:  # a peek: no set is allocated for a ready task
         state.push_ready(task)
 
 
@@ -129,17 +129,17 @@ def maybe_release(state: SchedulerState, task: TaskRecord) -> None:
     A PROCESSING task is left alone: its run finishes (threads cannot be stopped) and the
     finish handler calls this again.
     """
-    if task.wanted_by or task.dependents or task.status is TaskStatus.PROCESSING:
+    if task.wanted_by or task._dependents or task.status is TaskStatus.PROCESSING:
         return
     if task.worker is not None:
         return  # a cancelled run still occupies its worker; released when it ends
     del state.tasks[task.key]
     state.unplaceable.pop(task.key, None)
-    for wid in sorted(task.who_has):
+    for wid in sorted(task._who_has or ()):
         worker = state.workers.get(wid)
         if worker is not None:
             worker.has_what.discard(task.key)
-            state.send(wid, p.FreeKeys([task.key]))
+            state.free_key(wid, task.key)
     _unblock_waiters(state, task)
     for dep_key in task.deps:
         dep = state.tasks.get(dep_key)
@@ -213,7 +213,7 @@ def reached_memory(state: SchedulerState, task: TaskRecord, holder: str | None) 
         inline = None if wanter == holder else task.inline
         state.send(wanter, p.KeyFinished(task.key, task.nbytes, inline, task.type_name))
     _unblock_waiters(state, task)
-    for dep_key in sorted(task.dependents):
+    for dep_key in sorted(task._dependents or ()):
         dependent = state.tasks[dep_key]
         dependent.waiting_on.discard(task.key)
         if not dependent.waiting_on and dependent.status is TaskStatus.WAITING:
@@ -231,14 +231,17 @@ def _drop_deps(state: SchedulerState, task: TaskRecord) -> None:
 
 def _unblock_waiters(state: SchedulerState, task: TaskRecord) -> None:
     """Runs blocked on ``task`` stop waiting on it; those with nothing left are unblocked."""
-    for run_key in sorted(task.waiters):
+    waiters = task._waiters
+    if not waiters:
+        return
+    for run_key in sorted(waiters):
         run = state.tasks.get(run_key)
         if run is None or run.blocked_on is None:
             continue
         run.blocked_on.discard(task.key)
         if not run.blocked_on or run.blocked_any:
             unblock(state, run)
-    task.waiters.clear()
+    waiters.clear()
 
 
 def unblock(state: SchedulerState, run: TaskRecord) -> None:
