@@ -118,7 +118,11 @@ def _row(name: str, workload: str, wl_runs: list[dict[str, Any]]) -> dict[str, A
                                for k in sorted(extras)}
         else:
             timeouts = [r.get("timeout_s") or 0 for r in failed if r["status"] == "timeout"]
-            entry["status"] = "timeout/hang" if timeouts else "error"
+            # every run ended fine but none measured this row: the system lacks the feature
+            # (Ray cannot pin a task to a worker), which is not an error
+            unsupported = not failed and bool(runs)
+            entry["status"] = ("timeout/hang" if timeouts
+                               else "n/a (not supported)" if unsupported else "error")
             if timeouts:
                 entry["timeout_s"] = max(timeouts)
         res = [r["resources"] for r in runs if r.get("resources")]

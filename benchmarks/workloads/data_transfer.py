@@ -12,7 +12,8 @@ MB/s means 10^6 bytes per second. Producing the data is never timed.
 * ``gather_*``: a task on worker 0 makes the value; once it is done, timed: the
   client's ``result()`` of it (all 100 MB arriving in the client process).
 
-A warm-up moves 1 MB the same three ways first (connections, imports).
+A warm-up moves 1 MB the same ways first, as bytes and as an array (connections,
+imports: the first array a process unpickles imports numpy there).
 """
 
 from __future__ import annotations
@@ -65,9 +66,12 @@ def transfers(cluster: Cluster, megabytes: int = 100, numpy: bool = True) -> dic
     nbytes = megabytes * MB
     pinning = "pinning" not in cluster.unsupported
     numpy = numpy and importlib.util.find_spec("numpy") is not None
-    if pinning:
-        _w2w(cluster, random_bytes, MB)
-        _gather(cluster, random_bytes, MB)
+    # warm-up: connections, and imports on every side (unpickling the first array
+    # imports numpy in the receiving process, ~50 ms, which no row should pay)
+    for make in (random_bytes, random_array) if numpy else (random_bytes,):
+        if pinning:
+            _w2w(cluster, make, MB)
+            _gather(cluster, make, MB)
     _scatter(cluster, MB)
     plan: list[tuple[str, Any]] = []
     if pinning:
