@@ -2,7 +2,7 @@
 
 The primary number of every row is ``seconds`` (lower is better); tables show it in
 the row's unit (ms/call, tasks/s, MB/s or s). Per system: **median** and **best** over
-the repeats (best = the fastest run). **ratio** = dask median seconds / trioflow median
+the repeats (best = the fastest run). **ratio** = dask (or Ray) median seconds / trioflow median
 seconds, so > 1 means trioflow is faster, whatever the unit. Targets are checked
 against trioflow's median.
 """
@@ -133,12 +133,14 @@ def _row(name: str, workload: str, wl_runs: list[dict[str, Any]]) -> dict[str, A
         worker_rss = [v for x in res for v in x.get("rss_workers_mb") or [] if v is not None]
         entry["rss_worker_mb"] = max(worker_rss) if worker_rss else None
         out["systems"][system] = entry
-    tf, dk = out["systems"].get("trioflow", {}), out["systems"].get("dask", {})
-    out["ratio"] = (dk["median_s"] / tf["median_s"]
-                    if "median_s" in tf and "median_s" in dk else None)
-    # dask never finished: its time is at least the timeout (cluster start included)
-    out["ratio_at_least"] = (dk["timeout_s"] / tf["median_s"]
-                             if "median_s" in tf and dk.get("timeout_s") else None)
+    tf = out["systems"].get("trioflow", {})
+    for other, suffix in (("dask", ""), ("ray", "_ray")):
+        o = out["systems"].get(other, {})
+        out["ratio" + suffix] = (o["median_s"] / tf["median_s"]
+                                 if "median_s" in tf and "median_s" in o else None)
+        # it never finished: its time is at least the timeout (cluster start included)
+        out["ratio_at_least" + suffix] = (o["timeout_s"] / tf["median_s"]
+                                          if "median_s" in tf and o.get("timeout_s") else None)
     if name in TARGETS:
         op, value = TARGETS[name]
         got = tf.get("median")
@@ -165,8 +167,8 @@ def tables(results: dict[str, Any]) -> str:
     head = ["benchmark", "unit", "target"]
     for s in systems:
         head += [f"{s} median", f"{s} best"]
-    if "dask" in systems:
-        head.append("ratio dask/trioflow")
+    ratios = [(s, "" if s == "dask" else "_ray") for s in ("dask", "ray") if s in systems]
+    head += [f"ratio {s}/trioflow" for s, _ in ratios]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for name, row in summary.items():
         target = row.get("target")
@@ -178,9 +180,10 @@ def tables(results: dict[str, Any]) -> str:
         for s in systems:
             e = row["systems"].get(s)
             cells += [_cell(e, "median"), _cell(e, "best") if e and "best" in e else "-"]
-        if "dask" in systems:
-            cells.append(f"{row['ratio']:.2f}" if row["ratio"] is not None else
-                         f"> {row['ratio_at_least']:.0f}" if row.get("ratio_at_least") else "-")
+        for _, sfx in ratios:
+            ratio, least = row.get("ratio" + sfx), row.get("ratio_at_least" + sfx)
+            cells.append(f"{ratio:.2f}" if ratio is not None else
+                         f"> {least:.0f}" if least else "-")
         lines.append("| " + " | ".join(cells) + " |")
     out = ["## Results", "", *lines, ""]
     res_head = ["benchmark"]
