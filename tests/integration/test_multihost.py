@@ -68,6 +68,13 @@ CLIENT = textwrap.dedent("""
     async def main(address, cut):
         async with trioflow.AsyncClient(address) as client:
             await client.wait_for_workers(2, timeout=30)
+            # large values cross hosts over the bulk data path (token-checked TCP):
+            big = client.submit(bytes, 300_000, workers=["wa"])
+            assert await client.submit(len, big, workers=["wb"]) == 300_000  # worker to worker
+            assert len(await big) == 300_000  # this client, straight from wa
+            [up] = await client.scatter([bytes(200_000)])
+            assert await client.submit(len, up) == 200_000  # uploaded to a worker
+            del big, up
             futures = client.map(work, range(200))
             done = 0
             async for _ in trioflow.as_completed(futures):
