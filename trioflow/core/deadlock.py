@@ -112,8 +112,8 @@ def rejoined(state: SchedulerState, peer_id: str, msg: p.Rejoined) -> None:
 
 def is_deadlocked(state: SchedulerState) -> bool:
     """Whether the rule in the module docstring holds right now."""
-    if not state.workers:
-        return False
+    if not state.workers or state.scatters:
+        return False  # (a scatter waiting for a worker needs an upload, not a slot)
     for w in state.workers.values():
         if w.blocked < w.nthreads or w.steal_pending:
             return False
