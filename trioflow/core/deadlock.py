@@ -9,7 +9,8 @@ Deadlock rule (zero false positives): the cluster is deadlocked when
    (``worker.blocked >= worker.nthreads`` for all workers, and there is a worker), and
 2. no seceded run could still be computing: each is blocked without a timeout, or
    waiting to rejoin, and
-3. no StealTasks answer is in flight.
+3. no StealTasks answer is in flight, and
+4. no large scatter is waiting to be placed (its upload needs no slot).
 
 Then nothing computes, nothing can start (every task needs a slot), and the only thing
 that could unblock a run is a key finishing, which needs a slot. The scheduler's view of
