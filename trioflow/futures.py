@@ -18,7 +18,8 @@ from typing import TYPE_CHECKING, Any
 import trio
 
 if TYPE_CHECKING:
-    from .session import KeyState, Session
+    from .keys import KeyState
+    from .session import Session
 
 
 class Future:
@@ -65,7 +66,7 @@ class Future:
 
     def exception(self, timeout: float | None = None) -> BaseException | None:
         """Block until done; the task's exception, or None if it succeeded."""
-        from .session import error_to_exception
+        from .keys import error_to_exception
 
         self._session.wait_sync([self._state], timeout)
         if self._state.status == "error":
@@ -194,7 +195,7 @@ class as_completed:
                 except trio.RunFinishedError:
                     pass
 
-        from .session import SyncWaiter
+        from .keys import SyncWaiter
 
         session, st = future._session, future._state
 

@@ -29,7 +29,8 @@ from . import protocol as p
 from .errors import NotInTaskError
 
 if TYPE_CHECKING:
-    from .session import KeyState, Session, SyncWaiter
+    from .keys import KeyState, SyncWaiter
+    from .session import Session
 
 _current: contextvars.ContextVar[RunContext | None] = contextvars.ContextVar(
     "trioflow_run", default=None
@@ -93,7 +94,7 @@ class RunContext:
         """
         if not self.seceded:
             raise NotInTaskError("rejoin() without secede(): this task holds its slot already")
-        from .session import SyncWaiter
+        from .keys import SyncWaiter
 
         waiter = SyncWaiter(1)
         self.worker.session.call_in_order(self.worker.do_rejoin, self.run, waiter)

@@ -1,0 +1,116 @@
+"""What a session knows about one key, and the threads waiting on keys.
+
+A ``KeyState`` is shared by every Future of one key in one session; it changes only on
+the session's loop, under the session's lock. A ``SyncWaiter`` is a thread (a sync
+client call, or a task thread) sleeping until some keys are done; while it sleeps it
+may be handed jobs to run (helping, see ``net/slots.py``).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+import trio
+
+from . import serialize
+from .errors import CancelledError, DeadlockError, KilledWorker, WorkerLost
+
+PENDING, FINISHED, ERRED = "pending", "finished", "error"
+#: ``KeyState.value`` when the session has not got the value itself
+NO_VALUE = object()
+
+
+class KeyState:
+    """What this session knows about one key it holds futures for."""
+
+    __slots__ = ("error", "event", "inline", "key", "nbytes", "refs", "status", "type_name",
+                 "value", "waiters")
+
+    def __init__(self, key: str) -> None:
+        self.key = key
+        self.status = PENDING
+        self.inline: bytes | None = None
+        self.value: Any = NO_VALUE
+        self.error: Any = None  # a KeyErred message, or an exception object
+        self.nbytes = 0
+        self.type_name = ""
+        self.refs = 0
+        self.event: trio.Event | None = None
+        self.waiters: list[SyncWaiter] = []
+
+
+class SyncWaiter:
+    """A thread sleeping until ``remaining`` keys are done, a failure, or a job to help with."""
+
+    __slots__ = ("cond", "depth", "failure", "jobs", "pool", "remaining")
+
+    def __init__(self, remaining: int, depth: int = 0) -> None:
+        self.remaining = remaining
+        self.depth = depth  # tree depth of the waiting task: it helps only deeper ones
+        self.pool: Any = None  # the SlotThreads this waiter helps, once registered
+        self.cond = threading.Condition(threading.Lock())
+        self.failure: BaseException | None = None
+        self.jobs: deque[Callable[[], None]] = deque()
+
+    def key_done(self) -> None:
+        self.remaining -= 1
+        if self.remaining <= 0:
+            with self.cond:
+                self.cond.notify_all()
+
+    def fail(self, exc: BaseException) -> None:
+        with self.cond:
+            self.failure = exc
+            self.cond.notify_all()
+
+    def give_job(self, job: Callable[[], None]) -> None:
+        with self.cond:
+            self.jobs.append(job)
+            self.cond.notify_all()
+
+    def set(self) -> None:
+        """Wake the waiter (a rejoin granted): same as its only key finishing."""
+        self.key_done()
+
+    def take_jobs(self) -> list[Callable[[], None]]:
+        with self.cond:
+            jobs = list(self.jobs)
+            self.jobs.clear()
+        return jobs
+
+    def wait(self, timeout: float | None) -> bool:
+        """Sleep until done or failed (True) or timed out (False), running handed jobs."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            with self.cond:
+                while self.remaining > 0 and self.failure is None and not self.jobs:
+                    left = None if deadline is None else deadline - time.monotonic()
+                    if left is not None and left <= 0:
+                        return False
+                    self.cond.wait(left)
+                job = self.jobs.popleft() if self.jobs else None
+            if job is None:
+                return True
+            job()  # helping: run another task's job in this parked thread
+            if self.pool is not None:
+                self.pool.add_helper(self)
+
+
+def error_to_exception(err: Any) -> BaseException:
+    """The exception a KeyErred message stands for."""
+    if isinstance(err, BaseException):
+        return err
+    kind = err.kind
+    if kind == "cancelled":
+        return CancelledError(err.key, err.text or "cancelled")
+    if kind == "killed-worker":
+        return KilledWorker(err.key, err.workers, err.text)
+    if kind == "deadlock":
+        return DeadlockError(err.text)
+    if kind == "lost":
+        return WorkerLost(err.text)
+    return serialize.loads_exception(err.key, err.error, err.type_name, err.text, err.traceback)
