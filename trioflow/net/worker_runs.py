@@ -1,0 +1,276 @@
+"""How a worker executes one run: from its inputs to its report.
+
+Mixed into ``WorkerNode`` (which owns the ledger, the slot threads, the data store and
+the connection):
+
+* ``_start`` begins a run the ledger started: on a slot thread for sync functions, as a
+  Trio task for ``async def`` ones. Functions are unpickled once per worker.
+* Inputs come from the message (small results), this worker's memory, or were fetched
+  from their holders before the run was queued (``_fetch_inputs``: run state FETCHING).
+* A sync run that ends on its thread may start the next queued sync run right there
+  (``_hand_over``): a stream of short tasks then costs no loop round trip per task.
+* The result is kept here; ``_pack`` pickles it for the scheduler when it is small.
+
+Cancellation: async runs are cancelled with the worker's nursery; a sync run's thread
+cannot be stopped, and its end is dropped if the worker has stopped.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from functools import partial
+from typing import Any
+
+import trio
+
+from .. import protocol as p
+from .. import serialize
+from ..core import worker as wcore
+from ..errors import WorkerLost
+from ..tasks import RunContext, _current
+
+logger = logging.getLogger(__name__)
+
+#: runs of functions whose mean duration is below this (seconds) count as "short": the
+#: connection holds a frame back briefly for their results (see PeerConnection.linger)
+SHORT_RUN = 0.0002
+
+
+class RunExecution:
+    """WorkerNode methods that execute runs (see the module doc)."""
+
+    # provided by WorkerNode
+    name: str
+    ledger: Any
+    threads: Any
+    store: Any
+    data: dict[str, Any]
+    blobs: dict[str, Any]
+    contexts: dict[str, RunContext]
+    session: Any
+    inline_limit: int
+    _nursery: trio.Nursery | None
+    _fetched: dict[str, dict[str, Any]]
+    _functions: dict[str, Any]
+    fn_blobs: dict[str, bytes]
+    _durations: dict[str, float]
+    _short_running: int
+    _execute: Any
+    call_on_loop: Any
+
+    def _start(self, run: wcore.LocalRun) -> None:
+        spec = run.spec
+        ctx = RunContext(self, run, spec.is_async)
+        self.contexts[run.key] = ctx
+        if spec.is_async:
+            assert self._nursery is not None
+            self._nursery.start_soon(self._run_async, ctx, name=f"task {run.key}")
+        else:
+            if self._durations.get(spec.fn_id, 1.0) < SHORT_RUN:
+                ctx.short = True
+                self._short_running += 1
+            self.threads.submit(partial(self._run_sync, ctx), -run.priority[1])
+
+    def _function(self, fn_id: str) -> Any:
+        fn = self._functions.get(fn_id)
+        if fn is None:
+            fn = self._functions[fn_id] = serialize.loads_function(self.fn_blobs[fn_id])
+        return fn
+
+    def _inputs(self, spec: p.ComputeTask) -> dict[str, Any]:
+        if not spec.deps:
+            return {}
+        fetched = self._fetched.pop(spec.key, {})
+        values = {}
+        for dep, inline in zip(spec.deps, spec.dep_inline):
+            if inline is not None:
+                values[dep] = serialize.loads_value(inline)
+            elif self.store.holds(dep):
+                values[dep] = self.store.value(dep)
+            elif dep in fetched:
+                values[dep] = serialize.loads_value(fetched[dep])
+            else:
+                raise WorkerLost(f"input {dep!r} of {spec.key!r} is not on this worker")
+        return values
+
+    def _pack(self, spec: p.ComputeTask, value: Any, duration: float) -> tuple[Any, bytes | None]:
+        """The TaskFinished report for ``value`` and its pickled form (if made)."""
+        size = None
+        if isinstance(value, bytes | bytearray | memoryview):
+            size = len(value)
+        else:
+            nb = getattr(value, "nbytes", None)
+            size = nb if isinstance(nb, int) else None
+        if size is not None and size > self.inline_limit:
+            return p.TaskFinished(spec.key, spec.run_id, size, None, duration,
+                                  serialize.type_name(value)), None
+        blob = serialize.dumps_value(value)
+        inline = blob if len(blob) <= self.inline_limit else None
+        return p.TaskFinished(spec.key, spec.run_id, len(blob), inline, duration,
+                              serialize.type_name(value)), blob
+
+    def _erred(self, spec: p.ComputeTask, exc: BaseException) -> Any:
+        blob, tname, text, tb = serialize.dumps_exception(exc)
+        return p.TaskErred(spec.key, spec.run_id, blob, tname, text, tb)
+
+    def _run_sync(self, ctx: RunContext) -> None:
+        """A sync run on a task thread, then the queued runs it hands its slot to.
+
+        At the top of a thread's stack, a run that ends takes the best queued run itself
+        (``hand_over``) instead of a round trip through the loop per task. Not while
+        helping (a job run inside a waiting task): that thread must return to its own
+        wait, and helping is limited to deeper work.
+        """
+        nesting = self._thread_runs
+        depth = nesting.depth = getattr(nesting, "depth", 0) + 1
+        try:
+            next_ctx: RunContext | None = ctx
+            while next_ctx is not None:
+                next_ctx = self._run_one_sync(next_ctx, depth == 1)
+        finally:
+            nesting.depth = depth - 1
+
+    def _run_one_sync(self, ctx: RunContext, may_hand_over: bool) -> RunContext | None:
+        """Run ``ctx``'s task; return the context of the run taken next, if any."""
+        spec = ctx.run.spec
+        reset = _current.set(ctx)
+        value = blob = None
+        ok = False
+        report: Any = p.TaskErred(spec.key, spec.run_id, b"", "builtins.RuntimeError",
+                                  "the worker failed while running this task")
+        try:
+            fn = self._function(spec.fn_id)
+            args, kwargs = serialize.loads_payload(spec.payload, self._inputs(spec))
+            t0 = time.perf_counter()
+            value = fn(*args, **kwargs)
+            report, blob = self._pack(spec, value, time.perf_counter() - t0)
+            ok = True
+        except BaseException as exc:
+            report, ok = self._erred(spec, exc), False
+        finally:
+            _current.reset(reset)
+        if may_hand_over:
+            next_ctx = self._hand_over(ctx, ok, value, blob, report)
+            if next_ctx is not None:
+                return next_ctx
+        try:
+            self.call_on_loop(self._run_done, ctx, ok, value, blob, report)
+        except trio.RunFinishedError:
+            pass  # the worker stopped while this thread ran
+        return None
+
+    def _hand_over(self, ctx: RunContext, ok: bool, value: Any, blob: bytes | None,
+                   report: Any) -> RunContext | None:
+        """On ``ctx``'s thread: end its run and start the best queued sync run on its
+        slot, if the ledger allows. The loop learns of both in order with what the run
+        sent (``_handed_over``), so the scheduler sees the report after the run's own
+        messages, as with ``_run_done``."""
+        session = self.session
+        if session is None or session.closed is not None or self.closing:
+            return None
+        run = ctx.run
+        nxt, commands = self.ledger.hand_over(run, report, _may_take)
+        if nxt is None:
+            return None
+        next_ctx = RunContext(self, nxt, False)
+        self.contexts[nxt.key] = next_ctx
+        try:
+            session.call_in_order(self._handed_over, ctx, ok, value, blob, commands, next_ctx)
+        except Exception:  # the connection closed: the worker is stopping
+            return None
+        return next_ctx
+
+    def _handed_over(self, ctx: RunContext, ok: bool, value: Any, blob: bytes | None,
+                     commands: list[Any], next_ctx: RunContext) -> None:
+        """On the loop: ``ctx``'s run ended and ``next_ctx``'s started on its slot."""
+        self._ended(ctx, ok, value, blob, commands[0].message)
+        self._execute(commands)
+        if ok and self.session is not None:
+            self.session.finished_here(ctx.run.key, commands[0].message)
+        if self._durations.get(next_ctx.run.spec.fn_id, 1.0) < SHORT_RUN:
+            next_ctx.short = True
+            self._short_running += 1
+
+    async def _run_async(self, ctx: RunContext) -> None:
+        spec = ctx.run.spec
+        _current.set(ctx)
+        value = blob = None
+        try:
+            fn = self._function(spec.fn_id)
+            args, kwargs = serialize.loads_payload(spec.payload, self._inputs(spec))
+            t0 = time.perf_counter()
+            value = await fn(*args, **kwargs)
+            report, blob = self._pack(spec, value, time.perf_counter() - t0)
+            ok = True
+        except Exception as exc:
+            report, ok = self._erred(spec, exc), False
+        self._run_done(ctx, ok, value, blob, report)
+
+    def _run_done(self, ctx: RunContext, ok: bool, value: Any, blob: bytes | None,
+                  report: Any) -> None:
+        run = ctx.run
+        self._ended(ctx, ok, value, blob, report)
+        if self.ledger.runs.get(run.key) is run:
+            self._execute(self.ledger.run_ended(run, report))
+            if ok and self.session is not None:
+                # a task here waiting on this one wakes now, not a scheduler round trip
+                # later; the scheduler still sees TaskFinished before anything the waiter
+                # does next (same connection, queued first), so its wait-for graph holds
+                self.session.finished_here(run.key, report)
+
+    def _ended(self, ctx: RunContext, ok: bool, value: Any, blob: bytes | None,
+               report: Any) -> None:
+        """Loop-side bookkeeping of a run that returned or raised (before the ledger)."""
+        run = ctx.run
+        if ctx.short:
+            ctx.short = False
+            self._short_running -= 1
+        if ok and type(report) is p.TaskFinished:
+            old = self._durations.get(run.spec.fn_id)
+            d = report.duration
+            self._durations[run.spec.fn_id] = d if old is None else 0.8 * old + 0.2 * d
+        if ok:
+            self.data[run.key] = value
+            if blob is not None:
+                self.blobs[run.key] = blob
+        if self.contexts.get(run.key) is ctx:
+            del self.contexts[run.key]
+
+    async def _fetch_inputs(self, run: wcore.LocalRun) -> None:
+        """Get a run's inputs that are not here yet: from their holders over the bulk
+        data path, or (scattered to us) by waiting for their upload."""
+        spec = run.spec
+        store = self.store
+        by_holder: dict[str, list[str]] = {}
+        for dep, holder in zip(spec.deps, spec.dep_holders):
+            if holder and not store.holds(dep) and dep not in store.arriving:
+                by_holder.setdefault(holder, []).append(dep)
+        fetched: dict[str, Any] = {}
+        try:
+            await store.local_arrival(list(spec.deps))
+            absent = [d for d, h, i in zip(spec.deps, spec.dep_holders, spec.dep_inline)
+                      if not h and i is None and not store.holds(d)]
+            if absent:
+                # scattered to us but the upload failed (or timed out): hand the run
+                # back; the scheduler places it again once the input is somewhere
+                logger.info("%s: inputs %s of %s never arrived; returning it",
+                            self.name, absent[:3], run.key)
+                if self.ledger.runs.get(run.key) is run:
+                    self._execute(self.ledger.steal([run.key], [run.run_id]))
+                return
+            fetched = await store.fetch(by_holder)
+        except Exception as exc:
+            logger.warning("%s: fetching inputs of %s failed: %s", self.name, run.key, exc)
+            if self.ledger.runs.get(run.key) is run:
+                err = WorkerLost(f"could not fetch the inputs of {run.key!r}: {exc}")
+                self._execute(self.ledger.run_ended(run, self._erred(spec, err)))
+            return
+        if self.ledger.runs.get(run.key) is run:
+            self._fetched[run.key] = fetched
+            self._execute(self.ledger.inputs_arrived(run))
+
+
+def _may_take(run: wcore.LocalRun) -> bool:
+    """A task thread may start ``run`` itself: sync runs only (async ones run on the loop)."""
+    return not run.spec.is_async
