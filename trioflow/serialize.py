@@ -19,6 +19,7 @@ import pickle
 import traceback
 import weakref
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import cloudpickle
@@ -26,6 +27,8 @@ import cloudpickle
 from .errors import SerializationError, TaskFailed
 
 PROTOCOL = 5
+#: buffers at least this large travel beside the pickle stream, never copied into it
+OUT_OF_BAND_MIN = 64 * 1024
 
 
 class Dep:
@@ -43,21 +46,39 @@ class Dep:
         return f"Dep({self.key!r})"
 
 
-def _dumps(obj: Any) -> bytes:
+def _dumps(obj: Any, buffers: list[Any] | None = None) -> bytes:
     """Pickle with the C pickler when it is safe, else with cloudpickle.
 
     The C pickler is several times faster for plain data, but it pickles functions and
     classes by reference: anything from ``__main__`` (or local, or a lambda) would not
     exist on the worker. It raises for locals and lambdas; ``__main__`` references are
     found in the output. Either way cloudpickle then pickles them by value.
+
+    With ``buffers``, contiguous buffers of ``OUT_OF_BAND_MIN`` bytes or more that pickle
+    offers out of band (protocol 5: numpy arrays, ``PickleBuffer``) are appended to it
+    instead of being copied into the stream.
     """
+    callback = None if buffers is None else partial(_out_of_band, buffers)
     try:
-        blob = pickle.dumps(obj, protocol=PROTOCOL)
+        blob = pickle.dumps(obj, protocol=PROTOCOL, buffer_callback=callback)
     except Exception:
-        return cloudpickle.dumps(obj, protocol=PROTOCOL)
+        blob = b"__main__"
     if b"__main__" in blob:
-        return cloudpickle.dumps(obj, protocol=PROTOCOL)
+        if buffers is not None:
+            buffers.clear()  # the first attempt's buffers
+        return cloudpickle.dumps(obj, protocol=PROTOCOL, buffer_callback=callback)
     return blob
+
+
+def _out_of_band(buffers: list[Any], pb: pickle.PickleBuffer) -> bool:
+    try:
+        raw = pb.raw()
+    except BufferError:  # not contiguous: let pickle copy it in-band
+        return True
+    if raw.nbytes < OUT_OF_BAND_MIN:
+        return True  # a false value means "out of band"
+    buffers.append(raw)
+    return False
 
 
 # ------------------------------------------------------------------ functions
@@ -201,8 +222,6 @@ def loads_value(blob: bytes | list[Any]) -> Any:
     return pickle.loads(blob)
 
 
-#: buffers at least this large travel beside the pickle stream, never copied into it
-OUT_OF_BAND_MIN = 64 * 1024
 # The first frame says how to read the rest. A pickle (protocol >= 2) starts with the
 # PROTO opcode 0x80, so these one-byte markers cannot be mistaken for one.
 _RAW_BYTES = b"B"
@@ -214,7 +233,8 @@ def dumps_frames(value: Any) -> list[Any]:
 
     Returns frames: the first is a pickle stream (or a marker for a plain ``bytes`` or
     ``bytearray`` value), the others are the value's large buffers as they sit in memory
-    (pickle protocol 5 out-of-band buffers: numpy arrays, bytearrays, PickleBuffers).
+    (pickle protocol 5 out-of-band buffers: numpy arrays, PickleBuffers; a bytearray
+    nested inside other data is pickled in-band, as pickle does).
     The frames stay valid as long as ``value`` is not mutated.
 
     Raises:
@@ -226,25 +246,8 @@ def dumps_frames(value: Any) -> list[Any]:
     if t is bytearray:
         return [_RAW_BYTEARRAY, value]
     buffers: list[Any] = []
-
-    def out_of_band(pb: pickle.PickleBuffer) -> bool:
-        try:
-            raw = pb.raw()
-        except BufferError:  # not contiguous: let pickle copy it in-band
-            return True
-        if raw.nbytes < OUT_OF_BAND_MIN:
-            return True  # a false value means "out of band"
-        buffers.append(raw)
-        return False
-
     try:
-        try:
-            stream = pickle.dumps(value, protocol=PROTOCOL, buffer_callback=out_of_band)
-        except Exception:
-            stream = b"__main__"
-        if b"__main__" in stream:  # see _dumps: pickle by value instead
-            buffers.clear()
-            stream = cloudpickle.dumps(value, protocol=PROTOCOL, buffer_callback=out_of_band)
+        stream = _dumps(value, buffers)
     except Exception as exc:
         raise SerializationError(describe_unpicklable(value, "value", exc)) from exc
     return [stream, *buffers]
@@ -261,6 +264,14 @@ def loads_frames(frames: list[Any]) -> Any:
             return buf.obj  # received into a bytearray of its own: hand that over
         return bytearray(buf)
     return pickle.loads(head, buffers=frames[1:])
+
+
+def buffer_size(value: Any) -> int | None:
+    """The size of a value's data if it says so cheaply (bytes, arrays), else None."""
+    if isinstance(value, bytes | bytearray | memoryview):
+        return memoryview(value).nbytes
+    nbytes = getattr(value, "nbytes", None)
+    return nbytes if isinstance(nbytes, int) else None
 
 
 def frames_nbytes(frames: list[Any]) -> int:

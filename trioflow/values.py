@@ -69,7 +69,7 @@ class ValueTransfers:
             SerializationError: ``value`` cannot be pickled; says where.
         """
         key = key or f"{type(value).__name__}-{self._prefix}-{next(self._counter)}"
-        size = _buffer_size(value)
+        size = serialize.buffer_size(value)
         frames = None
         if size is None or size <= self.inline_limit:
             blob = serialize.dumps_value(value)
@@ -279,14 +279,6 @@ class ValueTransfers:
         if req["error"] is not None:
             raise req["error"]
         return req["blobs"]
-
-
-def _buffer_size(value: Any) -> int | None:
-    """The size of a value's data if it says so cheaply (bytes, arrays), else None."""
-    if isinstance(value, bytes | bytearray | memoryview):
-        return memoryview(value).nbytes
-    nbytes = getattr(value, "nbytes", None)
-    return nbytes if isinstance(nbytes, int) else None
 
 
 def _backoff(attempt: int) -> float:

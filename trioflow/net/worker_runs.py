@@ -96,12 +96,7 @@ class RunExecution:
 
     def _pack(self, spec: p.ComputeTask, value: Any, duration: float) -> tuple[Any, bytes | None]:
         """The TaskFinished report for ``value`` and its pickled form (if made)."""
-        size = None
-        if isinstance(value, bytes | bytearray | memoryview):
-            size = len(value)
-        else:
-            nb = getattr(value, "nbytes", None)
-            size = nb if isinstance(nb, int) else None
+        size = serialize.buffer_size(value)
         if size is not None and size > self.inline_limit:
             return p.TaskFinished(spec.key, spec.run_id, size, None, duration,
                                   serialize.type_name(value)), None
