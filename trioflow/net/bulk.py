@@ -74,10 +74,10 @@ class BulkStream:
         # plain TCP: read straight into our buffers; TLS decrypts into its own first
         self._sock = stream.socket if isinstance(stream, trio.SocketStream) else None
 
-    async def _read_into(self, view: memoryview) -> None:
+    async def _read_into(self, view: memoryview, timeout: float) -> None:
         got, n = 0, len(view)
         while got < n:
-            with trio.fail_after(self.idle_timeout):
+            with trio.fail_after(timeout):
                 if self._sock is not None:
                     k = await self._sock.recv_into(view[got:])
                 else:
@@ -88,14 +88,14 @@ class BulkStream:
                 raise trio.BrokenResourceError("the peer closed the bulk connection")
             got += k
 
-    async def _read(self, n: int) -> Any:
+    async def _read(self, n: int, timeout: float | None = None) -> Any:
         # Large frames go into anonymous mmaps, not bytearrays: a bytearray is zero-filled
         # first (a pass over 100 MB, ~60 ms here). MAP_POPULATE maps every page in one
         # call instead of one page fault per 4 KiB during the receive: 0.8 -> 1.3+ GB/s
         # for 100 MB between two processes here.
         buf = mmap.mmap(-1, n, flags=_MMAP_FLAGS) if n >= MMAP_MIN else bytearray(n)
         if n:
-            await self._read_into(memoryview(buf))
+            await self._read_into(memoryview(buf), timeout or self.idle_timeout)
         return buf
 
     async def receive(self, max_header: int = MAX_HEADER, *, wait: float | None = None,
@@ -111,17 +111,12 @@ class BulkStream:
             RemoteProtocolError: a malformed header.
             trio.BrokenResourceError / trio.TooSlowError: the peer went away or stalled.
         """
-        timeout, self.idle_timeout = self.idle_timeout, wait or self.idle_timeout
-        try:
-            (size,) = _LEN.unpack(await self._read(4))
-        finally:
-            self.idle_timeout = timeout
+        (size,) = _LEN.unpack(await self._read(4, wait))
         if size > max_header:
             raise RemoteProtocolError(f"bulk header of {size} bytes (limit {max_header})")
+        raw = await self._read(size)
         try:
-            header = msgpack.unpackb(await self._read(size), use_list=True)
-        except (trio.BrokenResourceError, trio.TooSlowError):
-            raise
+            header = msgpack.unpackb(raw, use_list=True)
         except Exception as exc:
             raise RemoteProtocolError(f"undecodable bulk header: {exc}") from None
         if type(header) is not list or not header or type(header[0]) is not str:
