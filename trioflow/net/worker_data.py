@@ -132,8 +132,9 @@ class DataStore:
 
     # ------------------------------------------------------------------ serving
 
-    async def _arrival(self, keys: list[str]) -> None:
-        """Wait (bounded) for the expected ones among ``keys``."""
+    async def arrival(self, keys: list[str]) -> None:
+        """Wait (bounded) for the expected ones among ``keys`` (a run's inputs, a peer's
+        request) to be uploaded, or given up on."""
         with trio.move_on_after(self.arrival_timeout):
             for key in keys:
                 event = self.arriving.get(key)
@@ -142,7 +143,7 @@ class DataStore:
 
     async def frames_for(self, keys: list[str]) -> tuple[list[str], list[list[Any]], list[str]]:
         """Serialized forms of ``keys`` (serializing large values off the loop)."""
-        await self._arrival(keys)
+        await self.arrival(keys)
         found, frames, missing = [], [], []
         for key in keys:
             blob = self.blobs.get(key)
@@ -199,10 +200,6 @@ class DataStore:
                 raise KeyError(f"peer {holder} no longer holds {missing[:3]}")
             fetched.update(got)
         return fetched
-
-    async def local_arrival(self, keys: list[str]) -> None:
-        """Wait for scattered keys expected here (a run's inputs)."""
-        await self._arrival([k for k in keys if k in self.arriving])
 
     def put_local(self, key: str, value: Any) -> None:
         """A value scattered from a task on this worker, to be kept here (no copy)."""

@@ -243,7 +243,7 @@ class RunExecution:
                 by_holder.setdefault(holder, []).append(dep)
         fetched: dict[str, Any] = {}
         try:
-            await store.local_arrival(list(spec.deps))
+            await store.arrival(list(spec.deps))
             absent = [d for d, h, i in zip(spec.deps, spec.dep_holders, spec.dep_inline)
                       if not h and i is None and not store.holds(d)]
             if absent:
