@@ -172,10 +172,7 @@ class ValueTransfers:
                 elif ks.status is FINISHED:
                     raise
                 continue
-            if type(blob) is list:
-                ks.value = await trio.to_thread.run_sync(serialize.loads_value, blob)
-            else:
-                ks.value = serialize.loads_value(blob)
+            ks.value = await _loads_off_loop(blob)
             return ks.value
         raise WorkerLost(f"could not fetch {ks.key!r}")  # pragma: no cover
 
@@ -207,9 +204,7 @@ class ValueTransfers:
             except WorkerLost:
                 return
             for ks in far:
-                blob = blobs[ks.key]
-                ks.value = (await trio.to_thread.run_sync(serialize.loads_value, blob)
-                            if type(blob) is list else serialize.loads_value(blob))
+                ks.value = await _loads_off_loop(blobs[ks.key])
 
     # ------------------------------------------------------------------ fetching large results
 
@@ -279,6 +274,13 @@ class ValueTransfers:
         if req["error"] is not None:
             raise req["error"]
         return req["blobs"]
+
+
+async def _loads_off_loop(blob: Any) -> Any:
+    """Unpickle from the loop: large values (frames) in a worker thread."""
+    if type(blob) is list:
+        return await trio.to_thread.run_sync(serialize.loads_value, blob)
+    return serialize.loads_value(blob)
 
 
 def _backoff(attempt: int) -> float:
