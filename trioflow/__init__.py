@@ -18,14 +18,17 @@ See docs/ for the API, the slot rules (secede/rejoin) and the architecture.
 from __future__ import annotations
 
 from .client import AsyncClient, Client
-from .cluster import LocalCluster, open_local_cluster, run
+from .cluster import LocalCluster, open_local_cluster
 from .delayed import Delayed, compute, delayed
+from .engine.futures import Future
+from .engine.waiting import as_completed, wait
 from .errors import (
     AuthenticationError,
     CancelledError,
     ClientClosedError,
     DeadlockError,
     KilledWorker,
+    NoClientError,
     NotInTaskError,
     RemoteProtocolError,
     SerializationError,
@@ -33,8 +36,8 @@ from .errors import (
     TrioflowError,
     WorkerLost,
 )
-from .futures import Future, as_completed, wait
-from .tasks import get_client, rejoin, secede, worker_client
+from .in_task import get_client, rejoin, secede, worker_client
+from .run import run
 
 __version__ = "0.1.0"
 
@@ -49,6 +52,7 @@ __all__ = [
     "Future",
     "KilledWorker",
     "LocalCluster",
+    "NoClientError",
     "NotInTaskError",
     "RemoteProtocolError",
     "SerializationError",

@@ -19,23 +19,27 @@ import logging
 import os
 import ssl
 import threading
-from collections.abc import Callable, Iterable
-from typing import Any
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from typing import Any, TypeVar, overload
 
 import trio
 from trio_websocket import ConnectionClosed
 
 from . import protocol as p
-from .futures import Future
+from .cluster import LocalCluster, open_local_cluster
+from .config import CLIENT_CALL_TIMEOUT, PEER_TIMEOUT, STARTUP_TIMEOUT
+from .engine.context import push_default, remove_default
+from .engine.futures import Future
+from .engine.session import Session
+from .net import handshake
 from .net.bulk import BulkPool
-from .net.connection import PeerConnection, open_connection
-from .session import Session
-from .tasks import _default_client
+from .net.connection import LocalConnection, PeerConnection, open_connection
+from .net.scheduler_server import SchedulerServer
 
 logger = logging.getLogger(__name__)
 
-#: A scheduler silent this long (it heartbeats every second) counts as gone, in seconds.
-CLIENT_PEER_TIMEOUT = 30.0
+T = TypeVar("T")
 
 
 class _ClientAPI:
@@ -48,9 +52,19 @@ class _ClientAPI:
         s = getattr(self, "_session", None)
         return s is None or s.closed is not None
 
+    @overload
+    def submit(self, fn: Callable[..., Awaitable[T]], *args: Any, key: str | None = None,  # type: ignore[overload-overlap]
+               pure: bool = False, retries: int = 0, workers: Iterable[str] | None = None,
+               priority: int = 0, run_once: bool = False, **kwargs: Any) -> Future[T]: ...
+
+    @overload
+    def submit(self, fn: Callable[..., T], *args: Any, key: str | None = None,
+               pure: bool = False, retries: int = 0, workers: Iterable[str] | None = None,
+               priority: int = 0, run_once: bool = False, **kwargs: Any) -> Future[T]: ...
+
     def submit(self, fn: Callable[..., Any], *args: Any, key: str | None = None,
                pure: bool = False, retries: int = 0, workers: Iterable[str] | None = None,
-               priority: int = 0, run_once: bool = False, **kwargs: Any) -> Future:
+               priority: int = 0, run_once: bool = False, **kwargs: Any) -> Future[Any]:
         """Run ``fn(*args, **kwargs)`` on the cluster; return its Future at once.
 
         Args:
@@ -72,9 +86,22 @@ class _ClientAPI:
         return self._session.submit(fn, args, kwargs, key=key, pure=pure, retries=retries,
                                     workers=workers, priority=priority, run_once=run_once)
 
-    def map(self, fn: Callable[..., Any], *iterables: Iterable[Any], key: str | list[str] | None = None,
-            pure: bool = False, retries: int = 0, workers: Iterable[str] | None = None,
-            priority: int = 0, run_once: bool = False, **kwargs: Any) -> list[Future]:
+    @overload
+    def map(self, fn: Callable[..., Awaitable[T]], *iterables: Iterable[Any],  # type: ignore[overload-overlap]
+            key: str | list[str] | None = None, pure: bool = False, retries: int = 0,
+            workers: Iterable[str] | None = None, priority: int = 0, run_once: bool = False,
+            **kwargs: Any) -> list[Future[T]]: ...
+
+    @overload
+    def map(self, fn: Callable[..., T], *iterables: Iterable[Any],
+            key: str | list[str] | None = None, pure: bool = False, retries: int = 0,
+            workers: Iterable[str] | None = None, priority: int = 0, run_once: bool = False,
+            **kwargs: Any) -> list[Future[T]]: ...
+
+    def map(self, fn: Callable[..., Any], *iterables: Iterable[Any],
+            key: str | list[str] | None = None, pure: bool = False, retries: int = 0,
+            workers: Iterable[str] | None = None, priority: int = 0, run_once: bool = False,
+            **kwargs: Any) -> list[Future[Any]]:
         """``submit`` once per element of the zipped iterables; a list of Futures."""
         keys: Iterable[str | None]
         if isinstance(key, list):
@@ -91,7 +118,8 @@ class _ClientAPI:
             for args, k in zip(zip(*iterables), keys)
         ]
 
-    def cancel(self, futures: Future | Iterable[Future], reason: str = "cancelled") -> None:
+    def cancel(self, futures: Future[Any] | Iterable[Future[Any]],
+               reason: str = "cancelled") -> None:
         """Cancel tasks: queued ones never run; their futures raise CancelledError."""
         fs = [futures] if isinstance(futures, Future) else list(futures)
         if fs:
@@ -103,7 +131,7 @@ class _ClientAPI:
         return f"<{type(self).__name__} {state}, {len(s.keys) if s else 0} futures>"
 
 
-def _collect(obj: Any, out: list[Future]) -> None:
+def _collect(obj: Any, out: list[Future[Any]]) -> None:
     if type(obj) is Future:
         out.append(obj)
     elif type(obj) in (list, tuple, set, frozenset):
@@ -114,11 +142,11 @@ def _collect(obj: Any, out: list[Future]) -> None:
             _collect(x, out)
 
 
-def _gathered(futures: Any, errors: str) -> list[Future]:
+def _gathered(futures: Any, errors: str) -> list[Future[Any]]:
     """The futures inside ``futures`` (checking ``errors``), for gather."""
     if errors not in ("raise", "skip"):
         raise ValueError(f"errors must be 'raise' or 'skip', got {errors!r}")
-    found: list[Future] = []
+    found: list[Future[Any]] = []
     _collect(futures, found)
     return found
 
@@ -155,7 +183,7 @@ class AsyncClient(_ClientAPI):
 
     def __init__(self, address: str | None = None, *, token: str | None = None,
                  ssl_context: ssl.SSLContext | None = None, name: str = "",
-                 _scheduler: Any = None) -> None:
+                 _scheduler: SchedulerServer | None = None) -> None:
         self.address = address
         self.token = token if token is not None else os.environ.get("TRIOFLOW_TOKEN")
         self.ssl_context = ssl_context
@@ -169,6 +197,8 @@ class AsyncClient(_ClientAPI):
     def _in_task(cls, session: Session) -> AsyncClient:
         self = cls.__new__(cls)
         self.address = None
+        self.token = None
+        self._scheduler = None
         self._session = session
         self._stack = None
         return self
@@ -180,17 +210,16 @@ class AsyncClient(_ClientAPI):
         stack = contextlib.AsyncExitStack()
         await stack.__aenter__()
         try:
+            conn: PeerConnection | LocalConnection
             if self._scheduler is not None:
                 conn = await stack.enter_async_context(self._scheduler.open_local_peer(self.name))
             else:
                 conn = await stack.enter_async_context(open_connection(
                     self.address, name=f"scheduler ({self.address})",
                     ssl_context=self.ssl_context))
-            conn.send(p.Hello("client", self.name, list(p.SUPPORTED_VERSIONS), self.token or ""))
+            conn.send(handshake.hello("client", self.name, self.token))
             await conn.flush()
-            from .net.worker_node import _expect_welcome
-
-            welcome = await _expect_welcome(conn)
+            welcome = await handshake.expect_welcome(conn)
             self._session = Session(conn, welcome.peer_id)
             pool = BulkPool(token=self.token, ssl_context=self.ssl_context)
             stack.push_async_callback(pool.aclose)
@@ -205,7 +234,7 @@ class AsyncClient(_ClientAPI):
             await stack.__aexit__(None, None, None)
             raise
         self._stack = stack
-        _default_client.append(self)
+        push_default(self, self._session)
         return self
 
     async def __aexit__(self, *exc: Any) -> None:
@@ -213,27 +242,26 @@ class AsyncClient(_ClientAPI):
 
     async def close(self) -> None:
         """Close the connection (idempotent)."""
-        if self in _default_client:
-            _default_client.remove(self)
+        remove_default(self)
         stack, self._stack = self._stack, None
         if stack is not None:
             with trio.CancelScope(shield=True):
                 await self._session.conn.flush()
             await stack.aclose()
 
-    async def _read(self, conn: PeerConnection) -> None:
+    async def _read(self, conn: PeerConnection | LocalConnection) -> None:
         reason = "the scheduler closed the connection"
         try:
             while True:
                 # the scheduler heartbeats every second: silence means it is gone
-                with trio.fail_after(CLIENT_PEER_TIMEOUT):
+                with trio.fail_after(PEER_TIMEOUT):
                     messages = await conn.receive()
                 for msg in messages:
                     self._session.handle(msg)
         except ConnectionClosed as exc:
             reason = f"connection closed ({exc.reason.code} {exc.reason.reason or ''})".strip()
         except trio.TooSlowError:
-            reason = f"the scheduler has been silent for {CLIENT_PEER_TIMEOUT}s"
+            reason = f"the scheduler has been silent for {PEER_TIMEOUT}s"
             logger.warning("client: %s; giving up on it", reason)
         except Exception as exc:
             reason = f"connection failed: {exc}"
@@ -305,17 +333,15 @@ class Client(_ClientAPI):
     def __init__(self, address: str | None = None, *, workers: int | None = None,
                  threads_per_worker: int | None = None, processes: bool = True,
                  token: str | None = None, ssl_context: ssl.SSLContext | None = None,
-                 timeout: float = 60, **options: Any) -> None:
+                 timeout: float = STARTUP_TIMEOUT, **options: Any) -> None:
         self._thread: threading.Thread | None = None
         self._stop: Callable[[], None] | None = None
         ready = threading.Event()
         box: dict[str, Any] = {}
 
         async def background() -> None:
-            from .cluster import _open_client
-
             try:
-                async with _open_client(address, workers=workers,
+                async with open_client(address, workers=workers,
                                         threads_per_worker=threads_per_worker,
                                         processes=processes, token=token,
                                         ssl_context=ssl_context, **options) as (client, cluster):
@@ -341,7 +367,7 @@ class Client(_ClientAPI):
             raise box["error"]
         self._session = box["session"]
         self.cluster = box["cluster"]
-        _default_client.append(self)
+        push_default(self, self._session)
 
     @classmethod
     def _in_task(cls, session: Session) -> Client:
@@ -375,15 +401,13 @@ class Client(_ClientAPI):
         """Place data on the cluster; Futures in the same shape."""
         return _scatter(self._session, data)
 
-    def status(self, timeout: float = 30) -> dict[str, Any]:
+    def status(self, timeout: float = CLIENT_CALL_TIMEOUT) -> dict[str, Any]:
         """A snapshot of the cluster: workers with their slots, tasks by state."""
         reply = self._on_loop(self._session.status, timeout)
         return {"workers": reply.workers, "tasks": reply.tasks}
 
     def wait_for_workers(self, n: int = 1, timeout: float | None = None) -> None:
         """Block until at least ``n`` workers are connected."""
-        import time
-
         deadline = None if timeout is None else time.monotonic() + timeout
         while len(self.status()["workers"]) < n:
             if deadline is not None and time.monotonic() > deadline:
@@ -402,8 +426,7 @@ class Client(_ClientAPI):
 
     def close(self) -> None:
         """Close the connection, and the local cluster if this client started one."""
-        if self in _default_client:
-            _default_client.remove(self)
+        remove_default(self)
         if self._stop is not None:
             stop, self._stop = self._stop, None
             with contextlib.suppress(trio.RunFinishedError):
@@ -422,3 +445,28 @@ class Client(_ClientAPI):
             with contextlib.suppress(Exception):
                 self.close()
 
+
+
+@contextlib.asynccontextmanager
+async def open_client(address: str | None, *, workers: int | None = None,
+                      threads_per_worker: int | None = None, processes: bool = True,
+                      token: str | None = None, ssl_context: ssl.SSLContext | None = None,
+                      **options: Any) -> AsyncIterator[tuple[AsyncClient, LocalCluster | None]]:
+    """An AsyncClient connected to ``address``, or to a new local cluster if None.
+
+    Cancellation: leaving the block closes the client, then the cluster started here.
+    """
+    async with contextlib.AsyncExitStack() as stack:
+        cluster = None
+        if address is None:
+            cluster = await stack.enter_async_context(open_local_cluster(
+                workers, threads_per_worker, processes=processes, token=token, **options))
+            address = cluster.address
+        elif options:
+            raise TypeError(f"options {sorted(options)} only apply to a local cluster, "
+                            "not with address=")
+        # a cluster started here runs on this loop: its client needs no socket
+        client = await stack.enter_async_context(
+            AsyncClient(address, token=token, ssl_context=ssl_context,
+                        _scheduler=cluster.scheduler if cluster is not None else None))
+        yield client, cluster

@@ -1,4 +1,4 @@
-"""Local clusters and ``trioflow.run``: a scheduler, workers and a client in one nursery.
+"""Local clusters: a scheduler and workers in one nursery.
 
 ``open_local_cluster`` starts the scheduler on loopback (port 0) and N workers, either
 as subprocesses running the real ``trioflow-worker`` CLI (``processes=True``) or as Trio
@@ -10,26 +10,21 @@ every worker has joined. Leaving it stops everything: worker processes are termi
 from __future__ import annotations
 
 import contextlib
-import inspect
 import logging
 import os
 import sys
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from functools import partial
 from typing import Any
 
 import attrs
-import outcome
 import trio
 
+from .config import ALLOWED_FAILURES, LOCAL_DEATH_TIMEOUT, STARTUP_TIMEOUT
 from .net.scheduler_server import SchedulerServer
 from .net.worker_node import WorkerNode
-from .tasks import _default_client
 
 logger = logging.getLogger(__name__)
-
-#: seconds allowed for all workers of a local cluster to join
-STARTUP_TIMEOUT = 60.0
 
 
 def default_shape(workers: int | None, threads_per_worker: int | None) -> tuple[int, int]:
@@ -79,7 +74,7 @@ async def open_local_cluster(
     auto_secede: bool = False,
     max_parked_threads: int | None = None,
     inline_limit: int | None = None,
-    allowed_failures: int = 3,
+    allowed_failures: int = ALLOWED_FAILURES,
 ) -> AsyncIterator[LocalCluster]:
     """Start a scheduler and workers; yield once all workers have joined.
 
@@ -98,7 +93,8 @@ async def open_local_cluster(
         for i in range(n):
             if processes:
                 argv = [sys.executable, "-m", "trioflow.cli", "worker", address,
-                        "--nthreads", str(nthreads), "--name", f"worker-{i}", "--death-timeout", "5"]
+                        "--nthreads", str(nthreads), "--name", f"worker-{i}",
+                        "--death-timeout", str(LOCAL_DEATH_TIMEOUT)]
                 if auto_secede:
                     argv.append("--auto-secede")
                 if max_parked_threads is not None:
@@ -122,77 +118,3 @@ async def open_local_cluster(
             yield LocalCluster(address, server, nodes, procs, nursery)
         finally:
             nursery.cancel_scope.cancel()
-
-
-@contextlib.asynccontextmanager
-async def _open_client(address: str | None, *, workers: int | None = None,
-                       threads_per_worker: int | None = None, processes: bool = True,
-                       token: str | None = None, ssl_context: Any = None,
-                       **options: Any) -> AsyncIterator[tuple[Any, LocalCluster | None]]:
-    """An AsyncClient connected to ``address``, or to a new local cluster if None."""
-    from .client import AsyncClient
-
-    async with contextlib.AsyncExitStack() as stack:
-        cluster = None
-        if address is None:
-            cluster = await stack.enter_async_context(open_local_cluster(
-                workers, threads_per_worker, processes=processes, token=token, **options))
-            address = cluster.address
-        elif options:
-            raise TypeError(f"options {sorted(options)} only apply to a local cluster, "
-                            "not with address=")
-        # a cluster started here runs on this loop: its client needs no socket
-        client = await stack.enter_async_context(
-            AsyncClient(address, token=token, ssl_context=ssl_context,
-                        _scheduler=cluster.scheduler if cluster is not None else None))
-        yield client, cluster
-
-
-def run(main: Callable[..., Any], *args: Any, workers: int | None = None,
-        threads_per_worker: int | None = None, processes: bool = True,
-        address: str | None = None, **options: Any) -> Any:
-    """Run ``main(*args)`` with a cluster, like ``trio.run``; return its result.
-
-    Starts a scheduler and worker processes (or connects to ``address``), then runs
-    ``main``: an ``async def`` main runs on the event loop and uses
-    ``trioflow.get_client()`` (an AsyncClient); a plain function runs in a thread and
-    gets a blocking Client. Everything is torn down when main returns or raises, and on
-    Ctrl-C.
-
-    Args:
-        workers, threads_per_worker: the local cluster's shape (default: fill the cores).
-        processes: workers as subprocesses (default) or as tasks in this process.
-        address: use this running scheduler instead of starting one.
-        **options: ``token``, ``auto_secede``, ``max_parked_threads``, ``inline_limit``,
-            ``allowed_failures``.
-    """
-    result = trio.run(partial(_run, main, args, workers, threads_per_worker, processes,
-                              address, options))
-    return result.unwrap()  # main's own exception, not wrapped in an ExceptionGroup
-
-
-async def _run(main: Callable[..., Any], args: tuple[Any, ...], workers: int | None,
-               threads_per_worker: int | None, processes: bool, address: str | None,
-               options: dict[str, Any]) -> outcome.Outcome:
-    from .client import Client
-
-    async with _open_client(address, workers=workers, threads_per_worker=threads_per_worker,
-                            processes=processes, **options) as (client, _cluster):
-        if inspect.iscoroutinefunction(main):
-            return await _capture(main(*args))
-        sync_client = Client._in_task(client._session)
-        _default_client.append(sync_client)
-        try:
-            return await _capture(trio.to_thread.run_sync(partial(main, *args),
-                                                          abandon_on_cancel=True))
-        finally:
-            _default_client.remove(sync_client)
-
-
-async def _capture(awaitable: Any) -> outcome.Outcome:
-    """main's result or exception, carried out of the nurseries unwrapped (Cancelled
-    still propagates, so Ctrl-C and teardown work as usual)."""
-    try:
-        return outcome.Value(await awaitable)
-    except (Exception, SystemExit) as exc:
-        return outcome.Error(exc)

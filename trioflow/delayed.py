@@ -14,7 +14,9 @@ import itertools
 from collections.abc import Callable
 from typing import Any
 
-from .futures import _in_trio
+from .engine.context import current_run
+from .engine.waiting import _in_trio
+from .in_task import get_client
 
 _ids = itertools.count(1)
 
@@ -77,8 +79,6 @@ def _submit(client: Any, obj: Any, memo: dict[int, Any]) -> Any:
 
 def compute(*objs: Any) -> Any:
     """Compute Delayed objects (also inside lists/dicts); a tuple of their values."""
-    from .tasks import current_run, get_client
-
     client = get_client()
     memo: dict[int, Any] = {}
     futures = [_submit(client, obj, memo) for obj in objs]

@@ -17,7 +17,8 @@ The tree:
     ├── DeadlockError                  tasks wait on work that can never get a slot
     ├── ClientClosedError              the client or its cluster is gone
     ├── SerializationError             an object could not be pickled (names where it sits)
-    └── NotInTaskError                 secede/rejoin/worker_client outside a task
+    ├── NotInTaskError                 secede/rejoin/worker_client outside a task
+    └── NoClientError                  get_client() where no client is known
 
 All of them pickle, so they travel from workers to clients intact.
 """
@@ -30,7 +31,15 @@ class TrioflowError(Exception):
 
 
 class ProtocolError(TrioflowError):
-    """A message broke the wire protocol."""
+    """A message broke the wire protocol.
+
+    Attributes:
+        close_code: the WebSocket close code a connection closed for this error gets
+            (RFC 6455 leaves 4000-4999 to applications); ``net/handshake.py`` maps
+            codes back to errors on the other side.
+    """
+
+    close_code = 4000
 
 
 class LocalProtocolError(ProtocolError):
@@ -44,9 +53,13 @@ class RemoteProtocolError(ProtocolError):
 class ProtocolVersionError(RemoteProtocolError):
     """The peer and we share no protocol version."""
 
+    close_code = 4001
+
 
 class AuthenticationError(TrioflowError):
     """The scheduler refused our token, or we refused the peer's."""
+
+    close_code = 4003
 
 
 class InvalidTransition(TrioflowError):
@@ -148,6 +161,10 @@ class NotInTaskError(TrioflowError, RuntimeError):
     """secede(), rejoin() or worker_client() was called outside a running task."""
 
 
+class NoClientError(TrioflowError, ValueError):
+    """get_client() found no client: not in a task, not in trioflow.run, none open."""
+
+
 __all__ = [
     "AuthenticationError",
     "CancelledError",
@@ -156,6 +173,7 @@ __all__ = [
     "InvalidTransition",
     "KilledWorker",
     "LocalProtocolError",
+    "NoClientError",
     "NotInTaskError",
     "ProtocolError",
     "ProtocolVersionError",

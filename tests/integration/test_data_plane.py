@@ -193,7 +193,7 @@ async def test_failed_uploads_fail_the_key_with_a_clear_error():
             ok = await client.scatter(bytes(300_000))
             assert await client.submit(size, ok) == 300_000  # uploaded
             # a pool the data servers refuse (wrong token): every upload fails for real
-            client._session.pool = BulkPool(token="wrong", ssl_context=None)
+            client._session.data_path.pool = BulkPool(token="wrong", ssl_context=None)
             bad = await client.scatter(bytes(300_000))
             with pytest.raises(trioflow.WorkerLost, match="could not place scattered data"):
                 await client.submit(size, bad)

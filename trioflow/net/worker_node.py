@@ -3,16 +3,20 @@
 Theory of operation:
 
 * One Trio task reads the scheduler connection and feeds ``WorkerState`` (the ledger);
-  the commands that come back are executed here, in order, on the loop. The ledger sits
-  behind a lock (``_LockedLedger``) for one thread-side event: a task thread whose run
+  the commands that come back are executed here, in order, on the loop; an unknown
+  command is a bug and raises. The ledger sits behind a lock (``LockedLedger``) for
+  one thread-side event: a task thread whose run
   ended takes the next queued run itself (``hand_over``), so a stream of short tasks
   costs no loop round trip per task; the loop applies the commands of that event later,
   in order with everything else the thread sent (``Session.call_in_order``). Every
   other event reaches the ledger on the loop.
 * Slots are one ``trio.CapacityLimiter(nthreads)``; each run is its own borrower, so
   ``secede()`` from the task's thread can give back exactly that run's token.
-* Sync tasks run on ``SlotThreads``; ``async def`` tasks run as Trio tasks here and
-  give their slot back whenever they await futures.
+* Runs execute in a ``RunExecutor`` (``worker_runs.py``): sync tasks on
+  ``SlotThreads``, ``async def`` tasks as Trio tasks here, giving their slot back
+  whenever they await futures.
+* The node is the runs' ``HostWorker`` (``engine/protocols.py``): their secede and
+  rejoin reach the ledger through ``secede_run`` and ``rejoin_run``.
 * The same connection serves the worker's in-task clients (``self.session``): a task
   submitting children or waiting on them costs no new connection.
 * Results stay here; small ones (pickled) also travel inline to the scheduler.
@@ -27,34 +31,29 @@ import logging
 import os
 import ssl
 import threading
+from collections.abc import Callable
 from typing import Any
 
 import trio
 from trio_websocket import ConnectionClosed
 
+from .. import config
 from .. import protocol as p
 from ..core import worker as wcore
-from ..errors import (
-    AuthenticationError,
-    DeadlockError,
-    ProtocolVersionError,
-    RemoteProtocolError,
-    SlotAccountingError,
-)
-from ..session import Session
-from ..tasks import RunContext
-from .connection import DEFAULT_MAX_MESSAGE_SIZE, PeerConnection, open_connection
+from ..engine.protocols import Wakeup
+from ..engine.session import Session
+from ..errors import DeadlockError, RemoteProtocolError, SlotAccountingError
+from . import handshake
+from .connection import PeerConnection, open_connection
 from .slots import SlotThreads
 from .worker_data import DataStore
-from .worker_runs import RunExecution
+from .worker_ledger import LockedLedger
+from .worker_runs import RunExecutor
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_INLINE_LIMIT = 64 * 1024
-DEFAULT_MAX_PARKED_THREADS = 256
 
-
-class WorkerNode(RunExecution):
+class WorkerNode:
     """A worker: connect to ``scheduler_address`` and run what it assigns.
 
     Args:
@@ -74,14 +73,14 @@ class WorkerNode(RunExecution):
         nthreads: int = 1,
         name: str | None = None,
         token: str | None = None,
-        max_parked_threads: int = DEFAULT_MAX_PARKED_THREADS,
+        max_parked_threads: int = config.MAX_PARKED_THREADS,
         auto_secede: bool = False,
         host: str = "127.0.0.1",
         ssl_context: ssl.SSLContext | None = None,
         data_ssl_context: ssl.SSLContext | None = None,
-        inline_limit: int = DEFAULT_INLINE_LIMIT,
-        max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
-        peer_timeout: float = 30.0,
+        inline_limit: int = config.INLINE_LIMIT,
+        max_message_size: int = config.MAX_MESSAGE_SIZE,
+        peer_timeout: float = config.PEER_TIMEOUT,
     ) -> None:
         if nthreads < 1:
             raise ValueError(f"nthreads must be >= 1, got {nthreads}")
@@ -98,9 +97,7 @@ class WorkerNode(RunExecution):
         self.inline_limit = inline_limit
         self.max_message_size = max_message_size
         self.peer_timeout = peer_timeout
-        self.ledger = _LockedLedger(wcore.WorkerState(nthreads))
-        #: nesting of sync runs on this thread (a helping thread runs jobs inside a run)
-        self._thread_runs = threading.local()
+        self.ledger = LockedLedger(wcore.WorkerState(nthreads))
         self.limiter: trio.CapacityLimiter | None = None
         self.threads = SlotThreads(nthreads + max_parked_threads, name=f"trioflow-{self.name}")
         #: results and scattered values held here, and the bulk data path
@@ -109,13 +106,9 @@ class WorkerNode(RunExecution):
                                idle_timeout=max(2 * peer_timeout, 10.0),
                                on_never_arrived=self._never_arrived)
         self.data = self.store.data  # values by key
-        self.blobs = self.store.blobs  # their serialized forms, when made
-        self.fn_blobs: dict[str, bytes] = {}
-        self._functions: dict[str, Any] = {}
-        #: key -> RunContext of every run that started and has not ended
-        self.contexts: dict[str, RunContext] = {}
-        #: inputs fetched from peers for runs that have not started, by run key
-        self._fetched: dict[str, dict[str, Any]] = {}
+        self.runs = RunExecutor(name=self.name, host=self, ledger=self.ledger,
+                                threads=self.threads, store=self.store, execute=self._execute,
+                                call_on_loop=self.call_on_loop, inline_limit=inline_limit)
         self.session: Session | None = None
         self.conn: PeerConnection | None = None
         self.peer_id = ""
@@ -124,10 +117,6 @@ class WorkerNode(RunExecution):
         self._token: trio.lowlevel.TrioToken | None = None
         self._loop_thread = 0
         self._idle = trio.Event()
-        #: mean run time by function id, and how many short sync runs are running now
-        self._durations: dict[str, float] = {}
-        self._short_running = 0
-        self.closing = False
 
     def __repr__(self) -> str:
         return f"<WorkerNode {self.name!r} {self.ledger.counts()}>"
@@ -162,16 +151,17 @@ class WorkerNode(RunExecution):
                 local = conn.ws.local.address
                 shown = f"[{local}]" if ":" in str(local) else local
                 self.data_address = f"{scheme}://{shown}:{port}"
-            conn.send(p.Hello("worker", self.name, list(p.SUPPORTED_VERSIONS), self.token or "",
-                              self.nthreads, self.data_address, os.getpid()))
+            conn.send(handshake.hello("worker", self.name, self.token, nthreads=self.nthreads,
+                                      data_address=self.data_address))
             await conn.flush()
-            welcome = await _expect_welcome(conn)
+            welcome = await handshake.expect_welcome(conn)
             self.conn = conn
             conn.linger = self._linger
             self.peer_id = welcome.peer_id
             self.session = Session(conn, welcome.peer_id, worker=self)
             assert self._nursery is not None
             self.session.start(self._nursery, self.store.pool, welcome.inline_limit)
+            self.runs.attach(self.session, self._nursery)
             logger.info("worker %s joined %s as %s with %d slot(s)", self.name,
                         self.scheduler_address, self.peer_id, self.nthreads)
             async with trio.open_nursery() as nursery:
@@ -187,7 +177,7 @@ class WorkerNode(RunExecution):
     async def _read(self, conn: PeerConnection) -> None:
         handlers = {
             p.ComputeTask: self._compute_task,
-            p.Function: self._function_msg,
+            p.Function: self.runs.add_function,
             p.StealTasks: lambda m: self._execute(self.ledger.steal(m.keys, m.run_ids)),
             p.FreeKeys: self._free_keys,
             p.ExpectData: lambda m: self.store.expect(m.keys),
@@ -217,7 +207,7 @@ class WorkerNode(RunExecution):
 
     # ------------------------------------------------------------------ loop-side helpers
 
-    def call_on_loop(self, fn: Any, *args: Any) -> None:
+    def call_on_loop(self, fn: Callable[..., None], *args: Any) -> None:
         """Run ``fn(*args)`` on the worker's loop: now if we are on it, else soon."""
         if threading.get_ident() == self._loop_thread:
             fn(*args)
@@ -225,14 +215,14 @@ class WorkerNode(RunExecution):
             assert self._token is not None
             self._token.run_sync_soon(fn, *args)
 
-    async def drain(self, grace: float = 30.0) -> None:
+    async def drain(self, grace: float = config.DRAIN_TIMEOUT) -> None:
         """Stop taking work, hand queued runs back, let running ones finish (``grace`` s).
 
         Cancellation: whatever still runs is abandoned; the scheduler re-runs it.
         """
         if self.conn is None:
             return
-        self.closing = True
+        self.runs.closing = True
         self.conn.send(p.WorkerClosing())
         with self.ledger.lock:  # task threads may take queued runs meanwhile
             queued = [r for r in self.ledger.runs.values()
@@ -260,7 +250,7 @@ class WorkerNode(RunExecution):
                     self.conn.send(cmd.message)
             elif t is wcore.StartRun:
                 self._acquire(cmd.run)
-                self._start(cmd.run)
+                self.runs.start(cmd.run)
             elif t is wcore.ReleaseSlot:
                 limiter.release_on_behalf_of(cmd.run)
             elif t is wcore.PassSlot:  # the new run is already running on the old one's thread
@@ -268,12 +258,14 @@ class WorkerNode(RunExecution):
                 self._acquire(cmd.new)
             elif t is wcore.GrantRejoin:
                 self._acquire(cmd.run)
-                ctx = self.contexts.get(cmd.run.key)
+                ctx = self.runs.contexts.get(cmd.run.key)
                 if ctx is not None and ctx.rejoin_event is not None:
                     ctx.rejoin_event.set()
             elif t is wcore.FetchInputs:
                 assert self._nursery is not None
-                self._nursery.start_soon(self._fetch_inputs, cmd.run)
+                self._nursery.start_soon(self.runs.fetch_inputs, cmd.run)
+            else:
+                raise TypeError(f"unknown ledger command {cmd!r}")  # a bug: fail loudly
 
     def _acquire(self, run: wcore.LocalRun) -> None:
         assert self.limiter is not None
@@ -287,34 +279,28 @@ class WorkerNode(RunExecution):
 
     def _linger(self) -> bool:
         """More results are microseconds away: worth holding the frame for them."""
-        return self._short_running > 0
+        return self.runs.short_running > 0
 
-    def do_secede(self, run: wcore.LocalRun) -> None:
-        ctx = self.contexts.get(run.key)
-        if ctx is not None and ctx.short:
-            ctx.short = False  # it waits on other tasks: not short any more
-            self._short_running -= 1
-        if self.ledger.runs.get(run.key) is run and run.state is wcore.RunState.RUNNING:
+    # ------------------------------------------------------------------ HostWorker
+
+    def secede_run(self, run: wcore.LocalRun) -> None:
+        """``run`` gives its slot back (loop, in order with what it posted before)."""
+        self.runs.seceding(run)
+        if self.ledger.current(run, wcore.RunState.RUNNING):
             self._execute(self.ledger.secede(run))
 
-    def do_rejoin(self, run: wcore.LocalRun, wakeup: Any) -> None:
+    def rejoin_run(self, run: wcore.LocalRun, wakeup: Wakeup) -> None:
         """``run`` asks for a slot back; ``wakeup.set()`` is called when it has one."""
-        ctx = self.contexts.get(run.key)
+        ctx = self.runs.contexts.get(run.key)
         if ctx is not None:
             ctx.rejoin_event = wakeup  # set here, on the loop, in order with the grants
-        if self.ledger.runs.get(run.key) is run and run.state is wcore.RunState.SECEDED:
+        if self.ledger.current(run, wcore.RunState.SECEDED):
             self._execute(self.ledger.rejoin(run))
-
-    def do_cancel_rejoin(self, run: wcore.LocalRun) -> None:
-        if self.ledger.runs.get(run.key) is run and run.state in (
-            wcore.RunState.REJOINING, wcore.RunState.RUNNING
-        ):
-            self._execute(self.ledger.cancel_rejoin(run))
 
     # ------------------------------------------------------------------ messages
 
     def _compute_task(self, msg: p.ComputeTask) -> None:
-        if self.closing:  # assigned before the scheduler saw WorkerClosing: hand it back
+        if self.runs.closing:  # assigned before the scheduler saw WorkerClosing: hand it back
             assert self.conn is not None
             self.conn.send(p.TasksReturned([msg.key], [msg.run_id]))
             return
@@ -325,8 +311,6 @@ class WorkerNode(RunExecution):
         )
         self._execute(self.ledger.task_assigned(msg, needs_fetch))
 
-    def _function_msg(self, msg: p.Function) -> None:
-        self.fn_blobs[msg.fn_id] = msg.blob
 
     def _never_arrived(self, key: str) -> None:
         if self.conn is not None:
@@ -336,13 +320,13 @@ class WorkerNode(RunExecution):
     def _free_keys(self, msg: p.FreeKeys) -> None:
         self.store.free(msg.keys)
 
-    async def wait_for_data(self, predicate: Any) -> None:
+    async def wait_for_data(self, predicate: Callable[[dict[str, Any]], bool]) -> None:
         """Return once ``predicate(self.data)`` holds, re-checked whenever results are
         freed (for tests and tools: no polling)."""
         await self.store.wait_for(predicate)
 
     def _wait_failed(self, msg: p.WaitFailed) -> None:
-        ctx = self.contexts.get(msg.run_key)
+        ctx = self.runs.contexts.get(msg.run_key)
         if ctx is not None and ctx.run.run_id == msg.run_id:
             ctx.fail_wait(DeadlockError(msg.report))
 
@@ -357,84 +341,3 @@ class WorkerNode(RunExecution):
             "overflow_threads": self.threads.overflow,
             "data": len(self.data),
         }
-
-
-class _LockedLedger:
-    """The worker's ``WorkerState`` behind a lock.
-
-    Task threads call ``hand_over`` while the loop calls everything else, so every event
-    takes the lock. Attribute reads (``runs``, ``holding``) pass through unlocked: a
-    task thread only changes the run that just ended on it and the queued run it takes.
-    """
-
-    def __init__(self, state: wcore.WorkerState) -> None:
-        self.state = state
-        self.lock = threading.Lock()
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.state, name)
-
-    def __repr__(self) -> str:
-        return f"<locked {self.state!r}>"
-
-    def task_assigned(self, spec: p.ComputeTask, needs_fetch: bool) -> list[Any]:
-        with self.lock:
-            return self.state.task_assigned(spec, needs_fetch)
-
-    def inputs_arrived(self, run: wcore.LocalRun) -> list[Any]:
-        with self.lock:
-            return self.state.inputs_arrived(run)
-
-    def run_ended(self, run: wcore.LocalRun, report: Any) -> list[Any]:
-        with self.lock:
-            return self.state.run_ended(run, report)
-
-    def hand_over(self, run: wcore.LocalRun, report: Any,
-                  may_take: Any) -> tuple[wcore.LocalRun | None, list[Any]]:
-        with self.lock:
-            return self.state.hand_over(run, report, may_take)
-
-    def secede(self, run: wcore.LocalRun) -> list[Any]:
-        with self.lock:
-            return self.state.secede(run)
-
-    def rejoin(self, run: wcore.LocalRun) -> list[Any]:
-        with self.lock:
-            return self.state.rejoin(run)
-
-    def cancel_rejoin(self, run: wcore.LocalRun) -> list[Any]:
-        with self.lock:
-            return self.state.cancel_rejoin(run)
-
-    def steal(self, keys: list[str], run_ids: list[int]) -> list[Any]:
-        with self.lock:
-            return self.state.steal(keys, run_ids)
-
-    def counts(self) -> dict[str, int]:
-        with self.lock:
-            return self.state.counts()
-
-    def check(self) -> None:
-        with self.lock:
-            self.state.check()
-
-
-async def _expect_welcome(conn: PeerConnection) -> Any:
-    from ..errors import ClientClosedError
-
-    try:
-        with trio.fail_after(30):
-            messages = await conn.receive()
-    except ConnectionClosed as exc:
-        reason = exc.reason
-        text = f"the scheduler refused us: {reason.reason or reason.name} (code {reason.code})"
-        if reason.code == p.CLOSE_AUTH_FAILED:
-            raise AuthenticationError(text) from None
-        if reason.code == p.CLOSE_VERSION_MISMATCH:
-            raise ProtocolVersionError(text) from None
-        raise ClientClosedError(text) from None
-    if not messages or not isinstance(messages[0], p.Welcome):
-        raise RemoteProtocolError("the scheduler did not answer with Welcome")
-    # work may share the Welcome's frame (tasks waiting for a worker to join)
-    conn.unread(messages[1:])
-    return messages[0]

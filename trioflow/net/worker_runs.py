@@ -1,7 +1,9 @@
 """How a worker executes one run: from its inputs to its report.
 
-Mixed into ``WorkerNode`` (which owns the ledger, the slot threads, the data store and
-the connection):
+``RunExecutor`` is built by ``WorkerNode`` with what it uses: the locked ledger, the
+slot threads, the data store, the function that carries out ledger commands and the
+one that runs a call on the loop. It owns the runs' contexts, the functions received
+and the inputs fetched for queued runs.
 
 * ``_start`` begins a run the ledger started: on a slot thread for sync functions, as a
   Trio task for ``async def`` ones. Functions are unpickled once per worker.
@@ -18,17 +20,26 @@ cannot be stopped, and its end is dropped if the worker has stopped.
 from __future__ import annotations
 
 import logging
+import threading
 import time
+from collections.abc import Callable
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import trio
 
 from .. import protocol as p
 from .. import serialize
 from ..core import worker as wcore
+from ..engine.context import RunContext, enter_run, leave_run
+from ..engine.session import Session
 from ..errors import WorkerLost
-from ..tasks import RunContext, _current
+from .slots import SlotThreads
+from .worker_data import DataStore
+
+if TYPE_CHECKING:
+    from ..engine.protocols import HostWorker
+    from .worker_ledger import LockedLedger
 
 logger = logging.getLogger(__name__)
 
@@ -36,41 +47,82 @@ logger = logging.getLogger(__name__)
 #: connection holds a frame back briefly for their results (see PeerConnection.linger)
 SHORT_RUN = 0.0002
 
+Report = p.TaskFinished | p.TaskErred
 
-class RunExecution:
-    """WorkerNode methods that execute runs (see the module doc)."""
 
-    # provided by WorkerNode
-    name: str
-    ledger: Any
-    threads: Any
-    store: Any
-    data: dict[str, Any]
-    blobs: dict[str, Any]
-    contexts: dict[str, RunContext]
-    session: Any
-    inline_limit: int
-    _nursery: trio.Nursery | None
-    _fetched: dict[str, dict[str, Any]]
-    _functions: dict[str, Any]
-    fn_blobs: dict[str, bytes]
-    _durations: dict[str, float]
-    _short_running: int
-    _execute: Any
-    call_on_loop: Any
+class RunExecutor:
+    """Executes the runs a worker's ledger starts (see the module doc).
 
-    def _start(self, run: wcore.LocalRun) -> None:
+    Args:
+        name: the worker's name, for logs.
+        host: the worker, as its runs' contexts see it.
+        ledger: the worker's ledger behind its lock.
+        threads: where sync runs execute.
+        store: results kept here, and the bulk data path for inputs.
+        execute: carries out ledger commands (loop only).
+        call_on_loop: runs a call on the worker's loop, from any thread.
+        inline_limit: results up to this many bytes travel inline.
+    """
+
+    def __init__(self, *, name: str, host: HostWorker, ledger: LockedLedger,
+                 threads: SlotThreads, store: DataStore,
+                 execute: Callable[[list[Any]], None],
+                 call_on_loop: Callable[..., None], inline_limit: int) -> None:
+        self.name = name
+        self.host = host
+        self.ledger = ledger
+        self.threads = threads
+        self.store = store
+        self._execute = execute
+        self.call_on_loop = call_on_loop
+        self.inline_limit = inline_limit
+        #: key -> RunContext of every run that started and has not ended
+        self.contexts: dict[str, RunContext] = {}
+        self.fn_blobs: dict[str, bytes] = {}
+        self._functions: dict[str, Any] = {}
+        #: inputs fetched from peers for runs that have not started, by run key
+        self._fetched: dict[str, dict[str, Any]] = {}
+        #: mean run time by function id, and how many short sync runs are running now
+        self._durations: dict[str, float] = {}
+        self.short_running = 0
+        #: nesting of sync runs on this thread (a helping thread runs jobs inside a run)
+        self._thread_runs = threading.local()
+        #: set while connected: the session runs post through, and the nursery async
+        #: runs and fetches live in
+        self.session: Session | None = None
+        self.nursery: trio.Nursery | None = None
+        #: the worker is draining: a run that ends takes no queued run itself
+        self.closing = False
+
+    def attach(self, session: Session, nursery: trio.Nursery) -> None:
+        """A connection is up: runs post through ``session`` and live in ``nursery``."""
+        self.session = session
+        self.nursery = nursery
+
+    def add_function(self, msg: p.Function) -> None:
+        self.fn_blobs[msg.fn_id] = msg.blob
+
+    def seceding(self, run: wcore.LocalRun) -> None:
+        """``run`` waits on other tasks: it is not short any more (loop)."""
+        ctx = self.contexts.get(run.key)
+        if ctx is not None and ctx.short:
+            ctx.short = False
+            self.short_running -= 1
+
+    def start(self, run: wcore.LocalRun) -> None:
+        """Begin a run the ledger started: a thread job for sync, a Trio task for async."""
         spec = run.spec
-        ctx = RunContext(self, run, spec.is_async)
+        assert self.session is not None
+        ctx = RunContext(self.host, self.session, run, spec.is_async)
         self.contexts[run.key] = ctx
         if spec.is_async:
-            assert self._nursery is not None
-            self._nursery.start_soon(self._run_async, ctx, name=f"task {run.key}")
+            assert self.nursery is not None
+            self.nursery.start_soon(self._run_async, ctx, name=f"task {run.key}")
         else:
             if self._durations.get(spec.fn_id, 1.0) < SHORT_RUN:
                 ctx.short = True
-                self._short_running += 1
-            self.threads.submit(partial(self._run_sync, ctx), -run.priority[1])
+                self.short_running += 1
+            self.threads.submit(partial(self._run_sync, ctx), ctx.depth)
 
     def _function(self, fn_id: str) -> Any:
         fn = self._functions.get(fn_id)
@@ -94,7 +146,8 @@ class RunExecution:
                 raise WorkerLost(f"input {dep!r} of {spec.key!r} is not on this worker")
         return values
 
-    def _pack(self, spec: p.ComputeTask, value: Any, duration: float) -> tuple[Any, bytes | None]:
+    def _pack(self, spec: p.ComputeTask, value: Any,
+              duration: float) -> tuple[p.TaskFinished, bytes | None]:
         """The TaskFinished report for ``value`` and its pickled form (if made)."""
         size = serialize.buffer_size(value)
         if size is not None and size > self.inline_limit:
@@ -105,7 +158,7 @@ class RunExecution:
         return p.TaskFinished(spec.key, spec.run_id, len(blob), inline, duration,
                               serialize.type_name(value)), blob
 
-    def _erred(self, spec: p.ComputeTask, exc: BaseException) -> Any:
+    def erred(self, spec: p.ComputeTask, exc: BaseException) -> p.TaskErred:
         blob, tname, text, tb = serialize.dumps_exception(exc)
         return p.TaskErred(spec.key, spec.run_id, blob, tname, text, tb)
 
@@ -129,10 +182,10 @@ class RunExecution:
     def _run_one_sync(self, ctx: RunContext, may_hand_over: bool) -> RunContext | None:
         """Run ``ctx``'s task; return the context of the run taken next, if any."""
         spec = ctx.run.spec
-        reset = _current.set(ctx)
+        reset = enter_run(ctx)
         value = blob = None
         ok = False
-        report: Any = p.TaskErred(spec.key, spec.run_id, b"", "builtins.RuntimeError",
+        report: Report = p.TaskErred(spec.key, spec.run_id, b"", "builtins.RuntimeError",
                                   "the worker failed while running this task")
         try:
             fn = self._function(spec.fn_id)
@@ -142,9 +195,9 @@ class RunExecution:
             report, blob = self._pack(spec, value, time.perf_counter() - t0)
             ok = True
         except BaseException as exc:
-            report, ok = self._erred(spec, exc), False
+            report, ok = self.erred(spec, exc), False
         finally:
-            _current.reset(reset)
+            leave_run(reset)
         if may_hand_over:
             next_ctx = self._hand_over(ctx, ok, value, blob, report)
             if next_ctx is not None:
@@ -156,7 +209,7 @@ class RunExecution:
         return None
 
     def _hand_over(self, ctx: RunContext, ok: bool, value: Any, blob: bytes | None,
-                   report: Any) -> RunContext | None:
+                   report: Report) -> RunContext | None:
         """On ``ctx``'s thread: end its run and start the best queued sync run on its
         slot, if the ledger allows. The loop learns of both in order with what the run
         sent (``_handed_over``), so the scheduler sees the report after the run's own
@@ -168,7 +221,7 @@ class RunExecution:
         nxt, commands = self.ledger.hand_over(run, report, _may_take)
         if nxt is None:
             return None
-        next_ctx = RunContext(self, nxt, False)
+        next_ctx = RunContext(self.host, session, nxt, False)
         self.contexts[nxt.key] = next_ctx
         try:
             session.call_in_order(self._handed_over, ctx, ok, value, blob, commands, next_ctx)
@@ -179,18 +232,22 @@ class RunExecution:
     def _handed_over(self, ctx: RunContext, ok: bool, value: Any, blob: bytes | None,
                      commands: list[Any], next_ctx: RunContext) -> None:
         """On the loop: ``ctx``'s run ended and ``next_ctx``'s started on its slot."""
-        self._ended(ctx, ok, value, blob, commands[0].message)
+        first = commands[0]
+        assert type(first) is wcore.SendMessage  # the ledger reports the ended run first
+        report = first.message
+        self._ended(ctx, ok, value, blob, report)
         self._execute(commands)
         if ok and self.session is not None:
-            self.session.finished_here(ctx.run.key, commands[0].message)
+            self.session.finished_here(ctx.run.key, report)
         if self._durations.get(next_ctx.run.spec.fn_id, 1.0) < SHORT_RUN:
             next_ctx.short = True
-            self._short_running += 1
+            self.short_running += 1
 
     async def _run_async(self, ctx: RunContext) -> None:
         spec = ctx.run.spec
-        _current.set(ctx)
+        enter_run(ctx)  # this Trio task's own context: nothing to reset
         value = blob = None
+        report: Report
         try:
             fn = self._function(spec.fn_id)
             args, kwargs = serialize.loads_payload(spec.payload, self._inputs(spec))
@@ -199,11 +256,11 @@ class RunExecution:
             report, blob = self._pack(spec, value, time.perf_counter() - t0)
             ok = True
         except Exception as exc:
-            report, ok = self._erred(spec, exc), False
+            report, ok = self.erred(spec, exc), False
         self._run_done(ctx, ok, value, blob, report)
 
     def _run_done(self, ctx: RunContext, ok: bool, value: Any, blob: bytes | None,
-                  report: Any) -> None:
+                  report: Report) -> None:
         run = ctx.run
         self._ended(ctx, ok, value, blob, report)
         if self.ledger.runs.get(run.key) is run:
@@ -215,24 +272,24 @@ class RunExecution:
                 self.session.finished_here(run.key, report)
 
     def _ended(self, ctx: RunContext, ok: bool, value: Any, blob: bytes | None,
-               report: Any) -> None:
+               report: Report) -> None:
         """Loop-side bookkeeping of a run that returned or raised (before the ledger)."""
         run = ctx.run
         if ctx.short:
             ctx.short = False
-            self._short_running -= 1
+            self.short_running -= 1
         if ok and type(report) is p.TaskFinished:
             old = self._durations.get(run.spec.fn_id)
             d = report.duration
             self._durations[run.spec.fn_id] = d if old is None else 0.8 * old + 0.2 * d
         if ok:
-            self.data[run.key] = value
+            self.store.data[run.key] = value
             if blob is not None:
-                self.blobs[run.key] = blob
+                self.store.blobs[run.key] = blob
         if self.contexts.get(run.key) is ctx:
             del self.contexts[run.key]
 
-    async def _fetch_inputs(self, run: wcore.LocalRun) -> None:
+    async def fetch_inputs(self, run: wcore.LocalRun) -> None:
         """Get a run's inputs that are not here yet: from their holders over the bulk
         data path, or (scattered to us) by waiting for their upload."""
         spec = run.spec
@@ -259,7 +316,7 @@ class RunExecution:
             logger.warning("%s: fetching inputs of %s failed: %s", self.name, run.key, exc)
             if self.ledger.runs.get(run.key) is run:
                 err = WorkerLost(f"could not fetch the inputs of {run.key!r}: {exc}")
-                self._execute(self.ledger.run_ended(run, self._erred(spec, err)))
+                self._execute(self.ledger.run_ended(run, self.erred(spec, err)))
             return
         if self.ledger.runs.get(run.key) is run:
             self._fetched[run.key] = fetched

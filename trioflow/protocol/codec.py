@@ -19,17 +19,18 @@ from typing import Any
 import attrs
 import msgpack
 
-from ..errors import ProtocolVersionError, RemoteProtocolError
+from ..errors import AuthenticationError, ProtocolVersionError, RemoteProtocolError
 from .messages import SPECS, TAGS, from_wire, to_wire
 
 #: The protocol major version this code speaks. Bump on any incompatible change.
 PROTOCOL_VERSION = 1
 SUPPORTED_VERSIONS = (1,)
 
-#: Application close codes (RFC 6455 leaves 4000-4999 to applications).
-CLOSE_PROTOCOL_ERROR = 4000
-CLOSE_VERSION_MISMATCH = 4001
-CLOSE_AUTH_FAILED = 4003
+#: Application close codes (RFC 6455 leaves 4000-4999 to applications). The codes of
+#: errors are the errors' own ``close_code``: one home for each.
+CLOSE_PROTOCOL_ERROR = RemoteProtocolError.close_code
+CLOSE_VERSION_MISMATCH = ProtocolVersionError.close_code
+CLOSE_AUTH_FAILED = AuthenticationError.close_code
 CLOSE_SHUTDOWN = 4004
 CLOSE_REPLACED = 4005
 

@@ -19,7 +19,7 @@ from typing import Any
 
 import trio
 
-from .. import tasks
+from .. import in_task as tasks
 from ..errors import DeadlockError
 from .program import (
     DEADLOCK_TYPE,

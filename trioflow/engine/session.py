@@ -11,7 +11,11 @@ is used from that loop *and* from other threads (sync ``Client`` calls, task thr
 * Values are unpickled in the thread that asks for them, never on the loop.
 
 On a worker, waits made from a task are reported to the scheduler (``WaitKeys``) so it
-keeps the wait-for graph that deadlock detection needs.
+keeps the wait-for graph that deadlock detection needs; the run's ``RunContext``
+(``engine/context.py``) produces those messages.
+
+A session is composed of a ``Fetcher`` and a ``Scatterer`` (``engine/transfers.py``),
+each given the lock, the key table and ``post`` they use.
 """
 
 from __future__ import annotations
@@ -25,37 +29,39 @@ import threading
 from collections.abc import Callable, Iterable
 from typing import Any
 
+import attrs
 import trio
 
-from . import protocol as p
-from . import serialize
-from .errors import (
-    ClientClosedError,
-)
+from .. import protocol as p
+from .. import serialize
+from ..errors import ClientClosedError
+from .context import RunContext, current_run
 from .futures import Future
-from .keys import (
-    ERRED,
-    FINISHED,
-    PENDING,
-    KeyState,
-    SyncWaiter,
-)
-from .values import ValueTransfers
+from .keys import ERRED, FINISHED, PENDING, KeyState, SyncWaiter
+from .protocols import BulkTransport, Connection, HostWorker
+from .transfers import DataPath, Fetcher, Scatterer
 
 logger = logging.getLogger(__name__)
 
 
+@attrs.define(eq=False)
+class _StatusWait:
+    event: trio.Event = attrs.Factory(trio.Event)
+    reply: p.StatusReply | None = None
+    error: BaseException | None = None
 
-class Session(ValueTransfers):
+
+class Session:
     """Futures, functions sent and pending requests of one scheduler connection.
 
     Args:
         conn: the connection (its ``send`` is only called on the loop).
         peer_id: our id as the scheduler knows it.
-        worker: the WorkerNode when this session serves in-task clients.
+        worker: the worker, when this session serves its in-task clients.
     """
 
-    def __init__(self, conn: Any, peer_id: str, *, worker: Any = None) -> None:
+    def __init__(self, conn: Connection, peer_id: str, *,
+                 worker: HostWorker | None = None) -> None:
         self.conn = conn
         self.peer_id = peer_id
         self.worker = worker
@@ -70,26 +76,35 @@ class Session(ValueTransfers):
         #: keys whose last Future died, to release in one message (in order)
         self._releases: dict[str, KeyState] = {}
         self._release_scheduled = False
-        self._requests: dict[int, dict[str, Any]] = {}
-        self._request_ids = itertools.count(1)
-        self._status_waiters: dict[int, Any] = {}
-        #: serialized large scatters waiting for the scheduler's ScatterTo, by key
-        self._uploads: dict[str, list[Any]] = {}
-        #: set by ``start``: where bulk transfers run, and how
-        self.nursery: trio.Nursery | None = None
-        self.pool: Any = None
-        self.inline_limit = 64 * 1024
+        self._status_waiters: dict[int, _StatusWait] = {}
+        self._status_ids = itertools.count(1)
         # unique across sessions, processes and hosts: clients share one key space
         self._prefix = secrets.token_hex(5)
         self._counter = itertools.count(1)
+        #: set by ``start``: where bulk transfers run, and how
+        self.data_path = DataPath()
+        self.fetcher = Fetcher(lock=self.lock, post=self.post, wait_sync=self.wait_sync,
+                               wait_async=self.wait_async, host=worker, bulk=self.data_path)
+        self.scatterer = Scatterer(lock=self.lock, keys=self.keys, lookup=self._lookup,
+                                   post=self.post, host=worker, bulk=self.data_path)
+        self.value = self.fetcher.value
+        self.value_async = self.fetcher.value_async
+        self.prefetch_sync = self.fetcher.prefetch_sync
+        self.prefetch_async = self.fetcher.prefetch_async
 
-    def start(self, nursery: trio.Nursery, pool: Any, inline_limit: int) -> None:
+    def start(self, nursery: trio.Nursery, pool: BulkTransport, inline_limit: int) -> None:
         """Bulk transfers (gathers of large results, scatter uploads) run in ``nursery``
-        through ``pool`` (a ``net.bulk.BulkPool``); the scheduler's ``inline_limit``
-        decides which values travel inline."""
-        self.nursery = nursery
-        self.pool = pool
-        self.inline_limit = inline_limit
+        through ``pool``; the scheduler's ``inline_limit`` decides which values travel
+        inline."""
+        self.data_path.start(nursery, pool, inline_limit)
+
+    @property
+    def inline_limit(self) -> int:
+        return self.data_path.inline_limit
+
+    def _lookup(self, key: str) -> KeyState | None:
+        """The state of ``key``, also while its release is pending (under the lock)."""
+        return self.keys.get(key) or self._releases.get(key)
 
     # ------------------------------------------------------------------ sending
 
@@ -139,9 +154,6 @@ class Session(ValueTransfers):
 
     # ------------------------------------------------------------------ futures
 
-    def future(self, ks: KeyState) -> Future:
-        return Future(self, ks)
-
     def incref(self, ks: KeyState) -> None:
         with self.lock:
             ks.refs += 1
@@ -171,7 +183,7 @@ class Session(ValueTransfers):
             self._releases.clear()
             self._release_scheduled = False
             for key in keys:  # a scatter released before its upload: drop the frames
-                self._uploads.pop(key, None)
+                self.scatterer.released(key)
         if keys:
             try:
                 self.post(p.ReleaseKeys(keys))
@@ -192,7 +204,7 @@ class Session(ValueTransfers):
     def submit(self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any], *,
                key: str | None = None, pure: bool = False, retries: int = 0,
                workers: Iterable[str] | None = None, priority: int = 0,
-               run_once: bool = False) -> Future:
+               run_once: bool = False) -> Future[Any]:
         """Pickle and send one task; returns its Future at once (any thread)."""
         if not callable(fn):
             raise TypeError(f"submit needs a callable, got {type(fn).__name__}")
@@ -207,8 +219,8 @@ class Session(ValueTransfers):
                 key = f"{name}-{digest}"
             else:
                 key = f"{name}-{self._prefix}-{next(self._counter)}"
-        ctx = _current_run()
-        parent = ctx.run.key if ctx is not None and ctx.worker is self.worker else ""
+        ctx = current_run()
+        parent = ctx.run.key if ctx is not None and ctx.session is self else ""
         msgs: list[Any] = []
         with self.lock:
             ks = self.keys.get(key)
@@ -227,10 +239,19 @@ class Session(ValueTransfers):
             msgs.append(p.SubmitTask(key, fn_id, payload, deps, parent,
                                      inspect.iscoroutinefunction(fn), retries, priority,
                                      list(workers or ()), run_once))
-        fut = Future(self, ks)
+        fut: Future[Any] = Future(self, ks)
         if msgs:
             self.post(*msgs)
         return fut
+
+    def scatter_one(self, value: Any, key: str | None = None) -> Future[Any]:
+        """Place ``value`` on the cluster under a new key (any thread); see ``Scatterer``.
+
+        Raises:
+            SerializationError: ``value`` cannot be pickled; says where.
+        """
+        key = key or f"{type(value).__name__}-{self._prefix}-{next(self._counter)}"
+        return Future(self, self.scatterer.scatter_one(value, key))
 
     # ------------------------------------------------------------------ incoming (loop)
 
@@ -265,14 +286,14 @@ class Session(ValueTransfers):
                     if ks.event is not None and ks.event.is_set():
                         ks.event = None
         elif t is p.DataReply:
-            self._data_reply(msg)
+            self.fetcher.data_reply(msg)
         elif t is p.ScatterTo:
-            self._upload(msg)
+            self.scatterer.upload(msg)
         elif t is p.StatusReply:
             waiter = self._status_waiters.pop(msg.request_id, None)
             if waiter is not None:
-                waiter["reply"] = msg
-                waiter["event"].set()
+                waiter.reply = msg
+                waiter.event.set()
 
     def finished_here(self, key: str, report: p.TaskFinished) -> None:
         """A task of this (worker) session's futures finished on this very worker."""
@@ -303,19 +324,25 @@ class Session(ValueTransfers):
                     ks.status = ERRED
                     ks.error = ClientClosedError(f"lost the scheduler: {reason}")
                     self._notify(ks)
-            requests = list(self._requests.values())
-            self._requests.clear()
-        for req in requests:
-            req["error"] = ClientClosedError(f"lost the scheduler: {reason}")
-            req["done"]()
+            status_waits = list(self._status_waiters.values())
+            self._status_waiters.clear()
+        self.fetcher.fail_all(ClientClosedError(f"lost the scheduler: {reason}"))
+        for wait in status_waits:
+            wait.error = ClientClosedError(f"lost the scheduler: {reason}")
+            wait.event.set()
 
     # ------------------------------------------------------------------ waiting
+
+    def _run_here(self) -> RunContext | None:
+        """The run waiting, when it is a task of this (worker) session."""
+        ctx = current_run()
+        return ctx if ctx is not None and ctx.session is self else None
 
     def wait_sync(self, states: list[KeyState], timeout: float | None = None) -> None:
         """Block this (non-loop) thread until every state is done.
 
         In a task thread the wait is reported to the scheduler; with ``auto_secede`` the
-        slot is given back while waiting.
+        slot is given back while waiting (``RunContext.wait_sync``).
 
         Raises:
             TimeoutError: not done within ``timeout`` seconds.
@@ -324,50 +351,26 @@ class Session(ValueTransfers):
         if self.on_loop():
             raise RuntimeError("a blocking wait on the event loop thread would hang it; "
                                "use `await` (AsyncClient) instead")
+        ctx = self._run_here()
         with self.lock:
             pending = [ks for ks in states if ks.status is PENDING]
             if not pending:
                 return
-            ctx = _current_run()
-            depth = -ctx.run.priority[1] if ctx is not None else 0
-            waiter = SyncWaiter(len(pending), depth)
+            waiter = SyncWaiter(len(pending), ctx.depth if ctx is not None else 0)
             for ks in pending:
                 ks.waiters.append(waiter)
-        if ctx is not None and ctx.worker is not self.worker:
-            ctx = None
-        auto = ctx is not None and ctx.worker.auto_secede and not ctx.seceded
-        normal = False
         try:
             if ctx is not None:
-                if auto:
-                    ctx.secede()
-                ctx.waiter = waiter
-                self.post(p.WaitKeys(ctx.run.key, ctx.run.run_id, [k.key for k in pending],
-                                     timeout is not None))
-            if ctx is not None and ctx.seceded:
-                done = ctx.worker.threads.wait_helping(waiter, timeout)
+                done = ctx.wait_sync(waiter, [k.key for k in pending], timeout)
             else:
                 done = waiter.wait(timeout)
-            if waiter.failure is not None:
-                failure, waiter.failure = waiter.failure, None
-                try:
-                    raise failure
-                finally:
-                    del failure  # no cycle: traceback -> this frame -> the exception
             if not done:
                 raise TimeoutError(f"{len(pending)} key(s) not done after {timeout}s")
-            normal = True
         finally:
             with self.lock:
                 for ks in pending:
                     if waiter in ks.waiters:
                         ks.waiters.remove(waiter)
-            if ctx is not None:
-                ctx.waiter = None
-                if not normal and waiter.failure is None:
-                    self.post(p.WaitEnded(ctx.run.key, ctx.run.run_id))
-                if auto:
-                    ctx.rejoin()
 
     async def wait_async(self, states: list[KeyState]) -> None:
         """Wait on the loop until every state is done. In an async task the slot is given
@@ -377,35 +380,38 @@ class Session(ValueTransfers):
         """
         with self.lock:
             pending = [ks for ks in states if ks.status is PENDING]
+            events = []
             for ks in pending:
                 if ks.event is None:
                     ks.event = trio.Event()
+                events.append(ks.event)
         if not pending:
             return
-        ctx = _current_run()
-        if ctx is not None and ctx.worker is not self.worker:
-            ctx = None
+
+        async def all_done() -> None:
+            for event in events:
+                await event.wait()
+
+        ctx = self._run_here()
         if ctx is None:
-            for ks in pending:
-                await ks.event.wait()
-            return
-        await ctx.wait_async(pending, self)
+            await all_done()
+        else:
+            await ctx.wait_async([k.key for k in pending], all_done)
 
     async def status(self) -> p.StatusReply:
-        rid = next(self._request_ids)
-        waiter = {"event": trio.Event(), "reply": None}
-        self._status_waiters[rid] = waiter
+        """The scheduler's snapshot of the cluster.
+
+        Raises:
+            ClientClosedError: the connection closed before the answer came.
+        """
+        rid = next(self._status_ids)
+        wait = self._status_waiters[rid] = _StatusWait()
         self.post(p.StatusRequest(rid))
-        await waiter["event"].wait()
-        return waiter["reply"]
-
-
-def _current_run() -> Any:
-    from .tasks import _current  # tasks imports client, which imports this module
-
-    global _current_run
-    _current_run = _current.get
-    return _current.get()
+        await wait.event.wait()
+        if wait.error is not None:
+            raise wait.error
+        assert wait.reply is not None
+        return wait.reply
 
 
 class _Call:
@@ -416,5 +422,5 @@ class _Call:
         self.args = args
 
 
-def _is_future(obj: Any) -> bool:
+def _is_future(obj: object) -> bool:
     return type(obj) is Future

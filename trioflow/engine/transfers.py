@@ -1,7 +1,8 @@
 """Moving values between a session and the cluster: results in, large scatters out.
 
-Mixed into ``Session`` (which owns the lock, the key states, ``post`` and the nursery
-and ``BulkPool`` given to ``Session.start``):
+Two objects a ``Session`` is built from, each given what it uses by its constructor
+(the session's lock, its ``post``, its waits) and the nursery and ``BulkTransport``
+once the connection is up (``start``):
 
 * A result comes inline with ``KeyFinished`` when small; else from this worker's own
   memory (in-task clients); else ``GetData`` asks the scheduler where it is and it is
@@ -17,48 +18,75 @@ and ``BulkPool`` given to ``Session.start``):
 
 from __future__ import annotations
 
+import itertools
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
+import attrs
 import trio
 
-from . import protocol as p
-from . import serialize
-from .errors import ClientClosedError, WorkerLost
-from .futures import Future
+from .. import protocol as p
+from .. import serialize
+from ..config import FETCH_ATTEMPTS, INLINE_LIMIT
+from ..errors import ClientClosedError, WorkerLost
 from .keys import ERRED, FINISHED, NO_VALUE, PENDING, KeyState, error_to_exception
+from .protocols import BulkTransport, HostWorker
 
 logger = logging.getLogger(__name__)
 
-#: a fetch that fails because a holder vanished is retried this often (the scheduler may
-#: not have noticed yet; once it has, the key is recomputed or reported lost)
-FETCH_ATTEMPTS = 6
+
+@attrs.define(eq=False)
+class _Request:
+    """One GetData in flight: the keys still missing, what came, how to wake the asker."""
+
+    keys: set[str]
+    done: Callable[[], None]
+    blobs: dict[str, Any] = attrs.Factory(dict)
+    error: BaseException | None = None
 
 
-class ValueTransfers:
-    """Session methods that fetch results and upload scatters (see the module doc)."""
+class DataPath:
+    """Where background transfers run, once the session is connected (``start``)."""
 
-    # provided by Session
-    lock: threading.Lock
-    keys: dict[str, KeyState]
-    worker: Any
-    nursery: trio.Nursery | None
-    pool: Any
-    inline_limit: int
-    _uploads: dict[str, list[Any]]
-    _releases: dict[str, KeyState]
-    _requests: dict[int, dict[str, Any]]
-    _request_ids: Any
-    _prefix: str
-    _counter: Any
-    post: Callable[..., None]
-    wait_sync: Callable[..., None]
-    wait_async: Callable[..., Any]
+    def __init__(self) -> None:
+        self.nursery: trio.Nursery | None = None
+        self.pool: BulkTransport | None = None
+        self.inline_limit = INLINE_LIMIT
 
-    def scatter_one(self, value: Any, key: str | None = None) -> Future:
+    def start(self, nursery: trio.Nursery, pool: BulkTransport, inline_limit: int) -> None:
+        self.nursery = nursery
+        self.pool = pool
+        self.inline_limit = inline_limit
+
+
+class Scatterer:
+    """Places values on the cluster: inline when small, uploaded when large.
+
+    Args:
+        lock: the session's lock (key states change under it).
+        keys: the session's key states.
+        lookup: finds a key state by key, also one whose release is pending.
+        post: the session's ordered, thread-safe send.
+        host: the worker, for in-task clients (a scatter from a task stays there).
+        bulk: where uploads run.
+    """
+
+    def __init__(self, *, lock: threading.Lock, keys: dict[str, KeyState],
+                 lookup: Callable[[str], KeyState | None], post: Callable[..., None],
+                 host: HostWorker | None, bulk: DataPath) -> None:
+        self.lock = lock
+        self.keys = keys
+        self.lookup = lookup
+        self.post = post
+        self.host = host
+        self.bulk = bulk
+        #: serialized large scatters waiting for the scheduler's ScatterTo, by key
+        self.uploads: dict[str, list[Any]] = {}
+
+    def scatter_one(self, value: Any, key: str) -> KeyState:
         """Place ``value`` on the cluster under a new key (any thread).
 
         Small values travel inside the message to the scheduler. Large ones are
@@ -68,16 +96,17 @@ class ValueTransfers:
         Raises:
             SerializationError: ``value`` cannot be pickled; says where.
         """
-        key = key or f"{type(value).__name__}-{self._prefix}-{next(self._counter)}"
+        limit = self.bulk.inline_limit
         size = serialize.buffer_size(value)
         frames = None
-        if size is None or size <= self.inline_limit:
+        msg = None
+        if size is None or size <= limit:
             blob = serialize.dumps_value(value)
-            if len(blob) <= self.inline_limit:
+            if len(blob) <= limit:
                 msg = p.ScatterData(key, blob, len(blob))
             else:
                 frames = [blob]  # a plain pickle is a valid one-frame serialization
-        if frames is not None or (size is not None and size > self.inline_limit):
+        if msg is None:
             frames = frames or serialize.dumps_frames(value)
             msg = p.ScatterData(key, b"", serialize.frames_nbytes(frames))
         with self.lock:
@@ -86,42 +115,74 @@ class ValueTransfers:
                 ks = self.keys[key] = KeyState(key)
             ks.value = value  # we have it already; no need to fetch it back
             if frames is not None:
-                self._uploads[key] = frames
-        fut = Future(self, ks)
+                self.uploads[key] = frames
         self.post(msg)
-        return fut
+        return ks
 
-    def _upload(self, msg: p.ScatterTo) -> None:
+    def released(self, key: str) -> None:
+        """A scatter released before its upload: drop its frames (under the lock)."""
+        self.uploads.pop(key, None)
+
+    def upload(self, msg: p.ScatterTo) -> None:
         """The scheduler says where a large scatter goes (loop)."""
         with self.lock:
-            frames = self._uploads.pop(msg.key, None)
-            ks = self.keys.get(msg.key) or self._releases.get(msg.key)
+            frames = self.uploads.pop(msg.key, None)
+            ks = self.lookup(msg.key)
             value = ks.value if ks is not None else NO_VALUE
         if frames is None and value is NO_VALUE:
             self.post(p.ScatterFailed(msg.key, msg.address, "the client no longer holds the "
                                       "value (all its futures were released)"))
             return
-        worker = self.worker
-        if worker is not None and msg.address == worker.data_address:
+        host = self.host
+        if host is not None and msg.address == host.data_address:
             if value is NO_VALUE:
+                assert frames is not None
                 value = serialize.loads_frames(frames)
-            worker.store.put_local(msg.key, value)  # scattered from a task here: no copy
+            host.store.put_local(msg.key, value)  # scattered from a task here: no copy
             return
-        assert self.nursery is not None
-        self.nursery.start_soon(self._upload_to, msg.key, msg.address, frames, value)
+        assert self.bulk.nursery is not None
+        self.bulk.nursery.start_soon(self._upload_to, msg.key, msg.address, frames, value)
 
     async def _upload_to(self, key: str, address: str, frames: list[Any] | None,
                          value: Any) -> None:
         try:
             if frames is None:  # a re-upload after its first worker was lost
                 frames = await trio.to_thread.run_sync(serialize.dumps_frames, value)
-            await self.pool.put(address, {key: frames})
+            assert self.bulk.pool is not None
+            await self.bulk.pool.put(address, {key: frames})
         except Exception as exc:
             logger.warning("scatter of %s to %s failed: %s", key, address, exc)
             try:
                 self.post(p.ScatterFailed(key, address, f"{type(exc).__name__}: {exc}"))
             except ClientClosedError:
                 pass
+
+
+class Fetcher:
+    """Brings the values of done keys to whoever asks: from the message they came with,
+    from this worker's memory, or from their holder over the bulk data path.
+
+    Args:
+        lock: the session's lock.
+        post: the session's ordered, thread-safe send.
+        wait_sync, wait_async: the session's waits (a lost value being recomputed is
+            waited for again).
+        store: the worker's values, for in-task clients (read in place, no copy).
+        bulk: where fetches run.
+    """
+
+    def __init__(self, *, lock: threading.Lock, post: Callable[..., None],
+                 wait_sync: Callable[[list[KeyState]], None],
+                 wait_async: Callable[[list[KeyState]], Awaitable[None]],
+                 host: HostWorker | None, bulk: DataPath) -> None:
+        self.lock = lock
+        self.post = post
+        self.wait_sync = wait_sync
+        self.wait_async = wait_async
+        self.host = host
+        self.bulk = bulk
+        self._requests: dict[int, _Request] = {}
+        self._request_ids = itertools.count(1)
 
     def value(self, ks: KeyState) -> Any:
         """The value of a done key (any thread but the loop for large data).
@@ -137,8 +198,8 @@ class ValueTransfers:
                 return v
             if ks.inline is not None:
                 v = serialize.loads_value(ks.inline)
-            elif self._held_here(ks.key):
-                return self.worker.store.value(ks.key)
+            elif self.host is not None and self.host.store.holds(ks.key):
+                return self.host.store.value(ks.key)
             else:
                 try:
                     v = serialize.loads_value(self._fetch_sync([ks])[ks.key])
@@ -177,7 +238,7 @@ class ValueTransfers:
         raise WorkerLost(f"could not fetch {ks.key!r}")  # pragma: no cover
 
     def _held_here(self, key: str) -> bool:
-        return self.worker is not None and self.worker.store.holds(key)
+        return self.host is not None and self.host.store.holds(key)
 
     def _far(self, states: list[KeyState]) -> list[KeyState]:
         """Finished keys whose values must be fetched (not here, not inline)."""
@@ -208,15 +269,24 @@ class ValueTransfers:
 
     # ------------------------------------------------------------------ fetching large results
 
-    def _request(self, keys: list[str], done: Callable[[], None]) -> dict[str, Any]:
+    def _request(self, keys: list[str], done: Callable[[], None]) -> _Request:
         rid = next(self._request_ids)
-        req = {"keys": set(keys), "blobs": {}, "error": None, "done": done}
+        req = _Request(set(keys), done)
         with self.lock:
             self._requests[rid] = req
         self.post(p.GetData(rid, keys))
         return req
 
-    def _data_reply(self, msg: p.DataReply) -> None:
+    def fail_all(self, error: BaseException) -> None:
+        """The connection is gone: every fetch in flight fails with ``error``."""
+        with self.lock:
+            requests = list(self._requests.values())
+            self._requests.clear()
+        for req in requests:
+            req.error = error
+            req.done()
+
+    def data_reply(self, msg: p.DataReply) -> None:
         """Small values came inline; large ones are fetched from their holders (loop)."""
         if msg.missing:
             self._request_got(msg.request_id, {}, WorkerLost(
@@ -226,14 +296,15 @@ class ValueTransfers:
         for key, address in zip(msg.far_keys, msg.far_addresses):
             by_address.setdefault(address, []).append(key)
         for address, keys in by_address.items():
-            if self.nursery is None:
+            if self.bulk.nursery is None:
                 self._request_got(msg.request_id, {}, WorkerLost("no bulk data path"))
             else:
-                self.nursery.start_soon(self._fetch_far, msg.request_id, address, keys)
+                self.bulk.nursery.start_soon(self._fetch_far, msg.request_id, address, keys)
 
     async def _fetch_far(self, rid: int, address: str, keys: list[str]) -> None:
         try:
-            got, missing = await self.pool.get(address, keys)
+            assert self.bulk.pool is not None
+            got, missing = await self.bulk.pool.get(address, keys)
         except Exception as exc:
             self._request_got(rid, {}, WorkerLost(f"could not fetch {keys[:3]} from {address}: "
                                                   f"{type(exc).__name__}: {exc}"))
@@ -248,32 +319,32 @@ class ValueTransfers:
             req = self._requests.get(rid)
             if req is None:
                 return
-            req["blobs"].update(blobs)
-            req["keys"].difference_update(blobs)
+            req.blobs.update(blobs)
+            req.keys.difference_update(blobs)
             if error is not None:
-                req["error"] = error
-                req["keys"].clear()
-            if req["keys"]:
+                req.error = error
+                req.keys.clear()
+            if req.keys:
                 return
             del self._requests[rid]
-        req["done"]()
+        req.done()
 
     def _fetch_sync(self, states: list[KeyState]) -> dict[str, Any]:
         """Serialized values (bytes or frames) of ``states``, from this thread."""
         event = threading.Event()
         req = self._request([ks.key for ks in states], event.set)
         event.wait()
-        if req["error"] is not None:
-            raise req["error"]
-        return req["blobs"]
+        if req.error is not None:
+            raise req.error
+        return req.blobs
 
     async def _fetch_async(self, states: list[KeyState]) -> dict[str, Any]:
         event = trio.Event()
         req = self._request([ks.key for ks in states], event.set)
         await event.wait()
-        if req["error"] is not None:
-            raise req["error"]
-        return req["blobs"]
+        if req.error is not None:
+            raise req.error
+        return req.blobs
 
 
 async def _loads_off_loop(blob: Any) -> Any:

@@ -1,8 +1,4 @@
-"""Futures: handles to results that live on the cluster.
-
-A ``Future`` works from async code (``await future``) and from threads
-(``future.result()``). The result stays on the worker that computed it (or, when
-small, with the scheduler) until the last Future for the key is garbage collected.
+"""Waiting on many futures: ``wait`` and ``as_completed``.
 
 ``wait`` and ``as_completed`` follow the same rule as trioflow's other dual calls: from
 the event loop thread they return an awaitable / async iterator, from any other thread
@@ -12,99 +8,16 @@ they block / iterate synchronously.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import AsyncIterator, Iterable, Iterator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import trio
 
-if TYPE_CHECKING:
-    from .keys import KeyState
-    from .session import Session
-
-
-class Future:
-    """A task's result, wherever it is computed.
-
-    Attributes:
-        key: the task's key (unique per task unless ``pure=True`` was asked).
-    """
-
-    __slots__ = ("__weakref__", "_session", "_state", "key")
-
-    def __init__(self, session: Session, state: KeyState) -> None:
-        self._session = session
-        self._state = state
-        self.key = state.key
-        session.incref(state)
-
-    def __del__(self) -> None:
-        try:
-            self._session.decref(self._state)
-        except Exception:  # interpreter shutdown: nothing left to release
-            pass
-
-    def __reduce__(self):
-        return (_rebuild_future, (self.key,))
-
-    @property
-    def status(self) -> str:
-        """``"pending"``, ``"finished"`` or ``"error"``."""
-        return self._state.status
-
-    def done(self) -> bool:
-        """Whether the task finished or failed."""
-        return self._state.status != "pending"
-
-    def result(self, timeout: float | None = None) -> Any:
-        """Block until done; return the value or raise the task's exception.
-
-        Raises:
-            TimeoutError: not done within ``timeout`` seconds.
-        """
-        self._session.wait_sync([self._state], timeout)
-        return self._session.value(self._state)
-
-    def exception(self, timeout: float | None = None) -> BaseException | None:
-        """Block until done; the task's exception, or None if it succeeded."""
-        from .keys import error_to_exception
-
-        self._session.wait_sync([self._state], timeout)
-        if self._state.status == "error":
-            return error_to_exception(self._state.error)
-        return None
-
-    def cancel(self, reason: str = "cancelled") -> None:
-        """Cancel the task: if queued it never runs; waiters get CancelledError."""
-        from . import protocol as p
-
-        self._session.post(p.CancelKeys([self.key], reason))
-
-    def __await__(self):
-        return self._result_async().__await__()
-
-    async def _result_async(self) -> Any:
-        await self._session.wait_async([self._state])
-        return await self._session.value_async(self._state)
-
-    def __repr__(self) -> str:
-        st = self._state
-        extra = f" type={st.type_name.rsplit('.', 1)[-1]}" if st.type_name else ""
-        return f"<Future {self.key} status={st.status}{extra}>"
-
-    def __hash__(self) -> int:
-        return hash(self.key)
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Future) and other.key == self.key
-
-
-def _rebuild_future(key: str) -> Future:
-    """A future unpickled inside data: bind it to the client of wherever we are."""
-    from .tasks import get_client
-
-    client = get_client()
-    session = client._session
-    return Future(session, session.adopt(key))
+from ..core.session import WaitEnd
+from .context import RunContext, current_run
+from .futures import Future
+from .keys import PENDING, SyncWaiter
 
 
 def _on_loop(futures: list[Future]) -> bool:
@@ -195,8 +108,6 @@ class as_completed:
                 except trio.RunFinishedError:
                     pass
 
-        from .keys import SyncWaiter
-
         session, st = future._session, future._state
 
         class _Once(SyncWaiter):
@@ -204,7 +115,7 @@ class as_completed:
                 done()
 
         with session.lock:
-            if st.status == "pending":
+            if st.status is PENDING:
                 st.waiters.append(_Once(1))
                 return
         done()
@@ -218,25 +129,19 @@ class as_completed:
             self._failure = exc
             self._cond.notify_all()
 
-    def _task_wait(self) -> tuple[Any, Any]:
-        """(run context, session) when iterating inside a task of the futures' worker:
-        then the scheduler is told what the task waits on (deadlock detection)."""
-        from .tasks import current_run
-
+    def _task_wait(self) -> RunContext | None:
+        """The run context when iterating inside a task of the futures' worker: then
+        the scheduler is told what the task waits on (deadlock detection)."""
         ctx = current_run()
         with self._lock:
             first = (self._pending or self._done or [None])[0]
-        if ctx is None or first is None or first._session.worker is not ctx.worker:
-            return None, None
-        return ctx, first._session
+        if ctx is None or first is None or first._session is not ctx.session:
+            return None
+        return ctx
 
     def __iter__(self) -> Iterator[Any]:
-        import time
-
-        from . import protocol as p
-
         deadline = None if self.timeout is None else time.monotonic() + self.timeout
-        ctx, session = self._task_wait()
+        ctx = self._task_wait()
         while True:
             with self._cond:
                 f = self._done.pop(0) if self._done else None
@@ -247,14 +152,13 @@ class as_completed:
             if not keys:
                 return
             if ctx is not None:  # a wait that ends when any of them is done
-                ctx.waiter = self  # so that a DeadlockError reaches us (see fail())
-                session.post(p.WaitKeys(ctx.run.key, ctx.run.run_id, keys,
-                                        deadline is not None, True))
+                ctx.begin_any_wait(keys, deadline is not None, self)
             with self._cond:
                 while not self._done and self._pending:
                     if self._failure is not None:
                         failure, self._failure = self._failure, None
-                        ctx.waiter = None
+                        if ctx is not None:
+                            ctx.end_any_wait(WaitEnd.FAILED)
                         try:
                             raise failure
                         finally:
@@ -262,14 +166,16 @@ class as_completed:
                     left = None if deadline is None else deadline - time.monotonic()
                     if left is not None and left <= 0:
                         if ctx is not None:
-                            session.post(p.WaitEnded(ctx.run.key, ctx.run.run_id))
+                            ctx.end_any_wait(WaitEnd.ABANDONED)
                         raise TimeoutError(f"{len(self._pending)} futures not done in time")
                     self._cond.wait(left)
+            if ctx is not None:
+                ctx.end_any_wait(WaitEnd.DONE)
 
     async def __aiter__(self) -> AsyncIterator[Any]:
         if self._event is None:
             self._event = trio.Event()
-        ctx, session = self._task_wait()
+        ctx = self._task_wait()
         try:
             with trio.fail_after(self.timeout if self.timeout is not None else float("inf")):
                 while True:
@@ -286,7 +192,7 @@ class as_completed:
                         return
                     if ctx is not None and ctx.is_async:
                         # an async task gives its slot back while it waits, as for gather
-                        await ctx.blocked(session, keys, self._event.wait, any_of=True)
+                        await ctx.wait_async(keys, self._event.wait, any_of=True)
                     else:
                         await self._event.wait()
                     self._event = trio.Event()

@@ -8,18 +8,37 @@ may be handed jobs to run (helping, see ``net/slots.py``).
 
 from __future__ import annotations
 
+import enum
 import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 import trio
 
-from . import serialize
-from .errors import CancelledError, DeadlockError, KilledWorker, WorkerLost
+from .. import protocol as p
+from .. import serialize
+from ..errors import CancelledError, DeadlockError, KilledWorker, WorkerLost
 
-PENDING, FINISHED, ERRED = "pending", "finished", "error"
+
+class HelpingPool(Protocol):
+    """Task threads that a waiting thread may help (``net.slots.SlotThreads``)."""
+
+    def add_helper(self, waiter: SyncWaiter) -> None: ...
+
+    def wait_helping(self, waiter: SyncWaiter, timeout: float | None) -> bool: ...
+
+
+class KeyStatus(enum.Enum):
+    """Where a key stands, as its session sees it (``Future.status`` is the value)."""
+
+    PENDING = "pending"
+    FINISHED = "finished"
+    ERRED = "error"
+
+
+PENDING, FINISHED, ERRED = KeyStatus.PENDING, KeyStatus.FINISHED, KeyStatus.ERRED
 #: ``KeyState.value`` when the session has not got the value itself
 NO_VALUE = object()
 
@@ -35,7 +54,7 @@ class KeyState:
         self.status = PENDING
         self.inline: bytes | None = None
         self.value: Any = NO_VALUE
-        self.error: Any = None  # a KeyErred message, or an exception object
+        self.error: p.KeyErred | BaseException | None = None
         self.nbytes = 0
         self.type_name = ""
         self.refs = 0
@@ -51,7 +70,7 @@ class SyncWaiter:
     def __init__(self, remaining: int, depth: int = 0) -> None:
         self.remaining = remaining
         self.depth = depth  # tree depth of the waiting task: it helps only deeper ones
-        self.pool: Any = None  # the SlotThreads this waiter helps, once registered
+        self.pool: HelpingPool | None = None  # the thread pool this waiter helps, once registered
         self.cond = threading.Condition(threading.Lock())
         self.failure: BaseException | None = None
         self.jobs: deque[Callable[[], None]] = deque()
@@ -100,10 +119,12 @@ class SyncWaiter:
                 self.pool.add_helper(self)
 
 
-def error_to_exception(err: Any) -> BaseException:
+def error_to_exception(err: p.KeyErred | BaseException | None) -> BaseException:
     """The exception a KeyErred message stands for."""
     if isinstance(err, BaseException):
         return err
+    if err is None:
+        raise AssertionError("a key in state ERRED always has an error")
     kind = err.kind
     if kind == "cancelled":
         return CancelledError(err.key, err.text or "cancelled")

@@ -1,0 +1,56 @@
+"""Every default trioflow uses, in one place: constants only, no behaviour.
+
+The scheduler, workers, clients and the CLIs all read their defaults from here, so a
+default changes in one line and the roles cannot disagree. Each entry says what it
+bounds and, where it was measured, why it has its value.
+"""
+
+from __future__ import annotations
+
+#: Results and scatters up to this many bytes (pickled) travel inline with the
+#: scheduler's messages; larger ones stay where they are and move over the bulk data
+#: path, worker to worker or to the client. The scheduler's value wins (``Welcome``).
+INLINE_LIMIT = 64 * 1024
+
+#: Worker deaths a task may live through before it fails with ``KilledWorker``.
+ALLOWED_FAILURES = 3
+
+#: A peer silent this long (no frame, not even a heartbeat) counts as gone, in seconds.
+#: Every role heartbeats each ``HEARTBEAT_INTERVAL``, so only a dead link or a frozen
+#: process is ever this quiet.
+PEER_TIMEOUT = 30.0
+
+#: A connection quiet for this long sends a Heartbeat (seconds).
+HEARTBEAT_INTERVAL = 1.0
+
+#: A peer that does not take a frame within this many seconds is disconnected.
+SEND_TIMEOUT = 30.0
+
+#: A peer must complete its Hello within this many seconds; a client or worker waits
+#: this long for the Welcome.
+HANDSHAKE_TIMEOUT = 10.0
+
+#: Largest WebSocket message either side accepts once the peer is known.
+MAX_MESSAGE_SIZE = 512 * 1024 * 1024
+
+#: Largest first frame (Hello) the scheduler accepts before knowing who the peer is.
+MAX_HELLO_SIZE = 64 * 1024
+
+#: Seceded ("parked") threads a worker allows on top of its slots.
+MAX_PARKED_THREADS = 256
+
+#: Seconds a draining worker (SIGTERM) lets running tasks finish.
+DRAIN_TIMEOUT = 30.0
+
+#: Seconds a blocking call on a client (``status``) waits for the scheduler's answer.
+CLIENT_CALL_TIMEOUT = 30.0
+
+#: Seconds allowed for all workers of a local cluster to join.
+STARTUP_TIMEOUT = 60.0
+
+#: Seconds a local cluster's worker process survives without its scheduler.
+LOCAL_DEATH_TIMEOUT = 5.0
+
+#: A fetch that fails because the holder vanished is tried this often in all (the
+#: scheduler may not have noticed yet; once it has, the key is recomputed or lost).
+FETCH_ATTEMPTS = 6

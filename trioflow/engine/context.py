@@ -1,0 +1,254 @@
+"""Where code runs: the task running here (``RunContext``), and the default clients.
+
+Each run on a worker has a ``RunContext`` in a ContextVar, so it follows the task into
+its thread or its Trio task. It carries the run's :class:`~trioflow.core.session.TaskView`
+(the pure in-task protocol) and executes its commands: posting messages on the
+worker's session and moving the slot through the worker (``HostWorker``), always in
+order with what the task sent before.
+
+Outside tasks, ``get_client()`` returns the latest open client registered here by
+``trioflow.run``, ``Client`` and ``AsyncClient``.
+
+This module knows no client class: ``in_task.get_client`` builds the in-task client
+and caches it on the context (``RunContext.client``).
+"""
+
+from __future__ import annotations
+
+import contextvars
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+import trio
+
+from ..core.session import GiveSlot, Post, TakeSlot, TaskCommand, TaskView, WaitEnd
+from .keys import SyncWaiter
+
+if TYPE_CHECKING:
+    from ..core.worker import LocalRun
+    from .protocols import BoundClient, FutureSession, HostWorker, TaskSession, Wakeup
+
+_current: contextvars.ContextVar[RunContext | None] = contextvars.ContextVar(
+    "trioflow_run", default=None
+)
+
+
+def current_run() -> RunContext | None:
+    """The context of the task running here, or None outside tasks."""
+    return _current.get()
+
+
+def enter_run(ctx: RunContext) -> contextvars.Token[RunContext | None]:
+    """Make ``ctx`` the current run (the worker does this around a task's body)."""
+    return _current.set(ctx)
+
+
+def leave_run(token: contextvars.Token[RunContext | None]) -> None:
+    _current.reset(token)
+
+
+class _Failable:
+    """Anything a ``WaitFailed`` from the scheduler can wake (a waiter, as_completed)."""
+
+    def fail(self, exc: BaseException) -> None:  # pragma: no cover - interface
+        raise NotImplementedError
+
+
+class RunContext:
+    """One run of a task, as the task itself sees it, bound to its worker.
+
+    Args:
+        host: the worker running it.
+        session: the worker's session (its in-task clients post through it).
+        run: the ledger's record of the run (also the slot limiter's borrower).
+        is_async: an ``async def`` task.
+
+    Cancellation: for async tasks, cancelling the run (worker shutdown) cancels a wait
+    in progress; the slot is still taken back before the task unwinds.
+    """
+
+    def __init__(self, host: HostWorker, session: TaskSession, run: LocalRun,
+                 is_async: bool) -> None:
+        self.host = host
+        self.session = session
+        self.run = run
+        self.view = TaskView(run.key, run.run_id, -run.priority[1], is_async)
+        self.is_async = is_async
+        #: what a WaitFailed wakes while the task waits (a SyncWaiter or as_completed)
+        self.waiter: Any = None
+        #: set by the worker on its loop (HostWorker.rejoin_run), with the grant
+        self.rejoin_event: Wakeup | None = None
+        self.wait_failure: BaseException | None = None
+        self.wait_scope: trio.CancelScope | None = None
+        self.worker_client_depth = 0
+        self.short = False  # expected to finish within microseconds (frame batching)
+        #: the in-task client, built on first use by ``in_task.get_client``
+        self.client: BoundClient | None = None
+
+    def __repr__(self) -> str:
+        return f"<RunContext {self.run.key!r} seceded={self.seceded}>"
+
+    @property
+    def seceded(self) -> bool:
+        return self.view.seceded
+
+    @property
+    def depth(self) -> int:
+        """The task's depth in the tree (threads only help deeper work)."""
+        return self.view.depth
+
+    # ------------------------------------------------------------------ commands
+
+    def _post(self, commands: list[TaskCommand]) -> TakeSlot | None:
+        """Execute every command but a trailing ``TakeSlot``, which is returned (the
+        caller waits for the grant in its own way: a thread blocks, a Trio task awaits)."""
+        session, run = self.session, self.run
+        take = None
+        for cmd in commands:
+            if type(cmd) is Post:
+                session.post(cmd.message)
+            elif type(cmd) is GiveSlot:
+                session.call_in_order(self.host.secede_run, run)
+            else:
+                assert type(cmd) is TakeSlot
+                take = cmd
+        return take
+
+    def _take_slot_sync(self) -> None:
+        waiter = SyncWaiter(1)
+        self.session.call_in_order(self.host.rejoin_run, self.run, waiter)
+        waiter.wait(None)
+        self.rejoin_event = None
+        self.view.rejoined()
+
+    async def _take_slot_async(self) -> None:
+        event = trio.Event()
+        self.session.call_in_order(self.host.rejoin_run, self.run, event)
+        with trio.CancelScope(shield=True):  # the grant comes soon; the ledger expects it taken
+            await event.wait()
+        self.rejoin_event = None
+        self.view.rejoined()
+
+    # ------------------------------------------------------------------ secede / rejoin
+
+    def secede(self) -> None:
+        """Give the slot back; the thread goes on, parked outside the slots."""
+        self._post(self.view.secede())
+
+    def rejoin(self) -> None:
+        """Block this thread until the run holds a slot again.
+
+        Rejoiners get freed slots before new tasks start. The thread just sleeps while
+        it waits; it runs no queued work (a thread that helps while *rejoining* would
+        hold the granted slot idle while it runs someone else's job).
+        """
+        if self._post(self.view.rejoin()) is not None:
+            self._take_slot_sync()
+
+    # ------------------------------------------------------------------ waits
+
+    def wait_sync(self, waiter: SyncWaiter, keys: list[str], timeout: float | None) -> bool:
+        """Block this task thread on ``waiter`` (its ``keys`` are pending), as a wait the
+        scheduler sees; with ``auto_secede`` the slot is given back meanwhile.
+
+        Returns False on timeout. Raises the ``DeadlockError`` a WaitFailed brought.
+        """
+        how = WaitEnd.ABANDONED
+        self.waiter = waiter
+        self._post(self.view.begin_wait(keys, timed=timeout is not None,
+                                        give_slot=self.host.auto_secede))
+        try:
+            if self.view.seceded:
+                done = self.host.threads.wait_helping(waiter, timeout)
+            else:
+                done = waiter.wait(timeout)
+            if waiter.failure is not None:
+                how = WaitEnd.FAILED
+                failure, waiter.failure = waiter.failure, None
+                try:
+                    raise failure
+                finally:
+                    del failure  # no cycle: traceback -> this frame -> the exception
+            if done:
+                how = WaitEnd.DONE
+            return done
+        finally:
+            self.waiter = None
+            if self._post(self.view.end_wait(how)) is not None:
+                self._take_slot_sync()
+
+    def begin_any_wait(self, keys: list[str], timed: bool, waiter: _Failable) -> None:
+        """A sync ``as_completed`` blocks until any of ``keys`` is done (holding its slot,
+        unless seceded); ``waiter.fail`` receives a DeadlockError."""
+        self.waiter = waiter
+        self._post(self.view.begin_wait(keys, timed=timed, any_of=True))
+
+    def end_any_wait(self, how: WaitEnd) -> None:
+        self.waiter = None
+        self._post(self.view.end_wait(how))
+
+    async def wait_async(self, keys: list[str], wait: Callable[[], Awaitable[None]],
+                         any_of: bool = False) -> None:
+        """Run ``await wait()`` as a wait on ``keys`` the scheduler sees, without holding
+        a slot: it is given back first and taken again after.
+
+        Cancellation: the wait stops; the slot is still taken back before unwinding.
+        """
+        self._post(self.view.begin_wait(keys, any_of=any_of, give_slot=True))
+        self.wait_failure = None
+        how = WaitEnd.ABANDONED
+        try:
+            with trio.CancelScope() as scope:
+                self.wait_scope = scope
+                await wait()
+                how = WaitEnd.DONE
+            if self.wait_failure is not None:
+                how = WaitEnd.FAILED
+                raise self.wait_failure
+        finally:
+            self.wait_scope = None
+            if self._post(self.view.end_wait(how)) is not None:
+                await self._take_slot_async()
+
+    def fail_wait(self, exc: BaseException) -> None:
+        """The scheduler says the current wait can never finish (on the loop)."""
+        if self.waiter is not None:
+            self.waiter.fail(exc)
+        if self.wait_scope is not None:
+            self.wait_failure = exc
+            self.wait_scope.cancel()
+
+
+# ---------------------------------------------------------------------- default clients
+
+#: (client, its session): the clients get_client() may return outside tasks, newest last
+_defaults: list[tuple[BoundClient, FutureSession]] = []
+
+
+def push_default(client: BoundClient, session: FutureSession) -> None:
+    """``client`` (on ``session``) is what get_client() returns outside tasks, from now."""
+    _defaults.append((client, session))
+
+
+def remove_default(client: BoundClient) -> None:
+    for i in range(len(_defaults) - 1, -1, -1):
+        if _defaults[i][0] is client:
+            del _defaults[i]
+
+
+def default_client() -> tuple[BoundClient, FutureSession] | None:
+    """The newest open default client and its session, if any."""
+    for client, session in reversed(_defaults):
+        if not client.closed:
+            return client, session
+    return None
+
+
+def current_session() -> FutureSession | None:
+    """The session a future met here belongs to: the running task's worker session,
+    else the default client's."""
+    ctx = _current.get()
+    if ctx is not None:
+        return ctx.session
+    found = default_client()
+    return found[1] if found is not None else None

@@ -1,0 +1,107 @@
+"""Futures: handles to results that live on the cluster.
+
+A ``Future`` works from async code (``await future``) and from threads
+(``future.result()``). The result stays on the worker that computed it (or, when
+small, with the scheduler) until the last Future for the key is garbage collected.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+from .. import protocol as p
+from ..errors import ClientClosedError
+from .context import current_session
+from .keys import ERRED, PENDING, KeyState, error_to_exception
+
+if TYPE_CHECKING:
+    from .protocols import FutureSession
+
+T = TypeVar("T")
+T_co = TypeVar("T_co", covariant=True)
+
+
+class Future(Generic[T_co]):
+    """A task's result, wherever it is computed.
+
+    Attributes:
+        key: the task's key (unique per task unless ``pure=True`` was asked).
+    """
+
+    __slots__ = ("__weakref__", "_session", "_state", "key")
+
+    def __init__(self, session: FutureSession, state: KeyState) -> None:
+        self._session = session
+        self._state = state
+        self.key = state.key
+        session.incref(state)
+
+    def __del__(self) -> None:
+        try:
+            self._session.decref(self._state)
+        except Exception:  # interpreter shutdown: nothing left to release
+            pass
+
+    def __reduce__(self) -> tuple[Any, tuple[str]]:
+        return (_rebuild_future, (self.key,))
+
+    @property
+    def status(self) -> str:
+        """``"pending"``, ``"finished"`` or ``"error"``."""
+        return self._state.status.value
+
+    def done(self) -> bool:
+        """Whether the task finished or failed."""
+        return self._state.status is not PENDING
+
+    def result(self, timeout: float | None = None) -> T_co:
+        """Block until done; return the value or raise the task's exception.
+
+        Raises:
+            TimeoutError: not done within ``timeout`` seconds.
+        """
+        self._session.wait_sync([self._state], timeout)
+        return self._session.value(self._state)
+
+    def exception(self, timeout: float | None = None) -> BaseException | None:
+        """Block until done; the task's exception, or None if it succeeded."""
+        self._session.wait_sync([self._state], timeout)
+        if self._state.status is ERRED:
+            return error_to_exception(self._state.error)
+        return None
+
+    def cancel(self, reason: str = "cancelled") -> None:
+        """Cancel the task: if queued it never runs; waiters get CancelledError."""
+        self._session.post(p.CancelKeys([self.key], reason))
+
+    def __await__(self) -> Generator[Any, None, T_co]:
+        return self._result_async().__await__()
+
+    async def _result_async(self) -> T_co:
+        await self._session.wait_async([self._state])
+        return await self._session.value_async(self._state)
+
+    def __repr__(self) -> str:
+        st = self._state
+        extra = f" type={st.type_name.rsplit('.', 1)[-1]}" if st.type_name else ""
+        return f"<Future {self.key} status={st.status}{extra}>"
+
+    def __hash__(self) -> int:
+        return hash(self.key)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Future) and other.key == self.key
+
+
+def _rebuild_future(key: str) -> Future[Any]:
+    """A future unpickled inside data: bind it to the session of wherever we are (the
+    running task's worker, else the default client)."""
+    session = current_session()
+    if session is None:
+        raise ClientClosedError(
+            f"a future ({key!r}) was unpickled where no trioflow client is open: unpickle "
+            "it inside a task, inside trioflow.run, or with a Client open")
+    return Future(session, session.adopt(key))
+
+

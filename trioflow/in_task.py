@@ -1,0 +1,118 @@
+"""What a running task can call: get_client, secede, rejoin, worker_client.
+
+Each run on a worker has a ``RunContext`` (in a ContextVar, so it follows the task into
+its thread or its Trio task). Through it a task reaches its worker's own scheduler
+connection: ``get_client()`` inside a task opens nothing and costs nothing.
+
+Slot rules (see docs/slots.md):
+
+* ``secede()`` gives the run's slot token back; the scheduler may then place one more
+  task on this worker. The thread keeps running, "parked" outside the slots.
+* ``rejoin()`` blocks until a token is free again; rejoiners get freed tokens before new
+  tasks start.
+* ``worker_client()`` = ``get_client()`` + ``secede()`` on enter + ``rejoin()`` on exit;
+  nesting is fine (only the outermost secedes).
+* ``async def`` tasks never need these: every ``await`` on futures gives the slot back
+  and takes it again afterwards.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from typing import Any
+
+from .client import AsyncClient, Client
+from .engine.context import RunContext, current_run, default_client
+from .errors import NoClientError, NotInTaskError
+
+
+def _require_sync_task(what: str) -> RunContext:
+    ctx = current_run()
+    if ctx is None:
+        raise NotInTaskError(f"{what}() can only be called inside a task running on a worker")
+    if ctx.is_async:
+        raise NotInTaskError(
+            f"{what}() is for sync tasks: an async def task gives its slot back by itself "
+            "whenever it awaits futures"
+        )
+    return ctx
+
+
+def secede() -> None:
+    """Give this task's slot back to its worker while the task goes on running.
+
+    Call it before waiting on other tasks, so that they can use the slot.
+
+    Raises:
+        NotInTaskError: outside a task, in an async task, or when already seceded.
+    """
+    _require_sync_task("secede").secede()
+
+
+def rejoin() -> None:
+    """Block until this (seceded) task holds a slot of its worker again.
+
+    Raises:
+        NotInTaskError: outside a task, or without a prior secede().
+    """
+    _require_sync_task("rejoin").rejoin()
+
+
+def _task_client(ctx: RunContext) -> Client | AsyncClient:
+    """The in-task client of ``ctx``'s run, built once: it uses the worker's session."""
+    client = ctx.client
+    if client is None:
+        cls = AsyncClient if ctx.is_async else Client
+        client = ctx.client = cls._in_task(ctx.session)  # type: ignore[arg-type]
+    assert isinstance(client, Client | AsyncClient)
+    return client
+
+
+def get_client() -> Any:
+    """The client to use here: inside a task, one bound to its worker's connection
+    (``Client`` in a sync task, ``AsyncClient`` in an async one); elsewhere the client of
+    the surrounding ``trioflow.run`` or the latest one created.
+
+    Raises:
+        NoClientError: no cluster is known here (also a ``ValueError``).
+    """
+    ctx = current_run()
+    if ctx is not None:
+        return _task_client(ctx)
+    found = default_client()
+    if found is not None:
+        return found[0]
+    raise NoClientError(
+        "no trioflow client here: call get_client() inside trioflow.run(main), inside a "
+        "task, or after creating a trioflow.Client"
+    )
+
+
+@contextlib.contextmanager
+def worker_client() -> Iterator[Any]:
+    """A client for submitting from a task, with the slot given back while inside.
+
+    Equivalent to ``get_client()`` then ``secede()`` on enter and ``rejoin()`` on exit.
+    Nested uses secede only once. In an async task it just yields the AsyncClient.
+
+    Raises:
+        NotInTaskError: outside a task.
+    """
+    ctx = current_run()
+    if ctx is None:
+        raise NotInTaskError("worker_client() can only be used inside a task on a worker")
+    client = _task_client(ctx)
+    if ctx.is_async:
+        yield client
+        return
+    outer = ctx.worker_client_depth == 0 and not ctx.seceded
+    if outer:
+        ctx.secede()
+    ctx.worker_client_depth += 1
+    try:
+        yield client
+    finally:
+        ctx.worker_client_depth -= 1
+        if outer:
+            ctx.rejoin()

@@ -1,0 +1,95 @@
+"""The handshake of all three roles: the Hello a peer sends, the Welcome it expects,
+and what a refusal's close code means.
+
+A client or a worker opens a connection, sends one ``Hello`` (its role, name,
+protocol versions and token), and reads the ``Welcome`` (its peer id and the
+scheduler's inline limit). The scheduler checks the Hello (``check_hello``) and
+answers, or closes the connection with the refusing error's ``close_code``, which the
+peer turns back into that error (``error_for_close``). Like wsproto's handshake
+phase, this is separate from the framed traffic that follows.
+"""
+
+from __future__ import annotations
+
+import hmac
+import os
+
+import trio
+from trio_websocket import ConnectionClosed
+
+from .. import protocol as p
+from ..config import HANDSHAKE_TIMEOUT
+from ..errors import (
+    AuthenticationError,
+    ClientClosedError,
+    ProtocolError,
+    ProtocolVersionError,
+    RemoteProtocolError,
+    TrioflowError,
+)
+from .connection import PeerConnection
+
+#: close codes that stand for an error the peer should raise as such
+_ERRORS_BY_CODE: dict[int, type[TrioflowError]] = {
+    cls.close_code: cls for cls in (AuthenticationError, ProtocolVersionError)
+}
+
+ROLES = ("client", "worker")
+
+
+def hello(role: str, name: str, token: str | None, *, nthreads: int = 0,
+          data_address: str = "") -> p.Hello:
+    """The first message of a ``role`` peer."""
+    return p.Hello(role, name, list(p.SUPPORTED_VERSIONS), token or "", nthreads,
+                   data_address, os.getpid() if role == "worker" else 0)
+
+
+def check_hello(msg: p.Hello, token: str | None) -> int:
+    """Check a peer's Hello against our ``token``; the protocol version to speak.
+
+    Raises:
+        ProtocolVersionError: no version in common.
+        RemoteProtocolError: an unknown role.
+        AuthenticationError: a wrong or missing token (compared in constant time).
+    """
+    version = p.choose_version(msg.versions)
+    if msg.role not in ROLES:
+        raise RemoteProtocolError(f"unknown role {msg.role!r}")
+    if token is not None and not hmac.compare_digest(msg.token.encode(), token.encode()):
+        raise AuthenticationError("wrong or missing token (set TRIOFLOW_TOKEN or --token-file)")
+    return version
+
+
+def close_code(exc: BaseException) -> int:
+    """The close code a connection refused for ``exc`` gets."""
+    code = getattr(exc, "close_code", None)
+    return code if isinstance(code, int) else ProtocolError.close_code
+
+
+def error_for_close(code: int, text: str) -> TrioflowError:
+    """The error a peer raises when the scheduler closed its connection with ``code``."""
+    cls = _ERRORS_BY_CODE.get(code, ClientClosedError)
+    return cls(text)
+
+
+async def expect_welcome(conn: PeerConnection) -> p.Welcome:
+    """Read the scheduler's answer to our Hello.
+
+    Raises:
+        AuthenticationError, ProtocolVersionError: the scheduler refused us for that.
+        ClientClosedError: it closed the connection for another reason.
+        RemoteProtocolError: it answered with something other than a Welcome.
+        trio.TooSlowError: no answer within the handshake timeout.
+    """
+    try:
+        with trio.fail_after(HANDSHAKE_TIMEOUT):
+            messages = await conn.receive()
+    except ConnectionClosed as exc:
+        reason = exc.reason
+        text = f"the scheduler refused us: {reason.reason or reason.name} (code {reason.code})"
+        raise error_for_close(reason.code, text) from None
+    if not messages or not isinstance(messages[0], p.Welcome):
+        raise RemoteProtocolError("the scheduler did not answer with Welcome")
+    # work may share the Welcome's frame (tasks waiting for a worker to join)
+    conn.unread(messages[1:])
+    return messages[0]
