@@ -34,7 +34,7 @@ from .engine.futures import Future
 from .engine.session import Session
 from .net import handshake
 from .net.bulk import BulkPool
-from .net.connection import LocalConnection, PeerConnection, open_connection
+from .net.connection import AnyConnection, open_connection
 from .net.scheduler_server import SchedulerServer
 
 logger = logging.getLogger(__name__)
@@ -210,7 +210,7 @@ class AsyncClient(_ClientAPI):
         stack = contextlib.AsyncExitStack()
         await stack.__aenter__()
         try:
-            conn: PeerConnection | LocalConnection
+            conn: AnyConnection
             if self._scheduler is not None:
                 conn = await stack.enter_async_context(self._scheduler.open_local_peer(self.name))
             else:
@@ -249,7 +249,7 @@ class AsyncClient(_ClientAPI):
                 await self._session.conn.flush()
             await stack.aclose()
 
-    async def _read(self, conn: PeerConnection | LocalConnection) -> None:
+    async def _read(self, conn: AnyConnection) -> None:
         reason = "the scheduler closed the connection"
         try:
             while True:
@@ -259,7 +259,9 @@ class AsyncClient(_ClientAPI):
                 for msg in messages:
                     self._session.handle(msg)
         except ConnectionClosed as exc:
-            reason = f"connection closed ({exc.reason.code} {exc.reason.reason or ''})".strip()
+            why = exc.reason
+            reason = ("connection closed" if why is None else
+                      f"connection closed ({why.code} {why.reason or ''})".strip())
         except trio.TooSlowError:
             reason = f"the scheduler has been silent for {PEER_TIMEOUT}s"
             logger.warning("client: %s; giving up on it", reason)

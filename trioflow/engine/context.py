@@ -26,7 +26,7 @@ from .keys import SyncWaiter
 
 if TYPE_CHECKING:
     from ..core.worker import LocalRun
-    from .protocols import BoundClient, FutureSession, HostWorker, TaskSession, Wakeup
+    from .protocols import BoundClient, FutureSession, HostWorker, Wakeup
 
 _current: contextvars.ContextVar[RunContext | None] = contextvars.ContextVar(
     "trioflow_run", default=None
@@ -67,7 +67,7 @@ class RunContext:
     in progress; the slot is still taken back before the task unwinds.
     """
 
-    def __init__(self, host: HostWorker, session: TaskSession, run: LocalRun,
+    def __init__(self, host: HostWorker, session: FutureSession, run: LocalRun,
                  is_async: bool) -> None:
         self.host = host
         self.session = session

@@ -71,10 +71,21 @@ class HostWorker(Protocol):
     a ``Seceded`` before the ``WaitKeys`` that follows it.
     """
 
-    auto_secede: bool
-    data_address: str
-    store: LocalStore
-    threads: HelpingPool
+    @property
+    def auto_secede(self) -> bool:
+        """Every wait inside a sync task gives the slot back."""
+        ...
+
+    @property
+    def data_address(self) -> str:
+        """Where this worker serves values over the bulk data path."""
+        ...
+
+    @property
+    def store(self) -> LocalStore: ...
+
+    @property
+    def threads(self) -> HelpingPool: ...
 
     def secede_run(self, run: LocalRun) -> None:
         """Give ``run``'s slot back (loop)."""
@@ -107,9 +118,14 @@ class TaskSession(Protocol):
 class FutureSession(TaskSession, Protocol):
     """What a ``Future`` needs of the session it belongs to (``engine.session.Session``)."""
 
-    lock: threading.Lock
-    trio_token: trio.lowlevel.TrioToken
-    worker: HostWorker | None
+    @property
+    def lock(self) -> threading.Lock: ...
+
+    @property
+    def trio_token(self) -> trio.lowlevel.TrioToken: ...
+
+    @property
+    def worker(self) -> HostWorker | None: ...
 
     def on_loop(self) -> bool: ...
 

@@ -239,6 +239,7 @@ class Session:
             msgs.append(p.SubmitTask(key, fn_id, payload, deps, parent,
                                      inspect.iscoroutinefunction(fn), retries, priority,
                                      list(workers or ()), run_once))
+        assert ks is not None
         fut: Future[Any] = Future(self, ks)
         if msgs:
             self.post(*msgs)

@@ -286,7 +286,12 @@ class LocalConnection:
         """Nothing to write (``send`` delivers): sleeps until cancelled."""
         await trio.sleep_forever()
 
-    run_heartbeats = PeerConnection.run_heartbeats
+    async def run_heartbeats(self) -> None:
+        """A Heartbeat every ``heartbeat_interval``: the other end's silence timeout
+        holds for in-process peers too."""
+        while not self.closed:
+            await trio.sleep(self.heartbeat_interval)
+            self.send(Heartbeat())
 
     async def flush(self) -> None:
         """Nothing is ever held back."""
@@ -308,6 +313,10 @@ class LocalConnection:
         if peer is not None and peer._close_reason is None and not peer.closed:
             peer._close_reason = CloseReason(code, reason[:120])
             peer._arrived.set()
+
+
+#: either kind of scheduler connection: the two have the same interface
+AnyConnection = PeerConnection | LocalConnection
 
 
 def local_pair(name_a: str, name_b: str) -> tuple[LocalConnection, LocalConnection]:

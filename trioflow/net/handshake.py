@@ -27,7 +27,7 @@ from ..errors import (
     RemoteProtocolError,
     TrioflowError,
 )
-from .connection import PeerConnection
+from .connection import AnyConnection
 
 #: close codes that stand for an error the peer should raise as such
 _ERRORS_BY_CODE: dict[int, type[TrioflowError]] = {
@@ -72,7 +72,7 @@ def error_for_close(code: int, text: str) -> TrioflowError:
     return cls(text)
 
 
-async def expect_welcome(conn: PeerConnection) -> p.Welcome:
+async def expect_welcome(conn: AnyConnection) -> p.Welcome:
     """Read the scheduler's answer to our Hello.
 
     Raises:
@@ -86,6 +86,8 @@ async def expect_welcome(conn: PeerConnection) -> p.Welcome:
             messages = await conn.receive()
     except ConnectionClosed as exc:
         reason = exc.reason
+        if reason is None:
+            raise ClientClosedError("the scheduler closed the connection") from None
         text = f"the scheduler refused us: {reason.reason or reason.name} (code {reason.code})"
         raise error_for_close(reason.code, text) from None
     if not messages or not isinstance(messages[0], p.Welcome):

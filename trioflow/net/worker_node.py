@@ -148,7 +148,8 @@ class WorkerNode:
                 # scheduler from (0.0.0.0 would point them at themselves)
                 scheme, _, rest = self.data_address.partition("://")
                 port = rest.rsplit(":", 1)[1]
-                local = conn.ws.local.address
+                endpoint = conn.ws.local
+                local = endpoint if isinstance(endpoint, str) else endpoint.address
                 shown = f"[{local}]" if ":" in str(local) else local
                 self.data_address = f"{scheme}://{shown}:{port}"
             conn.send(handshake.hello("worker", self.name, self.token, nthreads=self.nthreads,
@@ -175,7 +176,7 @@ class WorkerNode:
         logger.info("worker %s: scheduler connection closed", self.name)
 
     async def _read(self, conn: PeerConnection) -> None:
-        handlers = {
+        handlers: dict[type, Callable[[Any], None]] = {
             p.ComputeTask: self._compute_task,
             p.Function: self.runs.add_function,
             p.StealTasks: lambda m: self._execute(self.ledger.steal(m.keys, m.run_ids)),

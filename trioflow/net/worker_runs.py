@@ -265,7 +265,7 @@ class RunExecutor:
         self._ended(ctx, ok, value, blob, report)
         if self.ledger.runs.get(run.key) is run:
             self._execute(self.ledger.run_ended(run, report))
-            if ok and self.session is not None:
+            if ok and type(report) is p.TaskFinished and self.session is not None:
                 # a task here waiting on this one wakes now, not a scheduler round trip
                 # later; the scheduler still sees TaskFinished before anything the waiter
                 # does next (same connection, queued first), so its wait-for graph holds
