@@ -200,3 +200,27 @@ async def test_as_completed_inside_tasks():
             await client.submit(as_completed_sync, 5)
     async with cluster_client(1, 2) as (_, client):
         assert await client.submit(as_completed_sync, 5) == 10  # a second slot: fine
+
+
+async def fib_concurrent(n):
+    """Awaits its two children from two Trio tasks of its own, at the same time."""
+    if n < 2:
+        return n
+    client = trioflow.get_client()
+    a, b = client.submit(fib_concurrent, n - 1), client.submit(fib_concurrent, n - 2)
+    results = {}
+
+    async def fetch(name, future):
+        results[name] = await future
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(fetch, "a", a)
+        nursery.start_soon(fetch, "b", b)
+    return results["a"] + results["b"]
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (2, 1)])
+async def test_an_async_task_may_await_futures_concurrently(shape):
+    """Overlapping waits of one run give its slot back once and take it once after."""
+    async with cluster_client(*shape) as (_cluster, client):
+        assert await client.submit(fib_concurrent, 8) == 21

@@ -72,7 +72,7 @@ class TaskView:
     """
 
     __slots__ = ("_wait_gave_slot", "depth", "is_async", "key", "run_id", "seceded",
-                 "waiting")
+                 "waits")
 
     def __init__(self, key: str, run_id: int, depth: int = 0, is_async: bool = False) -> None:
         self.key = key
@@ -81,12 +81,17 @@ class TaskView:
         self.is_async = is_async
         #: the task's own view: ahead of the worker's ledger, which learns in order
         self.seceded = False
-        #: a wait has been reported (WaitKeys) and has not ended
-        self.waiting = False
+        #: waits reported (WaitKeys) that have not ended: an async task may wait on
+        #: several things at once, from concurrent Trio tasks of its own
+        self.waits = 0
         self._wait_gave_slot = False
 
     def __repr__(self) -> str:
         return f"<TaskView {self.key!r}#{self.run_id} seceded={self.seceded}>"
+
+    @property
+    def waiting(self) -> bool:
+        return self.waits > 0
 
     # ------------------------------------------------------------------ secede / rejoin
 
@@ -127,27 +132,35 @@ class TaskView:
             any_of: it ends when any one key is done (``as_completed``).
             give_slot: give the slot back for the wait and take it again after (async
                 tasks, ``auto_secede``); a seceded task has none to give.
+
+        Waits may overlap (concurrent Trio tasks of one async task): the scheduler keeps
+        the latest one reported, the slot is given back by the first and taken again
+        after the last.
         """
-        if self.waiting:
-            raise AssertionError(f"{self!r} began a wait inside a wait")
         out: list[TaskCommand] = []
-        self._wait_gave_slot = give_slot and not self.seceded
-        if self._wait_gave_slot:
+        if give_slot and not self.seceded:
+            self._wait_gave_slot = True
             self.seceded = True
             out.append(GiveSlot())
-        self.waiting = True
+        self.waits += 1
         out.append(Post(p.WaitKeys(self.key, self.run_id, list(keys), timed, any_of)))
         return out
 
     def end_wait(self, how: WaitEnd) -> list[TaskCommand]:
-        """The wait is over, ``how``; the slot it gave back (if any) is asked for again."""
-        if not self.waiting:
+        """A wait is over, ``how``; after the last one, the slot the waits gave back (if
+        any) is asked for again.
+
+        An abandoned wait is withdrawn even while another overlapping wait goes on: a
+        run the scheduler believes is not waiting can only make it miss a deadlock,
+        never report a false one.
+        """
+        if not self.waits:
             return []
-        self.waiting = False
+        self.waits -= 1
         out: list[TaskCommand] = []
         if how is WaitEnd.ABANDONED:
             out.append(Post(p.WaitEnded(self.key, self.run_id)))
-        if self._wait_gave_slot:
+        if self._wait_gave_slot and not self.waits:
             self._wait_gave_slot = False
             out.append(TakeSlot())
         return out
