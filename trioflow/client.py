@@ -271,6 +271,15 @@ class AsyncClient(_ClientAPI):
         finally:
             self._session.close(reason)
 
+    @overload
+    async def gather(self, futures: Future[T], errors: str = "raise") -> T: ...
+
+    @overload
+    async def gather(self, futures: list[Future[T]], errors: str = "raise") -> list[T]: ...
+
+    @overload
+    async def gather(self, futures: Any, errors: str = "raise") -> Any: ...
+
     async def gather(self, futures: Any, errors: str = "raise") -> Any:
         """The values of futures (a Future, or lists/tuples/dicts of them), same shape.
 
@@ -379,6 +388,17 @@ class Client(_ClientAPI):
         self._stop = None
         self.cluster = None
         return self
+
+    @overload
+    def gather(self, futures: Future[T], errors: str = "raise",
+               timeout: float | None = None) -> T: ...
+
+    @overload
+    def gather(self, futures: list[Future[T]], errors: str = "raise",
+               timeout: float | None = None) -> list[T]: ...
+
+    @overload
+    def gather(self, futures: Any, errors: str = "raise", timeout: float | None = None) -> Any: ...
 
     def gather(self, futures: Any, errors: str = "raise", timeout: float | None = None) -> Any:
         """Block until futures are done; their values in the same shape.

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
-from typing import Any
 
 from .client import AsyncClient, Client
 from .engine.context import RunContext, current_run, default_client
@@ -69,10 +68,13 @@ def _task_client(ctx: RunContext) -> Client | AsyncClient:
     return client
 
 
-def get_client() -> Any:
+def get_client() -> Client | AsyncClient:
     """The client to use here: inside a task, one bound to its worker's connection
     (``Client`` in a sync task, ``AsyncClient`` in an async one); elsewhere the client of
     the surrounding ``trioflow.run`` or the latest one created.
+
+    To a type checker it is either; narrow it where it matters
+    (``assert isinstance(client, trioflow.AsyncClient)``).
 
     Raises:
         NoClientError: no cluster is known here (also a ``ValueError``).
@@ -82,7 +84,9 @@ def get_client() -> Any:
         return _task_client(ctx)
     found = default_client()
     if found is not None:
-        return found[0]
+        client = found[0]
+        assert isinstance(client, Client | AsyncClient)
+        return client
     raise NoClientError(
         "no trioflow client here: call get_client() inside trioflow.run(main), inside a "
         "task, or after creating a trioflow.Client"
@@ -90,7 +94,7 @@ def get_client() -> Any:
 
 
 @contextlib.contextmanager
-def worker_client() -> Iterator[Any]:
+def worker_client() -> Iterator[Client | AsyncClient]:
     """A client for submitting from a task, with the slot given back while inside.
 
     Equivalent to ``get_client()`` then ``secede()`` on enter and ``rejoin()`` on exit.

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import contextvars
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Protocol
 
 import trio
 
@@ -47,11 +47,10 @@ def leave_run(token: contextvars.Token[RunContext | None]) -> None:
     _current.reset(token)
 
 
-class _Failable:
+class Failable(Protocol):
     """Anything a ``WaitFailed`` from the scheduler can wake (a waiter, as_completed)."""
 
-    def fail(self, exc: BaseException) -> None:  # pragma: no cover - interface
-        raise NotImplementedError
+    def fail(self, exc: BaseException) -> None: ...
 
 
 class RunContext:
@@ -75,7 +74,7 @@ class RunContext:
         self.view = TaskView(run.key, run.run_id, -run.priority[1], is_async)
         self.is_async = is_async
         #: what a WaitFailed wakes while the task waits (a SyncWaiter or as_completed)
-        self.waiter: Any = None
+        self.waiter: Failable | None = None
         #: set by the worker on its loop (HostWorker.rejoin_run), with the grant
         self.rejoin_event: Wakeup | None = None
         self.wait_failure: BaseException | None = None
@@ -177,7 +176,7 @@ class RunContext:
             if self._post(self.view.end_wait(how)) is not None:
                 self._take_slot_sync()
 
-    def begin_any_wait(self, keys: list[str], timed: bool, waiter: _Failable) -> None:
+    def begin_any_wait(self, keys: list[str], timed: bool, waiter: Failable) -> None:
         """A sync ``as_completed`` blocks until any of ``keys`` is done (holding its slot,
         unless seceded); ``waiter.fail`` receives a DeadlockError."""
         self.waiter = waiter

@@ -1,0 +1,38 @@
+"""What a type checker sees of the public API: checked by mypy in CI (``.ci/run``),
+never executed. Each ``assert_type`` fails the check if an inferred type drifts."""
+
+from __future__ import annotations
+
+from typing import assert_type
+
+import trioflow
+
+
+def inc(x: int) -> int:
+    return x + 1
+
+
+async def ainc(x: int) -> int:
+    return x + 1
+
+
+def blocking(client: trioflow.Client) -> None:
+    fut = client.submit(inc, 1)
+    assert_type(fut, trioflow.Future[int])
+    assert_type(fut.result(), int)
+    assert_type(client.submit(ainc, 1), trioflow.Future[int])
+    futs = client.map(inc, [1, 2, 3])
+    assert_type(futs, list[trioflow.Future[int]])
+    assert_type(client.gather(futs), list[int])
+    assert_type(client.gather(fut), int)
+
+
+async def trio_native(client: trioflow.AsyncClient) -> None:
+    fut = client.submit(inc, 1)
+    assert_type(await fut, int)
+    assert_type(await client.gather([fut]), list[int])
+    assert_type(await client.gather(fut), int)
+
+
+def anywhere() -> None:
+    assert_type(trioflow.get_client(), trioflow.Client | trioflow.AsyncClient)
