@@ -16,7 +16,7 @@ import functools
 import itertools
 import warnings
 from collections.abc import Awaitable, Callable
-from typing import Any, Generic, TypeVar, cast, overload
+from typing import Any, Generic, Protocol, TypeVar, cast, overload
 
 import trio
 
@@ -68,19 +68,27 @@ class Delayed(Generic[T]):
         return f"Delayed({self.key!r})"
 
 
+class _Delay(Protocol):
+    """What ``delayed(pure=...)`` returns: a decorator keeping the function's result type."""
+
+    @overload
+    def __call__(self, fn: Callable[..., Awaitable[T]]) -> Callable[..., Delayed[T]]: ...
+    @overload
+    def __call__(self, fn: Callable[..., T]) -> Callable[..., Delayed[T]]: ...
+
+
 def _deprecated(old: str, new: str) -> None:
     warnings.warn(f"{old} on the event loop returns an awaitable only for backwards "
                   f"compatibility; use `{new}` instead", DeprecationWarning, stacklevel=3)
 
 
 @overload
-def delayed(fn: Callable[..., Awaitable[T]], *,  # type: ignore[overload-overlap]
+def delayed(fn: Callable[..., Awaitable[T]], *,
             pure: bool = False) -> Callable[..., Delayed[T]]: ...
 @overload
 def delayed(fn: Callable[..., T], *, pure: bool = False) -> Callable[..., Delayed[T]]: ...
 @overload
-def delayed(fn: None = None, *, pure: bool = False) -> Callable[[Callable[..., Any]],
-                                                                  Callable[..., Delayed[Any]]]: ...
+def delayed(fn: None = None, *, pure: bool = False) -> _Delay: ...
 
 
 def delayed(fn: Callable[..., Any] | None = None, *, pure: bool = False) -> Any:

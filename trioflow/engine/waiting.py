@@ -282,8 +282,9 @@ class as_completed(_Failable, Generic[Item]):
             return None
         return ctx
 
-    def _pending_keys(self) -> list[str]:
-        return [same[0].key for same in self._pending.values()]
+    def _pending_keys(self, ctx: RunContext | None) -> list[str]:
+        """What a wait in a task waits on, for the scheduler (none outside tasks)."""
+        return [same[0].key for same in self._pending.values()] if ctx is not None else []
 
     # ------------------------------------------------------------------ for
 
@@ -296,13 +297,15 @@ class as_completed(_Failable, Generic[Item]):
         ctx = self._task_wait()
         while True:
             with self._cond:
-                f = self._done.popleft() if self._done else None
-                keys = self._pending_keys()
+                if self._done:
+                    f = self._done.popleft()
+                elif not self._pending:
+                    return
+                else:
+                    f, keys = None, self._pending_keys(ctx)
             if f is not None:
                 yield self._sync_item(f)
                 continue
-            if not keys:
-                return
             if ctx is not None:  # a wait that ends when any of them is done
                 ctx.begin_any_wait(keys, deadline is not None, self)
             how = WaitEnd.ABANDONED
@@ -387,7 +390,7 @@ class _AsyncIteration(Generic[Item]):
                 else:
                     wakeup = _Wakeup()
                     ac._wakeups.append(wakeup)
-                    keys = ac._pending_keys()
+                    keys = ac._pending_keys(self._ctx)
             if wakeup is None:
                 return await self._item(f)
             try:
