@@ -247,3 +247,29 @@ async def test_async_as_completed_inside_tasks_is_safe(gate):
         assert await client.submit(first_completed_in_task) is True
         assert await client.submit(timeout_in_task) == "timeout"
         gate.set()
+
+
+async def test_nothing_depends_on_the_thread_that_built_it():
+    async with cluster_client(2, 1) as (cluster, client):
+        # built in a thread, iterated with async for on the loop
+        ac = await trio.to_thread.run_sync(trioflow.as_completed, client.map(inc, range(3)))
+        assert sorted([await f async for f in ac]) == [1, 2, 3]
+
+        # a blocking Client runs its own loop in a thread: its futures finish there, and
+        # the async forms on this loop still wake up
+        sync = await trio.to_thread.run_sync(trioflow.Client, cluster.address)
+        try:
+            fs = sync.map(inc, range(3))
+            seen = [f async for f in trioflow.as_completed(fs)]
+            assert {f.key for f in seen} == {f.key for f in fs}
+            done, not_done = await trioflow.wait_async(sync.map(inc, range(3, 6)))
+            assert len(done) == 3 and not not_done
+
+            @trioflow.delayed
+            def plus(a, b):
+                return a + b
+
+            # get_client() is the newest client, the blocking one: waited on in a thread
+            assert await trioflow.compute_async(plus(1, 2)) == (3,)
+        finally:
+            await trio.to_thread.run_sync(sync.close)

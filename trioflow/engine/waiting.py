@@ -131,7 +131,12 @@ async def wait_async(futures: Iterable[Future[T]], timeout: float | None = None,
     if return_when == "ALL_COMPLETED":
         with trio.move_on_after(math.inf if timeout is None else timeout) as scope:
             for group in _by_session(futures):
-                await group[0]._session.wait_async([f._state for f in group])
+                session = group[0]._session
+                if session.on_loop():
+                    await session.wait_async([f._state for f in group])
+                else:  # a blocking Client's futures: its loop runs in another thread
+                    async for _ in as_completed(group):
+                        pass
         if scope.cancelled_caught:
             raise TimeoutError(f"futures not done after {timeout}s")
     elif futures:
