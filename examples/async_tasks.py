@@ -3,7 +3,7 @@
 What it shows:
     A task written ``async def`` runs on its worker's Trio event loop, not in a thread.
     Whenever it awaits futures (``await future``, ``await client.gather(...)``,
-    ``await trioflow.wait(...)``) it gives its slot back for the wait and takes one
+    ``await trioflow.wait_async(...)``) it gives its slot back for the wait and takes one
     again afterwards: no ``secede``/``rejoin`` needed, and no thread is parked.
 
     The local cluster here has ONE worker with ONE slot, the worst case for tasks that
@@ -55,7 +55,7 @@ def square(x: int) -> int:
 async def parent(x: int) -> int:
     client = trioflow.get_client()
     child = client.submit(square, x)
-    await trioflow.wait([child])  # trioflow.wait is awaitable on the event loop
+    await trioflow.wait_async([child])  # the slot is free while we wait
     return await child
 
 

@@ -19,9 +19,9 @@ from __future__ import annotations
 
 from .client import AsyncClient, Client
 from .cluster import LocalCluster, open_local_cluster
-from .delayed import Delayed, compute, delayed
+from .delayed import Delayed, compute, compute_async, delayed
 from .engine.futures import Future
-from .engine.waiting import as_completed, wait
+from .engine.waiting import DoneAndNotDoneFutures, as_completed, wait, wait_async
 from .errors import (
     AuthenticationError,
     CancelledError,
@@ -49,6 +49,7 @@ __all__ = [
     "ClientClosedError",
     "DeadlockError",
     "Delayed",
+    "DoneAndNotDoneFutures",
     "Future",
     "KilledWorker",
     "LocalCluster",
@@ -62,6 +63,7 @@ __all__ = [
     "__version__",
     "as_completed",
     "compute",
+    "compute_async",
     "delayed",
     "get_client",
     "open_local_cluster",
@@ -69,5 +71,6 @@ __all__ = [
     "run",
     "secede",
     "wait",
+    "wait_async",
     "worker_client",
 ]

@@ -150,7 +150,7 @@ async def test_status_command_and_sigterm_drain():
                 text = out.stdout.decode()
                 assert "solo" in text and "slots" in text
                 running = client.submit(slow_square, 7)
-                await trioflow.wait([running])
+                await trioflow.wait_async([running])
                 worker.send_signal(signal.SIGTERM)
                 with trio.fail_after(15):
                     await worker.wait()

@@ -77,7 +77,7 @@ async def test_browser_origin_is_refused():
 async def test_dropping_futures_frees_worker_memory():
     async with cluster_client(2, 1, inline_limit=100) as (cluster, client):
         futures = client.map(make_blob, [10_000] * 20)
-        await trioflow.wait(futures)
+        await trioflow.wait_async(futures)
         held = sum(len(node.data) for node in cluster.workers)
         assert held == 20
         del futures
@@ -92,7 +92,7 @@ async def test_vanished_client_releases_its_work():
     async with cluster_client(1, 1) as (cluster, _):
         async with trioflow.AsyncClient(cluster.address) as other:
             futures = other.map(make_blob, [1000] * 5)
-            await trioflow.wait(futures)
+            await trioflow.wait_async(futures)
         await cluster.scheduler.wait_for(lambda: not cluster.scheduler.state.tasks)
         for node in cluster.workers:
             await node.wait_for_data(lambda data: not data)

@@ -105,7 +105,7 @@ async def test_scatter_and_pure_keys():
 async def test_wait_and_as_completed():
     async with cluster_client(2, 1) as (_, client):
         fs = client.map(inc, range(10))
-        done, pending = await trioflow.wait(fs)
+        done, pending = await trioflow.wait_async(fs)
         assert len(done) == 10 and not pending
         seen = [await f async for f in trioflow.as_completed(client.map(inc, range(5)))]
         assert sorted(seen) == [1, 2, 3, 4, 5]
@@ -145,7 +145,7 @@ async def test_async_tasks_and_delayed():
             return a + b
 
         tree = plus(plus(1, 2), plus(3, 4))
-        assert await trioflow.compute(tree) == (10,)
+        assert await trioflow.compute_async(tree) == (10,)
 
 
 async def test_tasks_submitted_before_any_worker_joins():

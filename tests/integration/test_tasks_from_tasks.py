@@ -69,8 +69,8 @@ async def test_fib_in_every_style(style, shape):
 @pytest.mark.parametrize("shape", SHAPES, ids=lambda s: f"{s[0]}x{s[1]}")
 async def test_fib_delayed(shape):
     async with cluster_client(*shape) as (_, _client):
-        assert await trioflow.compute(fib_delayed(10)) == (55,)
-        assert await fib_delayed(7).compute() == 13
+        assert await trioflow.compute_async(fib_delayed(10)) == (55,)
+        assert await fib_delayed(7).compute_async() == 13
 
 
 async def test_recursion_much_deeper_than_the_slots():

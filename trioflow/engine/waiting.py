@@ -1,16 +1,26 @@
-"""Waiting on many futures: ``wait`` and ``as_completed``.
+"""Waiting on many futures: ``wait``/``wait_async`` and ``as_completed``.
 
-``wait`` and ``as_completed`` follow the same rule as trioflow's other dual calls: from
-the event loop thread they return an awaitable / async iterator, from any other thread
-they block / iterate synchronously.
+Each blocking style has its own name, as in trio and dask: ``wait`` blocks its thread,
+``await wait_async(...)`` waits on the event loop. ``as_completed`` is one object with
+both protocols: ``for`` blocks, ``async for`` awaits; nothing in it depends on which
+thread built it.
+
+Deprecated (one release): ``wait`` called on its futures' event loop thread returns an
+awaitable, as it used to, with a ``DeprecationWarning`` pointing to ``wait_async``.
 """
 
 from __future__ import annotations
 
+import contextlib
+import math
+import sys
 import threading
 import time
-from collections.abc import AsyncIterator, Iterable, Iterator
-from typing import Any
+import warnings
+import weakref
+from collections import deque
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Any, Generic, Literal, NamedTuple, TypeVar, cast, overload
 
 import trio
 
@@ -19,109 +29,240 @@ from .context import RunContext, current_run
 from .futures import Future
 from .keys import PENDING, SyncWaiter
 
+T = TypeVar("T")
+#: what an as_completed yields: a Future, or (Future, value) with ``with_results=True``
+Item = TypeVar("Item")
 
-def _on_loop(futures: list[Future]) -> bool:
+ReturnWhen = Literal["ALL_COMPLETED", "FIRST_COMPLETED"]
+
+if sys.version_info >= (3, 11) or TYPE_CHECKING:
+    class DoneAndNotDoneFutures(NamedTuple, Generic[T]):
+        """What ``wait`` returns: ``done, not_done = trioflow.wait(futures)``."""
+
+        done: set[Future[T]]
+        not_done: set[Future[T]]
+else:  # a NamedTuple cannot be generic before 3.11
+    class DoneAndNotDoneFutures(NamedTuple):
+        """What ``wait`` returns: ``done, not_done = trioflow.wait(futures)``."""
+
+        done: set[Future[Any]]
+        not_done: set[Future[Any]]
+
+
+def _in_trio() -> bool:
+    """Whether this thread is running a Trio loop (a task or a loop callback)."""
+    try:
+        trio.lowlevel.current_trio_token()
+    except RuntimeError:
+        return False
+    return True
+
+
+def _on_loop(futures: list[Future[Any]]) -> bool:
+    """Whether this is the futures' event loop thread, where blocking would hang it."""
     if not futures:
-        try:
-            trio.lowlevel.current_task()
-        except RuntimeError:
-            return False
-        return True
+        return _in_trio()
     return futures[0]._session.on_loop()
 
 
-def wait(futures: Iterable[Future], timeout: float | None = None,
-         return_when: str = "ALL_COMPLETED") -> Any:
-    """Wait for futures: all of them (default) or ``return_when="FIRST_COMPLETED"``.
+def _check(return_when: str) -> None:
+    if return_when not in ("ALL_COMPLETED", "FIRST_COMPLETED"):
+        raise ValueError(
+            f"return_when must be ALL_COMPLETED or FIRST_COMPLETED, got {return_when!r}")
 
-    Returns ``(done, not_done)`` sets. On the event loop thread this returns an
-    awaitable: ``done, pending = await trioflow.wait(futures)``.
+
+def _split(futures: list[Future[T]]) -> DoneAndNotDoneFutures[T]:
+    done = {f for f in futures if f.done()}
+    return DoneAndNotDoneFutures(done, set(futures) - done)
+
+
+def _by_session(futures: list[Future[T]]) -> list[list[Future[T]]]:
+    """The futures grouped by session: one wait per session, seen as one by the scheduler."""
+    groups: dict[int, list[Future[T]]] = {}
+    for f in futures:
+        groups.setdefault(id(f._session), []).append(f)
+    return list(groups.values())
+
+
+def wait(futures: Iterable[Future[T]], timeout: float | None = None,
+         return_when: ReturnWhen = "ALL_COMPLETED") -> DoneAndNotDoneFutures[T]:
+    """Block this thread until all the futures are done, or the first one with
+    ``return_when="FIRST_COMPLETED"``; the named tuple ``(done, not_done)`` of sets.
+
+    Inside a sync task the wait is reported to the scheduler (deadlock detection). On
+    the futures' event loop use ``await wait_async(...)``: called there, ``wait`` returns
+    that awaitable instead of blocking (deprecated, with a ``DeprecationWarning``).
+
+    Raises:
+        TimeoutError: not done within ``timeout`` seconds.
     """
     futures = list(futures)
-    if return_when not in ("ALL_COMPLETED", "FIRST_COMPLETED"):
-        raise ValueError(f"return_when must be ALL_COMPLETED or FIRST_COMPLETED, got {return_when!r}")
+    _check(return_when)
     if _on_loop(futures):
-        return _wait_async(futures, timeout, return_when)
+        warnings.warn(
+            "trioflow.wait() on the event loop returns an awaitable only for backwards "
+            "compatibility; use `await trioflow.wait_async(...)` instead",
+            DeprecationWarning, stacklevel=2)
+        return cast("DoneAndNotDoneFutures[T]", wait_async(futures, timeout, return_when))
     if return_when == "ALL_COMPLETED":
-        by_session: dict[int, list[Future]] = {}
-        for f in futures:
-            by_session.setdefault(id(f._session), []).append(f)
-        for group in by_session.values():
-            group[0]._session.wait_sync([f._state for f in group], timeout)
-    else:
-        it = as_completed(futures, timeout=timeout)
-        next(iter(it), None)
-    done = {f for f in futures if f.done()}
-    return done, set(futures) - done
+        # one overall deadline, however many sessions the futures come from
+        deadline = None if timeout is None else time.monotonic() + timeout
+        for group in _by_session(futures):
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            group[0]._session.wait_sync([f._state for f in group], left)
+    elif futures:
+        next(iter(as_completed(futures, timeout=timeout)))
+    return _split(futures)
 
 
-async def _wait_async(futures: list[Future], timeout: float | None, return_when: str):
-    with trio.move_on_after(timeout if timeout is not None else float("inf")) as scope:
-        if return_when == "ALL_COMPLETED":
-            for f in futures:
-                await f._session.wait_async([f._state])
-        else:
-            async for _ in as_completed(futures):
-                break
-    if scope.cancelled_caught and return_when == "ALL_COMPLETED":
-        raise TimeoutError(f"futures not done after {timeout}s")
-    done = {f for f in futures if f.done()}
-    return done, set(futures) - done
+async def wait_async(futures: Iterable[Future[T]], timeout: float | None = None,
+                     return_when: ReturnWhen = "ALL_COMPLETED") -> DoneAndNotDoneFutures[T]:
+    """``wait`` for the event loop: ``done, not_done = await trioflow.wait_async(fs)``.
+
+    Inside an async task the slot is given back while waiting and taken again after.
+
+    Raises:
+        TimeoutError: not done within ``timeout`` seconds.
+
+    Cancellation: the wait stops; the futures and their tasks are not affected.
+    """
+    futures = list(futures)
+    _check(return_when)
+    if return_when == "ALL_COMPLETED":
+        with trio.move_on_after(math.inf if timeout is None else timeout) as scope:
+            for group in _by_session(futures):
+                session = group[0]._session
+                if session.on_loop():
+                    await session.wait_async([f._state for f in group])
+                else:  # a blocking Client's futures: its loop runs in another thread
+                    async for _ in as_completed(group):
+                        pass
+        if scope.cancelled_caught:
+            raise TimeoutError(f"futures not done after {timeout}s")
+    elif futures:
+        await as_completed(futures, timeout=timeout).__aiter__().__anext__()
+    return _split(futures)
 
 
-class as_completed:
-    """Iterate over futures as they finish: ``for f in as_completed(fs)`` in a thread,
-    ``async for f in as_completed(fs)`` on the event loop. ``add(future)`` adds more
-    while iterating.
+class _Arrival(SyncWaiter):
+    """Tells an as_completed that one of its futures is done (called on the futures'
+    loop, under their session's lock).
+
+    One module-level class, holding its as_completed weakly and its future by id: an
+    iteration given up on frees its futures at once, with no cycle for gc to find.
     """
 
-    def __init__(self, futures: Iterable[Future] = (), timeout: float | None = None,
+    __slots__ = ("_ident", "_owner")
+
+    def __init__(self, owner: weakref.ref[as_completed[Any]], ident: int) -> None:
+        super().__init__(1)
+        self._owner = owner
+        self._ident = ident
+
+    def key_done(self) -> None:
+        owner = self._owner()
+        if owner is not None:
+            owner._arrived(self._ident)
+
+
+class _Wakeup:
+    """An ``async for`` waiting for the next future, on the loop that ``token`` names."""
+
+    __slots__ = ("event", "token")
+
+    def __init__(self) -> None:
+        self.event = trio.Event()
+        self.token = trio.lowlevel.current_trio_token()
+
+    def set(self) -> None:
+        """Wake it from any thread (futures may belong to another loop than the waiter)."""
+        try:
+            here = trio.lowlevel.current_trio_token() is self.token
+        except RuntimeError:
+            here = False
+        if here:
+            self.event.set()
+        else:
+            with contextlib.suppress(trio.RunFinishedError):
+                self.token.run_sync_soon(self.event.set)
+
+
+class as_completed(Generic[Item]):
+    """Iterate over futures as they finish: ``for f in as_completed(fs)`` blocks its
+    thread, ``async for f in as_completed(fs)`` awaits on the event loop.
+
+    ``add(future)`` adds more while iterating. With ``with_results=True`` it yields
+    ``(future, value)`` pairs (a failed future raises its exception). ``timeout`` counts
+    from the start of an iteration; when it passes with futures still pending, the
+    iteration raises ``TimeoutError``.
+
+    Inside a task the waits are reported to the scheduler as waits on any of the
+    pending keys: an async task gives its slot back meanwhile, a sync one keeps it
+    unless it seceded.
+    """
+
+    @overload
+    def __init__(self: as_completed[Future[T]], futures: Iterable[Future[T]] = (),
+                 timeout: float | None = None, with_results: Literal[False] = False) -> None: ...
+
+    @overload
+    def __init__(self: as_completed[tuple[Future[T], T]], futures: Iterable[Future[T]],
+                 timeout: float | None = None, *, with_results: Literal[True]) -> None: ...
+
+    @overload
+    def __init__(self: as_completed[Any], futures: Iterable[Future[Any]] = (),
+                 timeout: float | None = None, with_results: bool = False) -> None: ...
+
+    def __init__(self, futures: Iterable[Future[Any]] = (), timeout: float | None = None,
                  with_results: bool = False) -> None:
-        self._pending: list[Future] = []
-        self._done: list[Future] = []
+        #: pending futures by id(their KeyState): an _Arrival finds its future in O(1)
+        self._pending: dict[int, list[Future[Any]]] = {}
+        self._done: deque[Future[Any]] = deque()
         self._lock = threading.Lock()
         self._cond = threading.Condition(self._lock)
-        self._event = trio.Event() if _in_trio() else None
+        self._wakeups: list[_Wakeup] = []
+        self._ref = weakref.ref(self)
         self.timeout = timeout
         self.with_results = with_results
         self._failure: BaseException | None = None
         for f in futures:
             self.add(f)
 
-    def add(self, future: Future) -> None:
+    def add(self, future: Future[Any]) -> None:
         """Yield ``future`` too once it is done."""
-        with self._lock:
-            self._pending.append(future)
-        self._watch(future)
-
-    def _watch(self, future: Future) -> None:
-        def done() -> None:
-            with self._cond:
-                if future in self._pending:
-                    self._pending.remove(future)
-                    self._done.append(future)
-                self._cond.notify_all()
-            if self._event is not None:
-                ev = self._event
-                try:
-                    future._session.trio_token.run_sync_soon(ev.set)
-                except trio.RunFinishedError:
-                    pass
-
+        if not isinstance(future, Future):
+            raise TypeError(f"as_completed takes trioflow Futures, not {type(future).__name__}")
         session, st = future._session, future._state
-
-        class _Once(SyncWaiter):
-            def key_done(self) -> None:
-                done()
-
+        ident = id(st)
+        with self._lock:
+            self._pending.setdefault(ident, []).append(future)
         with session.lock:
             if st.status is PENDING:
-                st.waiters.append(_Once(1))
+                st.waiters.append(_Arrival(self._ref, ident))
                 return
-        done()
+        self._arrived(ident)
 
-    def _item(self, f: Future) -> Any:
-        return (f, f.result()) if self.with_results else f
+    def _arrived(self, ident: int) -> None:
+        with self._cond:
+            same = self._pending.get(ident)
+            if not same:
+                return
+            self._done.append(same.pop())
+            if not same:
+                del self._pending[ident]
+            self._cond.notify_all()
+            wakeups, self._wakeups = self._wakeups, []
+        for w in wakeups:
+            w.set()
+
+    def count(self) -> int:
+        """How many futures are still to be yielded."""
+        with self._lock:
+            return len(self._done) + sum(map(len, self._pending.values()))
+
+    def is_empty(self) -> bool:
+        """Whether nothing is left to yield."""
+        return self.count() == 0
 
     def fail(self, exc: BaseException) -> None:
         """The scheduler found this task's wait can never end (called on the loop)."""
@@ -129,80 +270,157 @@ class as_completed:
             self._failure = exc
             self._cond.notify_all()
 
+    def _any_future(self) -> Future[Any] | None:
+        with self._lock:
+            if self._done:
+                return self._done[0]
+            for same in self._pending.values():
+                return same[0]
+        return None
+
     def _task_wait(self) -> RunContext | None:
         """The run context when iterating inside a task of the futures' worker: then
         the scheduler is told what the task waits on (deadlock detection)."""
         ctx = current_run()
-        with self._lock:
-            first = (self._pending or self._done or [None])[0]
+        first = self._any_future()
         if ctx is None or first is None or first._session is not ctx.session:
             return None
         return ctx
 
-    def __iter__(self) -> Iterator[Any]:
+    def _pending_keys(self, ctx: RunContext | None) -> list[str]:
+        """What a wait in a task waits on, for the scheduler (none outside tasks)."""
+        return [same[0].key for same in self._pending.values()] if ctx is not None else []
+
+    # ------------------------------------------------------------------ for
+
+    def __iter__(self) -> Iterator[Item]:
+        first = self._any_future()
+        if first is not None and first._session.on_loop():
+            raise RuntimeError("`for f in as_completed(...)` would block the event loop "
+                               "thread; use `async for` there")
         deadline = None if self.timeout is None else time.monotonic() + self.timeout
         ctx = self._task_wait()
         while True:
             with self._cond:
-                f = self._done.pop(0) if self._done else None
-                keys = [x.key for x in self._pending]
+                if self._done:
+                    f = self._done.popleft()
+                elif not self._pending:
+                    return
+                else:
+                    f, keys = None, self._pending_keys(ctx)
             if f is not None:
-                yield self._item(f)
+                yield self._sync_item(f)
                 continue
-            if not keys:
-                return
             if ctx is not None:  # a wait that ends when any of them is done
                 ctx.begin_any_wait(keys, deadline is not None, self)
-            with self._cond:
-                while not self._done and self._pending:
-                    if self._failure is not None:
-                        failure, self._failure = self._failure, None
-                        if ctx is not None:
-                            ctx.end_any_wait(WaitEnd.FAILED)
-                        try:
-                            raise failure
-                        finally:
-                            del failure
-                    left = None if deadline is None else deadline - time.monotonic()
-                    if left is not None and left <= 0:
-                        if ctx is not None:
-                            ctx.end_any_wait(WaitEnd.ABANDONED)
-                        raise TimeoutError(f"{len(self._pending)} futures not done in time")
-                    self._cond.wait(left)
-            if ctx is not None:
-                ctx.end_any_wait(WaitEnd.DONE)
+            how = WaitEnd.ABANDONED
+            try:
+                failure = self._block(deadline)
+                how = WaitEnd.DONE if failure is None else WaitEnd.FAILED
+            finally:
+                if ctx is not None:
+                    ctx.end_any_wait(how)
+            if failure is not None:
+                try:
+                    raise failure
+                finally:
+                    del failure  # no cycle: traceback -> this frame -> the exception
 
-    async def __aiter__(self) -> AsyncIterator[Any]:
-        if self._event is None:
-            self._event = trio.Event()
-        ctx = self._task_wait()
+    def _block(self, deadline: float | None) -> BaseException | None:
+        """Sleep until a future is done (None), or the scheduler says this wait can never
+        end (the failure it sent); TimeoutError at ``deadline``."""
+        with self._cond:
+            while not self._done and self._pending:
+                if self._failure is not None:
+                    failure, self._failure = self._failure, None
+                    return failure
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    raise TimeoutError(f"{sum(map(len, self._pending.values()))} futures "
+                                       f"not done within {self.timeout}s")
+                self._cond.wait(left)
+            self._failure = None  # came too late: this wait ended anyway
+        return None
+
+    def _sync_item(self, f: Future[Any]) -> Item:
+        return cast(Item, (f, f.result()) if self.with_results else f)
+
+    # ------------------------------------------------------------------ async for
+
+    def __aiter__(self) -> AsyncIterator[Item]:
+        return _AsyncIteration(self)
+
+
+class _AsyncIteration(Generic[Item]):
+    """One ``async for`` over an as_completed.
+
+    A plain object, not an async generator: each ``__anext__`` opens and closes its own
+    cancel scope (the deadline), so nothing is left open across a ``yield`` and a
+    ``break``, an early ``return`` or an exception in the loop body are all safe.
+
+    Cancellation: a cancelled ``__anext__`` loses nothing; the future it was about to
+    yield is yielded by the next call.
+    """
+
+    def __init__(self, ac: as_completed[Item]) -> None:
+        self._ac = ac
+        self._started = False
+        self._deadline = math.inf
+        self._ctx: RunContext | None = None
+
+    def __aiter__(self) -> _AsyncIteration[Item]:
+        return self
+
+    async def __anext__(self) -> Item:
+        if not self._started:  # here, not in __init__: aiter() need not run in a task
+            self._started = True
+            ac = self._ac
+            if ac.timeout is not None:
+                self._deadline = trio.current_time() + ac.timeout
+            self._ctx = ac._task_wait()
+        with trio.move_on_at(self._deadline) as scope:
+            return await self._next()
+        assert scope.cancelled_caught
+        raise TimeoutError(f"{self._ac.count()} futures not done within {self._ac.timeout}s")
+
+    async def _next(self) -> Item:
+        ac = self._ac
+        while True:
+            wakeup = None
+            with ac._lock:
+                if ac._done:
+                    f = ac._done.popleft()
+                elif not ac._pending:
+                    raise StopAsyncIteration
+                else:
+                    wakeup = _Wakeup()
+                    ac._wakeups.append(wakeup)
+                    keys = ac._pending_keys(self._ctx)
+            if wakeup is None:
+                return await self._item(f)
+            try:
+                await self._wait(keys, wakeup.event.wait)
+            finally:
+                with ac._lock:
+                    if wakeup in ac._wakeups:
+                        ac._wakeups.remove(wakeup)
+
+    async def _wait(self, keys: list[str], wait: Callable[[], Awaitable[None]]) -> None:
+        ctx = self._ctx
+        if ctx is not None and ctx.is_async:
+            # an async task gives its slot back while it waits, as for gather
+            await ctx.wait_async(keys, wait, any_of=True)
+        else:
+            await wait()
+
+    async def _item(self, f: Future[Any]) -> Item:
+        if not self._ac.with_results:
+            return cast(Item, f)
         try:
-            with trio.fail_after(self.timeout if self.timeout is not None else float("inf")):
-                while True:
-                    with self._lock:
-                        f = self._done.pop(0) if self._done else None
-                        keys = [x.key for x in self._pending]
-                    if f is not None:
-                        if self.with_results:
-                            yield (f, await f)
-                        else:
-                            yield f
-                        continue
-                    if not keys:
-                        return
-                    if ctx is not None and ctx.is_async:
-                        # an async task gives its slot back while it waits, as for gather
-                        await ctx.wait_async(keys, self._event.wait, any_of=True)
-                    else:
-                        await self._event.wait()
-                    self._event = trio.Event()
-        except trio.TooSlowError:
-            raise TimeoutError(f"futures not done within {self.timeout}s") from None
+            value = await f
+        except trio.Cancelled:
+            with self._ac._lock:
+                self._ac._done.appendleft(f)  # yield it next time instead
+            raise
+        return cast(Item, (f, value))
 
-
-def _in_trio() -> bool:
-    try:
-        trio.lowlevel.current_task()
-    except RuntimeError:
-        return False
-    return True
