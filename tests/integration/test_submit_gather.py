@@ -1,5 +1,6 @@
 """The futures API on real in-process clusters."""
 
+import functools
 import operator
 import threading
 
@@ -186,3 +187,17 @@ async def test_releases_are_batched_and_a_key_wanted_again_survives():
         gc.collect()
         g = client.submit(inc, 41, pure=True)
         assert g.key == key and await g == 42
+
+
+async def test_another_trio_loop_awaits_a_blocking_clients_futures():
+    """A blocking Client's loop runs in its own thread; this test's loop awaits its
+    futures, which must not set the Client loop's events from the wrong thread."""
+    client = await trio.to_thread.run_sync(functools.partial(
+        trioflow.Client, workers=1, threads_per_worker=1, processes=False))
+    try:
+        small = client.submit(inc, 1)
+        large = client.submit(bytes, 300_000)  # over the inline limit: fetched over bulk
+        assert await small == 2
+        assert len(await large) == 300_000
+    finally:
+        await trio.to_thread.run_sync(client.close)

@@ -84,7 +84,8 @@ class Session:
         #: set by ``start``: where bulk transfers run, and how
         self.data_path = DataPath()
         self.fetcher = Fetcher(lock=self.lock, post=self.post, wait_sync=self.wait_sync,
-                               wait_async=self.wait_async, host=worker, bulk=self.data_path)
+                               wait_async=self.wait_async, on_loop=self.on_loop, host=worker,
+                               bulk=self.data_path)
         self.scatterer = Scatterer(lock=self.lock, keys=self.keys, lookup=self._lookup,
                                    post=self.post, host=worker, bulk=self.data_path)
         self.value = self.fetcher.value
@@ -379,6 +380,12 @@ class Session:
 
         Cancellation: the wait simply stops; the slot is taken back before returning.
         """
+        if not self.on_loop():
+            # another Trio loop awaits a future of this session (a blocking Client's
+            # loop runs in its own thread): its trio.Event cannot be set from here, so
+            # the wait blocks a worker thread of the caller's loop instead
+            await trio.to_thread.run_sync(self.wait_sync, states, abandon_on_cancel=True)
+            return
         with self.lock:
             pending = [ks for ks in states if ks.status is PENDING]
             events = []

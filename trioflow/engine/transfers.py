@@ -174,8 +174,10 @@ class Fetcher:
     def __init__(self, *, lock: threading.Lock, post: Callable[..., None],
                  wait_sync: Callable[[list[KeyState]], None],
                  wait_async: Callable[[list[KeyState]], Awaitable[None]],
-                 host: HostWorker | None, bulk: DataPath) -> None:
+                 on_loop: Callable[[], bool], host: HostWorker | None,
+                 bulk: DataPath) -> None:
         self.lock = lock
+        self.on_loop = on_loop
         self.post = post
         self.wait_sync = wait_sync
         self.wait_async = wait_async
@@ -218,7 +220,9 @@ class Fetcher:
         raise WorkerLost(f"could not fetch {ks.key!r}")  # pragma: no cover
 
     async def value_async(self, ks: KeyState) -> Any:
-        """Like ``value``, from the loop: large values are rebuilt in a thread."""
+        """Like ``value``, from a Trio task: large values are rebuilt in a thread."""
+        if not self.on_loop():  # another loop (see Session.wait_async): fetch from a thread
+            return await trio.to_thread.run_sync(self.value, ks, abandon_on_cancel=True)
         for attempt in range(FETCH_ATTEMPTS):
             if ks.status is ERRED or ks.value is not NO_VALUE or ks.inline is not None or (
                     self._held_here(ks.key)):
