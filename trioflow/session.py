@@ -308,6 +308,15 @@ class Session(ValueTransfers):
         for req in requests:
             req["error"] = ClientClosedError(f"lost the scheduler: {reason}")
             req["done"]()
+        self._wake_status_waiters(reason)
+
+    def _wake_status_waiters(self, reason: str) -> None:
+        """``status()`` calls in flight fail now with ClientClosedError: no reply can
+        come any more (they used to wait out their timeout)."""
+        waiters, self._status_waiters = self._status_waiters, {}
+        for waiter in waiters.values():
+            waiter["error"] = ClientClosedError(f"lost the scheduler: {reason}")
+            waiter["event"].set()
 
     # ------------------------------------------------------------------ waiting
 
@@ -392,11 +401,23 @@ class Session(ValueTransfers):
         await ctx.wait_async(pending, self)
 
     async def status(self) -> p.StatusReply:
+        """The scheduler's StatusReply.
+
+        Raises:
+            ClientClosedError: the session is closed, or closes before the reply.
+
+        Cancellation: the request is forgotten (a late reply is ignored).
+        """
         rid = next(self._request_ids)
-        waiter = {"event": trio.Event(), "reply": None}
+        waiter = {"event": trio.Event(), "reply": None, "error": None}
         self._status_waiters[rid] = waiter
-        self.post(p.StatusRequest(rid))
-        await waiter["event"].wait()
+        try:
+            self.post(p.StatusRequest(rid))  # raises ClientClosedError once closed
+            await waiter["event"].wait()
+        finally:
+            self._status_waiters.pop(rid, None)
+        if waiter["error"] is not None:
+            raise waiter["error"]
         return waiter["reply"]
 
 

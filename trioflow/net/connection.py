@@ -15,7 +15,7 @@ import contextlib
 import logging
 import ssl
 import urllib.parse
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import attrs
@@ -48,7 +48,8 @@ LINGER_MAX = 0.0005
 HEARTBEAT_INTERVAL = 1.0
 #: A peer that does not take a frame within this many seconds is disconnected.
 SEND_TIMEOUT = 30.0
-#: Seconds allowed to open a WebSocket, and to close one gracefully.
+#: Seconds one connection attempt may take, from the TCP connect to the scheduler's
+#: Welcome (TLS and the WebSocket upgrade included); and to close a WebSocket gracefully.
 CONNECT_TIMEOUT = 10.0
 DISCONNECT_TIMEOUT = 2.0
 #: WebSocket close code for a peer too slow to read what we send.
@@ -83,6 +84,8 @@ class PeerConnection:
         #: heartbeat task cancels ``_send_scope`` once it is ``send_timeout`` old
         self._sending_since: float | None = None
         self._send_scope: trio.CancelScope | None = None
+        #: when the attempt that opened this connection must have been welcomed
+        self.handshake_deadline: float | None = None
 
     def __repr__(self) -> str:
         return f"<PeerConnection {self.name} queued={len(self._outbox)} closed={self.closed}>"
@@ -328,33 +331,58 @@ _COPIED = frozenset(cls for cls in SPECS if _has_free_form_fields(cls))
 @contextlib.asynccontextmanager
 async def open_connection(address: str, *, name: str, ssl_context: ssl.SSLContext | None = None,
                           max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
+                          connect_timeout: float = CONNECT_TIMEOUT,
                           ) -> AsyncIterator[PeerConnection]:
     """Open a WebSocket to ``address`` (ws:// or wss://) as a PeerConnection.
+
+    The whole attempt, up to the Welcome (see ``welcome_deadline``), has
+    ``connect_timeout`` seconds: a server that resets or never answers cannot hold it.
 
     Raises:
         AuthenticationError: the server's TLS certificate is not trusted (retrying
             cannot help; trio-websocket alone would only time out).
-        ClientClosedError: nothing answers at ``address``.
+        ClientClosedError: nothing answers at ``address`` in time.
     """
+    deadline = trio.current_time() + connect_timeout
     ctx = None
     if address.startswith("wss://"):
         ctx = ssl_context or ssl.create_default_context()
-        await _check_tls(address, ctx)
+        await _check_tls(address, ctx, deadline)
     try:
         async with open_websocket_url(address, ctx, max_message_size=max_message_size,
                                       receive_buffer_size=RECEIVE_BUFFER_SIZE,
-                                      connect_timeout=CONNECT_TIMEOUT,
+                                      connect_timeout=max(0.0, deadline - trio.current_time()),
                                       disconnect_timeout=DISCONNECT_TIMEOUT) as ws:
-            yield PeerConnection(ws, name=name, max_message_size=max_message_size)
+            conn = PeerConnection(ws, name=name, max_message_size=max_message_size)
+            conn.handshake_deadline = deadline
+            yield conn
     except (OSError, HandshakeError) as exc:
         raise ClientClosedError(f"cannot connect to {address}: {exc!r}") from exc
 
 
-async def _check_tls(address: str, ctx: ssl.SSLContext) -> None:
+@contextlib.contextmanager
+def welcome_deadline(conn: Any) -> Iterator[None]:
+    """Bound the wait for the Welcome by what is left of the connection attempt.
+
+    Raises:
+        ClientClosedError: no Welcome in time (the server is hung or stopped).
+    """
+    deadline = getattr(conn, "handshake_deadline", None)
+    if deadline is None:  # a local connection: the scheduler answers at once
+        deadline = trio.current_time() + CONNECT_TIMEOUT
+    try:
+        with trio.fail_at(deadline):
+            yield
+    except trio.TooSlowError:
+        raise ClientClosedError(f"{conn.name} did not welcome us within the connect "
+                                "timeout") from None
+
+
+async def _check_tls(address: str, ctx: ssl.SSLContext, deadline: float) -> None:
     url = urllib.parse.urlsplit(address)
     host, port = url.hostname or "", url.port or 443
     try:
-        with trio.fail_after(CONNECT_TIMEOUT):
+        with trio.fail_at(deadline):
             stream = await trio.open_ssl_over_tcp_stream(host, port, ssl_context=ctx)
             await stream.do_handshake()
             await stream.aclose()
@@ -366,5 +394,5 @@ async def _check_tls(address: str, ctx: ssl.SSLContext) -> None:
                 "pass the CA that signed it (--tls-ca, or ssl_context=)"
             ) from exc
         raise ClientClosedError(f"TLS handshake with {address} failed: {cause!r}") from exc
-    except OSError as exc:
+    except (OSError, trio.TooSlowError) as exc:
         raise ClientClosedError(f"cannot connect to {address}: {exc!r}") from exc

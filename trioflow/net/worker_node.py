@@ -43,7 +43,12 @@ from ..errors import (
 )
 from ..session import Session
 from ..tasks import RunContext
-from .connection import DEFAULT_MAX_MESSAGE_SIZE, PeerConnection, open_connection
+from .connection import (
+    DEFAULT_MAX_MESSAGE_SIZE,
+    PeerConnection,
+    open_connection,
+    welcome_deadline,
+)
 from .slots import SlotThreads
 from .worker_data import DataStore
 from .worker_runs import RunExecution
@@ -423,7 +428,7 @@ async def _expect_welcome(conn: PeerConnection) -> Any:
     from ..errors import ClientClosedError
 
     try:
-        with trio.fail_after(30):
+        with welcome_deadline(conn):
             messages = await conn.receive()
     except ConnectionClosed as exc:
         reason = exc.reason
