@@ -16,6 +16,7 @@ def test_trio_websocket_reads_its_limits_from_these_attributes():
     assert "receive_some(self._receive_buffer_size)" in source
     for name in ("_reader_task", "_get_request"):
         assert callable(getattr(WebSocketConnection, name))
+    assert "self._open_handshake = trio.Event()" in source  # set at the 101 answer
     server = inspect.getsource(WebSocketServer.__init__)
     for name in ("_message_queue_size", "_max_message_size", "_connect_timeout",
                  "_disconnect_timeout", "_handler"):

@@ -14,23 +14,22 @@ from __future__ import annotations
 import contextlib
 import logging
 import ssl
+import sys
 import urllib.parse
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import attrs
 import trio
-from trio_websocket import (
-    CloseReason,
-    ConnectionClosed,
-    HandshakeError,
-    WebSocketConnection,
-    open_websocket_url,
-)
+from trio_websocket import CloseReason, ConnectionClosed, HandshakeError, WebSocketConnection
+from wsproto import ConnectionType, WSConnection
 
 from ..errors import AuthenticationError, ClientClosedError, LocalProtocolError
 from ..protocol import PROTOCOL_VERSION, Heartbeat, decode_frame, encode_frame
 from ..protocol.messages import SPECS
+
+if sys.version_info < (3, 11):  # pragma: no cover
+    from exceptiongroup import BaseExceptionGroup
 
 logger = logging.getLogger(__name__)
 
@@ -348,16 +347,82 @@ async def open_connection(address: str, *, name: str, ssl_context: ssl.SSLContex
     if address.startswith("wss://"):
         ctx = ssl_context or ssl.create_default_context()
         await _check_tls(address, ctx, deadline)
+    async with _client_websocket(address, ctx, max_message_size, deadline) as ws:
+        conn = PeerConnection(ws, name=name, max_message_size=max_message_size)
+        conn.handshake_deadline = deadline
+        yield conn
+
+
+@contextlib.asynccontextmanager
+async def _client_websocket(address: str, ctx: ssl.SSLContext | None, max_message_size: int,
+                            deadline: float) -> AsyncIterator[WebSocketConnection]:
+    """``trio_websocket.open_websocket_url``, except that a server which resets or closes
+    before answering the upgrade ends the attempt at once: trio-websocket's own opener
+    waits out its whole connect timeout then (its reader task ends, but nobody is told).
+
+    Raises:
+        ClientClosedError: no WebSocket by ``deadline``, or the server refused or reset.
+
+    Cancellation: the connection is closed without a close handshake.
+    """
+    url = urllib.parse.urlsplit(address)
+    host, port = url.hostname or "", url.port or (443 if ctx else 80)
+    target = (url.path or "/") + (f"?{url.query}" if url.query else "")
     try:
-        async with open_websocket_url(address, ctx, max_message_size=max_message_size,
-                                      receive_buffer_size=RECEIVE_BUFFER_SIZE,
-                                      connect_timeout=max(0.0, deadline - trio.current_time()),
-                                      disconnect_timeout=DISCONNECT_TIMEOUT) as ws:
-            conn = PeerConnection(ws, name=name, max_message_size=max_message_size)
-            conn.handshake_deadline = deadline
-            yield conn
-    except (OSError, HandshakeError) as exc:
+        async with trio.open_nursery() as nursery:
+            ws = await _open_websocket(nursery, host, port, target, ctx, max_message_size,
+                                       deadline)
+            try:
+                yield ws
+            finally:
+                with trio.move_on_after(DISCONNECT_TIMEOUT):
+                    await ws.aclose()
+                nursery.cancel_scope.cancel()
+    except BaseExceptionGroup as group:
+        # the reader task's nursery wraps what the body raised: give it back as it was
+        if len(group.exceptions) == 1:
+            exc = group.exceptions[0]
+            context = exc.__context__
+            try:
+                raise exc  # the group was only a wrapper
+            finally:
+                exc.__context__ = context  # not the group, which holds exc itself
+        raise
+    except (OSError, HandshakeError, trio.TooSlowError) as exc:
         raise ClientClosedError(f"cannot connect to {address}: {exc!r}") from exc
+
+
+async def _open_websocket(nursery: trio.Nursery, host: str, port: int, target: str,
+                          ctx: ssl.SSLContext | None, max_message_size: int,
+                          deadline: float) -> WebSocketConnection:
+    with trio.fail_at(deadline):
+        stream: trio.abc.Stream = await trio.open_tcp_stream(host, port)
+        if ctx is not None:
+            stream = trio.SSLStream(stream, ctx, server_hostname=host, https_compatible=True)
+        ws = WebSocketConnection(
+            stream, WSConnection(ConnectionType.CLIENT),
+            host=host if port in (80, 443) else f"{host}:{port}", path=target,
+            max_message_size=max_message_size, receive_buffer_size=RECEIVE_BUFFER_SIZE)
+        waiting = trio.CancelScope()
+        refused: list[BaseException] = []
+
+        async def read() -> None:
+            try:
+                await ws._reader_task()
+            except HandshakeError as exc:  # an HTTP answer other than 101
+                refused.append(exc)
+            finally:
+                waiting.cancel()  # the server answered, refused, or went away
+
+        nursery.start_soon(read)
+        with waiting:
+            await ws._open_handshake.wait()
+    if not ws._open_handshake.is_set():
+        await trio.aclose_forcefully(stream)
+        if refused:
+            raise refused[0]
+        raise HandshakeError("the server closed the connection before answering")
+    return ws
 
 
 @contextlib.contextmanager
