@@ -31,6 +31,7 @@ from functools import partial
 from typing import Any
 
 import trio
+import wsproto.utilities
 from trio_websocket import WebSocketConnection, WebSocketRequest, WebSocketServer
 from wsproto import ConnectionType, WSConnection
 
@@ -96,13 +97,13 @@ class GuardedWebSocketServer(WebSocketServer):
     async def _handle_connection(self, stream: trio.abc.Stream) -> None:
         remote = peer_address(stream)  # now: once the peer resets, it has no address
         try:
-            await self._serve_connection(stream)
+            await self._serve_connection(stream, remote)
         except Exception:
             log_peer_failure("error while serving a peer from", remote)
         finally:
             await trio.aclose_forcefully(stream)
 
-    async def _serve_connection(self, stream: trio.abc.Stream) -> None:
+    async def _serve_connection(self, stream: trio.abc.Stream, remote: str) -> None:
         async with trio.open_nursery() as nursery:
             connection = WebSocketConnection(
                 stream, WSConnection(ConnectionType.SERVER),
@@ -114,6 +115,12 @@ class GuardedWebSocketServer(WebSocketServer):
             async def read() -> None:
                 try:
                     await connection._reader_task()
+                except wsproto.utilities.LocalProtocolError as exc:
+                    # trio-websocket answering a peer in a state where wsproto forbids
+                    # it (e.g. a 1009 close while our own close is under way; found by
+                    # fuzz/test_live_scheduler.py; trio-websocket issue 175): the peer
+                    # misbehaved, the connection is over, nothing is wrong here
+                    logger.debug("peer %s: connection ended: %s", remote, exc)
                 finally:
                     waiting.cancel()  # the peer left before (or after) its request
 
