@@ -224,15 +224,19 @@ async def _run_worker(make_node: Any, death_timeout: float, drain_timeout: float
     ``death_timeout`` seconds without a connection; drain when ``stop`` is set.
 
     Each attempt, up to the scheduler's Welcome, has ``connect_timeout`` seconds, and
-    never more than what is left of ``death_timeout``: a scheduler that resets, or
-    accepts and never answers (hung, SIGSTOPped), costs one attempt, not the worker.
+    never more than what is left of ``death_timeout``: a scheduler that resets, accepts
+    and never answers (hung, SIGSTOPped) or answers garbage costs one attempt, not the
+    worker.
     ``stop`` is honoured at any point, while connecting and between attempts too.
 
     Raises:
         trio.TooSlowError: no connection for ``death_timeout`` seconds.
         AuthenticationError: the scheduler refused our token (retrying cannot help).
+        ProtocolVersionError: the scheduler speaks no protocol version we do.
     """
     from trio_websocket import HandshakeError
+
+    from .errors import ProtocolVersionError, RemoteProtocolError
 
     deadline = trio.current_time() + death_timeout
     delay = 0.05
@@ -242,7 +246,9 @@ async def _run_worker(make_node: Any, death_timeout: float, drain_timeout: float
         try:
             await _serve_once(node, stop, drain_timeout, attempt_deadline)
         except BaseException as exc:
-            if not _only(exc, (OSError, HandshakeError, ClientClosedError)):
+            if not _only(exc, (OSError, HandshakeError, ClientClosedError,
+                               RemoteProtocolError)) or _leaf(exc, ProtocolVersionError):
+                # a wrong token or protocol version: retrying cannot help
                 raise
             if trio.current_time() >= deadline:
                 raise trio.TooSlowError from exc

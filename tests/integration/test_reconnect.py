@@ -157,3 +157,31 @@ async def test_worker_rejoins_a_scheduler_stopped_then_continued():
             sched.send_signal(signal.SIGCONT)
         await stop(worker)
         await stop(sched)
+
+
+async def test_a_scheduler_answering_garbage_costs_an_attempt_not_the_worker():
+    from trio_websocket import serve_websocket
+
+    answered = []
+    changed = trio.Event()
+
+    async def garbage(request):
+        nonlocal changed
+        ws = await request.accept()
+        await ws.get_message()  # the worker's Hello
+        await ws.send_message(b"\x00 not a frame")
+        answered.append(1)
+        changed.set()
+        changed = trio.Event()
+
+    async with trio.open_nursery() as nursery:
+        server = await nursery.start(serve_websocket, garbage, "127.0.0.1", 0, None)
+        worker, _ = await start_logged_worker(f"ws://127.0.0.1:{server.port}",
+                                              "--death-timeout", "60")
+        try:
+            while len(answered) < 3:  # it came back after each bad answer
+                await changed.wait()
+            assert worker.returncode is None
+        finally:
+            await stop(worker)
+        nursery.cancel_scope.cancel()
