@@ -185,3 +185,31 @@ async def test_a_scheduler_answering_garbage_costs_an_attempt_not_the_worker():
         finally:
             await stop(worker)
         nursery.cancel_scope.cancel()
+
+
+@pytest.mark.parametrize("mode", ["reset", "silent", "no_welcome"])
+async def test_a_client_connection_attempt_has_one_deadline(mode):
+    """TCP connect, upgrade and Welcome share one deadline: a scheduler that resets,
+    never answers the upgrade, or upgrades and never welcomes costs at most that."""
+    from trio_websocket import serve_websocket
+
+    from trioflow.net.connection import open_connection
+    from trioflow.net.worker_node import _expect_welcome
+
+    async def mute(request):
+        ws = await request.accept()
+        await trio.sleep_forever()
+        del ws
+
+    async with trio.open_nursery() as nursery:
+        if mode == "no_welcome":
+            server = await nursery.start(serve_websocket, mute, "127.0.0.1", 0, None)
+            port = server.port
+        else:
+            port = (await _fake(nursery, mode)).port
+        with trio.fail_after(10):  # the deadline below is 0.5 s
+            with pytest.raises(trioflow.ClientClosedError):
+                async with open_connection(f"ws://127.0.0.1:{port}", name="test",
+                                           connect_timeout=0.5) as conn:
+                    await _expect_welcome(conn)
+        nursery.cancel_scope.cancel()

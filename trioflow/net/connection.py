@@ -370,8 +370,11 @@ async def _client_websocket(address: str, ctx: ssl.SSLContext | None, max_messag
     target = (url.path or "/") + (f"?{url.query}" if url.query else "")
     try:
         async with trio.open_nursery() as nursery:
-            ws = await _open_websocket(nursery, host, port, target, ctx, max_message_size,
-                                       deadline)
+            try:
+                ws = await _open_websocket(nursery, host, port, target, ctx,
+                                           max_message_size, deadline)
+            except (OSError, HandshakeError, trio.TooSlowError) as exc:
+                raise ClientClosedError(f"cannot connect to {address}: {exc!r}") from exc
             try:
                 yield ws
             finally:
@@ -388,8 +391,6 @@ async def _client_websocket(address: str, ctx: ssl.SSLContext | None, max_messag
             finally:
                 exc.__context__ = context  # not the group, which holds exc itself
         raise
-    except (OSError, HandshakeError, trio.TooSlowError) as exc:
-        raise ClientClosedError(f"cannot connect to {address}: {exc!r}") from exc
 
 
 async def _open_websocket(nursery: trio.Nursery, host: str, port: int, target: str,
