@@ -1,6 +1,8 @@
 """A live scheduler under fire: garbage and arbitrary well-formed messages over a real
-WebSocket. Each connection must be answered or closed, the server must never crash (nor
-log a crashed handler), and a normal client must be served afterwards."""
+WebSocket, and raw connections that die at any handshake step, send oversized or slow
+unauthenticated frames, or flood the port. Each connection must be answered or closed,
+the server must never crash (nor log a crashed handler), and a normal client must be
+served afterwards."""
 
 from __future__ import annotations
 
@@ -14,7 +16,9 @@ from trio_websocket import ConnectionClosed, open_websocket_url
 
 import trioflow
 from trioflow import protocol as p
+from trioflow.net import handshake_limits, scheduler_server
 from trioflow.testing import Program
+from trioflow.testing.hostile import flood, run_steps
 from trioflow.testing.live import run_program
 from trioflow.testing.profiles import fuzz_settings
 from trioflow.testing.wire import frames, garbage_frames
@@ -101,3 +105,82 @@ def test_scheduler_survives_hostile_peers(attacks_):
                                          if r.exc_info else "") for r in crashes.records
                if r.exc_info is not None]
     assert not crashed, crashed[0]
+
+
+#: the handshake, step by step; a raw attack runs a prefix of it, then one extra step
+HANDSHAKE = ("request", "read_upgrade", "hello")
+EXTRAS = ("partial_request", "partial_frame", "garbage", "oversized_frame", "slow_frame",
+          "worker_hello")
+
+
+@attrs.frozen
+class RawAttack:
+    """One raw connection: the first ``depth`` handshake steps, extra steps, an ending;
+    or, with ``flood`` > 0, that many connections that never send a request."""
+
+    depth: int
+    extras: tuple[str, ...]
+    end: str
+    flood: int = 0
+
+
+def raw_attacks() -> st.SearchStrategy[RawAttack]:
+    one = st.builds(RawAttack, st.integers(0, len(HANDSHAKE)),
+                    st.lists(st.sampled_from(EXTRAS), max_size=2).map(tuple),
+                    st.sampled_from(["reset", "close", "wait"]))
+    floods = st.builds(RawAttack, st.just(0), st.just(()), st.sampled_from(["reset", "close"]),
+                       st.integers(1, 60))
+    return one | floods
+
+
+async def _raw_siege(attacks_: list[RawAttack]) -> None:
+    with trio.fail_after(DEADLINE):
+        async with trioflow.open_local_cluster(1, 1, processes=False) as cluster:
+            port = int(cluster.address.rsplit(":", 1)[1])
+            for attack in attacks_:
+                if attack.flood:
+                    await flood(port, attack.flood, end=attack.end)
+                    continue
+                steps, end = _shape([*HANDSHAKE[:attack.depth], *attack.extras], attack.end)
+                with trio.fail_after(5):  # "wait" ends when the server gives up on us
+                    outcome = await run_steps(port, steps, end, slow_delay=0.002)
+                assert outcome["sent_oversized"] < 64 * 1024 * 1024, outcome
+            async with trioflow.AsyncClient(cluster.address) as client:
+                outcome = await run_program(client, Program(), timeout=10)
+            assert outcome.value == 1, outcome
+
+
+def _shape(steps: list[str], end: str) -> tuple[list[str], str]:
+    """After a Hello the peer is authenticated: 64 MB is a legal frame then (the limit is
+    512 MiB; it would only cost time), and the server keeps the connection (nothing to
+    wait for). So oversized frames become garbage there, and "wait" becomes "close"."""
+    out: list[str] = []
+    for step in steps:
+        authenticated = any(s in ("hello", "worker_hello") for s in out)
+        out.append("garbage" if step == "oversized_frame" and authenticated else step)
+    if end == "wait" and any(s in ("hello", "worker_hello") for s in out):
+        end = "close"
+    return out, end
+
+
+@fuzz_settings(scale=0.15)
+@given(attacks_=st.lists(raw_attacks(), min_size=1, max_size=4))
+def test_scheduler_survives_connections_dying_anywhere(attacks_):
+    crashes = _Crashes()
+    logger = logging.getLogger("trioflow")
+    logger.addHandler(crashes)
+    # short handshake limits, so that attacks ending in "wait" end soon
+    saved = (scheduler_server.HANDSHAKE_TIMEOUT, scheduler_server.UPGRADE_TIMEOUT)
+    scheduler_server.HANDSHAKE_TIMEOUT = scheduler_server.UPGRADE_TIMEOUT = 0.3
+    try:
+        trio.run(_raw_siege, attacks_)
+    finally:
+        scheduler_server.HANDSHAKE_TIMEOUT, scheduler_server.UPGRADE_TIMEOUT = saved
+        logger.removeHandler(crashes)
+    assert not crashes.records, [r.getMessage() for r in crashes.records]
+
+
+def test_handshake_limits_are_small():
+    # what the fuzzer's oversized frames are checked against
+    assert handshake_limits.MAX_HELLO_SIZE <= 64 * 1024
+    assert handshake_limits.UPGRADE_TIMEOUT <= 10 and handshake_limits.HELLO_TIMEOUT <= 10

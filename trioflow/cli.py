@@ -21,6 +21,7 @@ from typing import Any
 import trio
 
 from .errors import AuthenticationError, ClientClosedError
+from .net.connection import CONNECT_TIMEOUT
 
 logger = logging.getLogger("trioflow.cli")
 
@@ -150,6 +151,10 @@ def worker_main(argv: list[str] | None = None) -> int:
                         help="give the slot back on every wait inside a task")
     parser.add_argument("--death-timeout", type=float, default=60.0,
                         help="seconds to keep trying to reach the scheduler before exiting")
+    parser.add_argument("--connect-timeout", type=float, default=CONNECT_TIMEOUT,
+                        help="seconds one connection attempt may take, up to the Welcome "
+                        f"(default {CONNECT_TIMEOUT:g}; never more than what is left of "
+                        "--death-timeout)")
     parser.add_argument("--peer-timeout", type=float, default=30.0,
                         help="seconds of silence after which the scheduler counts as lost")
     parser.add_argument("--drain-timeout", type=float, default=30.0,
@@ -181,7 +186,8 @@ def worker_main(argv: list[str] | None = None) -> int:
         stop = trio.Event()
         async with trio.open_nursery() as nursery:
             nursery.start_soon(_signals_drain_then_cancel, stop, nursery.cancel_scope)
-            await _run_worker(make_node, args.death_timeout, args.drain_timeout, stop)
+            await _run_worker(make_node, args.death_timeout, args.drain_timeout, stop,
+                              connect_timeout=args.connect_timeout)
             nursery.cancel_scope.cancel()
 
     try:
@@ -213,29 +219,42 @@ async def _signals_drain_then_cancel(stop: trio.Event, scope: trio.CancelScope) 
 
 
 async def _run_worker(make_node: Any, death_timeout: float, drain_timeout: float,
-                      stop: trio.Event) -> None:
+                      stop: trio.Event, *, connect_timeout: float = CONNECT_TIMEOUT) -> None:
     """Serve the scheduler; reconnect (fresh state) after losing it, for up to
     ``death_timeout`` seconds without a connection; drain when ``stop`` is set.
+
+    Each attempt, up to the scheduler's Welcome, has ``connect_timeout`` seconds, and
+    never more than what is left of ``death_timeout``: a scheduler that resets, accepts
+    and never answers (hung, SIGSTOPped) or answers garbage costs one attempt, not the
+    worker.
+    ``stop`` is honoured at any point, while connecting and between attempts too.
 
     Raises:
         trio.TooSlowError: no connection for ``death_timeout`` seconds.
         AuthenticationError: the scheduler refused our token (retrying cannot help).
+        ProtocolVersionError: the scheduler speaks no protocol version we do.
     """
     from trio_websocket import HandshakeError
+
+    from .errors import ProtocolVersionError, RemoteProtocolError
 
     deadline = trio.current_time() + death_timeout
     delay = 0.05
     while not stop.is_set():
         node = make_node()
+        attempt_deadline = min(trio.current_time() + connect_timeout, deadline)
         try:
-            await _serve_once(node, stop, drain_timeout)
+            await _serve_once(node, stop, drain_timeout, attempt_deadline)
         except BaseException as exc:
-            if not _only(exc, (OSError, HandshakeError, ClientClosedError)):
+            if not _only(exc, (OSError, HandshakeError, ClientClosedError,
+                               RemoteProtocolError)) or _leaf(exc, ProtocolVersionError):
+                # a wrong token or protocol version: retrying cannot help
                 raise
-            if trio.current_time() > deadline:
+            if trio.current_time() >= deadline:
                 raise trio.TooSlowError from exc
             logger.info("scheduler not reachable (%s); retrying", _first_leaf(exc))
-            await trio.sleep(delay)
+            with trio.move_on_at(min(trio.current_time() + delay, deadline)):
+                await stop.wait()
             delay = min(delay * 2, 1.0)
             continue
         delay = 0.05
@@ -270,8 +289,14 @@ def _only(exc: BaseException, types: tuple[type[BaseException], ...]) -> bool:
     return all(_only(e, types) for e in leaves)
 
 
-async def _serve_once(node: Any, stop: trio.Event, drain_timeout: float) -> None:
-    """One connection's life: returns when it ends, or after draining on ``stop``."""
+async def _serve_once(node: Any, stop: trio.Event, drain_timeout: float,
+                      attempt_deadline: float = float("inf")) -> None:
+    """One connection's life: returns when it ends, or after draining on ``stop``
+    (which may come before the connection is up: then the attempt is simply cancelled).
+
+    Raises:
+        ClientClosedError: no Welcome by ``attempt_deadline``.
+    """
     async with trio.open_nursery() as nursery:
 
         async def serve(task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
@@ -280,11 +305,17 @@ async def _serve_once(node: Any, stop: trio.Event, drain_timeout: float) -> None
 
         async def drain_on_stop() -> None:
             await stop.wait()
-            await node.drain(drain_timeout)
+            await node.drain(drain_timeout)  # returns at once if not connected yet
             nursery.cancel_scope.cancel()
 
-        await nursery.start(serve)
         nursery.start_soon(drain_on_stop)
+        # until it calls started() (at the Welcome) the serve task runs under this
+        # scope, so the deadline covers the whole attempt and nothing after it
+        with trio.move_on_at(attempt_deadline) as attempt:
+            await nursery.start(serve)
+        if attempt.cancelled_caught:
+            raise ClientClosedError("the scheduler did not welcome us in time "
+                                    "(--connect-timeout, or what was left of --death-timeout)")
 
 
 def main(argv: list[str] | None = None) -> int:

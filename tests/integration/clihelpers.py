@@ -57,3 +57,41 @@ async def stop(proc: trio.Process) -> None:
         if proc.returncode is None:
             proc.kill()
             await proc.wait()
+
+
+class Lines:
+    """A process's output, line by line, waited on (never polled)."""
+
+    def __init__(self, stream: trio.abc.ReceiveStream) -> None:
+        self.stream = stream
+        self.lines: list[str] = []
+        self._rest = b""
+
+    def count(self, text: str) -> int:
+        return sum(text in line for line in self.lines)
+
+    async def wait_for(self, text: str, count: int = 1) -> None:
+        """Return once ``count`` lines contain ``text`` (counting from the start)."""
+        while self.count(text) < count:
+            chunk = await self.stream.receive_some(65536)
+            if not chunk:
+                raise RuntimeError(f"output ended before {count} x {text!r}:\n"
+                                   + "\n".join(self.lines))
+            *done, self._rest = (self._rest + chunk).split(b"\n")
+            self.lines += [d.decode(errors="replace") for d in done]
+
+
+async def start_logged_worker(address: str, *args: str, env: dict | None = None
+                              ) -> tuple[trio.Process, Lines]:
+    """A worker logging at info level to a pipe we read."""
+    proc = await trio.lowlevel.open_process(
+        [PY, "-m", "trioflow.cli", "worker", address, "--log-level", "info", *args],
+        stderr=subprocess.PIPE, env={**os.environ, **(env or {})})
+    return proc, Lines(proc.stderr)
+
+
+async def start_scheduler(*args: str) -> tuple[str, trio.Process]:
+    """A scheduler process (the caller stops it); its printed address."""
+    proc = await trio.lowlevel.open_process(
+        [PY, "-m", "trioflow.cli", "scheduler", *args], stdout=subprocess.PIPE)
+    return await read_line(proc), proc

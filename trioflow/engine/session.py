@@ -410,12 +410,17 @@ class Session:
         """The scheduler's snapshot of the cluster.
 
         Raises:
-            ClientClosedError: the connection closed before the answer came.
+            ClientClosedError: the session is closed, or closes before the reply.
+
+        Cancellation: the request is forgotten (a late reply is ignored).
         """
         rid = next(self._status_ids)
         wait = self._status_waiters[rid] = _StatusWait()
-        self.post(p.StatusRequest(rid))
-        await wait.event.wait()
+        try:
+            self.post(p.StatusRequest(rid))  # raises ClientClosedError once closed
+            await wait.event.wait()
+        finally:
+            self._status_waiters.pop(rid, None)
         if wait.error is not None:
             raise wait.error
         assert wait.reply is not None

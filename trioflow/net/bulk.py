@@ -46,8 +46,11 @@ logger = logging.getLogger(__name__)
 VERSION = 1
 #: a header larger than this is a protocol error (headers hold keys and frame lengths)
 MAX_HEADER = 16 * 1024 * 1024
-#: before the hello is checked, a peer may send only this much
+#: before the hello is checked, a peer may send only this much (its header; a hello
+#: that declares frames is refused unread)
 MAX_HELLO = 4096
+#: seconds from the TCP accept to a checked hello (a TLS handshake included)
+HANDSHAKE_TIMEOUT = 5.0
 #: per-read inactivity limit: a peer silent this long mid-transfer is gone
 IDLE_TIMEOUT = 60.0
 _LEN = struct.Struct("!I")
@@ -98,14 +101,11 @@ class BulkStream:
             await self._read_into(memoryview(buf), timeout or self.idle_timeout)
         return buf
 
-    async def receive(self, max_header: int = MAX_HEADER, *, wait: float | None = None,
-                      on_header: Callable[[list[Any]], None] | None = None,
-                      ) -> tuple[list[Any], list[memoryview]]:
-        """One message: its header and its frames (each in a buffer of its own).
-
-        Args:
-            wait: how long to wait for the message to start (default: idle_timeout).
-            on_header: called with the header before the frames are read.
+    async def receive_header(self, max_header: int = MAX_HEADER, *,
+                             wait: float | None = None) -> list[Any]:
+        """One message's header, without reading the frames it declares (the caller
+        must call ``receive_frames`` next, or close). A server reads a peer's hello this
+        way: nothing it declares is allocated before its token is checked.
 
         Raises:
             RemoteProtocolError: a malformed header.
@@ -124,10 +124,30 @@ class BulkStream:
         lengths = header[-1] if header[0] in _WITH_FRAMES else []
         if type(lengths) is not list or not all(type(n) is int and n >= 0 for n in lengths):
             raise RemoteProtocolError("bad frame lengths in bulk header")
+        return header
+
+    async def receive_frames(self, header: list[Any]) -> list[memoryview]:
+        """The frames ``header`` (from ``receive_header``) declares, each in its own buffer."""
+        lengths = header[-1] if header[0] in _WITH_FRAMES else []
+        return [memoryview(await self._read(n)) for n in lengths]
+
+    async def receive(self, max_header: int = MAX_HEADER, *, wait: float | None = None,
+                      on_header: Callable[[list[Any]], None] | None = None,
+                      ) -> tuple[list[Any], list[memoryview]]:
+        """One message: its header and its frames (each in a buffer of its own).
+
+        Args:
+            wait: how long to wait for the message to start (default: idle_timeout).
+            on_header: called with the header before the frames are read.
+
+        Raises:
+            RemoteProtocolError: a malformed header.
+            trio.BrokenResourceError / trio.TooSlowError: the peer went away or stalled.
+        """
+        header = await self.receive_header(max_header, wait=wait)
         if on_header is not None:
             on_header(header)
-        frames = [memoryview(await self._read(n)) for n in lengths]
-        return header, frames
+        return header, await self.receive_frames(header)
 
     async def send(self, header: list[Any], frames: list[Any] | None = None) -> None:
         """Send one message; frames go out from their own memory, uncopied.
@@ -173,59 +193,17 @@ async def serve_bulk(get: Getter, put: Putter | None, host: str, *, token: str |
     """
 
     async def handler(stream: trio.SocketStream) -> None:
-        peer = "?"
+        peer = _peer_address(stream)  # now: once the peer resets, it has none
         try:
-            peer = str(stream.socket.getpeername())
-            s: trio.abc.Stream = stream
-            if ssl_context is not None:
-                s = trio.SSLStream(stream, ssl_context, server_side=True)
-                with trio.fail_after(10):
-                    await s.do_handshake()
-            conn = BulkStream(s)
-            with trio.fail_after(10):
-                hello, _ = await conn.receive(max_header=MAX_HELLO)
-            if (len(hello) != 3 or hello[0] != "hello" or type(hello[2]) is not str or (
-                    token is not None
-                    and not hmac.compare_digest(hello[2].encode(), token.encode()))):
-                await conn.send(["error", "wrong or missing token"])
-                return
-            await conn.send(["ok"])
-            uploading: list[str] = []
-
-            def started(header: list[Any]) -> None:
-                if header[0] == "put" and receiving is not None and type(header[1]) is list:
-                    uploading[:] = [k for k in header[1] if type(k) is str]
-                    receiving(uploading, True)
-
-            while True:
-                # a pooled connection may sit idle between requests for any time
-                try:
-                    header, frames = await conn.receive(wait=float("inf"), on_header=started)
-                finally:
-                    if uploading and receiving is not None:
-                        receiving(uploading, False)
-                        uploading.clear()
-                if header[0] == "get" and len(header) == 2 and type(header[1]) is list:
-                    keys, blobs, missing = await get([str(k) for k in header[1]])
-                    flat = [f for fs in blobs for f in fs]
-                    await conn.send(["data", keys, [len(fs) for fs in blobs], missing], flat)
-                elif header[0] == "put" and put is not None and len(header) == 4:
-                    keys = header[1]
-                    if type(keys) is not list or not all(type(k) is str for k in keys):
-                        raise RemoteProtocolError("put: keys must be strings")
-                    try:
-                        await put(dict(zip(keys, _split(header[2], frames, keys))))
-                    except ValueError as exc:
-                        await conn.send(["error", str(exc)])
-                    else:
-                        await conn.send(["ok"])
-                else:
-                    raise RemoteProtocolError(f"unknown bulk request {header[0]!r}")
+            conn = await _accept(stream, token, ssl_context)
+            if conn is not None:
+                await _serve_requests(conn, get, put, receiving)
         except (trio.BrokenResourceError, trio.ClosedResourceError, trio.TooSlowError,
                 ssl.SSLError, OSError):
             pass
         except Exception as exc:  # one bad peer must not stop the server
-            logger.warning("bulk data server: dropping %s: %s", peer, exc)
+            with contextlib.suppress(Exception):
+                logger.warning("bulk data server: dropping %s: %s", peer, exc)
         finally:
             await trio.aclose_forcefully(stream)
 
@@ -235,6 +213,70 @@ async def serve_bulk(get: Getter, put: Putter | None, host: str, *, token: str |
         scheme = "tls" if ssl_context else "tcp"
         shown = host if ":" not in host else f"[{host}]"
         task_status.started(f"{scheme}://{shown}:{port}")
+
+
+def _peer_address(stream: trio.SocketStream) -> str:
+    try:
+        return str(stream.socket.getpeername())
+    except OSError:
+        return "?"
+
+
+async def _accept(stream: trio.SocketStream, token: str | None,
+                  ssl_context: ssl.SSLContext | None) -> BulkStream | None:
+    """TLS handshake and hello within HANDSHAKE_TIMEOUT; the connection, or None after
+    refusing it. Before the token is checked only MAX_HELLO bytes are read: a hello
+    declaring frames is refused without reading (or allocating) them."""
+    with trio.fail_after(HANDSHAKE_TIMEOUT):
+        s: trio.abc.Stream = stream
+        if ssl_context is not None:
+            s = trio.SSLStream(stream, ssl_context, server_side=True)
+            await s.do_handshake()
+        conn = BulkStream(s)
+        hello = await conn.receive_header(max_header=MAX_HELLO)
+        if (len(hello) != 3 or hello[0] != "hello" or type(hello[2]) is not str or (
+                token is not None
+                and not hmac.compare_digest(hello[2].encode(), token.encode()))):
+            await conn.send(["error", "wrong or missing token"])
+            return None
+        await conn.send(["ok"])
+    return conn
+
+
+async def _serve_requests(conn: BulkStream, get: Getter, put: Putter | None,
+                          receiving: Receiving | None) -> None:
+    """Answer an authenticated peer's requests until it leaves."""
+    uploading: list[str] = []
+
+    def started(header: list[Any]) -> None:
+        if header[0] == "put" and receiving is not None and type(header[1]) is list:
+            uploading[:] = [k for k in header[1] if type(k) is str]
+            receiving(uploading, True)
+
+    while True:
+        # a pooled connection may sit idle between requests for any time
+        try:
+            header, frames = await conn.receive(wait=float("inf"), on_header=started)
+        finally:
+            if uploading and receiving is not None:
+                receiving(uploading, False)
+                uploading.clear()
+        if header[0] == "get" and len(header) == 2 and type(header[1]) is list:
+            keys, blobs, missing = await get([str(k) for k in header[1]])
+            flat = [f for fs in blobs for f in fs]
+            await conn.send(["data", keys, [len(fs) for fs in blobs], missing], flat)
+        elif header[0] == "put" and put is not None and len(header) == 4:
+            keys = header[1]
+            if type(keys) is not list or not all(type(k) is str for k in keys):
+                raise RemoteProtocolError("put: keys must be strings")
+            try:
+                await put(dict(zip(keys, _split(header[2], frames, keys))))
+            except ValueError as exc:
+                await conn.send(["error", str(exc)])
+            else:
+                await conn.send(["ok"])
+        else:
+            raise RemoteProtocolError(f"unknown bulk request {header[0]!r}")
 
 
 # ------------------------------------------------------------------ client

@@ -14,23 +14,22 @@ from __future__ import annotations
 import contextlib
 import logging
 import ssl
+import sys
 import urllib.parse
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import attrs
 import trio
-from trio_websocket import (
-    CloseReason,
-    ConnectionClosed,
-    HandshakeError,
-    WebSocketConnection,
-    open_websocket_url,
-)
+from trio_websocket import CloseReason, ConnectionClosed, HandshakeError, WebSocketConnection
+from wsproto import ConnectionType, WSConnection
 
 from ..errors import AuthenticationError, ClientClosedError, LocalProtocolError
 from ..protocol import PROTOCOL_VERSION, Heartbeat, decode_frame, encode_frame
 from ..protocol.messages import SPECS
+
+if sys.version_info < (3, 11):  # pragma: no cover
+    from exceptiongroup import BaseExceptionGroup
 
 logger = logging.getLogger(__name__)
 
@@ -48,7 +47,8 @@ LINGER_MAX = 0.0005
 HEARTBEAT_INTERVAL = 1.0
 #: A peer that does not take a frame within this many seconds is disconnected.
 SEND_TIMEOUT = 30.0
-#: Seconds allowed to open a WebSocket, and to close one gracefully.
+#: Seconds one connection attempt may take, from the TCP connect to the scheduler's
+#: Welcome (TLS and the WebSocket upgrade included); and to close a WebSocket gracefully.
 CONNECT_TIMEOUT = 10.0
 DISCONNECT_TIMEOUT = 2.0
 #: WebSocket close code for a peer too slow to read what we send.
@@ -83,6 +83,8 @@ class PeerConnection:
         #: heartbeat task cancels ``_send_scope`` once it is ``send_timeout`` old
         self._sending_since: float | None = None
         self._send_scope: trio.CancelScope | None = None
+        #: when the attempt that opened this connection must have been welcomed
+        self.handshake_deadline: float | None = None
 
     def __repr__(self) -> str:
         return f"<PeerConnection {self.name} queued={len(self._outbox)} closed={self.closed}>"
@@ -337,33 +339,125 @@ _COPIED = frozenset(cls for cls in SPECS if _has_free_form_fields(cls))
 @contextlib.asynccontextmanager
 async def open_connection(address: str, *, name: str, ssl_context: ssl.SSLContext | None = None,
                           max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
+                          connect_timeout: float = CONNECT_TIMEOUT,
                           ) -> AsyncIterator[PeerConnection]:
     """Open a WebSocket to ``address`` (ws:// or wss://) as a PeerConnection.
+
+    The whole attempt, up to the Welcome (see ``welcome_deadline``), has
+    ``connect_timeout`` seconds: a server that resets or never answers cannot hold it.
 
     Raises:
         AuthenticationError: the server's TLS certificate is not trusted (retrying
             cannot help; trio-websocket alone would only time out).
-        ClientClosedError: nothing answers at ``address``.
+        ClientClosedError: nothing answers at ``address`` in time.
     """
+    deadline = trio.current_time() + connect_timeout
     ctx = None
     if address.startswith("wss://"):
         ctx = ssl_context or ssl.create_default_context()
-        await _check_tls(address, ctx)
+        await _check_tls(address, ctx, deadline)
+    async with _client_websocket(address, ctx, max_message_size, deadline) as ws:
+        conn = PeerConnection(ws, name=name, max_message_size=max_message_size)
+        conn.handshake_deadline = deadline
+        yield conn
+
+
+@contextlib.asynccontextmanager
+async def _client_websocket(address: str, ctx: ssl.SSLContext | None, max_message_size: int,
+                            deadline: float) -> AsyncIterator[WebSocketConnection]:
+    """``trio_websocket.open_websocket_url``, except that a server which resets or closes
+    before answering the upgrade ends the attempt at once: trio-websocket's own opener
+    waits out its whole connect timeout then (its reader task ends, but nobody is told).
+
+    Raises:
+        ClientClosedError: no WebSocket by ``deadline``, or the server refused or reset.
+
+    Cancellation: the connection is closed without a close handshake.
+    """
+    url = urllib.parse.urlsplit(address)
+    host, port = url.hostname or "", url.port or (443 if ctx else 80)
+    target = (url.path or "/") + (f"?{url.query}" if url.query else "")
     try:
-        async with open_websocket_url(address, ctx, max_message_size=max_message_size,
-                                      receive_buffer_size=RECEIVE_BUFFER_SIZE,
-                                      connect_timeout=CONNECT_TIMEOUT,
-                                      disconnect_timeout=DISCONNECT_TIMEOUT) as ws:
-            yield PeerConnection(ws, name=name, max_message_size=max_message_size)
-    except (OSError, HandshakeError) as exc:
-        raise ClientClosedError(f"cannot connect to {address}: {exc!r}") from exc
+        async with trio.open_nursery() as nursery:
+            try:
+                ws = await _open_websocket(nursery, host, port, target, ctx,
+                                           max_message_size, deadline)
+            except (OSError, HandshakeError, trio.TooSlowError) as exc:
+                raise ClientClosedError(f"cannot connect to {address}: {exc!r}") from exc
+            try:
+                yield ws
+            finally:
+                with trio.move_on_after(DISCONNECT_TIMEOUT):
+                    await ws.aclose()
+                nursery.cancel_scope.cancel()
+    except BaseExceptionGroup as group:
+        # the reader task's nursery wraps what the body raised: give it back as it was
+        if len(group.exceptions) == 1:
+            exc = group.exceptions[0]
+            context = exc.__context__
+            try:
+                raise exc  # the group was only a wrapper
+            finally:
+                exc.__context__ = context  # not the group, which holds exc itself
+        raise
 
 
-async def _check_tls(address: str, ctx: ssl.SSLContext) -> None:
+async def _open_websocket(nursery: trio.Nursery, host: str, port: int, target: str,
+                          ctx: ssl.SSLContext | None, max_message_size: int,
+                          deadline: float) -> WebSocketConnection:
+    with trio.fail_at(deadline):
+        stream: trio.abc.Stream = await trio.open_tcp_stream(host, port)
+        if ctx is not None:
+            stream = trio.SSLStream(stream, ctx, server_hostname=host, https_compatible=True)
+        ws = WebSocketConnection(
+            stream, WSConnection(ConnectionType.CLIENT),
+            host=host if port in (80, 443) else f"{host}:{port}", path=target,
+            max_message_size=max_message_size, receive_buffer_size=RECEIVE_BUFFER_SIZE)
+        waiting = trio.CancelScope()
+        refused: list[BaseException] = []
+
+        async def read() -> None:
+            try:
+                await ws._reader_task()
+            except HandshakeError as exc:  # an HTTP answer other than 101
+                refused.append(exc)
+            finally:
+                waiting.cancel()  # the server answered, refused, or went away
+
+        nursery.start_soon(read)
+        with waiting:
+            await ws._open_handshake.wait()
+    if not ws._open_handshake.is_set():
+        await trio.aclose_forcefully(stream)
+        if refused:
+            raise refused[0]
+        raise HandshakeError("the server closed the connection before answering")
+    return ws
+
+
+@contextlib.contextmanager
+def welcome_deadline(conn: Any) -> Iterator[None]:
+    """Bound the wait for the Welcome by what is left of the connection attempt.
+
+    Raises:
+        ClientClosedError: no Welcome in time (the server is hung or stopped).
+    """
+    deadline = getattr(conn, "handshake_deadline", None)
+    if deadline is None:  # a local connection: the scheduler answers at once
+        deadline = trio.current_time() + CONNECT_TIMEOUT
+    try:
+        with trio.fail_at(deadline):
+            yield
+    except trio.TooSlowError:
+        raise ClientClosedError(f"{conn.name} did not welcome us within the connect "
+                                "timeout") from None
+
+
+async def _check_tls(address: str, ctx: ssl.SSLContext, deadline: float) -> None:
     url = urllib.parse.urlsplit(address)
     host, port = url.hostname or "", url.port or 443
     try:
-        with trio.fail_after(CONNECT_TIMEOUT):
+        with trio.fail_at(deadline):
             stream = await trio.open_ssl_over_tcp_stream(host, port, ssl_context=ctx)
             await stream.do_handshake()
             await stream.aclose()
@@ -375,5 +469,5 @@ async def _check_tls(address: str, ctx: ssl.SSLContext) -> None:
                 "pass the CA that signed it (--tls-ca, or ssl_context=)"
             ) from exc
         raise ClientClosedError(f"TLS handshake with {address} failed: {cause!r}") from exc
-    except OSError as exc:
+    except (OSError, trio.TooSlowError) as exc:
         raise ClientClosedError(f"cannot connect to {address}: {exc!r}") from exc

@@ -14,11 +14,9 @@ from __future__ import annotations
 import hmac
 import os
 
-import trio
 from trio_websocket import ConnectionClosed
 
 from .. import protocol as p
-from ..config import HANDSHAKE_TIMEOUT
 from ..errors import (
     AuthenticationError,
     ClientClosedError,
@@ -27,7 +25,7 @@ from ..errors import (
     RemoteProtocolError,
     TrioflowError,
 )
-from .connection import AnyConnection
+from .connection import AnyConnection, welcome_deadline
 
 #: close codes that stand for an error the peer should raise as such
 _ERRORS_BY_CODE: dict[int, type[TrioflowError]] = {
@@ -79,10 +77,10 @@ async def expect_welcome(conn: AnyConnection) -> p.Welcome:
         AuthenticationError, ProtocolVersionError: the scheduler refused us for that.
         ClientClosedError: it closed the connection for another reason.
         RemoteProtocolError: it answered with something other than a Welcome.
-        trio.TooSlowError: no answer within the handshake timeout.
+        ClientClosedError: no answer within what is left of the connection attempt.
     """
     try:
-        with trio.fail_after(HANDSHAKE_TIMEOUT):
+        with welcome_deadline(conn):
             messages = await conn.receive()
     except ConnectionClosed as exc:
         reason = exc.reason

@@ -7,9 +7,11 @@ The core is only ever called from handler tasks of one Trio thread and never awa
 so it needs no lock and no queue.
 
 Robustness: trio-websocket lets an exception escaping a handler take the whole server
-down, so every handler catches everything but cancellation, logs it and closes only
-that peer. Bad frames, wrong versions, wrong tokens and browser-origin requests close
-one connection with a 4xxx code; everyone else keeps being served.
+down, so every connection is served inside a boundary (``handshake_limits``) that logs
+whatever it raises and closes only that peer. Bad frames, wrong versions, wrong tokens
+and browser-origin requests close one connection with a 4xxx code; everyone else keeps
+being served. Until its Hello is accepted a peer gets small limits (a 64 KiB message,
+5 s for the upgrade and 5 s for the Hello); then the documented ones.
 
 This module never imports ``serialize``: payloads stay opaque bytes here.
 """
@@ -25,7 +27,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import trio
-from trio_websocket import ConnectionClosed, WebSocketRequest, serve_websocket
+from trio_websocket import ConnectionClosed, WebSocketRequest
 
 from .. import protocol as p
 from ..core.events import Close, MessagesReceived, PeerJoined, PeerLeft, Send
@@ -38,15 +40,23 @@ from .connection import (
     PeerConnection,
     local_pair,
 )
+from .handshake_limits import (
+    HELLO_TIMEOUT,
+    MAX_HELLO_SIZE,
+    UPGRADE_TIMEOUT,
+    log_peer_failure,
+    open_limits,
+    peer_address,
+    serve_guarded_websocket,
+)
 
 logger = logging.getLogger(__name__)
 
-#: A peer must complete its Hello within this many seconds.
-HANDSHAKE_TIMEOUT = 10.0
+#: A peer must complete its Hello within this many seconds of the WebSocket upgrade
+#: (which itself must come within ``UPGRADE_TIMEOUT`` of connecting).
+HANDSHAKE_TIMEOUT = HELLO_TIMEOUT
 #: Peers silent (no frame, not even a heartbeat) this long are dropped, in seconds.
 DEFAULT_PEER_TIMEOUT = 30.0
-#: Largest first frame (Hello) we accept before knowing who the peer is.
-MAX_HELLO_SIZE = 64 * 1024
 
 
 class SchedulerServer:
@@ -95,12 +105,11 @@ class SchedulerServer:
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
             server = await nursery.start(
-                lambda task_status: serve_websocket(
+                lambda task_status: serve_guarded_websocket(
                     self._handle, host, port, self.ssl_context,
                     handler_nursery=nursery,
                     max_message_size=self.max_message_size,
-                    receive_buffer_size=RECEIVE_BUFFER_SIZE,
-                    connect_timeout=HANDSHAKE_TIMEOUT,
+                    connect_timeout=UPGRADE_TIMEOUT,
                     disconnect_timeout=5,
                     task_status=task_status,
                 )
@@ -147,37 +156,47 @@ class SchedulerServer:
     # ------------------------------------------------------------------ per peer
 
     async def _handle(self, request: WebSocketRequest) -> None:
+        """Serve one WebSocket peer; whatever happens, only this peer is affected."""
+        # the address once, now: a peer that resets has none, and asking again while
+        # logging an error is what once let one reset stop the whole server
+        remote = peer_address(request)
         try:
-            await self._serve_peer(request)
-        except (ConnectionClosed, trio.BrokenResourceError, trio.ClosedResourceError):
+            await self._serve_peer(request, remote)
+        except (ConnectionClosed, trio.BrokenResourceError, trio.ClosedResourceError, OSError):
             pass
         except Exception:
             # never let one peer's failure stop the server (trio-websocket would)
-            logger.exception("error while serving a peer from %s", request.remote)
+            log_peer_failure("error while serving a peer from", remote)
 
-    async def _serve_peer(self, request: WebSocketRequest) -> None:
+    async def _serve_peer(self, request: WebSocketRequest, remote: str) -> None:
         if any(name.lower() == b"origin" for name, _ in request.headers):
             # browsers always send Origin; our peers never do. Refusing it blocks
             # cross-site WebSocket hijacking and DNS rebinding from a web page.
             await request.reject(403, body=b"browser origins are not allowed\n")
-            logger.warning("refused a browser-origin connection from %s", request.remote)
+            logger.warning("refused a browser-origin connection from %s", remote)
             return
-        ws = await request.accept()
-        conn = PeerConnection(ws, name=str(request.remote), max_message_size=self.max_message_size)
+        conn: PeerConnection | None = None
         try:
-            hello = await self._handshake(conn)
+            with trio.fail_after(HANDSHAKE_TIMEOUT):
+                ws = await request.accept()
+                conn = PeerConnection(ws, name=remote, max_message_size=self.max_message_size)
+                hello = await self._handshake(conn)
         except (RemoteProtocolError, AuthenticationError) as exc:
             code = p.CLOSE_AUTH_FAILED if isinstance(exc, AuthenticationError) else (
                 p.CLOSE_VERSION_MISMATCH if isinstance(exc, ProtocolVersionError)
                 else p.CLOSE_PROTOCOL_ERROR)
-            logger.warning("refused peer %s: %s", request.remote, exc)
+            logger.warning("refused peer %s: %s", remote, exc)
+            assert conn is not None  # only the Hello is refused
             await conn.aclose(code, str(exc))
             return
         except trio.TooSlowError:
-            logger.warning("peer %s sent no Hello in %ss", request.remote, HANDSHAKE_TIMEOUT)
-            await conn.aclose(p.CLOSE_PROTOCOL_ERROR, "no hello in time")
+            logger.warning("peer %s sent no Hello in %ss", remote, HANDSHAKE_TIMEOUT)
+            if conn is not None:  # else the server closes the socket
+                await conn.aclose(p.CLOSE_PROTOCOL_ERROR, "no hello in time")
             return
-        await self._run_peer(conn, hello, request.remote)
+        # authenticated: from now on the documented limits apply
+        open_limits(ws, self.max_message_size, RECEIVE_BUFFER_SIZE)
+        await self._run_peer(conn, hello, remote)
 
     @contextlib.asynccontextmanager
     async def open_local_peer(self, name: str = "local") -> AsyncIterator[LocalConnection]:
@@ -250,8 +269,9 @@ class SchedulerServer:
             await conn.aclose(1000, "bye")
 
     async def _handshake(self, conn: PeerConnection) -> Any:
-        with trio.fail_after(HANDSHAKE_TIMEOUT):
-            data = await conn.ws.get_message()
+        # trio-websocket refuses a longer message while reading it (close code 1009):
+        # until open_limits, its limit is MAX_HELLO_SIZE
+        data = await conn.ws.get_message()
         if len(data) > MAX_HELLO_SIZE:
             raise RemoteProtocolError(f"hello of {len(data)} bytes is too large")
         messages = p.decode_frame(data, None)
