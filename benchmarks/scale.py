@@ -181,7 +181,7 @@ def containers(state: SchedulerState) -> dict[str, int]:
     sizes = {
         "tasks": len(state.tasks), "ready": len(state.ready),
         "unplaceable": len(state.unplaceable), "seceded": len(state.seceded),
-        "relayed": len(state.relayed), "deadlocks": len(state.deadlocks),
+        "deadlocks": len(state.deadlocks),
         "workers.processing": sum(len(w.processing) for w in state.workers.values()),
         "workers.has_what": sum(len(w.has_what) for w in state.workers.values()),
         "peers.wants": sum(len(pr.wants) for pr in state.peers.values()),
