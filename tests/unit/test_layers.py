@@ -27,13 +27,13 @@ def imports_of(path: pathlib.Path) -> set[str]:
 def test_core_is_sans_io():
     forbidden = ("trio", "trio_websocket", "cloudpickle", "pickle", "socket", "time",
                  "random", "trioflow.serialize", "trioflow.net", "trioflow.protocol.codec")
-    for path in (ROOT / "core").glob("*.py"):
+    for path in (ROOT / "core").rglob("*.py"):
         for mod in imports_of(path):
             assert not any(mod == f or mod.startswith(f + ".") for f in forbidden), (path, mod)
 
 
 def test_scheduler_never_unpickles():
-    for path in [ROOT / "net" / "scheduler_server.py", *(ROOT / "core").glob("*.py"),
+    for path in [ROOT / "net" / "scheduler_server.py", *(ROOT / "core").rglob("*.py"),
                  *(ROOT / "protocol").glob("*.py")]:
         for mod in imports_of(path):
             assert "pickle" not in mod and not mod.endswith("serialize"), (path, mod)

@@ -1,4 +1,4 @@
-"""The scheduler's Trio shell: a WebSocket server feeding ``SchedulerState``.
+"""The scheduler's Trio shell: a WebSocket server feeding the core ``Scheduler``.
 
 Each peer gets a handler task (reader) and a writer task. The reader decodes a frame,
 hands it to the core as one event, and executes the commands that come back: a
@@ -29,7 +29,7 @@ from trio_websocket import ConnectionClosed, WebSocketRequest, serve_websocket
 
 from .. import protocol as p
 from ..core.events import Close, MessagesReceived, PeerJoined, PeerLeft, Send
-from ..core.scheduler import DEFAULT_INLINE_LIMIT, SchedulerState
+from ..core.scheduler import DEFAULT_INLINE_LIMIT, Scheduler
 from ..errors import AuthenticationError, ProtocolVersionError, RemoteProtocolError
 from .connection import (
     DEFAULT_MAX_MESSAGE_SIZE,
@@ -55,7 +55,7 @@ class SchedulerServer:
     Args:
         token: if set, every peer must present it in its Hello.
         ssl_context: serve ``wss://`` with this context.
-        inline_limit: see ``SchedulerState``.
+        inline_limit: see ``Scheduler``.
         max_message_size: frame size limit, both directions.
 
     Use ``await nursery.start(server.serve, host, port)``; it returns the address.
@@ -72,7 +72,9 @@ class SchedulerServer:
         max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
         peer_timeout: float = DEFAULT_PEER_TIMEOUT,
     ) -> None:
-        self.state = SchedulerState(inline_limit=inline_limit, allowed_failures=allowed_failures)
+        #: the sans-IO core; ``state`` is its records (read by tests and ``wait_for``)
+        self.core = Scheduler(inline_limit=inline_limit, allowed_failures=allowed_failures)
+        self.state = self.core.state
         self.token = token
         self.ssl_context = ssl_context
         self.max_message_size = max_message_size
@@ -231,7 +233,7 @@ class SchedulerServer:
                 async with trio.open_nursery() as nursery:
                     nursery.start_soon(conn.run_writer)
                     nursery.start_soon(conn.run_heartbeats)
-                    self._execute(self.state.handle(PeerJoined(peer_id, hello)))
+                    self._execute(self.core.handle(PeerJoined(peer_id, hello)))
                     self._changed_now()
                     await self._read(peer_id, conn)
                     nursery.cancel_scope.cancel()
@@ -241,7 +243,7 @@ class SchedulerServer:
             # on cancellation (scheduler shutdown) the socket is simply dropped; a
             # graceful close would wait for peers that are shutting down too
             self.conns.pop(peer_id, None)
-            self._execute(self.state.handle(PeerLeft(peer_id)))
+            self._execute(self.core.handle(PeerLeft(peer_id)))
             self._changed_now()
             logger.info("%s left", conn.name)
         if dropped and not isinstance(conn, LocalConnection):
@@ -279,7 +281,7 @@ class SchedulerServer:
                 logger.warning("%s broke the protocol: %s; closing it", conn.name, exc)
                 await conn.aclose(p.CLOSE_PROTOCOL_ERROR, str(exc))
                 return
-            self._execute(self.state.handle(MessagesReceived(peer_id, messages)))
+            self._execute(self.core.handle(MessagesReceived(peer_id, messages)))
 
     def _execute(self, commands: list[Any]) -> None:
         if self._watchers:

@@ -19,7 +19,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from ..core import worker as wcore
-from ..core.records import TaskStatus
+from ..core.scheduler import TaskStatus
 
 if TYPE_CHECKING:
     from .simulate import Simulator, SimWorker
@@ -76,7 +76,7 @@ def check_worker_slots(worker: SimWorker) -> None:
 
 def check_scheduler_records(sim: Simulator) -> None:
     """The scheduler's counters agree with its own records."""
-    state = sim.scheduler
+    state = sim.scheduler.state
     owner: dict[str, str] = {}
     for w in state.workers.values():
         occupying = blocked = 0
@@ -118,7 +118,7 @@ def check_one_place(sim: Simulator) -> None:
 
 def check_drained_view(sim: Simulator, worker: SimWorker) -> None:
     """With nothing in flight, the scheduler's record of a worker equals the worker."""
-    record = sim.scheduler.workers.get(worker.id)
+    record = sim.scheduler.state.workers.get(worker.id)
     if record is None:
         _fail(f"{worker.id} is connected but the scheduler has no record of it")
         return
