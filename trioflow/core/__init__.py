@@ -4,6 +4,7 @@ no pickle. Events in, commands out.
 * :mod:`.events`: the scheduler's events and commands;
 * :mod:`.scheduler`: ``Scheduler`` (the machine) over ``SchedulerState`` (the records);
 * :mod:`.worker`: ``WorkerState``, one worker's runs and slot ledger, and its commands;
+* :mod:`.validate`: the invariants of both, as checks that raise ``InvalidTransition``.
 """
 
 from .events import (
