@@ -9,7 +9,10 @@ so it needs no lock and no queue.
 Robustness: trio-websocket lets an exception escaping a handler take the whole server
 down, so every handler catches everything but cancellation, logs it and closes only
 that peer. Bad frames, wrong versions, wrong tokens and browser-origin requests close
-one connection with a 4xxx code; everyone else keeps being served.
+one connection with a 4xxx code; everyone else keeps being served. Except a bug in the
+core (an ``InternalError``, after which the core refuses every event): that one stops
+the scheduler, with one critical log line, rather than serve everyone from a state that
+may be corrupt.
 
 This module never imports ``serialize``: payloads stay opaque bytes here.
 """
@@ -30,7 +33,12 @@ from trio_websocket import ConnectionClosed, WebSocketRequest, serve_websocket
 from .. import protocol as p
 from ..core.events import Close, MessagesReceived, PeerJoined, PeerLeft, Send
 from ..core.scheduler import DEFAULT_INLINE_LIMIT, Scheduler
-from ..errors import AuthenticationError, ProtocolVersionError, RemoteProtocolError
+from ..errors import (
+    AuthenticationError,
+    InternalError,
+    ProtocolVersionError,
+    RemoteProtocolError,
+)
 from .connection import (
     DEFAULT_MAX_MESSAGE_SIZE,
     RECEIVE_BUFFER_SIZE,
@@ -87,6 +95,7 @@ class SchedulerServer:
         self._changed = trio.Event()
         self._watchers = 0
         self._nursery: trio.Nursery | None = None
+        self._internal_error_logged = False
 
     def __repr__(self) -> str:
         return f"<SchedulerServer {self.address} peers={len(self.conns)}>"
@@ -146,6 +155,18 @@ class SchedulerServer:
         self._changed.set()
         self._changed = trio.Event()
 
+    def _stop_on_internal_error(self, failure: InternalError) -> None:
+        """The core broke an invariant: log it once; the caller re-raises, which ends
+        ``serve`` (every peer's handler then fails the same way, without a log).
+
+        Callers test ``core.failure`` rather than the exception's type: the error may
+        arrive inside an ExceptionGroup (raised in a nursery's body), or as the core's
+        refusal of the PeerLeft that ``_run_peer`` sends on the way out."""
+        if not self._internal_error_logged:
+            self._internal_error_logged = True
+            logger.critical("internal error in the scheduler core; stopping the scheduler",
+                            exc_info=failure)
+
     # ------------------------------------------------------------------ per peer
 
     async def _handle(self, request: WebSocketRequest) -> None:
@@ -154,6 +175,9 @@ class SchedulerServer:
         except (ConnectionClosed, trio.BrokenResourceError, trio.ClosedResourceError):
             pass
         except Exception:
+            if self.core.failure is not None:
+                self._stop_on_internal_error(self.core.failure)
+                raise
             # never let one peer's failure stop the server (trio-websocket would)
             logger.exception("error while serving a peer from %s", request.remote)
 
@@ -215,6 +239,9 @@ class SchedulerServer:
         except (ConnectionClosed, trio.TooSlowError):
             pass
         except Exception:
+            if self.core.failure is not None:
+                self._stop_on_internal_error(self.core.failure)
+                raise
             logger.exception("error while serving a local peer")
         finally:
             conn.close(1001, "the scheduler stopped")  # as a socket would be, on shutdown
