@@ -130,9 +130,11 @@ def requeue(state: SchedulerState, task: TaskRecord) -> None:
     are not in memory, or fail with the first failed one (in ``deps`` order)."""
     task.status = TaskStatus.WAITING
     tasks = state.tasks
-    task.waiting_on = {d for d in task.deps if tasks[d].status is not TaskStatus.MEMORY}
+    # (the slot under the lazy ``waiting_on`` property, which mypy cannot see assigned)
+    task._waiting_on = waiting_on = {
+        d for d in task.deps if tasks[d].status is not TaskStatus.MEMORY}
     for d in task.deps:
-        if d not in task.waiting_on:
+        if d not in waiting_on:
             continue
         dep = tasks[d]
         dep.dependents.add(task.key)
@@ -140,7 +142,7 @@ def requeue(state: SchedulerState, task: TaskRecord) -> None:
             assert dep.error is not None
             fail(state, task, dep.error)
             return
-    if not task.waiting_on:
+    if not waiting_on:
         state.push_ready(task)
 
 

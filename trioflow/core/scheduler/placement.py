@@ -42,8 +42,8 @@ def schedule(state: SchedulerState) -> None:
     ready = state.ready
     if state.unplaceable:
         # tasks set aside because their allowed workers were full: room may have freed
-        for task in state.unplaceable.values():
-            state.push_ready(task)
+        for aside in state.unplaceable.values():
+            state.push_ready(aside)
         state.unplaceable.clear()
     if ready and state.workers:
         workers = list(state.workers.values())
