@@ -3,11 +3,13 @@
 import pytest
 
 from trioflow import protocol as p
-from trioflow.core.events import MessagesReceived, PeerJoined, PeerLeft, Send
+from trioflow.core.events import Close, Match, MessagesReceived, PeerJoined, PeerLeft, Send
 from trioflow.core.scheduler import Scheduler, TaskStatus
 
 
 def sent(commands, to=None, kind=None):
+    """The messages of ``commands`` (to ``to``, of type ``kind``), to pick fields from;
+    to compare whole command lists, use ``Send.match``/``Match`` patterns instead."""
     return [c.message for c in commands if isinstance(c, Send)
             and (to is None or c.to == to) and (kind is None or isinstance(c.message, kind))]
 
@@ -39,24 +41,23 @@ def sched():
 def test_submit_assigns_with_function_first(sched):
     join(sched, "w", "worker", 1)
     out = recv(sched, "c", submit("a"))
-    assert sent(out) == [
-        p.Function("f", b"fn-blob"),
-        p.ComputeTask("a", 1, "f", b"payload-a", [0, 0, 1], [], [], [], False),
+    assert out == [
+        Send("w", p.Function("f", b"fn-blob")),
+        Send("w", p.ComputeTask("a", 1, "f", b"payload-a", [0, 0, 1], [], [], [], False)),
     ]
-    assert [c.to for c in out] == ["w", "w"]
     # a second task of the same function does not resend it
     out = recv(sched, "c", submit("b"))
-    assert [type(m) for m in sent(out)] == [p.ComputeTask]
+    assert out == [Send.match(to="w", message=Match(p.ComputeTask, key="b"))]
 
 
 def test_finish_forwards_inline_and_frees_on_release(sched):
     join(sched, "w", "worker", 1)
     recv(sched, "c", submit("a"))
     out = recv(sched, "w", finish("a", inline=b"42"))
-    assert sent(out) == [p.KeyFinished("a", 2, b"42", "builtins.int")]
+    assert out == [Send("c", p.KeyFinished("a", 2, b"42", "builtins.int"))]
     assert sched.state.tasks["a"].status is TaskStatus.MEMORY
     out = recv(sched, "c", p.ReleaseKeys(["a"]))
-    assert sent(out) == [p.FreeKeys(["a"])] and out[0].to == "w"
+    assert out == [Send("w", p.FreeKeys(["a"]))]
     assert "a" not in sched.state.tasks and not sched.state.workers["w"].has_what
 
 
@@ -113,8 +114,8 @@ def test_dependency_on_other_worker_is_fetched_from_holder(sched):
     recv(s, "c", submit("long"))
     s.state.durations["f"] = 10.0  # long tasks: no prefetch
     out = recv(s, "c", submit("b", deps=["a"]))
-    compute = sent(out, kind=p.ComputeTask)
-    assert compute and compute[0].dep_holders == ["ws://w1"] and out[-1].to == "w2"
+    assert out[-1] == Send.match(
+        to="w2", message=Match(p.ComputeTask, key="b", dep_holders=["ws://w1"]))
 
 
 def test_errors_propagate_to_dependents(sched):
@@ -130,9 +131,9 @@ def test_retries_rerun(sched):
     join(sched, "w", "worker", 1)
     recv(sched, "c", p.SubmitTask("a", "f", b"x", [], "", False, 1))
     out = recv(sched, "w", p.TaskErred("a", 1, b"", "E", "once", ""))
-    assert sent(out, kind=p.ComputeTask)[0].run_id == 2
+    assert out == [Send.match(to="w", message=Match(p.ComputeTask, key="a", run_id=2))]
     out = recv(sched, "w", p.TaskErred("a", 2, b"", "E", "twice", ""))
-    assert sent(out, kind=p.KeyErred)[0].text == "twice"
+    assert out == [Send.match(to="c", message=Match(p.KeyErred, key="a", text="twice"))]
 
 
 def test_children_before_older_roots(sched):
@@ -151,7 +152,7 @@ def test_secede_lets_one_more_task_in(sched):
     recv(sched, "c", submit("a"), submit("b"))
     assert sched.state.tasks["b"].status is TaskStatus.QUEUED
     out = recv(sched, "w", p.Seceded("a", 1))
-    assert [m.key for m in sent(out, kind=p.ComputeTask)] == ["b"]
+    assert out == [Send.match(to="w", message=Match(p.ComputeTask, key="b"))]
     recv(sched, "w", p.Rejoined("a", 1))
     assert sched.state.workers["w"].occupying == 2  # a rejoined on top of b: over by one, briefly
 
@@ -259,7 +260,7 @@ def test_client_leaving_releases_everything(sched):
     recv(sched, "c", submit("a"), submit("b"))
     recv(sched, "w", finish("a"))
     out = sched.handle(PeerLeft("c"))
-    assert sent(out) == [p.FreeKeys(["a"])]
+    assert out == [Send("w", p.FreeKeys(["a"]))]
     assert list(sched.state.tasks) == ["b"]  # b is still running; dropped when it ends
     recv(sched, "w", finish("b"))
     assert sched.state.tasks == {}
@@ -268,21 +269,21 @@ def test_client_leaving_releases_everything(sched):
 def test_cancel_queued_task(sched):
     recv(sched, "c", submit("a"))  # no workers: stays queued
     out = recv(sched, "c", p.CancelKeys(["a"]))
-    assert sent(out) == [p.KeyErred("a", "cancelled", b"", "trioflow.errors.CancelledError",
-                                    "cancelled")]
+    assert out == [Send("c", p.KeyErred("a", "cancelled", b"", "trioflow.errors.CancelledError",
+                                         "cancelled"))]
 
 
 def test_stale_results_are_dropped(sched):
     join(sched, "w", "worker", 1)
     recv(sched, "c", submit("a"))
-    assert sent(recv(sched, "w", finish("a", run_id=7))) == []
+    assert recv(sched, "w", finish("a", run_id=7)) == []
     assert sched.state.tasks["a"].status is TaskStatus.PROCESSING
-    assert sent(recv(sched, "w", finish("zzz"))) == [p.FreeKeys(["zzz"])]
+    assert recv(sched, "w", finish("zzz")) == [Send("w", p.FreeKeys(["zzz"]))]
 
 
 def test_unknown_function_closes_the_peer(sched):
     out = recv(sched, "c", p.SubmitTask("x", "nope", b"", []))
-    assert out[0].code == p.CLOSE_PROTOCOL_ERROR
+    assert out[0] == Close.match(to="c", code=p.CLOSE_PROTOCOL_ERROR)
 
 
 def test_lost_input_and_its_dependent_on_the_same_worker():
@@ -407,10 +408,21 @@ def test_frees_of_one_event_keep_their_order_with_other_messages(sched):
     assert sched.state.tasks["x"].worker == "w"
     # release a, cancel x (asks w for it back), release b
     out = recv(sched, "c", p.ReleaseKeys(["a"]), p.CancelKeys(["x"]), p.ReleaseKeys(["b"]))
-    assert [(type(m).__name__, m.keys) for m in sent(out, to="w")] == [
-        ("FreeKeys", ["a"]), ("StealTasks", ["x"]), ("FreeKeys", ["b"])]
+    assert [c for c in out if c.to == "w"] == [
+        Send("w", p.FreeKeys(["a"])), Send.match(to="w", message=Match(p.StealTasks, keys=["x"])),
+        Send("w", p.FreeKeys(["b"]))]
     # without a message in between, they are one
     recv(sched, "c", submit("y"), submit("z"))
     recv(sched, "w", finish("x"), finish("y"), finish("z"))
     out = recv(sched, "c", p.ReleaseKeys(["y"]), p.ReleaseKeys(["z"]))
-    assert sent(out, to="w") == [p.FreeKeys(["y", "z"])]
+    assert [c for c in out if c.to == "w"] == [Send("w", p.FreeKeys(["y", "z"]))]
+
+
+def test_match_is_a_partial_pattern():
+    cmd = Send("w", p.FreeKeys(["a"]))
+    assert cmd == Send.match(to="w")
+    assert cmd == Send.match(message=Match(p.FreeKeys, keys=["a"]))
+    assert cmd != Send.match(to="x")
+    assert cmd != Send.match(message=Match(p.StealTasks))
+    assert cmd != Close.match(to="w")
+    assert repr(Send.match(to="w")) == "Send.match(to='w')"

@@ -14,6 +14,48 @@ import attrs
 from ..protocol.messages import Hello
 
 
+class Match:
+    """A partial pattern for tests: equal to every instance of ``cls`` whose named
+    fields equal ``fields`` (dask's ``Instruction.match``).
+
+    A field's value may be a ``Match`` itself, so patterns nest::
+
+        assert out == [Send.match(to="w", message=Match(p.ComputeTask, key="a"))]
+
+    Fields not named are not compared.
+    """
+
+    __slots__ = ("cls", "fields")
+    __hash__ = None  # type: ignore[assignment]  # (equality is a pattern test, not identity)
+
+    def __init__(self, cls: type, /, **fields: object) -> None:
+        self.cls = cls
+        self.fields = fields
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, self.cls) and all(
+            getattr(other, name, _MISSING) == value for name, value in self.fields.items()
+        )
+
+    def __repr__(self) -> str:
+        shown = ", ".join(f"{k}={v!r}" for k, v in self.fields.items())
+        return f"{self.cls.__name__}.match({shown})"
+
+
+_MISSING = object()
+
+
+class Matchable:
+    """Base of the core's commands: gives them ``Cls.match(**fields)``."""
+
+    __slots__ = ()
+
+    @classmethod
+    def match(cls, **fields: object) -> Match:
+        """A pattern equal to any ``cls`` whose named fields equal ``fields``."""
+        return Match(cls, **fields)
+
+
 @attrs.frozen
 class PeerJoined:
     """A peer finished its handshake. ``hello`` is its Hello message."""
@@ -40,7 +82,7 @@ class MessagesReceived:
 
 
 @attrs.frozen
-class Send:
+class Send(Matchable):
     """Queue ``message`` (a protocol message) for peer ``to`` (the shell batches per peer)."""
 
     to: str
@@ -48,7 +90,7 @@ class Send:
 
 
 @attrs.frozen
-class Close:
+class Close(Matchable):
     """Close the connection to ``to`` with WebSocket close ``code``."""
 
     to: str

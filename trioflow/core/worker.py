@@ -28,6 +28,7 @@ import attrs
 
 from .. import protocol as p
 from ..errors import InvalidTransition
+from .events import Matchable
 
 
 class RunState(enum.Enum):
@@ -53,28 +54,28 @@ class LocalRun:
 
 
 @attrs.frozen
-class StartRun:
+class StartRun(Matchable):
     """Acquire a slot token for ``run`` and start it."""
 
     run: LocalRun
 
 
 @attrs.frozen
-class GrantRejoin:
+class GrantRejoin(Matchable):
     """Acquire a slot token for ``run`` and wake its rejoin()."""
 
     run: LocalRun
 
 
 @attrs.frozen
-class ReleaseSlot:
+class ReleaseSlot(Matchable):
     """Give ``run``'s slot token back to the limiter."""
 
     run: LocalRun
 
 
 @attrs.frozen
-class PassSlot:
+class PassSlot(Matchable):
     """``old`` ended and ``new`` started on its slot, in ``old``'s thread: the token
     changes borrower (release for ``old``, acquire for ``new``); ``new`` is running."""
 
@@ -83,14 +84,14 @@ class PassSlot:
 
 
 @attrs.frozen
-class FetchInputs:
+class FetchInputs(Matchable):
     """Fetch ``run``'s missing inputs from other workers."""
 
     run: LocalRun
 
 
 @attrs.frozen
-class SendMessage:
+class SendMessage(Matchable):
     """Send ``message`` (a protocol message) to the scheduler."""
 
     message: Any
