@@ -1,6 +1,6 @@
 """Ground truth for deadlocks, computed without trusting trioflow's detector.
 
-The scheduler's detector (``trioflow.core.deadlock``) reasons over the scheduler's view
+The scheduler's detector (``trioflow.core.scheduler.deadlock``) reasons over the scheduler's view
 of the cluster. The harness checks it against the *world*:
 
 * **No false positives.** When the detector reports (the scheduler sends
