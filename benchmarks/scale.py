@@ -1,6 +1,6 @@
 """``python -m benchmarks.scale [--sizes 10000 100000 1000000]``: scheduler cost per task.
 
-Drives the sans-IO :class:`~trioflow.core.scheduler.SchedulerState` directly, with the
+Drives the sans-IO :class:`~trioflow.core.scheduler.Scheduler` directly, with the
 real protocol messages, and measures what one task costs the scheduler as the run grows:
 
 * one client session submits N no-op tasks, ``--batch`` ``SubmitTask`` messages per
@@ -16,7 +16,7 @@ real protocol messages, and measures what one task costs the scheduler as the ru
 All N tasks are submitted before the first one finishes, so the scheduler holds N
 queued tasks at once. Two passes per size:
 
-* **cpu**: ``time.process_time`` summed over the ``SchedulerState.handle`` calls only
+* **cpu**: ``time.process_time`` summed over the ``Scheduler.handle`` calls only
   (building messages and the fake peers are not counted; the garbage collector is on,
   as in a real scheduler, and its time inside ``handle`` counts; ``--no-gc`` turns it
   off to tell its share), the fastest of ``--repeats`` runs;
@@ -46,7 +46,7 @@ from typing import Any
 from trioflow import protocol as p
 from trioflow import serialize
 from trioflow.core.events import Close, MessagesReceived, PeerJoined, Send
-from trioflow.core.scheduler import SchedulerState
+from trioflow.core.scheduler import Scheduler, SchedulerState
 
 RESULTS = Path(__file__).resolve().parent / "results"
 CLIENT = "client-0"
@@ -65,7 +65,8 @@ class Driver:
         self.batch = batch
         self.release_batch = release_batch
         self.duration = duration
-        self.state = SchedulerState()
+        self.sched = Scheduler()
+        self.state = self.sched.state
         self.cpu = {"submit": 0.0, "run": 0.0, "release": 0.0}
         self.frames = {"submit": 0, "run": 0, "release": 0}
         self.inbox: dict[str, list[Any]] = {CLIENT: [], **{w: [] for w in WORKERS}}
@@ -82,7 +83,7 @@ class Driver:
 
     def feed(self, event: Any, phase: str) -> None:
         t0 = time.process_time()
-        out = self.state.handle(event)
+        out = self.sched.handle(event)
         self.cpu[phase] += time.process_time() - t0
         self.frames[phase] += 1
         for cmd in out:
@@ -181,7 +182,7 @@ def containers(state: SchedulerState) -> dict[str, int]:
     sizes = {
         "tasks": len(state.tasks), "ready": len(state.ready),
         "unplaceable": len(state.unplaceable), "seceded": len(state.seceded),
-        "relayed": len(state.relayed), "deadlocks": len(state.deadlocks),
+        "deadlocks": len(state.deadlocks),
         "workers.processing": sum(len(w.processing) for w in state.workers.values()),
         "workers.has_what": sum(len(w.has_what) for w in state.workers.values()),
         "peers.wants": sum(len(pr.wants) for pr in state.peers.values()),

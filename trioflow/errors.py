@@ -8,8 +8,9 @@ The tree:
     │   └── RemoteProtocolError        the peer sent something illegal; its connection is closed
     │       └── ProtocolVersionError   no protocol version in common
     ├── AuthenticationError            wrong or missing token
-    ├── InvalidTransition              a core state machine was asked to do the impossible (bug)
-    ├── SlotAccountingError            the slot ledger and the limiter disagree (bug)
+    ├── InternalError                  a bug in trioflow: an invariant broke; never a user error
+    │   ├── InvalidTransition          a core state machine was asked to do the impossible
+    │   └── SlotAccountingError        the slot ledger and the limiter disagree
     ├── TaskFailed                     a task raised and its exception could not be rebuilt here
     ├── CancelledError                 the future was cancelled
     ├── KilledWorker                   a task was running on too many workers that died
@@ -21,6 +22,12 @@ The tree:
     └── NoClientError                  get_client() where no client is known
 
 All of them pickle, so they travel from workers to clients intact.
+
+``InternalError`` stands apart from the rest (as trio's ``TrioInternalError`` does):
+the others describe something a user, a task or a peer did, and the code that raises
+them expects them to be handled; an ``InternalError`` means trioflow's own state can no
+longer be trusted. Nothing catches it to go on: the scheduler stops with a critical log
+line when its core raises one.
 """
 
 from __future__ import annotations
@@ -62,11 +69,16 @@ class AuthenticationError(TrioflowError):
     close_code = 4003
 
 
-class InvalidTransition(TrioflowError):
+class InternalError(TrioflowError):
+    """A bug in trioflow: one of its own invariants broke. Not a user error, and not to
+    be caught and carried on from: the state that raised it may be corrupt."""
+
+
+class InvalidTransition(InternalError):
     """A core state machine received an event that its state does not allow (a bug)."""
 
 
-class SlotAccountingError(TrioflowError):
+class SlotAccountingError(InternalError):
     """The worker's slot ledger and its CapacityLimiter disagree (a bug)."""
 
 
@@ -170,6 +182,7 @@ __all__ = [
     "CancelledError",
     "ClientClosedError",
     "DeadlockError",
+    "InternalError",
     "InvalidTransition",
     "KilledWorker",
     "LocalProtocolError",

@@ -217,7 +217,7 @@ def dumps_value(value: Any) -> bytes:
 
 def loads_value(blob: bytes | list[Any]) -> Any:
     """A value from its pickled bytes, or from the frames of :func:`dumps_frames`."""
-    if type(blob) is list:
+    if isinstance(blob, list):
         return loads_frames(blob)
     return pickle.loads(blob)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from trioflow import protocol as p
 from trioflow.core.events import MessagesReceived, PeerJoined, Send
-from trioflow.core.scheduler import SchedulerState
+from trioflow.core.scheduler import Scheduler
 from trioflow.testing import (
     ClusterShape,
     Program,
@@ -27,41 +27,41 @@ def _steals(out):
 
 def _busy_worker_and_idle_worker():
     """w2 runs root B and has B's (deeper, so more urgent) child D queued; w1 is idle."""
-    state = SchedulerState()
-    state.handle(PeerJoined("c", p.Hello("client", "c", [1])))
-    state.handle(PeerJoined("w2", p.Hello("worker", "w2", [1], "", 1, "ws://w2")))
-    state.handle(MessagesReceived("c", [p.RegisterFunction("f", b"f"),
+    sched = Scheduler()
+    sched.handle(PeerJoined("c", p.Hello("client", "c", [1])))
+    sched.handle(PeerJoined("w2", p.Hello("worker", "w2", [1], "", 1, "ws://w2")))
+    sched.handle(MessagesReceived("c", [p.RegisterFunction("f", b"f"),
                                         p.SubmitTask("B", "f", b"", [])]))
     # B runs on w2 and submits D through w2's in-task client; prefetch queues D there too
-    out = state.handle(MessagesReceived("w2", [p.RegisterFunction("f", b"f"),
+    out = sched.handle(MessagesReceived("w2", [p.RegisterFunction("f", b"f"),
                                                p.SubmitTask("D", "f", b"", [], "B")]))
-    assert state.tasks["D"].worker == "w2", out
-    out = state.handle(PeerJoined("w1", p.Hello("worker", "w1", [1], "", 1, "ws://w1")))
-    return state, out
+    assert sched.state.tasks["D"].worker == "w2", out
+    out = sched.handle(PeerJoined("w1", p.Hello("worker", "w1", [1], "", 1, "ws://w1")))
+    return sched, out
 
 
 def test_idle_steal_does_not_ping_pong_on_a_running_task():
-    state, out = _busy_worker_and_idle_worker()
+    sched, out = _busy_worker_and_idle_worker()
     (steal,) = _steals(out)
     # The scheduler cannot tell which of w2's runs started, so it asks for all of them;
     # suppose the worker had started both and gives nothing back.
     assert sorted(steal.keys) == ["B", "D"]
-    out = state.handle(MessagesReceived("w2", [p.TasksReturned([], [])]))
+    out = sched.handle(MessagesReceived("w2", [p.TasksReturned([], [])]))
     # Nothing changed: asking again at once would be a storm (on a real cluster,
     # 2 workers x 1 slot and a 1 s task, ~1400 StealTasks per second before the fix).
     assert _steals(out) == []
 
 
 def test_idle_worker_gets_the_queued_task():
-    state, out = _busy_worker_and_idle_worker()
+    sched, out = _busy_worker_and_idle_worker()
     for _ in range(5):  # a few round trips: w2 returns whatever had not started
         stolen = [k for m in _steals(out) for k in m.keys if k == "D"]
         returned = ["D"] if stolen else []
-        out = state.handle(MessagesReceived("w2", [
-            p.TasksReturned(returned, [state.tasks[k].run_id for k in returned])]))
-        if state.tasks["D"].worker == "w1":
+        out = sched.handle(MessagesReceived("w2", [
+            p.TasksReturned(returned, [sched.state.tasks[k].run_id for k in returned])]))
+        if sched.state.tasks["D"].worker == "w1":
             break
-    assert state.tasks["D"].worker == "w1"
+    assert sched.state.tasks["D"].worker == "w1"
 
 
 def test_simulator_finds_the_steal_storm():

@@ -1,24 +1,25 @@
-"""SchedulerState driven directly: events in, exact commands out. No trio, no sockets."""
+"""The scheduler core driven directly: events in, exact commands out. No trio, no sockets."""
 
 import pytest
 
 from trioflow import protocol as p
-from trioflow.core.events import MessagesReceived, PeerJoined, PeerLeft, Send
-from trioflow.core.records import TaskStatus
-from trioflow.core.scheduler import SchedulerState
+from trioflow.core.events import Close, Match, MessagesReceived, PeerJoined, PeerLeft, Send
+from trioflow.core.scheduler import Scheduler, TaskStatus
 
 
 def sent(commands, to=None, kind=None):
+    """The messages of ``commands`` (to ``to``, of type ``kind``), to pick fields from;
+    to compare whole command lists, use ``Send.match``/``Match`` patterns instead."""
     return [c.message for c in commands if isinstance(c, Send)
             and (to is None or c.to == to) and (kind is None or isinstance(c.message, kind))]
 
 
-def join(state, peer, role="client", nthreads=0):
-    return state.handle(PeerJoined(peer, p.Hello(role, peer, [1], "", nthreads, f"ws://{peer}")))
+def join(sched, peer, role="client", nthreads=0):
+    return sched.handle(PeerJoined(peer, p.Hello(role, peer, [1], "", nthreads, f"ws://{peer}")))
 
 
-def recv(state, peer, *messages):
-    return state.handle(MessagesReceived(peer, list(messages)))
+def recv(sched, peer, *messages):
+    return sched.handle(MessagesReceived(peer, list(messages)))
 
 
 def submit(key, deps=(), parent="", fn="f", priority=0):
@@ -30,80 +31,79 @@ def finish(key, run_id=1, inline=b"v"):
 
 
 @pytest.fixture
-def state():
-    s = SchedulerState()
+def sched():
+    s = Scheduler()
     join(s, "c")
     recv(s, "c", p.RegisterFunction("f", b"fn-blob"))
     return s
 
 
-def test_submit_assigns_with_function_first(state):
-    join(state, "w", "worker", 1)
-    out = recv(state, "c", submit("a"))
-    assert sent(out) == [
-        p.Function("f", b"fn-blob"),
-        p.ComputeTask("a", 1, "f", b"payload-a", [0, 0, 1], [], [], [], False),
+def test_submit_assigns_with_function_first(sched):
+    join(sched, "w", "worker", 1)
+    out = recv(sched, "c", submit("a"))
+    assert out == [
+        Send("w", p.Function("f", b"fn-blob")),
+        Send("w", p.ComputeTask("a", 1, "f", b"payload-a", [0, 0, 1], [], [], [], False)),
     ]
-    assert [c.to for c in out] == ["w", "w"]
     # a second task of the same function does not resend it
-    out = recv(state, "c", submit("b"))
-    assert [type(m) for m in sent(out)] == [p.ComputeTask]
+    out = recv(sched, "c", submit("b"))
+    assert out == [Send.match(to="w", message=Match(p.ComputeTask, key="b"))]
 
 
-def test_finish_forwards_inline_and_frees_on_release(state):
-    join(state, "w", "worker", 1)
-    recv(state, "c", submit("a"))
-    out = recv(state, "w", finish("a", inline=b"42"))
-    assert sent(out) == [p.KeyFinished("a", 2, b"42", "builtins.int")]
-    assert state.tasks["a"].status is TaskStatus.MEMORY
-    out = recv(state, "c", p.ReleaseKeys(["a"]))
-    assert sent(out) == [p.FreeKeys(["a"])] and out[0].to == "w"
-    assert "a" not in state.tasks and not state.workers["w"].has_what
+def test_finish_forwards_inline_and_frees_on_release(sched):
+    join(sched, "w", "worker", 1)
+    recv(sched, "c", submit("a"))
+    out = recv(sched, "w", finish("a", inline=b"42"))
+    assert out == [Send("c", p.KeyFinished("a", 2, b"42", "builtins.int"))]
+    assert sched.state.tasks["a"].status is TaskStatus.MEMORY
+    out = recv(sched, "c", p.ReleaseKeys(["a"]))
+    assert out == [Send("w", p.FreeKeys(["a"]))]
+    assert "a" not in sched.state.tasks and not sched.state.workers["w"].has_what
 
 
-def test_releasing_many_keys_frees_them_in_one_message_per_worker(state):
-    join(state, "w", "worker", 1)
-    join(state, "v", "worker", 1)
+def test_releasing_many_keys_frees_them_in_one_message_per_worker(sched):
+    join(sched, "w", "worker", 1)
+    join(sched, "v", "worker", 1)
     keys = [f"k{i}" for i in range(6)]
-    recv(state, "c", *[submit(k) for k in keys])
+    recv(sched, "c", *[submit(k) for k in keys])
     for k in keys:
-        task = state.tasks.get(k)
+        task = sched.state.tasks.get(k)
         if task is not None and task.worker is not None:
-            recv(state, task.worker, finish(k, task.run_id))
-    holders = {k: next(iter(state.tasks[k].who_has)) for k in keys}
+            recv(sched, task.worker, finish(k, task.run_id))
+    holders = {k: next(iter(sched.state.tasks[k].who_has)) for k in keys}
     assert set(holders.values()) == {"w", "v"}
-    out = recv(state, "c", p.ReleaseKeys(keys))
+    out = recv(sched, "c", p.ReleaseKeys(keys))
     frees = [c for c in out if isinstance(c, Send) and isinstance(c.message, p.FreeKeys)]
     assert sorted(c.to for c in frees) == ["v", "w"]
     for c in frees:
         assert c.message.keys == [k for k in keys if holders[k] == c.to]
 
 
-def test_a_free_does_not_jump_over_another_message_to_the_same_peer(state):
-    join(state, "w", "worker", 1)
-    state.send("w", p.FreeKeys(["a"]))
-    state.send("w", p.StealTasks(["x"], [1]))
-    state.send("w", p.FreeKeys(["b"]))
-    state.send("w", p.FreeKeys(["c"]))
-    out = recv(state, "c")
+def test_a_free_does_not_jump_over_another_message_to_the_same_peer(sched):
+    join(sched, "w", "worker", 1)
+    sched.state.send("w", p.FreeKeys(["a"]))
+    sched.state.send("w", p.StealTasks(["x"], [1]))
+    sched.state.send("w", p.FreeKeys(["b"]))
+    sched.state.send("w", p.FreeKeys(["c"]))
+    out = recv(sched, "c")
     assert sent(out, "w") == [p.FreeKeys(["a"]), p.StealTasks(["x"], [1]), p.FreeKeys(["b", "c"])]
 
 
-def test_dependency_waits_then_gets_inline_value(state):
-    join(state, "w", "worker", 1)
-    recv(state, "c", submit("a"), submit("b", deps=["a"]))
-    assert state.tasks["b"].status is TaskStatus.WAITING
-    out = recv(state, "w", finish("a", inline=b"A"))
+def test_dependency_waits_then_gets_inline_value(sched):
+    join(sched, "w", "worker", 1)
+    recv(sched, "c", submit("a"), submit("b", deps=["a"]))
+    assert sched.state.tasks["b"].status is TaskStatus.WAITING
+    out = recv(sched, "w", finish("a", inline=b"A"))
     compute = sent(out, kind=p.ComputeTask)
     assert compute == [p.ComputeTask("b", 1, "f", b"payload-b", [0, 0, 2], ["a"], [None], [""],
                                      False)]  # same worker: no copy, no fetch
     # the dependency stays while wanted by the client, even after b finishes
-    recv(state, "w", finish("b"))
-    assert "a" in state.tasks
+    recv(sched, "w", finish("b"))
+    assert "a" in sched.state.tasks
 
 
-def test_dependency_on_other_worker_is_fetched_from_holder(state):
-    s = SchedulerState(inline_limit=0)
+def test_dependency_on_other_worker_is_fetched_from_holder(sched):
+    s = Scheduler(inline_limit=0)
     join(s, "c")
     recv(s, "c", p.RegisterFunction("f", b"fn"))
     join(s, "w1", "worker", 1)
@@ -112,58 +112,58 @@ def test_dependency_on_other_worker_is_fetched_from_holder(state):
     join(s, "w2", "worker", 1)
     # w1 busy with a long task, so b must go to w2 and fetch a from w1
     recv(s, "c", submit("long"))
-    s.durations["f"] = 10.0  # long tasks: no prefetch
+    s.state.durations["f"] = 10.0  # long tasks: no prefetch
     out = recv(s, "c", submit("b", deps=["a"]))
-    compute = sent(out, kind=p.ComputeTask)
-    assert compute and compute[0].dep_holders == ["ws://w1"] and out[-1].to == "w2"
+    assert out[-1] == Send.match(
+        to="w2", message=Match(p.ComputeTask, key="b", dep_holders=["ws://w1"]))
 
 
-def test_errors_propagate_to_dependents(state):
-    join(state, "w", "worker", 1)
-    recv(state, "c", submit("a"), submit("b", deps=["a"]))
-    out = recv(state, "w", p.TaskErred("a", 1, b"exc", "builtins.ValueError", "bad", "tb"))
+def test_errors_propagate_to_dependents(sched):
+    join(sched, "w", "worker", 1)
+    recv(sched, "c", submit("a"), submit("b", deps=["a"]))
+    out = recv(sched, "w", p.TaskErred("a", 1, b"exc", "builtins.ValueError", "bad", "tb"))
     errs = sent(out, kind=p.KeyErred)
     assert [(e.key, e.type_name, e.text) for e in errs] == [
         ("a", "builtins.ValueError", "bad"), ("b", "builtins.ValueError", "bad")]
 
 
-def test_retries_rerun(state):
-    join(state, "w", "worker", 1)
-    recv(state, "c", p.SubmitTask("a", "f", b"x", [], "", False, 1))
-    out = recv(state, "w", p.TaskErred("a", 1, b"", "E", "once", ""))
-    assert sent(out, kind=p.ComputeTask)[0].run_id == 2
-    out = recv(state, "w", p.TaskErred("a", 2, b"", "E", "twice", ""))
-    assert sent(out, kind=p.KeyErred)[0].text == "twice"
+def test_retries_rerun(sched):
+    join(sched, "w", "worker", 1)
+    recv(sched, "c", p.SubmitTask("a", "f", b"x", [], "", False, 1))
+    out = recv(sched, "w", p.TaskErred("a", 1, b"", "E", "once", ""))
+    assert out == [Send.match(to="w", message=Match(p.ComputeTask, key="a", run_id=2))]
+    out = recv(sched, "w", p.TaskErred("a", 2, b"", "E", "twice", ""))
+    assert out == [Send.match(to="c", message=Match(p.KeyErred, key="a", text="twice"))]
 
 
-def test_children_before_older_roots(state):
-    join(state, "w", "worker", 1)
-    state.durations["f"] = 10.0  # no prefetch: one task at a time
-    recv(state, "c", submit("root1"), submit("root2"))
+def test_children_before_older_roots(sched):
+    join(sched, "w", "worker", 1)
+    sched.state.durations["f"] = 10.0  # no prefetch: one task at a time
+    recv(sched, "c", submit("root1"), submit("root2"))
     # root1 runs and submits a child: the child outranks root2
-    recv(state, "w", p.RegisterFunction("f", b"fn-blob"), submit("child", parent="root1"))
-    recv(state, "w", p.Seceded("root1", 1))  # frees the slot
-    assert state.workers["w"].processing.keys() == {"root1", "child"}
+    recv(sched, "w", p.RegisterFunction("f", b"fn-blob"), submit("child", parent="root1"))
+    recv(sched, "w", p.Seceded("root1", 1))  # frees the slot
+    assert sched.state.workers["w"].processing.keys() == {"root1", "child"}
 
 
-def test_secede_lets_one_more_task_in(state):
-    join(state, "w", "worker", 1)
-    state.durations["f"] = 10.0
-    recv(state, "c", submit("a"), submit("b"))
-    assert state.tasks["b"].status is TaskStatus.QUEUED
-    out = recv(state, "w", p.Seceded("a", 1))
-    assert [m.key for m in sent(out, kind=p.ComputeTask)] == ["b"]
-    recv(state, "w", p.Rejoined("a", 1))
-    assert state.workers["w"].occupying == 2  # a rejoined on top of b: over by one, briefly
+def test_secede_lets_one_more_task_in(sched):
+    join(sched, "w", "worker", 1)
+    sched.state.durations["f"] = 10.0
+    recv(sched, "c", submit("a"), submit("b"))
+    assert sched.state.tasks["b"].status is TaskStatus.QUEUED
+    out = recv(sched, "w", p.Seceded("a", 1))
+    assert out == [Send.match(to="w", message=Match(p.ComputeTask, key="b"))]
+    recv(sched, "w", p.Rejoined("a", 1))
+    assert sched.state.workers["w"].occupying == 2  # a rejoined on top of b: over by one, briefly
 
 
 def deadlock_setup(nslots=1, nworkers=1):
-    s = SchedulerState()
+    s = Scheduler()
     join(s, "c")
     recv(s, "c", p.RegisterFunction("f", b"fn"))
     for i in range(nworkers):
         join(s, f"w{i}", "worker", nslots)
-    s.durations["f"] = 10.0
+    s.state.durations["f"] = 10.0
     return s
 
 
@@ -176,9 +176,9 @@ def test_secede_less_wait_on_one_slot_is_a_deadlock():
     assert len(fails) == 1 and fails[0].run_key == "parent" and fails[0].kind == "deadlock"
     assert "task parent holds a slot on worker 'w0'" in fails[0].report
     assert "child (queued: no free slot)" in fails[0].report
-    assert "secede()" in fails[0].report and len(s.deadlocks) == 1
+    assert "secede()" in fails[0].report and len(s.state.deadlocks) == 1
     # the parent's wait ends; its slot is no longer counted as blocked
-    assert s.workers["w0"].blocked == 0
+    assert s.state.workers["w0"].blocked == 0
 
 
 def test_no_deadlock_while_a_slot_can_still_free_up():
@@ -187,7 +187,7 @@ def test_no_deadlock_while_a_slot_can_still_free_up():
     recv(s, "w0", p.RegisterFunction("f", b"fn"), submit("child", parent="parent"))
     out = recv(s, "w0", p.WaitKeys("parent", 1, ["child"]))
     assert not sent(out, kind=p.WaitFailed)
-    assert s.tasks["child"].status is TaskStatus.PROCESSING  # runs in the other slot
+    assert s.state.tasks["child"].status is TaskStatus.PROCESSING  # runs in the other slot
 
 
 def test_no_deadlock_when_waiting_with_a_timeout_or_seceded():
@@ -200,7 +200,7 @@ def test_no_deadlock_when_waiting_with_a_timeout_or_seceded():
     recv(s2, "w0", p.RegisterFunction("f", b"fn"), submit("child", parent="parent"))
     out = recv(s2, "w0", p.Seceded("parent", 1), p.WaitKeys("parent", 1, ["child"]))
     assert not sent(out, kind=p.WaitFailed)
-    assert s2.tasks["child"].status is TaskStatus.PROCESSING
+    assert s2.state.tasks["child"].status is TaskStatus.PROCESSING
 
 
 def test_deadlock_across_two_workers_and_a_late_join_does_not_undo_the_report():
@@ -214,12 +214,12 @@ def test_deadlock_across_two_workers_and_a_late_join_does_not_undo_the_report():
 
 
 def test_blocked_worker_gives_back_queued_work():
-    s = SchedulerState()
+    s = Scheduler()
     join(s, "c")
     recv(s, "c", p.RegisterFunction("f", b"fn"))
     join(s, "w0", "worker", 1)
     recv(s, "c", submit("a"), submit("b"))  # unknown duration: one queued behind a
-    assert s.workers["w0"].processing.keys() == {"a", "b"}
+    assert s.state.workers["w0"].processing.keys() == {"a", "b"}
     recv(s, "w0", p.RegisterFunction("f", b"fn"), submit("a1", parent="a"))
     out = recv(s, "w0", p.WaitKeys("a", 1, ["a1"]))
     assert sent(out, kind=p.StealTasks) == [p.StealTasks(["b"], [1])]
@@ -229,22 +229,22 @@ def test_blocked_worker_gives_back_queued_work():
 
 
 def test_worker_loss_reruns_then_kills():
-    s = SchedulerState(allowed_failures=2)
+    s = Scheduler(allowed_failures=2)
     join(s, "c")
     recv(s, "c", p.RegisterFunction("f", b"fn"))
     join(s, "w0", "worker", 1)
     recv(s, "c", submit("a"))
     s.handle(PeerLeft("w0"))
-    assert s.tasks["a"].status is TaskStatus.QUEUED
+    assert s.state.tasks["a"].status is TaskStatus.QUEUED
     join(s, "w1", "worker", 1)
-    assert s.tasks["a"].worker == "w1"
+    assert s.state.tasks["a"].worker == "w1"
     out = s.handle(PeerLeft("w1"))
     err = sent(out, kind=p.KeyErred)[0]
     assert err.kind == "killed-worker" and err.workers == ["w0", "w1"]
 
 
 def test_lost_result_is_recomputed_if_wanted():
-    s = SchedulerState(inline_limit=0)
+    s = Scheduler(inline_limit=0)
     join(s, "c")
     recv(s, "c", p.RegisterFunction("f", b"fn"))
     join(s, "w0", "worker", 1)
@@ -255,57 +255,57 @@ def test_lost_result_is_recomputed_if_wanted():
     assert [m.key for m in sent(out, to="w1", kind=p.ComputeTask)] == ["a"]
 
 
-def test_client_leaving_releases_everything(state):
-    join(state, "w", "worker", 1)
-    recv(state, "c", submit("a"), submit("b"))
-    recv(state, "w", finish("a"))
-    out = state.handle(PeerLeft("c"))
-    assert sent(out) == [p.FreeKeys(["a"])]
-    assert list(state.tasks) == ["b"]  # b is still running; dropped when it ends
-    recv(state, "w", finish("b"))
-    assert state.tasks == {}
+def test_client_leaving_releases_everything(sched):
+    join(sched, "w", "worker", 1)
+    recv(sched, "c", submit("a"), submit("b"))
+    recv(sched, "w", finish("a"))
+    out = sched.handle(PeerLeft("c"))
+    assert out == [Send("w", p.FreeKeys(["a"]))]
+    assert list(sched.state.tasks) == ["b"]  # b is still running; dropped when it ends
+    recv(sched, "w", finish("b"))
+    assert sched.state.tasks == {}
 
 
-def test_cancel_queued_task(state):
-    recv(state, "c", submit("a"))  # no workers: stays queued
-    out = recv(state, "c", p.CancelKeys(["a"]))
-    assert sent(out) == [p.KeyErred("a", "cancelled", b"", "trioflow.errors.CancelledError",
-                                    "cancelled")]
+def test_cancel_queued_task(sched):
+    recv(sched, "c", submit("a"))  # no workers: stays queued
+    out = recv(sched, "c", p.CancelKeys(["a"]))
+    assert out == [Send("c", p.KeyErred("a", "cancelled", b"", "trioflow.errors.CancelledError",
+                                         "cancelled"))]
 
 
-def test_stale_results_are_dropped(state):
-    join(state, "w", "worker", 1)
-    recv(state, "c", submit("a"))
-    assert sent(recv(state, "w", finish("a", run_id=7))) == []
-    assert state.tasks["a"].status is TaskStatus.PROCESSING
-    assert sent(recv(state, "w", finish("zzz"))) == [p.FreeKeys(["zzz"])]
+def test_stale_results_are_dropped(sched):
+    join(sched, "w", "worker", 1)
+    recv(sched, "c", submit("a"))
+    assert recv(sched, "w", finish("a", run_id=7)) == []
+    assert sched.state.tasks["a"].status is TaskStatus.PROCESSING
+    assert recv(sched, "w", finish("zzz")) == [Send("w", p.FreeKeys(["zzz"]))]
 
 
-def test_unknown_function_closes_the_peer(state):
-    out = recv(state, "c", p.SubmitTask("x", "nope", b"", []))
-    assert out[0].code == p.CLOSE_PROTOCOL_ERROR
+def test_unknown_function_closes_the_peer(sched):
+    out = recv(sched, "c", p.SubmitTask("x", "nope", b"", []))
+    assert out[0] == Close.match(to="c", code=p.CLOSE_PROTOCOL_ERROR)
 
 
 def test_lost_input_and_its_dependent_on_the_same_worker():
     # a's result (too big to keep inline) and b = f(a)'s run were both on w0
-    s = SchedulerState(inline_limit=0)
+    s = Scheduler(inline_limit=0)
     join(s, "c")
     recv(s, "c", p.RegisterFunction("f", b"fn"))
     join(s, "w0", "worker", 1)
     recv(s, "c", submit("b0"), submit("a"), submit("b", deps=["a"]))
     recv(s, "w0", finish("b0", inline=None), finish("a", inline=None))
-    assert s.tasks["b"].worker == "w0"
+    assert s.state.tasks["b"].worker == "w0"
     join(s, "w1", "worker", 1)
     out = s.handle(PeerLeft("w0"))  # must not place b with an input nobody holds
     # both lost results are recomputed (w1 takes one and prefetches the other)
     assert {m.key for m in sent(out, to="w1", kind=p.ComputeTask)} == {"a", "b0"}
-    assert s.tasks["b"].status is TaskStatus.WAITING and s.tasks["b"].waiting_on == {"a"}
+    assert s.state.tasks["b"].status is TaskStatus.WAITING and s.state.tasks["b"].waiting_on == {"a"}
     recv(s, "w1", finish("a", 2, inline=None))
-    assert s.tasks["b"].worker == "w1" and s.tasks["b"].run_id == 2
+    assert s.state.tasks["b"].worker == "w1" and s.state.tasks["b"].run_id == 2
 
 
 def test_run_once_result_is_not_recomputed():
-    s = SchedulerState(inline_limit=0)
+    s = Scheduler(inline_limit=0)
     join(s, "c")
     recv(s, "c", p.RegisterFunction("f", b"fn"))
     join(s, "w0", "worker", 1)
@@ -321,9 +321,9 @@ def test_run_once_result_is_not_recomputed():
 def test_restricted_task_waits_for_its_busy_worker_not_for_a_new_one():
     s = deadlock_setup(nworkers=2)
     recv(s, "c", submit("long"))
-    assert s.tasks["long"].worker == "w0"
+    assert s.state.tasks["long"].worker == "w0"
     recv(s, "c", p.SubmitTask("pinned", "f", b"", [], "", False, 0, 0, ["w0"]))
-    assert s.tasks["pinned"].worker is None  # w0 is full; w1 is not allowed
+    assert s.state.tasks["pinned"].worker is None  # w0 is full; w1 is not allowed
     out = recv(s, "w0", finish("long"))
     assert [m.key for m in sent(out, to="w0", kind=p.ComputeTask)] == ["pinned"]
 
@@ -349,10 +349,10 @@ def _run_batch(s, n, *, deps_every=0, release_batch=500):
         route(recv(s, "c", *frame))
     # a queued task holds none of the per-task sets that are allocated on first use
     # (but the one another task depends on has its ``dependents``)
-    queued = [t for t in s.tasks.values() if t.status is TaskStatus.QUEUED]
+    queued = [t for t in s.state.tasks.values() if t.status is TaskStatus.QUEUED]
     assert queued and all(t._waiting_on is None and t._waiters is None and t._who_has is None
                           and t._deaths is None for t in queued)
-    needed = {d for t in s.tasks.values() for d in t.deps}
+    needed = {d for t in s.state.tasks.values() for d in t.deps}
     assert all((t._dependents is None) == (t.key not in needed) for t in queued)
     finished = []
     while len(finished) < n:
@@ -375,43 +375,54 @@ def _run_batch(s, n, *, deps_every=0, release_batch=500):
     return frees
 
 
-def test_nothing_is_left_after_a_batch_is_finished_and_released(state):
+def test_nothing_is_left_after_a_batch_is_finished_and_released(sched):
     """Structural: every container of the state is empty (or bounded) after a big batch."""
     import sys
 
-    join(state, "w0", "worker", 1)
-    join(state, "w1", "worker", 1)
-    # above scheduler.COMPACT_MIN, so the key containers are rebuilt on the way down
-    frees = _run_batch(state, 6000, deps_every=7)
-    assert state.tasks == {}
-    assert state.ready == [] and state.unplaceable == {} and state.seceded == {}
-    assert state.scatters == [] and state.deadlocks == [] and state._freeing == {}
+    join(sched, "w0", "worker", 1)
+    join(sched, "w1", "worker", 1)
+    # above machine.COMPACT_MIN, so the key containers are rebuilt on the way down
+    frees = _run_batch(sched, 6000, deps_every=7)
+    assert sched.state.tasks == {}
+    assert sched.state.ready == [] and sched.state.unplaceable == {} and sched.state.seceded == {}
+    assert sched.state.scatters == [] and sched.state.deadlocks == [] and sched.state._freeing == {}
     assert all(not w.processing and not w.has_what and w.occupying == 0 and w.blocked == 0
-               for w in state.workers.values())
-    assert all(not peer.wants for peer in state.peers.values())
-    assert list(state.functions) == ["f"] and list(state.durations) == ["f"]
+               for w in sched.state.workers.values())
+    assert all(not peer.wants for peer in sched.state.peers.values())
+    assert list(sched.state.functions) == ["f"] and list(sched.state.durations) == ["f"]
     # dict and set tables do not shrink by themselves: they were rebuilt, so they are
     # sized for what was left at the last rebuild, not for the 6000 keys of the peak
-    assert sys.getsizeof(state.tasks) < sys.getsizeof({i: i for i in range(2000)})
-    assert sys.getsizeof(state.peers["c"].wants) < sys.getsizeof(set(range(2000)))
+    assert sys.getsizeof(sched.state.tasks) < sys.getsizeof({i: i for i in range(2000)})
+    assert sys.getsizeof(sched.state.peers["c"].wants) < sys.getsizeof(set(range(2000)))
     # a release of 500 keys frees them with one FreeKeys per holder, not one per key
     # (plus the inputs freed when their last dependent finishes, in the workers' frames)
     assert sum(len(m.keys) for m in frees) == 6000
     assert len(frees) < 6000 // 100
 
 
-def test_frees_of_one_event_keep_their_order_with_other_messages(state):
-    join(state, "w", "worker", 1)
-    recv(state, "c", submit("a"), submit("b"))
-    recv(state, "w", finish("a"), finish("b"))
-    recv(state, "c", submit("x"))
-    assert state.tasks["x"].worker == "w"
+def test_frees_of_one_event_keep_their_order_with_other_messages(sched):
+    join(sched, "w", "worker", 1)
+    recv(sched, "c", submit("a"), submit("b"))
+    recv(sched, "w", finish("a"), finish("b"))
+    recv(sched, "c", submit("x"))
+    assert sched.state.tasks["x"].worker == "w"
     # release a, cancel x (asks w for it back), release b
-    out = recv(state, "c", p.ReleaseKeys(["a"]), p.CancelKeys(["x"]), p.ReleaseKeys(["b"]))
-    assert [(type(m).__name__, m.keys) for m in sent(out, to="w")] == [
-        ("FreeKeys", ["a"]), ("StealTasks", ["x"]), ("FreeKeys", ["b"])]
+    out = recv(sched, "c", p.ReleaseKeys(["a"]), p.CancelKeys(["x"]), p.ReleaseKeys(["b"]))
+    assert [c for c in out if c.to == "w"] == [
+        Send("w", p.FreeKeys(["a"])), Send.match(to="w", message=Match(p.StealTasks, keys=["x"])),
+        Send("w", p.FreeKeys(["b"]))]
     # without a message in between, they are one
-    recv(state, "c", submit("y"), submit("z"))
-    recv(state, "w", finish("x"), finish("y"), finish("z"))
-    out = recv(state, "c", p.ReleaseKeys(["y"]), p.ReleaseKeys(["z"]))
-    assert sent(out, to="w") == [p.FreeKeys(["y", "z"])]
+    recv(sched, "c", submit("y"), submit("z"))
+    recv(sched, "w", finish("x"), finish("y"), finish("z"))
+    out = recv(sched, "c", p.ReleaseKeys(["y"]), p.ReleaseKeys(["z"]))
+    assert [c for c in out if c.to == "w"] == [Send("w", p.FreeKeys(["y", "z"]))]
+
+
+def test_match_is_a_partial_pattern():
+    cmd = Send("w", p.FreeKeys(["a"]))
+    assert cmd == Send.match(to="w")
+    assert cmd == Send.match(message=Match(p.FreeKeys, keys=["a"]))
+    assert cmd != Send.match(to="x")
+    assert cmd != Send.match(message=Match(p.StealTasks))
+    assert cmd != Close.match(to="w")
+    assert repr(Send.match(to="w")) == "Send.match(to='w')"

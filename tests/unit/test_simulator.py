@@ -7,7 +7,7 @@ import pytest
 
 from trioflow import protocol as p
 from trioflow.core.events import Send
-from trioflow.core.scheduler import SchedulerState
+from trioflow.core.scheduler import Scheduler
 from trioflow.testing import (
     CANONICAL,
     AddWorker,
@@ -99,7 +99,7 @@ def test_replaying_the_log_rebuilds_the_same_world():
     again = replay(sim, sim.log)
     assert again.describe() == sim.describe()
     assert again.root_outcomes == sim.root_outcomes
-    assert again.scheduler.deadlocks == sim.scheduler.deadlocks
+    assert again.scheduler.state.deadlocks == sim.scheduler.state.deadlocks
 
 
 # --------------------------------------------------------------- the oracles themselves
@@ -115,17 +115,17 @@ def test_a_silent_detector_is_caught_as_a_missed_deadlock():
         check_no_missed_deadlock(sim)
 
 
-class LyingScheduler(SchedulerState):
+class LyingScheduler(Scheduler):
     """Reports a deadlock as soon as any run blocks, free slots or not."""
 
     def handle(self, event):
         out = super().handle(event)
-        for task in list(self.tasks.values()):
+        for task in list(self.state.tasks.values()):
             if task.blocked_on and task.worker is not None and not task.seceded:
                 out.append(Send(task.worker, p.WaitFailed(task.key, task.run_id, "deadlock",
                                                           "a lie")))
                 task.blocked_on = None
-                self.workers[task.worker].blocked -= 1
+                self.state.workers[task.worker].blocked -= 1
         return out
 
 
@@ -153,7 +153,7 @@ def test_drained_view_compares_scheduler_and_worker():
     sim.apply(Submit(MINIMAL_DEADLOCK))
     run_until_quiet(sim, CANONICAL)
     check_invariants(sim)
-    sim.scheduler.workers["w1"].occupying += 1
+    sim.scheduler.state.workers["w1"].occupying += 1
     with pytest.raises(HarnessViolation):
         check_invariants(sim)
 

@@ -6,6 +6,7 @@ from hypothesis import strategies as st
 
 from trioflow import protocol as p
 from trioflow.core import worker as w
+from trioflow.core.events import Match
 from trioflow.errors import InvalidTransition
 
 
@@ -13,19 +14,20 @@ def spec(key, prio=0, run_id=1):
     return p.ComputeTask(key, run_id, "f", b"", [0, 0, prio])
 
 
-def kinds(cmds):
-    return [(type(c).__name__, getattr(getattr(c, "run", None), "key", None)) for c in cmds]
+def run(key):
+    """A pattern for the LocalRun of ``key`` (runs compare by identity)."""
+    return Match(w.LocalRun, key=key)
 
 
 def test_start_up_to_nthreads_in_priority_order():
     ws = w.WorkerState(2)
-    assert kinds(ws.task_assigned(spec("c", 3), False)) == [("StartRun", "c")]
-    assert kinds(ws.task_assigned(spec("b", 2), False)) == [("StartRun", "b")]
+    assert ws.task_assigned(spec("c", 3), False) == [w.StartRun.match(run=run("c"))]
+    assert ws.task_assigned(spec("b", 2), False) == [w.StartRun.match(run=run("b"))]
     ws.task_assigned(spec("z", 9), False)
     ws.task_assigned(spec("a", 1), False)
     run_c = ws.runs["c"]
     cmds = ws.run_ended(run_c, "report")
-    assert kinds(cmds) == [("ReleaseSlot", "c"), ("SendMessage", None), ("StartRun", "a")]
+    assert cmds == [w.ReleaseSlot(run_c), w.SendMessage("report"), w.StartRun(ws.runs["a"])]
     ws.check()
 
 
@@ -36,13 +38,12 @@ def test_secede_frees_slot_and_rejoiners_go_first():
     ws.task_assigned(spec("c"), False)
     a = ws.runs["a"]
     cmds = ws.secede(a)
-    assert kinds(cmds) == [("ReleaseSlot", "a"), ("SendMessage", None), ("StartRun", "b")]
-    assert cmds[1].message == p.Seceded("a", 1)
+    assert cmds == [w.ReleaseSlot(a), w.SendMessage(p.Seceded("a", 1)), w.StartRun.match(run=run("b"))]
     cmds = ws.rejoin(a)  # no free slot: asks, waits
-    assert [c.message for c in cmds if isinstance(c, w.SendMessage)] == [p.RejoinRequested("a", 1)]
+    assert cmds == [w.SendMessage(p.RejoinRequested("a", 1))]
     cmds = ws.run_ended(ws.runs["b"], "done-b")
     # the freed slot goes to the rejoiner, not to the queued c
-    assert kinds(cmds)[:3] == [("ReleaseSlot", "b"), ("SendMessage", None), ("GrantRejoin", "a")]
+    assert cmds[:3] == [w.ReleaseSlot.match(run=run("b")), w.SendMessage("done-b"), w.GrantRejoin(a)]
     assert ws.runs["c"].state is w.RunState.QUEUED
     ws.check()
 
@@ -65,7 +66,7 @@ def test_steal_returns_only_unstarted_runs():
     ws.task_assigned(spec("a"), False)
     ws.task_assigned(spec("b"), False)
     cmds = ws.steal(["a", "b", "gone"], [1, 1, 1])
-    assert cmds[-1].message == p.TasksReturned(["b"], [1])
+    assert cmds == [w.SendMessage(p.TasksReturned(["b"], [1]))]
     assert list(ws.runs) == ["a"]
 
 
@@ -77,8 +78,7 @@ def test_hand_over_passes_the_slot_to_the_best_queued_run():
     a = ws.runs["a"]
     nxt, cmds = ws.hand_over(a, "done-a", lambda run: True)
     assert nxt is ws.runs["best"] and nxt.state is w.RunState.RUNNING
-    assert kinds(cmds) == [("SendMessage", None), ("PassSlot", None)]
-    assert cmds[0].message == "done-a" and (cmds[1].old, cmds[1].new) == (a, nxt)
+    assert cmds == [w.SendMessage("done-a"), w.PassSlot(a, nxt)]
     assert "a" not in ws.runs and ws.holding == 1
     ws.check()
 
@@ -97,7 +97,7 @@ def test_hand_over_declines_and_changes_nothing():
     ws.rejoin(a)
     b = ws.runs["b"]
     assert ws.hand_over(b, "r", lambda run: True) == (None, [])
-    assert kinds(ws.run_ended(b, "r"))[2] == ("GrantRejoin", "a")
+    assert ws.run_ended(b, "r")[2] == w.GrantRejoin(a)
     # a seceded run has no slot to pass
     ws.secede(a)
     assert ws.hand_over(a, "r", lambda run: True) == (None, [])

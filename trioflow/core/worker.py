@@ -21,12 +21,14 @@ from __future__ import annotations
 import enum
 import heapq
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 import attrs
 
 from .. import protocol as p
 from ..errors import InvalidTransition
+from .events import Matchable
 
 
 class RunState(enum.Enum):
@@ -43,7 +45,7 @@ class LocalRun:
 
     key: str
     run_id: int
-    spec: Any  # the ComputeTask message
+    spec: p.ComputeTask
     priority: tuple[int, ...]
     state: RunState = RunState.QUEUED
 
@@ -52,28 +54,28 @@ class LocalRun:
 
 
 @attrs.frozen
-class StartRun:
+class StartRun(Matchable):
     """Acquire a slot token for ``run`` and start it."""
 
     run: LocalRun
 
 
 @attrs.frozen
-class GrantRejoin:
+class GrantRejoin(Matchable):
     """Acquire a slot token for ``run`` and wake its rejoin()."""
 
     run: LocalRun
 
 
 @attrs.frozen
-class ReleaseSlot:
+class ReleaseSlot(Matchable):
     """Give ``run``'s slot token back to the limiter."""
 
     run: LocalRun
 
 
 @attrs.frozen
-class PassSlot:
+class PassSlot(Matchable):
     """``old`` ended and ``new`` started on its slot, in ``old``'s thread: the token
     changes borrower (release for ``old``, acquire for ``new``); ``new`` is running."""
 
@@ -82,17 +84,23 @@ class PassSlot:
 
 
 @attrs.frozen
-class FetchInputs:
+class FetchInputs(Matchable):
     """Fetch ``run``'s missing inputs from other workers."""
 
     run: LocalRun
 
 
 @attrs.frozen
-class SendMessage:
-    """Send ``message`` to the scheduler."""
+class SendMessage(Matchable):
+    """Send ``message`` (a protocol message) to the scheduler."""
 
     message: Any
+
+
+#: what the ledger's event methods return a list of, for the shell to execute in order
+WorkerCommand = StartRun | GrantRejoin | ReleaseSlot | PassSlot | FetchInputs | SendMessage
+#: how a run reports its end to the scheduler
+RunReport = p.TaskFinished | p.TaskErred
 
 
 class WorkerState:
@@ -114,11 +122,11 @@ class WorkerState:
         self._rejoining: deque[LocalRun] = deque()
         #: runs holding a slot (state RUNNING)
         self.holding = 0
-        self._out: list[Any] = []
+        self._out: list[WorkerCommand] = []
 
     # ------------------------------------------------------------------ events
 
-    def task_assigned(self, spec: p.ComputeTask, needs_fetch: bool) -> list[Any]:
+    def task_assigned(self, spec: p.ComputeTask, needs_fetch: bool) -> list[WorkerCommand]:
         """The scheduler sent a ComputeTask."""
         old = self.runs.get(spec.key)
         if old is not None:
@@ -134,13 +142,13 @@ class WorkerState:
             self._enqueue(run)
         return self._fill()
 
-    def inputs_arrived(self, run: LocalRun) -> list[Any]:
+    def inputs_arrived(self, run: LocalRun) -> list[WorkerCommand]:
         """All inputs of a FETCHING run are here."""
         if self.runs.get(run.key) is run and run.state is RunState.FETCHING:
             self._enqueue(run)
         return self._fill()
 
-    def run_ended(self, run: LocalRun, report: Any) -> list[Any]:
+    def run_ended(self, run: LocalRun, report: RunReport) -> list[WorkerCommand]:
         """A run finished or raised; ``report`` is its TaskFinished/TaskErred."""
         if self.runs.get(run.key) is not run:
             raise InvalidTransition(f"{run!r} ended but is not current")
@@ -154,8 +162,9 @@ class WorkerState:
         self._out.append(SendMessage(report))
         return self._fill()
 
-    def hand_over(self, run: LocalRun, report: Any,
-                  may_take: Any) -> tuple[LocalRun | None, list[Any]]:
+    def hand_over(
+        self, run: LocalRun, report: RunReport, may_take: Callable[[LocalRun], bool]
+    ) -> tuple[LocalRun | None, list[WorkerCommand]]:
         """A RUNNING ``run`` ended, and its thread could start the next run at once.
 
         If no run waits to rejoin (those come first) and the best queued run satisfies
@@ -185,7 +194,7 @@ class WorkerState:
         self._out.append(PassSlot(run, nxt))
         return nxt, self._flush()
 
-    def secede(self, run: LocalRun) -> list[Any]:
+    def secede(self, run: LocalRun) -> list[WorkerCommand]:
         """``run`` gives its slot back (secede(), worker_client(), an async wait)."""
         if run.state is not RunState.RUNNING:
             raise InvalidTransition(f"cannot secede {run!r}")
@@ -195,7 +204,7 @@ class WorkerState:
         self._out.append(SendMessage(p.Seceded(run.key, run.run_id)))
         return self._fill()
 
-    def rejoin(self, run: LocalRun) -> list[Any]:
+    def rejoin(self, run: LocalRun) -> list[WorkerCommand]:
         """``run`` wants a slot again; granted now if one is free, else queued first in line."""
         if run.state is not RunState.SECEDED:
             raise InvalidTransition(f"cannot rejoin {run!r}")
@@ -205,7 +214,7 @@ class WorkerState:
             self._out.append(SendMessage(p.RejoinRequested(run.key, run.run_id)))
         return self._fill()
 
-    def cancel_rejoin(self, run: LocalRun) -> list[Any]:
+    def cancel_rejoin(self, run: LocalRun) -> list[WorkerCommand]:
         """A run waiting to rejoin steps out of the line (its thread has other work)."""
         if run.state is RunState.REJOINING:
             self._rejoining.remove(run)
@@ -215,9 +224,10 @@ class WorkerState:
             return self.secede(run)
         raise InvalidTransition(f"cannot cancel the rejoin of {run!r}")
 
-    def steal(self, keys: list[str], run_ids: list[int]) -> list[Any]:
+    def steal(self, keys: list[str], run_ids: list[int]) -> list[WorkerCommand]:
         """The scheduler wants these runs back if they have not started."""
-        returned_keys, returned_ids = [], []
+        returned_keys: list[str] = []
+        returned_ids: list[int] = []
         for key, run_id in zip(keys, run_ids):
             run = self.runs.get(key)
             if run is not None and run.run_id == run_id and run.state in (
@@ -236,7 +246,7 @@ class WorkerState:
         run.state = RunState.QUEUED
         heapq.heappush(self._ready, (run.priority, run.key))
 
-    def _fill(self) -> list[Any]:
+    def _fill(self) -> list[WorkerCommand]:
         while self.holding < self.nthreads:
             if self._rejoining:
                 run = self._rejoining.popleft()
@@ -245,12 +255,12 @@ class WorkerState:
                 self._out.append(GrantRejoin(run))
                 self._out.append(SendMessage(p.Rejoined(run.key, run.run_id)))
                 continue
-            run = self._pop_ready()
-            if run is None:
+            ready = self._pop_ready()
+            if ready is None:
                 break
-            run.state = RunState.RUNNING
+            ready.state = RunState.RUNNING
             self.holding += 1
-            self._out.append(StartRun(run))
+            self._out.append(StartRun(ready))
         return self._flush()
 
     def _pop_ready(self) -> LocalRun | None:
@@ -261,7 +271,7 @@ class WorkerState:
                 return run
         return None
 
-    def _flush(self) -> list[Any]:
+    def _flush(self) -> list[WorkerCommand]:
         out, self._out = self._out, []
         return out
 

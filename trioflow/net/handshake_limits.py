@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import logging
 import ssl
+import sys
 from collections.abc import Awaitable, Callable
 from functools import partial
 from typing import Any
@@ -34,6 +35,11 @@ import trio
 import wsproto.utilities
 from trio_websocket import WebSocketConnection, WebSocketRequest, WebSocketServer
 from wsproto import ConnectionType, WSConnection
+
+from ..errors import InternalError
+
+if sys.version_info < (3, 11):
+    from exceptiongroup import BaseExceptionGroup
 
 logger = logging.getLogger(__name__)
 
@@ -72,6 +78,16 @@ def open_limits(ws: WebSocketConnection, max_message_size: int, receive_buffer_s
     ws._receive_buffer_size = receive_buffer_size
 
 
+def is_internal(exc: BaseException) -> bool:
+    """Whether ``exc`` is, or (in exception groups) contains, an ``InternalError``: a
+    bug in trioflow, which no per-peer boundary may swallow."""
+    if isinstance(exc, InternalError):
+        return True
+    if isinstance(exc, BaseExceptionGroup):
+        return any(is_internal(e) for e in exc.exceptions)
+    return False
+
+
 def log_peer_failure(text: str, remote: str) -> None:
     """Log an unexpected error from serving one peer (with its traceback). Never raises:
     the boundary that calls it must close this peer and nothing else."""
@@ -98,7 +114,9 @@ class GuardedWebSocketServer(WebSocketServer):
         remote = peer_address(stream)  # now: once the peer resets, it has no address
         try:
             await self._serve_connection(stream, remote)
-        except Exception:
+        except Exception as exc:
+            if is_internal(exc):
+                raise  # a bug of ours: the handler logged it; it must stop the server
             log_peer_failure("error while serving a peer from", remote)
         finally:
             await trio.aclose_forcefully(stream)

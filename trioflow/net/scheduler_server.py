@@ -1,4 +1,4 @@
-"""The scheduler's Trio shell: a WebSocket server feeding ``SchedulerState``.
+"""The scheduler's Trio shell: a WebSocket server feeding the core ``Scheduler``.
 
 Each peer gets a handler task (reader) and a writer task. The reader decodes a frame,
 hands it to the core as one event, and executes the commands that come back: a
@@ -11,7 +11,10 @@ down, so every connection is served inside a boundary (``handshake_limits``) tha
 whatever it raises and closes only that peer. Bad frames, wrong versions, wrong tokens
 and browser-origin requests close one connection with a 4xxx code; everyone else keeps
 being served. Until its Hello is accepted a peer gets small limits (a 64 KiB message,
-5 s for the upgrade and 5 s for the Hello); then the documented ones.
+5 s for the upgrade and 5 s for the Hello); then the documented ones. The exception is
+a bug in the core (an ``InternalError``, after which the core refuses every event):
+that one stops the scheduler, with one critical log line, rather than serve everyone
+from a state that may be corrupt.
 
 This module never imports ``serialize``: payloads stay opaque bytes here.
 """
@@ -31,8 +34,13 @@ from trio_websocket import ConnectionClosed, WebSocketRequest
 
 from .. import protocol as p
 from ..core.events import Close, MessagesReceived, PeerJoined, PeerLeft, Send
-from ..core.scheduler import DEFAULT_INLINE_LIMIT, SchedulerState
-from ..errors import AuthenticationError, ProtocolVersionError, RemoteProtocolError
+from ..core.scheduler import DEFAULT_INLINE_LIMIT, Scheduler
+from ..errors import (
+    AuthenticationError,
+    InternalError,
+    ProtocolVersionError,
+    RemoteProtocolError,
+)
 from .connection import (
     DEFAULT_MAX_MESSAGE_SIZE,
     RECEIVE_BUFFER_SIZE,
@@ -65,7 +73,7 @@ class SchedulerServer:
     Args:
         token: if set, every peer must present it in its Hello.
         ssl_context: serve ``wss://`` with this context.
-        inline_limit: see ``SchedulerState``.
+        inline_limit: see ``Scheduler``.
         max_message_size: frame size limit, both directions.
 
     Use ``await nursery.start(server.serve, host, port)``; it returns the address.
@@ -82,7 +90,9 @@ class SchedulerServer:
         max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
         peer_timeout: float = DEFAULT_PEER_TIMEOUT,
     ) -> None:
-        self.state = SchedulerState(inline_limit=inline_limit, allowed_failures=allowed_failures)
+        #: the sans-IO core; ``state`` is its records (read by tests and ``wait_for``)
+        self.core = Scheduler(inline_limit=inline_limit, allowed_failures=allowed_failures)
+        self.state = self.core.state
         self.token = token
         self.ssl_context = ssl_context
         self.max_message_size = max_message_size
@@ -95,6 +105,7 @@ class SchedulerServer:
         self._changed = trio.Event()
         self._watchers = 0
         self._nursery: trio.Nursery | None = None
+        self._internal_error_logged = False
 
     def __repr__(self) -> str:
         return f"<SchedulerServer {self.address} peers={len(self.conns)}>"
@@ -153,6 +164,18 @@ class SchedulerServer:
         self._changed.set()
         self._changed = trio.Event()
 
+    def _stop_on_internal_error(self, failure: InternalError) -> None:
+        """The core broke an invariant: log it once; the caller re-raises, which ends
+        ``serve`` (every peer's handler then fails the same way, without a log).
+
+        Callers test ``core.failure`` rather than the exception's type: the error may
+        arrive inside an ExceptionGroup (raised in a nursery's body), or as the core's
+        refusal of the PeerLeft that ``_run_peer`` sends on the way out."""
+        if not self._internal_error_logged:
+            self._internal_error_logged = True
+            logger.critical("internal error in the scheduler core; stopping the scheduler",
+                            exc_info=failure)
+
     # ------------------------------------------------------------------ per peer
 
     async def _handle(self, request: WebSocketRequest) -> None:
@@ -165,6 +188,9 @@ class SchedulerServer:
         except (ConnectionClosed, trio.BrokenResourceError, trio.ClosedResourceError, OSError):
             pass
         except Exception:
+            if self.core.failure is not None:
+                self._stop_on_internal_error(self.core.failure)
+                raise
             # never let one peer's failure stop the server (trio-websocket would)
             log_peer_failure("error while serving a peer from", remote)
 
@@ -232,6 +258,9 @@ class SchedulerServer:
         except (ConnectionClosed, trio.TooSlowError):
             pass
         except Exception:
+            if self.core.failure is not None:
+                self._stop_on_internal_error(self.core.failure)
+                raise
             logger.exception("error while serving a local peer")
         finally:
             conn.close(1001, "the scheduler stopped")  # as a socket would be, on shutdown
@@ -250,7 +279,7 @@ class SchedulerServer:
                 async with trio.open_nursery() as nursery:
                     nursery.start_soon(conn.run_writer)
                     nursery.start_soon(conn.run_heartbeats)
-                    self._execute(self.state.handle(PeerJoined(peer_id, hello)))
+                    self._execute(self.core.handle(PeerJoined(peer_id, hello)))
                     self._changed_now()
                     await self._read(peer_id, conn)
                     nursery.cancel_scope.cancel()
@@ -260,7 +289,7 @@ class SchedulerServer:
             # on cancellation (scheduler shutdown) the socket is simply dropped; a
             # graceful close would wait for peers that are shutting down too
             self.conns.pop(peer_id, None)
-            self._execute(self.state.handle(PeerLeft(peer_id)))
+            self._execute(self.core.handle(PeerLeft(peer_id)))
             self._changed_now()
             logger.info("%s left", conn.name)
         if dropped and not isinstance(conn, LocalConnection):
@@ -299,7 +328,7 @@ class SchedulerServer:
                 logger.warning("%s broke the protocol: %s; closing it", conn.name, exc)
                 await conn.aclose(p.CLOSE_PROTOCOL_ERROR, str(exc))
                 return
-            self._execute(self.state.handle(MessagesReceived(peer_id, messages)))
+            self._execute(self.core.handle(MessagesReceived(peer_id, messages)))
 
     def _execute(self, commands: list[Any]) -> None:
         if self._watchers:

@@ -88,7 +88,7 @@ def _compile_decoder(cls: type) -> Callable[[list[Any]], Any] | None:
     lines.append("    return cls(" + ", ".join(f"v{i}" for i in range(n)) + ")")
     namespace: dict[str, Any] = {"cls": cls, "slow": from_wire}
     exec(compile("\n".join(lines), f"<decoder {cls.__name__}>", "exec"), namespace)
-    return namespace["decode"]  # type: ignore[no-any-return]
+    return namespace["decode"]
 
 
 def _compile_encoder(cls: type) -> Callable[[Any], list[Any]]:

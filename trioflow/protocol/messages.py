@@ -21,18 +21,26 @@ from __future__ import annotations
 import types
 import typing
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import attrs
 
 from ..errors import RemoteProtocolError
 
+_M = TypeVar("_M")
+_F = TypeVar("_F")
+
+if TYPE_CHECKING:  # (typing.dataclass_transform is 3.11+; the checker has the backport)
+    from typing_extensions import dataclass_transform
+else:
+    def dataclass_transform(**kwargs: Any) -> Callable[[_F], _F]:
+        """At run time a no-op: it only tells type checkers what ``message`` makes."""
+        return lambda f: f
+
 #: wire tag -> message class
 TAGS: dict[str, type] = {}
 #: message class -> (tag, number of fields, per-field checkers, field names)
 SPECS: dict[type, tuple[str, int, tuple[Callable[[Any], bool], ...], tuple[str, ...]]] = {}
-
-_M = TypeVar("_M")
 
 
 def _checker(tp: Any) -> Callable[[Any], bool]:
@@ -56,13 +64,14 @@ def _checker(tp: Any) -> Callable[[Any], bool]:
     raise TypeError(f"unsupported message field type {tp!r}")  # pragma: no cover
 
 
+@dataclass_transform(frozen_default=True)
 def message(tag: str) -> Callable[[type[_M]], type[_M]]:
     """Class decorator: make ``cls`` a frozen attrs message with wire tag ``tag``."""
 
     def wrap(cls: type[_M]) -> type[_M]:
         cls = attrs.frozen(cls)
-        attrs.resolve_types(cls)
-        fields = attrs.fields(cls)
+        attrs.resolve_types(cls)  # type: ignore[type-var]  # (attrs' own types: an attrs class)
+        fields = attrs.fields(cls)  # type: ignore[arg-type]
         checks = tuple(_checker(f.type) for f in fields)
         if tag in TAGS:  # pragma: no cover - programming error
             raise ValueError(f"duplicate message tag {tag!r}")

@@ -1,5 +1,8 @@
 """Invariants of a simulated cluster, checked after every action.
 
+Each machine's own invariants are checked by :mod:`trioflow.core.validate`; this
+module adds what only the whole simulated cluster can compare.
+
 Three views of each worker's slots must agree:
 
 1. the worker's ledger (``WorkerState``): ``holding`` == its RUNNING runs <= ``nthreads``;
@@ -19,7 +22,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from ..core import worker as wcore
-from ..core.records import TaskStatus
+from ..core.validate import check_scheduler, check_worker
+from ..errors import InvalidTransition
 
 if TYPE_CHECKING:
     from .simulate import Simulator, SimWorker
@@ -53,12 +57,13 @@ def is_drained(sim: Simulator, worker_id: str) -> bool:
 
 
 def check_worker_slots(worker: SimWorker) -> None:
-    """Ledger, limiter mirror and the runs' own view of secession agree."""
+    """Ledger (``core.validate``), limiter mirror and the runs' own view of secession agree."""
     ledger = worker.ledger
+    try:
+        check_worker(ledger)
+    except InvalidTransition as exc:
+        _fail(f"{worker.id}: {exc}")
     running = {(k, r.run_id) for k, r in ledger.runs.items() if r.state is wcore.RunState.RUNNING}
-    if ledger.holding != len(running) or ledger.holding > ledger.nthreads:
-        _fail(f"{worker.id}: ledger holds {ledger.holding} of {ledger.nthreads} slots "
-              f"with {len(running)} runs running")
     if worker.tokens != running:
         _fail(f"{worker.id}: limiter borrowers {sorted(worker.tokens)} != running runs "
               f"{sorted(running)}")
@@ -75,34 +80,11 @@ def check_worker_slots(worker: SimWorker) -> None:
 
 
 def check_scheduler_records(sim: Simulator) -> None:
-    """The scheduler's counters agree with its own records."""
-    state = sim.scheduler
-    owner: dict[str, str] = {}
-    for w in state.workers.values():
-        occupying = blocked = 0
-        for key, task in w.processing.items():
-            if key in owner:
-                _fail(f"{key} is processing on {owner[key]} and {w.id}")
-            owner[key] = w.id
-            if task.worker != w.id:
-                _fail(f"{key} is in {w.id}'s processing but its worker is {task.worker}")
-            if not task.seceded:
-                occupying += 1
-                if task.blocked_on is not None and not task.blocked_timeout:
-                    blocked += 1
-        if (occupying, blocked) != (w.occupying, w.blocked):
-            _fail(f"scheduler record {w!r}: counted occupying={occupying} blocked={blocked}")
-    for key, task in state.tasks.items():
-        if task.status is TaskStatus.PROCESSING and owner.get(key) != task.worker:
-            _fail(f"{task!r} is PROCESSING but not in its worker's processing")
-        if task.worker is None and key in owner:
-            _fail(f"{task!r} has no worker but {owner[key]} processes it")
-        if task.seceded != (key in state.seceded):
-            _fail(f"{task!r}: seceded={task.seceded} disagrees with the seceded table")
-        for waited in task.blocked_on or ():
-            other = state.tasks.get(waited)
-            if other is not None and key not in other.waiters:
-                _fail(f"{key} is blocked on {waited} but is not among its waiters")
+    """The scheduler's counters agree with its own records (``core.validate``)."""
+    try:
+        check_scheduler(sim.scheduler.state)
+    except InvalidTransition as exc:
+        _fail(str(exc))
 
 
 def check_one_place(sim: Simulator) -> None:
@@ -118,7 +100,7 @@ def check_one_place(sim: Simulator) -> None:
 
 def check_drained_view(sim: Simulator, worker: SimWorker) -> None:
     """With nothing in flight, the scheduler's record of a worker equals the worker."""
-    record = sim.scheduler.workers.get(worker.id)
+    record = sim.scheduler.state.workers.get(worker.id)
     if record is None:
         _fail(f"{worker.id} is connected but the scheduler has no record of it")
         return

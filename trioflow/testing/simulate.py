@@ -2,7 +2,7 @@
 
 Theory of operation:
 
-* The world is one :class:`~trioflow.core.scheduler.SchedulerState`, one
+* The world is one :class:`~trioflow.core.scheduler.Scheduler`, one
   :class:`~trioflow.core.worker.WorkerState` per worker (with a mirror of its slot
   limiter: ``tokens``), a top-level client session, and FIFO *links* carrying protocol
   message objects: client -> scheduler, scheduler -> client, and both directions per
@@ -35,7 +35,7 @@ import attrs
 from .. import protocol as p
 from ..core import worker as wcore
 from ..core.events import Close, MessagesReceived, PeerJoined, PeerLeft, Send
-from ..core.scheduler import SchedulerState
+from ..core.scheduler import Scheduler
 from ..errors import SlotAccountingError
 from .program import ClusterShape, Outcome, Program
 from .runs import SimRun, SimSession
@@ -220,9 +220,9 @@ class Simulator:
     """
 
     def __init__(self, config: SimConfig | None = None,
-                 scheduler: SchedulerState | None = None) -> None:
+                 scheduler: Scheduler | None = None) -> None:
         self.config = config or SimConfig()
-        self.scheduler = scheduler if scheduler is not None else SchedulerState()
+        self.scheduler = scheduler if scheduler is not None else Scheduler()
         self.links: dict[Link, deque[Any]] = {}
         #: link -> log index of its latest delivery (orders ``enabled``)
         self.last_delivery: dict[Link, int] = {}
@@ -385,7 +385,7 @@ class Simulator:
     def _note_run_ids(self) -> None:
         """Run ids only ever increase, on the scheduler and on each worker."""
         seen = self.max_run_id
-        for key, task in self.scheduler.tasks.items():
+        for key, task in self.scheduler.state.tasks.items():
             _increase(seen, (SCHEDULER, key), task.run_id)
         for w in self.workers.values():
             for key, run in w.ledger.runs.items():

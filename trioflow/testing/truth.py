@@ -1,6 +1,6 @@
 """Ground truth for deadlocks, computed without trusting trioflow's detector.
 
-The scheduler's detector (``trioflow.core.deadlock``) reasons over the scheduler's view
+The scheduler's detector (``trioflow.core.scheduler.deadlock``) reasons over the scheduler's view
 of the cluster. The harness checks it against the *world*:
 
 * **No false positives.** When the detector reports (the scheduler sends
@@ -30,27 +30,22 @@ import attrs
 
 from .. import protocol as p
 from ..core.events import Send
-from ..core.scheduler import SchedulerState
+from ..core.scheduler import Scheduler
 
 if TYPE_CHECKING:
     from .program import ClusterShape, Program
     from .simulate import Action, Simulator
 
 
-class BlindScheduler(SchedulerState):
-    """A ``SchedulerState`` whose deadlock detector never runs.
+class BlindScheduler(Scheduler):
+    """A ``Scheduler`` whose deadlock detector never runs.
 
-    ``SchedulerState.handle`` runs the detector only when ``deadlock_dirty`` is set;
-    here the flag ignores writes and always reads false. Everything else (placement,
+    ``Scheduler.handle`` runs the detector (``check_deadlock``) only when
+    ``deadlock_dirty`` is set; here it does nothing. Everything else (placement,
     stealing, the task lifecycle) is the real core.
     """
 
-    @property  # type: ignore[override]
-    def deadlock_dirty(self) -> bool:
-        return False
-
-    @deadlock_dirty.setter
-    def deadlock_dirty(self, value: bool) -> None:
+    def check_deadlock(self) -> None:
         pass
 
 
@@ -79,12 +74,12 @@ class Detection:
     visited: int
 
 
-def replay(sim: Simulator, actions: list[Action], scheduler: SchedulerState | None = None,
+def replay(sim: Simulator, actions: list[Action], scheduler: Scheduler | None = None,
            *, last_blind: bool = False) -> Simulator:
     """A fresh world built by applying ``actions`` with ``sim``'s config, without audits.
 
     Args:
-        scheduler: the scheduler core to start from (default: a new ``SchedulerState``).
+        scheduler: the scheduler core to start from (default: a new ``Scheduler``).
         last_blind: switch the detector off just before the last action.
     """
     from .simulate import Simulator

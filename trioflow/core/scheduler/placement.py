@@ -17,13 +17,11 @@ Rules:
 from __future__ import annotations
 
 import heapq
-from typing import TYPE_CHECKING
 
-from .. import protocol as p
+from ... import protocol as p
+from . import ops
 from .records import TaskRecord, TaskStatus, WorkerRecord
-
-if TYPE_CHECKING:
-    from .scheduler import SchedulerState
+from .state import SchedulerState
 
 #: prefetch covers this much expected run time per slot
 PREFETCH_WINDOW = 0.002
@@ -44,8 +42,8 @@ def schedule(state: SchedulerState) -> None:
     ready = state.ready
     if state.unplaceable:
         # tasks set aside because their allowed workers were full: room may have freed
-        for task in state.unplaceable.values():
-            state.push_ready(task)
+        for aside in state.unplaceable.values():
+            state.push_ready(aside)
         state.unplaceable.clear()
     if ready and state.workers:
         workers = list(state.workers.values())
@@ -55,19 +53,18 @@ def schedule(state: SchedulerState) -> None:
             if task is None or task.status is not TaskStatus.QUEUED:
                 heapq.heappop(ready)  # stale entry
                 continue
-            missing = task.deps and [d for d in task.deps if not _available(state.tasks.get(d))]
-            if missing:  # an input was lost since the task became ready: wait for it
-                heapq.heappop(ready)
-                task.status = TaskStatus.WAITING
-                task.waiting_on.update(missing)
-                continue
+            if task.deps:
+                missing = [d for d in task.deps if not _available(state.tasks.get(d))]
+                if missing:  # an input was lost since the task became ready: wait for it
+                    heapq.heappop(ready)
+                    ops.wait_for_inputs(task, missing)
+                    continue
             extra = prefetch_per_slot(state, task.fn_id)
             worker = _choose(state, task, workers, extra)
             if worker is None:
                 if task.restrict and _restricted_room(workers, extra):
                     heapq.heappop(ready)  # its workers are full or absent; others may fit
-                    state.unplaceable[key] = task
-                    task.status = TaskStatus.WAITING
+                    ops.set_aside(state, task)
                     continue
                 break
             heapq.heappop(ready)
@@ -88,8 +85,8 @@ def _restricted_room(workers: list[WorkerRecord], extra: int) -> bool:
 def _choose(
     state: SchedulerState, task: TaskRecord, workers: list[WorkerRecord], extra: int
 ) -> WorkerRecord | None:
-    best = None
-    best_score = None
+    best: WorkerRecord | None = None
+    best_score: tuple[int, float] | None = None
     for w in workers:
         if w.closing:
             continue
@@ -118,11 +115,7 @@ def _choose(
 
 def assign(state: SchedulerState, task: TaskRecord, worker: WorkerRecord) -> None:
     """Give ``task`` to ``worker`` as a new run."""
-    task.status = TaskStatus.PROCESSING
-    task.worker = worker.id
-    task.run_id += 1
-    worker.processing[task.key] = task
-    worker.occupying += 1
+    ops.start_run(state, task, worker)
     if task.fn_id not in worker.fn_ids:
         worker.fn_ids.add(task.fn_id)
         state.send(worker.id, p.Function(task.fn_id, state.functions[task.fn_id]))
@@ -177,8 +170,6 @@ def _steal(state: SchedulerState) -> None:
 
 
 def tasks_returned(state: SchedulerState, peer_id: str, msg: p.TasksReturned) -> None:
-    from .tasks import end_run, maybe_release
-
     worker = state.workers.get(peer_id)
     if worker is None:
         return
@@ -188,8 +179,8 @@ def tasks_returned(state: SchedulerState, peer_id: str, msg: p.TasksReturned) ->
         task = worker.processing.get(key)
         if task is None or task.run_id != run_id:
             continue
-        end_run(state, worker, task)
+        ops.end_run(state, worker, task)
         if task.status is TaskStatus.PROCESSING:
             state.push_ready(task)
         else:
-            maybe_release(state, task)
+            ops.maybe_release(state, task)

@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
+from ... import protocol as p
+
 
 class TaskStatus(enum.Enum):
     """Where a task is in its life on the scheduler."""
@@ -49,6 +51,7 @@ class TaskRecord:
     retries: int = 0
     run_once: bool = False
     restrict: tuple[str, ...] = ()
+    #: changed only by ``SchedulerState.push_ready`` and ``ops`` (Rule 1 of state.py)
     status: TaskStatus = TaskStatus.WAITING
     # The sets below (and ``deaths``) are allocated on first access, through the
     # properties of the same name installed after the class (see ``_lazy``): an empty
@@ -79,7 +82,7 @@ class TaskRecord:
     inline: bytes | None = None
     type_name: str = ""
     #: the KeyErred message sent to wanters when this task failed
-    error: object | None = None
+    error: p.KeyErred | None = None
     #: names of workers that died while running this task
     _deaths: list[str] | None = None
 
@@ -112,6 +115,7 @@ def _lazy(cls: type, name: str, factory: Callable[[], Any]) -> None:
 for _name in ("waiting_on", "dependents", "waiters", "who_has"):
     _lazy(TaskRecord, _name, set)
 _lazy(TaskRecord, "deaths", list)
+
 
 @attrs.define(eq=False, repr=False)
 class WorkerRecord:

@@ -1,7 +1,8 @@
-"""Secede/rejoin accounting, the wait-for graph, and deadlock detection.
+"""Deadlock detection: the rule, checked once per event, and the report.
 
 The scheduler sees every wait a task makes (in-task clients talk through their worker's
-connection), so it holds the wait-for graph: run -> keys it is blocked on.
+connection), so it holds the wait-for graph: run -> keys it is blocked on (kept by the
+handlers of :mod:`.waits`).
 
 Deadlock rule (zero false positives): the cluster is deadlocked when
 
@@ -25,14 +26,10 @@ with a report naming each waiter, its slot, and what it waits on; its wait raise
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-from .. import protocol as p
-from .records import TERMINAL, TaskRecord, TaskStatus
-from .tasks import unblock
-
-if TYPE_CHECKING:
-    from .scheduler import SchedulerState
+from ... import protocol as p
+from . import ops
+from .records import TaskRecord, TaskStatus
+from .state import SchedulerState
 
 FIXES = (
     "Fix it in one of these ways:\n"
@@ -41,74 +38,6 @@ FIXES = (
     "  * make the task `async def` and `await` the futures (waiting holds no slot);\n"
     "  * or start the cluster with auto_secede=True."
 )
-
-
-def _run(state: SchedulerState, peer_id: str, key: str, run_id: int) -> TaskRecord | None:
-    task = state.tasks.get(key)
-    if task is None or task.worker != peer_id or task.run_id != run_id:
-        return None  # stale: the run ended, was returned, or its worker left
-    return task
-
-
-def wait_keys(state: SchedulerState, peer_id: str, msg: p.WaitKeys) -> None:
-    run = _run(state, peer_id, msg.run_key, msg.run_id)
-    if run is None:
-        return
-    unblock(state, run)  # a new wait replaces an old one
-    pending = set()
-    for key in msg.keys:
-        task = state.tasks.get(key)
-        if task is not None and task.status not in TERMINAL and key != run.key:
-            pending.add(key)
-            task.waiters.add(run.key)
-    if not pending:
-        return
-    run.blocked_on = pending
-    run.blocked_timeout = msg.has_timeout
-    run.blocked_any = msg.any_of
-    if not run.seceded and not msg.has_timeout:
-        state.workers[peer_id].blocked += 1
-    state.deadlock_dirty = True
-
-
-def wait_ended(state: SchedulerState, peer_id: str, msg: p.WaitEnded) -> None:
-    run = _run(state, peer_id, msg.run_key, msg.run_id)
-    if run is not None:
-        unblock(state, run)
-
-
-def seceded(state: SchedulerState, peer_id: str, msg: p.Seceded) -> None:
-    run = _run(state, peer_id, msg.key, msg.run_id)
-    if run is None or run.seceded:
-        return
-    worker = state.workers[peer_id]
-    run.seceded = True
-    state.seceded[run.key] = run
-    worker.occupying -= 1
-    if run.blocked_on is not None and not run.blocked_timeout:
-        worker.blocked -= 1
-    state.deadlock_dirty = True
-
-
-def rejoin_requested(state: SchedulerState, peer_id: str, msg: p.RejoinRequested) -> None:
-    run = _run(state, peer_id, msg.key, msg.run_id)
-    if run is not None and run.seceded:
-        run.rejoin_pending = True
-        state.deadlock_dirty = True
-
-
-def rejoined(state: SchedulerState, peer_id: str, msg: p.Rejoined) -> None:
-    run = _run(state, peer_id, msg.key, msg.run_id)
-    if run is None or not run.seceded:
-        return
-    worker = state.workers[peer_id]
-    run.seceded = False
-    run.rejoin_pending = False
-    del state.seceded[run.key]
-    worker.occupying += 1
-    if run.blocked_on is not None and not run.blocked_timeout:
-        worker.blocked += 1
-    state.deadlock_dirty = True
 
 
 def is_deadlocked(state: SchedulerState) -> bool:
@@ -142,7 +71,7 @@ def check(state: SchedulerState) -> None:
         worker_id = run.worker
         assert worker_id is not None
         state.send(worker_id, p.WaitFailed(run.key, run.run_id, "deadlock", report))
-        unblock(state, run)
+        ops.unblock(state, run)
 
 
 def _where(state: SchedulerState, key: str, depth: int = 0) -> str:

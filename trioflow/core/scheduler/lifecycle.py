@@ -1,0 +1,156 @@
+"""Handlers for the task messages: register, submit, acquire, release, cancel, finish, fail.
+
+Each handler reads one message and decides; the status changes themselves are the
+primitives of :mod:`.ops` (Rule 1 of :mod:`.state`). Expected races are dropped, not
+raised: a finish or failure for a run that is no longer current (stale run id, task
+released or cancelled) only frees what it produced.
+"""
+
+from __future__ import annotations
+
+from ... import protocol as p
+from . import ops
+from .records import TERMINAL, TaskRecord, TaskStatus, WorkerRecord
+from .state import SchedulerState
+
+
+def register_function(state: SchedulerState, peer_id: str, msg: p.RegisterFunction) -> None:
+    state.functions.setdefault(msg.fn_id, msg.blob)
+
+
+def submit_task(state: SchedulerState, peer_id: str, msg: p.SubmitTask) -> None:
+    peer = state.peers[peer_id]
+    existing = state.tasks.get(msg.key)
+    if existing is not None:
+        # same key again (pure=True, or a retry of a lost message): share it
+        ops.want(state, peer_id, existing)
+        return
+    if msg.fn_id not in state.functions:
+        state.close(peer_id, p.CLOSE_PROTOCOL_ERROR, f"task {msg.key!r} uses an unregistered function")
+        return
+    parent = state.tasks.get(msg.parent) if msg.parent else None
+    depth = parent.depth + 1 if parent is not None else 0
+    state.counter += 1
+    task = TaskRecord(
+        key=msg.key,
+        fn_id=msg.fn_id,
+        payload=msg.payload,
+        deps=tuple(dict.fromkeys(msg.deps)),
+        # higher user priority first, then deeper (children before roots), then FIFO
+        priority=(-msg.priority, -depth, state.counter),
+        owner=peer_id,
+        parent=msg.parent,
+        depth=depth,
+        is_async=msg.is_async,
+        retries=msg.retries,
+        run_once=msg.run_once,
+        restrict=tuple(msg.workers),
+    )
+    state.tasks[msg.key] = task
+    task.wanted_by.add(peer_id)
+    peer.wants.add(msg.key)
+    failed_dep = None
+    for dep_key in task.deps:
+        dep = state.tasks.get(dep_key)
+        if dep is None:
+            failed_dep = dep_key
+            break
+        dep.dependents.add(task.key)
+        if dep.status is TaskStatus.ERRED:
+            failed_dep = dep_key
+        elif dep.status is not TaskStatus.MEMORY:
+            task.waiting_on.add(dep_key)
+    if failed_dep is not None:
+        dep = state.tasks.get(failed_dep)
+        if dep is None:
+            error = p.KeyErred(task.key, "lost", b"", "trioflow.errors.WorkerLost",
+                               f"dependency {failed_dep!r} of {task.key!r} was released before "
+                               "the task was submitted: keep its future alive")
+        else:
+            assert dep.error is not None  # (ERRED: ``ops.fail`` set it)
+            error = dep.error
+        ops.fail(state, task, error)
+    elif not task._waiting_on:  # a peek: no set is allocated for a ready task
+        state.push_ready(task)
+
+
+def acquire_keys(state: SchedulerState, peer_id: str, msg: p.AcquireKeys) -> None:
+    for key in msg.keys:
+        task = state.tasks.get(key)
+        if task is None:
+            state.send(peer_id, p.KeyErred(key, "lost", b"", "trioflow.errors.WorkerLost",
+                                           f"{key!r} was released before this future arrived"))
+        else:
+            ops.want(state, peer_id, task)
+
+
+def release_keys(state: SchedulerState, peer_id: str, msg: p.ReleaseKeys) -> None:
+    peer = state.peers[peer_id]
+    for key in msg.keys:
+        peer.wants.discard(key)
+        task = state.tasks.get(key)
+        if task is not None:
+            task.wanted_by.discard(peer_id)
+            ops.maybe_release(state, task)
+
+
+def cancel_keys(state: SchedulerState, peer_id: str, msg: p.CancelKeys) -> None:
+    for key in msg.keys:
+        task = state.tasks.get(key)
+        if task is None or task.status in TERMINAL:
+            continue
+        err = p.KeyErred(key, "cancelled", b"", "trioflow.errors.CancelledError", msg.reason)
+        ops.fail(state, task, err)
+
+
+def _current_run(
+    state: SchedulerState, peer_id: str, key: str, run_id: int
+) -> tuple[WorkerRecord, TaskRecord] | tuple[None, None]:
+    """The (worker, task) of a run message, or (None, None) when stale."""
+    worker = state.workers.get(peer_id)
+    task = state.tasks.get(key)
+    if worker is None or task is None or task.worker != peer_id or task.run_id != run_id:
+        return None, None
+    return worker, task
+
+
+def task_finished(state: SchedulerState, peer_id: str, msg: p.TaskFinished) -> None:
+    worker, task = _current_run(state, peer_id, msg.key, msg.run_id)
+    if worker is None or task is None:
+        # stale (cancelled and released, or a run we already gave up on): drop its result
+        if peer_id in state.workers and msg.key not in state.tasks:
+            state.send(peer_id, p.FreeKeys([msg.key]))
+        return
+    ops.end_run(state, worker, task)
+    if task.status is not TaskStatus.PROCESSING:
+        # cancelled while running: the result is not wanted
+        state.send(peer_id, p.FreeKeys([msg.key]))
+        ops.maybe_release(state, task)
+        return
+    old = state.durations.get(task.fn_id)
+    state.durations[task.fn_id] = msg.duration if old is None else 0.8 * old + 0.2 * msg.duration
+    task.nbytes = msg.nbytes
+    task.inline = msg.inline
+    task.type_name = msg.type_name
+    task.who_has.add(peer_id)
+    worker.has_what.add(task.key)
+    # the payload is kept: a lost result may have to be recomputed from it
+    ops.reached_memory(state, task, peer_id)
+    ops.drop_deps(state, task)
+    ops.maybe_release(state, task)
+
+
+def task_erred(state: SchedulerState, peer_id: str, msg: p.TaskErred) -> None:
+    worker, task = _current_run(state, peer_id, msg.key, msg.run_id)
+    if worker is None or task is None:
+        return
+    ops.end_run(state, worker, task)
+    if task.status is not TaskStatus.PROCESSING:
+        ops.maybe_release(state, task)
+        return
+    if task.retries > 0:
+        task.retries -= 1
+        state.push_ready(task)
+        return
+    err = p.KeyErred(task.key, "", msg.error, msg.type_name, msg.text, msg.traceback)
+    ops.fail(state, task, err)

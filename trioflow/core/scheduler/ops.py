@@ -1,0 +1,264 @@
+"""The primitives that change a task's status, and keep the records consistent doing it.
+
+Every handler module (:mod:`.lifecycle`, :mod:`.peers`, :mod:`.data`, :mod:`.waits`,
+:mod:`.placement`) and pass (:mod:`.deadlock`) calls these; none of them calls another
+handler module. This is where Rule 1 of :mod:`.state` lives: a status change is one of
+the functions below (or ``SchedulerState.push_ready``). Rules they keep:
+
+* a task is kept while some peer wants it or some unfinished task depends on it
+  (``maybe_release``);
+* a run's slot accounting is done in one place each way: ``start_run`` when it is
+  given to a worker, ``end_run`` when it ended or came back, whatever happens to the
+  task afterwards;
+* a result is forwarded to every peer that wants the key, inline when small (the
+  worker that computed it gets no copy: it has the object already);
+* a failure propagates to dependents, which fail with the same error (``fail``).
+
+Loops that send messages or may fail tasks iterate in a fixed order (insertion or
+sorted); loops over sets only where every step commutes (``discard``).
+"""
+
+from __future__ import annotations
+
+from ... import protocol as p
+from .records import TaskRecord, TaskStatus, WorkerRecord
+from .state import SchedulerState
+
+#: placements of one scatter (first upload + re-uploads after failures) before it fails
+MAX_SCATTER_ATTEMPTS = 3
+
+
+# ----------------------------------------------------------------------- wanting
+
+
+def want(state: SchedulerState, peer_id: str, task: TaskRecord) -> None:
+    """``peer_id`` holds a future for ``task`` now; tell it what it missed."""
+    if peer_id in task.wanted_by:
+        return
+    task.wanted_by.add(peer_id)
+    state.peers[peer_id].wants.add(task.key)
+    if task.status is TaskStatus.MEMORY:
+        state.send(peer_id, p.KeyFinished(task.key, task.nbytes, task.inline, task.type_name))
+    elif task.status is TaskStatus.ERRED:
+        assert task.error is not None  # (set by ``fail`` with the status)
+        state.send(peer_id, error_for(task, task.error))
+
+
+def maybe_release(state: SchedulerState, task: TaskRecord) -> None:
+    """Forget ``task`` if nobody wants it and no unfinished task depends on it.
+
+    A PROCESSING task is left alone: its run finishes (threads cannot be stopped) and the
+    finish handler calls this again.
+    """
+    if task.wanted_by or task._dependents or task.status is TaskStatus.PROCESSING:
+        return
+    if task.worker is not None:
+        return  # a cancelled run still occupies its worker; released when it ends
+    del state.tasks[task.key]
+    state.unplaceable.pop(task.key, None)
+    for wid in sorted(task._who_has or ()):
+        worker = state.workers.get(wid)
+        if worker is not None:
+            worker.has_what.discard(task.key)
+            state.free_key(wid, task.key)
+    unblock_waiters(state, task)
+    for dep_key in task.deps:
+        dep = state.tasks.get(dep_key)
+        if dep is not None and task.key in dep.dependents:
+            dep.dependents.discard(task.key)
+            maybe_release(state, dep)
+
+
+def drop_deps(state: SchedulerState, task: TaskRecord) -> None:
+    """``task`` no longer needs its dependencies (it finished or failed)."""
+    for dep_key in task.deps:
+        dep = state.tasks.get(dep_key)
+        if dep is not None:
+            dep.dependents.discard(task.key)
+            maybe_release(state, dep)
+
+
+# ----------------------------------------------------------------------- runs
+
+
+def start_run(state: SchedulerState, task: TaskRecord, worker: WorkerRecord) -> None:
+    """Record ``task`` as a new run on ``worker`` (the caller sends the ComputeTask)."""
+    task.status = TaskStatus.PROCESSING
+    task.worker = worker.id
+    task.run_id += 1
+    worker.processing[task.key] = task
+    worker.occupying += 1
+
+
+def end_run(state: SchedulerState, worker: WorkerRecord, task: TaskRecord) -> None:
+    """Undo the slot accounting of ``task``'s run on ``worker`` (it ended or was returned)."""
+    del worker.processing[task.key]
+    worker.steal_futile = False
+    if task.seceded:
+        task.seceded = False
+        del state.seceded[task.key]
+    else:
+        worker.occupying -= 1
+        if task.blocked_on is not None and not task.blocked_timeout:
+            worker.blocked -= 1
+    if task.blocked_on is not None:
+        for key in task.blocked_on:  # (discards commute: any order)
+            waited = state.tasks.get(key)
+            if waited is not None:
+                waited.waiters.discard(task.key)
+        task.blocked_on = None
+    task.rejoin_pending = False
+    task.worker = None
+    state.deadlock_dirty = True
+
+
+def wait_for_inputs(task: TaskRecord, missing: list[str]) -> None:
+    """A ready ``task`` found inputs gone (lost since it became ready): it waits again."""
+    task.status = TaskStatus.WAITING
+    task.waiting_on.update(missing)
+
+
+def set_aside(state: SchedulerState, task: TaskRecord) -> None:
+    """``task``'s allowed workers are full or absent: keep it out of the heap until a
+    worker joins or room frees (``placement.schedule`` puts it back)."""
+    state.unplaceable[task.key] = task
+    task.status = TaskStatus.WAITING
+
+
+def requeue(state: SchedulerState, task: TaskRecord) -> None:
+    """Run ``task`` again from the start (its run was lost): wait for the inputs that
+    are not in memory, or fail with the first failed one (in ``deps`` order)."""
+    task.status = TaskStatus.WAITING
+    tasks = state.tasks
+    # (the slot under the lazy ``waiting_on`` property, which mypy cannot see assigned)
+    task._waiting_on = waiting_on = {
+        d for d in task.deps if tasks[d].status is not TaskStatus.MEMORY}
+    for d in task.deps:
+        if d not in waiting_on:
+            continue
+        dep = tasks[d]
+        dep.dependents.add(task.key)
+        if dep.status is TaskStatus.ERRED:
+            assert dep.error is not None
+            fail(state, task, dep.error)
+            return
+    if not waiting_on:
+        state.push_ready(task)
+
+
+# ----------------------------------------------------------------------- results
+
+
+def reached_memory(state: SchedulerState, task: TaskRecord, holder: str | None) -> None:
+    """``task``'s value exists now: tell its wanters (inline when small, except to
+    ``holder``, which has it), wake the runs waiting on it, make dependents ready."""
+    task.status = TaskStatus.MEMORY
+    for wanter in sorted(task.wanted_by):
+        inline = None if wanter == holder else task.inline
+        state.send(wanter, p.KeyFinished(task.key, task.nbytes, inline, task.type_name))
+    unblock_waiters(state, task)
+    for dep_key in sorted(task._dependents or ()):
+        dependent = state.tasks[dep_key]
+        dependent.waiting_on.discard(task.key)
+        if not dependent.waiting_on and dependent.status is TaskStatus.WAITING:
+            state.push_ready(dependent)
+
+
+def mark_lost(state: SchedulerState, task: TaskRecord) -> None:
+    """No copy of ``task``'s value is left anywhere: it and its dependents must wait."""
+    task.status = TaskStatus.WAITING
+    for dep_key in task.dependents:  # ready dependents must wait for it again (commutes)
+        dependent = state.tasks[dep_key]
+        if dependent.status in (TaskStatus.QUEUED, TaskStatus.WAITING):
+            dependent.status = TaskStatus.WAITING
+            dependent.waiting_on.add(task.key)
+
+
+def scatter_lost(state: SchedulerState, task: TaskRecord, worker_name: str, why: str) -> bool:
+    """A scattered value's only copy is gone: place it again if the owner can re-upload.
+
+    Returns False if it cannot (the owner left, or too many attempts); the caller fails
+    the key then.
+    """
+    task.deaths.append(worker_name)
+    if task.owner not in state.peers or len(task.deaths) >= MAX_SCATTER_ATTEMPTS:
+        return False
+    task.status = TaskStatus.WAITING
+    for wanter in sorted(task.wanted_by):
+        state.send(wanter, p.KeyRestarted(task.key))
+    state.scatters.append(task.key)
+    return True
+
+
+# ----------------------------------------------------------------------- failures
+
+
+def error_for(task: TaskRecord, error: p.KeyErred) -> p.KeyErred:
+    """``error`` (a dependency's, maybe) re-addressed to ``task``'s key."""
+    if error.key == task.key:
+        return error
+    return p.KeyErred(task.key, error.kind, error.error, error.type_name, error.text,
+                      error.traceback, error.workers)
+
+
+def fail(state: SchedulerState, task: TaskRecord, error: p.KeyErred) -> None:
+    """``task`` failed with ``error``; so does everything that depends on it."""
+    stack = [task]
+    failed = []
+    while stack:
+        t = stack.pop()
+        if t.status is TaskStatus.ERRED:
+            continue
+        t.status = TaskStatus.ERRED
+        t.error = err = error_for(t, error)
+        failed.append(t)
+        t.waiting_on.clear()
+        state.unplaceable.pop(t.key, None)
+        if t.worker is not None:
+            # its run goes on (a thread cannot be stopped); ask for it back if not started
+            state.send(t.worker, p.StealTasks([t.key], [t.run_id]))
+        for wanter in sorted(t.wanted_by):
+            state.send(wanter, err)
+        unblock_waiters(state, t)
+        for dep_key in sorted(t.dependents):
+            stack.append(state.tasks[dep_key])
+        drop_deps(state, t)
+    # failures release what nobody wants any more
+    for t in failed:
+        if state.tasks.get(t.key) is t:
+            maybe_release(state, t)
+    state.deadlock_dirty = True
+
+
+# ----------------------------------------------------------------------- waits
+
+
+def unblock_waiters(state: SchedulerState, task: TaskRecord) -> None:
+    """Runs blocked on ``task`` stop waiting on it; those with nothing left are unblocked."""
+    waiters = task._waiters
+    if not waiters:
+        return
+    for run_key in sorted(waiters):
+        run = state.tasks.get(run_key)
+        if run is None or run.blocked_on is None:
+            continue
+        run.blocked_on.discard(task.key)
+        if not run.blocked_on or run.blocked_any:
+            unblock(state, run)
+    waiters.clear()
+
+
+def unblock(state: SchedulerState, run: TaskRecord) -> None:
+    """Mark ``run`` as no longer waiting on anything."""
+    if run.blocked_on is None:
+        return
+    for key in run.blocked_on:  # (discards commute: any order)
+        waited = state.tasks.get(key)
+        if waited is not None:
+            waited.waiters.discard(run.key)
+    if not run.seceded and not run.blocked_timeout and run.worker is not None:
+        state.workers[run.worker].blocked -= 1
+    run.blocked_on = None
+    run.blocked_timeout = False
+    run.blocked_any = False
+    state.deadlock_dirty = True
