@@ -53,7 +53,7 @@ class _ClientAPI:
         return s is None or s.closed is not None
 
     @overload
-    def submit(self, fn: Callable[..., Awaitable[T]], *args: Any, key: str | None = None,  # type: ignore[overload-overlap]
+    def submit(self, fn: Callable[..., Awaitable[T]], *args: Any, key: str | None = None,
                pure: bool = False, retries: int = 0, workers: Iterable[str] | None = None,
                priority: int = 0, run_once: bool = False, **kwargs: Any) -> Future[T]: ...
 
@@ -87,7 +87,7 @@ class _ClientAPI:
                                     workers=workers, priority=priority, run_once=run_once)
 
     @overload
-    def map(self, fn: Callable[..., Awaitable[T]], *iterables: Iterable[Any],  # type: ignore[overload-overlap]
+    def map(self, fn: Callable[..., Awaitable[T]], *iterables: Iterable[Any],
             key: str | list[str] | None = None, pure: bool = False, retries: int = 0,
             workers: Iterable[str] | None = None, priority: int = 0, run_once: bool = False,
             **kwargs: Any) -> list[Future[T]]: ...

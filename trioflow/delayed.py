@@ -100,7 +100,6 @@ def delayed(fn: Callable[..., Any] | None = None, *, pure: bool = False) -> Any:
     def lazy(*args: Any, **kwargs: Any) -> Delayed[Any]:
         return Delayed(fn, args, kwargs, pure)
 
-    lazy.__wrapped__ = fn  # type: ignore[attr-defined]
     return lazy
 
 

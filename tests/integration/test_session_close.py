@@ -79,7 +79,7 @@ async def test_closing_wakes_every_async_waiter_at_once(how):
                     waiters.start_soon(record, "status", client.status)
                     waiters.start_soon(record, "gather", lambda: client.gather([future]))
                     waiters.start_soon(record, "result", lambda: future)
-                    waiters.start_soon(record, "wait", lambda: trioflow.wait([future]))
+                    waiters.start_soon(record, "wait", lambda: trioflow.wait_async([future]))
                     await fake.status_requested.wait()  # the status request is in flight
                     if how == "scheduler_leaves":
                         fake.drop()

@@ -393,12 +393,12 @@ async def _client_websocket(address: str, ctx: ssl.SSLContext | None, max_messag
     except BaseExceptionGroup as group:
         # the reader task's nursery wraps what the body raised: give it back as it was
         if len(group.exceptions) == 1:
-            exc = group.exceptions[0]
-            context = exc.__context__
+            inner = group.exceptions[0]
+            context = inner.__context__
             try:
-                raise exc  # the group was only a wrapper
+                raise inner  # the group was only a wrapper
             finally:
-                exc.__context__ = context  # not the group, which holds exc itself
+                inner.__context__ = context  # not the group, which holds it itself
         raise
 
 

@@ -27,8 +27,7 @@ from __future__ import annotations
 import logging
 import ssl
 import sys
-from collections.abc import Awaitable, Callable
-from functools import partial
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import trio
@@ -168,12 +167,12 @@ async def serve_guarded_websocket(
 
     ``max_message_size`` is the limit after ``open_limits``; before, ``MAX_HELLO_SIZE``.
     """
+    listeners: Sequence[trio.abc.Listener[trio.abc.Stream]]
     if ssl_context is None:
-        open_listeners = partial(trio.open_tcp_listeners, port, host=host)
+        listeners = await trio.open_tcp_listeners(port, host=host)
     else:
-        open_listeners = partial(trio.open_ssl_over_tcp_listeners, port, ssl_context,
-                                 host=host, https_compatible=True)
-    listeners = await open_listeners()
+        listeners = await trio.open_ssl_over_tcp_listeners(port, ssl_context, host=host,
+                                                           https_compatible=True)
     server = GuardedWebSocketServer(
         handler, listeners, handler_nursery=handler_nursery,
         max_message_size=max_message_size, receive_buffer_size=PREAUTH_RECEIVE_BUFFER,
