@@ -15,8 +15,9 @@ from hypothesis import strategies as st
 from trio_websocket import ConnectionClosed, open_websocket_url
 
 import trioflow
+from trioflow import config
 from trioflow import protocol as p
-from trioflow.net import handshake_limits, scheduler_server
+from trioflow.net import scheduler_server
 from trioflow.testing import Program
 from trioflow.testing.hostile import flood, run_steps
 from trioflow.testing.live import run_program
@@ -182,5 +183,5 @@ def test_scheduler_survives_connections_dying_anywhere(attacks_):
 
 def test_handshake_limits_are_small():
     # what the fuzzer's oversized frames are checked against
-    assert handshake_limits.MAX_HELLO_SIZE <= 64 * 1024
-    assert handshake_limits.UPGRADE_TIMEOUT <= 10 and handshake_limits.HELLO_TIMEOUT <= 10
+    assert config.MAX_HELLO_SIZE <= 64 * 1024
+    assert config.UPGRADE_TIMEOUT <= 10 and config.HELLO_TIMEOUT <= 10

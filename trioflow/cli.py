@@ -20,8 +20,8 @@ from typing import Any
 
 import trio
 
+from . import config
 from .errors import AuthenticationError, ClientClosedError
-from .net.connection import CONNECT_TIMEOUT
 
 logger = logging.getLogger("trioflow.cli")
 
@@ -93,9 +93,9 @@ def scheduler_main(argv: list[str] | None = None) -> int:
     parser.add_argument("--token-file", help="file holding the cluster token (or set TRIOFLOW_TOKEN)")
     parser.add_argument("--tls-cert", help="certificate (PEM) to serve wss://")
     parser.add_argument("--tls-key", help="private key (PEM) for --tls-cert")
-    parser.add_argument("--peer-timeout", type=float, default=30.0,
+    parser.add_argument("--peer-timeout", type=float, default=config.PEER_TIMEOUT,
                         help="drop peers silent (not even a heartbeat) for this many seconds")
-    parser.add_argument("--allowed-failures", type=int, default=3,
+    parser.add_argument("--allowed-failures", type=int, default=config.ALLOWED_FAILURES,
                         help="worker deaths a task may see before it fails with KilledWorker")
     parser.add_argument("--insecure", action="store_true",
                         help="allow a non-loopback address without a token (do not do this)")
@@ -145,19 +145,19 @@ def worker_main(argv: list[str] | None = None) -> int:
                         help="allow a non-loopback --host without a token (do not do this)")
     parser.add_argument("--host", default="127.0.0.1",
                         help="interface for serving results to other workers (default 127.0.0.1)")
-    parser.add_argument("--max-parked-threads", type=int, default=256,
+    parser.add_argument("--max-parked-threads", type=int, default=config.MAX_PARKED_THREADS,
                         help="seceded threads allowed besides the slots (default 256)")
     parser.add_argument("--auto-secede", action="store_true",
                         help="give the slot back on every wait inside a task")
-    parser.add_argument("--death-timeout", type=float, default=60.0,
+    parser.add_argument("--death-timeout", type=float, default=config.DEATH_TIMEOUT,
                         help="seconds to keep trying to reach the scheduler before exiting")
-    parser.add_argument("--connect-timeout", type=float, default=CONNECT_TIMEOUT,
+    parser.add_argument("--connect-timeout", type=float, default=config.CONNECT_TIMEOUT,
                         help="seconds one connection attempt may take, up to the Welcome "
-                        f"(default {CONNECT_TIMEOUT:g}; never more than what is left of "
+                        f"(default {config.CONNECT_TIMEOUT:g}; never more than what is left of "
                         "--death-timeout)")
-    parser.add_argument("--peer-timeout", type=float, default=30.0,
+    parser.add_argument("--peer-timeout", type=float, default=config.PEER_TIMEOUT,
                         help="seconds of silence after which the scheduler counts as lost")
-    parser.add_argument("--drain-timeout", type=float, default=30.0,
+    parser.add_argument("--drain-timeout", type=float, default=config.DRAIN_TIMEOUT,
                         help="on SIGTERM, seconds to let running tasks finish")
     parser.add_argument("--log-level", default="warning", help="debug, info, warning or error")
     args = parser.parse_args(argv)
@@ -219,7 +219,7 @@ async def _signals_drain_then_cancel(stop: trio.Event, scope: trio.CancelScope) 
 
 
 async def _run_worker(make_node: Any, death_timeout: float, drain_timeout: float,
-                      stop: trio.Event, *, connect_timeout: float = CONNECT_TIMEOUT) -> None:
+                      stop: trio.Event, *, connect_timeout: float = config.CONNECT_TIMEOUT) -> None:
     """Serve the scheduler; reconnect (fresh state) after losing it, for up to
     ``death_timeout`` seconds without a connection; drain when ``stop`` is set.
 

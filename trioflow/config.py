@@ -26,9 +26,15 @@ HEARTBEAT_INTERVAL = 1.0
 #: A peer that does not take a frame within this many seconds is disconnected.
 SEND_TIMEOUT = 30.0
 
-#: A peer must complete its Hello within this many seconds; a client or worker waits
-#: this long for the Welcome.
-HANDSHAKE_TIMEOUT = 10.0
+#: Seconds from the TCP accept to a complete HTTP upgrade request (TLS included).
+UPGRADE_TIMEOUT = 5.0
+
+#: Seconds from the upgrade to a complete, accepted Hello.
+HELLO_TIMEOUT = 5.0
+
+#: Seconds one connection attempt of a client or worker may take, from the TCP connect
+#: to the Welcome (a worker's is also bounded by what is left of its death timeout).
+CONNECT_TIMEOUT = 10.0
 
 #: Largest WebSocket message either side accepts once the peer is known.
 MAX_MESSAGE_SIZE = 512 * 1024 * 1024
@@ -38,6 +44,9 @@ MAX_HELLO_SIZE = 64 * 1024
 
 #: Seceded ("parked") threads a worker allows on top of its slots.
 MAX_PARKED_THREADS = 256
+
+#: Seconds a worker keeps trying to reach its scheduler before it exits.
+DEATH_TIMEOUT = 60.0
 
 #: Seconds a draining worker (SIGTERM) lets running tasks finish.
 DRAIN_TIMEOUT = 30.0

@@ -131,6 +131,27 @@ def test_the_scheduler_shell_and_the_worker_shell_stay_apart():
         assert not target.startswith(("trioflow.engine", "trioflow.net.worker")), (line, target)
 
 
+def test_the_core_uses_only_the_leaf_layers_and_the_protocol_vocabulary():
+    """The core may name messages (``protocol``, ``protocol.messages``), never the codec."""
+    allowed = ("trioflow.core", "trioflow.errors", "trioflow.config")
+    for name, path in MODULES.items():
+        if layer_of(name) != 2:
+            continue
+        for target, line, _ in trioflow_imports(path):
+            assert target in ("trioflow.protocol", "trioflow.protocol.messages") or any(
+                target == a or target.startswith(a + ".") for a in allowed), (name, line, target)
+
+
+def test_scheduler_handlers_never_import_one_another():
+    """Only ``core/scheduler/machine.py`` sees every handler module (h11's Rule 1:
+    shared invariants live in ``state``/``ops``, below the handlers)."""
+    handlers = {f"trioflow.core.scheduler.{m}"
+                for m in ("lifecycle", "peers", "data", "waits", "placement", "deadlock")}
+    edges = graph()
+    for name in handlers:
+        assert not edges[name] & handlers, (name, edges[name] & handlers)
+
+
 def strongly_connected(edges: dict[str, set[str]]) -> list[list[str]]:
     """Tarjan's algorithm: the components with more than one module (cycles)."""
     index: dict[str, int] = {}

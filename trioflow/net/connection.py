@@ -24,6 +24,7 @@ import trio
 from trio_websocket import CloseReason, ConnectionClosed, HandshakeError, WebSocketConnection
 from wsproto import ConnectionType, WSConnection
 
+from ..config import CONNECT_TIMEOUT, HEARTBEAT_INTERVAL, MAX_MESSAGE_SIZE, SEND_TIMEOUT
 from ..errors import AuthenticationError, ClientClosedError, LocalProtocolError
 from ..protocol import PROTOCOL_VERSION, Heartbeat, decode_frame, encode_frame
 from ..protocol.messages import SPECS
@@ -33,8 +34,6 @@ if sys.version_info < (3, 11):  # pragma: no cover
 
 logger = logging.getLogger(__name__)
 
-#: Largest WebSocket message either side accepts (configurable per node).
-DEFAULT_MAX_MESSAGE_SIZE = 512 * 1024 * 1024
 #: Bytes read from the socket at a time (trio-websocket reads 4 KiB by default, which
 #: costs a syscall per 4 KiB of a large frame).
 RECEIVE_BUFFER_SIZE = 256 * 1024
@@ -42,18 +41,12 @@ RECEIVE_BUFFER_SIZE = 256 * 1024
 #: and how many messages are worth waiting for. Frames, not messages, are what cost:
 #: each one is a wake-up, a syscall and a WebSocket parse on both ends.
 LINGER_MAX = 0.0005
-#: A connection quiet for this long sends a Heartbeat (seconds), so the other side can
-#: tell a silent peer (cut link, frozen host) from an idle one.
-HEARTBEAT_INTERVAL = 1.0
-#: A peer that does not take a frame within this many seconds is disconnected.
-SEND_TIMEOUT = 30.0
-#: Seconds one connection attempt may take, from the TCP connect to the scheduler's
-#: Welcome (TLS and the WebSocket upgrade included); and to close a WebSocket gracefully.
-CONNECT_TIMEOUT = 10.0
+LINGER_MESSAGES = 256
+#: Seconds allowed to close a WebSocket gracefully.
 DISCONNECT_TIMEOUT = 2.0
 #: WebSocket close code for a peer too slow to read what we send.
 CLOSE_TOO_SLOW = 4008
-LINGER_MESSAGES = 256
+#: (the connection's timeouts and size limit are in ``trioflow.config``)
 
 
 class PeerConnection:
@@ -61,7 +54,7 @@ class PeerConnection:
 
     def __init__(self, ws: WebSocketConnection, *, name: str = "peer",
                  version: int = PROTOCOL_VERSION,
-                 max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE) -> None:
+                 max_message_size: int = MAX_MESSAGE_SIZE) -> None:
         self.ws = ws
         self.name = name
         self.version = version
@@ -338,7 +331,7 @@ _COPIED = frozenset(cls for cls in SPECS if _has_free_form_fields(cls))
 
 @contextlib.asynccontextmanager
 async def open_connection(address: str, *, name: str, ssl_context: ssl.SSLContext | None = None,
-                          max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
+                          max_message_size: int = MAX_MESSAGE_SIZE,
                           connect_timeout: float = CONNECT_TIMEOUT,
                           ) -> AsyncIterator[PeerConnection]:
     """Open a WebSocket to ``address`` (ws:// or wss://) as a PeerConnection.

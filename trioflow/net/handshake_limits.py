@@ -35,6 +35,7 @@ import wsproto.utilities
 from trio_websocket import WebSocketConnection, WebSocketRequest, WebSocketServer
 from wsproto import ConnectionType, WSConnection
 
+from ..config import MAX_HELLO_SIZE, UPGRADE_TIMEOUT
 from ..errors import InternalError
 
 if sys.version_info < (3, 11):
@@ -42,12 +43,6 @@ if sys.version_info < (3, 11):
 
 logger = logging.getLogger(__name__)
 
-#: Seconds from the TCP accept to a complete HTTP upgrade request (TLS included).
-UPGRADE_TIMEOUT = 5.0
-#: Seconds from the upgrade to a complete, accepted Hello.
-HELLO_TIMEOUT = 5.0
-#: Largest WebSocket message read before the peer is authenticated (its Hello).
-MAX_HELLO_SIZE = 64 * 1024
 #: Bytes read from the socket at a time before the peer is authenticated.
 PREAUTH_RECEIVE_BUFFER = 16 * 1024
 

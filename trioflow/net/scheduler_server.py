@@ -22,7 +22,6 @@ This module never imports ``serialize``: payloads stay opaque bytes here.
 from __future__ import annotations
 
 import contextlib
-import hmac
 import itertools
 import logging
 import ssl
@@ -32,26 +31,25 @@ from typing import Any
 import trio
 from trio_websocket import ConnectionClosed, WebSocketRequest
 
+from .. import config
 from .. import protocol as p
+from ..config import HELLO_TIMEOUT, MAX_HELLO_SIZE, UPGRADE_TIMEOUT
 from ..core.events import Close, MessagesReceived, PeerJoined, PeerLeft, Send
-from ..core.scheduler import DEFAULT_INLINE_LIMIT, Scheduler
+from ..core.scheduler import Scheduler
 from ..errors import (
     AuthenticationError,
     InternalError,
-    ProtocolVersionError,
     RemoteProtocolError,
 )
+from . import handshake
 from .connection import (
-    DEFAULT_MAX_MESSAGE_SIZE,
     RECEIVE_BUFFER_SIZE,
+    AnyConnection,
     LocalConnection,
     PeerConnection,
     local_pair,
 )
 from .handshake_limits import (
-    HELLO_TIMEOUT,
-    MAX_HELLO_SIZE,
-    UPGRADE_TIMEOUT,
     log_peer_failure,
     open_limits,
     peer_address,
@@ -63,8 +61,6 @@ logger = logging.getLogger(__name__)
 #: A peer must complete its Hello within this many seconds of the WebSocket upgrade
 #: (which itself must come within ``UPGRADE_TIMEOUT`` of connecting).
 HANDSHAKE_TIMEOUT = HELLO_TIMEOUT
-#: Peers silent (no frame, not even a heartbeat) this long are dropped, in seconds.
-DEFAULT_PEER_TIMEOUT = 30.0
 
 
 class SchedulerServer:
@@ -85,10 +81,10 @@ class SchedulerServer:
         *,
         token: str | None = None,
         ssl_context: ssl.SSLContext | None = None,
-        inline_limit: int = DEFAULT_INLINE_LIMIT,
-        allowed_failures: int = 3,
-        max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
-        peer_timeout: float = DEFAULT_PEER_TIMEOUT,
+        inline_limit: int = config.INLINE_LIMIT,
+        allowed_failures: int = config.ALLOWED_FAILURES,
+        max_message_size: int = config.MAX_MESSAGE_SIZE,
+        peer_timeout: float = config.PEER_TIMEOUT,
     ) -> None:
         #: the sans-IO core; ``state`` is its records (read by tests and ``wait_for``)
         self.core = Scheduler(inline_limit=inline_limit, allowed_failures=allowed_failures)
@@ -208,12 +204,9 @@ class SchedulerServer:
                 conn = PeerConnection(ws, name=remote, max_message_size=self.max_message_size)
                 hello = await self._handshake(conn)
         except (RemoteProtocolError, AuthenticationError) as exc:
-            code = p.CLOSE_AUTH_FAILED if isinstance(exc, AuthenticationError) else (
-                p.CLOSE_VERSION_MISMATCH if isinstance(exc, ProtocolVersionError)
-                else p.CLOSE_PROTOCOL_ERROR)
             logger.warning("refused peer %s: %s", remote, exc)
             assert conn is not None  # only the Hello is refused
-            await conn.aclose(code, str(exc))
+            await conn.aclose(handshake.close_code(exc), str(exc))
             return
         except trio.TooSlowError:
             logger.warning("peer %s sent no Hello in %ss", remote, HANDSHAKE_TIMEOUT)
@@ -248,11 +241,8 @@ class SchedulerServer:
                     raise RemoteProtocolError("the first frame must hold exactly one hello")
                 hello = self._check_hello(conn, messages[0])
             except (RemoteProtocolError, AuthenticationError) as exc:
-                code = p.CLOSE_AUTH_FAILED if isinstance(exc, AuthenticationError) else (
-                    p.CLOSE_VERSION_MISMATCH if isinstance(exc, ProtocolVersionError)
-                    else p.CLOSE_PROTOCOL_ERROR)
                 logger.warning("refused local peer: %s", exc)
-                await conn.aclose(code, str(exc))
+                await conn.aclose(handshake.close_code(exc), str(exc))
                 return
             await self._run_peer(conn, hello, "this process")
         except (ConnectionClosed, trio.TooSlowError):
@@ -308,14 +298,8 @@ class SchedulerServer:
             raise RemoteProtocolError("the first frame must hold exactly one hello")
         return self._check_hello(conn, messages[0])
 
-    def _check_hello(self, conn: Any, hello: Any) -> Any:
-        conn.version = p.choose_version(hello.versions)
-        if hello.role not in ("client", "worker"):
-            raise RemoteProtocolError(f"unknown role {hello.role!r}")
-        if self.token is not None and not hmac.compare_digest(
-            hello.token.encode(), self.token.encode()
-        ):
-            raise AuthenticationError("wrong or missing token (set TRIOFLOW_TOKEN or --token-file)")
+    def _check_hello(self, conn: AnyConnection, hello: p.Hello) -> p.Hello:
+        conn.version = handshake.check_hello(hello, self.token)
         return hello
 
     async def _read(self, peer_id: str, conn: Any) -> None:

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import attrs
 
+from ..config import INLINE_LIMIT
 from ..errors import RemoteProtocolError
 
 _M = TypeVar("_M")
@@ -137,7 +138,7 @@ class Welcome:
     scheduler_id: str = ""
     #: values whose pickle is at most this large travel inside control messages; larger
     #: ones over the bulk data path (clients scatter them straight to a worker)
-    inline_limit: int = 64 * 1024
+    inline_limit: int = INLINE_LIMIT
 
 
 # --------------------------------------------------------------------- client -> scheduler

@@ -16,13 +16,13 @@ import heapq
 from typing import Any
 
 from ... import protocol as p
+from ...config import ALLOWED_FAILURES, INLINE_LIMIT
 from ..events import Close, SchedulerCommand, Send
 from .records import PeerRecord, TaskRecord, TaskStatus, WorkerRecord
 
-#: results up to this many pickled bytes travel inside messages and are kept here too
-DEFAULT_INLINE_LIMIT = 64 * 1024
+#: results up to this many pickled bytes travel inside messages and are kept here too;
 #: a task that was running on this many dying workers fails with KilledWorker
-DEFAULT_ALLOWED_FAILURES = 3
+DEFAULT_INLINE_LIMIT, DEFAULT_ALLOWED_FAILURES = INLINE_LIMIT, ALLOWED_FAILURES
 
 
 def heap_priority(priority: tuple[int, int, int]) -> int:
