@@ -18,6 +18,7 @@ Theory of operation:
 
 from __future__ import annotations
 
+import sys
 import types
 import typing
 from collections.abc import Callable
@@ -33,6 +34,12 @@ TAGS: dict[str, type] = {}
 SPECS: dict[type, tuple[str, int, tuple[Callable[[Any], bool], ...], tuple[str, ...]]] = {}
 
 _M = TypeVar("_M")
+
+if sys.version_info >= (3, 11):
+    from typing import dataclass_transform
+else:  # pragma: no cover - Python 3.10: only type checkers need it
+    def dataclass_transform(**kwargs: Any) -> Callable[[_M], _M]:
+        return lambda fn: fn
 
 
 def _checker(tp: Any) -> Callable[[Any], bool]:
@@ -56,6 +63,7 @@ def _checker(tp: Any) -> Callable[[Any], bool]:
     raise TypeError(f"unsupported message field type {tp!r}")  # pragma: no cover
 
 
+@dataclass_transform(frozen_default=True)  # type checkers see each message's fields
 def message(tag: str) -> Callable[[type[_M]], type[_M]]:
     """Class decorator: make ``cls`` a frozen attrs message with wire tag ``tag``."""
 
