@@ -14,6 +14,9 @@ Theory of operation:
 
 * A slot freed goes first to a run waiting to rejoin, then to the best queued run
   (scheduler priority order). Rejoiners before new work keeps recursion shallow.
+* What each command means for the shell is written once, in :func:`execute`: the real
+  worker and the simulator both carry commands out through it, each with its own
+  :class:`CommandSink`.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from __future__ import annotations
 import enum
 import heapq
 from collections import deque
-from typing import Any
+from typing import Any, Protocol
 
 import attrs
 
@@ -93,6 +96,59 @@ class SendMessage:
     """Send ``message`` to the scheduler."""
 
     message: Any
+
+
+class CommandSink(Protocol):
+    """What a worker shell provides to carry out the ledger's commands (:func:`execute`).
+
+    ``acquire_slot``/``release_slot`` move one token of the shell's slot limiter to or
+    from a run; they must raise ``SlotAccountingError`` when the limiter disagrees.
+    """
+
+    def send_message(self, message: Any) -> None: ...
+
+    def acquire_slot(self, run: LocalRun) -> None: ...
+
+    def release_slot(self, run: LocalRun) -> None: ...
+
+    def start_run(self, run: LocalRun) -> None: ...
+
+    def wake_rejoin(self, run: LocalRun) -> None: ...
+
+    def fetch_inputs(self, run: LocalRun) -> None: ...
+
+
+def execute(commands: list[Any], sink: CommandSink) -> None:
+    """Carry out ledger ``commands`` in order through ``sink``.
+
+    Raises:
+        TypeError: a command this function does not know (a bug: fail loudly).
+    """
+    for cmd in commands:
+        t = type(cmd)
+        if t is SendMessage:
+            sink.send_message(cmd.message)
+        elif t is StartRun:
+            sink.acquire_slot(cmd.run)
+            sink.start_run(cmd.run)
+        elif t is ReleaseSlot:
+            sink.release_slot(cmd.run)
+        elif t is PassSlot:  # the new run already runs on the old one's thread
+            sink.release_slot(cmd.old)
+            sink.acquire_slot(cmd.new)
+        elif t is GrantRejoin:
+            sink.acquire_slot(cmd.run)
+            sink.wake_rejoin(cmd.run)
+        elif t is FetchInputs:
+            sink.fetch_inputs(cmd.run)
+        else:
+            raise TypeError(f"unknown ledger command {cmd!r}")
+
+
+def thread_may_take(run: LocalRun) -> bool:
+    """Whether a task thread whose run ended may start ``run`` itself
+    (:meth:`WorkerState.hand_over`): sync runs only, async ones run on the loop."""
+    return not run.spec.is_async
 
 
 class WorkerState:
@@ -245,12 +301,12 @@ class WorkerState:
                 self._out.append(GrantRejoin(run))
                 self._out.append(SendMessage(p.Rejoined(run.key, run.run_id)))
                 continue
-            run = self._pop_ready()
-            if run is None:
+            ready = self._pop_ready()
+            if ready is None:
                 break
-            run.state = RunState.RUNNING
+            ready.state = RunState.RUNNING
             self.holding += 1
-            self._out.append(StartRun(run))
+            self._out.append(StartRun(ready))
         return self._flush()
 
     def _pop_ready(self) -> LocalRun | None:
