@@ -44,7 +44,6 @@ LOCAL_IMPORTS_ALLOWED = ("trioflow.cli", "trioflow.testing")
 KNOWN_CYCLES: list[list[str]] = [
     ["trioflow.core.data", "trioflow.core.deadlock", "trioflow.core.placement",
      "trioflow.core.scheduler", "trioflow.core.tasks"],
-    ["trioflow.testing.runs", "trioflow.testing.simulate", "trioflow.testing.truth"],
 ]
 #: function-local imports still holding those cycles together
 KNOWN_LOCAL_IMPORTS = ("trioflow.core.data", "trioflow.core.placement")
