@@ -268,3 +268,17 @@ def test_the_simulator_keeps_no_copy_of_the_in_task_protocol():
         text = path.read_text()
         for name in ("WaitKeys(", "WaitEnded(", "Seceded(", "RejoinRequested("):
             assert name not in text, f"{path.name} builds {name[:-1]} itself"
+
+
+def test_a_result_finished_here_wakes_its_waiter_before_the_scheduler_answers():
+    """As Session.finished_here does on a real worker: no KeyFinished round trip."""
+    sim, w = _lone_worker()
+    _assign(w, "r", Program(wait=Wait.SECEDE, children=(Program(),)))
+    for _ in range(3):  # r submits its child, secedes and waits
+        sim.apply(Step("w1", "r", 1))
+    (child,) = w.runs["r"].futures
+    _assign(w, child, Program())
+    assert not w.runs["r"].can_step(w.session)
+    sim.apply(Step("w1", child, 1))  # the child ends here
+    assert w.runs["r"].can_step(w.session) and not sim.links[(SCHEDULER, "w1")]
+    assert w.session.keys[child].outcome == Outcome(value=1)

@@ -166,6 +166,14 @@ class SimSession:
             sk.status = ERRED
             sk.outcome = Outcome(error=msg.type_name or msg.kind, text=msg.text)
 
+    def finished_here(self, key: str) -> None:
+        """A task of this (worker) session's futures finished on this very worker: its
+        waiters wake without waiting for the scheduler's KeyFinished."""
+        sk = self.keys.get(key)
+        if sk is not None and sk.status == PENDING and self.local_data is not None:
+            sk.status = FINISHED
+            sk.outcome = Outcome(value=self.local_data.get(key))
+
     def pending(self, keys: list[str]) -> list[str]:
         return [k for k in keys if k in self.keys and self.keys[k].status == PENDING]
 

@@ -106,10 +106,16 @@ class SimWorker:
                 self.handed_over += 1
                 self._ended(run, value)
                 self.execute(commands)
+                if value is not None:
+                    self.session.finished_here(run.key)
                 return
         self._ended(run, value)
         if self.ledger.runs.get(run.key) is run.local:
             self.execute(self.ledger.run_ended(run.local, report))
+            if value is not None:
+                # a task here waiting on this one wakes now (Session.finished_here); the
+                # scheduler still sees TaskFinished before what the waiter does next
+                self.session.finished_here(run.key)
 
     def _ended(self, run: SimRun, value: int | None) -> None:
         """Bookkeeping of a run that returned or raised (``RunExecutor._ended``)."""
