@@ -9,6 +9,7 @@ from trioflow import protocol as p
 from trioflow.core import worker as wcore
 from trioflow.core.events import Send
 from trioflow.core.scheduler import SchedulerState
+from trioflow.core.session import FINISHED
 from trioflow.testing import (
     CANONICAL,
     AddWorker,
@@ -30,7 +31,7 @@ from trioflow.testing import (
 )
 from trioflow.testing.invariants import check_invariants
 from trioflow.testing.program import DEADLOCK_TYPE, FAILURE_TYPE, decode_payload, encode_payload
-from trioflow.testing.runs import ASYNC_FN, FINISHED, SYNC_FN
+from trioflow.testing.runs import ASYNC_FN, SYNC_FN
 from trioflow.testing.simulate import SCHEDULER, Step
 from trioflow.testing.truth import check_no_missed_deadlock, replay
 
@@ -258,7 +259,8 @@ def test_runs_produce_their_messages_with_the_shared_task_view():
 
 
 def test_the_simulator_keeps_no_copy_of_the_in_task_protocol():
-    """testing/ never builds the messages core.session.TaskView owns."""
+    """testing/ never builds the messages core.session owns (TaskView's, and the key
+    table's)."""
     import pathlib
 
     import trioflow.testing
@@ -266,7 +268,8 @@ def test_the_simulator_keeps_no_copy_of_the_in_task_protocol():
     root = pathlib.Path(trioflow.testing.__file__).parent
     for path in root.glob("*.py"):
         text = path.read_text()
-        for name in ("WaitKeys(", "WaitEnded(", "Seceded(", "RejoinRequested("):
+        for name in ("WaitKeys(", "WaitEnded(", "Seceded(", "RejoinRequested(",
+                     "RegisterFunction(", "ReleaseKeys(", "AcquireKeys("):
             assert name not in text, f"{path.name} builds {name[:-1]} itself"
 
 

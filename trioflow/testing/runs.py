@@ -35,9 +35,14 @@ leaf                      END
 A wait covers the keys its session still sees pending (like ``Session.wait_sync``;
 with none pending there is no wait at all) and blocks until every one is done or a
 ``WaitFailed`` arrives. When the run wakes, ``TaskView.end_wait`` says what follows
-(for an async wait: taking the slot back). A run's end posts ``ReleaseKeys`` for its
-futures before the worker reports it (the task's frame, holding the futures, dies
-first); the worker then ends it or hands its thread over (see :mod:`.simulate`).
+(for an async wait: taking the slot back). A run's end releases its futures before the
+worker reports it (the task's frame, holding the futures, dies first); the worker then
+ends it or hands its thread over (see :mod:`.workers`).
+
+A :class:`SimSession` is a client connection's futures. Its keys live in a
+``core.session.SessionKeys``, the table the real ``Session`` keeps: which messages a
+submit and a release send (``RegisterFunction`` once per function, ``SubmitTask``,
+one ``ReleaseKeys`` for the futures that die together) is the product's code too.
 """
 
 from __future__ import annotations
@@ -50,7 +55,17 @@ import attrs
 
 from .. import protocol as p
 from ..core import worker as wcore
-from ..core.session import GiveSlot, Post, TakeSlot, TaskCommand, TaskView, WaitEnd
+from ..core.session import (
+    PENDING,
+    GiveSlot,
+    KeyStatus,
+    Post,
+    SessionKeys,
+    TakeSlot,
+    TaskCommand,
+    TaskView,
+    WaitEnd,
+)
 from .program import (
     DEADLOCK_TYPE,
     FAILURE_TYPE,
@@ -97,14 +112,18 @@ def encode_value(value: int) -> bytes:
 
 # ----------------------------------------------------------------------------- sessions
 
-PENDING, FINISHED, ERRED = "pending", "finished", "erred"
-
 
 @attrs.define
 class SimKey:
-    """What a session knows about one key it holds a future for."""
+    """What a session knows about one key it holds a future for (a ``KeyRecord``)."""
 
-    status: str = PENDING
+    key: str
+    status: KeyStatus = PENDING
+    inline: bytes | None = None
+    nbytes: int = 0
+    type_name: str = ""
+    error: Any = None
+    #: what the key's future gives: its value or its error (once done)
     outcome: Outcome | None = None
 
 
@@ -122,60 +141,69 @@ class SimSession:
     peer_id: str
     link: deque[Any]
     local_data: dict[str, int] | None = None
-    keys: dict[str, SimKey] = attrs.Factory(dict)
-    fn_sent: set[str] = attrs.Factory(set)
+    table: SessionKeys[SimKey] = attrs.Factory(lambda: SessionKeys(SimKey))
     counter: int = 0
+
+    @property
+    def keys(self) -> dict[str, SimKey]:
+        return self.table.keys
 
     def post(self, msg: Any) -> None:
         """Send a message to the scheduler (FIFO, like ``Session.post``)."""
         self.link.append(msg)
 
     def submit(self, program: Program, path: str, parent: str = "") -> str:
-        """Submit ``program`` as a task (RegisterFunction once per function, SubmitTask)."""
+        """Submit ``program`` as a task; returns its key."""
         self.counter += 1
         key = f"p{path}-{self.peer_id}-{self.counter}"
         fn_id = ASYNC_FN if program.is_async else SYNC_FN
-        self.keys[key] = SimKey()
-        if fn_id not in self.fn_sent:
-            self.fn_sent.add(fn_id)
-            self.post(p.RegisterFunction(fn_id, b"sim:" + fn_id.encode()))
-        self.post(p.SubmitTask(key, fn_id, encode_payload(program, path), [], parent,
-                               program.is_async))
+        task = p.SubmitTask(key, fn_id, encode_payload(program, path), [], parent,
+                            program.is_async)
+        _, messages = self.table.submit(task, b"sim:" + fn_id.encode())
+        for msg in messages:
+            self.post(msg)
         return key
 
-    def release(self, key: str) -> None:
-        """The last future for ``key`` died: forget it and tell the scheduler."""
-        if self.keys.pop(key, None) is not None:
-            self.post(p.ReleaseKeys([key]))
+    def release(self, keys: list[str]) -> None:
+        """The futures of ``keys`` died (together, like a task's frame): the session
+        releases them in one message, as ``Session`` does on the loop's next turn."""
+        for key in keys:
+            rec = self.table.keys.get(key)
+            if rec is not None:
+                self.table.release(rec)
+        msg = self.table.take_releases()
+        if msg is not None:
+            self.post(msg)
 
     def handle(self, msg: Any) -> None:
         """A KeyFinished/KeyErred for one of our keys (others are ignored)."""
-        sk = self.keys.get(msg.key)
-        if sk is None or sk.status != PENDING:
-            return
         if type(msg) is p.KeyFinished:
-            if msg.inline is not None:
-                value: int | None = int(msg.inline)
-            elif self.local_data is not None:
-                value = self.local_data.get(msg.key)
-            else:
-                value = None
-            sk.status = FINISHED
-            sk.outcome = Outcome(value=value)
-        else:
-            sk.status = ERRED
-            sk.outcome = Outcome(error=msg.type_name or msg.kind, text=msg.text)
+            rec = self.table.finished(msg)
+            if rec is not None:
+                self._finished(rec)
+        elif type(msg) is p.KeyErred:
+            rec = self.table.erred(msg)
+            if rec is not None:
+                rec.outcome = Outcome(error=msg.type_name or msg.kind, text=msg.text)
 
-    def finished_here(self, key: str) -> None:
+    def finished_here(self, report: p.TaskFinished) -> None:
         """A task of this (worker) session's futures finished on this very worker: its
         waiters wake without waiting for the scheduler's KeyFinished."""
-        sk = self.keys.get(key)
-        if sk is not None and sk.status == PENDING and self.local_data is not None:
-            sk.status = FINISHED
-            sk.outcome = Outcome(value=self.local_data.get(key))
+        rec = self.table.finished_here(report)
+        if rec is not None:
+            self._finished(rec)
+
+    def _finished(self, rec: SimKey) -> None:
+        if rec.inline is not None:
+            rec.outcome = Outcome(value=int(rec.inline))
+        elif self.local_data is not None:
+            rec.outcome = Outcome(value=self.local_data.get(rec.key))
+        else:
+            rec.outcome = Outcome(value=None)
 
     def pending(self, keys: list[str]) -> list[str]:
-        return [k for k in keys if k in self.keys and self.keys[k].status == PENDING]
+        table = self.table.keys
+        return [k for k in keys if k in table and table[k].status is PENDING]
 
 
 # ----------------------------------------------------------------------------- runs
@@ -372,8 +400,7 @@ class SimRun:
             blob = encode_value(value)
             report = p.TaskFinished(self.key, self.run_id, len(blob), blob,
                                     worker.duration, "builtins.int")
-        for key in self.futures:
-            session.release(key)
+        session.release(self.futures)
         self.done = True
         worker.run_done(self, value, report)
 

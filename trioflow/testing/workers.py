@@ -107,7 +107,7 @@ class SimWorker:
                 self._ended(run, value)
                 self.execute(commands)
                 if value is not None:
-                    self.session.finished_here(run.key)
+                    self.session.finished_here(report)
                 return
         self._ended(run, value)
         if self.ledger.runs.get(run.key) is run.local:
@@ -115,7 +115,7 @@ class SimWorker:
             if value is not None:
                 # a task here waiting on this one wakes now (Session.finished_here); the
                 # scheduler still sees TaskFinished before what the waiter does next
-                self.session.finished_here(run.key)
+                self.session.finished_here(report)
 
     def _ended(self, run: SimRun, value: int | None) -> None:
         """Bookkeeping of a run that returned or raised (``RunExecutor._ended``)."""
