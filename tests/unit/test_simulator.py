@@ -6,8 +6,10 @@ from __future__ import annotations
 import pytest
 
 from trioflow import protocol as p
+from trioflow.core import worker as wcore
 from trioflow.core.events import Send
 from trioflow.core.scheduler import Scheduler
+from trioflow.core.session import FINISHED
 from trioflow.testing import (
     CANONICAL,
     AddWorker,
@@ -29,6 +31,8 @@ from trioflow.testing import (
 )
 from trioflow.testing.invariants import check_invariants
 from trioflow.testing.program import DEADLOCK_TYPE, FAILURE_TYPE, decode_payload, encode_payload
+from trioflow.testing.runs import ASYNC_FN, SYNC_FN
+from trioflow.testing.simulate import SCHEDULER, Step
 from trioflow.testing.truth import check_no_missed_deadlock, replay
 
 ONE = ClusterShape(workers=1, slots=1)
@@ -189,3 +193,95 @@ def test_cli_exhaustive_counts(capsys):
 
     assert main(["exhaustive", "--depth", "1", "--waits", "none,secede"]) == 0
     assert "5 programs, 30 runs" in capsys.readouterr().out
+
+
+# --------------------------------------------------------------- the real shell's code paths
+
+
+def _assign(worker, key, program, run_id=1):
+    """The scheduler's ComputeTask for a leaf ``program``, delivered to ``worker``."""
+    fn = ASYNC_FN if program.is_async else SYNC_FN
+    worker.receive(p.ComputeTask(key, run_id, fn, encode_payload(program, key), [0, -1, 0],
+                                 is_async=program.is_async))
+
+
+def _lone_worker():
+    sim = Simulator.for_shape(ONE, SimConfig(audit=False))
+    return sim, sim.workers["w1"]
+
+
+@pytest.mark.parametrize("next_is_async", [False, True])
+def test_a_sync_run_that_ends_hands_its_thread_to_the_next_sync_run(next_is_async):
+    sim, w = _lone_worker()
+    _assign(w, "a", Program())
+    _assign(w, "b", Program(wait=Wait.ASYNC) if next_is_async else Program())
+    assert list(w.runs) == ["a"] and w.ledger.runs["b"].state is wcore.RunState.QUEUED
+    first = w.runs["a"]
+    sim.apply(Step("w1", "a", 1))  # a returns
+    assert list(w.runs) == ["b"] and w.tokens == {("b", 1)}
+    assert w.ledger.runs["b"].state is wcore.RunState.RUNNING and "a" not in w.ledger.runs
+    assert w.handed_over == (0 if next_is_async else 1)  # async runs live on the loop
+    link = list(sim.links[("w1", SCHEDULER)])
+    assert [type(m) for m in link] == [p.TaskFinished]
+    assert link[0].key == first.key
+    check_invariants(sim)
+
+
+def test_a_rejoiner_goes_before_a_hand_over():
+    """A slot freed goes to a run waiting to rejoin first, so the thread does not take
+    the queued run (the ledger refuses the hand-over)."""
+    sim, w = _lone_worker()
+    _assign(w, "r", Program(wait=Wait.SECEDE, children=(Program(),)))
+    for _ in range(2):  # r submits its child and secedes
+        sim.apply(Step("w1", "r", 1))
+    _assign(w, "a", Program())
+    _assign(w, "b", Program())
+    w.runs["r"].step(w)  # r's wait: its child is pending
+    w.session.keys[w.runs["r"].futures[0]].status = FINISHED  # the child is done ...
+    w.runs["r"].step(w)  # ... r wakes
+    w.runs["r"].step(w)  # and rejoins: no slot, it waits in line
+    assert w.runs["r"].rejoin_pending and not w.runs["r"].was_granted
+    sim.apply(Step("w1", "a", 1))  # a ends: the slot goes to r, not to b
+    assert w.handed_over == 0 and w.runs["r"].was_granted and not w.runs["r"].seceded
+    assert w.ledger.runs["b"].state is wcore.RunState.QUEUED
+    check_invariants(sim)
+
+
+def test_runs_produce_their_messages_with_the_shared_task_view():
+    """An async wait gives its slot back before the scheduler hears of the wait, and
+    takes it again after: the order core.session.TaskView produces."""
+    sim, w = _lone_worker()
+    _assign(w, "t", Program(wait=Wait.ASYNC, children=(Program(),)))
+    sim.apply(Step("w1", "t", 1))
+    kinds = [type(m) for m in sim.links[("w1", SCHEDULER)]]
+    assert kinds == [p.RegisterFunction, p.SubmitTask, p.Seceded, p.WaitKeys]
+    assert w.runs["t"].view.seceded and w.runs["t"].view.waiting
+
+
+def test_the_simulator_keeps_no_copy_of_the_in_task_protocol():
+    """testing/ never builds the messages core.session owns (TaskView's, and the key
+    table's)."""
+    import pathlib
+
+    import trioflow.testing
+
+    root = pathlib.Path(trioflow.testing.__file__).parent
+    for path in root.glob("*.py"):
+        text = path.read_text()
+        for name in ("WaitKeys(", "WaitEnded(", "Seceded(", "RejoinRequested(",
+                     "RegisterFunction(", "ReleaseKeys(", "AcquireKeys("):
+            assert name not in text, f"{path.name} builds {name[:-1]} itself"
+
+
+def test_a_result_finished_here_wakes_its_waiter_before_the_scheduler_answers():
+    """As Session.finished_here does on a real worker: no KeyFinished round trip."""
+    sim, w = _lone_worker()
+    _assign(w, "r", Program(wait=Wait.SECEDE, children=(Program(),)))
+    for _ in range(3):  # r submits its child, secedes and waits
+        sim.apply(Step("w1", "r", 1))
+    (child,) = w.runs["r"].futures
+    _assign(w, child, Program())
+    assert not w.runs["r"].can_step(w.session)
+    sim.apply(Step("w1", child, 1))  # the child ends here
+    assert w.runs["r"].can_step(w.session) and not sim.links[(SCHEDULER, "w1")]
+    assert w.session.keys[child].outcome == Outcome(value=1)

@@ -132,3 +132,51 @@ def test_ledger_never_oversubscribes(nthreads, ops):
         rejoining = sum(r.state is w.RunState.REJOINING for r in ws.runs.values())
         # work waits only while every slot is held
         assert (queued == 0 and rejoining == 0) or ws.holding == nthreads
+
+
+class RecordingSink:
+    """A CommandSink that records what the shell is asked to do."""
+
+    def __init__(self):
+        self.calls = []
+
+    def send_message(self, message):
+        self.calls.append(("send", type(message).__name__))
+
+    def acquire_slot(self, run):
+        self.calls.append(("acquire", run.key))
+
+    def release_slot(self, run):
+        self.calls.append(("release", run.key))
+
+    def start_run(self, run):
+        self.calls.append(("start", run.key))
+
+    def wake_rejoin(self, run):
+        self.calls.append(("wake", run.key))
+
+    def fetch_inputs(self, run):
+        self.calls.append(("fetch", run.key))
+
+
+def test_execute_takes_a_token_before_starting_and_passes_it_on_a_hand_over():
+    ws = w.WorkerState(1)
+    sink = RecordingSink()
+    w.execute(ws.task_assigned(spec("a"), False), sink)
+    w.execute(ws.task_assigned(spec("b"), False), sink)
+    nxt, cmds = ws.hand_over(ws.runs["a"], p.TaskErred("a", 1, b"", "E", ""), w.thread_may_take)
+    w.execute(cmds, sink)
+    assert nxt is ws.runs["b"]
+    assert sink.calls == [("acquire", "a"), ("start", "a"), ("send", "TaskErred"),
+                          ("release", "a"), ("acquire", "b")]
+
+
+def test_execute_fails_loudly_on_an_unknown_command():
+    with pytest.raises(TypeError, match="unknown ledger command"):
+        w.execute([object()], RecordingSink())
+
+
+def test_async_runs_are_never_taken_by_a_thread():
+    assert w.thread_may_take(w.LocalRun("a", 1, spec("a"), (0,)))
+    async_spec = p.ComputeTask("b", 1, "f", b"", [0, 0, 0], is_async=True)
+    assert not w.thread_may_take(w.LocalRun("b", 1, async_spec, (0,)))

@@ -20,13 +20,20 @@ Commands are executed in order by the shell. ``GiveSlot``/``TakeSlot`` go throug
 worker's ledger (``Seceded``/``RejoinRequested`` come from there), in order with the
 posted messages; a ``TakeSlot`` completes when the shell calls :meth:`TaskView.rejoined`.
 
+The module also holds :class:`SessionKeys`, the key table of one session: the futures'
+keys, which functions were sent, and the messages that follow from them (a function is
+registered once per session, a key is submitted once while it is held, a key whose last
+future died is released in one batch). The real ``engine.session.Session`` and the
+simulator's ``SimSession`` both keep their keys in it.
+
 This module is pure: no I/O, no clock, no threads.
 """
 
 from __future__ import annotations
 
 import enum
-from typing import Any
+from collections.abc import Callable
+from typing import Any, Generic, Protocol, TypeVar
 
 import attrs
 
@@ -164,3 +171,149 @@ class TaskView:
             self._wait_gave_slot = False
             out.append(TakeSlot())
         return out
+
+
+# ---------------------------------------------------------------------- the key table
+
+
+class KeyStatus(enum.Enum):
+    """Where a key stands, as its session sees it (``Future.status`` is the value)."""
+
+    PENDING = "pending"
+    FINISHED = "finished"
+    ERRED = "error"
+
+
+PENDING, FINISHED, ERRED = KeyStatus.PENDING, KeyStatus.FINISHED, KeyStatus.ERRED
+
+
+class KeyRecord(Protocol):
+    """What the key table reads and writes of a key's record (``engine.keys.KeyState``)."""
+
+    key: str
+    status: KeyStatus
+    inline: bytes | None
+    nbytes: int
+    type_name: str
+    error: Any
+
+
+R = TypeVar("R", bound=KeyRecord)
+
+
+class SessionKeys(Generic[R]):
+    """The keys one session holds futures for, and the messages they cost.
+
+    Every method changes state and returns what to send or whose waiters to wake; the
+    shell sends and wakes, holding its own lock around each call.
+
+    Args:
+        new_record: makes the record of a key seen for the first time.
+    """
+
+    __slots__ = ("fn_sent", "keys", "new_record", "releasing")
+
+    def __init__(self, new_record: Callable[[str], R]) -> None:
+        self.new_record = new_record
+        #: key -> record, for every key a live future holds
+        self.keys: dict[str, R] = {}
+        #: function ids registered on this connection
+        self.fn_sent: set[str] = set()
+        #: keys whose last future died, not yet released (:meth:`take_releases`)
+        self.releasing: dict[str, R] = {}
+
+    def lookup(self, key: str) -> R | None:
+        """The record of ``key``, also while its release is pending."""
+        return self.keys.get(key) or self.releasing.get(key)
+
+    def submit(self, task: p.SubmitTask, fn_blob: bytes) -> tuple[R, list[Any]]:
+        """``task`` is submitted: the key's record, and the messages to send in order.
+
+        A function is registered (``RegisterFunction``) the first time it is used; the
+        task is sent unless its key is held already (a pure key submitted again, also
+        one whose release has not gone out: it is kept).
+        """
+        key = task.key
+        out: list[Any] = []
+        rec = self.keys.get(key)
+        fresh = rec is None
+        if rec is None:
+            rec = self.releasing.pop(key, None)
+            if rec is not None:  # wanted again before its release went out
+                fresh = False
+            else:
+                rec = self.new_record(key)
+            self.keys[key] = rec
+        if task.fn_id not in self.fn_sent:
+            self.fn_sent.add(task.fn_id)
+            out.append(p.RegisterFunction(task.fn_id, fn_blob))
+        if fresh:
+            out.append(task)
+        return rec, out
+
+    def adopt(self, key: str) -> tuple[R, list[Any]]:
+        """A future for ``key`` arrived from elsewhere: its record, and ``AcquireKeys``
+        when this session did not hold the key."""
+        rec = self.keys.get(key) or self.releasing.pop(key, None)
+        if rec is not None:
+            self.keys[key] = rec
+            return rec, []
+        rec = self.keys[key] = self.new_record(key)
+        return rec, [p.AcquireKeys([key])]
+
+    def release(self, rec: R) -> None:
+        """The last future of ``rec`` died: the key leaves the table, to be released
+        with the next :meth:`take_releases` (futures die in bursts: one message)."""
+        if self.keys.get(rec.key) is rec:
+            del self.keys[rec.key]
+        self.releasing[rec.key] = rec
+
+    def take_releases(self) -> p.ReleaseKeys | None:
+        """The ``ReleaseKeys`` for every key released since the last call, if any."""
+        if not self.releasing:
+            return None
+        keys = list(self.releasing)
+        self.releasing.clear()
+        return p.ReleaseKeys(keys)
+
+    def finished(self, msg: p.KeyFinished) -> R | None:
+        """The scheduler says a key is done: its record, if it was pending here (wake it)."""
+        rec = self.keys.get(msg.key)
+        if rec is None or rec.status is not PENDING:
+            return None
+        rec.status = FINISHED
+        if msg.inline is not None:
+            rec.inline = msg.inline
+        rec.nbytes = msg.nbytes
+        rec.type_name = msg.type_name
+        return rec
+
+    def finished_here(self, report: p.TaskFinished) -> R | None:
+        """A task of this (worker) session's futures finished on this very worker: its
+        record, if it was pending (wake it now, not a scheduler round trip later)."""
+        rec = self.keys.get(report.key)
+        if rec is None or rec.status is not PENDING:
+            return None
+        rec.status = FINISHED
+        rec.nbytes = report.nbytes
+        rec.type_name = report.type_name
+        return rec
+
+    def erred(self, msg: p.KeyErred) -> R | None:
+        """The scheduler says a key failed: its record, if it was pending here (wake it)."""
+        rec = self.keys.get(msg.key)
+        if rec is None or rec.status is not PENDING:
+            return None
+        rec.status = ERRED
+        rec.error = msg
+        return rec
+
+    def restarted(self, msg: p.KeyRestarted) -> R | None:
+        """A finished key is being computed again (its holder was lost): its record, now
+        pending again, if it was finished here."""
+        rec = self.keys.get(msg.key)
+        if rec is None or rec.status is not FINISHED:
+            return None
+        rec.status = PENDING
+        rec.inline = None
+        return rec

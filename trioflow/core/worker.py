@@ -14,6 +14,9 @@ Theory of operation:
 
 * A slot freed goes first to a run waiting to rejoin, then to the best queued run
   (scheduler priority order). Rejoiners before new work keeps recursion shallow.
+* What each command means for the shell is written once, in :func:`execute`: the real
+  worker and the simulator both carry commands out through it, each with its own
+  :class:`CommandSink`.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ import enum
 import heapq
 from collections import deque
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 import attrs
 
@@ -101,6 +104,58 @@ class SendMessage(Matchable):
 WorkerCommand = StartRun | GrantRejoin | ReleaseSlot | PassSlot | FetchInputs | SendMessage
 #: how a run reports its end to the scheduler
 RunReport = p.TaskFinished | p.TaskErred
+
+
+class CommandSink(Protocol):
+    """What a worker shell provides to carry out the ledger's commands (:func:`execute`).
+
+    ``acquire_slot``/``release_slot`` move one token of the shell's slot limiter to or
+    from a run; they must raise ``SlotAccountingError`` when the limiter disagrees.
+    """
+
+    def send_message(self, message: Any) -> None: ...
+
+    def acquire_slot(self, run: LocalRun) -> None: ...
+
+    def release_slot(self, run: LocalRun) -> None: ...
+
+    def start_run(self, run: LocalRun) -> None: ...
+
+    def wake_rejoin(self, run: LocalRun) -> None: ...
+
+    def fetch_inputs(self, run: LocalRun) -> None: ...
+
+
+def execute(commands: list[WorkerCommand], sink: CommandSink) -> None:
+    """Carry out ledger ``commands`` in order through ``sink``.
+
+    Raises:
+        TypeError: a command this function does not know (a bug: fail loudly).
+    """
+    for cmd in commands:
+        if type(cmd) is SendMessage:
+            sink.send_message(cmd.message)
+        elif type(cmd) is StartRun:
+            sink.acquire_slot(cmd.run)
+            sink.start_run(cmd.run)
+        elif type(cmd) is ReleaseSlot:
+            sink.release_slot(cmd.run)
+        elif type(cmd) is PassSlot:  # the new run already runs on the old one's thread
+            sink.release_slot(cmd.old)
+            sink.acquire_slot(cmd.new)
+        elif type(cmd) is GrantRejoin:
+            sink.acquire_slot(cmd.run)
+            sink.wake_rejoin(cmd.run)
+        elif type(cmd) is FetchInputs:
+            sink.fetch_inputs(cmd.run)
+        else:
+            raise TypeError(f"unknown ledger command {cmd!r}")
+
+
+def thread_may_take(run: LocalRun) -> bool:
+    """Whether a task thread whose run ended may start ``run`` itself
+    (:meth:`WorkerState.hand_over`): sync runs only, async ones run on the loop."""
+    return not run.spec.is_async
 
 
 class WorkerState:

@@ -8,7 +8,6 @@ may be handed jobs to run (helping, see ``net/slots.py``).
 
 from __future__ import annotations
 
-import enum
 import threading
 import time
 from collections import deque
@@ -19,6 +18,7 @@ import trio
 
 from .. import protocol as p
 from .. import serialize
+from ..core.session import ERRED, FINISHED, PENDING, KeyStatus  # noqa: F401 - re-exported
 from ..errors import CancelledError, DeadlockError, KilledWorker, WorkerLost
 
 
@@ -30,21 +30,13 @@ class HelpingPool(Protocol):
     def wait_helping(self, waiter: SyncWaiter, timeout: float | None) -> bool: ...
 
 
-class KeyStatus(enum.Enum):
-    """Where a key stands, as its session sees it (``Future.status`` is the value)."""
-
-    PENDING = "pending"
-    FINISHED = "finished"
-    ERRED = "error"
-
-
-PENDING, FINISHED, ERRED = KeyStatus.PENDING, KeyStatus.FINISHED, KeyStatus.ERRED
 #: ``KeyState.value`` when the session has not got the value itself
 NO_VALUE = object()
 
 
 class KeyState:
-    """What this session knows about one key it holds futures for."""
+    """What this session knows about one key it holds futures for (the record its
+    ``core.session.SessionKeys`` table keeps), and who waits on it."""
 
     __slots__ = ("error", "event", "inline", "key", "nbytes", "refs", "status", "type_name",
                  "value", "waiters")

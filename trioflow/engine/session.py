@@ -34,10 +34,11 @@ import trio
 
 from .. import protocol as p
 from .. import serialize
+from ..core.session import SessionKeys
 from ..errors import ClientClosedError
 from .context import RunContext, current_run
 from .futures import Future
-from .keys import ERRED, FINISHED, PENDING, KeyState, SyncWaiter
+from .keys import ERRED, PENDING, KeyState, SyncWaiter
 from .protocols import BulkTransport, Connection, HostWorker
 from .transfers import DataPath, Fetcher, Scatterer
 
@@ -66,16 +67,16 @@ class Session:
         self.peer_id = peer_id
         self.worker = worker
         self.lock = threading.Lock()
-        self.keys: dict[str, KeyState] = {}
-        self.fn_sent: set[str] = set()
+        #: the key table (pure; changed under ``lock``): futures' keys, functions sent,
+        #: releases pending, and the messages they cost
+        self.table: SessionKeys[KeyState] = SessionKeys(KeyState)
+        self.keys = self.table.keys
         self.closed: str | None = None
         self.trio_token = trio.lowlevel.current_trio_token()
         self.loop_thread = threading.get_ident()
         self._queue: list[Any] = []
         self._flush_scheduled = False
-        #: keys whose last Future died, to release in one message (in order)
-        self._releases: dict[str, KeyState] = {}
-        self._release_scheduled = False
+        self._release_scheduled = False  # a flush of the table's releases is scheduled
         self._status_waiters: dict[int, _StatusWait] = {}
         self._status_ids = itertools.count(1)
         # unique across sessions, processes and hosts: clients share one key space
@@ -86,7 +87,7 @@ class Session:
         self.fetcher = Fetcher(lock=self.lock, post=self.post, wait_sync=self.wait_sync,
                                wait_async=self.wait_async, on_loop=self.on_loop, host=worker,
                                bulk=self.data_path)
-        self.scatterer = Scatterer(lock=self.lock, keys=self.keys, lookup=self._lookup,
+        self.scatterer = Scatterer(lock=self.lock, keys=self.keys, lookup=self.table.lookup,
                                    post=self.post, host=worker, bulk=self.data_path)
         self.value = self.fetcher.value
         self.value_async = self.fetcher.value_async
@@ -102,10 +103,6 @@ class Session:
     @property
     def inline_limit(self) -> int:
         return self.data_path.inline_limit
-
-    def _lookup(self, key: str) -> KeyState | None:
-        """The state of ``key``, also while its release is pending (under the lock)."""
-        return self.keys.get(key) or self._releases.get(key)
 
     # ------------------------------------------------------------------ sending
 
@@ -165,11 +162,9 @@ class Session:
             ks.refs -= 1
             if ks.refs > 0 or self.closed is not None:
                 return
-            if self.keys.get(ks.key) is ks:
-                del self.keys[ks.key]
             # futures die in bursts (a list going out of scope): collect the keys and
             # send one ReleaseKeys for all of them on the loop's next turn
-            self._releases[ks.key] = ks
+            self.table.release(ks)
             if self._release_scheduled:
                 return
             self._release_scheduled = True
@@ -180,26 +175,23 @@ class Session:
 
     def _flush_releases(self) -> None:
         with self.lock:
-            keys = list(self._releases)
-            self._releases.clear()
+            release = self.table.take_releases()
             self._release_scheduled = False
-            for key in keys:  # a scatter released before its upload: drop the frames
-                self.scatterer.released(key)
-        if keys:
+            if release is not None:
+                for key in release.keys:  # a scatter released before its upload: drop the frames
+                    self.scatterer.released(key)
+        if release is not None:
             try:
-                self.post(p.ReleaseKeys(keys))
+                self.post(release)
             except ClientClosedError:
                 pass
 
     def adopt(self, key: str) -> KeyState:
         """A future for ``key`` arrived from elsewhere (inside data): hold it here too."""
         with self.lock:
-            ks = self.keys.get(key) or self._releases.pop(key, None)
-            if ks is not None:
-                self.keys[key] = ks
-                return ks
-            ks = self.keys[key] = KeyState(key)
-        self.post(p.AcquireKeys([key]))
+            ks, msgs = self.table.adopt(key)
+        if msgs:
+            self.post(*msgs)
         return ks
 
     def submit(self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any], *,
@@ -222,25 +214,10 @@ class Session:
                 key = f"{name}-{self._prefix}-{next(self._counter)}"
         ctx = current_run()
         parent = ctx.run.key if ctx is not None and ctx.session is self else ""
-        msgs: list[Any] = []
+        task = p.SubmitTask(key, fn_id, payload, deps, parent, inspect.iscoroutinefunction(fn),
+                            retries, priority, list(workers or ()), run_once)
         with self.lock:
-            ks = self.keys.get(key)
-            fresh = ks is None
-            if fresh:
-                ks = self._releases.pop(key, None)
-                if ks is not None:  # wanted again before its release went out: keep it
-                    fresh = False
-                    self.keys[key] = ks
-                else:
-                    ks = self.keys[key] = KeyState(key)
-            if fn_id not in self.fn_sent:
-                self.fn_sent.add(fn_id)
-                msgs.append(p.RegisterFunction(fn_id, blob))
-        if fresh:
-            msgs.append(p.SubmitTask(key, fn_id, payload, deps, parent,
-                                     inspect.iscoroutinefunction(fn), retries, priority,
-                                     list(workers or ()), run_once))
-        assert ks is not None
+            ks, msgs = self.table.submit(task, blob)
         fut: Future[Any] = Future(self, ks)
         if msgs:
             self.post(*msgs)
@@ -262,31 +239,19 @@ class Session:
         t = type(msg)
         if t is p.KeyFinished:
             with self.lock:
-                ks = self.keys.get(msg.key)
-                if ks is None or ks.status is not PENDING:
-                    return
-                ks.status = FINISHED
-                if msg.inline is not None:
-                    ks.inline = msg.inline
-                ks.nbytes = msg.nbytes
-                ks.type_name = msg.type_name
-                self._notify(ks)
+                ks = self.table.finished(msg)
+                if ks is not None:
+                    self._notify(ks)
         elif t is p.KeyErred:
             with self.lock:
-                ks = self.keys.get(msg.key)
-                if ks is None or ks.status is not PENDING:
-                    return
-                ks.status = ERRED
-                ks.error = msg
-                self._notify(ks)
+                ks = self.table.erred(msg)
+                if ks is not None:
+                    self._notify(ks)
         elif t is p.KeyRestarted:
             with self.lock:
-                ks = self.keys.get(msg.key)
-                if ks is not None and ks.status is FINISHED:
-                    ks.status = PENDING  # recomputed elsewhere: wait for it again
-                    ks.inline = None
-                    if ks.event is not None and ks.event.is_set():
-                        ks.event = None
+                ks = self.table.restarted(msg)  # recomputed elsewhere: wait for it again
+                if ks is not None and ks.event is not None and ks.event.is_set():
+                    ks.event = None
         elif t is p.DataReply:
             self.fetcher.data_reply(msg)
         elif t is p.ScatterTo:
@@ -300,13 +265,9 @@ class Session:
     def finished_here(self, key: str, report: p.TaskFinished) -> None:
         """A task of this (worker) session's futures finished on this very worker."""
         with self.lock:
-            ks = self.keys.get(key)
-            if ks is None or ks.status is not PENDING:
-                return
-            ks.status = FINISHED
-            ks.nbytes = report.nbytes
-            ks.type_name = report.type_name
-            self._notify(ks)
+            ks = self.table.finished_here(report)
+            if ks is not None:
+                self._notify(ks)
 
     def _notify(self, ks: KeyState) -> None:
         if ks.event is not None:

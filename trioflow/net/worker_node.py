@@ -239,36 +239,18 @@ class WorkerNode:
             await self._idle.wait()
 
     def _execute(self, commands: list[Any]) -> None:
-        limiter = self.limiter
-        assert limiter is not None
         if not self.ledger.runs and not self._idle.is_set():
             self._idle.set()
             self._idle = trio.Event()
-        for cmd in commands:
-            t = type(cmd)
-            if t is wcore.SendMessage:
-                if self.conn is not None:
-                    self.conn.send(cmd.message)
-            elif t is wcore.StartRun:
-                self._acquire(cmd.run)
-                self.runs.start(cmd.run)
-            elif t is wcore.ReleaseSlot:
-                limiter.release_on_behalf_of(cmd.run)
-            elif t is wcore.PassSlot:  # the new run is already running on the old one's thread
-                limiter.release_on_behalf_of(cmd.old)
-                self._acquire(cmd.new)
-            elif t is wcore.GrantRejoin:
-                self._acquire(cmd.run)
-                ctx = self.runs.contexts.get(cmd.run.key)
-                if ctx is not None and ctx.rejoin_event is not None:
-                    ctx.rejoin_event.set()
-            elif t is wcore.FetchInputs:
-                assert self._nursery is not None
-                self._nursery.start_soon(self.runs.fetch_inputs, cmd.run)
-            else:
-                raise TypeError(f"unknown ledger command {cmd!r}")  # a bug: fail loudly
+        wcore.execute(commands, self)
 
-    def _acquire(self, run: wcore.LocalRun) -> None:
+    # ------------------------------------------------------------------ CommandSink (loop)
+
+    def send_message(self, message: Any) -> None:
+        if self.conn is not None:
+            self.conn.send(message)
+
+    def acquire_slot(self, run: wcore.LocalRun) -> None:
         assert self.limiter is not None
         try:
             self.limiter.acquire_on_behalf_of_nowait(run)
@@ -277,6 +259,22 @@ class WorkerNode:
                 f"the ledger granted a slot to {run!r} but the limiter has none "
                 f"({self.limiter.borrowed_tokens}/{self.limiter.total_tokens} borrowed)"
             ) from None
+
+    def release_slot(self, run: wcore.LocalRun) -> None:
+        assert self.limiter is not None
+        self.limiter.release_on_behalf_of(run)
+
+    def start_run(self, run: wcore.LocalRun) -> None:
+        self.runs.start(run)
+
+    def wake_rejoin(self, run: wcore.LocalRun) -> None:
+        ctx = self.runs.contexts.get(run.key)
+        if ctx is not None and ctx.rejoin_event is not None:
+            ctx.rejoin_event.set()
+
+    def fetch_inputs(self, run: wcore.LocalRun) -> None:
+        assert self._nursery is not None
+        self._nursery.start_soon(self.runs.fetch_inputs, run)
 
     def _linger(self) -> bool:
         """More results are microseconds away: worth holding the frame for them."""

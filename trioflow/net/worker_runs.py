@@ -218,7 +218,7 @@ class RunExecutor:
         if session is None or session.closed is not None or self.closing:
             return None
         run = ctx.run
-        nxt, commands = self.ledger.hand_over(run, report, _may_take)
+        nxt, commands = self.ledger.hand_over(run, report, wcore.thread_may_take)
         if nxt is None:
             return None
         next_ctx = RunContext(self.host, session, nxt, False)
@@ -322,7 +322,3 @@ class RunExecutor:
             self._fetched[run.key] = fetched
             self._execute(self.ledger.inputs_arrived(run))
 
-
-def _may_take(run: wcore.LocalRun) -> bool:
-    """A task thread may start ``run`` itself: sync runs only (async ones run on the loop)."""
-    return not run.spec.is_async

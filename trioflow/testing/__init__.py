@@ -42,6 +42,7 @@ from .scheduling import (
     lazy_threads,
     outcomes_under,
     random_chooser,
+    reachable_outcomes,
     run_until_quiet,
     schedule_independent,
     simulate_program,
@@ -50,14 +51,13 @@ from .scheduling import (
 from .simulate import (
     AddWorker,
     Deliver,
-    HarnessViolation,
     RemoveWorker,
     SimConfig,
     Simulator,
     Step,
     Submit,
 )
-from .truth import BlindScheduler, Detection, GroundTruthUnknown, reachable_outcomes
+from .truth import BlindScheduler, Detection, GroundTruthUnknown, HarnessViolation
 
 #: names served lazily from modules that import Hypothesis
 _LAZY = {

@@ -19,14 +19,14 @@ exactly the runs the scheduler gave it, with the same run ids.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import NoReturn
 
 from ..core import worker as wcore
 from ..core.validate import check_scheduler, check_worker
 from ..errors import InvalidTransition
-
-if TYPE_CHECKING:
-    from .simulate import Simulator, SimWorker
+from .simulate import SCHEDULER, Simulator
+from .truth import HarnessViolation
+from .workers import SimWorker
 
 _STARTED = (wcore.RunState.RUNNING, wcore.RunState.SECEDED, wcore.RunState.REJOINING)
 _SECEDED = (wcore.RunState.SECEDED, wcore.RunState.REJOINING)
@@ -43,16 +43,12 @@ def check_invariants(sim: Simulator) -> None:
             check_drained_view(sim, worker)
 
 
-def _fail(message: str) -> None:
-    from .simulate import HarnessViolation
-
+def _fail(message: str) -> NoReturn:
     raise HarnessViolation(message)
 
 
 def is_drained(sim: Simulator, worker_id: str) -> bool:
     """Both links between ``worker_id`` and the scheduler are empty."""
-    from .simulate import SCHEDULER
-
     return not sim.links[(worker_id, SCHEDULER)] and not sim.links[(SCHEDULER, worker_id)]
 
 

@@ -20,6 +20,7 @@ from typing import Any
 import trio
 
 from .. import in_task as tasks
+from ..client import AsyncClient, Client
 from ..errors import DeadlockError
 from .program import (
     DEADLOCK_TYPE,
@@ -57,9 +58,11 @@ def run_sync_program(program: Program, path: str) -> int:
     if program.children:
         if program.wait is Wait.WORKER_CLIENT:
             with tasks.worker_client() as client:
+                assert isinstance(client, Client)  # a sync task gets the blocking one
                 values = client.gather(_submit_children(client, program, path))
         else:
             client = tasks.get_client()
+            assert isinstance(client, Client)
             futures = _submit_children(client, program, path)
             if program.wait is Wait.SECEDE:
                 tasks.secede()
@@ -75,6 +78,7 @@ async def run_async_program(program: Program, path: str) -> int:
     values: list[int] = []
     if program.children:
         client = tasks.get_client()
+        assert isinstance(client, AsyncClient)  # an async task gets the trio-native one
         values = await client.gather(_submit_children(client, program, path))
     return _finish(program, path, values)
 

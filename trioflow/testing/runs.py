@@ -1,13 +1,22 @@
-"""Simulated task runs and client sessions: what a task thread and its client send.
+"""Simulated task runs and client sessions: what a task's code does, step by step.
 
-This module is the simulator's stand-in for ``trioflow/tasks.py``, ``trioflow/session.py``
-and the run part of ``trioflow/net/worker_node.py``. It mirrors, message for message,
-what the real shell sends; where the real shell is atomic on its event loop, a step
-here is atomic too.
+A :class:`SimRun` is one run of a task on a simulated worker. It interprets its
+:class:`~.program.Program` the way :func:`~.live.run_sync_program` and
+:func:`~.live.run_async_program` do, as a list of *ops*. Each call to :meth:`SimRun.step`
+performs one op (what a task thread does between two points where the event loop may
+run something else); where the real shell is atomic on its event loop, a step is too.
 
-A :class:`SimRun` executes a :class:`~.program.Program` as a list of *ops*. Each call to
-:meth:`SimRun.step` performs one op (one thing a task thread does between two points
-where the event loop may run something else):
+What the run *tells the cluster* when it secedes, rejoins or waits is not written here:
+the run owns a :class:`~trioflow.core.session.TaskView`, the same pure machine the real
+``RunContext`` drives, and executes the commands it returns as the real shell does:
+
+* ``Post(msg)``: the message goes on the worker's link to the scheduler (FIFO: the
+  session's ordered queue).
+* ``GiveSlot``: the worker's ledger secedes the run (``RunHost.secede``); ``Seceded``
+  follows on the same link, after everything posted before.
+* ``TakeSlot``: the worker's ledger queues the run to rejoin (``RunHost.rejoin``); the
+  run then blocks until the ledger's ``GrantRejoin`` reaches it (:meth:`SimRun.granted`,
+  which calls ``TaskView.rejoined``), at once if a slot is free.
 
 ========================  ===========================================================
 wait style                ops
@@ -18,27 +27,45 @@ leaf                      END
                           ``secede(); gather(); rejoin()`` raises out of ``gather``)
 ``Wait.WORKER_CLIENT``    SECEDE, SUBMIT x n, WAIT, REJOIN, END (REJOIN always: it is
                           the ``with`` block's exit)
-``Wait.ASYNC``            ASYNC_WAIT (submit all, secede, WaitKeys: no await between
-                          them), REJOIN, END
+``Wait.ASYNC``            ASYNC_WAIT (submit all, then the wait: no await between
+                          them), END; the wait gives its slot back and takes it again
+                          when it ends (``RunContext.wait_async``)
 ========================  ===========================================================
 
-WAIT posts ``WaitKeys`` only for keys its session still sees pending (like
-``Session.wait_sync``) and then blocks until every key is done or a ``WaitFailed``
-arrives; REJOIN blocks until the ledger grants the slot. Run ends post ``ReleaseKeys``
-for the run's futures before ``TaskFinished``/``TaskErred`` (the task's frame, holding
-the futures, dies before the worker reports the run).
+A wait covers the keys its session still sees pending (like ``Session.wait_sync``;
+with none pending there is no wait at all) and blocks until every one is done or a
+``WaitFailed`` arrives. When the run wakes, ``TaskView.end_wait`` says what follows
+(for an async wait: taking the slot back). A run's end releases its futures before the
+worker reports it (the task's frame, holding the futures, dies first); the worker then
+ends it or hands its thread over (see :mod:`.workers`).
+
+A :class:`SimSession` is a client connection's futures. Its keys live in a
+``core.session.SessionKeys``, the table the real ``Session`` keeps: which messages a
+submit and a release send (``RegisterFunction`` once per function, ``SubmitTask``,
+one ``ReleaseKeys`` for the futures that die together) is the product's code too.
 """
 
 from __future__ import annotations
 
 import enum
 from collections import deque
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import attrs
 
 from .. import protocol as p
 from ..core import worker as wcore
+from ..core.session import (
+    PENDING,
+    GiveSlot,
+    KeyStatus,
+    Post,
+    SessionKeys,
+    TakeSlot,
+    TaskCommand,
+    TaskView,
+    WaitEnd,
+)
 from .program import (
     DEADLOCK_TYPE,
     FAILURE_TYPE,
@@ -48,9 +75,6 @@ from .program import (
     decode_payload,
     encode_payload,
 )
-
-if TYPE_CHECKING:
-    from .simulate import SimWorker
 
 #: function ids of the two interpreter functions (sync and async) every task uses
 SYNC_FN = "trioflow.testing.live:run_sync_program"
@@ -78,7 +102,7 @@ def ops_for(program: Program) -> list[Op]:
         return [Op.SUBMIT] * n + [Op.SECEDE, Op.WAIT, Op.REJOIN, Op.END]
     if wait is Wait.WORKER_CLIENT:
         return [Op.SECEDE] + [Op.SUBMIT] * n + [Op.WAIT, Op.REJOIN, Op.END]
-    return [Op.ASYNC_WAIT, Op.REJOIN, Op.END]
+    return [Op.ASYNC_WAIT, Op.END]
 
 
 def encode_value(value: int) -> bytes:
@@ -88,14 +112,18 @@ def encode_value(value: int) -> bytes:
 
 # ----------------------------------------------------------------------------- sessions
 
-PENDING, FINISHED, ERRED = "pending", "finished", "erred"
-
 
 @attrs.define
 class SimKey:
-    """What a session knows about one key it holds a future for."""
+    """What a session knows about one key it holds a future for (a ``KeyRecord``)."""
 
-    status: str = PENDING
+    key: str
+    status: KeyStatus = PENDING
+    inline: bytes | None = None
+    nbytes: int = 0
+    type_name: str = ""
+    error: Any = None
+    #: what the key's future gives: its value or its error (once done)
     outcome: Outcome | None = None
 
 
@@ -106,61 +134,100 @@ class SimSession:
     Args:
         peer_id: the connection's peer id (a worker's in-task client shares the worker's).
         link: the connection's FIFO link to the scheduler.
-        worker: the worker whose in-task client this is (it holds results locally).
+        local_data: the results held by the worker whose in-task client this is (a
+            result too large to travel inline is read from there).
     """
 
     peer_id: str
     link: deque[Any]
-    worker: SimWorker | None = None
-    keys: dict[str, SimKey] = attrs.Factory(dict)
-    fn_sent: set[str] = attrs.Factory(set)
+    local_data: dict[str, int] | None = None
+    table: SessionKeys[SimKey] = attrs.Factory(lambda: SessionKeys(SimKey))
     counter: int = 0
+
+    @property
+    def keys(self) -> dict[str, SimKey]:
+        return self.table.keys
 
     def post(self, msg: Any) -> None:
         """Send a message to the scheduler (FIFO, like ``Session.post``)."""
         self.link.append(msg)
 
     def submit(self, program: Program, path: str, parent: str = "") -> str:
-        """Submit ``program`` as a task (RegisterFunction once per function, SubmitTask)."""
+        """Submit ``program`` as a task; returns its key."""
         self.counter += 1
         key = f"p{path}-{self.peer_id}-{self.counter}"
         fn_id = ASYNC_FN if program.is_async else SYNC_FN
-        self.keys[key] = SimKey()
-        if fn_id not in self.fn_sent:
-            self.fn_sent.add(fn_id)
-            self.post(p.RegisterFunction(fn_id, b"sim:" + fn_id.encode()))
-        self.post(p.SubmitTask(key, fn_id, encode_payload(program, path), [], parent,
-                               program.is_async))
+        task = p.SubmitTask(key, fn_id, encode_payload(program, path), [], parent,
+                            program.is_async)
+        _, messages = self.table.submit(task, b"sim:" + fn_id.encode())
+        for msg in messages:
+            self.post(msg)
         return key
 
-    def release(self, key: str) -> None:
-        """The last future for ``key`` died: forget it and tell the scheduler."""
-        if self.keys.pop(key, None) is not None:
-            self.post(p.ReleaseKeys([key]))
+    def release(self, keys: list[str]) -> None:
+        """The futures of ``keys`` died (together, like a task's frame): the session
+        releases them in one message, as ``Session`` does on the loop's next turn."""
+        for key in keys:
+            rec = self.table.keys.get(key)
+            if rec is not None:
+                self.table.release(rec)
+        msg = self.table.take_releases()
+        if msg is not None:
+            self.post(msg)
 
     def handle(self, msg: Any) -> None:
         """A KeyFinished/KeyErred for one of our keys (others are ignored)."""
-        sk = self.keys.get(msg.key)
-        if sk is None or sk.status != PENDING:
-            return
         if type(msg) is p.KeyFinished:
-            if msg.inline is not None:
-                value: int | None = int(msg.inline)
-            elif self.worker is not None:
-                value = self.worker.data.get(msg.key)
-            else:
-                value = None
-            sk.status = FINISHED
-            sk.outcome = Outcome(value=value)
+            rec = self.table.finished(msg)
+            if rec is not None:
+                self._finished(rec)
+        elif type(msg) is p.KeyErred:
+            rec = self.table.erred(msg)
+            if rec is not None:
+                rec.outcome = Outcome(error=msg.type_name or msg.kind, text=msg.text)
+
+    def finished_here(self, report: p.TaskFinished) -> None:
+        """A task of this (worker) session's futures finished on this very worker: its
+        waiters wake without waiting for the scheduler's KeyFinished."""
+        rec = self.table.finished_here(report)
+        if rec is not None:
+            self._finished(rec)
+
+    def _finished(self, rec: SimKey) -> None:
+        if rec.inline is not None:
+            rec.outcome = Outcome(value=int(rec.inline))
+        elif self.local_data is not None:
+            rec.outcome = Outcome(value=self.local_data.get(rec.key))
         else:
-            sk.status = ERRED
-            sk.outcome = Outcome(error=msg.type_name or msg.kind, text=msg.text)
+            rec.outcome = Outcome(value=None)
 
     def pending(self, keys: list[str]) -> list[str]:
-        return [k for k in keys if k in self.keys and self.keys[k].status == PENDING]
+        table = self.table.keys
+        return [k for k in keys if k in table and table[k].status is PENDING]
 
 
 # ----------------------------------------------------------------------------- runs
+
+
+class RunHost(Protocol):
+    """What a run needs from the worker it runs on (``simulate.SimWorker``)."""
+
+    @property
+    def session(self) -> SimSession:
+        """The worker's in-task client, whose link is the worker's."""
+
+    @property
+    def duration(self) -> float:
+        """The run time the worker reports."""
+
+    def secede(self, run: wcore.LocalRun) -> None:
+        """``run`` gives its slot back (through the ledger)."""
+
+    def rejoin(self, run: wcore.LocalRun) -> None:
+        """``run`` asks for a slot again; :meth:`SimRun.granted` follows when it has one."""
+
+    def run_done(self, run: SimRun, value: int | None, report: Any) -> None:
+        """``run`` returned ``value`` or raised; ``report`` is its TaskFinished/TaskErred."""
 
 
 @attrs.define(eq=False)
@@ -172,17 +239,15 @@ class SimRun:
     path: str
     program: Program
     ops: list[Op]
+    view: TaskView
     pc: int = 0
     futures: list[str] = attrs.Factory(list)
-    #: a wait is registered (WaitKeys sent, the thread sleeps on its waiter)
-    waiting: bool = False
     #: a WaitFailed report arrived while waiting: the wait raises DeadlockError
     wait_failure: str | None = None
-    #: the task's own view: it seceded and has not been granted a slot back since
-    seceded: bool = False
-    #: rejoin() was called and the slot has not been granted yet
+    #: a TakeSlot was executed and its grant has not woken the run yet
     rejoin_pending: bool = False
-    granted: bool = False
+    #: the grant for the pending TakeSlot came (the run's waiter is set)
+    was_granted: bool = False
     #: the error the task is raising (its wait failed, or a child failed)
     error: Outcome | None = None
     done: bool = False
@@ -190,7 +255,9 @@ class SimRun:
     @classmethod
     def start(cls, worker: str, local: wcore.LocalRun) -> SimRun:
         path, program = decode_payload(local.spec.payload)
-        return cls(worker, local, path, program, ops_for(program))
+        # the task's depth, as RunContext reads it from the scheduler's priority
+        view = TaskView(local.key, local.run_id, -local.priority[1], program.is_async)
+        return cls(worker, local, path, program, ops_for(program), view)
 
     @property
     def key(self) -> str:
@@ -204,56 +271,80 @@ class SimRun:
     def op(self) -> Op:
         return self.ops[self.pc]
 
+    @property
+    def seceded(self) -> bool:
+        """The task's own view: it gave its slot back and has not been granted one since."""
+        return self.view.seceded
+
+    @property
+    def waiting(self) -> bool:
+        """A wait is registered (WaitKeys sent) and the run has not woken from it."""
+        return self.view.waiting
+
     def __repr__(self) -> str:
         return f"<SimRun {self.key}#{self.run_id} on {self.worker} at {self.op.value}>"
 
     def blocked_in_wait(self, session: SimSession) -> bool:
         """Waiting on keys that are not all done, and no failure has arrived."""
-        return (self.waiting and self.wait_failure is None
+        return (self.view.waiting and self.wait_failure is None
                 and bool(session.pending(self.futures)))
 
     def can_step(self, session: SimSession) -> bool:
         """Whether the task's thread (or Trio task) can do its next op now."""
         if self.done:
             return False
-        if self.waiting:
+        if self.view.waiting:
             return not self.blocked_in_wait(session)
         if self.rejoin_pending:
-            return self.granted
+            return self.was_granted
         return True
 
-    def step(self, worker: SimWorker) -> None:
+    def granted(self) -> None:
+        """The ledger granted the slot a TakeSlot asked for (``GrantRejoin``)."""
+        self.was_granted = True
+        self.view.rejoined()
+
+    def step(self, worker: RunHost) -> None:
         """Perform the next op."""
         session = worker.session
         op = self.op
-        if self.waiting:
-            self._wake(session)
-            if self.program.is_async and self.op is Op.REJOIN:
-                self._rejoin(worker)  # wait_async's finally rejoins with no await between
-            return
-        if self.rejoin_pending:
-            self.rejoin_pending = False
-            self.pc += 1
-            return
-        if op is Op.SUBMIT:
+        if self.view.waiting:
+            self._wake(worker)
+        elif self.rejoin_pending:
+            self.rejoin_pending = False  # the grant woke the run: rejoin() returns
+        elif op is Op.SUBMIT:
             self._submit_next(session)
             self.pc += 1
         elif op is Op.SECEDE:
-            self.seceded = True
-            worker.do_secede(self.local)
+            self._execute(worker, self.view.secede())
             self.pc += 1
         elif op is Op.WAIT:
-            self._wait(session)
+            self._wait(worker)
         elif op is Op.ASYNC_WAIT:
             while len(self.futures) < len(self.program.children):
                 self._submit_next(session)
-            self.seceded = True
-            worker.do_secede(self.local)
-            self._wait(session)
+            self._wait(worker, give_slot=True)
         elif op is Op.REJOIN:
-            self._rejoin(worker)
+            self.pc += 1
+            self._execute(worker, self.view.rejoin())
         else:
             self._end(worker)
+
+    # -------------------------------------------------------------- the shell's part
+
+    def _execute(self, worker: RunHost, commands: list[TaskCommand]) -> None:
+        """Carry out the view's commands in order, as ``RunContext`` does."""
+        for cmd in commands:
+            if type(cmd) is Post:
+                worker.session.post(cmd.message)
+            elif type(cmd) is GiveSlot:
+                worker.secede(self.local)
+            else:
+                assert type(cmd) is TakeSlot
+                self.rejoin_pending, self.was_granted = True, False
+                worker.rejoin(self.local)
+                if self.was_granted:  # a free slot was granted at once: no wait
+                    self.rejoin_pending = False
 
     # -------------------------------------------------------------- ops
 
@@ -262,21 +353,22 @@ class SimRun:
         child = self.program.children[i]
         self.futures.append(session.submit(child, f"{self.path}.{i}", parent=self.key))
 
-    def _wait(self, session: SimSession) -> None:
-        pending = session.pending(self.futures)
+    def _wait(self, worker: RunHost, give_slot: bool = False) -> None:
+        pending = worker.session.pending(self.futures)
         if pending:
-            session.post(p.WaitKeys(self.key, self.run_id, pending, False))
-            self.waiting = True
+            self._execute(worker, self.view.begin_wait(pending, give_slot=give_slot))
         else:
-            self._after_wait(session)
+            self._after_wait(worker.session)
 
-    def _wake(self, session: SimSession) -> None:
-        self.waiting = False
-        if self.wait_failure is not None:
+    def _wake(self, worker: RunHost) -> None:
+        """The wait is over (its keys are done, or it failed): end it, then go on."""
+        failed = self.wait_failure is not None
+        if failed:
             self.error = Outcome(error=DEADLOCK_TYPE, text=self.path)
             self._skip_to_error_exit()
         else:
-            self._after_wait(session)
+            self._after_wait(worker.session)
+        self._execute(worker, self.view.end_wait(WaitEnd.FAILED if failed else WaitEnd.DONE))
 
     def _after_wait(self, session: SimSession) -> None:
         """The wait is over: gather raises the first failed child's error, if any."""
@@ -289,37 +381,28 @@ class SimRun:
                 return
 
     def _skip_to_error_exit(self) -> None:
-        if Op.REJOIN in self.ops and self.program.wait is not Wait.SECEDE:
-            self.pc = self.ops.index(Op.REJOIN)  # worker_client's exit / wait_async rejoin
+        if self.program.wait is Wait.WORKER_CLIENT:
+            self.pc = self.ops.index(Op.REJOIN)  # the with block's exit rejoins
         else:
             self.pc = len(self.ops) - 1  # straight to END (a SECEDE task ends seceded)
 
-    def _rejoin(self, worker: SimWorker) -> None:
-        self.granted = False
-        self.rejoin_pending = True
-        worker.do_rejoin(self.local)
-        if self.granted:  # a free slot was granted at once: rejoin() returns
-            self.rejoin_pending = False
-            self.pc += 1
-
-    def _end(self, worker: SimWorker) -> None:
+    def _end(self, worker: RunHost) -> None:
         session = worker.session
-        spec = self.local.spec
         value = None
+        report: Any
         if self.error is not None:
-            report: Any = p.TaskErred(self.key, self.run_id, b"", self.error.error,
-                                      self.error.text)
+            report = p.TaskErred(self.key, self.run_id, b"", self.error.error,
+                                 self.error.text)
         elif self.program.fail:
             report = p.TaskErred(self.key, self.run_id, b"", FAILURE_TYPE, self.path)
         else:
             value = 1 + sum(self._child_value(session, k) for k in self.futures)
             blob = encode_value(value)
-            report = p.TaskFinished(self.key, self.run_id, len(blob), blob, worker.duration,
-                                    "builtins.int")
-        for key in self.futures:
-            session.release(key)
+            report = p.TaskFinished(self.key, self.run_id, len(blob), blob,
+                                    worker.duration, "builtins.int")
+        session.release(self.futures)
         self.done = True
-        worker.run_done(self, spec, value, report)
+        worker.run_done(self, value, report)
 
     def _child_value(self, session: SimSession, key: str) -> int:
         out = session.keys[key].outcome

@@ -10,7 +10,9 @@ A *chooser* picks one action among :meth:`Simulator.enabled` ones. Three kinds:
   are delivered before threads move (what a slow task looks like; fair: a thread moves
   after a bounded number of deliveries).
 
-:func:`check_program` is the property every program must have, whatever the schedule:
+:func:`reachable_outcomes` explores every schedule of one small program exactly.
+
+:func:`simulate_program` checks the property every program must have, whatever the schedule:
 it ends (every root answered, nothing stuck), every deadlock report is a true deadlock
 (audited as it happens, see :mod:`.truth`), no true deadlock goes unreported, exactly the
 runs the detector named raise ``DeadlockError`` from their wait, the root's
@@ -20,6 +22,8 @@ whose waits all give their slot back never deadlock at all.
 
 from __future__ import annotations
 
+import hashlib
+import pickle
 import random
 from collections.abc import Callable, Sequence
 
@@ -27,8 +31,8 @@ import attrs
 
 from .invariants import check_invariants
 from .program import ClusterShape, Outcome, Program, expected_outcome
-from .simulate import Action, Deliver, HarnessViolation, SimConfig, Simulator, Submit
-from .truth import Detection, check_no_missed_deadlock
+from .simulate import Action, Deliver, SimConfig, Simulator, Submit
+from .truth import Detection, HarnessViolation, check_no_missed_deadlock
 
 Chooser = Callable[[Simulator, list[Action]], Action]
 
@@ -218,6 +222,47 @@ def schedule_independent(program: Program, shape: ClusterShape) -> bool:
 def standard_choosers(random_schedules: int = 8) -> list[Chooser]:
     """Canonical, lazy-threads, and ``random_schedules`` seeded random choosers."""
     return [CANONICAL, lazy_threads(), *(random_chooser(s) for s in range(random_schedules))]
+
+
+def reachable_outcomes(program: Program, shape: ClusterShape, *,
+                       budget: int = 20_000) -> set[tuple[object, ...]] | None:
+    """Every root outcome (``Outcome.summary()``) ``program`` can reach on ``shape``,
+    over *all* schedules: an exhaustive, memoised search of every interleaving.
+
+    Exact, but only affordable for small programs (a few tasks); ``("stuck",)`` in the
+    result would be a missed deadlock. (Ground truth's search, ``truth.can_progress``,
+    asks a narrower question of one world: can any run still end.)
+
+    Returns:
+        the set, or None if more than ``budget`` distinct worlds were visited.
+    """
+    world = Simulator.for_shape(shape, SimConfig(audit=False, check_codec=False))
+    world.apply(Submit(program))
+    world.log = []
+    (root,) = world.roots
+    outcomes: set[tuple[object, ...]] = set()
+    seen: set[bytes] = set()
+    stack = [pickle.dumps(world, pickle.HIGHEST_PROTOCOL)]
+    while stack:
+        blob = stack.pop()
+        digest = hashlib.blake2b(blob, digest_size=16).digest()
+        if digest in seen:
+            continue
+        seen.add(digest)
+        if len(seen) > budget:
+            return None
+        current = pickle.loads(blob)
+        actions = current.enabled(batches=True)
+        if not actions:
+            outcome = current.root_outcomes.get(root)
+            outcomes.add(outcome.summary() if outcome is not None else ("stuck",))
+            continue
+        for action in actions:
+            child = pickle.loads(blob)
+            child.apply(action)
+            child.log = []
+            stack.append(pickle.dumps(child, pickle.HIGHEST_PROTOCOL))
+    return outcomes
 
 
 def check_releasing_program(program: Program, shape: ClusterShape,

@@ -8,6 +8,12 @@ Theory of operation:
   message objects: client -> scheduler, scheduler -> client, and both directions per
   worker. A worker's in-task client shares the worker's link, as in the real shell (a
   worker is a client peer too; its peer id is the worker id).
+* The real protocol code runs, not a copy of it. Runs (:mod:`.runs`) produce their
+  secede, rejoin and wait messages with ``core.session.TaskView``, the machine the real
+  ``RunContext`` drives. Workers carry out ledger commands with ``core.worker.execute``,
+  the real node's executor (:class:`SimWorker` is its sink), and end sync runs as the
+  node does: the ending run's thread takes the best queued sync run itself when the
+  ledger allows (``hand_over``, ``PassSlot``).
 * Nothing happens by itself. An :class:`Action` says what happens next: a link delivers
   its next ``count`` messages (to the scheduler: as one frame), a run does its next op
   (see :mod:`.runs`), a root program is submitted, a worker joins or leaves.
@@ -18,8 +24,10 @@ Theory of operation:
   (``check_codec``), so everything the simulator sends is also encodable.
 * When the scheduler's deadlock detector reports (it sends ``WaitFailed``), the
   simulator asks :mod:`.truth` whether progress was really impossible, by replaying the
-  log into a world whose detector is switched off and searching it. A report without a
-  true deadlock raises :class:`HarnessViolation` at once.
+  log into a world whose detector is switched off (:meth:`Simulator.blank`) and
+  searching it. A report without a true deadlock raises :class:`HarnessViolation` at
+  once. (:mod:`.truth` knows the world only as its ``World`` protocol, so it sits below
+  this module.)
 
 Worlds are copied with pickle (much faster than ``copy.deepcopy``), so everything here
 must stay picklable: no lambdas, no closures.
@@ -36,18 +44,15 @@ from .. import protocol as p
 from ..core import worker as wcore
 from ..core.events import Close, MessagesReceived, PeerJoined, PeerLeft, Send
 from ..core.scheduler import Scheduler
-from ..errors import SlotAccountingError
 from .program import ClusterShape, Outcome, Program
 from .runs import SimRun, SimSession
+from .truth import Detection, HarnessViolation, audit_detection
+from .workers import SimWorker
 
 SCHEDULER = "scheduler"
 CLIENT = "c0"
 
 Link = tuple[str, str]
-
-
-class HarnessViolation(AssertionError):
-    """The simulated cluster broke a property the harness checks (a bug in the core)."""
 
 
 # ----------------------------------------------------------------------------- actions
@@ -114,99 +119,6 @@ class SimConfig:
     truth_budget: int = 20_000
 
 
-# ----------------------------------------------------------------------------- workers
-
-
-@attrs.define(eq=False)
-class SimWorker:
-    """One simulated worker: its ledger, slot tokens, in-task client, runs and data."""
-
-    id: str
-    nthreads: int
-    ledger: wcore.WorkerState
-    session: SimSession
-    link: deque[Any]  # worker -> scheduler
-    duration: float = 0.0
-    #: mirror of the slot limiter: (key, run_id) of every borrower
-    tokens: set[tuple[str, int]] = attrs.Factory(set)
-    #: runs that started and have not ended, by key (the shell's ``contexts``)
-    runs: dict[str, SimRun] = attrs.Factory(dict)
-    #: results held here
-    data: dict[str, int] = attrs.Factory(dict)
-    #: runs that ended here (for the simulator's bookkeeping)
-    ended: int = 0
-
-    def execute(self, commands: list[Any]) -> None:
-        """Carry out ledger commands, like ``WorkerNode._execute``."""
-        for cmd in commands:
-            t = type(cmd)
-            if t is wcore.SendMessage:
-                self.link.append(cmd.message)
-            elif t is wcore.StartRun:
-                self._acquire(cmd.run)
-                self.runs[cmd.run.key] = SimRun.start(self.id, cmd.run)
-            elif t is wcore.ReleaseSlot:
-                token = (cmd.run.key, cmd.run.run_id)
-                if token not in self.tokens:
-                    raise SlotAccountingError(f"{self.id}: {cmd.run!r} released a slot it "
-                                              "does not hold")
-                self.tokens.remove(token)
-            elif t is wcore.GrantRejoin:
-                self._acquire(cmd.run)
-                run = self.runs.get(cmd.run.key)
-                if run is not None and run.local is cmd.run:
-                    run.granted = True
-                    run.seceded = False
-            elif t is wcore.FetchInputs:
-                raise AssertionError("simulated programs have no dependencies to fetch")
-
-    def _acquire(self, run: wcore.LocalRun) -> None:
-        token = (run.key, run.run_id)
-        if len(self.tokens) >= self.nthreads or token in self.tokens:
-            raise SlotAccountingError(
-                f"{self.id}: the ledger granted a slot to {run!r} but the limiter has none "
-                f"({len(self.tokens)}/{self.nthreads} borrowed)")
-        self.tokens.add(token)
-
-    def do_secede(self, run: wcore.LocalRun) -> None:
-        if self.ledger.runs.get(run.key) is run and run.state is wcore.RunState.RUNNING:
-            self.execute(self.ledger.secede(run))
-
-    def do_rejoin(self, run: wcore.LocalRun) -> None:
-        if self.ledger.runs.get(run.key) is run and run.state is wcore.RunState.SECEDED:
-            self.execute(self.ledger.rejoin(run))
-
-    def run_done(self, run: SimRun, spec: p.ComputeTask, value: int | None,
-                 report: Any) -> None:
-        """A run returned or raised (``WorkerNode._run_done``)."""
-        if value is not None:
-            self.data[run.key] = value
-        if self.runs.get(run.key) is run:
-            del self.runs[run.key]
-        self.ended += 1
-        if self.ledger.runs.get(run.key) is run.local:
-            self.execute(self.ledger.run_ended(run.local, report))
-
-    def receive(self, msg: Any) -> None:
-        """One message from the scheduler, as ``WorkerNode._read`` dispatches it."""
-        t = type(msg)
-        if t is p.ComputeTask:
-            self.execute(self.ledger.task_assigned(msg, False))
-        elif t is p.StealTasks:
-            self.execute(self.ledger.steal(msg.keys, msg.run_ids))
-        elif t is p.FreeKeys:
-            for key in msg.keys:
-                self.data.pop(key, None)
-        elif t is p.WaitFailed:
-            run = self.runs.get(msg.run_key)
-            if run is not None and run.run_id == msg.run_id and run.waiting:
-                run.wait_failure = msg.report
-        elif t in (p.Function, p.ExpectData):
-            pass  # functions are data here; scattered values are not used by programs
-        else:
-            self.session.handle(msg)
-
-
 # ----------------------------------------------------------------------------- the world
 
 
@@ -235,7 +147,7 @@ class Simulator:
         #: root task key -> its outcome, once the client heard of it
         self.root_outcomes: dict[str, Outcome] = {}
         #: deadlock reports, each with its ground-truth verdict (see .truth.Detection)
-        self.detections: list[Any] = []
+        self.detections: list[Detection] = []
         #: paths of tasks whose wait raised DeadlockError
         self.deadlocked_paths: set[str] = set()
         #: runs that ended anywhere (ground truth's measure of progress)
@@ -291,10 +203,9 @@ class Simulator:
     def apply(self, action: Action) -> None:
         """Make ``action`` happen (and log it)."""
         self.log.append(action)
-        t = type(action)
-        if t is Deliver:
+        if isinstance(action, Deliver):
             self._deliver(action)
-        elif t is Step:
+        elif isinstance(action, Step):
             w = self.workers[action.worker]
             run = w.runs[action.key]
             assert run.run_id == action.run_id and run.can_step(w.session), (run, action)
@@ -303,16 +214,21 @@ class Simulator:
             self.runs_ended += w.ended - ended
             if run.error is not None and run.error.deadlocked and run.error.text == run.path:
                 self.deadlocked_paths.add(run.path)
-        elif t is Submit:
+        elif isinstance(action, Submit):
             key = self.client.submit(action.program, str(len(self.roots)))
             self.roots[key] = action.program
-        elif t is AddWorker:
+        elif isinstance(action, AddWorker):
             self._add_worker(action.slots)
-        elif t is RemoveWorker:
+        elif isinstance(action, RemoveWorker):
             self._remove_worker(action.worker)
         else:  # pragma: no cover
             raise TypeError(f"not an action: {action!r}")
         self._note_run_ids()
+
+    def blank(self, scheduler: Scheduler | None = None) -> Simulator:
+        """A new, empty world with this one's config, never audited (ground truth
+        replays into it)."""
+        return Simulator(attrs.evolve(self.config, audit=False), scheduler)
 
     def _link(self, src: str, dst: str) -> deque[Any]:
         q: deque[Any] = deque()
@@ -327,7 +243,7 @@ class Simulator:
         session = SimSession(wid, up)
         worker = SimWorker(wid, slots, wcore.WorkerState(slots), session, up,
                            duration=self.config.duration)
-        session.worker = worker
+        session.local_data = worker.data
         self.workers[wid] = worker
         hello = p.Hello("worker", f"worker-{self.worker_counter}", [1], "", slots, f"sim://{wid}")
         self._scheduler_handle(PeerJoined(wid, hello))
@@ -351,8 +267,6 @@ class Simulator:
             out = self._scheduler_handle(MessagesReceived(action.src, msgs))
             if self.config.audit and any(type(c.message) is p.WaitFailed
                                          for c in out if type(c) is Send):
-                from .truth import audit_detection
-
                 audit_detection(self, out)
         elif action.dst == CLIENT:
             for msg in msgs:
@@ -396,6 +310,12 @@ class Simulator:
     def runs(self) -> list[SimRun]:
         """Every started run that has not ended, on every worker."""
         return [r for w in self.workers.values() for r in w.runs.values()]
+
+    def run_path(self, worker: str, key: str) -> str | None:
+        """The program path of the run of ``key`` on ``worker``, if it executes there."""
+        w = self.workers.get(worker)
+        run = w.runs.get(key) if w is not None else None
+        return run.path if run is not None else None
 
     def unfinished_roots(self) -> list[str]:
         return [k for k in self.roots if k not in self.root_outcomes]

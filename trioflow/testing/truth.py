@@ -18,13 +18,17 @@ of the cluster. The harness checks it against the *world*:
 "Some run ends" is the right measure: every program is finite, so a run that cannot
 end is blocked in a wait or a rejoin, and if no run anywhere can ever end, nothing can
 unblock any of them.
+
+This module sits below the simulator: it searches any :class:`World` (in practice a
+:class:`~.simulate.Simulator`, which calls :func:`audit_detection` on each report) and
+imports nothing of it.
 """
 
 from __future__ import annotations
 
 import hashlib
 import pickle
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import attrs
 
@@ -32,9 +36,33 @@ from .. import protocol as p
 from ..core.events import Send
 from ..core.scheduler import Scheduler
 
-if TYPE_CHECKING:
-    from .program import ClusterShape, Program
-    from .simulate import Action, Simulator
+
+class HarnessViolation(AssertionError):
+    """The simulated cluster broke a property the harness checks (a bug in the core)."""
+
+
+class World(Protocol):
+    """What ground truth needs of a simulated world (``simulate.Simulator``)."""
+
+    config: Any  # a SimConfig: truth_budget bounds the search
+    scheduler: Scheduler
+    #: every action applied, in order (replaying it into ``blank()`` rebuilds the world)
+    log: list[Any]
+    #: runs that ended anywhere so far (the measure of progress)
+    runs_ended: int
+    detections: list[Detection]
+
+    def blank(self, scheduler: Scheduler | None = None) -> World: ...
+
+    def enabled(self, *, batches: bool = False) -> list[Any]: ...
+
+    def apply(self, action: Any) -> None: ...
+
+    def run_path(self, worker: str, key: str) -> str | None: ...
+
+    def stuck(self) -> bool: ...
+
+    def describe(self) -> str: ...
 
 
 class BlindScheduler(Scheduler):
@@ -74,17 +102,15 @@ class Detection:
     visited: int
 
 
-def replay(sim: Simulator, actions: list[Action], scheduler: Scheduler | None = None,
-           *, last_blind: bool = False) -> Simulator:
+def replay(sim: World, actions: list[Any], scheduler: Scheduler | None = None,
+           *, last_blind: bool = False) -> World:
     """A fresh world built by applying ``actions`` with ``sim``'s config, without audits.
 
     Args:
         scheduler: the scheduler core to start from (default: a new ``Scheduler``).
         last_blind: switch the detector off just before the last action.
     """
-    from .simulate import Simulator
-
-    world = Simulator(attrs.evolve(sim.config, audit=False), scheduler)
+    world = sim.blank(scheduler)
     for i, action in enumerate(actions):
         if last_blind and i == len(actions) - 1:
             world.scheduler.__class__ = BlindScheduler
@@ -92,12 +118,12 @@ def replay(sim: Simulator, actions: list[Action], scheduler: Scheduler | None = 
     return world
 
 
-def counterfactual(sim: Simulator) -> Simulator:
+def counterfactual(sim: World) -> World:
     """``sim`` as it would be had the detector not run during its last action."""
     return replay(sim, sim.log, last_blind=True)
 
 
-def can_progress(world: Simulator, budget: int) -> tuple[bool | None, int]:
+def can_progress(world: World, budget: int) -> tuple[bool | None, int]:
     """Whether some continuation of ``world`` lets a run end.
 
     Searches depth-first (steps before deliveries, so a false report is usually refuted
@@ -131,22 +157,16 @@ def can_progress(world: Simulator, budget: int) -> tuple[bool | None, int]:
     return False, visited
 
 
-def audit_detection(sim: Simulator, commands: list[Any]) -> Detection:
+def audit_detection(sim: World, commands: list[Any]) -> Detection:
     """Check the detector's report in ``commands`` (just emitted by ``sim``'s last action).
 
     Raises:
         HarnessViolation: the report is false: some continuation lets a run end.
         GroundTruthUnknown: the search budget was exhausted.
     """
-    from .simulate import HarnessViolation
-
     sends = [c for c in commands if type(c) is Send and type(c.message) is p.WaitFailed]
     failed = [c.message for c in sends]
-    paths = []
-    for c in sends:
-        worker = sim.workers.get(c.to)
-        run = worker.runs.get(c.message.run_key) if worker is not None else None
-        paths.append(run.path if run is not None else "?")
+    paths = [sim.run_path(c.to, c.message.run_key) or "?" for c in sends]
     answer, visited = can_progress(counterfactual(sim), sim.config.truth_budget)
     detection = Detection(
         action=len(sim.log) - 1,
@@ -169,57 +189,14 @@ def audit_detection(sim: Simulator, commands: list[Any]) -> Detection:
     return detection
 
 
-def check_no_missed_deadlock(sim: Simulator) -> None:
+def check_no_missed_deadlock(sim: World) -> None:
     """At quiescence: nothing may be stuck (else the detector missed a true deadlock).
 
     Raises:
         HarnessViolation: the world is quiescent with runs blocked or roots unanswered.
     """
-    from .simulate import HarnessViolation
-
     if sim.stuck():
         raise HarnessViolation(
             "missed deadlock: nothing can happen any more, yet work is left and the "
             f"detector did not report.\n{sim.describe()}\nActions: {sim.log!r}")
 
-
-def reachable_outcomes(program: Program, shape: ClusterShape, *,
-                       budget: int = 20_000) -> set[tuple[object, ...]] | None:
-    """Every root outcome (``Outcome.summary()``) ``program`` can reach on ``shape``,
-    over *all* schedules: an exhaustive, memoised search of every interleaving.
-
-    Exact, but only affordable for small programs (a few tasks); ``("stuck",)`` in the
-    result would be a missed deadlock.
-
-    Returns:
-        the set, or None if more than ``budget`` distinct worlds were visited.
-    """
-    from .simulate import SimConfig, Simulator, Submit
-
-    world = Simulator.for_shape(shape, SimConfig(audit=False, check_codec=False))
-    world.apply(Submit(program))
-    world.log = []
-    (root,) = world.roots
-    outcomes: set[tuple[object, ...]] = set()
-    seen: set[bytes] = set()
-    stack = [pickle.dumps(world, pickle.HIGHEST_PROTOCOL)]
-    while stack:
-        blob = stack.pop()
-        digest = hashlib.blake2b(blob, digest_size=16).digest()
-        if digest in seen:
-            continue
-        seen.add(digest)
-        if len(seen) > budget:
-            return None
-        current = pickle.loads(blob)
-        actions = current.enabled(batches=True)
-        if not actions:
-            outcome = current.root_outcomes.get(root)
-            outcomes.add(outcome.summary() if outcome is not None else ("stuck",))
-            continue
-        for action in actions:
-            child = pickle.loads(blob)
-            child.apply(action)
-            child.log = []
-            stack.append(pickle.dumps(child, pickle.HIGHEST_PROTOCOL))
-    return outcomes

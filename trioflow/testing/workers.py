@@ -1,0 +1,147 @@
+"""A simulated worker: the ledger core, a mirror of its slot limiter, and its runs.
+
+:class:`SimWorker` stands for ``net/worker_node.py`` and ``net/worker_runs.py``. It
+carries out the ledger's commands through the real node's executor
+(``core.worker.execute``; the worker is its ``CommandSink``) and ends runs the way the
+node does; its runs (:mod:`.runs`) reach the ledger through it (``RunHost``).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Any
+
+import attrs
+
+from .. import protocol as p
+from ..core import worker as wcore
+from ..errors import SlotAccountingError
+from .runs import SimRun, SimSession
+
+
+@attrs.define(eq=False)
+class SimWorker:
+    """One simulated worker: its ledger, slot tokens, in-task client, runs and data.
+
+    It carries out the ledger's commands through the same executor as the real node
+    (``core.worker.execute``; this class is its ``CommandSink``), and ends runs the way
+    ``net/worker_runs.py`` does: a sync run ends on its thread, which takes the best
+    queued sync run itself when the ledger allows (``WorkerState.hand_over``:
+    ``PassSlot``); otherwise, and for async runs, the ledger ends it
+    (``run_ended``). Every simulated thread is at the top of its stack (nothing helps),
+    so a sync run may always try to hand over.
+    """
+
+    id: str
+    nthreads: int
+    ledger: wcore.WorkerState
+    session: SimSession
+    link: deque[Any]  # worker -> scheduler
+    duration: float = 0.0
+    #: mirror of the slot limiter: (key, run_id) of every borrower
+    tokens: set[tuple[str, int]] = attrs.Factory(set)
+    #: runs that started and have not ended, by key (the shell's ``contexts``)
+    runs: dict[str, SimRun] = attrs.Factory(dict)
+    #: results held here
+    data: dict[str, int] = attrs.Factory(dict)
+    #: runs that ended here (for the simulator's bookkeeping)
+    ended: int = 0
+    #: runs that took over the thread of a run that ended (``PassSlot``)
+    handed_over: int = 0
+
+    def execute(self, commands: list[Any]) -> None:
+        """Carry out ledger commands, like ``WorkerNode._execute``."""
+        wcore.execute(commands, self)
+
+    # -------------------------------------------------------------- CommandSink
+
+    def send_message(self, message: Any) -> None:
+        self.link.append(message)
+
+    def acquire_slot(self, run: wcore.LocalRun) -> None:
+        token = (run.key, run.run_id)
+        if len(self.tokens) >= self.nthreads or token in self.tokens:
+            raise SlotAccountingError(
+                f"{self.id}: the ledger granted a slot to {run!r} but the limiter has none "
+                f"({len(self.tokens)}/{self.nthreads} borrowed)")
+        self.tokens.add(token)
+
+    def release_slot(self, run: wcore.LocalRun) -> None:
+        token = (run.key, run.run_id)
+        if token not in self.tokens:
+            raise SlotAccountingError(f"{self.id}: {run!r} released a slot it does not hold")
+        self.tokens.remove(token)
+
+    def start_run(self, run: wcore.LocalRun) -> None:
+        self.runs[run.key] = SimRun.start(self.id, run)
+
+    def wake_rejoin(self, run: wcore.LocalRun) -> None:
+        sim_run = self.runs.get(run.key)
+        if sim_run is not None and sim_run.local is run:
+            sim_run.granted()
+
+    def fetch_inputs(self, run: wcore.LocalRun) -> None:
+        raise AssertionError("simulated programs have no dependencies to fetch")
+
+    # -------------------------------------------------------------- RunHost
+
+    def secede(self, run: wcore.LocalRun) -> None:
+        """``WorkerNode.secede_run``."""
+        if self.ledger.runs.get(run.key) is run and run.state is wcore.RunState.RUNNING:
+            self.execute(self.ledger.secede(run))
+
+    def rejoin(self, run: wcore.LocalRun) -> None:
+        """``WorkerNode.rejoin_run``: the grant reaches the run through ``wake_rejoin``."""
+        if self.ledger.runs.get(run.key) is run and run.state is wcore.RunState.SECEDED:
+            self.execute(self.ledger.rejoin(run))
+
+    def run_done(self, run: SimRun, value: int | None, report: Any) -> None:
+        """A run returned or raised (``RunExecutor._run_one_sync``/``_run_async``)."""
+        if not run.program.is_async:
+            nxt, commands = self.ledger.hand_over(run.local, report, wcore.thread_may_take)
+            if nxt is not None:
+                # the thread goes on with the next run (_hand_over), then the loop learns
+                # of both in order (_handed_over): the old run ended, its slot passed
+                self.runs[nxt.key] = SimRun.start(self.id, nxt)
+                self.handed_over += 1
+                self._ended(run, value)
+                self.execute(commands)
+                if value is not None:
+                    self.session.finished_here(report)
+                return
+        self._ended(run, value)
+        if self.ledger.runs.get(run.key) is run.local:
+            self.execute(self.ledger.run_ended(run.local, report))
+            if value is not None:
+                # a task here waiting on this one wakes now (Session.finished_here); the
+                # scheduler still sees TaskFinished before what the waiter does next
+                self.session.finished_here(report)
+
+    def _ended(self, run: SimRun, value: int | None) -> None:
+        """Bookkeeping of a run that returned or raised (``RunExecutor._ended``)."""
+        if value is not None:
+            self.data[run.key] = value
+        if self.runs.get(run.key) is run:
+            del self.runs[run.key]
+        self.ended += 1
+
+    # -------------------------------------------------------------- messages
+
+    def receive(self, msg: Any) -> None:
+        """One message from the scheduler, as ``WorkerNode._read`` dispatches it."""
+        t = type(msg)
+        if t is p.ComputeTask:
+            self.execute(self.ledger.task_assigned(msg, False))
+        elif t is p.StealTasks:
+            self.execute(self.ledger.steal(msg.keys, msg.run_ids))
+        elif t is p.FreeKeys:
+            for key in msg.keys:
+                self.data.pop(key, None)
+        elif t is p.WaitFailed:
+            run = self.runs.get(msg.run_key)
+            if run is not None and run.run_id == msg.run_id and run.waiting:
+                run.wait_failure = msg.report
+        elif t in (p.Function, p.ExpectData):
+            pass  # functions are data here; scattered values are not used by programs
+        else:
+            self.session.handle(msg)
