@@ -7,15 +7,13 @@ not serve, never log an error, and serve an honest peer afterwards."""
 
 from __future__ import annotations
 
-import logging
-
 import attrs
 import trio
 from hypothesis import given
 from hypothesis import strategies as st
 
 from trioflow.net import bulk
-from trioflow.testing.hostile import bulk_message, reset
+from trioflow.testing.hostile import bulk_message, logged_errors, reset
 from trioflow.testing.profiles import fuzz_settings
 
 TOKEN = "bulk-fuzz-token"
@@ -45,15 +43,6 @@ class BulkAttack:
 def bulk_attacks() -> st.SearchStrategy[BulkAttack]:
     return st.builds(BulkAttack, st.lists(st.sampled_from(sorted(PIECES)), max_size=4).map(tuple),
                      st.sampled_from(["reset", "close", "wait"]))
-
-
-class _Errors(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__(logging.ERROR)
-        self.records: list[logging.LogRecord] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.records.append(record)
 
 
 async def _attack(port: int, attack: BulkAttack) -> None:
@@ -104,16 +93,13 @@ async def _siege(attacks_: list[BulkAttack]) -> None:
 @fuzz_settings(scale=0.1)
 @given(attacks_=st.lists(bulk_attacks(), min_size=1, max_size=4))
 def test_bulk_port_survives_hostile_peers(attacks_):
-    errors = _Errors()
-    logger = logging.getLogger("trioflow")
-    logger.addHandler(errors)
     saved_timeout, bulk.HANDSHAKE_TIMEOUT = bulk.HANDSHAKE_TIMEOUT, 0.3  # "wait" ends soon
     try:
-        trio.run(_siege, attacks_)
+        with logged_errors() as errors:
+            trio.run(_siege, attacks_)
     finally:
         bulk.HANDSHAKE_TIMEOUT = saved_timeout
-        logger.removeHandler(errors)
-    assert not errors.records, [r.getMessage() for r in errors.records]
+    assert not errors, [r.getMessage() for r in errors]
 
 
 @fuzz_settings(scale=0.1)

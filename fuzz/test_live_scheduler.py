@@ -19,7 +19,7 @@ from trioflow import config
 from trioflow import protocol as p
 from trioflow.net import scheduler_server
 from trioflow.testing import Program
-from trioflow.testing.hostile import flood, run_steps
+from trioflow.testing.hostile import flood, logged_errors, run_steps
 from trioflow.testing.live import run_program
 from trioflow.testing.profiles import fuzz_settings
 from trioflow.testing.wire import frames, garbage_frames
@@ -40,17 +40,6 @@ def attacks() -> st.SearchStrategy[Attack]:
     payload = frames() | garbage_frames() | st.text(max_size=40)
     return st.builds(Attack, st.sampled_from([None, "client", "worker"]),
                      st.lists(payload, max_size=4).map(tuple))
-
-
-class _Crashes(logging.Handler):
-    """Collects log records of peer handlers that raised (the server logs and goes on)."""
-
-    def __init__(self) -> None:
-        super().__init__(logging.ERROR)
-        self.records: list[logging.LogRecord] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.records.append(record)
 
 
 async def _attack(address: str, attack: Attack) -> None:
@@ -95,15 +84,10 @@ async def _siege(attacks_: list[Attack]) -> None:
 @fuzz_settings(scale=0.6)
 @given(attacks_=st.lists(attacks(), min_size=1, max_size=4))
 def test_scheduler_survives_hostile_peers(attacks_):
-    crashes = _Crashes()
-    logger = logging.getLogger("trioflow")
-    logger.addHandler(crashes)
-    try:
+    with logged_errors() as records:  # handlers that raised: the server logs and goes on
         trio.run(_siege, attacks_)
-    finally:
-        logger.removeHandler(crashes)
     crashed = [r.getMessage() + "\n" + (logging.Formatter().formatException(r.exc_info)
-                                         if r.exc_info else "") for r in crashes.records
+                                         if r.exc_info else "") for r in records
                if r.exc_info is not None]
     assert not crashed, crashed[0]
 
@@ -167,18 +151,15 @@ def _shape(steps: list[str], end: str) -> tuple[list[str], str]:
 @fuzz_settings(scale=0.15)
 @given(attacks_=st.lists(raw_attacks(), min_size=1, max_size=4))
 def test_scheduler_survives_connections_dying_anywhere(attacks_):
-    crashes = _Crashes()
-    logger = logging.getLogger("trioflow")
-    logger.addHandler(crashes)
     # short handshake limits, so that attacks ending in "wait" end soon
     saved = (scheduler_server.HANDSHAKE_TIMEOUT, scheduler_server.UPGRADE_TIMEOUT)
     scheduler_server.HANDSHAKE_TIMEOUT = scheduler_server.UPGRADE_TIMEOUT = 0.3
     try:
-        trio.run(_raw_siege, attacks_)
+        with logged_errors() as crashes:
+            trio.run(_raw_siege, attacks_)
     finally:
         scheduler_server.HANDSHAKE_TIMEOUT, scheduler_server.UPGRADE_TIMEOUT = saved
-        logger.removeHandler(crashes)
-    assert not crashes.records, [r.getMessage() for r in crashes.records]
+    assert not crashes, [r.getMessage() for r in crashes]
 
 
 def test_handshake_limits_are_small():

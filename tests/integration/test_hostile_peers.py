@@ -4,7 +4,6 @@ nothing stops it, and a normal client is served after every attack."""
 
 from __future__ import annotations
 
-import logging
 import re
 import subprocess
 
@@ -13,7 +12,7 @@ import trio
 
 import trioflow
 from trioflow.net import handshake_limits
-from trioflow.testing.hostile import flood, run_steps
+from trioflow.testing.hostile import flood, logged_errors, run_steps
 
 from .clihelpers import PY, read_line, stop
 
@@ -31,22 +30,10 @@ DEATHS = {
 }
 
 
-class _Errors(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__(logging.ERROR)
-        self.records: list[logging.LogRecord] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.records.append(record)
-
-
 @pytest.fixture
 def errors():
-    handler = _Errors()
-    logger = logging.getLogger("trioflow")
-    logger.addHandler(handler)
-    yield handler.records
-    logger.removeHandler(handler)
+    with logged_errors() as records:
+        yield records
 
 
 def port_of(address: str) -> int:

@@ -11,10 +11,12 @@ Cancellation: the socket is closed (reset) and the cancellation propagates.
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import socket
 import struct
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import msgpack
@@ -22,8 +24,33 @@ import trio
 
 from .. import protocol as p
 
-__all__ = ["STEPS", "UPGRADE_REQUEST", "bulk_message", "flood", "hello_frame", "reset",
-           "run_steps", "ws_frame", "ws_frame_header"]
+__all__ = ["STEPS", "UPGRADE_REQUEST", "bulk_message", "flood", "hello_frame",
+           "logged_errors", "reset", "run_steps", "ws_frame", "ws_frame_header"]
+
+
+
+class _Recorder(logging.Handler):
+    def __init__(self, records: list[logging.LogRecord]) -> None:
+        super().__init__(logging.ERROR)
+        self.records = records
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+@contextlib.contextmanager
+def logged_errors(name: str = "trioflow") -> Iterator[list[logging.LogRecord]]:
+    """The ERROR (and worse) records logged under ``name`` inside the block: what a
+    server that survived an attack must not have had to say."""
+    records: list[logging.LogRecord] = []
+    handler = _Recorder(records)
+    logger = logging.getLogger(name)
+    logger.addHandler(handler)
+    try:
+        yield records
+    finally:
+        logger.removeHandler(handler)
+
 
 #: a complete WebSocket upgrade request, as a client would send it
 UPGRADE_REQUEST = (b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
