@@ -17,16 +17,14 @@ from __future__ import annotations
 
 import contextvars
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
 import trio
 
 from ..core.session import GiveSlot, Post, TakeSlot, TaskCommand, TaskView, WaitEnd
+from ..core.worker import LocalRun
 from .keys import SyncWaiter
-
-if TYPE_CHECKING:
-    from ..core.worker import LocalRun
-    from .protocols import BoundClient, FutureSession, HostWorker, Wakeup
+from .protocols import BoundClient, FutureSession, HostWorker, Wakeup
 
 _current: contextvars.ContextVar[RunContext | None] = contextvars.ContextVar(
     "trioflow_run", default=None

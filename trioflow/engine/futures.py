@@ -8,15 +8,13 @@ small, with the scheduler) until the last Future for the key is garbage collecte
 from __future__ import annotations
 
 from collections.abc import Generator
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from .. import protocol as p
 from ..errors import ClientClosedError
 from .context import current_session
 from .keys import ERRED, PENDING, KeyState, error_to_exception
-
-if TYPE_CHECKING:
-    from .protocols import FutureSession
+from .protocols import FutureSession
 
 T = TypeVar("T")
 T_co = TypeVar("T_co", covariant=True)

@@ -17,14 +17,12 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 import trio
 
+from ..core.worker import LocalRun
 from .keys import HelpingPool, KeyState
-
-if TYPE_CHECKING:
-    from ..core.worker import LocalRun
 
 
 class Connection(Protocol):

@@ -24,7 +24,7 @@ import threading
 import time
 from collections.abc import Callable
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import trio
 
@@ -32,14 +32,12 @@ from .. import protocol as p
 from .. import serialize
 from ..core import worker as wcore
 from ..engine.context import RunContext, enter_run, leave_run
+from ..engine.protocols import HostWorker
 from ..engine.session import Session
 from ..errors import WorkerLost
 from .slots import SlotThreads
 from .worker_data import DataStore
-
-if TYPE_CHECKING:
-    from ..engine.protocols import HostWorker
-    from .worker_ledger import LockedLedger
+from .worker_ledger import LockedLedger
 
 logger = logging.getLogger(__name__)
 
