@@ -7,6 +7,9 @@ not serve, never log an error, and serve an honest peer afterwards."""
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
+
 import attrs
 import trio
 from hypothesis import given
@@ -63,6 +66,23 @@ async def _attack(port: int, attack: BulkAttack) -> None:
             await trio.aclose_forcefully(stream)
 
 
+@contextlib.asynccontextmanager
+async def _attacked_server(get, put, attacks_: list[BulkAttack]) -> AsyncIterator[str]:
+    """A bulk server on loopback, after ``attacks_`` have been made on it; yields its
+    address, and stops it on exit (the whole block within DEADLINE)."""
+    with trio.fail_after(DEADLINE):
+        async with trio.open_nursery() as nursery:
+            address = await nursery.start(lambda task_status: bulk.serve_bulk(
+                get, put, "127.0.0.1", token=TOKEN, ssl_context=None,
+                task_status=task_status))
+            port = int(address.rsplit(":", 1)[1])
+            for attack in attacks_:
+                with trio.fail_after(5):
+                    await _attack(port, attack)
+            yield address
+            nursery.cancel_scope.cancel()
+
+
 async def _siege(attacks_: list[BulkAttack]) -> None:
     store: dict[str, list] = {}
 
@@ -73,21 +93,12 @@ async def _siege(attacks_: list[BulkAttack]) -> None:
     async def put(values):
         store.update(values)
 
-    with trio.fail_after(DEADLINE):
-        async with trio.open_nursery() as nursery:
-            address = await nursery.start(lambda task_status: bulk.serve_bulk(
-                get, put, "127.0.0.1", token=TOKEN, ssl_context=None,
-                task_status=task_status))
-            port = int(address.rsplit(":", 1)[1])
-            for attack in attacks_:
-                with trio.fail_after(5):
-                    await _attack(port, attack)
-            pool = bulk.BulkPool(token=TOKEN, ssl_context=None)
-            await pool.put(address, {"honest": [b"v" * 10_000]})
-            got, missing = await pool.get(address, ["honest"])
-            assert bytes(got["honest"][0]) == b"v" * 10_000 and not missing
-            await pool.aclose()
-            nursery.cancel_scope.cancel()
+    async with _attacked_server(get, put, attacks_) as address:
+        pool = bulk.BulkPool(token=TOKEN, ssl_context=None)
+        await pool.put(address, {"honest": [b"v" * 10_000]})
+        got, missing = await pool.get(address, ["honest"])
+        assert bytes(got["honest"][0]) == b"v" * 10_000 and not missing
+        await pool.aclose()
 
 
 @fuzz_settings(scale=0.1)
@@ -119,17 +130,8 @@ def test_unauthenticated_bulk_peers_cost_no_more_than_the_hello_limit(attacks_):
         async def get(keys):
             return [], [], keys
 
-        with trio.fail_after(DEADLINE):
-            async with trio.open_nursery() as nursery:
-                address = await nursery.start(lambda task_status: bulk.serve_bulk(
-                    get, None, "127.0.0.1", token=TOKEN, ssl_context=None,
-                    task_status=task_status))
-                port = int(address.rsplit(":", 1)[1])
-                for attack in attacks_:
-                    with trio.fail_after(5):
-                        await _attack(port, attack)
-                seen.extend(reads)
-                nursery.cancel_scope.cancel()
+        async with _attacked_server(get, None, attacks_):
+            seen.extend(reads)
         # every read the server made was at most a hello: nothing declared was allocated
         assert all(n <= bulk.MAX_HELLO for n in seen), max(seen)
 
