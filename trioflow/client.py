@@ -26,16 +26,18 @@ from typing import Any, TypeVar, overload
 import trio
 from trio_websocket import ConnectionClosed
 
-from . import protocol as p
 from .cluster import LocalCluster, open_local_cluster
 from .config import CLIENT_CALL_TIMEOUT, PEER_TIMEOUT, STARTUP_TIMEOUT
 from .engine.context import push_default, remove_default
-from .engine.futures import Future
+from .engine.futures import Future, task_error
+from .engine.keys import ERRED
 from .engine.session import Session
 from .net import handshake
 from .net.bulk import BulkPool
 from .net.connection import AnyConnection, open_connection
 from .net.scheduler_server import SchedulerServer
+from .serialize import is_namedtuple
+from .task_options import take_dask_options
 
 logger = logging.getLogger(__name__)
 
@@ -83,6 +85,7 @@ class _ClientAPI:
             SerializationError: ``fn`` or an argument cannot be pickled (the message
                 says which part and where).
         """
+        take_dask_options(kwargs, "submit", workers)
         return self._session.submit(fn, args, kwargs, key=key, pure=pure, retries=retries,
                                     workers=workers, priority=priority, run_once=run_once)
 
@@ -103,8 +106,15 @@ class _ClientAPI:
             workers: Iterable[str] | None = None, priority: int = 0, run_once: bool = False,
             **kwargs: Any) -> list[Future[Any]]:
         """``submit`` once per element of the zipped iterables; a list of Futures."""
+        take_dask_options(kwargs, "map", workers)
         keys: Iterable[str | None]
         if isinstance(key, list):
+            lists = [list(it) for it in iterables]
+            iterables = tuple(lists)
+            n = min((len(items) for items in lists), default=0)
+            if len(key) != n:
+                raise ValueError(f"map() got {len(key)} keys for {n} items: give one key "
+                                 "per item, or one string to use as a prefix")
             keys = key
         elif isinstance(key, str):
             keys = (f"{key}-{i}" for i in itertools.count())
@@ -122,8 +132,8 @@ class _ClientAPI:
                reason: str = "cancelled") -> None:
         """Cancel tasks: queued ones never run; their futures raise CancelledError."""
         fs = [futures] if isinstance(futures, Future) else list(futures)
-        if fs:
-            self._session.post(p.CancelKeys([f.key for f in fs], reason))
+        for session, group in _by_session(fs):
+            session.cancel([f._state for f in group], reason)
 
     def __repr__(self) -> str:
         s = getattr(self, "_session", None)
@@ -131,10 +141,18 @@ class _ClientAPI:
         return f"<{type(self).__name__} {state}, {len(s.keys) if s else 0} futures>"
 
 
+def _by_session(futures: list[Future[Any]]) -> list[tuple[Any, list[Future[Any]]]]:
+    """Futures grouped by the session they belong to (a cancel is sent per session)."""
+    groups: dict[int, tuple[Any, list[Future[Any]]]] = {}
+    for f in futures:
+        groups.setdefault(id(f._session), (f._session, []))[1].append(f)
+    return list(groups.values())
+
+
 def _collect(obj: Any, out: list[Future[Any]]) -> None:
     if type(obj) is Future:
         out.append(obj)
-    elif type(obj) in (list, tuple, set, frozenset):
+    elif type(obj) in (list, tuple, set, frozenset) or is_namedtuple(obj):
         for x in obj:
             _collect(x, out)
     elif type(obj) is dict:
@@ -164,6 +182,8 @@ def _substitute(obj: Any, values: dict[str, Any]) -> Any:
         return values[obj.key]
     if t in (list, tuple, set, frozenset):
         return t(_substitute(x, values) for x in obj)
+    if is_namedtuple(obj):
+        return t(*(_substitute(x, values) for x in obj))
     if t is dict:
         return {k: _substitute(v, values) for k, v in obj.items()}
     return obj
@@ -220,7 +240,7 @@ class AsyncClient(_ClientAPI):
             conn.send(handshake.hello("client", self.name, self.token))
             await conn.flush()
             welcome = await handshake.expect_welcome(conn)
-            self._session = Session(conn, welcome.peer_id)
+            self._session = Session(conn, welcome.peer_id, scheduler_id=welcome.scheduler_id)
             pool = BulkPool(token=self.token, ssl_context=self.ssl_context)
             stack.push_async_callback(pool.aclose)
             nursery = await stack.enter_async_context(trio.open_nursery())
@@ -293,6 +313,10 @@ class AsyncClient(_ClientAPI):
         await session.prefetch_async([f._state for f in found])
         values: dict[str, Any] = {}
         for f in found:
+            if f._state.status is ERRED:
+                if errors == "raise":
+                    raise task_error(f._state)  # here: no frames of trioflow's below
+                continue
             try:
                 values[f.key] = await session.value_async(f._state)
             except Exception:
@@ -320,10 +344,16 @@ class AsyncClient(_ClientAPI):
 
 
 def _scatter(session: Session, data: Any) -> Any:
-    if isinstance(data, dict):
+    # as dask: only a plain dict, list or tuple (or a namedtuple) is split into one
+    # future per item; any other value, a dict or list subclass too, is one future
+    # (so its type survives)
+    t = type(data)
+    if t is dict:
         return {k: session.scatter_one(v) for k, v in data.items()}
-    if isinstance(data, list | tuple):
-        return type(data)(session.scatter_one(v) for v in data)
+    if t is list or t is tuple:
+        return t(session.scatter_one(v) for v in data)
+    if is_namedtuple(data):
+        return t(*(session.scatter_one(v) for v in data))
     return session.scatter_one(data)
 
 
@@ -412,6 +442,10 @@ class Client(_ClientAPI):
         session.prefetch_sync([f._state for f in found])
         values: dict[str, Any] = {}
         for f in found:
+            if f._state.status is ERRED:
+                if errors == "raise":
+                    raise task_error(f._state)  # here: no frames of trioflow's below
+                continue
             try:
                 values[f.key] = session.value(f._state)
             except Exception:

@@ -122,6 +122,16 @@ def loads_function(blob: bytes) -> Callable[..., Any]:
 _CONTAINERS = (list, tuple, dict, set, frozenset)
 
 
+def is_namedtuple(obj: Any) -> bool:
+    """A namedtuple (a tuple subclass with ``_fields``): futures inside it are found too,
+    as in a tuple, and it is rebuilt as its own type (``type(obj)(*fields)``)."""
+    return isinstance(obj, tuple) and type(obj) is not tuple and hasattr(type(obj), "_fields")
+
+
+def _may_hold_futures(obj: Any, is_future: Callable[[Any], bool]) -> bool:
+    return is_future(obj) or type(obj) in _CONTAINERS or is_namedtuple(obj)
+
+
 def _replace(obj: Any, is_future: Callable[[Any], bool], deps: list[str], depth: int = 0) -> Any:
     if is_future(obj):
         deps.append(obj.key)
@@ -137,6 +147,8 @@ def _replace(obj: Any, is_future: Callable[[Any], bool], deps: list[str], depth:
         return {k: _replace(v, is_future, deps, depth + 1) for k, v in obj.items()}
     if t is set or t is frozenset:
         return t(_replace(x, is_future, deps, depth + 1) for x in obj)
+    if is_namedtuple(obj):
+        return t(*(_replace(x, is_future, deps, depth + 1) for x in obj))
     return obj
 
 
@@ -152,8 +164,8 @@ def dumps_payload(
         SerializationError: an argument cannot be pickled; says which and where.
     """
     deps: list[str] = []
-    if any(is_future(a) or type(a) in _CONTAINERS for a in args) or any(
-        is_future(v) or type(v) in _CONTAINERS for v in kwargs.values()
+    if any(_may_hold_futures(a, is_future) for a in args) or any(
+        _may_hold_futures(v, is_future) for v in kwargs.values()
     ):
         args = _replace(args, is_future, deps)
         kwargs = _replace(kwargs, is_future, deps)
@@ -188,6 +200,8 @@ def _restore(obj: Any, values: dict[str, Any], depth: int = 0) -> Any:
         return {k: _restore(v, values, depth + 1) for k, v in obj.items()}
     if t is set or t is frozenset:
         return t(_restore(x, values, depth + 1) for x in obj)
+    if is_namedtuple(obj):
+        return t(*(_restore(x, values, depth + 1) for x in obj))
     return obj
 
 

@@ -29,6 +29,7 @@ LAYERS = {
     "trioflow.net": 4,
     "trioflow.cluster": 5,
     "trioflow.client": 6,
+    "trioflow.task_options": 6,
     "trioflow.in_task": 7,
     "trioflow.delayed": 7,
     "trioflow.run": 7,

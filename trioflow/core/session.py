@@ -302,10 +302,14 @@ class SessionKeys(Generic[R]):
     def erred(self, msg: p.KeyErred) -> R | None:
         """The scheduler says a key failed: its record, if it was pending here (wake it)."""
         rec = self.keys.get(msg.key)
-        if rec is None or rec.status is not PENDING:
+        if rec is None or rec.status is ERRED:
             return None
+        if rec.status is FINISHED and msg.kind != "cancelled":
+            return None
+        # (a finished key is failed only by a cancel: its value is gone with it)
         rec.status = ERRED
         rec.error = msg
+        rec.inline = None
         return rec
 
     def restarted(self, msg: p.KeyRestarted) -> R | None:

@@ -10,8 +10,7 @@ from __future__ import annotations
 from collections.abc import Generator
 from typing import Any, Generic, TypeVar
 
-from .. import protocol as p
-from ..errors import ClientClosedError
+from ..errors import CancelledError, ClientClosedError
 from .context import current_session
 from .keys import ERRED, PENDING, KeyState, error_to_exception
 from .protocols import FutureSession
@@ -46,8 +45,11 @@ class Future(Generic[T_co]):
 
     @property
     def status(self) -> str:
-        """``"pending"``, ``"finished"`` or ``"error"``."""
-        return self._state.status.value
+        """``"pending"``, ``"finished"``, ``"error"`` or ``"cancelled"`` (as in dask)."""
+        st = self._state
+        if st.status is ERRED and _is_cancel(st.error):
+            return "cancelled"
+        return st.status.value
 
     def done(self) -> bool:
         """Whether the task finished or failed."""
@@ -60,6 +62,8 @@ class Future(Generic[T_co]):
             TimeoutError: not done within ``timeout`` seconds.
         """
         self._session.wait_sync([self._state], timeout)
+        if self._state.status is ERRED:  # raised here: no frames of trioflow's own below
+            raise task_error(self._state)
         return self._session.value(self._state)
 
     def exception(self, timeout: float | None = None) -> BaseException | None:
@@ -70,26 +74,40 @@ class Future(Generic[T_co]):
         return None
 
     def cancel(self, reason: str = "cancelled") -> None:
-        """Cancel the task: if queued it never runs; waiters get CancelledError."""
-        self._session.post(p.CancelKeys([self.key], reason))
+        """Cancel the task: if queued it never runs; this future and every task that
+        depends on it fail with CancelledError, at once. A finished task is cancelled
+        too (as in dask): its value is dropped from the cluster."""
+        self._session.cancel([self._state], reason)
 
     def __await__(self) -> Generator[Any, None, T_co]:
         return self._result_async().__await__()
 
     async def _result_async(self) -> T_co:
         await self._session.wait_async([self._state])
+        if self._state.status is ERRED:  # raised here: no frames of trioflow's own below
+            raise task_error(self._state)
         return await self._session.value_async(self._state)
 
     def __repr__(self) -> str:
         st = self._state
         extra = f" type={st.type_name.rsplit('.', 1)[-1]}" if st.type_name else ""
-        return f"<Future {self.key} status={st.status}{extra}>"
+        return f"<Future {self.key} status={self.status}{extra}>"
 
     def __hash__(self) -> int:
         return hash(self.key)
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Future) and other.key == self.key
+
+
+def _is_cancel(error: object) -> bool:
+    return isinstance(error, CancelledError) or getattr(error, "kind", "") == "cancelled"
+
+
+def task_error(ks: KeyState) -> BaseException:
+    """The exception a failed key raises, with no traceback of its own yet: raised by
+    the caller, the user's traceback shows their call and the task's remote one."""
+    return error_to_exception(ks.error).with_traceback(None)
 
 
 def _rebuild_future(key: str) -> Future[Any]:

@@ -20,6 +20,7 @@ each given the lock, the key table and ``post`` they use.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import inspect
 import itertools
@@ -35,10 +36,10 @@ import trio
 from .. import protocol as p
 from .. import serialize
 from ..core.session import SessionKeys
-from ..errors import ClientClosedError
+from ..errors import CancelledError, ClientClosedError
 from .context import RunContext, current_run
 from .futures import Future
-from .keys import ERRED, PENDING, KeyState, SyncWaiter
+from .keys import ERRED, NO_VALUE, PENDING, KeyState, SyncWaiter
 from .protocols import BulkTransport, Connection, HostWorker
 from .transfers import DataPath, Fetcher, Scatterer
 
@@ -62,9 +63,11 @@ class Session:
     """
 
     def __init__(self, conn: Connection, peer_id: str, *,
-                 worker: HostWorker | None = None) -> None:
+                 worker: HostWorker | None = None, scheduler_id: str = "") -> None:
         self.conn = conn
         self.peer_id = peer_id
+        #: the scheduler's id from its Welcome: futures of another cluster are refused
+        self.scheduler_id = scheduler_id
         self.worker = worker
         self.lock = threading.Lock()
         #: the key table (pure; changed under ``lock``): futures' keys, functions sent,
@@ -204,7 +207,7 @@ class Session:
         if retries < 0:
             raise ValueError(f"retries must be >= 0, got {retries}")
         fn_id, blob = serialize.dumps_function(fn)
-        payload, deps = serialize.dumps_payload(args, kwargs, _is_future)
+        payload, deps = serialize.dumps_payload(args, kwargs, self._own_future)
         if key is None:
             name = getattr(fn, "__name__", None) or type(fn).__name__
             if pure:
@@ -232,6 +235,19 @@ class Session:
         key = key or f"{type(value).__name__}-{self._prefix}-{next(self._counter)}"
         return Future(self, self.scatterer.scatter_one(value, key))
 
+    def _own_future(self, obj: object) -> bool:
+        """Whether ``obj`` is a Future (a dependency); one of another cluster is refused."""
+        if type(obj) is not Future:
+            return False
+        theirs = getattr(obj._session, "scheduler_id", "")
+        if theirs and self.scheduler_id and theirs != self.scheduler_id:
+            raise ValueError(
+                f"future {obj.key!r} belongs to another cluster (scheduler "
+                f"{theirs!r}; this client's is {self.scheduler_id!r}): a task "
+                "can only depend on futures of its own cluster; pass the value instead "
+                "(`other_client.gather(future)`, or scatter it here)")
+        return True
+
     # ------------------------------------------------------------------ incoming (loop)
 
     def handle(self, msg: Any) -> None:
@@ -246,6 +262,7 @@ class Session:
             with self.lock:
                 ks = self.table.erred(msg)
                 if ks is not None:
+                    ks.value = NO_VALUE  # a cancelled finished key: its value is gone
                     self._notify(ks)
         elif t is p.KeyRestarted:
             with self.lock:
@@ -268,6 +285,34 @@ class Session:
             ks = self.table.finished_here(report)
             if ks is not None:
                 self._notify(ks)
+
+    def cancel(self, states: list[KeyState], reason: str) -> None:
+        """Cancel keys, finished ones too (any thread): their futures fail with
+        CancelledError at once, here, and the scheduler fails their tasks and dependents.
+        """
+        if not states:
+            return
+        self.post(p.CancelKeys([ks.key for ks in states], reason))
+        events = []
+        with self.lock:
+            for ks in states:
+                if ks.status is ERRED:
+                    continue
+                ks.status = ERRED
+                ks.error = CancelledError(ks.key, reason)
+                ks.inline = None
+                ks.value = NO_VALUE
+                if ks.event is not None:
+                    events.append(ks.event)
+                waiters, ks.waiters = ks.waiters, []
+                for w in waiters:  # thread-safe: condition variables
+                    w.key_done()
+        for event in events:  # a trio.Event is set on its loop only
+            if self.on_loop():
+                event.set()
+            else:
+                with contextlib.suppress(trio.RunFinishedError):
+                    self.trio_token.run_sync_soon(event.set)
 
     def _notify(self, ks: KeyState) -> None:
         if ks.event is not None:
@@ -394,7 +439,3 @@ class _Call:
     def __init__(self, fn: Callable[..., None], args: tuple[Any, ...]) -> None:
         self.fn = fn
         self.args = args
-
-
-def _is_future(obj: object) -> bool:
-    return type(obj) is Future

@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import logging
+import secrets
 import ssl
 from collections.abc import AsyncIterator
 from typing import Any
@@ -87,7 +88,9 @@ class SchedulerServer:
         peer_timeout: float = config.PEER_TIMEOUT,
     ) -> None:
         #: the sans-IO core; ``state`` is its records (read by tests and ``wait_for``)
-        self.core = Scheduler(inline_limit=inline_limit, allowed_failures=allowed_failures)
+        # a unique id: a client can tell a future of another cluster from a released one
+        self.core = Scheduler(inline_limit=inline_limit, allowed_failures=allowed_failures,
+                              scheduler_id=f"scheduler-{secrets.token_hex(6)}")
         self.state = self.core.state
         self.token = token
         self.ssl_context = ssl_context
@@ -260,7 +263,8 @@ class SchedulerServer:
         peer_id = f"{hello.role[0]}{next(self._ids)}"
         conn.name = f"{hello.role} {hello.name or peer_id} ({peer_id})"
         self.conns[peer_id] = conn
-        conn.send(p.Welcome(conn.version, peer_id, "scheduler", self.state.inline_limit))
+        conn.send(p.Welcome(conn.version, peer_id, self.state.scheduler_id,
+                            self.state.inline_limit))
         logger.info("%s joined from %s", conn.name, remote)
         dropped = False
         try:

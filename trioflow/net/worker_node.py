@@ -159,7 +159,8 @@ class WorkerNode:
             self.conn = conn
             conn.linger = self._linger
             self.peer_id = welcome.peer_id
-            self.session = Session(conn, welcome.peer_id, worker=self)
+            self.session = Session(conn, welcome.peer_id, worker=self,
+                                   scheduler_id=welcome.scheduler_id)
             assert self._nursery is not None
             self.session.start(self._nursery, self.store.pool, welcome.inline_limit)
             self.runs.attach(self.session, self._nursery)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from ... import protocol as p
 from . import ops
-from .records import TERMINAL, TaskRecord, TaskStatus, WorkerRecord
+from .records import TaskRecord, TaskStatus, WorkerRecord
 from .state import SchedulerState
 
 
@@ -95,10 +95,14 @@ def release_keys(state: SchedulerState, peer_id: str, msg: p.ReleaseKeys) -> Non
 
 
 def cancel_keys(state: SchedulerState, peer_id: str, msg: p.CancelKeys) -> None:
+    """Cancel tasks, finished ones too (as dask): a finished task's value is dropped and
+    it fails with CancelledError, and so does every task depending on it."""
     for key in msg.keys:
         task = state.tasks.get(key)
-        if task is None or task.status in TERMINAL:
+        if task is None or task.status is TaskStatus.ERRED:
             continue
+        if task.status is TaskStatus.MEMORY:
+            ops.drop_value(state, task)
         err = p.KeyErred(key, "cancelled", b"", "trioflow.errors.CancelledError", msg.reason)
         ops.fail(state, task, err)
 

@@ -190,6 +190,18 @@ def scatter_lost(state: SchedulerState, task: TaskRecord, worker_name: str, why:
     return True
 
 
+def drop_value(state: SchedulerState, task: TaskRecord) -> None:
+    """Free every copy of a finished ``task``'s value (it is cancelled: nobody may use it)."""
+    for wid in sorted(task._who_has or ()):
+        worker = state.workers.get(wid)
+        if worker is not None:
+            worker.has_what.discard(task.key)
+            state.free_key(wid, task.key)
+    if task._who_has:
+        task._who_has.clear()
+    task.inline = None
+
+
 # ----------------------------------------------------------------------- failures
 
 
