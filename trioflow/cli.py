@@ -21,6 +21,7 @@ from typing import Any
 import trio
 
 from . import config
+from .dask_integration import watch_for_dask
 from .errors import AuthenticationError, ClientClosedError
 
 logger = logging.getLogger("trioflow.cli")
@@ -190,6 +191,7 @@ def worker_main(argv: list[str] | None = None) -> int:
                               connect_timeout=args.connect_timeout)
             nursery.cancel_scope.cancel()
 
+    watch_for_dask()  # a task's dask.compute runs on this cluster (issue 14)
     try:
         trio.run(main)
     except BaseException as exc:  # Trio wraps errors from nurseries in groups

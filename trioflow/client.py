@@ -28,6 +28,7 @@ from trio_websocket import ConnectionClosed
 
 from .cluster import LocalCluster, open_local_cluster
 from .config import CLIENT_CALL_TIMEOUT, PEER_TIMEOUT, STARTUP_TIMEOUT
+from .dask_integration import DaskCollections, DaskScheduler, watch_for_dask
 from .engine.context import push_default, remove_default
 from .engine.futures import Future, task_error
 from .engine.keys import ERRED
@@ -189,7 +190,7 @@ def _substitute(obj: Any, values: dict[str, Any]) -> Any:
     return obj
 
 
-class AsyncClient(_ClientAPI):
+class AsyncClient(_ClientAPI, DaskCollections):
     """A trio-native client: ``async with AsyncClient(address) as client: ...``.
 
     Args:
@@ -357,7 +358,7 @@ def _scatter(session: Session, data: Any) -> Any:
     return session.scatter_one(data)
 
 
-class Client(_ClientAPI):
+class Client(_ClientAPI, DaskScheduler):
     """A blocking client, for plain (non-async) programs and sync tasks.
 
     ``Client()`` starts a local cluster (subprocess workers) in a background thread;
@@ -409,6 +410,7 @@ class Client(_ClientAPI):
         self._session = box["session"]
         self.cluster = box["cluster"]
         push_default(self, self._session)
+        watch_for_dask()  # the current client is dask's default scheduler, as in dask
 
     @classmethod
     def _in_task(cls, session: Session) -> Client:

@@ -21,6 +21,7 @@ from typing import Any, Generic, Protocol, TypeVar, cast, overload
 import trio
 
 from .client import AsyncClient, Client
+from .dask_integration import is_dask_collection
 from .engine.context import current_run
 from .engine.futures import Future
 from .engine.waiting import _in_trio
@@ -112,6 +113,8 @@ def _submit(client: Client | AsyncClient, obj: Any, memo: dict[int, Future[Any]]
             kwargs = {k: _submit(client, v, memo) for k, v in obj.kwargs.items()}
             fut = memo[id(obj)] = client.submit(obj.fn, *args, pure=obj.pure, **kwargs)
         return fut
+    if is_dask_collection(obj):  # a dask Delayed, array, bag or dataframe
+        return client.compute(obj)
     if t in (list, tuple, set, frozenset):
         return t(_submit(client, x, memo) for x in obj)
     if t is dict:

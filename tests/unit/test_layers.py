@@ -30,6 +30,7 @@ LAYERS = {
     "trioflow.cluster": 5,
     "trioflow.client": 6,
     "trioflow.task_options": 6,
+    "trioflow.dask_integration": 6,
     "trioflow.in_task": 7,
     "trioflow.delayed": 7,
     "trioflow.run": 7,

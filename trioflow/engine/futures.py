@@ -28,6 +28,10 @@ class Future(Generic[T_co]):
 
     __slots__ = ("__weakref__", "_session", "_state", "key")
 
+    #: dask's duck-typed future marker: inside a dask graph a Future is a reference to
+    #: its key (a dependency), not a value (``dask._task_spec``)
+    __dask_future__ = True
+
     def __init__(self, session: FutureSession, state: KeyState) -> None:
         self._session = session
         self._state = state
