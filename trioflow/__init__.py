@@ -18,9 +18,9 @@ See docs/ for the API, the slot rules (secede/rejoin) and the architecture.
 from __future__ import annotations
 
 from .client import AsyncClient, Client
-from .cluster import LocalCluster, open_local_cluster
+from .cluster import open_local_cluster
 from .delayed import Delayed, compute, compute_async, delayed
-from .engine.futures import Future
+from .engine.futures import Future, fire_and_forget
 from .engine.waiting import DoneAndNotDoneFutures, as_completed, wait, wait_async
 from .errors import (
     AuthenticationError,
@@ -36,7 +36,9 @@ from .errors import (
     TrioflowError,
     WorkerLost,
 )
-from .in_task import get_client, rejoin, secede, worker_client
+from .executor import ClusterExecutor
+from .in_task import WorkerInfo, get_client, get_worker, rejoin, secede, worker_client
+from .local_cluster import LocalCluster
 from .run import run
 
 __version__ = "0.1.0"
@@ -47,6 +49,7 @@ __all__ = [
     "CancelledError",
     "Client",
     "ClientClosedError",
+    "ClusterExecutor",
     "DeadlockError",
     "Delayed",
     "DoneAndNotDoneFutures",
@@ -59,13 +62,16 @@ __all__ = [
     "SerializationError",
     "TaskFailed",
     "TrioflowError",
+    "WorkerInfo",
     "WorkerLost",
     "__version__",
     "as_completed",
     "compute",
     "compute_async",
     "delayed",
+    "fire_and_forget",
     "get_client",
+    "get_worker",
     "open_local_cluster",
     "rejoin",
     "run",

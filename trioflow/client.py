@@ -27,12 +27,15 @@ import trio
 from trio_websocket import ConnectionClosed
 
 from .cluster import LocalCluster, open_local_cluster
+from .cluster_queries import AsyncClusterQueries, SyncClusterQueries
 from .config import CLIENT_CALL_TIMEOUT, PEER_TIMEOUT, STARTUP_TIMEOUT
 from .dask_integration import DaskCollections, DaskScheduler, watch_for_dask
 from .engine.context import push_default, remove_default
 from .engine.futures import Future, task_error
 from .engine.keys import ERRED
 from .engine.session import Session
+from .local_cluster import LocalCluster as BackgroundCluster
+from .local_cluster import dask_shape
 from .net import handshake
 from .net.bulk import BulkPool
 from .net.connection import AnyConnection, open_connection
@@ -190,7 +193,7 @@ def _substitute(obj: Any, values: dict[str, Any]) -> Any:
     return obj
 
 
-class AsyncClient(_ClientAPI, DaskCollections):
+class AsyncClient(_ClientAPI, DaskCollections, AsyncClusterQueries):
     """A trio-native client: ``async with AsyncClient(address) as client: ...``.
 
     Args:
@@ -358,7 +361,7 @@ def _scatter(session: Session, data: Any) -> Any:
     return session.scatter_one(data)
 
 
-class Client(_ClientAPI, DaskScheduler):
+class Client(_ClientAPI, DaskScheduler, SyncClusterQueries):
     """A blocking client, for plain (non-async) programs and sync tasks.
 
     ``Client()`` starts a local cluster (subprocess workers) in a background thread;
@@ -366,16 +369,22 @@ class Client(_ClientAPI, DaskScheduler):
     call ``close()``.
 
     Args:
-        address: scheduler address; None starts a local cluster.
-        workers, threads_per_worker, processes: the local cluster's shape.
+        address: scheduler address, or a ``LocalCluster`` to connect to; None starts a
+            local cluster.
+        workers (or dask's ``n_workers``), threads_per_worker, processes: the local
+            cluster's shape.
         token: the cluster token (default: ``$TRIOFLOW_TOKEN``).
         **options: more local-cluster options (``auto_secede``, ``max_parked_threads``).
     """
 
-    def __init__(self, address: str | None = None, *, workers: int | None = None,
+    def __init__(self, address: str | LocalCluster | BackgroundCluster | None = None, *,
+                 workers: int | None = None,
                  threads_per_worker: int | None = None, processes: bool = True,
                  token: str | None = None, ssl_context: ssl.SSLContext | None = None,
                  timeout: float = STARTUP_TIMEOUT, **options: Any) -> None:
+        if isinstance(address, LocalCluster | BackgroundCluster):  # dask's Client(cluster)
+            address = address.address
+        workers = dask_shape(options.pop("n_workers", None), workers)  # dask's spelling
         self._thread: threading.Thread | None = None
         self._stop: Callable[[], None] | None = None
         ready = threading.Event()

@@ -21,6 +21,8 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 
+import attrs
+
 from .client import AsyncClient, Client
 from .engine.context import RunContext, current_run, default_client
 from .errors import NoClientError, NotInTaskError
@@ -120,3 +122,38 @@ def worker_client() -> Iterator[Client | AsyncClient]:
         ctx.worker_client_depth -= 1
         if outer:
             ctx.rejoin()
+
+
+@attrs.frozen
+class WorkerInfo:
+    """The worker running the current task, as ``get_worker()`` describes it.
+
+    Attributes:
+        name: the worker's name (what ``workers=`` restrictions name).
+        id: its id at the scheduler.
+        nthreads: its slots.
+        address: where it serves results to other workers and clients.
+        key: the key of the task calling ``get_worker()``.
+    """
+
+    name: str
+    id: str
+    nthreads: int
+    address: str
+    key: str
+
+
+def get_worker() -> WorkerInfo:
+    """The worker running this task (dask's ``get_worker``; a description, not the
+    worker object itself: a task cannot reach into its worker's internals).
+
+    Raises:
+        NotInTaskError: outside a task.
+    """
+    ctx = current_run()
+    if ctx is None:
+        raise NotInTaskError("get_worker() can only be called inside a task on a worker")
+    host = ctx.host
+    return WorkerInfo(name=getattr(host, "name", ""), id=getattr(host, "peer_id", ""),
+                      nthreads=getattr(host, "nthreads", 0), address=host.data_address,
+                      key=ctx.run.key)

@@ -7,13 +7,20 @@ small, with the scheduler) until the last Future for the key is garbage collecte
 
 from __future__ import annotations
 
-from collections.abc import Generator
-from typing import Any, Generic, TypeVar
+import concurrent.futures
+import logging
+import threading
+from collections.abc import Callable, Generator, Iterable
+from typing import Any, Generic, TypeVar, cast
+
+import trio
 
 from ..errors import CancelledError, ClientClosedError
 from .context import current_session
-from .keys import ERRED, PENDING, KeyState, error_to_exception
+from .keys import ERRED, PENDING, KeyState, SyncWaiter, error_to_exception
 from .protocols import FutureSession
+
+logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 T_co = TypeVar("T_co", covariant=True)
@@ -83,6 +90,33 @@ class Future(Generic[T_co]):
         too (as in dask): its value is dropped from the cluster."""
         self._session.cancel([self._state], reason)
 
+    def add_done_callback(self, fn: Callable[[Future[T_co]], Any]) -> None:
+        """Call ``fn(future)`` once the task is done (finished, failed or cancelled), as
+        dask does: in a separate thread (one per process, shared by all callbacks, in
+        order), never on an event loop; at once if it is done already. An exception
+        raised by ``fn`` is logged, not raised anywhere.
+        """
+        session, st = self._session, self._state
+        with session.lock:
+            if st.status is PENDING:
+                st.waiters.append(_Callback(self, fn))
+                return
+        _run_callback(self, fn)
+
+    def release(self) -> None:
+        """Let go of this future now instead of when it is garbage collected (dask's
+        ``Future.release``). The result is released from the cluster once no other
+        future holds it; this future raises CancelledError from now on."""
+        session, st = self._session, self._state
+        if session is _RELEASED:
+            return
+        released = KeyState(self.key)
+        released.status = ERRED
+        released.error = CancelledError(self.key, "released (Future.release() was called)")
+        self._session = cast(FutureSession, _RELEASED)
+        self._state = released
+        session.decref(st)
+
     def __await__(self) -> Generator[Any, None, T_co]:
         return self._result_async().__await__()
 
@@ -102,6 +136,116 @@ class Future(Generic[T_co]):
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Future) and other.key == self.key
+
+
+class _ReleasedSession:
+    """The session of a released future: it holds nothing and releases nothing again."""
+
+    lock = threading.Lock()
+
+    def incref(self, ks: KeyState) -> None:
+        pass
+
+    def decref(self, ks: KeyState) -> None:
+        pass
+
+    def on_loop(self) -> bool:
+        return False
+
+    def wait_sync(self, states: list[KeyState], timeout: float | None = None) -> None:
+        pass
+
+    async def wait_async(self, states: list[KeyState]) -> None:
+        pass
+
+    def cancel(self, states: list[KeyState], reason: str) -> None:
+        pass
+
+    def value(self, ks: KeyState) -> Any:
+        raise error_to_exception(ks.error)
+
+    async def value_async(self, ks: KeyState) -> Any:
+        raise error_to_exception(ks.error)
+
+
+_RELEASED: Any = _ReleasedSession()
+
+_callbacks_lock = threading.Lock()
+_callback_pool: list[concurrent.futures.ThreadPoolExecutor] = []
+
+
+def _run_callback(future: Future[Any], fn: Callable[[Any], Any]) -> None:
+    """Run a done-callback in the process's callback thread (started on first use)."""
+    with _callbacks_lock:
+        if not _callback_pool:
+            # one daemon-like thread for the process, as dask's client has: callbacks
+            # may block, so never on a loop, and in the order the futures finished
+            _callback_pool.append(concurrent.futures.ThreadPoolExecutor(
+                1, thread_name_prefix="future-callbacks"))
+        pool = _callback_pool[0]
+    pool.submit(_call_logged, future, fn)
+
+
+def _call_logged(future: Future[Any], fn: Callable[[Any], Any]) -> None:
+    try:
+        fn(future)
+    except Exception:
+        logger.exception("done-callback %r of %s raised", fn, future.key)
+
+
+class _Callback(SyncWaiter):
+    """Runs a done-callback when its key is done (called under the session's lock: it
+    only hands the call, and its reference to the future, to the callback thread; the
+    last reference to a Future must never be dropped under the lock it takes)."""
+
+    __slots__ = ("_fn", "_future")
+
+    def __init__(self, future: Future[Any], fn: Callable[[Any], Any]) -> None:
+        super().__init__(1)
+        self._future: Future[Any] | None = future
+        self._fn = fn
+
+    def key_done(self) -> None:
+        future, self._future = self._future, None
+        if future is not None:
+            _run_callback(future, self._fn)
+
+
+class _Keeper(SyncWaiter):
+    """Holds a fire-and-forget key (a reference of its own) until the key is done; the
+    reference is let go on the loop, outside the lock ``key_done`` is called under."""
+
+    __slots__ = ("_session", "_state")
+
+    def __init__(self, session: FutureSession, state: KeyState) -> None:
+        super().__init__(1)
+        self._session = session
+        self._state = state
+
+    def key_done(self) -> None:
+        try:
+            self._session.trio_token.run_sync_soon(self._session.decref, self._state)
+        except trio.RunFinishedError:
+            pass  # the session's loop is gone, and its keys with it
+
+
+def fire_and_forget(futures: Future[Any] | Iterable[Future[Any]]) -> None:
+    """Run these tasks to the end even if every other reference to their futures is
+    dropped (dask's ``fire_and_forget``): this process holds them until they are done.
+
+    Unlike dask, the hold lives in this process's client: closing the client (or the
+    task's worker leaving, for futures held inside a task) still releases them.
+    """
+    fs = [futures] if isinstance(futures, Future) else list(futures)
+    for f in fs:
+        if not isinstance(f, Future):
+            raise TypeError(f"fire_and_forget takes trioflow Futures, not {type(f).__name__}")
+        session, st = f._session, f._state
+        with session.lock:
+            if st.status is not PENDING:
+                continue
+            st.refs += 1  # (what session.incref does; the lock is held here)
+            st.waiters.append(_Keeper(session, st))
 
 
 def _is_cancel(error: object) -> bool:

@@ -412,8 +412,9 @@ class Session:
         else:
             await ctx.wait_async([k.key for k in pending], all_done)
 
-    async def status(self) -> p.StatusReply:
-        """The scheduler's snapshot of the cluster.
+    async def status(self, with_keys: bool = False) -> p.StatusReply:
+        """The scheduler's snapshot of the cluster (``with_keys``: also the keys each
+        worker holds).
 
         Raises:
             ClientClosedError: the session is closed, or closes before the reply.
@@ -423,7 +424,7 @@ class Session:
         rid = next(self._status_ids)
         wait = self._status_waiters[rid] = _StatusWait()
         try:
-            self.post(p.StatusRequest(rid))  # raises ClientClosedError once closed
+            self.post(p.StatusRequest(rid, with_keys))  # raises ClientClosedError once closed
             await wait.event.wait()
         finally:
             self._status_waiters.pop(rid, None)

@@ -27,13 +27,13 @@ import trio
 from ..core.session import WaitEnd
 from .context import RunContext, current_run
 from .futures import Future
-from .keys import PENDING, SyncWaiter
+from .keys import ERRED, PENDING, SyncWaiter
 
 T = TypeVar("T")
 #: what an as_completed yields: a Future, or (Future, value) with ``with_results=True``
 Item = TypeVar("Item")
 
-ReturnWhen = Literal["ALL_COMPLETED", "FIRST_COMPLETED"]
+ReturnWhen = Literal["ALL_COMPLETED", "FIRST_COMPLETED", "FIRST_EXCEPTION"]
 
 if sys.version_info >= (3, 11) or TYPE_CHECKING:
     class DoneAndNotDoneFutures(NamedTuple, Generic[T]):
@@ -66,9 +66,14 @@ def _on_loop(futures: list[Future[Any]]) -> bool:
 
 
 def _check(return_when: str) -> None:
-    if return_when not in ("ALL_COMPLETED", "FIRST_COMPLETED"):
-        raise ValueError(
-            f"return_when must be ALL_COMPLETED or FIRST_COMPLETED, got {return_when!r}")
+    if return_when not in ("ALL_COMPLETED", "FIRST_COMPLETED", "FIRST_EXCEPTION"):
+        raise ValueError("return_when must be ALL_COMPLETED, FIRST_COMPLETED or "
+                         f"FIRST_EXCEPTION, got {return_when!r}")
+
+
+def _futures(futures: Future[T] | Iterable[Future[T]]) -> list[Future[T]]:
+    """A single future (as dask's ``wait(future)``) or an iterable of them, as a list."""
+    return [futures] if isinstance(futures, Future) else list(futures)
 
 
 def _split(futures: list[Future[T]]) -> DoneAndNotDoneFutures[T]:
@@ -84,7 +89,7 @@ def _by_session(futures: list[Future[T]]) -> list[list[Future[T]]]:
     return list(groups.values())
 
 
-def wait(futures: Iterable[Future[T]], timeout: float | None = None,
+def wait(futures: Future[T] | Iterable[Future[T]], timeout: float | None = None,
          return_when: ReturnWhen = "ALL_COMPLETED") -> DoneAndNotDoneFutures[T]:
     """Block this thread until all the futures are done, or the first one with
     ``return_when="FIRST_COMPLETED"``; the named tuple ``(done, not_done)`` of sets.
@@ -93,10 +98,14 @@ def wait(futures: Iterable[Future[T]], timeout: float | None = None,
     the futures' event loop use ``await wait_async(...)``: called there, ``wait`` returns
     that awaitable instead of blocking (deprecated, with a ``DeprecationWarning``).
 
+    ``return_when="FIRST_EXCEPTION"`` returns once any future fails, or all are done
+    (as ``concurrent.futures.wait``; dask has no such option). ``futures`` may be a
+    single Future.
+
     Raises:
         TimeoutError: not done within ``timeout`` seconds.
     """
-    futures = list(futures)
+    futures = _futures(futures)
     _check(return_when)
     if _on_loop(futures):
         warnings.warn(
@@ -110,12 +119,16 @@ def wait(futures: Iterable[Future[T]], timeout: float | None = None,
         for group in _by_session(futures):
             left = None if deadline is None else max(0.0, deadline - time.monotonic())
             group[0]._session.wait_sync([f._state for f in group], left)
+    elif return_when == "FIRST_EXCEPTION":
+        for f in as_completed(futures, timeout=timeout):
+            if f._state.status is ERRED:
+                break
     elif futures:
         next(iter(as_completed(futures, timeout=timeout)))
     return _split(futures)
 
 
-async def wait_async(futures: Iterable[Future[T]], timeout: float | None = None,
+async def wait_async(futures: Future[T] | Iterable[Future[T]], timeout: float | None = None,
                      return_when: ReturnWhen = "ALL_COMPLETED") -> DoneAndNotDoneFutures[T]:
     """``wait`` for the event loop: ``done, not_done = await trioflow.wait_async(fs)``.
 
@@ -126,7 +139,7 @@ async def wait_async(futures: Iterable[Future[T]], timeout: float | None = None,
 
     Cancellation: the wait stops; the futures and their tasks are not affected.
     """
-    futures = list(futures)
+    futures = _futures(futures)
     _check(return_when)
     if return_when == "ALL_COMPLETED":
         with trio.move_on_after(math.inf if timeout is None else timeout) as scope:
@@ -139,6 +152,10 @@ async def wait_async(futures: Iterable[Future[T]], timeout: float | None = None,
                         pass
         if scope.cancelled_caught:
             raise TimeoutError(f"futures not done after {timeout}s")
+    elif return_when == "FIRST_EXCEPTION":
+        async for f in as_completed(futures, timeout=timeout):
+            if f._state.status is ERRED:
+                break
     elif futures:
         await as_completed(futures, timeout=timeout).__aiter__().__anext__()
     return _split(futures)
@@ -241,6 +258,23 @@ class as_completed(Generic[Item]):
                 st.waiters.append(_Arrival(self._ref, ident))
                 return
         self._arrived(ident)
+
+    def update(self, futures: Iterable[Future[Any]]) -> None:
+        """``add`` each of ``futures`` (dask's ``as_completed.update``)."""
+        for f in futures:
+            self.add(f)
+
+    def batches(self) -> _Batches[Item]:
+        """Iterate over lists of the items done so far: each step waits for one, then
+        takes every other one already done too (``for batch in ac.batches()`` blocks,
+        ``async for`` awaits), as dask's ``as_completed.batches``."""
+        return _Batches(self)
+
+    def _take_done(self) -> list[Future[Any]]:
+        with self._lock:
+            done = list(self._done)
+            self._done.clear()
+        return done
 
     def _arrived(self, ident: int) -> None:
         with self._cond:
@@ -424,3 +458,32 @@ class _AsyncIteration(Generic[Item]):
             raise
         return cast(Item, (f, value))
 
+
+
+class _Batches(Generic[Item]):
+    """What ``as_completed.batches()`` returns: iterable both ways, like as_completed."""
+
+    def __init__(self, ac: as_completed[Item]) -> None:
+        self._ac = ac
+
+    def __iter__(self) -> Iterator[list[Item]]:
+        ac = self._ac
+        for first in ac:
+            rest = ac._take_done()
+            yield [first, *(ac._sync_item(f) for f in rest)]
+
+    def __aiter__(self) -> AsyncIterator[list[Item]]:
+        return self._async()
+
+    async def _async(self) -> AsyncIterator[list[Item]]:
+        # (an async generator yields outside any cancel scope here: the scopes of
+        # _AsyncIteration open and close within each __anext__)
+        ac = self._ac
+        it = _AsyncIteration(ac)
+        while True:
+            try:
+                first = await it.__anext__()
+            except StopAsyncIteration:
+                return
+            rest = [await it._item(f) for f in ac._take_done()]
+            yield [first, *rest]

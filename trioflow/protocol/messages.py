@@ -435,6 +435,8 @@ class StatusRequest:
     """Ask the scheduler for a snapshot of the cluster."""
 
     request_id: int
+    #: also list the keys each worker holds (``who_has``/``has_what``)
+    with_keys: bool = False
 
 
 @message("status-reply")

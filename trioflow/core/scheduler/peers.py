@@ -122,4 +122,7 @@ def status(state: SchedulerState, peer_id: str, msg: p.StatusRequest) -> None:
         }
         for w in state.workers.values()
     ]
+    if msg.with_keys:
+        for info, w in zip(workers, state.workers.values()):
+            info["keys"] = sorted(w.has_what)
     state.send(peer_id, p.StatusReply(msg.request_id, workers, state.statistics()))

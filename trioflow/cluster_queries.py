@@ -1,0 +1,194 @@
+"""dask's cluster-wide client calls: ``nthreads``, ``scheduler_info``, ``who_has``,
+``has_what``, ``run``, ``upload_file``, ``get_executor`` and the refused
+``run_on_scheduler``. Mixed into both clients: ``Client`` blocks, ``AsyncClient``
+awaits (``await client.nthreads()``).
+
+Workers are named by their names (``worker-0``, or ``--name``), the names ``workers=``
+takes, where dask uses addresses.
+
+``run`` is a task per worker, restricted to it (``workers=[name]``): unlike dask's,
+which runs beside the tasks, it takes one of the worker's slots while it runs, and
+waits for one like any task. ``upload_file`` is such a ``run``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import pathlib
+import sys
+import tempfile
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from .engine.futures import Future
+from .engine.session import Session
+from .executor import ClusterExecutor
+
+_NO_SCHEDULER_CODE = (
+    "run_on_scheduler: trioflow's scheduler never runs or unpickles user code (that "
+    "is what keeps it safe and responsive); run the function in a task "
+    "(client.submit) or on every worker (client.run) instead")
+
+
+def _infos(reply_workers: list[Any]) -> dict[str, dict[str, Any]]:
+    return {w["name"]: w for w in reply_workers}
+
+
+def _scheduler_info(session: Session, workers: list[Any]) -> dict[str, Any]:
+    infos = _infos(workers)
+    return {
+        "type": "Scheduler",
+        "id": session.scheduler_id,
+        "n_workers": len(infos),
+        "total_threads": sum(w["nthreads"] for w in infos.values()),
+        "workers": infos,
+    }
+
+
+def _has_what(workers: list[Any]) -> dict[str, list[str]]:
+    return {w["name"]: list(w.get("keys", ())) for w in workers}
+
+
+def _who_has(workers: list[Any], futures: Any) -> dict[str, list[str]]:
+    holders: dict[str, list[str]] = {}
+    for w in workers:
+        for key in w.get("keys", ()):
+            holders.setdefault(key, []).append(w["name"])
+    if futures is None:
+        return holders
+    fs = [futures] if isinstance(futures, Future) else list(futures)
+    return {f.key: holders.get(f.key, []) for f in fs}
+
+
+def _install_file(name: str, data: bytes) -> str:
+    """On a worker: save an uploaded file where imports find it, and (re)load it."""
+    folder = pathlib.Path(tempfile.gettempdir()) / f"trioflow-uploads-{os.getpid()}"
+    folder.mkdir(exist_ok=True)
+    path = folder / name
+    path.write_bytes(data)
+    entry = str(path) if path.suffix in (".zip", ".egg", ".whl") else str(folder)
+    if entry not in sys.path:
+        sys.path.insert(0, entry)
+    importlib.invalidate_caches()
+    if path.suffix == ".py":
+        module = sys.modules.get(path.stem)
+        if module is not None:
+            importlib.reload(module)
+        else:
+            importlib.import_module(path.stem)
+    return str(path)
+
+
+def _run_futures(session: Session, fn: Callable[..., Any], args: tuple[Any, ...],
+                 kwargs: dict[str, Any], names: Iterable[str]) -> dict[str, Future[Any]]:
+    # ahead of queued work, as dask's run does not queue behind tasks at all
+    return {name: session.submit(fn, args, kwargs, workers=[name], priority=1_000_000)
+            for name in names}
+
+
+class SyncClusterQueries:
+    """The blocking client's cluster calls."""
+
+    _session: Session
+
+    def _status_workers(self, with_keys: bool = False) -> list[Any]:
+        reply = self._on_loop(lambda: self._session.status(with_keys), 30.0)  # type: ignore[attr-defined]
+        return list(reply.workers)
+
+    def nthreads(self) -> dict[str, int]:
+        """Slots per worker, by worker name."""
+        return {w["name"]: w["nthreads"] for w in self._status_workers()}
+
+    def scheduler_info(self) -> dict[str, Any]:
+        """The scheduler's id and its workers (name, id, slots, busy, results held)."""
+        return _scheduler_info(self._session, self._status_workers())
+
+    def has_what(self) -> dict[str, list[str]]:
+        """The keys of the results each worker holds, by worker name."""
+        return _has_what(self._status_workers(with_keys=True))
+
+    def who_has(self, futures: Any = None) -> dict[str, list[str]]:
+        """The workers holding each future's result (every held key without futures).
+        Small results kept by the scheduler itself are held by no worker."""
+        return _who_has(self._status_workers(with_keys=True), futures)
+
+    def run(self, fn: Callable[..., Any], *args: Any, workers: Iterable[str] | None = None,
+            **kwargs: Any) -> dict[str, Any]:
+        """``fn(*args, **kwargs)`` once on every worker (or on ``workers``); the results
+        by worker name. Each call is a task restricted to its worker."""
+        names = list(workers) if workers is not None else list(self.nthreads())
+        futures = _run_futures(self._session, fn, args, kwargs, names)
+        values = self.gather(list(futures.values()))  # type: ignore[attr-defined]
+        return dict(zip(futures, values))
+
+    def upload_file(self, path: str | os.PathLike[str]) -> dict[str, str]:
+        """Send a ``.py`` (imported, or reloaded) or ``.zip``/``.egg`` file to every
+        worker, where tasks can import it; where it was saved, by worker name."""
+        p = pathlib.Path(path)
+        return self.run(_install_file, p.name, p.read_bytes())
+
+    def run_on_scheduler(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """Refused: the scheduler never runs user code.
+
+        Raises:
+            RuntimeError: always; says what to use instead.
+        """
+        raise RuntimeError(_NO_SCHEDULER_CODE)
+
+    def get_executor(self, **options: Any) -> ClusterExecutor:
+        """A ``concurrent.futures.Executor`` submitting to this client; ``options`` are
+        ``submit`` options for every call."""
+        return ClusterExecutor(self, **options)  # type: ignore[arg-type]
+
+
+class AsyncClusterQueries:
+    """The async client's cluster calls (each awaited)."""
+
+    _session: Session
+
+    async def _status_workers(self, with_keys: bool = False) -> list[Any]:
+        return list((await self._session.status(with_keys)).workers)
+
+    async def nthreads(self) -> dict[str, int]:
+        """Slots per worker, by worker name."""
+        return {w["name"]: w["nthreads"] for w in await self._status_workers()}
+
+    async def scheduler_info(self) -> dict[str, Any]:
+        """The scheduler's id and its workers (name, id, slots, busy, results held)."""
+        return _scheduler_info(self._session, await self._status_workers())
+
+    async def has_what(self) -> dict[str, list[str]]:
+        """The keys of the results each worker holds, by worker name."""
+        return _has_what(await self._status_workers(with_keys=True))
+
+    async def who_has(self, futures: Any = None) -> dict[str, list[str]]:
+        """The workers holding each future's result (every held key without futures)."""
+        return _who_has(await self._status_workers(with_keys=True), futures)
+
+    async def run(self, fn: Callable[..., Any], *args: Any,
+                  workers: Iterable[str] | None = None, **kwargs: Any) -> dict[str, Any]:
+        """``fn(*args, **kwargs)`` once on every worker (or on ``workers``); the results
+        by worker name. Each call is a task restricted to its worker."""
+        names = list(workers) if workers is not None else list(await self.nthreads())
+        futures = _run_futures(self._session, fn, args, kwargs, names)
+        values = await self.gather(list(futures.values()))  # type: ignore[attr-defined]
+        return dict(zip(futures, values))
+
+    async def upload_file(self, path: str | os.PathLike[str]) -> dict[str, str]:
+        """Send a ``.py`` or ``.zip``/``.egg`` file to every worker (see the blocking
+        client's ``upload_file``)."""
+        p = pathlib.Path(path)
+        return await self.run(_install_file, p.name, p.read_bytes())
+
+    def run_on_scheduler(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """Refused: the scheduler never runs user code.
+
+        Raises:
+            RuntimeError: always; says what to use instead.
+        """
+        raise RuntimeError(_NO_SCHEDULER_CODE)
+
+    def get_executor(self, **options: Any) -> ClusterExecutor:
+        """A ``concurrent.futures.Executor`` submitting to this client."""
+        return ClusterExecutor(self, **options)  # type: ignore[arg-type]

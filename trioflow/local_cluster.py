@@ -1,0 +1,120 @@
+"""``trioflow.LocalCluster(n_workers=..., threads_per_worker=...)``: dask's spelling of a
+local cluster, for plain (blocking) programs: ``Client(LocalCluster(n_workers=2))``.
+
+It runs ``open_local_cluster`` on a Trio loop in a background thread until ``close()``
+(or the end of a ``with`` block). In async code use ``open_local_cluster`` directly.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import trio
+
+from . import cluster as _cluster
+from .config import STARTUP_TIMEOUT
+from .net.scheduler_server import SchedulerServer
+from .net.worker_node import WorkerNode
+
+
+def dask_shape(n_workers: int | None, workers: int | None) -> int | None:
+    """``n_workers`` (dask's name) or ``workers`` (trioflow's); both is an error."""
+    if n_workers is not None and workers is not None and n_workers != workers:
+        raise TypeError(f"got n_workers={n_workers} and workers={workers}: they are two "
+                        "spellings of one option, give one")
+    return n_workers if n_workers is not None else workers
+
+
+class LocalCluster:
+    """A scheduler and workers on this machine, running in a background thread.
+
+    Args:
+        n_workers: how many workers (``workers=`` is the same; default: fill the cores).
+        threads_per_worker: slots per worker.
+        processes: workers as subprocesses (default, as dask) or in this process.
+        timeout: how long starting may take.
+        **options: more ``open_local_cluster`` options (``token``, ``auto_secede``, ...).
+
+    Attributes:
+        address, scheduler_address: the scheduler's ``ws://`` address.
+        scheduler, workers, processes: as on the cluster ``open_local_cluster`` yields.
+    """
+
+    def __init__(self, n_workers: int | None = None, threads_per_worker: int | None = None,
+                 processes: bool = True, *, workers: int | None = None,
+                 timeout: float = STARTUP_TIMEOUT, **options: Any) -> None:
+        n = dask_shape(n_workers, workers)
+        self._stop: Callable[[], None] | None = None
+        ready = threading.Event()
+        box: dict[str, Any] = {}
+
+        async def background() -> None:
+            try:
+                async with _cluster.open_local_cluster(n, threads_per_worker,
+                                                       processes=processes,
+                                                       **options) as running:
+                    box["cluster"] = running
+                    stop = trio.Event()
+                    token = trio.lowlevel.current_trio_token()
+                    self._stop = lambda: token.run_sync_soon(stop.set)
+                    ready.set()
+                    await stop.wait()
+            except BaseException as exc:
+                box["error"] = exc
+                ready.set()
+                if not isinstance(exc, Exception):
+                    raise
+
+        self._thread = threading.Thread(target=trio.run, args=(background,), daemon=True,
+                                        name="trioflow-cluster")
+        self._thread.start()
+        if not ready.wait(timeout):
+            raise TimeoutError(f"the local cluster did not start in {timeout}s")
+        if "error" in box:
+            raise box["error"]
+        self._running: _cluster.LocalCluster = box["cluster"]
+
+    @property
+    def address(self) -> str:
+        return self._running.address
+
+    @property
+    def scheduler_address(self) -> str:
+        return self._running.address
+
+    @property
+    def scheduler(self) -> SchedulerServer:
+        return self._running.scheduler
+
+    @property
+    def workers(self) -> list[WorkerNode]:
+        return self._running.workers
+
+    @property
+    def processes(self) -> list[trio.Process]:
+        return self._running.processes
+
+    def close(self) -> None:
+        """Stop the workers and the scheduler (idempotent)."""
+        stop, self._stop = self._stop, None
+        if stop is not None:
+            with contextlib.suppress(trio.RunFinishedError):
+                stop()
+            self._thread.join(30)
+
+    def __enter__(self) -> LocalCluster:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        if getattr(self, "_stop", None) is not None:
+            with contextlib.suppress(Exception):
+                self.close()
+
+    def __repr__(self) -> str:
+        return f"<LocalCluster {self.address} (background thread)>"
