@@ -26,10 +26,12 @@ from typing import Any, TypeVar, overload
 import trio
 from trio_websocket import ConnectionClosed
 
+from .asyncio_client import AsyncioSupport
 from .cluster import LocalCluster, open_local_cluster
 from .cluster_queries import AsyncClusterQueries, SyncClusterQueries
 from .config import CLIENT_CALL_TIMEOUT, PEER_TIMEOUT, STARTUP_TIMEOUT
 from .dask_integration import DaskCollections, DaskScheduler, watch_for_dask
+from .engine.asyncio_waits import running_asyncio
 from .engine.context import push_default, remove_default
 from .engine.futures import Future, task_error
 from .engine.keys import ERRED
@@ -193,7 +195,7 @@ def _substitute(obj: Any, values: dict[str, Any]) -> Any:
     return obj
 
 
-class AsyncClient(_ClientAPI, DaskCollections, AsyncClusterQueries):
+class AsyncClient(_ClientAPI, DaskCollections, AsyncClusterQueries, AsyncioSupport):
     """A trio-native client: ``async with AsyncClient(address) as client: ...``.
 
     Args:
@@ -231,6 +233,10 @@ class AsyncClient(_ClientAPI, DaskCollections, AsyncClusterQueries):
         if self.address is None:
             raise ValueError("AsyncClient needs an address; use trioflow.run(main) or "
                              "trioflow.open_local_cluster() to start a cluster")
+        if running_asyncio():  # an asyncio program: Trio runs in a background thread
+            await self._enter_asyncio(Client, self.address, token=self.token,
+                                      ssl_context=self.ssl_context)
+            return self
         stack = contextlib.AsyncExitStack()
         await stack.__aenter__()
         try:
@@ -266,6 +272,9 @@ class AsyncClient(_ClientAPI, DaskCollections, AsyncClusterQueries):
 
     async def close(self) -> None:
         """Close the connection (idempotent)."""
+        if self._background is not None:
+            await self._close_asyncio()
+            return
         remove_default(self)
         stack, self._stack = self._stack, None
         if stack is not None:
@@ -312,6 +321,8 @@ class AsyncClient(_ClientAPI, DaskCollections, AsyncClusterQueries):
                 (lists only).
         """
         found = _gathered(futures, errors)
+        if self._background is not None:
+            return _assemble(futures, await self._gather_asyncio(found, errors), errors)
         session = self._session
         await session.wait_async([f._state for f in found])
         await session.prefetch_async([f._state for f in found])
@@ -334,6 +345,8 @@ class AsyncClient(_ClientAPI, DaskCollections, AsyncClusterQueries):
 
     async def wait_for_workers(self, n: int = 1, timeout: float | None = None) -> None:
         """Return once at least ``n`` workers are connected."""
+        if self._background is not None:
+            return await self._call_blocking("wait_for_workers", n, timeout)
         with trio.fail_after(timeout if timeout is not None else float("inf")):
             while True:
                 reply = await self._session.status()
@@ -343,6 +356,8 @@ class AsyncClient(_ClientAPI, DaskCollections, AsyncClusterQueries):
 
     async def status(self) -> dict[str, Any]:
         """A snapshot of the cluster: workers with their slots, tasks by state."""
+        if self._background is not None:
+            return await self._call_blocking("status")
         reply = await self._session.status()
         return {"workers": reply.workers, "tasks": reply.tasks}
 

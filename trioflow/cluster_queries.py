@@ -13,6 +13,7 @@ waits for one like any task. ``upload_file`` is such a ``run``.
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import os
 import pathlib
@@ -148,6 +149,10 @@ class AsyncClusterQueries:
     _session: Session
 
     async def _status_workers(self, with_keys: bool = False) -> list[Any]:
+        background = getattr(self, "_background", None)
+        if background is not None:  # under asyncio: the blocking client's call
+            return await asyncio.get_running_loop().run_in_executor(
+                None, background._status_workers, with_keys)
         return list((await self._session.status(with_keys)).workers)
 
     async def nthreads(self) -> dict[str, int]:

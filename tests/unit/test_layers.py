@@ -34,6 +34,7 @@ LAYERS = {
     "trioflow.cluster_queries": 6,
     "trioflow.executor": 6,
     "trioflow.local_cluster": 6,
+    "trioflow.asyncio_client": 6,
     "trioflow.in_task": 7,
     "trioflow.delayed": 7,
     "trioflow.run": 7,

@@ -16,6 +16,8 @@ from typing import Any, Generic, TypeVar, cast
 import trio
 
 from ..errors import CancelledError, ClientClosedError
+from . import asyncio_waits
+from .asyncio_waits import running_asyncio
 from .context import current_session
 from .keys import ERRED, PENDING, KeyState, SyncWaiter, error_to_exception
 from .protocols import FutureSession
@@ -118,7 +120,15 @@ class Future(Generic[T_co]):
         session.decref(st)
 
     def __await__(self) -> Generator[Any, None, T_co]:
+        if running_asyncio():  # an asyncio program: its loop waits, not Trio's
+            return self._result_asyncio().__await__()
         return self._result_async().__await__()
+
+    async def _result_asyncio(self) -> T_co:
+        await asyncio_waits.wait_states(self._session, [self._state])
+        if self._state.status is ERRED:  # raised here: no frames of trioflow's own below
+            raise task_error(self._state)
+        return cast(T_co, await asyncio_waits.value(self._session, self._state))
 
     async def _result_async(self) -> T_co:
         await self._session.wait_async([self._state])

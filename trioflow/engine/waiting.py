@@ -11,6 +11,7 @@ awaitable, as it used to, with a ``DeprecationWarning`` pointing to ``wait_async
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import math
 import sys
@@ -25,6 +26,8 @@ from typing import TYPE_CHECKING, Any, Generic, Literal, NamedTuple, TypeVar, ca
 import trio
 
 from ..core.session import WaitEnd
+from . import asyncio_waits
+from .asyncio_waits import running_asyncio
 from .context import RunContext, current_run
 from .futures import Future
 from .keys import ERRED, PENDING, SyncWaiter
@@ -237,7 +240,7 @@ class as_completed(Generic[Item]):
         self._done: deque[Future[Any]] = deque()
         self._lock = threading.Lock()
         self._cond = threading.Condition(self._lock)
-        self._wakeups: list[_Wakeup] = []
+        self._wakeups: list[_Wakeup | asyncio_waits.AsyncioWakeup] = []
         self._ref = weakref.ref(self)
         self.timeout = timeout
         self.with_results = with_results
@@ -382,6 +385,8 @@ class as_completed(Generic[Item]):
     # ------------------------------------------------------------------ async for
 
     def __aiter__(self) -> AsyncIterator[Item]:
+        if running_asyncio():  # an asyncio program: its loop waits, not Trio's
+            return _AsyncioIteration(self)
         return _AsyncIteration(self)
 
 
@@ -487,3 +492,57 @@ class _Batches(Generic[Item]):
                 return
             rest = [await it._item(f) for f in ac._take_done()]
             yield [first, *rest]
+
+
+class _AsyncioIteration(Generic[Item]):
+    """One ``async for`` over an as_completed in an asyncio program (no Trio here).
+
+    Cancellation: a cancelled ``__anext__`` loses nothing, as with Trio.
+    """
+
+    def __init__(self, ac: as_completed[Item]) -> None:
+        self._ac = ac
+        self._deadline: float | None = None
+        self._started = False
+
+    def __aiter__(self) -> _AsyncioIteration[Item]:
+        return self
+
+    async def __anext__(self) -> Item:
+        ac = self._ac
+        loop = asyncio.get_running_loop()
+        if not self._started:
+            self._started = True
+            if ac.timeout is not None:
+                self._deadline = loop.time() + ac.timeout
+        while True:
+            wakeup = None
+            with ac._lock:
+                if ac._done:
+                    f = ac._done.popleft()
+                elif not ac._pending:
+                    raise StopAsyncIteration
+                else:
+                    wakeup = asyncio_waits.AsyncioWakeup()
+                    ac._wakeups.append(wakeup)
+            if wakeup is None:
+                break
+            try:
+                left = None if self._deadline is None else self._deadline - loop.time()
+                await asyncio.wait_for(wakeup.future, left)
+            except asyncio.TimeoutError:
+                raise TimeoutError(f"{ac.count()} futures not done within "
+                                   f"{ac.timeout}s") from None
+            finally:
+                with ac._lock:
+                    if wakeup in ac._wakeups:
+                        ac._wakeups.remove(wakeup)
+        if not ac.with_results:
+            return cast(Item, f)
+        try:
+            value = await f
+        except asyncio.CancelledError:
+            with ac._lock:
+                ac._done.appendleft(f)  # yield it next time instead
+            raise
+        return cast(Item, (f, value))
