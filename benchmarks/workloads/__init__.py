@@ -66,6 +66,9 @@ WORKLOADS: list[Workload] = [
              timeout=240),
     Workload("delayed_tree", "benchmarks.workloads.delayed_tree:delayed_tree",
              {"leaves": 10_000}, systems=("trioflow", "dask"), timeout=300, max_repeats=3),
+    Workload("dask_array", "benchmarks.workloads.dask_array:dask_array",
+             {"n": 20_000, "chunk": 1_000}, {"n": 5_000, "chunk": 250},
+             systems=("trioflow", "dask"), timeout=600, max_repeats=3),
 ]
 
 BY_NAME = {w.name: w for w in WORKLOADS}
