@@ -93,8 +93,14 @@ def graph_to_futures(session: Session, dsk: Any, keys: Sequence[Any],
     """
     _dask()
     from dask._task_spec import DataNode, GraphNode
+    from dask.order import order
 
     graph = _graph_of(dsk)
+    # dask's static order (which node first, so blocks are consumed soon after they
+    # are made): a node's trioflow priority, below the user's priority, keeps a big
+    # array's memory near dask's instead of computing every input block first
+    ranks = order(graph)
+    spread = len(graph) + 1
     futures: dict[Any, Future[Any]] = {}
     # iterative depth-first post-order: dependencies are submitted before dependents
     for root in keys:
@@ -124,8 +130,10 @@ def graph_to_futures(session: Session, dsk: Any, keys: Sequence[Any],
                 stack.extend((d, False) for d in deps if d not in futures)
                 continue
             values = {d: futures[d] for d in deps}
+            rank = ranks.get(key, 0)
             futures[key] = session.submit(_execute, (node, values), {}, key=task_key(key),
-                                          priority=priority, retries=retries)
+                                          priority=priority * spread - rank,
+                                          retries=retries)
     return futures
 
 
