@@ -49,6 +49,14 @@ async def _basics(address):
         out["large"] = len(await client.submit(bytes, 400_000))  # fetched, not inline
         scattered = await client.scatter([1, 2])
         out["scatter"] = await client.gather(client.submit(sum, scattered))
+        batches = trioflow.as_completed(client.map(inc, range(3)), with_results=True)
+        out["batches"] = sorted([v async for batch in batches.batches() for _, v in batch])
+        fs = client.map(inc, range(3))
+        done, not_done = await trioflow.wait_async(fs)
+        out["wait"] = (len(done), len(not_done))
+        out["wait_one"] = len((await trioflow.wait_async(
+            [client.submit(boom), client.submit(inc, 1)],
+            return_when="FIRST_EXCEPTION")).done) >= 1
         out["nthreads"] = await client.nthreads()
         out["status"] = len((await client.status())["workers"])
         with pytest.raises(ValueError, match="boom") as info:
@@ -63,7 +71,8 @@ async def test_asyncio_program_submits_awaits_gathers_iterates():
     async with cluster_client(2, 1) as (cluster, _):
         out = await run_asyncio(_basics, cluster.address)
     assert out == {"one": 2, "gather": [1, 2, 3, 4, 5], "dict": {"a": 11},
-                   "as_completed": [1, 2, 3, 4], "with_results": [8], "large": 400_000,
+                   "as_completed": [1, 2, 3, 4], "with_results": [8],
+                   "batches": [1, 2, 3], "wait": (3, 0), "wait_one": True, "large": 400_000,
                    "scatter": 3, "nthreads": {"worker-0": 1, "worker-1": 1}, "status": 2,
                    "raised_here": "_basics"}
 

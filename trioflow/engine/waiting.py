@@ -144,6 +144,8 @@ async def wait_async(futures: Future[T] | Iterable[Future[T]], timeout: float | 
     """
     futures = _futures(futures)
     _check(return_when)
+    if running_asyncio():  # an asyncio program: its loop waits, not Trio's
+        return await _wait_asyncio(futures, timeout, return_when)
     if return_when == "ALL_COMPLETED":
         with trio.move_on_after(math.inf if timeout is None else timeout) as scope:
             for group in _by_session(futures):
@@ -161,6 +163,23 @@ async def wait_async(futures: Future[T] | Iterable[Future[T]], timeout: float | 
                 break
     elif futures:
         await as_completed(futures, timeout=timeout).__aiter__().__anext__()
+    return _split(futures)
+
+
+async def _wait_asyncio(futures: list[Future[T]], timeout: float | None,
+                        return_when: str) -> DoneAndNotDoneFutures[T]:
+    async def waiting() -> None:
+        if return_when == "ALL_COMPLETED":
+            for group in _by_session(futures):
+                await asyncio_waits.wait_states(group[0]._session, [f._state for f in group])
+        elif futures:
+            async for f in as_completed(futures):
+                if return_when == "FIRST_COMPLETED" or f._state.status is ERRED:
+                    break
+    try:
+        await asyncio.wait_for(waiting(), timeout)
+    except asyncio.TimeoutError:
+        raise TimeoutError(f"futures not done after {timeout}s") from None
     return _split(futures)
 
 
@@ -481,16 +500,17 @@ class _Batches(Generic[Item]):
         return self._async()
 
     async def _async(self) -> AsyncIterator[list[Item]]:
-        # (an async generator yields outside any cancel scope here: the scopes of
-        # _AsyncIteration open and close within each __anext__)
+        # (an async generator yields outside any cancel scope here: the scopes of the
+        # iteration open and close within each __anext__; Trio's or asyncio's alike)
         ac = self._ac
-        it = _AsyncIteration(ac)
+        it = ac.__aiter__()
         while True:
             try:
                 first = await it.__anext__()
             except StopAsyncIteration:
                 return
-            rest = [await it._item(f) for f in ac._take_done()]
+            rest = [cast(Item, (f, await f)) if ac.with_results else cast(Item, f)
+                    for f in ac._take_done()]
             yield [first, *rest]
 
 
