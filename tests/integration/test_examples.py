@@ -80,6 +80,18 @@ EXPECTED: dict[str, tuple[list[str], list[str]]] = {
         "as_completed total: 12",
         "stopped waiting after 10 ms: True",
     ]),
+    "from_dask.py": ([], [
+        "workers and their threads: [1, 1]",
+        "gather(map(inc, range(10))) = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]",
+        "as_completed batches hold 6 futures",
+        "wait(FIRST_EXCEPTION): 10 done, 0 not done",
+        "add_done_callback called: True",
+        "client.run(inc, 1) on each worker: [2, 2]",
+        "executor (concurrent.futures): [0, 1, 4, 9]",
+        "dask.array sum on trioflow: 99990000",
+        "dask.delayed on trioflow: 285",
+        "asyncio: await future = 42, as_completed = [0, 1, 4, 9]",
+    ]),
     "fibonacci.py": (["10"], [
         "fib(10) = 55     delayed/compute",
         "fib(10) = 55     secede/rejoin",
