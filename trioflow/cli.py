@@ -99,10 +99,26 @@ def scheduler_main(argv: list[str] | None = None) -> int:
                         help="worker deaths a task may see before it fails with KilledWorker")
     parser.add_argument("--insecure", action="store_true",
                         help="allow a non-loopback address without a token (do not do this)")
+    parser.add_argument("--dashboard-address", default=config.DASHBOARD_ADDRESS,
+                        help="HOST:PORT of the live dashboard (default "
+                        f"{config.DASHBOARD_ADDRESS}; a taken default port falls back to a "
+                        "free one; off loopback it needs the token); 'none' for no dashboard")
     parser.add_argument("--log-level", default="info", help="debug, info, warning or error")
     args = parser.parse_args(argv)
     _setup_logging(args.log_level)
     token = _read_token(args.token_file)
+    board_address = None if args.dashboard_address.lower() == "none" else args.dashboard_address
+    if board_address is not None:
+        from .dashboard.server import Dashboard, is_loopback, parse_address
+        try:
+            board_host, board_port = parse_address(board_address)
+        except ValueError as exc:
+            parser.error(str(exc))
+        if not is_loopback(board_host) and token is None and not args.insecure:
+            print(f"error: refusing to serve the dashboard on {board_host} without a token: "
+                  "anyone who can reach it would see task names and errors. Give "
+                  "--token-file or TRIOFLOW_TOKEN (or --insecure).", file=sys.stderr)
+            return EXIT_INSECURE
     if not _is_loopback(args.host) and token is None and not args.insecure:
         print(f"error: refusing to listen on {args.host} without a token: anyone who can reach "
               "it could run code here. Give --token-file or TRIOFLOW_TOKEN (or --insecure).",
@@ -115,6 +131,17 @@ def scheduler_main(argv: list[str] | None = None) -> int:
                                  allowed_failures=args.allowed_failures,
                                  ssl_context=_ssl_server_context(args.tls_cert, args.tls_key))
         async with trio.open_nursery() as nursery:
+            if board_address is not None:
+                board = Dashboard(server, insecure=args.insecure)
+                try:
+                    await nursery.start(board.serve, board_host, board_port)
+                except OSError as exc:
+                    if args.dashboard_address != config.DASHBOARD_ADDRESS:
+                        raise
+                    logger.warning("dashboard port %s is taken (%s); using a free one",
+                                   board_port, exc)
+                    await nursery.start(board.serve, board_host, 0)
+                logger.info("dashboard at %s", board.address)
             address = await nursery.start(server.serve, args.host, args.port)
             print(address, flush=True)
             nursery.start_soon(_until_signal, nursery)

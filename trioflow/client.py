@@ -29,6 +29,7 @@ from trio_websocket import ConnectionClosed
 from . import protocol as p
 from .cluster import LocalCluster, open_local_cluster
 from .config import CLIENT_CALL_TIMEOUT, PEER_TIMEOUT, STARTUP_TIMEOUT
+from .dashboard.server import link
 from .engine.context import push_default, remove_default
 from .engine.futures import Future
 from .engine.session import Session
@@ -125,10 +126,25 @@ class _ClientAPI:
         if fs:
             self._session.post(p.CancelKeys([f.key for f in fs], reason))
 
+    @property
+    def dashboard_link(self) -> str:
+        """The scheduler's live dashboard, to open in a browser ("" if it has none).
+
+        It holds the cluster token when there is one: share it as you would the token.
+        """
+        s = getattr(self, "_session", None)
+        return s.dashboard_link if s is not None else ""
+
     def __repr__(self) -> str:
         s = getattr(self, "_session", None)
         state = "closed" if self.closed else f"connected as {s.peer_id}" if s else "not connected"
-        return f"<{type(self).__name__} {state}, {len(s.keys) if s else 0} futures>"
+        where = f" {s.address}" if s is not None and s.address else ""
+        cluster = getattr(self, "cluster", None)
+        workers = (f", {len(cluster.workers) or len(cluster.processes)} workers"
+                   if cluster is not None else "")
+        board = f", dashboard {self.dashboard_link}" if self.dashboard_link else ""
+        return (f"<{type(self).__name__}{where} {state}{workers}{board}, "
+                f"{len(s.keys) if s else 0} futures>")
 
 
 def _collect(obj: Any, out: list[Future[Any]]) -> None:
@@ -221,6 +237,8 @@ class AsyncClient(_ClientAPI):
             await conn.flush()
             welcome = await handshake.expect_welcome(conn)
             self._session = Session(conn, welcome.peer_id)
+            self._session.address = self.address
+            self._session.dashboard_link = link(welcome.dashboard, self.token)
             pool = BulkPool(token=self.token, ssl_context=self.ssl_context)
             stack.push_async_callback(pool.aclose)
             nursery = await stack.enter_async_context(trio.open_nursery())
@@ -491,4 +509,6 @@ async def open_client(address: str | None, *, workers: int | None = None,
         client = await stack.enter_async_context(
             AsyncClient(address, token=token, ssl_context=ssl_context,
                         _scheduler=cluster.scheduler if cluster is not None else None))
+        if cluster is not None and client.dashboard_link:
+            logger.info("local cluster at %s; dashboard at %s", address, client.dashboard_link)
         yield client, cluster

@@ -27,6 +27,7 @@ LAYERS = {
     "trioflow.core": 2,
     "trioflow.engine": 3,
     "trioflow.net": 4,
+    "trioflow.dashboard": 4,  # served by the scheduler process beside net/scheduler_server
     "trioflow.cluster": 5,
     "trioflow.client": 6,
     "trioflow.in_task": 7,

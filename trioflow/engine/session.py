@@ -66,6 +66,10 @@ class Session:
         self.conn = conn
         self.peer_id = peer_id
         self.worker = worker
+        #: the scheduler's address and its dashboard's link, for ``repr(client)`` and
+        #: ``client.dashboard_link`` (set by the client that opened the connection)
+        self.address = ""
+        self.dashboard_link = ""
         self.lock = threading.Lock()
         #: the key table (pure; changed under ``lock``): futures' keys, functions sent,
         #: releases pending, and the messages they cost

@@ -139,6 +139,8 @@ class Welcome:
     #: values whose pickle is at most this large travel inside control messages; larger
     #: ones over the bulk data path (clients scatter them straight to a worker)
     inline_limit: int = INLINE_LIMIT
+    #: the scheduler's dashboard (``http://host:port``), "" if it serves none
+    dashboard: str = ""
 
 
 # --------------------------------------------------------------------- client -> scheduler
@@ -249,6 +251,10 @@ class TaskFinished:
     inline: bytes | None
     duration: float = 0.0
     type_name: str = ""
+    #: when the run started (the worker's ``time.time()``) and on which thread; for the
+    #: dashboard's task stream and performance reports
+    start: float = 0.0
+    thread: str = ""
 
 
 @message("task-erred")
