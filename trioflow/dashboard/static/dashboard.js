@@ -4,7 +4,7 @@
 "use strict";
 
 const SVG = "http://www.w3.org/2000/svg";
-const WINDOW = 20;          // seconds of task stream shown
+const WINDOW = 10;          // seconds of task stream shown
 const MAX_ROWS = 5000;      // stream rows kept in the page
 let stream = [];            // [seq, worker, thread, fn, key, start, duration]
 let lastSeq = -1;
@@ -19,10 +19,12 @@ function el(name, attrs, text) {
 
 function clear(node) { while (node.firstChild) node.removeChild(node.firstChild); }
 
-function colour(name) {     // a stable hue per function name
+const PALETTE = ["#4e79a7", "#f28e2b", "#59a14f", "#e15759", "#76b7b2", "#edc948",
+                 "#b07aa1", "#ff9da7", "#9c755f", "#bab0ac"];
+function colour(name) {     // a stable colour per function name
   let h = 0;
   for (let i = 0; i < name.length; i++) h = (h * 31 + name.charCodeAt(i)) >>> 0;
-  return `hsl(${h % 360}, 60%, 55%)`;
+  return PALETTE[h % PALETTE.length];
 }
 
 function bytes(n) {

@@ -1,0 +1,71 @@
+"""Take the dashboard screenshots in docs/images/ (run by hand: ``python docs/screenshots.py``).
+
+Starts a local cluster, runs a tree of tasks launching tasks plus a map while headless
+Chromium (selenium; see tests/integration/browser.py) watches, and saves PNGs.
+"""
+
+from __future__ import annotations
+
+import pathlib
+import sys
+import threading
+import time
+
+import trio
+
+import trioflow
+
+HERE = pathlib.Path(__file__).parent
+sys.path.insert(0, str(HERE.parent))
+from tests.integration.browser import chromium, wait_until  # noqa: E402
+
+
+def work(x):
+    time.sleep(0.02 + (x % 7) * 0.005)
+    return x
+
+
+def fan_out(n):
+    client = trioflow.get_client()
+    futures = client.map(work, range(n))
+    trioflow.secede()
+    total = sum(client.gather(futures))
+    trioflow.rejoin()
+    return total
+
+
+def root(n):
+    client = trioflow.get_client()
+    futures = [client.submit(fan_out, 40) for _ in range(n)]
+    trioflow.secede()
+    total = sum(client.gather(futures))
+    trioflow.rejoin()
+    return total
+
+
+async def main() -> None:
+    async with trioflow.open_local_cluster(3, 2) as cluster:
+        async with trioflow.AsyncClient(cluster.address) as client:
+            done = threading.Event()
+
+            def shoot() -> None:
+                with chromium(1200, 1000) as driver:
+                    driver.get(cluster.dashboard_link)
+                    wait_until(driver, lambda d: int(d.find_element(
+                        "tag name", "body").get_attribute("data-runs") or 0) > 150)
+                    driver.save_screenshot(str(HERE / "images" / "dashboard.png"))
+                done.set()
+
+            async def load() -> None:
+                while not done.is_set():
+                    await client.gather([client.submit(root, 4),
+                                         *client.map(work, range(100, 160))])
+
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(load)
+                await trio.to_thread.run_sync(shoot)
+                nursery.cancel_scope.cancel()
+
+
+if __name__ == "__main__":
+    trio.run(main)

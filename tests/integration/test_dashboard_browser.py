@@ -1,0 +1,114 @@
+"""The dashboard in a real browser (headless Chromium through selenium): it renders the
+cluster, updates while work runs, shows hostile names as text, and shows nothing
+without the token."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+import trio
+
+import trioflow
+
+from .browser import chromium, require_browser, wait_until
+from .conftest import cluster_client
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(autouse=True)
+def _browser():
+    require_browser()
+
+
+def inc(x):
+    return x + 1
+
+
+def slow_inc(x):
+    time.sleep(0.005)
+    return x + 1
+
+
+def text(driver, css):
+    from selenium.webdriver.common.by import By
+
+    return [e.text for e in driver.find_elements(By.CSS_SELECTOR, css)]
+
+
+async def test_the_page_renders_and_updates_while_work_runs():
+    async with cluster_client(2, 2) as (cluster, client):
+        kept = client.map(inc, range(30))
+        await client.gather(kept)
+        stop = threading.Event()
+
+        def browse():
+            with chromium() as driver:
+                driver.get(cluster.dashboard_link)
+                wait_until(driver, lambda d: len(text(d, "#workers tbody tr")) == 2)
+                assert sorted(t.split()[0] for t in text(driver, "#workers td.name")) == [
+                    "worker-0", "worker-1"]
+                wait_until(driver, lambda d: "inc" in text(d, "#progress td.name"))
+                assert driver.find_elements("css selector", "#stream rect.run")
+                assert driver.find_elements("css selector", "#tree g.node")
+                # it moves: the finished-run count grows while the work below runs
+                first = int(wait_until(driver, lambda d: d.find_element(
+                    "tag name", "body").get_attribute("data-runs")))
+                wait_until(driver, lambda d: int(d.find_element(
+                    "tag name", "body").get_attribute("data-runs")) > first + 20)
+                stop.set()
+                return driver.find_element("id", "summary").text
+
+        async def work():
+            while not stop.is_set():
+                await client.gather(client.map(slow_inc, range(20)))
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(work)
+            summary = await trio.to_thread.run_sync(browse)
+            stop.set()
+        assert "2 workers" in summary
+
+
+HOSTILE = ['<script>alert(1)</script>', '<img src=x onerror="window.__pwned=1">']
+
+
+async def test_hostile_names_are_shown_as_text():
+    async with cluster_client(1, 1) as (cluster, client):
+        kept = [client.submit(inc, i, key=k) for i, k in enumerate(HOSTILE)]
+        await client.gather(kept)
+
+        def browse():
+            with chromium() as driver:
+                driver.get(cluster.dashboard_link)
+                names = wait_until(driver, lambda d: (lambda t: t if set(HOSTILE) <= set(t)
+                                                      else None)(text(d, "#progress td.name")))
+                assert set(HOSTILE) <= set(names)
+                # nothing ran: no alert, no handler fired, no element was made of them
+                assert driver.execute_script("return window.__pwned === undefined")
+                assert driver.execute_script(
+                    "return document.querySelectorAll('script').length") == 1
+                assert driver.execute_script("return document.querySelectorAll('img').length") == 0
+                titles = driver.execute_script(
+                    "return [...document.querySelectorAll('#stream rect.run title')]"
+                    ".map(t => t.textContent)")
+                assert any(HOSTILE[0] in t for t in titles)
+
+        await trio.to_thread.run_sync(browse)
+
+
+async def test_without_the_token_the_browser_sees_nothing():
+    async with trioflow.open_local_cluster(1, 1, token="t0ken") as cluster:
+        def browse():
+            with chromium() as driver:
+                driver.get(cluster.dashboard.address + "/")
+                body = driver.find_element("tag name", "body").text
+                assert "401" in body and "needs the cluster token" in body
+                assert not driver.find_elements("id", "workers")
+                driver.get(cluster.dashboard_link)  # the link carries the token
+                wait_until(driver, lambda d: len(text(d, "#workers tbody tr")) == 1)
+                assert "token" not in driver.current_url  # it moved into a cookie
+
+        await trio.to_thread.run_sync(browse)
