@@ -9,9 +9,10 @@ and bounded, because it runs in the scheduler's own Trio thread:
 * workers, seceded runs, waits and deadlock reports are read directly: they are
   O(workers + runs on workers), not O(tasks);
 * counting live tasks by function and state, and the bytes each worker holds, needs a
-  pass over every task. That pass is timed and the next one waits until the time spent
-  in passes is at most ``scan_share`` of the time elapsed; in between, the last pass's
-  counts are shown (``scan_age`` says how old they are).
+  pass over every task. That pass is timed, and the next one waits until the process
+  has used enough CPU that the passes stay at most ``scan_share`` of it (or, idle, 50
+  times as long in wall time); in between, the last pass's counts are shown
+  (``scan_age`` says how old they are).
 
 The scheduler's core has no clock, so times come from the caller (``now``) and from the
 workers (a run's start is the worker's ``time.time()``).
@@ -20,7 +21,10 @@ workers (a run's start is the worker's ``time.time()``).
 from __future__ import annotations
 
 import time
-from collections import deque
+from collections import Counter, deque
+from collections.abc import Iterable
+from itertools import islice, repeat
+from operator import attrgetter, itemgetter
 from typing import Any
 
 from ..core.scheduler.records import TaskStatus
@@ -30,6 +34,31 @@ from ..core.scheduler.state import SchedulerState
 LIVE_STATES = ("waiting", "queued", "processing", "memory", "erred")
 #: wait-for edges shown at most (a big graph is unreadable and costly to send)
 MAX_WAIT_EDGES = 300
+
+
+_status = attrgetter("status")
+_nbytes = attrgetter("nbytes")
+# fields of a RunRecord
+_first, _size, _parent, _depth = itemgetter(0), itemgetter(5), itemgetter(6), itemgetter(7)
+MEMORY = TaskStatus.MEMORY
+STATUS_NAMES = {id(status): status.value for status in TaskStatus}
+
+
+def _names(keys: Iterable[str]) -> list[str]:
+    """``key_split`` of each key, in C: ``str.partition`` mapped, then the first part.
+
+    Only a key that starts with "-" splits differently (to ""); those few are redone.
+    """
+    keys = keys if isinstance(keys, list) else list(keys)
+    names = list(map(_first, map(str.partition, keys, repeat("-"))))
+    if "" in names:
+        names = [n or k for n, k in zip(names, keys)]
+    return names
+
+
+def _add(total: dict[Any, int], counts: Counter[Any]) -> None:
+    for k, n in counts.items():
+        total[k] = total.get(k, 0) + n
 
 
 def key_split(key: str) -> str:
@@ -65,11 +94,13 @@ class Observer:
         self.runs_missed = 0
         #: the latest finished runs: [seq, worker, thread, function, key, start, duration]
         self.recent: deque[list[Any]] = deque(maxlen=stream_length)
-        #: stream rows folded in so far (a cursor for ``stream_since``)
+        #: runs folded in so far, each with a stream sequence number (a cursor for
+        #: ``stream_since``)
         self.folded = 0
         self._scan: dict[str, Any] = {"live": {}, "tree": {}, "memory": {}, "tasks": {}}
         self._scan_at = float("-inf")
         self._next_scan = float("-inf")
+        self._next_scan_cpu = float("-inf")
         #: seconds spent in snapshots and in full passes, for the benchmark and tests
         self.cost = 0.0
         self.scan_cost = 0.0
@@ -77,7 +108,12 @@ class Observer:
     # ------------------------------------------------------------------ incremental
 
     def fold_runs(self) -> list[list[Any]]:
-        """Fold the runs finished since the last call in; return them as stream rows."""
+        """Fold the runs finished since the last call in; return the stream rows made.
+
+        Every new run is counted, in C (``Counter`` over ``map``s: at 10k tasks/s this
+        loop is most of the dashboard's cost); rows (a list each) are made only for the
+        last ``stream_length`` runs, which is all the stream keeps.
+        """
         state = self.state
         new = state.runs_total - self._seen
         if not new:
@@ -87,30 +123,32 @@ class Observer:
         if new > len(log):
             self.runs_missed += new - len(log)
             new = len(log)
+        batch = list(islice(reversed(log), new))
+        batch.reverse()
+        fns = _names(map(_first, batch))
+        parents = _names(map(_parent, batch))
+        _add(self.done, Counter(fns))
+        _add(self.tree_done, Counter(zip(map(_depth, batch), parents, fns)))
+        self.result_bytes += sum(map(_size, batch))
+        keep = min(new, self.recent.maxlen or new)
+        seq = self.folded + new - keep
         workers = state.workers
-        done, tree = self.done, self.tree_done
         rows: list[list[Any]] = []
-        nbytes = 0
-        for i in range(len(log) - new, len(log)):
-            key, worker_id, thread, start, duration, size, parent, depth = log[i]
-            fn = key_split(key)
-            done[fn] = done.get(fn, 0) + 1
-            edge = (depth, key_split(parent) if parent else "", fn)
-            tree[edge] = tree.get(edge, 0) + 1
-            nbytes += size
+        for i in range(new - keep, new):
+            key, worker_id, thread, start, duration, _, _, _ = batch[i]
             w = workers.get(worker_id)
-            rows.append([self.folded + len(rows), w.name if w is not None else worker_id,
-                         thread, fn, key, start, duration])
-        self.result_bytes += nbytes
+            rows.append([seq, w.name if w is not None else worker_id, thread, fns[i], key,
+                         start, duration])
+            seq += 1
         self.recent.extend(rows)
-        self.folded += len(rows)
+        self.folded += new
         return rows
 
     def stream_since(self, n: int) -> list[list[Any]]:
         """The kept stream rows folded in after the first ``n`` (``folded`` counts them),
         at most 1000: each reader keeps its own cursor."""
         recent = self.recent
-        k = min(self.folded - n, len(recent), 1000)
+        k = min(self.folded - n, len(recent), 1000)  # rows seq >= folded - len(recent) kept
         return [recent[i] for i in range(len(recent) - k, len(recent))] if k > 0 else []
 
     # ------------------------------------------------------------------ full pass
@@ -118,39 +156,44 @@ class Observer:
     def _full_pass(self) -> None:
         state = self.state
         tasks = state.tasks
+        # counted in C (Counter over maps): this is the one pass over every task, and
+        # its cost is what bounds how often it may run
+        fns = _names(tasks)
+        records = tasks.values()
+        # by the statuses' ids: an Enum hashes in Python, an int in C
+        by_fn_status = Counter(zip(fns, map(id, map(_status, records))))
         live: dict[str, dict[str, int]] = {}
-        tree: dict[tuple[int, str, str], int] = {}
         by_status: dict[str, int] = {}
-        for key, t in tasks.items():
-            status = t.status.value
-            by_status[status] = by_status.get(status, 0) + 1
-            fn = key_split(key)
-            counts = live.get(fn)
-            if counts is None:
-                counts = live[fn] = {}
-            counts[status] = counts.get(status, 0) + 1
-            if t.status is not TaskStatus.MEMORY:
-                edge = (t.depth, key_split(t.parent) if t.parent else "", fn)
-                tree[edge] = tree.get(edge, 0) + 1
+        for (fn, status_id), n in by_fn_status.items():
+            name = STATUS_NAMES[status_id]
+            live.setdefault(fn, {})[name] = n
+            by_status[name] = by_status.get(name, 0) + n
+        unfinished = [(t, fn) for t, fn in zip(records, fns) if t.status is not MEMORY]
+        tree = dict(Counter(zip([t.depth for t, _ in unfinished],
+                                _names(t.parent for t, _ in unfinished),
+                                [fn for _, fn in unfinished])))
         memory = {}
         for wid, w in state.workers.items():
-            total = 0
-            for key in w.has_what:
-                held = tasks.get(key)
-                if held is not None:
-                    total += held.nbytes
-            memory[wid] = total
+            try:
+                memory[wid] = sum(map(_nbytes, map(tasks.__getitem__, w.has_what)))
+            except KeyError:  # between two events the records agree; be safe anyway
+                memory[wid] = sum(tasks[k].nbytes for k in w.has_what if k in tasks)
         self._scan = {"live": live, "tree": tree, "memory": memory, "tasks": by_status}
 
     def _maybe_scan(self, now: float) -> None:
-        if now < self._next_scan:
+        """Run the full pass if enough has happened since the last one: the process has
+        used ``spent / scan_share`` CPU seconds (so under load the passes take at most
+        ``scan_share`` of the CPU), or, when it is idle, 50 times that in wall seconds."""
+        cpu = time.process_time()
+        if cpu < self._next_scan_cpu and now < self._next_scan:
             return
-        t0 = time.perf_counter()
+        t0 = time.thread_time()
         self._full_pass()
-        spent = time.perf_counter() - t0
+        spent = time.thread_time() - t0
         self.scan_cost += spent
         self._scan_at = now
-        self._next_scan = now + spent / self.scan_share
+        self._next_scan_cpu = cpu + spent / self.scan_share
+        self._next_scan = now + 50 * spent / self.scan_share
 
     # ------------------------------------------------------------------ the snapshot
 
@@ -161,7 +204,7 @@ class Observer:
             since: include the stream rows after this cursor (``stream_since``) under
                 ``"stream"``, and the new cursor under ``"folded"``; None: no rows.
         """
-        t0 = time.perf_counter()
+        t0 = time.thread_time()
         self.fold_runs()
         self._maybe_scan(now)
         state = self.state
@@ -221,5 +264,5 @@ class Observer:
             "stream": self.stream_since(since) if since is not None else [],
             "folded": self.folded,
         }
-        self.cost += time.perf_counter() - t0
+        self.cost += time.thread_time() - t0
         return snap
