@@ -358,25 +358,46 @@ def main(argv: list[str] | None = None) -> int:
     st.add_argument("address")
     st.add_argument("--token-file", help="file holding the cluster token (or TRIOFLOW_TOKEN)")
     st.add_argument("--tls-ca", help="CA bundle to verify a wss:// scheduler")
+    st.add_argument("--watch", action="store_true",
+                    help="keep showing it, refreshed every --interval seconds, until Ctrl-C")
+    st.add_argument("--interval", type=float, default=1.0, help="seconds between refreshes")
+    st.add_argument("--count", type=int, default=0, help="with --watch: stop after this "
+                    "many refreshes (default: never)")
     sub.add_parser("worker", help="same as trioflow-worker")
     sub.add_parser("scheduler", help="same as trioflow-scheduler")
     args = parser.parse_args(argv)
     token = _read_token(args.token_file)
     from .client import AsyncClient
 
-    async def status() -> dict[str, Any]:
+    if args.interval <= 0:
+        parser.error(f"--interval must be > 0, got {args.interval}")
+
+    async def status() -> None:
         ctx = _ssl_client_context(args.tls_ca) if args.address.startswith("wss://") else None
         async with AsyncClient(args.address, token=token, name="status",
                                ssl_context=ctx) as client:
-            with trio.fail_after(10):
-                return await client.status()
+            shown = 0
+            while True:
+                with trio.fail_after(10):
+                    info = await client.status()
+                text = format_status(info)
+                if client.dashboard_link:
+                    text += f"\ndashboard: {client.dashboard_link}"
+                if args.watch and sys.stdout.isatty():
+                    text = "\x1b[H\x1b[2J" + text  # redraw in place
+                print(text, flush=True)
+                shown += 1
+                if not args.watch or (args.count and shown >= args.count):
+                    return
+                await trio.sleep(args.interval)
 
     try:
-        info = trio.run(status)
+        trio.run(status)
+    except KeyboardInterrupt:
+        return 0
     except Exception as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    print(format_status(info))
     return 0
 
 
