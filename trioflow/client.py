@@ -20,7 +20,7 @@ import os
 import ssl
 import threading
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from typing import Any, TypeVar, overload
 
 import trio
@@ -28,8 +28,9 @@ from trio_websocket import ConnectionClosed
 
 from . import protocol as p
 from .cluster import LocalCluster, open_local_cluster
-from .config import CLIENT_CALL_TIMEOUT, PEER_TIMEOUT, STARTUP_TIMEOUT
+from .config import CLIENT_CALL_TIMEOUT, PEER_TIMEOUT, RUN_LOG_LENGTH, STARTUP_TIMEOUT
 from .dashboard.server import link
+from .dashboard.trace import write_report
 from .engine.context import push_default, remove_default
 from .engine.futures import Future
 from .engine.session import Session
@@ -336,6 +337,37 @@ class AsyncClient(_ClientAPI):
         reply = await self._session.status()
         return {"workers": reply.workers, "tasks": reply.tasks}
 
+    @contextlib.asynccontextmanager
+    async def performance_report(self, path: str | os.PathLike[str]) -> AsyncIterator[None]:
+        """``async with client.performance_report("run.json"):`` writes every run that
+        finished on the cluster during the block as a Chrome trace (Perfetto opens it);
+        a path ending in ``.html`` gets an HTML summary, with the trace beside it.
+
+        Cancellation: a cancelled or failing block writes nothing.
+        """
+        start = (await self._session.runs(0, 0)).total
+        yield
+        runs, missed = await _runs_since(self._session, start)
+        write_report(path, runs, missed=missed)
+
+
+async def _runs_since(session: Session, since: int) -> tuple[list[Any], int]:
+    """Every run the scheduler still knows from run number ``since`` on, and how many
+    it no longer kept (its run log is bounded)."""
+    runs: list[Any] = []
+    missed = 0
+    while True:
+        reply = await session.runs(since, 20_000)
+        missed += reply.start - since
+        runs.extend(reply.runs)
+        since = reply.end
+        if reply.end >= reply.total or not reply.runs:
+            break
+    if missed:
+        logger.warning("performance report: %d runs were no longer kept by the scheduler "
+                       "(it keeps the last %d)", missed, RUN_LOG_LENGTH)
+    return runs, missed
+
 
 def _scatter(session: Session, data: Any) -> Any:
     if isinstance(data, dict):
@@ -445,6 +477,17 @@ class Client(_ClientAPI):
         """A snapshot of the cluster: workers with their slots, tasks by state."""
         reply = self._on_loop(self._session.status, timeout)
         return {"workers": reply.workers, "tasks": reply.tasks}
+
+    @contextlib.contextmanager
+    def performance_report(self, path: str | os.PathLike[str],
+                           timeout: float = CLIENT_CALL_TIMEOUT) -> Iterator[None]:
+        """``with client.performance_report("run.html"):`` — see
+        ``AsyncClient.performance_report``."""
+        session = self._session
+        start = self._on_loop(lambda: session.runs(0, 0), timeout).total
+        yield
+        runs, missed = self._on_loop(lambda: _runs_since(session, start), timeout)
+        write_report(path, runs, missed=missed)
 
     def wait_for_workers(self, n: int = 1, timeout: float | None = None) -> None:
         """Block until at least ``n`` workers are connected."""

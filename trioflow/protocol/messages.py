@@ -450,3 +450,26 @@ class StatusReply:
     request_id: int
     workers: list[Any]
     tasks: Any
+
+
+@message("runs-request")
+class RunsRequest:
+    """Ask for the scheduler's record of finished runs, from run number ``since`` on
+    (runs are numbered from 0 in the order they finished), at most ``limit`` of them."""
+
+    request_id: int
+    since: int
+    limit: int
+
+
+@message("runs-reply")
+class RunsReply:
+    """Finished runs ``start`` to ``end - 1`` (``start > since`` when older ones were
+    forgotten), each [key, worker name, thread, start, duration, nbytes, parent key,
+    depth]; ``total`` runs have finished so far."""
+
+    request_id: int
+    start: int
+    end: int
+    total: int
+    runs: list[Any]
