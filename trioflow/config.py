@@ -74,3 +74,7 @@ DASHBOARD_ADDRESS = "127.0.0.1:8787"
 
 #: Seconds between two dashboard updates pushed to browsers.
 DASHBOARD_INTERVAL = 0.5
+
+#: Seconds between a worker's checks of its thread counts and memory (it reports them
+#: to the scheduler, for the dashboard, when they changed).
+WORKER_THREADS_INTERVAL = 1.0

@@ -63,6 +63,22 @@ async def test_snapshot_shows_workers_progress_tree_and_stream():
         assert sum(w["memory"] for w in snap["workers"]) > 0
 
 
+async def test_workers_report_their_threads_and_memory():
+    async with cluster_client(2, 1) as (cluster, client):
+        await client.gather(client.map(inc, range(4)))
+        state = cluster.scheduler.state
+        # each worker reports when its counts change (checked once a second)
+        await cluster.scheduler.wait_for(lambda: len(state.worker_threads) == 2 and all(
+            r.threads >= 1 for r in state.worker_threads.values()))
+        snap = (await get(cluster.dashboard.address + "/api/snapshot")).json()
+        for w in snap["workers"]:
+            assert w["threads"] >= 1 and w["overflow"] == 0 and w["rss"] > 1 << 20
+            assert 0 <= w["idle_threads"] <= w["threads"]
+        text = (await get(cluster.dashboard.address + "/metrics")).body.decode()
+        assert 'trioflow_worker_threads{worker="worker-0"}' in text
+        assert 'trioflow_worker_rss_bytes{worker="worker-1"}' in text
+
+
 async def test_waits_seceded_and_blocked_slots_are_live():
     RELEASE.clear()
     async with cluster_client(1, 2) as (cluster, client):

@@ -52,6 +52,8 @@ async def test_the_page_renders_and_updates_while_work_runs():
                 assert sorted(t.split()[0] for t in text(driver, "#workers td.name")) == [
                     "worker-0", "worker-1"]
                 wait_until(driver, lambda d: "inc" in text(d, "#progress td.name"))
+                # the workers' own reports arrive within a second: threads, memory
+                wait_until(driver, lambda d: "?" not in text(d, "#workers td.threads"))
                 assert text(driver, "#stream rect.run title")
                 assert text(driver, "#tree g.node text")
                 # it moves: the finished-run count grows while the work below runs

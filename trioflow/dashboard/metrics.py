@@ -65,6 +65,13 @@ def _per_worker(workers: list[dict[str, Any]]) -> Iterator[Metric]:
                                     labels=["worker"]),
         "memory": GaugeMetricFamily("trioflow_worker_memory_bytes",
                                     "Bytes of results the worker holds", labels=["worker"]),
+        "threads": GaugeMetricFamily("trioflow_worker_threads", "Task threads alive",
+                                     labels=["worker"]),
+        "overflow": GaugeMetricFamily("trioflow_worker_overflow_threads",
+                                      "Threads started beyond the parked-thread cap",
+                                      labels=["worker"]),
+        "rss": GaugeMetricFamily("trioflow_worker_rss_bytes",
+                                 "Resident memory of the worker's process", labels=["worker"]),
     }
     for w in workers:
         for field, family in families.items():

@@ -215,8 +215,10 @@ class Observer:
                 seceded_on[t.worker] = seceded_on.get(t.worker, 0) + 1
         workers = []
         waits: list[list[str]] = []
+        reports = state.worker_threads
         for wid, w in state.workers.items():
             running = min(w.occupying, w.nthreads)
+            report = reports.get(wid)
             workers.append({
                 "id": wid, "name": w.name, "slots": w.nthreads,
                 "busy": running - min(w.blocked, running), "blocked": w.blocked,
@@ -224,6 +226,11 @@ class Observer:
                 "queued": max(0, w.occupying - w.nthreads),
                 "processing": len(w.processing), "closing": w.closing,
                 "memory": scan["memory"].get(wid), "holds": len(w.has_what),
+                # what the worker itself reports (None until its first report)
+                "threads": report.threads if report else None,
+                "idle_threads": report.idle if report else None,
+                "overflow": report.overflow if report else None,
+                "rss": (report.rss or None) if report else None,
             })
             if len(waits) < MAX_WAIT_EDGES:
                 for t in w.processing.values():

@@ -473,3 +473,15 @@ class RunsReply:
     end: int
     total: int
     runs: list[Any]
+
+
+@message("worker-threads")
+class WorkerThreads:
+    """A worker's task threads and memory, for the dashboard (sent when they change,
+    at most once a second): threads alive, of them idle, started beyond the cap to avoid
+    a deadlock (overflow), and the process's resident memory in bytes (0: unknown)."""
+
+    threads: int
+    idle: int
+    overflow: int
+    rss: int

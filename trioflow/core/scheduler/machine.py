@@ -61,6 +61,7 @@ HANDLERS: dict[type, Handler] = {
     p.WorkerClosing: peers.worker_closing,
     p.StatusRequest: peers.status,
     p.RunsRequest: timeline.runs_request,
+    p.WorkerThreads: timeline.worker_threads,
 }
 
 

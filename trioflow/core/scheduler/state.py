@@ -98,6 +98,9 @@ class SchedulerState:
         self.runs: deque[RunRecord] = deque(maxlen=RUN_LOG_LENGTH)
         #: runs ever appended to ``runs`` (so readers know how many they missed)
         self.runs_total = 0
+        #: each worker's latest report of its threads and memory (for the dashboard;
+        #: entries of departed workers are dropped lazily, see ``timeline``)
+        self.worker_threads: dict[str, p.WorkerThreads] = {}
         #: commands for the shell, collected during one event
         self._out: list[SchedulerCommand] = []
         #: peer -> keys of the FreeKeys that is the last message queued for it in this

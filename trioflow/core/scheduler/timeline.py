@@ -1,8 +1,10 @@
-"""Answering for the run log: which runs finished, where, on which thread and when.
+"""What the scheduler keeps only so that it can be watched: the run log, and what
+workers report of their threads.
 
-The log itself (``SchedulerState.runs``, one tuple per finished run, bounded by
-``RUN_LOG_LENGTH``) is appended to by ``lifecycle.task_finished``; this handler only
-reads it, for performance reports (``client.performance_report``).
+The run log (``SchedulerState.runs``, one tuple per finished run, bounded by
+``RUN_LOG_LENGTH``) is appended to by ``lifecycle.task_finished``; ``runs_request`` only
+reads it, for performance reports (``client.performance_report``). ``worker_threads``
+keeps each worker's latest ``WorkerThreads`` report for the dashboard.
 """
 
 from __future__ import annotations
@@ -30,3 +32,13 @@ def runs_request(state: SchedulerState, peer_id: str, msg: p.RunsRequest) -> Non
         rows.append([key, w.name if w is not None else worker_id, thread, begin, duration,
                      nbytes, parent, depth])
     state.send(peer_id, p.RunsReply(msg.request_id, start, start + count, total, rows))
+
+
+def worker_threads(state: SchedulerState, peer_id: str, msg: p.WorkerThreads) -> None:
+    if peer_id not in state.workers:
+        return  # only workers have task threads
+    reports = state.worker_threads
+    reports[peer_id] = msg
+    if len(reports) > 2 * len(state.workers):  # drop the reports of workers gone
+        for gone in [w for w in reports if w not in state.workers]:
+            del reports[gone]

@@ -64,8 +64,11 @@ function drawWorkers(workers) {
                       ` ${w.busy} · ${w.blocked} · ${w.queued} of ${w.slots}`));
     tr.appendChild(td);
     tr.appendChild(el("td", {class: "seceded"}, w.seceded));
+    tr.appendChild(el("td", {class: "threads"}, w.threads === null ? "?" :
+                      `${w.threads} (${w.idle_threads} · ${w.overflow})`));
     tr.appendChild(el("td", {class: "memory"}, bytes(w.memory)));
     tr.appendChild(el("td", {}, w.holds));
+    tr.appendChild(el("td", {class: "rss"}, bytes(w.rss)));
     body.appendChild(tr);
   }
 }
