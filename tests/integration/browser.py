@@ -60,3 +60,16 @@ def wait_until(driver: Any, condition: Any, timeout: float = 20) -> Any:
     from selenium.webdriver.support.ui import WebDriverWait
 
     return WebDriverWait(driver, timeout, poll_frequency=0.05).until(condition)
+
+
+@contextlib.contextmanager
+def chromium_on_loop() -> Iterator[Any]:
+    """One browser for several steps of a Trio test: yields ``browse``, and
+    ``await browse(step)`` runs ``step(driver)`` in a thread (selenium blocks)."""
+    import trio
+
+    with chromium() as driver:
+        async def browse(step: Any) -> Any:
+            return await trio.to_thread.run_sync(step, driver)
+
+        yield browse

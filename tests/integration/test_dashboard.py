@@ -95,6 +95,23 @@ async def test_waits_seceded_and_blocked_slots_are_live():
         assert await fut == 2
 
 
+def fib_no_secede(n):
+    if n < 2:
+        return n
+    client = trioflow.get_client()
+    return sum(client.gather([client.submit(fib_no_secede, n - 1),
+                              client.submit(fib_no_secede, n - 2)]))
+
+
+async def test_the_latest_deadlock_report_is_shown():
+    async with cluster_client(1, 1) as (cluster, client):
+        with pytest.raises(trioflow.DeadlockError) as info:
+            await client.submit(fib_no_secede, 3)
+        snap = (await get(cluster.dashboard.address + "/api/snapshot")).json()
+        assert snap["deadlocks"] == 1 and snap["deadlock"] == cluster.scheduler.state.deadlocks[-1]
+        assert "holds a slot on worker" in snap["deadlock"] and snap["deadlock"] in str(info.value)
+
+
 async def test_events_push_updates_while_work_runs():
     async with cluster_client(1, 1) as (cluster, client):
         first = client.map(inc, range(10))

@@ -12,7 +12,7 @@ import trio
 
 import trioflow
 
-from .browser import chromium, require_browser, wait_until
+from .browser import chromium, chromium_on_loop, require_browser, wait_until
 from .conftest import cluster_client
 
 pytestmark = pytest.mark.slow
@@ -117,3 +117,49 @@ async def test_without_the_token_the_browser_sees_nothing():
                 assert "token" not in driver.current_url  # it moved into a cookie
 
         await trio.to_thread.run_sync(browse)
+
+
+RELEASE = threading.Event()
+
+
+def held():
+    RELEASE.wait(30)
+    return 1
+
+
+def waits_on_held():
+    client = trioflow.get_client()
+    return client.submit(held, key="held-1").result() + 1  # no secede: a blocked slot
+
+
+def fib_no_secede(n):
+    if n < 2:
+        return n
+    client = trioflow.get_client()
+    return sum(client.gather([client.submit(fib_no_secede, n - 1),
+                              client.submit(fib_no_secede, n - 2)]))
+
+
+async def test_the_wait_for_graph_and_the_deadlock_report():
+    RELEASE.clear()
+    async with cluster_client(1, 2) as (cluster, client):
+        fut = client.submit(waits_on_held, key="waiter-1")
+        with chromium_on_loop() as browse:
+            def see_the_wait(driver):
+                driver.get(cluster.dashboard_link)
+                wait_until(driver, lambda d: text(d, "#waits text.waiter") == ["waiter-1"])
+                assert text(driver, "#waits text.awaited") == ["held-1"]
+                assert text(driver, "#workers span.slots")[0].strip().startswith("1 · 1 ·")
+
+            await browse(see_the_wait)
+            RELEASE.set()
+            assert await fut == 2
+            with pytest.raises(trioflow.DeadlockError):
+                await client.submit(fib_no_secede, 4)
+
+            def see_the_report(driver):
+                wait_until(driver, lambda d: "holds a slot on worker" in text(d, "#deadlock")[0])
+                assert text(driver, "#deadlock-count") == ["(1 raised)"]
+                wait_until(driver, lambda d: "no run is blocked" in text(d, "#waits")[0])
+
+            await browse(see_the_report)
