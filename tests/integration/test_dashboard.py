@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 
 import pytest
@@ -9,6 +10,7 @@ import trio
 from prometheus_client.parser import text_string_to_metric_families
 
 import trioflow
+from trioflow.client import open_client
 from trioflow.dashboard.server import Dashboard
 
 from .conftest import cluster_client
@@ -199,3 +201,11 @@ async def test_sync_client_repr_shows_address_workers_and_link():
     text, link = await trio.to_thread.run_sync(check)
     assert link.startswith("http://127.0.0.1:")
     assert link in text and "2 workers" in text and "ws://" in text
+
+
+async def test_a_local_cluster_logs_its_link(caplog):
+    caplog.set_level(logging.INFO, logger="trioflow.client")
+    async with open_client(None, workers=1, threads_per_worker=1, processes=False) as (
+            client, cluster):
+        assert cluster is not None and cluster.dashboard_link == client.dashboard_link
+    assert f"dashboard at {client.dashboard_link}" in caplog.text
