@@ -32,6 +32,8 @@ from ..core.scheduler.state import SchedulerState
 
 #: live task states, in the order the pages show them
 LIVE_STATES = ("waiting", "queued", "processing", "memory", "erred")
+#: stream rows sent in one update at most (the newest)
+MAX_STREAM_ROWS = 500
 #: wait-for edges shown at most (a big graph is unreadable and costly to send)
 MAX_WAIT_EDGES = 300
 
@@ -79,7 +81,7 @@ class Observer:
         scan_share: the most of the elapsed time the full task-table pass may take.
     """
 
-    def __init__(self, state: SchedulerState, *, stream_length: int = 2000,
+    def __init__(self, state: SchedulerState, *, stream_length: int = 1000,
                  scan_share: float = 0.01) -> None:
         self.state = state
         self.scan_share = scan_share
@@ -146,9 +148,10 @@ class Observer:
 
     def stream_since(self, n: int) -> list[list[Any]]:
         """The kept stream rows folded in after the first ``n`` (``folded`` counts them),
-        at most 1000: each reader keeps its own cursor."""
+        at most ``MAX_STREAM_ROWS`` (the newest): each reader keeps its own cursor. At
+        10k tasks/s the page gets a sample of the runs, which is all it can draw."""
         recent = self.recent
-        k = min(self.folded - n, len(recent), 1000)  # rows seq >= folded - len(recent) kept
+        k = min(self.folded - n, len(recent), MAX_STREAM_ROWS)
         return [recent[i] for i in range(len(recent) - k, len(recent))] if k > 0 else []
 
     # ------------------------------------------------------------------ full pass
