@@ -10,8 +10,8 @@ and bounded, because it runs in the scheduler's own Trio thread:
   O(workers + runs on workers), not O(tasks);
 * counting live tasks by function and state, and the bytes each worker holds, needs a
   pass over every task. That pass is timed, and the next one waits until the process
-  has used enough CPU that the passes stay at most ``scan_share`` of it (or, idle, 50
-  times as long in wall time); in between, the last pass's counts are shown
+  has used enough CPU that the passes stay at most ``scan_share`` of it (see
+  ``_maybe_scan`` for the idle case); in between, the last pass's counts are shown
   (``scan_age`` says how old they are).
 
 The scheduler's core has no clock, so times come from the caller (``now``) and from the
@@ -78,11 +78,11 @@ class Observer:
     Args:
         state: the scheduler's records (``SchedulerServer.state``).
         stream_length: finished runs kept for the task stream.
-        scan_share: the most of the elapsed time the full task-table pass may take.
+        scan_share: the share of the process's CPU time the full task-table pass may take.
     """
 
     def __init__(self, state: SchedulerState, *, stream_length: int = 1000,
-                 scan_share: float = 0.01) -> None:
+                 scan_share: float = 0.005) -> None:
         self.state = state
         self.scan_share = scan_share
         #: ``state.runs_total`` already folded in
@@ -101,8 +101,8 @@ class Observer:
         self.folded = 0
         self._scan: dict[str, Any] = {"live": {}, "tree": {}, "memory": {}, "tasks": {}}
         self._scan_at = float("-inf")
-        self._next_scan = float("-inf")
-        self._next_scan_cpu = float("-inf")
+        self._scan_cpu = float("-inf")
+        self._scan_spent = 0.0
         #: seconds spent in snapshots and in full passes, for the benchmark and tests
         self.cost = 0.0
         self.scan_cost = 0.0
@@ -184,19 +184,25 @@ class Observer:
         self._scan = {"live": live, "tree": tree, "memory": memory, "tasks": by_status}
 
     def _maybe_scan(self, now: float) -> None:
-        """Run the full pass if enough has happened since the last one: the process has
-        used ``spent / scan_share`` CPU seconds (so under load the passes take at most
-        ``scan_share`` of the CPU), or, when it is idle, 50 times that in wall seconds."""
+        """Run the full pass if enough has happened since the last one.
+
+        Busy: once the process has used ``spent / scan_share`` CPU seconds since (so the
+        passes take at most about ``scan_share`` of the scheduler's CPU). Idle (the
+        process used under 5% of the time for other work): after ``spent / 0.05`` wall
+        seconds, and at least one, so the counts catch up when the work stops.
+        """
         cpu = time.process_time()
-        if cpu < self._next_scan_cpu and now < self._next_scan:
+        cpu_since, wall_since = cpu - self._scan_cpu, now - self._scan_at
+        busy = cpu_since - self._scan_spent
+        spent = self._scan_spent
+        if cpu_since < spent / self.scan_share and not (
+                wall_since >= max(1.0, spent / 0.05) and busy < 0.05 * wall_since):
             return
         t0 = time.thread_time()
         self._full_pass()
-        spent = time.thread_time() - t0
+        spent = self._scan_spent = time.thread_time() - t0
         self.scan_cost += spent
-        self._scan_at = now
-        self._next_scan_cpu = cpu + spent / self.scan_share
-        self._next_scan = now + 50 * spent / self.scan_share
+        self._scan_at, self._scan_cpu = now, cpu
 
     # ------------------------------------------------------------------ the snapshot
 
