@@ -209,3 +209,26 @@ async def test_a_local_cluster_logs_its_link(caplog):
             client, cluster):
         assert cluster is not None and cluster.dashboard_link == client.dashboard_link
     assert f"dashboard at {client.dashboard_link}" in caplog.text
+
+
+async def test_leaving_the_cluster_closes_open_event_streams():
+    import urllib.request
+
+    opened = threading.Event()
+    ended: list[bytes] = []
+
+    def listen(url):
+        with urllib.request.urlopen(url, timeout=30) as resp:
+            resp.readline()  # the first event has begun
+            opened.set()
+            while resp.readline():
+                pass
+            ended.append(b"eof")
+
+    async with trio.open_nursery() as nursery:
+        async with cluster_client(1, 1) as (cluster, _):
+            url = cluster.dashboard.address + "/events"
+            nursery.start_soon(trio.to_thread.run_sync, listen, url)
+            await trio.to_thread.run_sync(opened.wait, 30)
+        # the cluster is gone: the stream ended rather than hanging
+    assert ended == [b"eof"]

@@ -96,6 +96,11 @@ async def test_hostile_names_are_shown_as_text():
                 assert driver.execute_script(
                     "return document.querySelectorAll('script').length") == 1
                 assert driver.execute_script("return document.querySelectorAll('img').length") == 0
+                # a clicked run shows its key as text
+                driver.execute_script("document.querySelector('#stream rect.run')"
+                                      ".dispatchEvent(new MouseEvent('click'))")
+                details = text(driver, "#details")[0]
+                assert details.startswith("key ") and "worker worker-0" in details
                 titles = driver.execute_script(
                     "return [...document.querySelectorAll('#stream rect.run title')]"
                     ".map(t => t.textContent)")

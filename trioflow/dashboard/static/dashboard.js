@@ -96,10 +96,17 @@ function drawStream(now) {
     const rect = el("rect", {x: x, y: lanes.get(`${r[1]} / ${r[2]}`) * lane + 1, width: w,
                              height: lane - 2, fill: colour(r[3]), class: "run"});
     rect.appendChild(el("title", {}, `${r[4]} (${r[3]}) ${(r[6] * 1000).toFixed(1)} ms`));
+    rect.addEventListener("click", () => showRun(r));
     svg.appendChild(rect);
   }
   svg.appendChild(el("text", {x: left, y: names.length * lane + 16}, `-${WINDOW}s`));
   svg.appendChild(el("text", {x: width - 30, y: names.length * lane + 16}, "now"));
+}
+
+function showRun(r) {      // a clicked run: everything the stream knows of it
+  document.getElementById("details").textContent =
+    `key ${r[4]}\nfunction ${r[3]}\nworker ${r[1]}, thread ${r[2]}\n` +
+    `started ${new Date(r[5] * 1000).toISOString()}, ran ${(r[6] * 1000).toFixed(2)} ms`;
 }
 
 function drawProgress(progress) {
