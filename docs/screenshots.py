@@ -51,8 +51,15 @@ async def main() -> None:
             def shoot() -> None:
                 with chromium(1200, 1000) as driver:
                     driver.get(cluster.dashboard_link)
-                    wait_until(driver, lambda d: int(d.find_element(
-                        "tag name", "body").get_attribute("data-runs") or 0) > 150)
+                    # some history in the stream, and tasks seceded while they wait
+                    wait_until(driver, lambda d: d.execute_script(
+                        "return Number(document.body.dataset.runs || 0) > 300 && "
+                        "[...document.querySelectorAll('#workers td.seceded')]"
+                        ".some(e => e.textContent !== '0') && "
+                        "[...document.querySelectorAll('#workers td.threads')]"
+                        ".every(e => e.textContent !== '?')"), timeout=60)
+                    driver.execute_script("document.querySelector('#stream rect.run')"
+                                          ".dispatchEvent(new MouseEvent('click'))")
                     driver.save_screenshot(str(HERE / "images" / "dashboard.png"))
                 done.set()
 

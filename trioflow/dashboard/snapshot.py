@@ -99,7 +99,8 @@ class Observer:
         #: runs folded in so far, each with a stream sequence number (a cursor for
         #: ``stream_since``)
         self.folded = 0
-        self._scan: dict[str, Any] = {"live": {}, "tree": {}, "memory": {}, "tasks": {}}
+        self._scan: dict[str, Any] = {"live": {}, "tree": {}, "memory": {}, "tasks": {},
+                                      "holds": {}}
         self._scan_at = float("-inf")
         self._scan_cpu = float("-inf")
         self._scan_spent = 0.0
@@ -176,12 +177,14 @@ class Observer:
                                 _names(t.parent for t, _ in unfinished),
                                 [fn for _, fn in unfinished])))
         memory = {}
+        holds = {wid: len(w.has_what) for wid, w in state.workers.items()}
         for wid, w in state.workers.items():
             try:
                 memory[wid] = sum(map(_nbytes, map(tasks.__getitem__, w.has_what)))
             except KeyError:  # between two events the records agree; be safe anyway
                 memory[wid] = sum(tasks[k].nbytes for k in w.has_what if k in tasks)
-        self._scan = {"live": live, "tree": tree, "memory": memory, "tasks": by_status}
+        self._scan = {"live": live, "tree": tree, "memory": memory, "tasks": by_status,
+                      "holds": holds}
 
     def _maybe_scan(self, now: float) -> None:
         """Run the full pass if enough has happened since the last one.
@@ -234,7 +237,8 @@ class Observer:
                 "seceded": seceded_on.get(wid, 0),
                 "queued": max(0, w.occupying - w.nthreads),
                 "processing": len(w.processing), "closing": w.closing,
-                "memory": scan["memory"].get(wid), "holds": len(w.has_what),
+                # results held, and their bytes, as of the last full pass
+                "memory": scan["memory"].get(wid), "holds": scan["holds"].get(wid),
                 # what the worker itself reports (None until its first report)
                 "threads": report.threads if report else None,
                 "idle_threads": report.idle if report else None,

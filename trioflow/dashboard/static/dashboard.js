@@ -67,7 +67,7 @@ function drawWorkers(workers) {
     tr.appendChild(el("td", {class: "threads"}, w.threads === null ? "?" :
                       `${w.threads} (${w.idle_threads} · ${w.overflow})`));
     tr.appendChild(el("td", {class: "memory"}, bytes(w.memory)));
-    tr.appendChild(el("td", {}, w.holds));
+    tr.appendChild(el("td", {}, w.holds === null ? "?" : w.holds));
     tr.appendChild(el("td", {class: "rss"}, bytes(w.rss)));
     body.appendChild(tr);
   }
@@ -194,8 +194,9 @@ function render(snap) {
   document.getElementById("summary").textContent =
     `${snap.workers.length} workers · ${snap.clients} clients · ${n} tasks held · ` +
     `${snap.runs_total} runs finished · ${snap.seceded} seceded · ${snap.deadlocks} deadlocks`;
+  const age = snap.scan_age > 2 ? ` (task counts from ${snap.scan_age.toFixed(0)} s ago)` : "";
   document.getElementById("updated").textContent =
-    `updated ${new Date(snap.time * 1000).toLocaleTimeString()}`;
+    `updated ${new Date(snap.time * 1000).toLocaleTimeString()}${age}`;
   drawWorkers(snap.workers);
   drawStream(snap.time);
   drawProgress(snap.progress);
