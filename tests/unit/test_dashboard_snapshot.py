@@ -114,5 +114,10 @@ def test_trace_and_summary_of_runs():
     assert [(e["name"], e["ts"], e["dur"]) for e in xs] == [("a", 0.0, 500000.0),
                                                           ("b", 250000.0, 250000.0)]
     assert xs[0]["tid"] != xs[1]["tid"] and xs[0]["pid"] == xs[1]["pid"]
+    # an arrow from the parent's slice to the child's
+    start, end = (e for e in trace["traceEvents"] if e["ph"] in "sf")
+    assert (start["tid"], start["ts"], end["tid"], end["ts"]) == (xs[0]["tid"], 250000.0,
+                                                                  xs[1]["tid"], 250000.0)
+    assert start["id"] == end["id"]
     info = summary(runs)
     assert info["span"] == 0.5 and [f["name"] for f in info["functions"]] == ["a", "b"]
