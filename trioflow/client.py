@@ -28,9 +28,9 @@ from trio_websocket import ConnectionClosed
 
 from . import protocol as p
 from .cluster import LocalCluster, open_local_cluster
-from .config import CLIENT_CALL_TIMEOUT, PEER_TIMEOUT, RUN_LOG_LENGTH, STARTUP_TIMEOUT
+from .config import CLIENT_CALL_TIMEOUT, PEER_TIMEOUT, STARTUP_TIMEOUT
 from .dashboard.server import link
-from .dashboard.trace import write_report
+from .dashboard.trace import collect_runs, write_report
 from .engine.context import push_default, remove_default
 from .engine.futures import Future
 from .engine.session import Session
@@ -347,26 +347,8 @@ class AsyncClient(_ClientAPI):
         """
         start = (await self._session.runs(0, 0)).total
         yield
-        runs, missed = await _runs_since(self._session, start)
+        runs, missed = await collect_runs(self._session.runs, start)
         write_report(path, runs, missed=missed)
-
-
-async def _runs_since(session: Session, since: int) -> tuple[list[Any], int]:
-    """Every run the scheduler still knows from run number ``since`` on, and how many
-    it no longer kept (its run log is bounded)."""
-    runs: list[Any] = []
-    missed = 0
-    while True:
-        reply = await session.runs(since, 20_000)
-        missed += reply.start - since
-        runs.extend(reply.runs)
-        since = reply.end
-        if reply.end >= reply.total or not reply.runs:
-            break
-    if missed:
-        logger.warning("performance report: %d runs were no longer kept by the scheduler "
-                       "(it keeps the last %d)", missed, RUN_LOG_LENGTH)
-    return runs, missed
 
 
 def _scatter(session: Session, data: Any) -> Any:
@@ -486,7 +468,7 @@ class Client(_ClientAPI):
         session = self._session
         start = self._on_loop(lambda: session.runs(0, 0), timeout).total
         yield
-        runs, missed = self._on_loop(lambda: _runs_since(session, start), timeout)
+        runs, missed = self._on_loop(lambda: collect_runs(session.runs, start), timeout)
         write_report(path, runs, missed=missed)
 
     def wait_for_workers(self, n: int = 1, timeout: float | None = None) -> None:

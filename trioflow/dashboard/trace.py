@@ -15,14 +15,41 @@ from __future__ import annotations
 
 import html
 import json
+import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
+from .. import protocol as p
+from ..config import RUN_LOG_LENGTH
 from .snapshot import key_split
+
+logger = logging.getLogger(__name__)
 
 #: one run as a RunsReply carries it
 Run = Sequence[Any]  # [key, worker, thread, start, duration, nbytes, parent, depth]
+
+
+async def collect_runs(ask: Callable[[int, int], Awaitable[p.RunsReply]],
+                       since: int) -> tuple[list[Run], int]:
+    """Every run the scheduler still knows from run number ``since`` on, and how many it
+    no longer kept (its run log is bounded); ``ask(since, limit)`` is ``Session.runs``.
+
+    Cancellation: nothing is kept; ask again.
+    """
+    runs: list[Run] = []
+    missed = 0
+    while True:
+        reply = await ask(since, 20_000)
+        missed += reply.start - since
+        runs.extend(reply.runs)
+        since = reply.end
+        if reply.end >= reply.total or not reply.runs:
+            break
+    if missed:
+        logger.warning("performance report: %d runs were no longer kept by the scheduler "
+                       "(it keeps the last %d)", missed, RUN_LOG_LENGTH)
+    return runs, missed
 
 
 def chrome_trace(runs: list[Run], *, missed: int = 0) -> dict[str, Any]:
