@@ -19,6 +19,14 @@ HERE = pathlib.Path(__file__).parent
 sys.path.insert(0, str(HERE.parent))
 from tests.integration.browser import chromium, wait_until  # noqa: E402
 
+# by reference (a module the in-process workers import), not pickled by value: they
+# share a threading.Event with this script
+from tests.integration.test_dashboard_browser import (  # noqa: E402
+    RELEASE,
+    fib_no_secede,
+    waits_on_held,
+)
+
 
 def work(x):
     time.sleep(0.02 + (x % 7) * 0.005)
@@ -41,6 +49,31 @@ def root(n):
     total = sum(client.gather(futures))
     trioflow.rejoin()
     return total
+
+
+async def waits_and_deadlock() -> None:
+    """The wait-for graph while runs block their slots, and a DeadlockError's report."""
+    async with trioflow.open_local_cluster(1, 3) as cluster:
+        async with trioflow.AsyncClient(cluster.address) as client:
+            try:
+                await client.submit(fib_no_secede, 4)
+            except trioflow.DeadlockError:
+                pass
+            RELEASE.clear()
+            futures = [client.submit(waits_on_held, key=f"waiter-{i}") for i in range(2)]
+
+            def shoot() -> None:
+                with chromium(1200, 900) as driver:
+                    driver.get(cluster.dashboard_link)
+                    wait_until(driver, lambda d: d.execute_script(
+                        "return document.querySelectorAll('#waits text.waiter').length") == 2)
+                    driver.execute_script("document.getElementById('waits-view')"
+                                          ".scrollIntoView()")
+                    driver.save_screenshot(str(HERE / "images" / "dashboard-waits.png"))
+
+            await trio.to_thread.run_sync(shoot)
+            RELEASE.set()
+            await client.gather(futures)
 
 
 async def main() -> None:
@@ -76,3 +109,4 @@ async def main() -> None:
 
 if __name__ == "__main__":
     trio.run(main)
+    trio.run(waits_and_deadlock)

@@ -132,26 +132,36 @@ function drawTree(tree) {
   const svg = document.getElementById("tree");
   clear(svg);
   // one box per (depth, function); edges from the parent's function one level up
-  const nodes = new Map(), columns = new Map();
+  const nodes = new Map(), kids = new Map();
+  const id = (depth, fn) => `${depth}\u0000${fn}`;
   for (const e of tree) {
-    const id = `${e.depth}\u0000${e.fn}`;
-    if (!nodes.has(id)) {
-      const col = columns.get(e.depth) || [];
-      nodes.set(id, {depth: e.depth, fn: e.fn, done: 0, live: 0, row: col.length});
-      col.push(id);
-      columns.set(e.depth, col);
-    }
-    const n = nodes.get(id);
+    const key = id(e.depth, e.fn);
+    if (!nodes.has(key)) nodes.set(key, {depth: e.depth, fn: e.fn, done: 0, live: 0, row: -1});
+    const n = nodes.get(key);
     n.done += e.done;
     n.live += e.live;
   }
+  for (const e of tree) {
+    const from = id(e.depth - 1, e.parent);
+    if (!e.parent || !nodes.has(from)) continue;
+    if (!kids.has(from)) kids.set(from, new Set());
+    kids.get(from).add(id(e.depth, e.fn));
+  }
+  // rows in depth-first order: a node's first child on its row, later ones below
+  let next = 0;
+  const place = (key) => {
+    const n = nodes.get(key);
+    n.row = next;
+    for (const k of kids.get(key) || []) if (nodes.get(k).row < 0) place(k);
+    next = Math.max(next, n.row + 1);
+  };
+  const order = [...nodes.keys()].sort((a, b) => nodes.get(a).depth - nodes.get(b).depth);
+  for (const key of order) if (nodes.get(key).row < 0) place(key);
   const colW = 190, rowH = 28, boxW = 160;
-  let rows = 1;
-  for (const col of columns.values()) rows = Math.max(rows, col.length);
-  svg.setAttribute("height", rows * rowH + 10);
+  svg.setAttribute("height", Math.max(1, next) * rowH + 10);
   for (const e of tree) {
     if (!e.parent) continue;
-    const from = nodes.get(`${e.depth - 1}\u0000${e.parent}`), to = nodes.get(`${e.depth}\u0000${e.fn}`);
+    const from = nodes.get(id(e.depth - 1, e.parent)), to = nodes.get(id(e.depth, e.fn));
     if (!from || !to) continue;
     svg.appendChild(el("line", {x1: from.depth * colW + boxW, y1: from.row * rowH + 14,
                                 x2: to.depth * colW, y2: to.row * rowH + 14, stroke: "#999"}));
