@@ -126,6 +126,8 @@ def scheduler_main(argv: list[str] | None = None) -> int:
         return EXIT_INSECURE
     from .net.scheduler_server import SchedulerServer
 
+    failed: list[OSError] = []
+
     async def main() -> None:
         server = SchedulerServer(token=token, peer_timeout=args.peer_timeout,
                                  allowed_failures=args.allowed_failures,
@@ -137,7 +139,10 @@ def scheduler_main(argv: list[str] | None = None) -> int:
                     await nursery.start(board.serve, board_host, board_port)
                 except OSError as exc:
                     if args.dashboard_address != config.DASHBOARD_ADDRESS:
-                        raise
+                        print(f"error: cannot serve the dashboard on {board_address}: {exc}",
+                              file=sys.stderr)
+                        failed.append(exc)
+                        return
                     logger.warning("dashboard port %s is taken (%s); using a free one",
                                    board_port, exc)
                     await nursery.start(board.serve, board_host, 0)
@@ -151,7 +156,7 @@ def scheduler_main(argv: list[str] | None = None) -> int:
     except OSError as exc:
         print(f"error: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
         return 1
-    return 0
+    return 1 if failed else 0
 
 
 def worker_main(argv: list[str] | None = None) -> int:

@@ -232,3 +232,10 @@ async def test_leaving_the_cluster_closes_open_event_streams():
             await trio.to_thread.run_sync(opened.wait, 30)
         # the cluster is gone: the stream ended rather than hanging
     assert ended == [b"eof"]
+
+
+async def test_a_taken_port_is_an_oserror():
+    async with cluster_client(1, 1) as (cluster, _):
+        taken = int(cluster.dashboard.address.rsplit(":", 1)[1])
+        with pytest.raises(OSError):
+            await Dashboard(cluster.scheduler).serve("127.0.0.1", taken)

@@ -67,3 +67,19 @@ async def test_dashboard_address_checks(args, code, says):
                                  stdout=subprocess.DEVNULL)
     assert out.returncode == code
     assert says in out.stderr.decode()
+
+
+async def test_a_taken_dashboard_address_is_a_clear_failure():
+    # (a taken *default* address, 8787, falls back to a free port instead: not tested
+    # here, as that port may be anyone's on this machine)
+    listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
+    held = listeners[0].socket.getsockname()[1]
+    try:
+        out = await trio.run_process(
+            [PY, "-m", "trioflow.cli", "scheduler", "--port", "0", "--dashboard-address",
+             f"127.0.0.1:{held}"], capture_stderr=True, stdout=subprocess.DEVNULL, check=False)
+    finally:
+        for listener in listeners:
+            await listener.aclose()
+    assert out.returncode == 1
+    assert f"cannot serve the dashboard on 127.0.0.1:{held}" in out.stderr.decode()

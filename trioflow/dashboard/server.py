@@ -25,6 +25,7 @@ import hmac
 import ipaddress
 import json
 import logging
+import sys
 import time
 from functools import partial
 from importlib import resources
@@ -43,6 +44,9 @@ from ..config import DASHBOARD_INTERVAL
 from ..net.scheduler_server import SchedulerServer
 from .metrics import CONTENT_TYPE, metrics_text, registry_for
 from .snapshot import Observer
+
+if sys.version_info < (3, 11):  # pragma: no cover
+    from exceptiongroup import BaseExceptionGroup
 
 logger = logging.getLogger(__name__)
 
@@ -145,13 +149,21 @@ class Dashboard:
         cfg.accesslog = None
         cfg.errorlog = logging.getLogger(f"{__name__}.http")
         cfg.graceful_timeout = 0.5
-        async with trio.open_nursery() as nursery:
-            binds = await nursery.start(partial(hypercorn.trio.serve, self.app, cfg))  # type: ignore[arg-type]
-            self.address = binds[0]
-            self.scheduler.dashboard_address = self.address
-            nursery.start_soon(self._ticker)
-            logger.info("dashboard at %s", self.address)
-            task_status.started(self.address)
+        try:
+            async with trio.open_nursery() as nursery:
+                binds = await nursery.start(partial(hypercorn.trio.serve, self.app, cfg))  # type: ignore[arg-type]
+                self.address = binds[0]
+                self.scheduler.dashboard_address = self.address
+                nursery.start_soon(self._ticker)
+                logger.info("dashboard at %s", self.address)
+                task_status.started(self.address)
+        except BaseExceptionGroup as group:
+            # cannot bind: the OSError itself, not the nurseries' wrapping of it (so a
+            # caller can fall back to another port)
+            failure = _only_leaf(group)
+            if not self.address and isinstance(failure, OSError):
+                raise failure from None
+            raise
 
     # ------------------------------------------------------------------ pushing
 
@@ -201,6 +213,15 @@ class Dashboard:
         text = metrics_text(self.registry)
         self.cost += time.thread_time() - t0
         return Response(text, media_type=CONTENT_TYPE, headers=SECURITY_HEADERS)
+
+
+def _only_leaf(exc: BaseException) -> BaseException | None:
+    """The one exception inside (nested) exception groups, or None if there are more."""
+    while isinstance(exc, BaseExceptionGroup):
+        if len(exc.exceptions) != 1:
+            return None
+        exc = exc.exceptions[0]
+    return exc
 
 
 def link(address: str, token: str | None) -> str:
