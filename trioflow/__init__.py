@@ -39,6 +39,7 @@ from .errors import (
 from .executor import ClusterExecutor
 from .in_task import WorkerInfo, get_client, get_worker, rejoin, secede, worker_client
 from .local_cluster import LocalCluster
+from .progress import progress
 from .run import run
 
 __version__ = "0.1.0"
@@ -73,6 +74,7 @@ __all__ = [
     "get_client",
     "get_worker",
     "open_local_cluster",
+    "progress",
     "rejoin",
     "run",
     "secede",
