@@ -225,7 +225,8 @@ def _current_session() -> Session | None:
 
 def trioflow_get(dsk: Any, keys: Any, **kwargs: Any) -> Any:
     """The scheduler trioflow installs as dask's default: the running task's cluster,
-    else the current client's; with neither, dask's threaded scheduler."""
+    else the current client's; with neither, a current dask.distributed client, the
+    scheduler configured before trioflow's, or dask's threaded scheduler."""
     session = _current_session()
     if session is not None:
         return get(session, dsk, keys, **kwargs)
@@ -236,9 +237,25 @@ def trioflow_get(dsk: Any, keys: Any, **kwargs: Any) -> Any:
             return distributed.get_client().get(dsk, keys, **kwargs)
         except ValueError:
             pass
+    if _previous:  # the scheduler the user had configured before trioflow's
+        from dask.base import get_scheduler
+
+        return get_scheduler(scheduler=_previous[0])(dsk, keys, **kwargs)
     import dask.threaded
 
     return dask.threaded.get(dsk, keys, **kwargs)
+
+
+#: dask's configured scheduler before trioflow installed its own (if one was set)
+_previous: list[Any] = []
+
+
+def _install(dask_module: Any) -> None:
+    """Make ``trioflow_get`` dask's configured scheduler, remembering a prior one."""
+    current = dask_module.config.get("scheduler", None)
+    if current is not None and current is not trioflow_get and not _previous:
+        _previous.append(current)
+    dask_module.config.set(scheduler=trioflow_get)
 
 
 # ---------------------------------------------------------------- the default scheduler
@@ -259,7 +276,7 @@ class _DaskImportWatcher(importlib.abc.MetaPathFinder):
 
         def exec_and_install(module: Any) -> None:
             exec_module(module)
-            module.config.set(scheduler=trioflow_get)
+            _install(module)
 
         loader.exec_module = exec_and_install  # type: ignore[method-assign]
         return spec
@@ -271,7 +288,7 @@ def watch_for_dask() -> None:
     imported here. ``trioflow_get`` runs a graph on the running task's cluster or the
     current client's, and falls back to dask's own choice when there is neither."""
     if "dask" in sys.modules:
-        sys.modules["dask"].config.set(scheduler=trioflow_get)
+        _install(sys.modules["dask"])
         return
     if not any(isinstance(f, _DaskImportWatcher) for f in sys.meta_path):
         sys.meta_path.insert(0, _DaskImportWatcher())
