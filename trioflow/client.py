@@ -429,8 +429,10 @@ class Client(_ClientAPI, DaskScheduler, SyncClusterQueries):
                  threads_per_worker: int | None = None, processes: bool = True,
                  token: str | None = None, ssl_context: ssl.SSLContext | None = None,
                  timeout: float = STARTUP_TIMEOUT, **options: Any) -> None:
-        if isinstance(address, LocalCluster | BackgroundCluster):  # dask's Client(cluster)
-            address = address.address
+        given = address if isinstance(address, LocalCluster | BackgroundCluster) else None
+        if given is not None:  # dask's Client(cluster)
+            address = given.address
+        assert address is None or isinstance(address, str)
         workers = dask_shape(options.pop("n_workers", None), workers)  # dask's spelling
         self._thread: threading.Thread | None = None
         self._stop: Callable[[], None] | None = None
@@ -464,7 +466,7 @@ class Client(_ClientAPI, DaskScheduler, SyncClusterQueries):
         if "error" in box:
             raise box["error"]
         self._session = box["session"]
-        self.cluster = box["cluster"]
+        self.cluster = box["cluster"] if given is None else given
         push_default(self, self._session)
         watch_for_dask()  # the current client is dask's default scheduler, as in dask
 

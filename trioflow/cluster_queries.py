@@ -19,6 +19,7 @@ import os
 import pathlib
 import sys
 import tempfile
+import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -136,6 +137,41 @@ class SyncClusterQueries:
             RuntimeError: always; says what to use instead.
         """
         raise RuntimeError(_NO_SCHEDULER_CODE)
+
+    def retire_workers(self, workers: Iterable[str], timeout: float = 60.0) -> list[str]:
+        """Stop these workers of this client's local cluster (worker processes): each
+        is sent SIGTERM, drains (queued runs go back, running ones finish) and exits;
+        returns once the scheduler no longer lists them. Unlike dask, results they
+        held are not moved first: the scheduler recomputes them when needed (scattered
+        data is uploaded again by its client).
+
+        Raises:
+            RuntimeError: the cluster is not a local one with worker processes (stop a
+                remote worker with SIGTERM: it drains the same way).
+            ValueError: an unknown worker name.
+            TimeoutError: they are still listed after ``timeout`` seconds.
+        """
+        procs = list(getattr(getattr(self, "cluster", None), "processes", None) or ())
+        if not procs:
+            raise RuntimeError(
+                "retire_workers needs a local cluster of worker processes started for this "
+                "client (Client(), or Client(LocalCluster(...))); stop a remote worker "
+                "with SIGTERM, which makes it drain and exit")
+        by_name = {f"worker-{i}": proc for i, proc in enumerate(procs)}
+        names = list(workers)
+        unknown = [n for n in names if n not in by_name]
+        if unknown:
+            raise ValueError(f"no local worker process named {unknown}; these are "
+                             f"{sorted(by_name)}")
+        for n in names:
+            if by_name[n].returncode is None:
+                by_name[n].terminate()  # SIGTERM: the worker drains, then exits
+        deadline = time.monotonic() + timeout
+        while any(w["name"] in names for w in self._status_workers()):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"workers {names} still connected after {timeout}s")
+            time.sleep(0.05)
+        return names
 
     def get_executor(self, **options: Any) -> ClusterExecutor:
         """A ``concurrent.futures.Executor`` submitting to this client; ``options`` are

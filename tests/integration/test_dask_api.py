@@ -189,3 +189,22 @@ def _executor_and_local_cluster():
 
 async def test_executor_local_cluster_and_n_workers():
     await trio.to_thread.run_sync(_executor_and_local_cluster)
+
+
+def _retire():
+    with trioflow.LocalCluster(n_workers=2, threads_per_worker=1) as cluster:  # processes
+        with trioflow.Client(cluster) as client:
+            assert client.cluster is cluster
+            assert client.retire_workers(["worker-1"], timeout=30) == ["worker-1"]
+            assert client.nthreads() == {"worker-0": 1}
+            assert client.submit(inc, 1).result(30) == 2  # the cluster goes on
+            with pytest.raises(ValueError, match="worker-7"):
+                client.retire_workers(["worker-7"])
+    with trioflow.Client(workers=1, threads_per_worker=1, processes=False) as client:
+        with pytest.raises(RuntimeError, match="SIGTERM"):
+            client.retire_workers(["worker-0"])
+
+
+@pytest.mark.slow
+async def test_retire_workers_of_a_local_process_cluster():
+    await trio.to_thread.run_sync(_retire)
