@@ -17,9 +17,10 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
+from .config import CLIENT_CALL_TIMEOUT
 from .engine import asyncio_waits
 from .engine.futures import Future, task_error
 from .engine.keys import ERRED
@@ -48,6 +49,14 @@ class AsyncioSupport:
         """Run a blocking client call in the default executor."""
         fn = getattr(self._background, method)
         return await asyncio.get_running_loop().run_in_executor(None, fn, *args)
+
+    async def _on_trio(self, afn: Callable[[], Awaitable[Any]]) -> Any:
+        """``await afn()`` on the client's Trio loop: here under Trio; under asyncio on
+        the background loop, waited for in the default executor."""
+        if self._background is None:
+            return await afn()
+        return await asyncio.get_running_loop().run_in_executor(
+            None, self._background._on_loop, afn, CLIENT_CALL_TIMEOUT)
 
     async def _gather_asyncio(self, found: list[Future[Any]], errors: str) -> dict[str, Any]:
         session = self._session

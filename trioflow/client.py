@@ -388,9 +388,10 @@ class AsyncClient(_ClientAPI, DaskCollections, AsyncClusterQueries, AsyncioSuppo
 
         Cancellation: a cancelled or failing block writes nothing.
         """
-        start = (await self._session.runs(0, 0)).total
+        session = self._session
+        start = (await self._on_trio(lambda: session.runs(0, 0))).total
         yield
-        runs, missed = await collect_runs(self._session.runs, start)
+        runs, missed = await self._on_trio(lambda: collect_runs(session.runs, start))
         write_report(path, runs, missed=missed)
 
 

@@ -36,7 +36,7 @@ async def run_asyncio(program, *args):
     return await trio.to_thread.run_sync(lambda: asyncio.run(program(*args)))
 
 
-async def _basics(address):
+async def _basics(address, report):
     assert running_asyncio()
     async with trioflow.AsyncClient(address) as client:
         out = {"one": await client.submit(inc, 1)}
@@ -59,6 +59,9 @@ async def _basics(address):
             return_when="FIRST_EXCEPTION")).done) >= 1
         out["nthreads"] = await client.nthreads()
         out["status"] = len((await client.status())["workers"])
+        async with client.performance_report(report):
+            await client.submit(inc, 5)
+        out["report"] = report.exists()
         with pytest.raises(ValueError, match="boom") as info:
             await client.submit(boom)
         out["raised_here"] = info.traceback[0].name
@@ -67,13 +70,14 @@ async def _basics(address):
         return out
 
 
-async def test_asyncio_program_submits_awaits_gathers_iterates():
+async def test_asyncio_program_submits_awaits_gathers_iterates(tmp_path):
     async with cluster_client(2, 1) as (cluster, _):
-        out = await run_asyncio(_basics, cluster.address)
+        out = await run_asyncio(_basics, cluster.address, tmp_path / "report.json")
     assert out == {"one": 2, "gather": [1, 2, 3, 4, 5], "dict": {"a": 11},
                    "as_completed": [1, 2, 3, 4], "with_results": [8],
                    "batches": [1, 2, 3], "wait": (3, 0), "wait_one": True, "large": 400_000,
                    "scatter": 3, "nthreads": {"worker-0": 1, "worker-1": 1}, "status": 2,
+                   "report": True,
                    "raised_here": "_basics"}
 
 
