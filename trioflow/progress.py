@@ -15,6 +15,7 @@ import trio
 from tqdm import tqdm as text_bar
 from tqdm.auto import tqdm as auto_bar
 
+from .engine.asyncio_waits import running_asyncio
 from .engine.futures import Future
 from .engine.waiting import as_completed
 
@@ -93,6 +94,6 @@ def progress(futures: Future[Any] | Iterable[Future[Any]], file: IO[str] | None 
     if bad:
         raise TypeError(f"progress() takes Futures, got {', '.join(sorted(set(bad)))}")
     job = Progress(fs, file, desc)
-    if not _in_trio():
+    if not _in_trio() and not running_asyncio():  # asyncio awaits it too (issue 14)
         job.wait()
     return job

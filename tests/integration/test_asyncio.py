@@ -6,6 +6,7 @@ the test's Trio loop; the client's Trio loop runs in its own background thread.
 """
 
 import asyncio
+import io
 import threading
 
 import pytest
@@ -62,6 +63,7 @@ async def _basics(address, report):
         async with client.performance_report(report):
             await client.submit(inc, 5)
         out["report"] = report.exists()
+        await trioflow.progress(client.map(inc, range(3)), file=io.StringIO())
         with pytest.raises(ValueError, match="boom") as info:
             await client.submit(boom)
         out["raised_here"] = info.traceback[0].name
