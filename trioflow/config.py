@@ -63,3 +63,23 @@ LOCAL_DEATH_TIMEOUT = 5.0
 #: A fetch that fails because the holder vanished is tried this often in all (the
 #: scheduler may not have noticed yet; once it has, the key is recomputed or lost).
 FETCH_ATTEMPTS = 6
+
+#: Exit status by which a worker asks its nanny for a fresh process (the memory limit
+#: uses it). 75 is EX_TEMPFAIL: "try again". Restarts asked for this way are not deaths.
+EXIT_RESTART = 75
+
+#: A nanny gives up on a worker that died more than this many times within
+#: ``NANNY_RESTART_WINDOW`` seconds: something kills it at start, restarting cannot help.
+NANNY_MAX_RESTARTS = 10
+NANNY_RESTART_WINDOW = 60.0
+
+#: Pause before a nanny restarts a dead worker, doubling per death in a row (seconds).
+#: The first is short: a task that kills its worker should meet KilledWorker quickly.
+NANNY_FIRST_DELAY = 0.1
+NANNY_MAX_DELAY = 5.0
+
+#: A worker process that lived this long (seconds) resets its nanny's pauses.
+NANNY_STABLE_AFTER = 10.0
+
+#: Seconds between SIGTERM and SIGKILL when a nanny or a local cluster stops a worker.
+NANNY_STOP_GRACE = 3.0

@@ -28,6 +28,7 @@ LAYERS = {
     "trioflow.engine": 3,
     "trioflow.net": 4,
     "trioflow.cluster": 5,
+    "trioflow.nanny": 5,
     "trioflow.client": 6,
     "trioflow.in_task": 7,
     "trioflow.delayed": 7,

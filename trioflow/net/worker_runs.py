@@ -253,7 +253,12 @@ class RunExecutor:
             value = await fn(*args, **kwargs)
             report, blob = self._pack(spec, value, time.perf_counter() - t0)
             ok = True
-        except Exception as exc:
+        except BaseException as exc:
+            if _cancelled_by_us(exc):
+                raise  # the worker is stopping: not the task's doing
+            # SystemExit, KeyboardInterrupt, asyncio.CancelledError, a bare
+            # BaseException: the task's own ending, reported as its error (the client
+            # receives it as TaskFailed); the worker goes on serving
             report, ok = self.erred(spec, exc), False
         self._run_done(ctx, ok, value, blob, report)
 
@@ -320,3 +325,16 @@ class RunExecutor:
             self._fetched[run.key] = fetched
             self._execute(self.ledger.inputs_arrived(run))
 
+
+
+def _cancelled_by_us(exc: BaseException) -> bool:
+    """Whether ``exc`` is Trio cancelling this run (the worker stops), as opposed to
+    an ending the task chose. A ``trio.Cancelled`` the task raised itself while not
+    cancelled is still its own."""
+    if not isinstance(exc, trio.Cancelled | BaseExceptionGroup):
+        return False
+    if isinstance(exc, BaseExceptionGroup):
+        rest = exc.split(trio.Cancelled)[1]
+        if rest is not None:
+            return False
+    return trio.current_effective_deadline() == float("-inf")
