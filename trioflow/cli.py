@@ -160,9 +160,23 @@ def worker_main(argv: list[str] | None = None) -> int:
     parser.add_argument("--drain-timeout", type=float, default=config.DRAIN_TIMEOUT,
                         help="on SIGTERM, seconds to let running tasks finish")
     parser.add_argument("--log-level", default="warning", help="debug, info, warning or error")
+    parser.add_argument("--nworkers", type=int, default=None,
+                        help="start N worker processes, each supervised: one that dies is "
+                        "started again (names NAME-0 ... NAME-(N-1))")
+    parser.add_argument("--no-nanny", action="store_true",
+                        help="with --nworkers: do not restart workers that die")
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
     if args.nthreads < 1:
         parser.error(f"--nthreads must be >= 1, got {args.nthreads}")
+    if args.nworkers is not None and args.nworkers < 1:
+        parser.error(f"--nworkers must be >= 1, got {args.nworkers}")
+    if args.no_nanny and args.nworkers is None:
+        parser.error("--no-nanny goes with --nworkers (a plain trioflow-worker is not "
+                     "supervised)")
+    if args.nworkers is not None:
+        _setup_logging(args.log_level)
+        return _supervise_workers(argv, args)
     _setup_logging(args.log_level)
     token = _read_token(args.token_file)
     from .net.worker_node import WorkerNode
@@ -203,6 +217,50 @@ def worker_main(argv: list[str] | None = None) -> int:
             return 1
         raise
     return 0
+
+
+def _supervise_workers(argv: list[str], args: argparse.Namespace) -> int:
+    """``--nworkers N``: run N ``trioflow-worker`` processes under nannies until a
+    signal (SIGINT/SIGTERM are passed on as a drain) or until every one has stopped.
+    Exit status: 0 if every worker stopped cleanly, 1 otherwise."""
+    from .nanny import Nanny, RestartPolicy
+
+    child_argv = _without_options(argv, {"--nworkers": 1, "--no-nanny": 0, "--name": 1})
+    base = args.name or f"worker-{os.getpid()}"
+    # a drain may last --drain-timeout: give it that long before SIGKILL
+    grace = args.drain_timeout + config.NANNY_STOP_GRACE
+    policy = (RestartPolicy(max_restarts=0, stop_grace=grace) if args.no_nanny
+              else RestartPolicy(stop_grace=grace))
+    nannies = [Nanny([sys.executable, "-m", "trioflow.cli", "worker", *child_argv,
+                      "--name", f"{base}-{i}"], f"{base}-{i}", policy=policy)
+               for i in range(args.nworkers)]
+
+    async def main() -> None:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(_until_signal, nursery)
+            async with trio.open_nursery() as workers:
+                for nanny in nannies:
+                    workers.start_soon(nanny.run)
+            nursery.cancel_scope.cancel()
+
+    trio.run(main)
+    return 0 if all(n.exits and n.exits[-1] == 0 for n in nannies) else 1
+
+
+def _without_options(argv: list[str], options: dict[str, int]) -> list[str]:
+    """``argv`` without the given options (name -> how many values follow it)."""
+    out: list[str] = []
+    skip = 0
+    for arg in argv:
+        if skip:
+            skip -= 1
+            continue
+        name = arg.split("=", 1)[0]
+        if name in options:
+            skip = options[name] if "=" not in arg else 0
+            continue
+        out.append(arg)
+    return out
 
 
 async def _signals_drain_then_cancel(stop: trio.Event, scope: trio.CancelScope) -> None:

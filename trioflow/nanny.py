@@ -106,7 +106,6 @@ class Nanny:
             began = trio.current_time()
             code = await self._run_once(task_status)
             task_status = trio.TASK_STATUS_IGNORED
-            self.exits.append(code)
             if code in FINAL_EXITS:
                 logger.info("%s %s: not restarting it", self.name, describe_exit(code))
                 return
@@ -136,12 +135,15 @@ class Nanny:
         self.process = proc
         task_status.started(proc)
         try:
-            return await proc.wait()
+            await proc.wait()
         finally:
-            if proc.returncode is None:
+            if proc.returncode is None:  # cancelled: we stop it
                 with trio.CancelScope(shield=True):
                     await stop_process(proc, self.policy.stop_grace)
             self.process = None
+            assert proc.returncode is not None
+            self.exits.append(proc.returncode)
+        return proc.returncode
 
 
 async def stop_process(proc: trio.Process, grace: float) -> None:
