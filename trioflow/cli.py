@@ -25,7 +25,20 @@ from .errors import AuthenticationError, ClientClosedError
 
 logger = logging.getLogger("trioflow.cli")
 
+EXIT_USAGE = 2
 EXIT_INSECURE = 3
+
+
+def _address_or_usage_error(prog: str, text: str) -> str | None:
+    """``text`` as a scheduler URL, or None after printing a one-line usage error
+    (argparse's own errors print the whole usage first: too much for a typo)."""
+    from .net.addresses import scheduler_address
+
+    try:
+        return scheduler_address(text)
+    except ValueError as exc:
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        return None
 
 
 def _setup_logging(level: str) -> None:
@@ -174,6 +187,9 @@ def worker_main(argv: list[str] | None = None) -> int:
     if args.no_nanny and args.nworkers is None:
         parser.error("--no-nanny goes with --nworkers (a plain trioflow-worker is not "
                      "supervised)")
+    args.address = _address_or_usage_error("trioflow-worker", args.address)
+    if args.address is None:
+        return EXIT_USAGE
     if args.nworkers is not None:
         _setup_logging(args.log_level)
         return _supervise_workers(argv, args)
@@ -211,9 +227,11 @@ def worker_main(argv: list[str] | None = None) -> int:
         if auth is not None:
             print(f"error: {auth}", file=sys.stderr)
             return 1
-        if _leaf(exc, trio.TooSlowError) is not None:
+        slow = _leaf(exc, trio.TooSlowError)
+        if slow is not None:
+            why = f": {_first_leaf(slow.__cause__)}" if slow.__cause__ is not None else ""
             print(f"error: could not reach the scheduler at {args.address} within "
-                  f"{args.death_timeout}s", file=sys.stderr)
+                  f"{args.death_timeout}s{why}", file=sys.stderr)
             return 1
         raise
     return 0
@@ -313,6 +331,8 @@ async def _run_worker(make_node: Any, death_timeout: float, drain_timeout: float
             logger.info("scheduler not reachable (%s); retrying", _first_leaf(exc))
             with trio.move_on_at(min(trio.current_time() + delay, deadline)):
                 await stop.wait()
+            if not stop.is_set() and trio.current_time() >= deadline:
+                raise trio.TooSlowError from exc  # this failure, not an attempt of 0 s
             delay = min(delay * 2, 1.0)
             continue
         delay = 0.05
@@ -392,6 +412,9 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("worker", help="same as trioflow-worker")
     sub.add_parser("scheduler", help="same as trioflow-scheduler")
     args = parser.parse_args(argv)
+    args.address = _address_or_usage_error(f"trioflow {args.command}", args.address)
+    if args.address is None:
+        return EXIT_USAGE
     token = _read_token(args.token_file)
     from .client import AsyncClient
 

@@ -19,7 +19,9 @@ The tree:
     ├── ClientClosedError              the client or its cluster is gone
     ├── SerializationError             an object could not be pickled (names where it sits)
     ├── NotInTaskError                 secede/rejoin/worker_client outside a task
-    └── NoClientError                  get_client() where no client is known
+    ├── NoClientError                  get_client() where no client is known
+    ├── AddressError                   not a scheduler address (also a ValueError)
+    └── NoWorkersError                 no connected worker can run a task
 
 All of them pickle, so they travel from workers to clients intact.
 
@@ -197,3 +199,28 @@ __all__ = [
     "TrioflowError",
     "WorkerLost",
 ]
+
+
+class AddressError(TrioflowError, ValueError):
+    """Not a scheduler address; the message gives the form to use."""
+
+
+class NoWorkersError(TrioflowError):
+    """No connected worker could run a task for the no-workers timeout.
+
+    Attributes:
+        key: the task's key.
+        reason: what is missing ("no worker is connected", "no worker named 'ghost' is
+            connected", ...).
+        timeout: the scheduler's no-workers timeout, in seconds.
+    """
+
+    def __init__(self, key: str, reason: str, timeout: float) -> None:
+        super().__init__(key, reason, timeout)
+        self.key = key
+        self.reason = reason
+        self.timeout = timeout
+
+    def __str__(self) -> str:
+        return (f"task {self.key!r} could not run: {self.reason} (for {self.timeout:g}s, "
+                "the scheduler's --no-workers-timeout)")

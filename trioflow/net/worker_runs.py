@@ -20,6 +20,7 @@ cannot be stopped, and its end is dropped if the worker has stopped.
 from __future__ import annotations
 
 import logging
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -38,6 +39,9 @@ from ..errors import WorkerLost
 from .slots import SlotThreads
 from .worker_data import DataStore
 from .worker_ledger import LockedLedger
+
+if sys.version_info < (3, 11):  # pragma: no cover
+    from exceptiongroup import BaseExceptionGroup
 
 logger = logging.getLogger(__name__)
 
