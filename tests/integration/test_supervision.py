@@ -176,3 +176,20 @@ async def test_worker_nworkers_supervises_n_workers():
                 assert await proc.wait() == 0
         finally:
             await stop(proc)
+
+
+async def test_local_cluster_workers_leave_quietly(tmp_path):
+    script = tmp_path / "prog.py"
+    script.write_text(
+        "import trioflow\n"
+        "def main():\n"
+        "    c = trioflow.get_client()\n"
+        "    return sum(c.gather(c.map(abs, range(-5, 5))))\n"
+        "print(trioflow.run(main, workers=2, threads_per_worker=1))\n"
+        "with trioflow.Client(workers=2, threads_per_worker=1) as c:\n"
+        "    print(c.submit(abs, -3).result())\n")
+    result = await trio.run_process([sys.executable, str(script)], capture_stdout=True,
+                                    capture_stderr=True, check=False)
+    assert result.returncode == 0
+    assert result.stdout.decode().split() == ["25", "3"]
+    assert result.stderr.decode() == ""  # no "lost the scheduler", no warnings
