@@ -112,6 +112,10 @@ def scheduler_main(argv: list[str] | None = None) -> int:
                         help="worker deaths a task may see before it fails with KilledWorker")
     parser.add_argument("--insecure", action="store_true",
                         help="allow a non-loopback address without a token (do not do this)")
+    parser.add_argument("--no-workers-timeout", type=float, default=config.NO_WORKERS_TIMEOUT,
+                        help="fail a task with NoWorkersError when no connected worker could "
+                        "run it for this many seconds (default "
+                        f"{config.NO_WORKERS_TIMEOUT:g}; 0 or inf: wait forever)")
     parser.add_argument("--log-level", default="info", help="debug, info, warning or error")
     args = parser.parse_args(argv)
     _setup_logging(args.log_level)
@@ -126,6 +130,7 @@ def scheduler_main(argv: list[str] | None = None) -> int:
     async def main() -> None:
         server = SchedulerServer(token=token, peer_timeout=args.peer_timeout,
                                  allowed_failures=args.allowed_failures,
+                                 no_workers_timeout=args.no_workers_timeout,
                                  ssl_context=_ssl_server_context(args.tls_cert, args.tls_key))
         async with trio.open_nursery() as nursery:
             address = await nursery.start(server.serve, args.host, args.port)

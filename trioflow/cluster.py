@@ -23,7 +23,7 @@ from typing import Any
 import attrs
 import trio
 
-from .config import ALLOWED_FAILURES, LOCAL_DEATH_TIMEOUT, STARTUP_TIMEOUT
+from .config import ALLOWED_FAILURES, LOCAL_DEATH_TIMEOUT, NO_WORKERS_TIMEOUT, STARTUP_TIMEOUT
 from .nanny import Nanny, RestartPolicy
 from .net.scheduler_server import SchedulerServer
 from .net.worker_node import WorkerNode
@@ -85,11 +85,13 @@ async def open_local_cluster(
     inline_limit: int | None = None,
     allowed_failures: int = ALLOWED_FAILURES,
     restart_policy: RestartPolicy | None = None,
+    no_workers_timeout: float | None = NO_WORKERS_TIMEOUT,
 ) -> AsyncIterator[LocalCluster]:
     """Start a scheduler and workers; yield once all workers have joined.
 
     ``restart_policy`` says how dead worker processes are restarted (default:
-    ``RestartPolicy()``).
+    ``RestartPolicy()``). ``no_workers_timeout``: seconds a task may have no connected
+    worker able to run it before it fails with ``NoWorkersError`` (None or 0: never).
 
     Cancellation: leaving the block cancels everything started here and terminates the
     worker processes.
@@ -99,7 +101,8 @@ async def open_local_cluster(
     if inline_limit is not None:
         extra["inline_limit"] = inline_limit
     async with trio.open_nursery() as nursery:
-        server = SchedulerServer(token=token, allowed_failures=allowed_failures, **extra)
+        server = SchedulerServer(token=token, allowed_failures=allowed_failures,
+                                 no_workers_timeout=no_workers_timeout, **extra)
         address = await nursery.start(server.serve, host, 0)
         nodes: list[WorkerNode] = []
         nannies: list[Nanny] = []

@@ -83,3 +83,13 @@ NANNY_STABLE_AFTER = 10.0
 
 #: Seconds between SIGTERM and SIGKILL when a nanny or a local cluster stops a worker.
 NANNY_STOP_GRACE = 3.0
+
+#: Seconds a queued task may go without any connected worker able to run it (none at
+#: all, none with the name it is restricted to) before it fails with NoWorkersError.
+#: Long enough for a nanny to restart a worker (well under a second) or for an operator
+#: to start one by hand; short enough that a typo in ``workers=`` or a cluster whose
+#: workers all died surfaces within a minute instead of hanging. 0 or inf: never.
+NO_WORKERS_TIMEOUT = 60.0
+
+#: The scheduler's clock ticks for its core's timers at most this far apart (seconds).
+TICK_INTERVAL = 1.0

@@ -206,21 +206,19 @@ class AddressError(TrioflowError, ValueError):
 
 
 class NoWorkersError(TrioflowError):
-    """No connected worker could run a task for the no-workers timeout.
+    """No connected worker could run a task for the scheduler's no-workers timeout.
 
     Attributes:
-        key: the task's key.
-        reason: what is missing ("no worker is connected", "no worker named 'ghost' is
-            connected", ...).
-        timeout: the scheduler's no-workers timeout, in seconds.
+        key: the key of the future that failed (a task that depends on the one that
+            could not run fails with this error too).
+        reason: what was missing, naming the task that could not run ("task 'f-1'
+            could not run for 60s: no worker named 'ghost' is connected").
     """
 
-    def __init__(self, key: str, reason: str, timeout: float) -> None:
-        super().__init__(key, reason, timeout)
+    def __init__(self, key: str, reason: str) -> None:
+        super().__init__(key, reason)
         self.key = key
         self.reason = reason
-        self.timeout = timeout
 
     def __str__(self) -> str:
-        return (f"task {self.key!r} could not run: {self.reason} (for {self.timeout:g}s, "
-                "the scheduler's --no-workers-timeout)")
+        return self.reason

@@ -34,7 +34,7 @@ def run(main: Callable[..., Any], *args: Any, workers: int | None = None,
         processes: workers as subprocesses (default) or as tasks in this process.
         address: use this running scheduler instead of starting one.
         **options: ``token``, ``auto_secede``, ``max_parked_threads``, ``inline_limit``,
-            ``allowed_failures``.
+            ``allowed_failures``, ``no_workers_timeout``, ``restart_policy``.
     """
     try:
         result = trio.run(partial(_run, main, args, workers, threads_per_worker, processes,

@@ -410,8 +410,9 @@ class KeyErred:
     """A key the receiver holds a future for failed.
 
     ``kind`` is "" for an exception the task raised (``error`` is it, pickled), or one of
-    "killed-worker", "cancelled", "lost", "deadlock" for failures the scheduler decided
-    (then ``text`` is the message and ``error`` is empty: the scheduler never pickles).
+    "killed-worker", "cancelled", "lost", "deadlock", "no-workers" for failures the
+    scheduler decided (then ``text`` is the message and ``error`` is empty: the
+    scheduler never pickles).
     """
 
     key: str
