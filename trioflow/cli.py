@@ -402,7 +402,8 @@ async def _serve_once(node: Any, stop: trio.Event, drain_timeout: float,
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of ``trioflow``: ``trioflow status ADDRESS``, ``trioflow worker ...``."""
+    """Entry point of ``trioflow``: ``trioflow status ADDRESS [--task KEY]``,
+    ``trioflow why ADDRESS KEY``, ``trioflow worker ...``, ``trioflow scheduler ...``."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == "worker":
         return worker_main(argv[1:])
@@ -414,6 +415,12 @@ def main(argv: list[str] | None = None) -> int:
     st.add_argument("address")
     st.add_argument("--token-file", help="file holding the cluster token (or TRIOFLOW_TOKEN)")
     st.add_argument("--tls-ca", help="CA bundle to verify a wss:// scheduler")
+    st.add_argument("--task", metavar="KEY", help="also say why task KEY has not finished")
+    wh = sub.add_parser("why", help="say why a task has not finished (the chain of reasons)")
+    wh.add_argument("address")
+    wh.add_argument("key", help="the task's key (future.key)")
+    wh.add_argument("--token-file", help="file holding the cluster token (or TRIOFLOW_TOKEN)")
+    wh.add_argument("--tls-ca", help="CA bundle to verify a wss:// scheduler")
     sub.add_parser("worker", help="same as trioflow-worker")
     sub.add_parser("scheduler", help="same as trioflow-scheduler")
     args = parser.parse_args(argv)
@@ -423,19 +430,25 @@ def main(argv: list[str] | None = None) -> int:
     token = _read_token(args.token_file)
     from .client import AsyncClient
 
-    async def status() -> dict[str, Any]:
+    key = args.key if args.command == "why" else args.task
+
+    async def ask() -> tuple[dict[str, Any] | None, str | None]:
         ctx = _ssl_client_context(args.tls_ca) if args.address.startswith("wss://") else None
-        async with AsyncClient(args.address, token=token, name="status",
+        async with AsyncClient(args.address, token=token, name=args.command,
                                ssl_context=ctx) as client:
             with trio.fail_after(10):
-                return await client.status()
+                info = await client.status() if args.command == "status" else None
+                return info, (await client.why(key) if key else None)
 
     try:
-        info = trio.run(status)
+        info, why = trio.run(ask)
     except Exception as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    print(format_status(info))
+    if info is not None:
+        print(format_status(info))
+    if why is not None:
+        print(why)
     return 0
 
 

@@ -48,7 +48,7 @@ logger = logging.getLogger(__name__)
 @attrs.define(eq=False)
 class _StatusWait:
     event: trio.Event = attrs.Factory(trio.Event)
-    reply: p.StatusReply | None = None
+    reply: p.StatusReply | p.WhyReply | None = None
     error: BaseException | None = None
 
 
@@ -256,7 +256,7 @@ class Session:
             self.fetcher.data_reply(msg)
         elif t is p.ScatterTo:
             self.scatterer.upload(msg)
-        elif t is p.StatusReply:
+        elif t is p.StatusReply or t is p.WhyReply:
             waiter = self._status_waiters.pop(msg.request_id, None)
             if waiter is not None:
                 waiter.reply = msg
@@ -375,10 +375,22 @@ class Session:
 
         Cancellation: the request is forgotten (a late reply is ignored).
         """
+        reply = await self._request(p.StatusRequest)
+        assert type(reply) is p.StatusReply
+        return reply
+
+    async def why(self, key: str) -> str:
+        """The scheduler's explanation of why ``key`` has not finished (same errors
+        and cancellation as ``status``)."""
+        reply = await self._request(p.WhyRequest, key)
+        assert type(reply) is p.WhyReply
+        return reply.text
+
+    async def _request(self, kind: Any, *args: Any) -> p.StatusReply | p.WhyReply:
         rid = next(self._status_ids)
         wait = self._status_waiters[rid] = _StatusWait()
         try:
-            self.post(p.StatusRequest(rid))  # raises ClientClosedError once closed
+            self.post(kind(rid, *args))  # raises ClientClosedError once closed
             await wait.event.wait()
         finally:
             self._status_waiters.pop(rid, None)

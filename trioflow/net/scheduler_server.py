@@ -335,6 +335,10 @@ class SchedulerServer:
     def _execute(self, commands: list[Any]) -> None:
         if self._watchers:
             self._changed_now()
+        if self.state.warnings:
+            for text in self.state.warnings:
+                logger.warning("%s", text)
+            self.state.warnings.clear()
         conns = self.conns
         for cmd in commands:
             if type(cmd) is Send:

@@ -445,3 +445,21 @@ class StatusReply:
     request_id: int
     workers: list[Any]
     tasks: Any
+
+
+@message("why-request")
+class WhyRequest:
+    """Ask the scheduler why ``key`` has not finished (``Client.why``)."""
+
+    request_id: int
+    key: str
+
+
+@message("why-reply")
+class WhyReply:
+    """The chain of reasons ``key`` waits, as text the scheduler built from its own
+    records (see ``core/scheduler/explain.py``)."""
+
+    request_id: int
+    key: str
+    text: str

@@ -10,7 +10,8 @@ Theory of operation:
   the passes here. Handlers are module-level functions grouped by concern, task
   messages in :mod:`.lifecycle`, membership in :mod:`.peers`, values in :mod:`.data`,
   waits and secession in :mod:`.waits`, placement and stealing in :mod:`.placement`,
-  tasks no worker can run in :mod:`.starvation` (on ``TimePassed``);
+  tasks no worker can run in :mod:`.starvation` (on ``TimePassed``), why a task
+  waits in :mod:`.explain`;
   they share the primitives of :mod:`.ops` and never import one another. Only this
   module imports them all.
 * Expected races (stale run ids, unknown keys, a finish for a cancelled task) are not
@@ -36,7 +37,7 @@ from ..events import (
     SchedulerEvent,
     TimePassed,
 )
-from . import data, deadlock, lifecycle, peers, placement, starvation, waits
+from . import data, deadlock, explain, lifecycle, peers, placement, starvation, waits
 from .state import DEFAULT_ALLOWED_FAILURES, DEFAULT_INLINE_LIMIT, SchedulerState
 
 #: rebuild the key containers once ``tasks`` has shrunk to a quarter of its peak, if the
@@ -68,6 +69,7 @@ HANDLERS: dict[type, Handler] = {
     p.Heartbeat: peers.ignore,
     p.WorkerClosing: peers.worker_closing,
     p.StatusRequest: peers.status,
+    p.WhyRequest: explain.why,
 }
 
 
@@ -162,6 +164,7 @@ class Scheduler:
         if state.deadlock_dirty:
             state.deadlock_dirty = False
             self.check_deadlock()
+            explain.note_timed_deadlock(state)
         ntasks = len(state.tasks)
         if ntasks > self._peak_tasks:
             self._peak_tasks = ntasks

@@ -9,65 +9,21 @@ least ``no_workers_timeout`` seconds ago fails with ``NoWorkersError`` naming wh
 missing (its dependents fail with it). A task becomes runnable again, and its clock
 restarts, as soon as a fitting worker joins.
 
-``CHECKS`` is the list of reasons, each a function that says why no connected worker
-can run a task (or None). The abstract-resources work adds "none with the resources it
-needs" by appending one function; ``why`` (``explain.py``) shows the same reasons.
+The reasons live in ``runnable.CHECKS``, each a function that says why no connected
+worker can run a task (or None). The abstract-resources work adds "none with the
+resources it needs" by appending one function; ``why`` (``explain.py``) shows the same
+reasons.
 
 Closing (draining) workers count as absent: they take no new work.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 from ... import protocol as p
 from . import ops
-from .records import TaskRecord, TaskStatus, WorkerRecord
+from .records import TaskRecord, TaskStatus
+from .runnable import runnable_workers, why_unrunnable
 from .state import SchedulerState
-
-#: why no worker in ``workers`` (the connected, non-closing ones) can run ``task``;
-#: None if one can
-Check = Callable[[SchedulerState, TaskRecord, list[WorkerRecord]], "str | None"]
-
-
-def no_worker_at_all(state: SchedulerState, task: TaskRecord,
-                     workers: list[WorkerRecord]) -> str | None:
-    if workers:
-        return None
-    if state.workers:
-        return "every connected worker is closing"
-    return "no worker is connected"
-
-
-def none_with_its_name(state: SchedulerState, task: TaskRecord,
-                       workers: list[WorkerRecord]) -> str | None:
-    if not task.restrict or not workers or any(w.name in task.restrict for w in workers):
-        return None
-    names = ", ".join(repr(n) for n in task.restrict)
-    connected = ", ".join(sorted({repr(w.name) for w in workers}))
-    plural = "s" if len(task.restrict) > 1 else ""
-    return (f"it is restricted to worker{plural} {names}, which {'are' if plural else 'is'} "
-            f"not connected (connected: {connected})")
-
-
-#: the reasons, in the order they are reported; append to add one
-CHECKS: list[Check] = [no_worker_at_all, none_with_its_name]
-
-
-def runnable_workers(state: SchedulerState) -> list[WorkerRecord]:
-    return [w for w in state.workers.values() if not w.closing]
-
-
-def why_unrunnable(state: SchedulerState, task: TaskRecord,
-                   workers: list[WorkerRecord] | None = None) -> str | None:
-    """Why no connected worker can run ``task`` (None if one can)."""
-    if workers is None:
-        workers = runnable_workers(state)
-    for check in CHECKS:
-        reason = check(state, task, workers)
-        if reason is not None:
-            return reason
-    return None
 
 
 def queued_tasks(state: SchedulerState) -> list[TaskRecord]:

@@ -95,6 +95,10 @@ class SchedulerState:
         self.now = 0.0
         #: key -> the tick since which no connected worker could run that queued task
         self.starving: dict[str, float] = {}
+        #: warnings for the shell to log (and clear); see explain.note_timed_deadlock
+        self.warnings: list[str] = []
+        #: the runs of the would-be deadlock last warned about (warn once per set)
+        self.timed_deadlock_seen: frozenset[tuple[str, int]] | None = None
         #: commands for the shell, collected during one event
         self._out: list[SchedulerCommand] = []
         #: peer -> keys of the FreeKeys that is the last message queued for it in this
