@@ -49,6 +49,12 @@ logger = logging.getLogger(__name__)
 #: connection holds a frame back briefly for their results (see PeerConnection.linger)
 SHORT_RUN = 0.0002
 
+#: a run whose inputs cannot be fetched is handed back to the scheduler this often
+#: (per worker) before it fails with WorkerLost
+FETCH_HANDBACKS = 3
+#: seconds before the first hand-back, doubling for each next one
+FETCH_HANDBACK_DELAY = 0.05
+
 Report = p.TaskFinished | p.TaskErred
 
 
@@ -95,6 +101,8 @@ class RunExecutor:
         self.nursery: trio.Nursery | None = None
         #: the worker is draining: a run that ends takes no queued run itself
         self.closing = False
+        #: run key -> times its inputs could not be fetched and it was handed back
+        self._fetch_handbacks: dict[str, int] = {}
 
     def attach(self, session: Session, nursery: trio.Nursery) -> None:
         """A connection is up: runs post through ``session`` and live in ``nursery``."""
@@ -320,11 +328,29 @@ class RunExecutor:
                 return
             fetched = await store.fetch(by_holder)
         except Exception as exc:
+            if self.ledger.runs.get(run.key) is not run:
+                return
+            handed = self._fetch_handbacks.get(run.key, 0)
+            if handed < FETCH_HANDBACKS:
+                # most often the holder just died and the scheduler has not heard yet:
+                # hand the run back; once it knows, the input is recomputed (or moved)
+                # and the run placed again. Bounded, for a holder that is alive but
+                # unreachable (a firewall), which must end in WorkerLost.
+                self._fetch_handbacks[run.key] = handed + 1
+                logger.info("%s: fetching inputs of %s failed (%s); handing it back",
+                            self.name, run.key, exc)
+                # give the scheduler a moment to hear of the death first (else it may
+                # place the run again with the same holder at once)
+                await trio.sleep(FETCH_HANDBACK_DELAY * 2**handed)
+                if self.ledger.runs.get(run.key) is run:
+                    self._execute(self.ledger.steal([run.key], [run.run_id]))
+                return
+            self._fetch_handbacks.pop(run.key, None)
             logger.warning("%s: fetching inputs of %s failed: %s", self.name, run.key, exc)
-            if self.ledger.runs.get(run.key) is run:
-                err = WorkerLost(f"could not fetch the inputs of {run.key!r}: {exc}")
-                self._execute(self.ledger.run_ended(run, self.erred(spec, err)))
+            err = WorkerLost(f"could not fetch the inputs of {run.key!r}: {exc}")
+            self._execute(self.ledger.run_ended(run, self.erred(spec, err)))
             return
+        self._fetch_handbacks.pop(run.key, None)
         if self.ledger.runs.get(run.key) is run:
             self._fetched[run.key] = fetched
             self._execute(self.ledger.inputs_arrived(run))
