@@ -183,6 +183,10 @@ def worker_main(argv: list[str] | None = None) -> int:
                         "started again (names NAME-0 ... NAME-(N-1))")
     parser.add_argument("--no-nanny", action="store_true",
                         help="with --nworkers: do not restart workers that die")
+    parser.add_argument("--no-reconnect", action="store_true",
+                        help="when the scheduler connection ends, exit quietly with status "
+                        f"{config.EXIT_RESTART} (a nanny's 'restart me') instead of "
+                        "reconnecting (local clusters use this)")
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
     if args.nthreads < 1:
@@ -217,16 +221,19 @@ def worker_main(argv: list[str] | None = None) -> int:
                           auto_secede=args.auto_secede, host=args.host, ssl_context=ssl_ctx,
                           data_ssl_context=data_ctx, peer_timeout=args.peer_timeout)
 
-    async def main() -> None:
+    async def main() -> bool:
         stop = trio.Event()
         async with trio.open_nursery() as nursery:
             nursery.start_soon(_signals_drain_then_cancel, stop, nursery.cancel_scope)
-            await _run_worker(make_node, args.death_timeout, args.drain_timeout, stop,
-                              connect_timeout=args.connect_timeout)
+            lost = await _run_worker(make_node, args.death_timeout, args.drain_timeout, stop,
+                                     connect_timeout=args.connect_timeout,
+                                     reconnect=not args.no_reconnect)
             nursery.cancel_scope.cancel()
+        return lost
 
     try:
-        trio.run(main)
+        if trio.run(main):
+            return config.EXIT_RESTART
     except BaseException as exc:  # Trio wraps errors from nurseries in groups
         auth = _leaf(exc, AuthenticationError)
         if auth is not None:
@@ -300,7 +307,8 @@ async def _signals_drain_then_cancel(stop: trio.Event, scope: trio.CancelScope) 
 
 
 async def _run_worker(make_node: Any, death_timeout: float, drain_timeout: float,
-                      stop: trio.Event, *, connect_timeout: float = config.CONNECT_TIMEOUT) -> None:
+                      stop: trio.Event, *, connect_timeout: float = config.CONNECT_TIMEOUT,
+                      reconnect: bool = True) -> bool:
     """Serve the scheduler; reconnect (fresh state) after losing it, for up to
     ``death_timeout`` seconds without a connection; drain when ``stop`` is set.
 
@@ -309,6 +317,11 @@ async def _run_worker(make_node: Any, death_timeout: float, drain_timeout: float
     and never answers (hung, SIGSTOPped) or answers garbage costs one attempt, not the
     worker.
     ``stop`` is honoured at any point, while connecting and between attempts too.
+
+    Without ``reconnect``, losing an established connection ends it instead: returns
+    True (False when it stopped on ``stop``). A local cluster's workers run this way,
+    so a worker whose scheduler went away with its program leaves quietly, and its
+    nanny (if the program is still there) starts a fresh one.
 
     Raises:
         trio.TooSlowError: no connection for ``death_timeout`` seconds.
@@ -331,6 +344,9 @@ async def _run_worker(make_node: Any, death_timeout: float, drain_timeout: float
                                RemoteProtocolError)) or _leaf(exc, ProtocolVersionError):
                 # a wrong token or protocol version: retrying cannot help
                 raise
+            if not reconnect and node.peer_id:
+                logger.info("lost the scheduler (%s); exiting", _first_leaf(exc))
+                return True
             if trio.current_time() >= deadline:
                 raise trio.TooSlowError from exc
             logger.info("scheduler not reachable (%s); retrying", _first_leaf(exc))
@@ -343,7 +359,11 @@ async def _run_worker(make_node: Any, death_timeout: float, drain_timeout: float
         delay = 0.05
         deadline = trio.current_time() + death_timeout
         if not stop.is_set():
+            if not reconnect:
+                logger.info("lost the scheduler; exiting")
+                return True
             logger.warning("lost the scheduler; reconnecting for up to %ss", death_timeout)
+    return False
 
 
 def _leaf(exc: BaseException, kind: type[BaseException]) -> BaseException | None:

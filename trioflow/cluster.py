@@ -115,7 +115,10 @@ async def open_local_cluster(
                     if processes:
                         argv = [sys.executable, "-m", "trioflow.cli", "worker", address,
                                 "--nthreads", str(nthreads), "--name", f"worker-{i}",
-                                "--death-timeout", str(LOCAL_DEATH_TIMEOUT)]
+                                "--death-timeout", str(LOCAL_DEATH_TIMEOUT),
+                                # its scheduler lives in this process: no point in
+                                # reconnecting to it (the nanny starts a fresh worker)
+                                "--no-reconnect"]
                         if auto_secede:
                             argv.append("--auto-secede")
                         if max_parked_threads is not None:
