@@ -86,12 +86,15 @@ async def open_local_cluster(
     allowed_failures: int = ALLOWED_FAILURES,
     restart_policy: RestartPolicy | None = None,
     no_workers_timeout: float | None = NO_WORKERS_TIMEOUT,
+    peer_timeout: float | None = None,
 ) -> AsyncIterator[LocalCluster]:
     """Start a scheduler and workers; yield once all workers have joined.
 
     ``restart_policy`` says how dead worker processes are restarted (default:
     ``RestartPolicy()``). ``no_workers_timeout``: seconds a task may have no connected
     worker able to run it before it fails with ``NoWorkersError`` (None or 0: never).
+    ``peer_timeout``: the scheduler's and the worker processes' silence limit (default
+    ``config.PEER_TIMEOUT``).
 
     Cancellation: leaving the block cancels everything started here and terminates the
     worker processes.
@@ -100,9 +103,13 @@ async def open_local_cluster(
     extra: dict[str, Any] = {}
     if inline_limit is not None:
         extra["inline_limit"] = inline_limit
+    server_extra: dict[str, Any] = {}
+    if peer_timeout is not None:
+        server_extra["peer_timeout"] = peer_timeout
     async with trio.open_nursery() as nursery:
         server = SchedulerServer(token=token, allowed_failures=allowed_failures,
-                                 no_workers_timeout=no_workers_timeout, **extra)
+                                 no_workers_timeout=no_workers_timeout, **extra,
+                                 **server_extra)
         address = await nursery.start(server.serve, host, 0)
         nodes: list[WorkerNode] = []
         nannies: list[Nanny] = []
@@ -121,6 +128,8 @@ async def open_local_cluster(
                                 "--no-reconnect"]
                         if auto_secede:
                             argv.append("--auto-secede")
+                        if peer_timeout is not None:
+                            argv += ["--peer-timeout", str(peer_timeout)]
                         if max_parked_threads is not None:
                             argv += ["--max-parked-threads", str(max_parked_threads)]
                         env = dict(os.environ)
