@@ -24,7 +24,8 @@ def tree(width: int, depth: int) -> int:
         return 1
     with worker_client() as client:
         children = [client.submit(tree, width, depth - 1, pure=False) for _ in range(width)]
-        counts: list[int] = client.gather(children)
+        counts = client.gather(children)
+        assert isinstance(counts, list)  # a sync task's worker_client blocks
         return 1 + sum(counts)
 
 
