@@ -17,6 +17,8 @@ from __future__ import annotations
 import os
 import random
 import signal
+import subprocess
+import sys
 
 import pytest
 import trio
@@ -112,3 +114,60 @@ async def test_frozen_worker_thawed_late_results_do_not_replace_or_duplicate():
                 # and its nanny starts a fresh one under the same name
                 await cluster.scheduler.wait_for(lambda: len(state.workers) == 2)
                 assert frozen.exits and frozen.exits[-1] == 75
+
+
+async def test_client_killed_mid_run_frees_its_work_and_the_next_is_served(tmp_path):
+    script = tmp_path / "client.py"
+    script.write_text(
+        "import sys, trioflow\n"
+        "from trioflow.testing.chaos import slow_inc\n"
+        "c = trioflow.Client(sys.argv[1])\n"
+        "futures = c.map(slow_inc, range(2000), pure=False)\n"
+        "print(futures[0].result(), flush=True)\n"
+        "input()  # until killed\n")
+    with trio.fail_after(120):
+        async with trioflow.open_local_cluster(2, 2, processes=True) as cluster:
+            state = cluster.scheduler.state
+            proc = await trio.lowlevel.open_process(
+                [sys.executable, str(script), cluster.address],
+                stdout=subprocess.PIPE, stdin=subprocess.PIPE)
+            try:
+                assert (await proc.stdout.receive_some(100)).strip() == b"1"
+                assert len(state.tasks) > 100  # most of its work is still to do
+                proc.kill()
+                await proc.wait()
+                # its queued work never runs; what was running ends and is dropped
+                await no_task_left(cluster)
+            finally:
+                if proc.returncode is None:
+                    proc.kill()
+                    await proc.wait()
+            async with trioflow.AsyncClient(cluster.address) as client:
+                assert await client.gather(client.map(inc, range(50))) == list(range(1, 51))
+
+
+async def test_scheduler_killed_clients_fail_and_workers_exit_in_bounded_time():
+    proc = await trio.lowlevel.open_process(
+        [sys.executable, "-m", "trioflow.cli", "scheduler", "--port", "0"],
+        stdout=subprocess.PIPE)
+    worker = None
+    try:
+        with trio.fail_after(60):
+            address = (await proc.stdout.receive_some(200)).decode().strip()
+            worker = await trio.lowlevel.open_process(
+                [sys.executable, "-m", "trioflow.cli", "worker", address, "--nworkers", "2",
+                 "--death-timeout", "2"])
+            async with trioflow.AsyncClient(address) as client:
+                await client.wait_for_workers(2, timeout=30)
+                pending = client.map(slow_inc, range(500), pure=False)
+                await pending[0]
+                proc.kill()
+                with pytest.raises(trioflow.ClientClosedError, match="lost the scheduler"):
+                    await client.gather(pending)
+            # each worker gives up after --death-timeout; their supervisor then stops
+            assert await worker.wait() == 1
+    finally:
+        for p in (proc, worker):
+            if p is not None and p.returncode is None:
+                p.kill()
+                await p.wait()

@@ -21,7 +21,7 @@ from typing import Any
 import trio
 
 from . import config
-from .errors import AuthenticationError, ClientClosedError
+from .errors import AuthenticationError, ClientClosedError, ProtocolVersionError
 
 logger = logging.getLogger("trioflow.cli")
 
@@ -187,6 +187,8 @@ def worker_main(argv: list[str] | None = None) -> int:
                         help="when the scheduler connection ends, exit quietly with status "
                         f"{config.EXIT_RESTART} (a nanny's 'restart me') instead of "
                         "reconnecting (local clusters use this)")
+    # set by a nanny: exits that restarting cannot help use EXIT_GIVE_UP (see nanny.py)
+    parser.add_argument("--supervised", action="store_true", help=argparse.SUPPRESS)
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
     if args.nthreads < 1:
@@ -231,20 +233,21 @@ def worker_main(argv: list[str] | None = None) -> int:
             nursery.cancel_scope.cancel()
         return lost
 
+    gave_up = config.EXIT_GIVE_UP if args.supervised else 1
     try:
         if trio.run(main):
             return config.EXIT_RESTART
     except BaseException as exc:  # Trio wraps errors from nurseries in groups
-        auth = _leaf(exc, AuthenticationError)
-        if auth is not None:
-            print(f"error: {auth}", file=sys.stderr)
-            return 1
+        refused = _leaf(exc, AuthenticationError) or _leaf(exc, ProtocolVersionError)
+        if refused is not None:
+            print(f"error: {refused}", file=sys.stderr)
+            return gave_up
         slow = _leaf(exc, trio.TooSlowError)
         if slow is not None:
             why = f": {_first_leaf(slow.__cause__)}" if slow.__cause__ is not None else ""
             print(f"error: could not reach the scheduler at {args.address} within "
                   f"{args.death_timeout}s{why}", file=sys.stderr)
-            return 1
+            return gave_up
         raise
     return 0
 
@@ -262,7 +265,7 @@ def _supervise_workers(argv: list[str], args: argparse.Namespace) -> int:
     policy = (RestartPolicy(max_restarts=0, stop_grace=grace) if args.no_nanny
               else RestartPolicy(stop_grace=grace))
     nannies = [Nanny([sys.executable, "-m", "trioflow.cli", "worker", *child_argv,
-                      "--name", f"{base}-{i}"], f"{base}-{i}", policy=policy)
+                      "--name", f"{base}-{i}", "--supervised"], f"{base}-{i}", policy=policy)
                for i in range(args.nworkers)]
 
     async def main() -> None:
@@ -330,7 +333,7 @@ async def _run_worker(make_node: Any, death_timeout: float, drain_timeout: float
     """
     from trio_websocket import HandshakeError
 
-    from .errors import ProtocolVersionError, RemoteProtocolError
+    from .errors import RemoteProtocolError
 
     deadline = trio.current_time() + death_timeout
     delay = 0.05

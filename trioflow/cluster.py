@@ -125,7 +125,7 @@ async def open_local_cluster(
                                 "--death-timeout", str(LOCAL_DEATH_TIMEOUT),
                                 # its scheduler lives in this process: no point in
                                 # reconnecting to it (the nanny starts a fresh worker)
-                                "--no-reconnect"]
+                                "--no-reconnect", "--supervised"]
                         if auto_secede:
                             argv.append("--auto-secede")
                         if peer_timeout is not None:

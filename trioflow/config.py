@@ -68,6 +68,12 @@ FETCH_ATTEMPTS = 6
 #: uses it). 75 is EX_TEMPFAIL: "try again". Restarts asked for this way are not deaths.
 EXIT_RESTART = 75
 
+#: Exit status of a supervised worker (``--supervised``, set by its nanny) that stopped
+#: for good: it gave up on an unreachable scheduler, or was refused (token, protocol
+#: version). Restarting cannot help, so its nanny stops too. (Unsupervised, the same
+#: cases exit with status 1.)
+EXIT_GIVE_UP = 4
+
 #: A nanny gives up on a worker that died more than this many times within
 #: ``NANNY_RESTART_WINDOW`` seconds: something kills it at start, restarting cannot help.
 NANNY_MAX_RESTARTS = 10

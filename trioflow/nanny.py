@@ -3,8 +3,11 @@
 A ``Nanny`` owns one worker process (the real ``trioflow-worker`` command line). When
 the process ends, the nanny decides from its exit status:
 
-* ``0`` (it drained and stopped), ``2`` (bad usage) and ``3`` (refused to start
-  insecurely) are the worker's own decisions: the nanny stops too;
+* ``0`` (it drained and stopped), ``2`` (bad usage), ``3`` (refused to start
+  insecurely) and ``EXIT_GIVE_UP`` (it gave up on the scheduler, or was refused) are the
+  worker's own decisions: the nanny stops too. (Workers started by a nanny get
+  ``--supervised``, which makes them use ``EXIT_GIVE_UP`` rather than ``1`` there, so
+  that an ``os._exit(1)`` in a task still counts as a death.)
 * ``EXIT_RESTART`` (see ``config``) is a worker asking for a fresh process (the memory
   limit asks this way): restarted at once, without using the restart budget;
 * anything else (killed by a signal, ``os._exit`` in a task, a segfault, a crash) is a
@@ -36,7 +39,7 @@ from . import config
 logger = logging.getLogger(__name__)
 
 #: exit statuses by which a worker says it stopped on purpose: not restarted
-FINAL_EXITS = frozenset({0, 2, 3})
+FINAL_EXITS = frozenset({0, 2, 3, config.EXIT_GIVE_UP})
 
 
 @attrs.frozen

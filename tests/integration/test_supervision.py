@@ -99,6 +99,12 @@ async def test_nanny_budget_and_final_exits(tmp_path):
     done = Nanny([PY, "-c", "pass"], "done", policy=quick)
     await done.run()  # exit 0 is the worker's own decision: not restarted
     assert done.exits == [0] and done.restarts == 0
+    gave_up = Nanny([PY, "-c", "import sys; sys.exit(4)"], "gave-up", policy=quick)
+    await gave_up.run()  # EXIT_GIVE_UP: restarting cannot help
+    assert gave_up.exits == [4]
+    one = Nanny([PY, "-c", "import os; os._exit(1)"], "one", policy=quick)
+    await one.run()  # status 1 (an os._exit(1) in a task, a crash) is a death
+    assert one.exits == [1, 1, 1]
     marker = tmp_path / "asked"
     code = (f"import os, sys, pathlib; p = pathlib.Path({str(marker)!r}); "
             "first = not p.exists(); p.touch(); sys.exit(75 if first else 0)")
