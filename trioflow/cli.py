@@ -225,6 +225,7 @@ def worker_main(argv: list[str] | None = None) -> int:
 
     async def main() -> bool:
         stop = trio.Event()
+        lost = False  # (stays False when a second signal cancels everything)
         async with trio.open_nursery() as nursery:
             nursery.start_soon(_signals_drain_then_cancel, stop, nursery.cancel_scope)
             lost = await _run_worker(make_node, args.death_timeout, args.drain_timeout, stop,

@@ -86,6 +86,9 @@ class Nanny:
         process: the process running now, if any.
         restarts: how many times it was started again.
         exits: every exit status seen, oldest first.
+        new_session: start the process in a session (and process group) of its own, so
+            a terminal's Ctrl-C reaches only the program, which stops its workers in
+            order (SIGTERM from here) instead of every process at once.
     """
 
     argv: list[str]
@@ -95,6 +98,7 @@ class Nanny:
     process: trio.Process | None = None
     restarts: int = 0
     exits: list[int] = attrs.field(factory=list)
+    new_session: bool = True
     _deaths: list[float] = attrs.field(factory=list)
     _started: trio.Event = attrs.field(factory=trio.Event)
 
@@ -134,7 +138,8 @@ class Nanny:
 
     async def _run_once(self, task_status: Any) -> int:
         """One process's life: its exit status (negative: the signal that killed it)."""
-        proc = await trio.lowlevel.open_process(self.argv, env=self.env)
+        proc = await trio.lowlevel.open_process(self.argv, env=self.env,
+                                                start_new_session=self.new_session)
         self.process = proc
         task_status.started(proc)
         try:
