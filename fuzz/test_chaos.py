@@ -171,3 +171,54 @@ async def test_scheduler_killed_clients_fail_and_workers_exit_in_bounded_time():
             if p is not None and p.returncode is None:
                 p.kill()
                 await p.wait()
+
+
+SCHEDULER_ATTACKS = [
+    ["partial_request"], ["request"], ["request", "read_upgrade"],
+    ["request", "read_upgrade", "garbage"], ["request", "read_upgrade", "partial_frame"],
+    ["request", "read_upgrade", "hello", "garbage"], ["garbage"],
+    ["request", "read_upgrade", "worker_hello", "partial_frame"],
+]
+BULK_ATTACKS = [["bulk_hello_no_token"], ["bulk_huge_header"], ["bulk_partial_header"],
+                ["garbage"], ["bulk_put_128mb"]]
+
+
+async def test_hostile_traffic_on_both_ports_while_honest_clients_run():
+    from trioflow.testing.hostile import flood, logged_errors, run_steps
+
+    rng = random.Random(1)
+    n = 10_000 if LONG else 1_000
+    attacks = {"scheduler": 0, "bulk": 0}
+    with trio.fail_after(300 if LONG else 90), logged_errors() as errors:
+        async with trioflow.open_local_cluster(2, 2, processes=False) as cluster:
+            port = int(cluster.address.rsplit(":", 1)[1])
+            bulk_ports = [int(w.data_address.rsplit(":", 1)[1]) for w in cluster.workers]
+            done = trio.Event()
+
+            async def attack():
+                while not done.is_set():
+                    end = rng.choice(["reset", "close"])
+                    if rng.random() < 0.5:
+                        await run_steps(port, rng.choice(SCHEDULER_ATTACKS), end)
+                        attacks["scheduler"] += 1
+                    else:
+                        await run_steps(rng.choice(bulk_ports), rng.choice(BULK_ATTACKS), end)
+                        attacks["bulk"] += 1
+                    if rng.random() < 0.05:
+                        await flood(port, 20, end=end)
+
+            async with trio.open_nursery() as nursery:
+                for _ in range(3):
+                    nursery.start_soon(attack)
+                try:
+                    async with trioflow.AsyncClient(cluster.address) as client:
+                        small = client.map(inc, range(n), pure=False)
+                        big = [client.submit(bytes, 200_000, pure=False) for _ in range(20)]
+                        assert await client.gather(small) == [x + 1 for x in range(n)]
+                        assert [len(b) for b in await client.gather(big)] == [200_000] * 20
+                        del small, big
+                finally:
+                    done.set()
+            await no_task_left(cluster)
+    assert attacks["scheduler"] > 0 and attacks["bulk"] > 0
+    assert not errors, [r.getMessage() for r in errors]
