@@ -255,7 +255,8 @@ def worker_main(argv: list[str] | None = None) -> int:
 
 def _supervise_workers(argv: list[str], args: argparse.Namespace) -> int:
     """``--nworkers N``: run N ``trioflow-worker`` processes under nannies until a
-    signal (SIGINT/SIGTERM are passed on as a drain) or until every one has stopped.
+    signal (SIGINT/SIGTERM are passed on as a drain; a second one kills them) or until
+    every one has stopped.
     Exit status: 0 if every worker stopped cleanly, 1 otherwise."""
     from .nanny import Nanny, RestartPolicy
 
@@ -269,10 +270,25 @@ def _supervise_workers(argv: list[str], args: argparse.Namespace) -> int:
                       "--name", f"{base}-{i}", "--supervised"], f"{base}-{i}", policy=policy)
                for i in range(args.nworkers)]
 
+    async def signals(workers: trio.Nursery) -> None:
+        # the first SIGINT/SIGTERM drains every worker (SIGTERM from its nanny); a
+        # second one kills them at once
+        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as received:
+            async for signum in received:
+                name = signal.Signals(signum).name
+                if not workers.cancel_scope.cancel_called:
+                    logger.info("received %s, stopping the workers", name)
+                    workers.cancel_scope.cancel()
+                    continue
+                logger.warning("second %s: killing the workers", name)
+                for nanny in nannies:
+                    if nanny.process is not None and nanny.process.returncode is None:
+                        nanny.process.kill()
+
     async def main() -> None:
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(_until_signal, nursery)
             async with trio.open_nursery() as workers:
+                nursery.start_soon(signals, workers)
                 for nanny in nannies:
                     workers.start_soon(nanny.run)
             nursery.cancel_scope.cancel()
