@@ -36,6 +36,7 @@ from .. import protocol as p
 from .. import serialize
 from ..core.session import SessionKeys
 from ..errors import ClientClosedError
+from . import large_args
 from .context import RunContext, current_run
 from .futures import Future
 from .keys import ERRED, PENDING, KeyState, SyncWaiter
@@ -162,12 +163,15 @@ class Session:
             ks.refs -= 1
             if ks.refs > 0 or self.closed is not None:
                 return
+            # the futures of its out-of-band arguments die below, outside the lock
+            held, ks.held = ks.held, None
             # futures die in bursts (a list going out of scope): collect the keys and
             # send one ReleaseKeys for all of them on the loop's next turn
             self.table.release(ks)
-            if self._release_scheduled:
-                return
-            self._release_scheduled = True
+            scheduled, self._release_scheduled = self._release_scheduled, True
+        del held
+        if scheduled:
+            return
         try:
             self.trio_token.run_sync_soon(self._flush_releases)
         except trio.RunFinishedError:
@@ -204,6 +208,11 @@ class Session:
         if retries < 0:
             raise ValueError(f"retries must be >= 0, got {retries}")
         fn_id, blob = serialize.dumps_function(fn)
+        limit = self.inline_limit
+        held: list[Future[Any]] = []
+        if not pure:  # (a pure key is named by its arguments: they must stay in place)
+            args, kwargs, held = large_args.scatter_large_args(self.scatter_one, args,
+                                                               kwargs, limit)
         payload, deps = serialize.dumps_payload(args, kwargs, _is_future)
         if key is None:
             name = getattr(fn, "__name__", None) or type(fn).__name__
@@ -214,10 +223,18 @@ class Session:
                 key = f"{name}-{self._prefix}-{next(self._counter)}"
         ctx = current_run()
         parent = ctx.run.key if ctx is not None and ctx.session is self else ""
-        task = p.SubmitTask(key, fn_id, payload, deps, parent, inspect.iscoroutinefunction(fn),
+        is_async = inspect.iscoroutinefunction(fn)
+        if len(payload) > limit or len(blob) > limit:  # out of band: engine/large_args.py
+            fn, payload, deps, more = large_args.pack(self.scatter_one, fn, blob, payload,
+                                                      deps, _is_future, limit, is_async)
+            held += more
+            fn_id, blob = serialize.dumps_function(fn)
+        task = p.SubmitTask(key, fn_id, payload, deps, parent, is_async,
                             retries, priority, list(workers or ()), run_once)
         with self.lock:
             ks, msgs = self.table.submit(task, blob)
+            if held:
+                ks.held = [*(ks.held or ()), *held]
         fut: Future[Any] = Future(self, ks)
         if msgs:
             self.post(*msgs)
