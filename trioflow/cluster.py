@@ -21,6 +21,7 @@ import attrs
 import trio
 
 from .config import ALLOWED_FAILURES, LOCAL_DEATH_TIMEOUT, STARTUP_TIMEOUT
+from .net import shm
 from .net.scheduler_server import SchedulerServer
 from .net.worker_node import WorkerNode
 
@@ -104,6 +105,7 @@ async def open_local_cluster(
                     env["TRIOFLOW_TOKEN"] = token
                 procs.append(await nursery.start(partial(trio.run_process, argv, env=env,
                                                          check=False)))
+                nursery.start_soon(_clean_after, procs[-1])
             else:
                 opts: dict[str, Any] = dict(extra)
                 if max_parked_threads is not None:
@@ -118,3 +120,10 @@ async def open_local_cluster(
             yield LocalCluster(address, server, nodes, procs, nursery)
         finally:
             nursery.cancel_scope.cancel()
+
+
+async def _clean_after(proc: trio.Process) -> None:
+    """Once worker process ``proc`` has exited (even killed), remove the shared-memory
+    segments it may have left (``net/shm.py``). Cancellation: stops watching."""
+    await proc.wait()
+    shm.remove_of(proc.pid)  # (one listdir: quick enough for the loop)

@@ -17,9 +17,16 @@ buffer per frame and reads into it (``recv_into``: no intermediate copies), and 
 sender writes each frame straight from the value's own memory (pickle protocol 5
 out-of-band buffers, see ``serialize.dumps_frames``). Requests:
 
-* ``["hello", version, token]`` first, answered ``["ok"]`` or ``["error", text]``;
+* ``["hello", version, token, host]`` first, answered ``["ok", host]`` or
+  ``["error", text]``; ``host`` is the peer's ``shm.host_identity()`` ("" for none);
 * ``["get", keys]`` -> ``["data", keys, frame-counts, missing]`` + frames;
 * ``["put", keys, frame-counts]`` + frames -> ``["ok"]`` or ``["error", text]``.
+
+When both hosts are the same (not ""), large values go through shared memory
+(``net/shm.py``) instead, the frames in a ``/dev/shm`` segment named in the header:
+
+* ``["get", keys]`` -> ``["shmdata", keys, frame-counts, missing, segment, lengths]``;
+* ``["shmput", keys, frame-counts, segment, lengths]`` -> ``["ok"]`` or ``["error", text]``.
 
 The server side never unpickles what it receives: it stores frames as they came.
 """
@@ -40,6 +47,7 @@ import msgpack
 import trio
 
 from ..errors import AuthenticationError, RemoteProtocolError
+from . import shm
 
 logger = logging.getLogger(__name__)
 
@@ -74,6 +82,11 @@ class BulkStream:
     def __init__(self, stream: trio.abc.Stream, *, idle_timeout: float = IDLE_TIMEOUT) -> None:
         self.stream = stream
         self.idle_timeout = idle_timeout
+        #: the peer is on this host (same ``shm.host_identity()``): use shared memory
+        self.local = False
+        #: a segment this side wrote for the peer, unlinked once the next request (or
+        #: the connection's end) shows the peer is done with it
+        self.segment: str | None = None
         # plain TCP: read straight into our buffers; TLS decrypts into its own first
         self._sock = stream.socket if isinstance(stream, trio.SocketStream) else None
 
@@ -234,12 +247,14 @@ async def _accept(stream: trio.SocketStream, token: str | None,
             await s.do_handshake()
         conn = BulkStream(s)
         hello = await conn.receive_header(max_header=MAX_HELLO)
-        if (len(hello) != 3 or hello[0] != "hello" or type(hello[2]) is not str or (
+        if (len(hello) not in (3, 4) or hello[0] != "hello" or type(hello[2]) is not str or (
                 token is not None
                 and not hmac.compare_digest(hello[2].encode(), token.encode()))):
             await conn.send(["error", "wrong or missing token"])
             return None
-        await conn.send(["ok"])
+        host = shm.host_identity()
+        conn.local = len(hello) == 4 and bool(host) and hello[3] == host
+        await conn.send(["ok", host])
     return conn
 
 
@@ -253,33 +268,84 @@ async def _serve_requests(conn: BulkStream, get: Getter, put: Putter | None,
             uploading[:] = [k for k in header[1] if type(k) is str]
             receiving(uploading, True)
 
-    while True:
-        # a pooled connection may sit idle between requests for any time
-        try:
-            header, frames = await conn.receive(wait=float("inf"), on_header=started)
-        finally:
-            if uploading and receiving is not None:
-                receiving(uploading, False)
-                uploading.clear()
-        if header[0] == "get" and len(header) == 2 and type(header[1]) is list:
-            keys, blobs, missing = await get([str(k) for k in header[1]])
-            flat = [f for fs in blobs for f in fs]
-            await conn.send(["data", keys, [len(fs) for fs in blobs], missing], flat)
-        elif header[0] == "put" and put is not None and len(header) == 4:
-            keys = header[1]
-            if type(keys) is not list or not all(type(k) is str for k in keys):
-                raise RemoteProtocolError("put: keys must be strings")
+    try:
+        while True:
+            await _serve_one(conn, get, put, receiving, uploading, started)
+    finally:
+        if conn.segment is not None:  # the peer left before saying it was done with it
+            shm.unlink(conn.segment)
+
+
+async def _serve_one(conn: BulkStream, get: Getter, put: Putter | None,
+                     receiving: Receiving | None, uploading: list[str],
+                     started: Callable[[list[Any]], None]) -> None:
+    # a pooled connection may sit idle between requests for any time
+    try:
+        header, frames = await conn.receive(wait=float("inf"), on_header=started)
+    finally:
+        if uploading and receiving is not None:
+            receiving(uploading, False)
+            uploading.clear()
+    if conn.segment is not None:  # a new request: the peer has read the last segment
+        shm.unlink(conn.segment)
+        conn.segment = None
+    if header[0] == "get" and len(header) == 2 and type(header[1]) is list:
+        keys, blobs, missing = await get([str(k) for k in header[1]])
+        flat = [f for fs in blobs for f in fs]
+        counts = [len(fs) for fs in blobs]
+        if conn.local and sum(memoryview(f).nbytes for f in flat) >= shm.SHM_MIN:
             try:
-                await put(dict(zip(keys, _split(header[2], frames, keys))))
-            except ValueError as exc:
-                await conn.send(["error", str(exc)])
+                name, lengths = await trio.to_thread.run_sync(shm.write_segment, flat)
+            except OSError as exc:  # no room in /dev/shm: the socket will do
+                logger.info("bulk: shared memory unavailable (%s); sending over TCP", exc)
             else:
-                await conn.send(["ok"])
+                conn.segment = name
+                await conn.send(["shmdata", keys, counts, missing, name, lengths])
+                return
+        await conn.send(["data", keys, counts, missing], flat)
+    elif header[0] == "shmput" and put is not None and len(header) == 5 and conn.local:
+        await _accept_segment(conn, header, put, receiving)
+    elif header[0] == "put" and put is not None and len(header) == 4:
+        keys = header[1]
+        if type(keys) is not list or not all(type(k) is str for k in keys):
+            raise RemoteProtocolError("put: keys must be strings")
+        try:
+            await put(dict(zip(keys, _split(header[2], frames, keys))))
+        except ValueError as exc:
+            await conn.send(["error", str(exc)])
         else:
-            raise RemoteProtocolError(f"unknown bulk request {header[0]!r}")
+            await conn.send(["ok"])
+    else:
+        raise RemoteProtocolError(f"unknown bulk request {header[0]!r}")
+
+
+async def _accept_segment(conn: BulkStream, header: list[Any], put: Putter,
+                          receiving: Receiving | None) -> None:
+    """An upload through shared memory: map the segment, then store its frames."""
+    _, keys, counts, name, lengths = header
+    if (type(keys) is not list or not all(type(k) is str for k in keys)
+            or type(counts) is not list or type(name) is not str or type(lengths) is not list
+            or not all(type(c) is int and c >= 0 for c in counts)):
+        raise RemoteProtocolError("shmput: malformed header")
+    if receiving is not None:
+        receiving(keys, True)
+    try:
+        frames = await trio.to_thread.run_sync(shm.read_segment, name, lengths, counts)
+        await put(dict(zip(keys, _split(counts, frames, keys))))
+    except (ValueError, OSError) as exc:
+        await conn.send(["error", str(exc)])
+    else:
+        await conn.send(["ok"])
+    finally:
+        if receiving is not None:
+            receiving(keys, False)
 
 
 # ------------------------------------------------------------------ client
+
+
+class _NoSharedMemory(Exception):
+    """A segment could not be opened: the request is sent again, over TCP."""
 
 
 class BulkPool:
@@ -290,11 +356,14 @@ class BulkPool:
     """
 
     def __init__(self, *, token: str | None, ssl_context: ssl.SSLContext | None,
-                 idle_timeout: float = IDLE_TIMEOUT, max_idle: int = 4) -> None:
+                 idle_timeout: float = IDLE_TIMEOUT, max_idle: int = 4,
+                 shared_memory: bool = True) -> None:
         self.token = token
         self.ssl_context = ssl_context
         self.idle_timeout = idle_timeout
         self.max_idle = max_idle
+        #: offer shared memory to data servers on this host (``net/shm.py``)
+        self.shared_memory = shared_memory
         self._idle: dict[str, list[BulkStream]] = {}
         self.closed = False
 
@@ -323,11 +392,13 @@ class BulkPool:
                             "trusts it (--tls-ca)") from None
                     raise
             conn = BulkStream(stream, idle_timeout=self.idle_timeout)
-            await conn.send(["hello", VERSION, self.token or ""])
+            host = shm.host_identity() if self.shared_memory else ""
+            await conn.send(["hello", VERSION, self.token or "", host])
             reply, _ = await conn.receive()
         if reply[0] != "ok":
             await conn.aclose()
             raise AuthenticationError(f"data server {address} refused us: {reply[1:]}")
+        conn.local = bool(host) and len(reply) == 2 and reply[1] == host
         return conn
 
     @contextlib.asynccontextmanager
@@ -349,23 +420,48 @@ class BulkPool:
         else:
             self._idle[address].append(conn)
 
-    async def _request(self, address: str, header: list[Any], frames: list[Any] | None = None
-                       ) -> tuple[list[Any], list[memoryview]]:
-        # a pooled connection may have gone stale (the server restarted): once more, fresh
-        for fresh in (False, True):
+    async def _request(self, address: str,
+                       exchange: Callable[[BulkStream], Awaitable[tuple[list[Any], list[Any]]]],
+                       ) -> tuple[list[Any], list[Any]]:
+        # a pooled connection may have gone stale (the server restarted): once more, fresh;
+        # and a segment we could not open: once more, fresh, over TCP
+        for fresh in (False, True, True):
             pooled = not fresh and bool(self._idle.get(address))
             try:
                 async with self.connection(address, fresh=fresh) as conn:
-                    await conn.send(header, frames)
-                    return await conn.receive()
+                    return await exchange(conn)
+            except _NoSharedMemory:
+                continue
             except (trio.BrokenResourceError, trio.ClosedResourceError):
                 if not pooled:
                     raise
         raise AssertionError("unreachable")  # pragma: no cover
 
+    async def _read_segment(self, name: str, lengths: list[Any], counts: list[Any]
+                            ) -> list[Any]:
+        try:
+            return await trio.to_thread.run_sync(shm.read_segment, name, lengths, counts)
+        except OSError as exc:  # e.g. another user's data server: never again, use TCP
+            logger.warning("bulk: cannot open shared memory segment %s (%s); using TCP",
+                           name, exc)
+            self.shared_memory = False
+            raise _NoSharedMemory() from exc
+
     async def get(self, address: str, keys: list[str]) -> tuple[dict[str, list[Any]], list[str]]:
         """Frames of ``keys`` from the server at ``address``, and the keys it lacked."""
-        header, frames = await self._request(address, ["get", keys])
+
+        async def exchange(conn: BulkStream) -> tuple[list[Any], list[Any]]:
+            await conn.send(["get", keys])
+            header, frames = await conn.receive()
+            if header[0] == "shmdata" and len(header) == 6 and conn.local:
+                counts, name, lengths = header[2], header[4], header[5]
+                if type(counts) is not list or type(lengths) is not list or type(name) is not str:
+                    raise RemoteProtocolError("malformed shmdata reply")
+                frames = await self._read_segment(name, lengths, counts)
+                return ["data", *header[1:4], None], frames
+            return header, frames
+
+        header, frames = await self._request(address, exchange)
         if header[0] != "data" or len(header) != 5:
             raise RemoteProtocolError(f"unexpected bulk reply {header[0]!r}")
         _, got, counts, missing, _ = header
@@ -378,8 +474,26 @@ class BulkPool:
             ValueError: the server refused (e.g. it did not expect these keys).
         """
         keys = list(values)
-        reply, _ = await self._request(address, ["put", keys, [len(values[k]) for k in keys]],
-                                       [f for k in keys for f in values[k]])
+        counts = [len(values[k]) for k in keys]
+        flat = [f for k in keys for f in values[k]]
+
+        async def exchange(conn: BulkStream) -> tuple[list[Any], list[Any]]:
+            if conn.local and sum(memoryview(f).nbytes for f in flat) >= shm.SHM_MIN:
+                try:
+                    name, lengths = await trio.to_thread.run_sync(shm.write_segment, flat)
+                except OSError as exc:  # no room in /dev/shm: the socket will do
+                    logger.info("bulk: shared memory unavailable (%s); sending over TCP", exc)
+                else:
+                    try:
+                        await conn.send(["shmput", keys, counts, name, lengths])
+                        return await conn.receive()
+                    finally:
+                        with trio.CancelScope(shield=True):
+                            await trio.to_thread.run_sync(shm.unlink, name)
+            await conn.send(["put", keys, counts], flat)
+            return await conn.receive()
+
+        reply, _ = await self._request(address, exchange)
         if reply[0] != "ok":
             raise ValueError(f"data server {address} refused the data: {reply[1:]}")
 

@@ -22,6 +22,7 @@ from typing import Any
 import trio
 
 from .. import serialize
+from . import shm
 from .bulk import BulkPool, serve_bulk
 
 logger = logging.getLogger(__name__)
@@ -67,6 +68,8 @@ class DataStore:
 
         Cancellation: stops serving and closes pooled connections to peers.
         """
+        # segments a killed process left in /dev/shm (net/shm.py): removed at every start
+        await trio.to_thread.run_sync(shm.remove_stale)
         try:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
