@@ -56,7 +56,10 @@ _MAP_FLAGS = mmap.MAP_SHARED | getattr(mmap, "MAP_POPULATE", 0)
 @functools.cache
 def host_identity() -> str:
     """What two processes must share to use shared memory: the boot, the network
-    namespace and the ``/dev/shm`` file system; "" (never shared) if any is unknown."""
+    namespace and the ``/dev/shm`` file system; "" (never shared) if any is unknown,
+    or if ``$TRIOFLOW_SHARED_MEMORY`` is ``0`` (read once per process)."""
+    if os.environ.get("TRIOFLOW_SHARED_MEMORY", "1") == "0":
+        return ""
     try:
         with open("/proc/sys/kernel/random/boot_id") as f:
             boot = f.read().strip()
