@@ -22,6 +22,7 @@ import trio
 
 from .config import ALLOWED_FAILURES, LOCAL_DEATH_TIMEOUT, STARTUP_TIMEOUT
 from .net import shm
+from .net.memory import parse_memory_limit
 from .net.scheduler_server import SchedulerServer
 from .net.worker_node import WorkerNode
 
@@ -76,13 +77,18 @@ async def open_local_cluster(
     max_parked_threads: int | None = None,
     inline_limit: int | None = None,
     allowed_failures: int = ALLOWED_FAILURES,
+    memory_limit: str | float | None = None,
 ) -> AsyncIterator[LocalCluster]:
     """Start a scheduler and workers; yield once all workers have joined.
+
+    ``memory_limit`` is per worker, in dask's spelling (``"4GiB"``, a fraction, ``"auto"``:
+    the machine's memory shared by the workers; see ``net/memory.py``).
 
     Cancellation: leaving the block cancels everything started here and terminates the
     worker processes.
     """
     n, nthreads = default_shape(workers, threads_per_worker)
+    limit = parse_memory_limit(memory_limit, workers=n)
     extra: dict[str, Any] = {}
     if inline_limit is not None:
         extra["inline_limit"] = inline_limit
@@ -100,6 +106,8 @@ async def open_local_cluster(
                     argv.append("--auto-secede")
                 if max_parked_threads is not None:
                     argv += ["--max-parked-threads", str(max_parked_threads)]
+                if limit is not None:
+                    argv += ["--memory-limit", str(limit)]
                 env = dict(os.environ)
                 if token:
                     env["TRIOFLOW_TOKEN"] = token
@@ -110,6 +118,8 @@ async def open_local_cluster(
                 opts: dict[str, Any] = dict(extra)
                 if max_parked_threads is not None:
                     opts["max_parked_threads"] = max_parked_threads
+                if limit is not None:
+                    opts["memory_limit"] = limit
                 node = WorkerNode(address, nthreads=nthreads, name=f"worker-{i}", token=token,
                                   auto_secede=auto_secede, host=host, **opts)
                 nodes.append(node)

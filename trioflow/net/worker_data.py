@@ -24,6 +24,7 @@ import trio
 from .. import serialize
 from . import shm
 from .bulk import BulkPool, serve_bulk
+from .memory import MemoryManager
 
 logger = logging.getLogger(__name__)
 
@@ -36,7 +37,9 @@ class DataStore:
 
     def __init__(self, *, name: str, token: str | None, ssl_context: ssl.SSLContext | None,
                  data_ssl_context: ssl.SSLContext | None, idle_timeout: float = 60.0,
-                 on_never_arrived: Callable[[str], None] | None = None) -> None:
+                 on_never_arrived: Callable[[str], None] | None = None,
+                 memory_limit: int | None = None, local_directory: str | None = None,
+                 on_memory_terminate: Callable[[], None] | None = None) -> None:
         self.name = name
         self.token = token
         self.data_ssl_context = data_ssl_context
@@ -55,12 +58,31 @@ class DataStore:
         self._nursery: trio.Nursery | None = None
         self.pool = BulkPool(token=token, ssl_context=ssl_context, idle_timeout=idle_timeout)
         self._changed = trio.Event()
+        #: the memory limit, spilling to disk (``net/memory.py``), if one is set
+        self.memory = None if memory_limit is None else MemoryManager(
+            memory_limit, self.data, self.blobs, name=name, directory=local_directory,
+            on_terminate=on_memory_terminate)
 
     def __repr__(self) -> str:
         return f"<DataStore {self.name!r} values={len(self.data)} arriving={len(self.arriving)}>"
 
     def holds(self, key: str) -> bool:
-        return key in self.data or key in self.blobs
+        return key in self.data or key in self.blobs or (
+            self.memory is not None and key in self.memory.on_disk)
+
+    def stored(self, key: str, nbytes: int) -> None:
+        """A result was put in ``data`` (loop): counted against the memory limit."""
+        if self.memory is not None:
+            self.memory.track(key, nbytes)
+
+    def gate_sync(self) -> None:
+        """Block a task thread while the worker takes no new work (memory)."""
+        if self.memory is not None:
+            self.memory.gate_sync()
+
+    async def gate_async(self) -> None:
+        if self.memory is not None:
+            await self.memory.gate_async()
 
     async def serve(self, host: str, *,
                     task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED) -> None:
@@ -73,6 +95,8 @@ class DataStore:
         try:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
+                if self.memory is not None:
+                    nursery.start_soon(self.memory.run)
                 await serve_bulk(self.frames_for, self.accept, host, token=self.token,
                                  ssl_context=self.data_ssl_context,
                                  receiving=self._receiving, task_status=task_status)
@@ -118,6 +142,8 @@ class DataStore:
         for key in keys:
             self.data.pop(key, None)
             self.blobs.pop(key, None)
+            if self.memory is not None:
+                self.memory.forget(key)
             event = self.arriving.pop(key, None)
             if event is not None:
                 event.set()  # whoever waits finds it gone
@@ -150,7 +176,12 @@ class DataStore:
         found, frames, missing = [], [], []
         for key in keys:
             blob = self.blobs.get(key)
-            if blob is None and key in self.data:
+            if blob is None and key not in self.data and self.memory is not None:
+                try:  # spilled: served from its file, never unpickled
+                    blob = await trio.to_thread.run_sync(self.memory.read_frames, key)
+                except OSError as exc:
+                    logger.error("%s: cannot send %s: %s", self.name, key, exc)
+            elif blob is None and key in self.data:
                 value = self.data[key]
                 try:
                     blob = await trio.to_thread.run_sync(serialize.dumps_frames, value)
@@ -184,6 +215,7 @@ class DataStore:
             raise ValueError(f"worker {self.name} was not told to expect {unknown[:3]}")
         for key, frames in values.items():
             self.blobs[key] = frames
+            self.stored(key, serialize.frames_nbytes(frames))
             self.arriving.pop(key).set()
 
     # ------------------------------------------------------------------ fetching
@@ -210,13 +242,22 @@ class DataStore:
         if event is None:
             return  # released before it arrived
         self.data[key] = value
+        self.stored(key, serialize.buffer_size(value) or 0)
         event.set()
 
     def value(self, key: str) -> Any:
         """The value of a key held here, rebuilt from its blob if need be (any thread)."""
+        if self.memory is not None:
+            self.memory.touch(key)
         try:
             return self.data[key]
         except KeyError:
             pass
-        value = self.data[key] = serialize.loads_value(self.blobs[key])
+        try:
+            blob = self.blobs[key]
+        except KeyError:
+            if self.memory is None:
+                raise
+            return self.memory.load(key)  # spilled
+        value = self.data[key] = serialize.loads_value(blob)
         return value

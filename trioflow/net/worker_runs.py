@@ -186,6 +186,7 @@ class RunExecutor:
         report: Report = p.TaskErred(spec.key, spec.run_id, b"", "builtins.RuntimeError",
                                   "the worker failed while running this task")
         try:
+            self.store.gate_sync()  # (memory: no new work while paused)
             fn = self._function(spec.fn_id)
             args, kwargs = serialize.loads_payload(spec.payload, self._inputs(spec))
             t0 = time.perf_counter()
@@ -247,6 +248,7 @@ class RunExecutor:
         value = blob = None
         report: Report
         try:
+            await self.store.gate_async()  # (memory: no new work while paused)
             fn = self._function(spec.fn_id)
             args, kwargs = serialize.loads_payload(spec.payload, self._inputs(spec))
             t0 = time.perf_counter()
@@ -284,6 +286,8 @@ class RunExecutor:
             self.store.data[run.key] = value
             if blob is not None:
                 self.store.blobs[run.key] = blob
+            if type(report) is p.TaskFinished:
+                self.store.stored(run.key, report.nbytes)
         if self.contexts.get(run.key) is ctx:
             del self.contexts[run.key]
 
