@@ -71,6 +71,18 @@ async def test_large_arguments_and_functions_bypass_the_scheduler():
             lambda: all(t.fn_id for t in cluster.scheduler.state.tasks.values()))
 
 
+def submit_inside(data):
+    """From a task: a child whose argument is large stays on this worker's data path."""
+    client = trioflow.get_client()
+    return client.submit(size, data).result()
+
+
+async def test_large_arguments_from_inside_a_task():
+    async with cluster_client(2, 1) as (cluster, client):
+        assert await client.submit(submit_inside, bytes(300_000)) == 300_000
+        assert _scheduler_payload_bytes(cluster) <= INLINE_LIMIT
+
+
 async def test_scatter_returns_finished_futures():
     async with cluster_client(1, 1) as (_, client):
         small, large = await client.scatter([1, bytes(300_000)])
