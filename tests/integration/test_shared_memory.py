@@ -67,7 +67,7 @@ async def test_bulk_get_and_put_go_through_shared_memory(segments):
                                  "small": serialize.dumps_frames(b"tiny")})
         assert len(segments) == 1  # one upload, one segment for all three values
         got, missing = await pool.get(address, ["a", "b", "small"])
-        assert missing == [] and len(segments) == 2
+        assert missing == [] and len(segments) == 3  # one per large value; small on TCP
         a = serialize.loads_frames(got["a"])
         assert (a["x"] == arr).all() and a["y"] == blob and a["x"].flags.writeable
         b = serialize.loads_frames(got["b"])
@@ -75,7 +75,7 @@ async def test_bulk_get_and_put_go_through_shared_memory(segments):
         assert serialize.loads_frames(got["small"]) == b"tiny"
         # small requests use the socket
         got, _ = await pool.get(address, ["small"])
-        assert len(segments) == 2
+        assert len(segments) == 3
         await pool.aclose()
         nursery.cancel_scope.cancel()
     assert ours() == []  # every segment unlinked, by its reader or its writer
@@ -94,14 +94,30 @@ async def test_no_shared_memory_offered_means_tcp(segments):
         nursery.cancel_scope.cancel()
 
 
+def first_byte(x):
+    x[0] = 255 - x[0]  # a reader's copy is its own (copy-on-write)
+    return x[0]
+
+
 async def test_cluster_transfers_on_one_host_use_shared_memory(segments):
-    async with cluster_client(2, 1) as (_, client):
+    np = pytest.importorskip("numpy")
+    async with cluster_client(2, 1) as (cluster, client):
         produced = client.submit(make, 5_000_192, workers=["worker-0"])
         assert await client.submit(size, produced, workers=["worker-1"]) == 5_000_192
+        assert await client.submit(size, produced, workers=["worker-1"]) == 5_000_192
         assert await produced == make(5_000_192)  # gather
+        # the holder wrote one copy; both fetches and the gather mapped it
+        assert len(segments) == 1 and len(cluster.workers[0].store.segments) == 1
+        array = client.submit(np.zeros, 2_000_000, dtype="uint8", workers=["worker-0"])
+        assert await client.submit(first_byte, array, workers=["worker-1"]) == 255
+        assert await client.submit(first_byte, array, workers=["worker-1"]) == 255
+        assert (await array == 0).all()  # the holder's copy is untouched
         scattered = await client.scatter(make(4_000_256))
         assert await client.submit(size, scattered) == 4_000_256
-        assert len(segments) >= 3  # worker -> worker, worker -> client, client -> worker
+        assert len(segments) == 3  # + the array's, + the upload's
+        del produced, array
+        store = cluster.workers[0].store
+        await store.wait_for(lambda d: not store.segments)  # unlinked with their keys
     assert ours() == []
 
 

@@ -25,7 +25,9 @@ out-of-band buffers, see ``serialize.dumps_frames``). Requests:
 When both hosts are the same (not ""), large values go through shared memory
 (``net/shm.py``) instead, the frames in a ``/dev/shm`` segment named in the header:
 
-* ``["get", keys]`` -> ``["shmdata", keys, frame-counts, missing, segment, lengths]``;
+* ``["get", keys]`` -> ``["shmdata", keys, frame-counts, missing, segments]`` + frames:
+  per key ``[segment, lengths, kept]`` (kept: the holder's cached copy, mapped
+  copy-on-write and left in place) or None (its frames follow, as with ``data``);
 * ``["shmput", keys, frame-counts, segment, lengths]`` -> ``["ok"]`` or ``["error", text]``.
 
 The server side never unpickles what it receives: it stores frames as they came.
@@ -66,7 +68,7 @@ _LEN = struct.Struct("!I")
 MMAP_MIN = 1 << 20
 _MMAP_FLAGS = mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | getattr(mmap, "MAP_POPULATE", 0)
 #: operations whose header ends with the lengths of the frames that follow it
-_WITH_FRAMES = ("data", "put")
+_WITH_FRAMES = ("data", "put", "shmdata")
 
 #: what a data server needs from its owner: ``get(keys) -> (keys, frames per key,
 #: missing)``, ``put(key -> frames)`` (raising ValueError to refuse), and optionally
@@ -74,6 +76,9 @@ _WITH_FRAMES = ("data", "put")
 Getter = Callable[[list[str]], Awaitable[tuple[list[str], list[list[Any]], list[str]]]]
 Putter = Callable[[dict[str, list[Any]]], Awaitable[None]]
 Receiving = Callable[[list[str], bool], None]
+#: optionally, a cache of one segment per key: ``segment(key, frames) -> (name,
+#: lengths)``, kept by its owner until the key goes (raising OSError if it cannot)
+SegmentCache = Callable[[str, list[Any]], Awaitable[tuple[str, list[int]]]]
 
 
 class BulkStream:
@@ -84,9 +89,9 @@ class BulkStream:
         self.idle_timeout = idle_timeout
         #: the peer is on this host (same ``shm.host_identity()``): use shared memory
         self.local = False
-        #: a segment this side wrote for the peer, unlinked once the next request (or
-        #: the connection's end) shows the peer is done with it
-        self.segment: str | None = None
+        #: segments this side wrote for the peer, unlinked once the next request (or
+        #: the connection's end) shows the peer is done with them
+        self.segments: list[str] = []
         # plain TCP: read straight into our buffers; TLS decrypts into its own first
         self._sock = stream.socket if isinstance(stream, trio.SocketStream) else None
 
@@ -197,6 +202,7 @@ def _split(counts: list[Any], frames: list[memoryview], keys: list[Any]) -> list
 
 async def serve_bulk(get: Getter, put: Putter | None, host: str, *, token: str | None,
                      ssl_context: ssl.SSLContext | None, receiving: Receiving | None = None,
+                     segments: SegmentCache | None = None,
                      task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED) -> None:
     """Serve values on ``host`` (any free port); ``task_status.started(address)``.
 
@@ -210,7 +216,7 @@ async def serve_bulk(get: Getter, put: Putter | None, host: str, *, token: str |
         try:
             conn = await _accept(stream, token, ssl_context)
             if conn is not None:
-                await _serve_requests(conn, get, put, receiving)
+                await _serve_requests(conn, get, put, receiving, segments)
         except (trio.BrokenResourceError, trio.ClosedResourceError, trio.TooSlowError,
                 ssl.SSLError, OSError):
             pass
@@ -259,7 +265,8 @@ async def _accept(stream: trio.SocketStream, token: str | None,
 
 
 async def _serve_requests(conn: BulkStream, get: Getter, put: Putter | None,
-                          receiving: Receiving | None) -> None:
+                          receiving: Receiving | None,
+                          segments: SegmentCache | None = None) -> None:
     """Answer an authenticated peer's requests until it leaves."""
     uploading: list[str] = []
 
@@ -270,15 +277,16 @@ async def _serve_requests(conn: BulkStream, get: Getter, put: Putter | None,
 
     try:
         while True:
-            await _serve_one(conn, get, put, receiving, uploading, started)
+            await _serve_one(conn, get, put, receiving, uploading, started, segments)
     finally:
-        if conn.segment is not None:  # the peer left before saying it was done with it
-            shm.unlink(conn.segment)
+        for name in conn.segments:  # the peer left before saying it was done with them
+            shm.unlink(name)
 
 
 async def _serve_one(conn: BulkStream, get: Getter, put: Putter | None,
                      receiving: Receiving | None, uploading: list[str],
-                     started: Callable[[list[Any]], None]) -> None:
+                     started: Callable[[list[Any]], None],
+                     segments: SegmentCache | None) -> None:
     # a pooled connection may sit idle between requests for any time
     try:
         header, frames = await conn.receive(wait=float("inf"), on_header=started)
@@ -286,23 +294,19 @@ async def _serve_one(conn: BulkStream, get: Getter, put: Putter | None,
         if uploading and receiving is not None:
             receiving(uploading, False)
             uploading.clear()
-    if conn.segment is not None:  # a new request: the peer has read the last segment
-        shm.unlink(conn.segment)
-        conn.segment = None
+    for name in conn.segments:  # a new request: the peer has read the last ones
+        shm.unlink(name)
+    conn.segments.clear()
     if header[0] == "get" and len(header) == 2 and type(header[1]) is list:
         keys, blobs, missing = await get([str(k) for k in header[1]])
-        flat = [f for fs in blobs for f in fs]
         counts = [len(fs) for fs in blobs]
-        if conn.local and sum(memoryview(f).nbytes for f in flat) >= shm.SHM_MIN:
-            try:
-                name, lengths = await trio.to_thread.run_sync(shm.write_segment, flat)
-            except OSError as exc:  # no room in /dev/shm: the socket will do
-                logger.info("bulk: shared memory unavailable (%s); sending over TCP", exc)
-            else:
-                conn.segment = name
-                await conn.send(["shmdata", keys, counts, missing, name, lengths])
+        if conn.local:
+            placed = [await _in_segment(conn, k, fs, segments) for k, fs in zip(keys, blobs)]
+            if any(placed):
+                rest = [f for fs, seg in zip(blobs, placed) if seg is None for f in fs]
+                await conn.send(["shmdata", keys, counts, missing, placed], rest)
                 return
-        await conn.send(["data", keys, counts, missing], flat)
+        await conn.send(["data", keys, counts, missing], [f for fs in blobs for f in fs])
     elif header[0] == "shmput" and put is not None and len(header) == 5 and conn.local:
         await _accept_segment(conn, header, put, receiving)
     elif header[0] == "put" and put is not None and len(header) == 4:
@@ -317,6 +321,24 @@ async def _serve_one(conn: BulkStream, get: Getter, put: Putter | None,
             await conn.send(["ok"])
     else:
         raise RemoteProtocolError(f"unknown bulk request {header[0]!r}")
+
+
+async def _in_segment(conn: BulkStream, key: str, frames: list[Any],
+                      segments: SegmentCache | None) -> list[Any] | None:
+    """``[segment, lengths, kept]`` holding a large value's frames, or None (small, or no
+    room in /dev/shm: it goes over the socket)."""
+    if sum(memoryview(f).nbytes for f in frames) < shm.SHM_MIN:
+        return None
+    try:
+        if segments is not None:
+            name, lengths = await segments(key, frames)
+            return [name, lengths, True]
+        name, lengths = await trio.to_thread.run_sync(shm.write_segment, frames)
+    except OSError as exc:
+        logger.info("bulk: shared memory unavailable (%s); sending over TCP", exc)
+        return None
+    conn.segments.append(name)
+    return [name, lengths, False]
 
 
 async def _accept_segment(conn: BulkStream, header: list[Any], put: Putter,
@@ -424,28 +446,48 @@ class BulkPool:
                        exchange: Callable[[BulkStream], Awaitable[tuple[list[Any], list[Any]]]],
                        ) -> tuple[list[Any], list[Any]]:
         # a pooled connection may have gone stale (the server restarted): once more, fresh;
-        # and a segment we could not open: once more, fresh, over TCP
+        # and a segment we could not open: once more, fresh (over TCP if it was refused)
         for fresh in (False, True, True):
             pooled = not fresh and bool(self._idle.get(address))
             try:
                 async with self.connection(address, fresh=fresh) as conn:
                     return await exchange(conn)
-            except _NoSharedMemory:
+            except _NoSharedMemory as exc:
+                failed: BaseException = exc.__cause__ or exc
                 continue
             except (trio.BrokenResourceError, trio.ClosedResourceError):
                 if not pooled:
                     raise
-        raise AssertionError("unreachable")  # pragma: no cover
+        raise trio.BrokenResourceError(f"could not read the shared memory segments of "
+                                       f"{address}: {failed}")
 
-    async def _read_segment(self, name: str, lengths: list[Any], counts: list[Any]
-                            ) -> list[Any]:
-        try:
-            return await trio.to_thread.run_sync(shm.read_segment, name, lengths, counts)
-        except OSError as exc:  # e.g. another user's data server: never again, use TCP
-            logger.warning("bulk: cannot open shared memory segment %s (%s); using TCP",
-                           name, exc)
-            self.shared_memory = False
-            raise _NoSharedMemory() from exc
+    async def _from_segments(self, header: list[Any], frames: list[Any]) -> list[Any]:
+        """The frames of a ``shmdata`` reply: from its segments, and from the socket for
+        the values sent over it."""
+        counts, placed = header[2], header[4]
+        if (type(counts) is not list or type(placed) is not list or len(placed) != len(counts)
+                or not all(type(c) is int and c >= 0 for c in counts)):
+            raise RemoteProtocolError("malformed shmdata reply")
+        out: list[Any] = []
+        rest = iter(frames)
+        for count, seg in zip(counts, placed):
+            if seg is None:
+                out.extend(next(rest, b"") for _ in range(count))
+                continue
+            if (type(seg) is not list or len(seg) != 3 or type(seg[0]) is not str
+                    or type(seg[1]) is not list):
+                raise RemoteProtocolError("malformed shmdata segment")
+            try:
+                out += await trio.to_thread.run_sync(
+                    partial(shm.read_segment, seg[0], seg[1], [count], kept=bool(seg[2])))
+            except PermissionError as exc:  # another user's data server: use TCP from now
+                logger.warning("bulk: cannot open shared memory segment %s (%s); using TCP",
+                               seg[0], exc)
+                self.shared_memory = False
+                raise _NoSharedMemory() from exc
+            except OSError as exc:  # (a kept segment whose key went meanwhile): ask again
+                raise _NoSharedMemory() from exc
+        return out
 
     async def get(self, address: str, keys: list[str]) -> tuple[dict[str, list[Any]], list[str]]:
         """Frames of ``keys`` from the server at ``address``, and the keys it lacked."""
@@ -454,11 +496,7 @@ class BulkPool:
             await conn.send(["get", keys])
             header, frames = await conn.receive()
             if header[0] == "shmdata" and len(header) == 6 and conn.local:
-                counts, name, lengths = header[2], header[4], header[5]
-                if type(counts) is not list or type(lengths) is not list or type(name) is not str:
-                    raise RemoteProtocolError("malformed shmdata reply")
-                frames = await self._read_segment(name, lengths, counts)
-                return ["data", *header[1:4], None], frames
+                return ["data", *header[1:4], None], await self._from_segments(header, frames)
             return header, frames
 
         header, frames = await self._request(address, exchange)

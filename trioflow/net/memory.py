@@ -138,6 +138,7 @@ class MemoryManager:
     Args:
         limit: bytes.
         directory: where spill directories go (default: the system's temp directory).
+        on_drop: called with a key dropped from memory (after spilling it).
         on_terminate: called once above the terminate fraction (the CLI's worker exits).
             Given only when the process is the worker's own: then its resident memory
             is watched (spill, pause, terminate); a worker inside another process (a
@@ -147,6 +148,7 @@ class MemoryManager:
     def __init__(self, limit: int, data: dict[str, Any], blobs: dict[str, Any], *,
                  name: str, directory: str | None = None,
                  on_terminate: Callable[[], None] | None = None,
+                 on_drop: Callable[[str], None] | None = None,
                  target: float = config.MEMORY_TARGET, spill: float = config.MEMORY_SPILL,
                  pause: float = config.MEMORY_PAUSE,
                  terminate: float = config.MEMORY_TERMINATE) -> None:
@@ -160,6 +162,7 @@ class MemoryManager:
         self.base = directory or tempfile.gettempdir()
         self.directory = ""
         self.on_terminate = on_terminate
+        self.on_drop = on_drop
         self.lock = threading.Lock()
         #: in-memory values' sizes, least recently used first
         self.sizes: collections.OrderedDict[str, int] = collections.OrderedDict()
@@ -385,6 +388,8 @@ class MemoryManager:
     def _drop(self, key: str) -> None:
         self.data.pop(key, None)
         self.blobs.pop(key, None)
+        if self.on_drop is not None:
+            self.on_drop(key)  # (its shared-memory copy too)
         with self._cond:
             self.held -= self.sizes.pop(key, 0)
 

@@ -111,11 +111,16 @@ def _flat(view: memoryview) -> memoryview:
     return view if view.ndim == 1 and view.format == "B" else view.cast("B")
 
 
-def read_segment(name: str, lengths: Sequence[int], counts: Sequence[int]) -> list[Any]:
-    """The frames of segment ``name`` (then unlinked), for values of ``counts`` frames
-    each. Buffers are mapped in place; the first frame of each value (a pickle stream,
-    or a marker) and a plain ``bytes`` value are read into ``bytes`` objects (one copy,
-    the one a ``bytes`` value costs anyway, and no page-table setup).
+def read_segment(name: str, lengths: Sequence[int], counts: Sequence[int], *,
+                 kept: bool = False) -> list[Any]:
+    """The frames of segment ``name``, for values of ``counts`` frames each. Buffers are
+    mapped in place; the first frame of each value (a pickle stream, or a marker) and a
+    plain ``bytes`` value are read into ``bytes`` objects (one copy, the one a ``bytes``
+    value costs anyway, and no page-table setup).
+
+    A segment the writer ``kept`` (a holder's cached copy of a value, which other
+    readers map too) is mapped copy-on-write and left in place; any other is ours to
+    unlink at once, and is mapped shared and populated.
 
     Raises:
         RemoteProtocolError: a bad name, or a segment not of the size announced.
@@ -126,9 +131,10 @@ def read_segment(name: str, lengths: Sequence[int], counts: Sequence[int]) -> li
         raise RemoteProtocolError(f"bad shared-memory segment {name!r}")
     offsets, total = _offsets(lengths)
     path = os.path.join(SHM_DIR, name)
-    fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
+    fd = os.open(path, (os.O_RDONLY if kept else os.O_RDWR) | os.O_CLOEXEC)
     try:
-        os.unlink(path)  # ours now: gone from /dev/shm, alive while mapped
+        if not kept:
+            os.unlink(path)  # ours now: gone from /dev/shm, alive while mapped
         if os.fstat(fd).st_size != total:
             raise RemoteProtocolError(f"segment {name} is not of the announced size {total}")
         mapping: memoryview | None = None
@@ -143,7 +149,12 @@ def read_segment(name: str, lengths: Sequence[int], counts: Sequence[int]) -> li
                     frames.append(memoryview(_pread(fd, n, at)))
                 else:
                     if mapping is None:
-                        mapping = memoryview(mmap.mmap(fd, total, flags=_MAP_FLAGS))
+                        # (copy-on-write: arrays rebuilt on it are writable, as over TCP,
+                        # and a write never reaches the holder's copy)
+                        mapping = memoryview(mmap.mmap(
+                            fd, total, flags=mmap.MAP_PRIVATE,
+                            prot=mmap.PROT_READ | mmap.PROT_WRITE) if kept
+                            else mmap.mmap(fd, total, flags=_MAP_FLAGS))
                     frames.append(mapping[at:at + n])
             i += count
         return frames

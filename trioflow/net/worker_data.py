@@ -58,10 +58,15 @@ class DataStore:
         self._nursery: trio.Nursery | None = None
         self.pool = BulkPool(token=token, ssl_context=ssl_context, idle_timeout=idle_timeout)
         self._changed = trio.Event()
+        #: shared-memory copies of large values served to peers on this host (net/shm.py),
+        #: by key: written at the first such request, mapped by every reader after it,
+        #: unlinked when the key goes
+        self.segments: dict[str, tuple[str, list[int]]] = {}
+        self._segment_locks: dict[str, trio.Lock] = {}
         #: the memory limit, spilling to disk (``net/memory.py``), if one is set
         self.memory = None if memory_limit is None else MemoryManager(
             memory_limit, self.data, self.blobs, name=name, directory=local_directory,
-            on_terminate=on_memory_terminate)
+            on_terminate=on_memory_terminate, on_drop=self._drop_segment)
 
     def __repr__(self) -> str:
         return f"<DataStore {self.name!r} values={len(self.data)} arriving={len(self.arriving)}>"
@@ -99,9 +104,13 @@ class DataStore:
                     nursery.start_soon(self.memory.run)
                 await serve_bulk(self.frames_for, self.accept, host, token=self.token,
                                  ssl_context=self.data_ssl_context,
-                                 receiving=self._receiving, task_status=task_status)
+                                 receiving=self._receiving, segments=self.segment,
+                                 task_status=task_status)
         finally:
             self._nursery = None
+            for name, _ in self.segments.values():
+                shm.unlink(name)
+            self.segments.clear()
             await self.pool.aclose()
 
     # ------------------------------------------------------------------ scheduler orders
@@ -142,12 +151,40 @@ class DataStore:
         for key in keys:
             self.data.pop(key, None)
             self.blobs.pop(key, None)
+            self._drop_segment(key)
             if self.memory is not None:
                 self.memory.forget(key)
             event = self.arriving.pop(key, None)
             if event is not None:
                 event.set()  # whoever waits finds it gone
         self._wake()
+
+    async def segment(self, key: str, frames: list[Any]) -> tuple[str, list[int]]:
+        """The shared-memory copy of ``key`` (written now if there is none yet).
+
+        Raises:
+            OSError: no room in /dev/shm, or the key went meanwhile (send it over TCP).
+        """
+        lock = self._segment_locks.setdefault(key, trio.Lock())
+        try:
+            async with lock:
+                cached = self.segments.get(key)
+                if cached is not None:
+                    return cached
+                name, lengths = await trio.to_thread.run_sync(shm.write_segment, frames)
+                if not self.holds(key):  # freed while it was written
+                    shm.unlink(name)
+                    raise OSError(f"{key!r} was freed")
+                self.segments[key] = (name, lengths)
+                return name, lengths
+        finally:
+            if not lock.locked() and lock.statistics().tasks_waiting == 0:
+                self._segment_locks.pop(key, None)
+
+    def _drop_segment(self, key: str) -> None:
+        cached = self.segments.pop(key, None)
+        if cached is not None:
+            shm.unlink(cached[0])
 
     def _wake(self) -> None:
         self._changed.set()

@@ -30,6 +30,7 @@ import trio
 
 from .. import protocol as p
 from .. import serialize
+from ..config import FETCH_ATTEMPTS
 from ..core import worker as wcore
 from ..engine.context import RunContext, enter_run, leave_run
 from ..engine.protocols import HostWorker
@@ -80,6 +81,8 @@ class RunExecutor:
         self._functions: dict[str, Any] = {}
         #: inputs fetched from peers for runs that have not started, by run key
         self._fetched: dict[str, dict[str, Any]] = {}
+        #: failed input fetches per key (a holder that died before the scheduler knew)
+        self._fetch_failures: dict[str, int] = {}
         #: mean run time by function id, and how many short sync runs are running now
         self._durations: dict[str, float] = {}
         self.short_running = 0
@@ -316,10 +319,20 @@ class RunExecutor:
             fetched = await store.fetch(by_holder)
         except Exception as exc:
             logger.warning("%s: fetching inputs of %s failed: %s", self.name, run.key, exc)
+            failures = self._fetch_failures[run.key] = self._fetch_failures.get(run.key, 0) + 1
+            if failures < FETCH_ATTEMPTS:
+                # the holder may have died before the scheduler knew: after a pause, hand
+                # the run back; by then the scheduler places it with what it knows
+                await trio.sleep(min(0.05 * 2 ** failures, 2.0))
+                if self.ledger.runs.get(run.key) is run:
+                    self._execute(self.ledger.steal([run.key], [run.run_id]))
+                return
+            del self._fetch_failures[run.key]
             if self.ledger.runs.get(run.key) is run:
                 err = WorkerLost(f"could not fetch the inputs of {run.key!r}: {exc}")
                 self._execute(self.ledger.run_ended(run, self.erred(spec, err)))
             return
+        self._fetch_failures.pop(run.key, None)
         if self.ledger.runs.get(run.key) is run:
             self._fetched[run.key] = fetched
             self._execute(self.ledger.inputs_arrived(run))
