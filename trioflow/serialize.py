@@ -271,6 +271,26 @@ def loads_frames(frames: list[Any]) -> Any:
     return pickle.loads(head, buffers=frames[1:])
 
 
+def _refuse(text: str) -> Any:
+    raise SerializationError(text)
+
+
+class _Refusal:
+    """Pickles to a call of ``_refuse``: unpickling it raises SerializationError."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def __reduce__(self) -> tuple[Any, tuple[str]]:
+        return (_refuse, (self.text,))
+
+
+def refusal_frames(text: str) -> list[Any]:
+    """Frames that stand for a value which could not be serialized: whoever rebuilds
+    them (a client's gather, a peer's run) gets ``SerializationError(text)``."""
+    return [pickle.dumps(_Refusal(text), protocol=PROTOCOL)]
+
+
 def buffer_size(value: Any) -> int | None:
     """The size of a value's data if it says so cheaply (bytes, arrays), else None."""
     if isinstance(value, bytes | bytearray | memoryview):

@@ -99,7 +99,8 @@ async def test_unspillable_values_stay_in_memory_and_spilled_ones_are_served():
         assert memory is not None and memory.limit == 10 * MB
         async with trioflow.AsyncClient(cluster.address) as client:
             odd = client.submit(make_unpicklable)
-            await trioflow.wait_async([odd])  # (not fetched: it cannot travel)
+            with pytest.raises(trioflow.SerializationError, match=r"cannot be sent.*a lock"):
+                await odd  # it cannot travel, and the client is told why
             await memory.wait_for(lambda m: odd.key in m.unspillable)
             assert await client.submit(data_size, odd) == 8 * MB  # still usable here
             big = client.submit(make_bytes, 8 * MB)

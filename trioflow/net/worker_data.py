@@ -224,7 +224,12 @@ class DataStore:
                     blob = await trio.to_thread.run_sync(serialize.dumps_frames, value)
                 except Exception as exc:
                     logger.warning("%s: cannot send %s: %s", self.name, key, exc)
-                    blob = None
+                    # the asker is told why when it rebuilds the value (not "missing",
+                    # which it would retry as a lost worker)
+                    found.append(key)
+                    frames.append(serialize.refusal_frames(
+                        f"the result {key!r} on worker {self.name} cannot be sent: {exc}"))
+                    continue
                 else:
                     if key in self.data:  # not freed meanwhile
                         self.blobs[key] = blob
