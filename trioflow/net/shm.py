@@ -2,21 +2,21 @@
 
 Between two processes on one host, a large value on the bulk data path need not cross
 a socket (a copy into the kernel and one out of it, in chunks, with a system call per
-chunk). The sender writes the value's frames into a new file in ``/dev/shm`` (tmpfs:
+chunk). The sender writes the value's frames into a file in ``/dev/shm`` (tmpfs:
 memory, not disk) with one ``pwrite`` per frame, and names it over the bulk connection;
-the receiver maps it (``MAP_SHARED | MAP_POPULATE``, no copy: arrays are rebuilt on
-the mapping) and reads a plain ``bytes`` value with one ``pread`` into the ``bytes``
-object itself. Two peers use it when their bulk hello shows the same *host identity*:
-the same kernel boot, network namespace and ``/dev/shm`` (so peers in different network
-namespaces, as in the multi-host tests, use TCP like peers on different machines).
+the receiver maps it (arrays are rebuilt on the mapping) and reads a plain ``bytes``
+value with one ``pread`` into the ``bytes`` object itself. Two peers use it when their
+bulk hello shows the same *host identity*: the same kernel boot, network namespace and
+``/dev/shm`` (so peers in different network namespaces, as in the multi-host tests, use
+TCP like peers on different machines).
 
 Segments never outlive their use:
 
-* The receiver unlinks a segment as soon as it has mapped or read it; the mapping
-  stays valid, and the memory goes when the value does.
-* The sender unlinks it too when the exchange ends, whatever happened (a receiver that
-  died before mapping it leaves nothing).
-* A process killed in between leaves a file named ``trioflow-<pid>-...``:
+* A worker keeps one segment per value it served this way (``DataStore.segment``), for
+  every later reader, and unlinks it when the key goes; readers map it copy-on-write.
+* An upload's segment is unlinked by the receiver as soon as it has opened it, and by
+  the sender when the exchange ends, whatever happened.
+* A process killed in between leaves files named ``trioflow-<pid>-...``:
   :func:`remove_stale` (run at every worker start) removes those of dead processes, and
   :func:`remove_of` lets a supervisor remove a dead worker's at once.
 
