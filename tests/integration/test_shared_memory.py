@@ -94,6 +94,10 @@ async def test_no_shared_memory_offered_means_tcp(segments):
         nursery.cancel_scope.cancel()
 
 
+def array_total(a):
+    return float(a.sum())
+
+
 def first_byte(x):
     x[0] = 255 - x[0]  # a reader's copy is its own (copy-on-write)
     return x[0]
@@ -119,6 +123,21 @@ async def test_cluster_transfers_on_one_host_use_shared_memory(segments):
         store = cluster.workers[0].store
         await store.wait_for(lambda d: not store.segments)  # unlinked with their keys
     assert ours() == []
+
+
+async def test_large_arrays_move_into_shared_memory_when_made(segments):
+    np = pytest.importorskip("numpy")
+    async with cluster_client(2, 1) as (cluster, client):
+        store = cluster.workers[0].store
+        array = client.submit(np.ones, 500_000, workers=["worker-0"])  # 4 MB
+        await trioflow.wait_async([array])
+        await store.wait_for(lambda d: array.key in store.segments)
+        held = store.data[array.key]
+        assert not held.flags.owndata and held.flags.writeable  # rebuilt on the segment
+        assert len(segments) == 1
+        assert await client.submit(array_total, array, workers=["worker-1"]) == 500_000
+        assert (await array == 1).all()
+        assert len(segments) == 1  # both readers mapped the copy made with the result
 
 
 async def test_segment_names_are_checked():

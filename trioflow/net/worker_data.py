@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import ssl
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import trio
@@ -76,9 +77,40 @@ class DataStore:
             self.memory is not None and key in self.memory.on_disk)
 
     def stored(self, key: str, nbytes: int) -> None:
-        """A result was put in ``data`` (loop): counted against the memory limit."""
+        """A result was put in ``data`` (loop): counted against the memory limit, and
+        moved into shared memory if it is a large array (``_share``)."""
         if self.memory is not None:
             self.memory.track(key, nbytes)
+        if nbytes >= shm.SHM_MIN and self._nursery is not None and shm.host_identity():
+            self._nursery.start_soon(self._share, key)
+
+    async def _share(self, key: str) -> None:
+        """Move a large result whose data are out-of-band buffers (arrays) into its
+        shared-memory segment now, off the loop, as Ray's store does: readers on this host
+        then map it instead of waiting for a copy. The worker's own value is rebuilt on
+        the segment (copy-on-write), so its private copy goes and memory is not doubled.
+        Plain ``bytes`` are left alone (they cannot live on foreign memory: sharing them
+        would double them). Failures only mean the value stays as it was."""
+        value = self.data.get(key)
+        if value is None or isinstance(value, bytes | bytearray | memoryview):
+            return
+        try:
+            frames = await trio.to_thread.run_sync(serialize.dumps_frames, value)
+            if len(frames) < 2:  # no out-of-band buffers: nothing to gain
+                return
+            name, lengths = await self.segment(key, frames)
+            del frames
+            mapped = await trio.to_thread.run_sync(
+                partial(shm.read_segment, name, lengths, [len(lengths)], kept=True))
+            shared = serialize.loads_frames(mapped)
+        except Exception as exc:
+            logger.debug("%s: %s stays in private memory: %s", self.name, key, exc)
+            return
+        if self.data.get(key) is value:  # (not freed or replaced meanwhile)
+            self.data[key] = shared
+            self.blobs.pop(key, None)  # frames over the private copy
+        del value
+        self._wake()
 
     def gate_sync(self) -> None:
         """Block a task thread while the worker takes no new work (memory)."""
