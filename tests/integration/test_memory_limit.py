@@ -12,7 +12,7 @@ import trio
 
 import trioflow
 from trioflow.config import MEMORY_EXIT_CODE
-from trioflow.net.memory import SPILL_PREFIX
+from trioflow.net.memory import SPILL_PREFIX, system_memory
 from trioflow.net.worker_node import WorkerNode
 
 from .clihelpers import PY, cli_scheduler, stop
@@ -113,6 +113,14 @@ async def test_unspillable_values_stay_in_memory_and_spilled_ones_are_served():
             assert await client.submit(size, big) == 8 * MB  # read back for a run
             assert await big == make_bytes(8 * MB)  # served to the client from its file
             assert odd.key in memory.unspillable and odd.key not in memory.on_disk
+
+
+async def test_auto_shares_the_machine_among_a_local_clusters_workers():
+    async with trioflow.open_local_cluster(2, 1, memory_limit="auto") as cluster:
+        limits = {node.store.memory.limit for node in cluster.workers}
+        assert limits == {system_memory() // 2}
+    async with trioflow.open_local_cluster(1, 1) as cluster:
+        assert cluster.workers[0].store.memory is None  # no limit unless asked
 
 
 @contextlib.contextmanager
