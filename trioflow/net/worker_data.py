@@ -197,6 +197,9 @@ class DataStore:
         Raises:
             OSError: no room in /dev/shm, or the key went meanwhile (send it over TCP).
         """
+        if key not in self.data and key not in self.blobs:
+            # spilled: a copy in /dev/shm would undo the spill (memory); the socket will do
+            raise OSError(f"{key!r} is spilled to disk")
         lock = self._segment_locks.setdefault(key, trio.Lock())
         try:
             async with lock:
