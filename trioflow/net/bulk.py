@@ -352,9 +352,13 @@ async def _accept_segment(conn: BulkStream, header: list[Any], put: Putter,
     if receiving is not None:
         receiving(keys, True)
     try:
-        frames = await trio.to_thread.run_sync(shm.read_segment, name, lengths, counts)
+        try:
+            frames = await trio.to_thread.run_sync(shm.read_segment, name, lengths, counts)
+        except OSError as exc:  # (e.g. another user's segment): the client retries on TCP
+            await conn.send(["error", _UNREADABLE, str(exc)])
+            return
         await put(dict(zip(keys, _split(counts, frames, keys))))
-    except (ValueError, OSError) as exc:
+    except ValueError as exc:
         await conn.send(["error", str(exc)])
     else:
         await conn.send(["ok"])
@@ -364,6 +368,10 @@ async def _accept_segment(conn: BulkStream, header: list[Any], put: Putter,
 
 
 # ------------------------------------------------------------------ client
+
+
+#: the error a server answers when it cannot open an upload's segment
+_UNREADABLE = "unreadable segment"
 
 
 class _NoSharedMemory(Exception):
@@ -524,7 +532,13 @@ class BulkPool:
                 else:
                     try:
                         await conn.send(["shmput", keys, counts, name, lengths])
-                        return await conn.receive()
+                        reply = await conn.receive()
+                        if reply[0][:2] == ["error", _UNREADABLE]:
+                            logger.warning("bulk: %s cannot open our shared memory (%s); "
+                                           "using TCP", address, reply[0][2:])
+                            self.shared_memory = False
+                            raise _NoSharedMemory()
+                        return reply
                     finally:
                         with trio.CancelScope(shield=True):
                             await trio.to_thread.run_sync(shm.unlink, name)
