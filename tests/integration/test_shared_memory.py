@@ -188,3 +188,34 @@ async def test_local_cluster_removes_a_killed_workers_segments():
             await trio.testing.wait_all_tasks_blocked()  # the cluster's watcher ran
             assert not os.path.exists(path)
 
+
+
+async def test_hostile_segment_names_lose_the_connection_and_nothing_else():
+    from trioflow.net.bulk import VERSION, BulkStream
+
+    store = Store()
+    store.accepting = {"k", "ok"}
+    async with trio.open_nursery() as nursery:
+        address = await start_server(nursery, store)
+        port = int(address.rsplit(":", 1)[1])
+        for name, lengths in (("../../etc/passwd", [10]), ("trioflow-1-2-0123abcd", [10]),
+                              ("trioflow-1-2-0123abcd", "x")):
+            stream = await trio.open_tcp_stream("127.0.0.1", port)
+            conn = BulkStream(stream)
+            await conn.send(["hello", VERSION, "secret", shm.host_identity()])
+            reply, _ = await conn.receive()
+            assert reply == ["ok", shm.host_identity()]
+            await conn.send(["shmput", ["k"], [1], name, lengths])
+            try:
+                reply, _ = await conn.receive()
+            except trio.BrokenResourceError:
+                pass  # dropped (a malformed request)
+            else:
+                assert reply[0] == "error"  # refused (a segment that is not there)
+            await conn.aclose()
+        assert "k" not in store.frames
+        pool = BulkPool(token="secret", ssl_context=None)  # the server still serves
+        await pool.put(address, {"ok": serialize.dumps_frames(make(2_000_128))})
+        assert serialize.loads_frames(store.frames["ok"]) == make(2_000_128)
+        await pool.aclose()
+        nursery.cancel_scope.cancel()
