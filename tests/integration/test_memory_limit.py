@@ -123,6 +123,42 @@ async def test_auto_shares_the_machine_among_a_local_clusters_workers():
         assert cluster.workers[0].store.memory is None  # no limit unless asked
 
 
+PAUSED_AT_RUN = []
+
+
+def note_pause(name):
+    """Inside an in-process worker: whether it was paused when this run went ahead."""
+    PAUSED_AT_RUN.append(PAUSING[name].store.memory.paused)
+    return "ran"
+
+
+PAUSING: dict = {}
+
+
+async def test_a_paused_worker_starts_no_new_run_until_it_resumes():
+    async with trioflow.open_local_cluster(1, 1) as cluster, trio.open_nursery() as nursery:
+        # a worker watching its (this test process's) resident memory, with a pause
+        # fraction it is above at once and no spilling or terminating
+        node = WorkerNode(cluster.address, name="pausing", memory_limit=10**9,
+                          on_memory_terminate=lambda: None)
+        memory = node.store.memory
+        memory.pause, memory.spill, memory.terminate = 1e-6, float("inf"), float("inf")
+        PAUSING["pausing"] = node
+        PAUSED_AT_RUN.clear()
+        nursery.start_soon(node.serve)
+        async with trioflow.AsyncClient(cluster.address) as client:
+            await client.wait_for_workers(2, timeout=30)
+            await memory.wait_for(lambda m: m.paused)
+            fut = client.submit(note_pause, "pausing", workers=["pausing"])
+            await trio.to_thread.run_sync(memory.wait_held, abandon_on_cancel=True)
+            assert not fut.done()  # held at the gate, not run
+            # the other worker is unaffected
+            assert await client.submit(size, b"abc", workers=["worker-0"]) == 3
+            memory.pause = float("inf")  # the next look at its memory resumes it
+            assert await fut == "ran" and PAUSED_AT_RUN == [False]
+        nursery.cancel_scope.cancel()
+
+
 @contextlib.contextmanager
 def tiny_disk(path):
     """A 1 MB tmpfs at ``path`` (needs root); skips the test where it cannot mount."""

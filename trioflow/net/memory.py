@@ -172,6 +172,8 @@ class MemoryManager:
         self.unwritable: set[str] = set()
         self.paused = False
         self.rss = 0
+        #: sync runs waiting at the gate now
+        self.held_runs = 0
         self._cond = threading.Condition(self.lock)
         self._resumed = trio.Event()
         self._wake = trio.Event()
@@ -268,7 +270,20 @@ class MemoryManager:
     def gate_sync(self) -> None:
         """Block the calling task thread while the worker takes no new work."""
         with self._cond:
-            while self._blocked():
+            if not self._blocked():
+                return
+            self.held_runs += 1
+            self._cond.notify_all()
+            try:
+                while self._blocked():
+                    self._cond.wait()
+            finally:
+                self.held_runs -= 1
+
+    def wait_held(self) -> None:
+        """Block until a run is held at the gate (for tests and tools, from a thread)."""
+        with self._cond:
+            while not self.held_runs:
                 self._cond.wait()
 
     async def gate_async(self) -> None:
@@ -315,6 +330,8 @@ class MemoryManager:
                            self.name, "paused: no new runs" if paused else "resumed",
                            self.rss // 10**6, self.limit // 10**6)
                 self._update_gate()
+                self._changed.set()
+                self._changed = trio.Event()
             if self.rss > self.spill * self.limit:
                 self._wake.set()
             await trio.sleep(config.MEMORY_MONITOR_INTERVAL)
@@ -325,7 +342,7 @@ class MemoryManager:
 
     async def wait_for(self, predicate: Callable[[MemoryManager], bool]) -> None:
         """Return once ``predicate(self)`` holds, re-checked after every spill attempt
-        (for tests and tools: no polling)."""
+        and pause or resume (for tests and tools: no polling)."""
         while not predicate(self):
             await self._changed.wait()
 
