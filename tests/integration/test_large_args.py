@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import trio
 
 import trioflow
@@ -81,6 +82,34 @@ async def test_large_arguments_from_inside_a_task():
     async with cluster_client(2, 1) as (cluster, client):
         assert await client.submit(submit_inside, bytes(300_000)) == 300_000
         assert _scheduler_payload_bytes(cluster) <= INLINE_LIMIT
+
+
+def first(data, i=0):
+    return int(data[i])
+
+
+def at(i, data):
+    return int(data[i])
+
+
+async def test_the_same_large_argument_is_uploaded_once():
+    np = pytest.importorskip("numpy")
+    async with cluster_client(2, 1) as (cluster, client):
+        def scatters():
+            return sum(1 for t in cluster.scheduler.state.tasks.values() if not t.fn_id)
+
+        big = bytes([7]) * 1_000_000
+        futures = client.map(first, [big] * 3)
+        futures += [client.submit(first, big), client.submit(first, big, i=1)]
+        assert await client.gather(futures) == [7] * 5
+        assert scatters() == 1  # bytes cannot change: one upload for all five tasks
+        array = np.zeros(200_000, dtype="int64")
+        mapped = client.map(at, range(4), data=array)
+        assert await client.gather(mapped) == [0] * 4
+        assert scatters() == 2  # one map call: one upload
+        array[0] = 9  # changed between calls: uploaded again, and the task sees it
+        assert await client.submit(first, array) == 9
+        assert scatters() == 3
 
 
 async def test_scatter_returns_finished_futures():

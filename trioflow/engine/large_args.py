@@ -22,7 +22,7 @@ owner must still hold a scatter to upload it again.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, MutableMapping
 from typing import Any
 
 from .. import serialize
@@ -33,8 +33,15 @@ Scatter = Callable[[Any], Future[Any]]
 
 
 def scatter_large_args(scatter: Scatter, args: tuple[Any, ...], kwargs: dict[str, Any],
-                       limit: int) -> tuple[tuple[Any, ...], dict[str, Any], list[Future[Any]]]:
+                       limit: int, *, shared: MutableMapping[int, Future[Any]] | None = None,
+                       this_call: MutableMapping[int, Future[Any]] | None = None,
+                       ) -> tuple[tuple[Any, ...], dict[str, Any], list[Future[Any]]]:
     """Replace each top-level argument larger than ``limit`` by the future of its scatter.
+
+    The same object is uploaded once: a ``bytes`` object (immutable) for as long as its
+    scatter's future lives (``shared``, by ``id``, checked by identity), anything else
+    within one ``map`` call (``this_call``: no user code runs in between, so it cannot
+    have changed; across calls it may have been modified, and is uploaded again).
 
     Returns:
         The new arguments and the futures to hold while the task's future lives.
@@ -45,7 +52,12 @@ def scatter_large_args(scatter: Scatter, args: tuple[Any, ...], kwargs: dict[str
         size = serialize.buffer_size(v)
         if size is None or size <= limit or isinstance(v, Future):
             return v
-        fut = scatter(v)
+        cache = shared if type(v) is bytes else this_call
+        fut = cache.get(id(v)) if cache is not None else None
+        if fut is None or fut._state.value is not v:
+            fut = scatter(v)
+            if cache is not None:
+                cache[id(v)] = fut
         held.append(fut)
         return fut
 

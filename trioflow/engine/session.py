@@ -26,6 +26,7 @@ import itertools
 import logging
 import secrets
 import threading
+import weakref
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -83,6 +84,9 @@ class Session:
         # unique across sessions, processes and hosts: clients share one key space
         self._prefix = secrets.token_hex(5)
         self._counter = itertools.count(1)
+        #: large ``bytes`` arguments scattered by submit, by id, while their futures live
+        self._shared_args: weakref.WeakValueDictionary[int, Future[Any]] = (
+            weakref.WeakValueDictionary())
         #: set by ``start``: where bulk transfers run, and how
         self.data_path = DataPath()
         self.fetcher = Fetcher(lock=self.lock, post=self.post, wait_sync=self.wait_sync,
@@ -201,8 +205,12 @@ class Session:
     def submit(self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any], *,
                key: str | None = None, pure: bool = False, retries: int = 0,
                workers: Iterable[str] | None = None, priority: int = 0,
-               run_once: bool = False) -> Future[Any]:
-        """Pickle and send one task; returns its Future at once (any thread)."""
+               run_once: bool = False,
+               _same_call: dict[int, Future[Any]] | None = None) -> Future[Any]:
+        """Pickle and send one task; returns its Future at once (any thread).
+
+        ``_same_call`` is shared by the submits of one ``map``: a large argument passed to
+        all of them is uploaded once (``engine/large_args.py``)."""
         if not callable(fn):
             raise TypeError(f"submit needs a callable, got {type(fn).__name__}")
         if retries < 0:
@@ -211,8 +219,9 @@ class Session:
         limit = self.inline_limit
         held: list[Future[Any]] = []
         if not pure:  # (a pure key is named by its arguments: they must stay in place)
-            args, kwargs, held = large_args.scatter_large_args(self.scatter_one, args,
-                                                               kwargs, limit)
+            args, kwargs, held = large_args.scatter_large_args(
+                self.scatter_one, args, kwargs, limit, shared=self._shared_args,
+                this_call=_same_call)
         payload, deps = serialize.dumps_payload(args, kwargs, _is_future)
         if key is None:
             name = getattr(fn, "__name__", None) or type(fn).__name__
