@@ -219,3 +219,21 @@ async def test_hostile_segment_names_lose_the_connection_and_nothing_else():
         assert serialize.loads_frames(store.frames["ok"]) == make(2_000_128)
         await pool.aclose()
         nursery.cancel_scope.cancel()
+
+
+async def test_no_room_in_dev_shm_means_tcp(tmp_path, monkeypatch, segments):
+    from .test_memory_limit import tiny_disk
+
+    with tiny_disk(tmp_path / "shm") as small:  # a 1 MB tmpfs, like a tight /dev/shm
+        monkeypatch.setattr(shm, "SHM_DIR", str(small))
+        store = Store()
+        store.accepting = {"a"}
+        async with trio.open_nursery() as nursery:
+            address = await start_server(nursery, store)
+            pool = BulkPool(token="secret", ssl_context=None)
+            await pool.put(address, {"a": serialize.dumps_frames(make(2_000_128))})
+            got, _ = await pool.get(address, ["a"])
+            assert serialize.loads_frames(got["a"]) == make(2_000_128)
+            assert segments == [] and os.listdir(small) == []  # refused before writing
+            await pool.aclose()
+            nursery.cancel_scope.cancel()

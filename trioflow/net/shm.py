@@ -26,6 +26,7 @@ Every function here blocks (file I/O, page population): callers run them in a th
 from __future__ import annotations
 
 import contextlib
+import errno
 import functools
 import itertools
 import logging
@@ -90,6 +91,11 @@ def write_segment(frames: Sequence[Any]) -> tuple[str, list[int]]:
     views = [_flat(memoryview(f)) for f in frames]
     lengths = [v.nbytes for v in views]
     offsets, total = _offsets(lengths)
+    # a small /dev/shm (Docker's is 64 MB): refuse at once rather than fill it, fail at
+    # the end, and leave other programs short meanwhile
+    st = os.statvfs(SHM_DIR)
+    if st.f_bavail * st.f_frsize < total + (1 << 20):
+        raise OSError(errno.ENOSPC, f"{SHM_DIR} has no room for {total} bytes")
     name = f"{PREFIX}{os.getpid()}-{next(_counter)}-{secrets.token_hex(4)}"
     path = os.path.join(SHM_DIR, name)
     fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_RDWR | os.O_CLOEXEC, 0o600)
