@@ -192,12 +192,13 @@ async def test_a_full_disk_keeps_the_value_and_the_worker_serving(tmp_path, capl
             nursery.cancel_scope.cancel()
 
 
-async def test_over_the_terminate_fraction_the_worker_exits_to_be_restarted():
+async def test_over_the_terminate_fraction_the_worker_exits_to_be_restarted(tmp_path):
     async with cli_scheduler() as (address, _):
-        # a limit below what the bare process needs: terminate at once
+        # a limit below what the bare process needs: terminate at once (its spill
+        # directory stays behind, for the next start to remove: so not in /tmp here)
         worker = await trio.lowlevel.open_process(
-            [PY, "-m", "trioflow.cli", "worker", address, "--memory-limit", "20MB"],
-            stderr=subprocess.PIPE)
+            [PY, "-m", "trioflow.cli", "worker", address, "--memory-limit", "20MB",
+             "--local-directory", str(tmp_path)], stderr=subprocess.PIPE)
         try:
             err = b""
             while chunk := await worker.stderr.receive_some(65536):
