@@ -63,21 +63,33 @@ class WebSocketError(Exception):
         self.reason = reason
 
 
+#: ``_XOR[k]`` maps each byte value to itself XOR k (for ``bytes.translate``)
+_XOR = [bytes(b ^ k for b in range(256)) for k in range(256)]
+#: below this many bytes one big-integer XOR is faster than four translations
+_INT_MASK_MAX = 1024
+
+
 def mask(key: bytes, data: bytes | bytearray | memoryview) -> bytes:
     """``data`` XOR the 4-byte ``key`` repeated (masking and unmasking are the same).
 
-    One big-integer XOR: linear, in C, with no per-byte Python loop."""
+    Both ways run in C with no per-byte Python loop: a big-integer XOR for short
+    payloads, and for long ones a ``translate`` of every fourth byte (about 1 GB/s)."""
     n = len(data)
     if n == 0:
         return b""
-    keys = (key * (n // 4 + 1))[:n]
-    value = int.from_bytes(data, "little") ^ int.from_bytes(keys, "little")
-    return value.to_bytes(n, "little")
+    if n < _INT_MASK_MAX:
+        keys = (key * (n // 4 + 1))[:n]
+        value = int.from_bytes(data, "little") ^ int.from_bytes(keys, "little")
+        return value.to_bytes(n, "little")
+    out = bytearray(data)
+    for i in range(4):
+        out[i::4] = out[i::4].translate(_XOR[key[i]])
+    return bytes(out)
 
 
 def _close_code_ok(code: int) -> bool:
     """Whether a peer may send ``code`` in a close frame (RFC 6455 section 7.4)."""
-    if 1000 <= code <= 1003 or 1007 <= code <= 1011:
+    if 1000 <= code <= 1003 or 1007 <= code <= 1014:  # 1012-1014: IANA registry
         return True
     return 3000 <= code <= 4999
 
