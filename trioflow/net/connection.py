@@ -288,17 +288,6 @@ class LocalConnection:
         if self._inbox:
             self._arrived.set()
 
-    def _take_batch(self) -> list[Any]:
-        """The next frame's messages: everything queued, up to MAX_BATCH_MESSAGES (the
-        rest leave in the next frame, at once)."""
-        outbox = self._outbox
-        if len(outbox) <= MAX_BATCH_MESSAGES:
-            self._outbox = []
-            return outbox
-        self._outbox = outbox[MAX_BATCH_MESSAGES:]
-        self._wakeup.set()
-        return outbox[:MAX_BATCH_MESSAGES]
-
     async def run_writer(self) -> None:
         """Nothing to write (``send`` delivers): sleeps until cancelled."""
         await trio.sleep_forever()
