@@ -3,6 +3,7 @@ implementation, over real loopback sockets: both roles, pings, close codes, refu
 limits, and frames that arrive in the same read as the upgrade."""
 
 import trio
+import trio.testing
 import trio_websocket
 from trio_websocket import ConnectionClosed
 from wsproto.handshake import H11Handshake
@@ -174,3 +175,28 @@ def test_wsproto_exposes_the_bytes_read_past_the_upgrade_where_we_read_them():
     assert [type(e).__name__ for e in handshake.events()] == ["Request"]
     handshake.send(tws.AcceptConnection())
     assert tws._trailing(handshake) == b"\x82\x00"
+
+
+async def test_abort_ends_a_pending_receive_at_once():
+    async def handler(request):
+        ws = await request.accept()
+        await ws.get_message()  # never answers: the client aborts
+
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            server = await serve_ours(nursery, handler)
+            ws = await open_ours(server.port)
+            codes = []
+
+            async def receive():
+                try:
+                    await ws.get_message()
+                except ConnectionClosed as exc:
+                    codes.append(exc.reason.code)
+
+            async with trio.open_nursery() as inner:
+                inner.start_soon(receive)
+                await trio.testing.wait_all_tasks_blocked()
+                await ws.abort()
+            nursery.cancel_scope.cancel()
+    assert codes == [wsframe.CLOSE_ABNORMAL]

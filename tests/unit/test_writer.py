@@ -23,6 +23,9 @@ class StubSocket:
     async def aclose(self, code=1000, reason=""):
         self.closed_with = code
 
+    async def abort(self):
+        self.closed_with = "aborted"
+
 
 async def test_messages_queued_together_leave_as_one_frame():
     ws = StubSocket()
@@ -92,3 +95,21 @@ async def test_no_timeout_while_frames_keep_going_out(autojump_clock):
             await trio.sleep(0.2)
         nursery.cancel_scope.cancel()
     assert ws.closed_with is None and not conn.closed
+
+
+async def test_a_peer_silent_for_the_silence_timeout_is_dropped(autojump_clock):
+    ws = StubSocket()
+    conn = PeerConnection(ws)
+    conn.silence_timeout = 10.0
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(conn.run_heartbeats)
+        for _ in range(5):  # something arrives every 4 s: kept
+            await trio.sleep(4.0)
+            conn.last_received = trio.current_time()
+        assert ws.closed_with is None
+        start = trio.current_time()
+        while ws.closed_with is None:
+            await trio.sleep(0.5)
+        elapsed = trio.current_time() - start
+    assert ws.closed_with == "aborted" and conn.closed
+    assert 10.0 <= elapsed <= 10.5

@@ -70,6 +70,9 @@ class PeerConnection:
         self.linger: Callable[[], bool] | None = None
         self.heartbeat_interval = HEARTBEAT_INTERVAL
         self.send_timeout = SEND_TIMEOUT
+        #: drop the connection once nothing (not even a heartbeat) arrived for this
+        #: many seconds (None: never; the scheduler has its own watchdog)
+        self.silence_timeout: float | None = None
         self.last_received = trio.current_time()
         self.last_sent = trio.current_time()
         #: when the frame being sent now started going out (None: not sending); the
@@ -183,10 +186,17 @@ class PeerConnection:
     async def run_heartbeats(self) -> None:
         """Send a Heartbeat whenever nothing was sent for ``heartbeat_interval`` seconds,
         so the other side can tell a silent peer (cut link, frozen host) from an idle
-        one. A task of its own: a timeout around every writer wake-up costs a cancel
-        scope per frame on the hot path."""
+        one; drop a peer silent for ``silence_timeout``. A task of its own: a timeout
+        around every send or receive costs a cancel scope per frame on the hot path."""
         while not self.closed:
             now = trio.current_time()
+            limit = self.silence_timeout
+            if limit is not None and now - self.last_received >= limit:
+                logger.warning("%s: silent for %.1fs; disconnecting", self.name,
+                               now - self.last_received)
+                self.closed = True
+                await self.ws.abort()  # the pending receive raises ConnectionClosed
+                return
             since = self._sending_since
             if since is not None and now - since >= self.send_timeout:
                 assert self._send_scope is not None
@@ -199,6 +209,8 @@ class PeerConnection:
             wake = self.heartbeat_interval - quiet
             if since is not None:
                 wake = min(wake, since + self.send_timeout - now)
+            if limit is not None:
+                wake = min(wake, self.last_received + limit - now)
             await trio.sleep(wake)
 
     async def flush(self) -> None:

@@ -189,6 +189,12 @@ class WebSocket:
                 self._close_reason = CloseReason(code, reason or None)
             await trio.aclose_forcefully(self._stream)
 
+    async def abort(self) -> None:
+        """Close the stream without a close handshake (a peer presumed dead): a pending
+        ``get_message`` raises ConnectionClosed (1006)."""
+        self._ended(wsframe.CLOSE_ABNORMAL, "aborted")
+        await trio.aclose_forcefully(self._stream)
+
     # ------------------------------------------------------------------ internals
 
     async def _await_peer_close(self) -> None:

@@ -24,6 +24,7 @@ The module does no I/O and keeps no clock; it never raises anything but
 
 from __future__ import annotations
 
+import functools
 import os
 import struct
 from typing import Any
@@ -63,10 +64,23 @@ class WebSocketError(Exception):
         self.reason = reason
 
 
-#: ``_XOR[k]`` maps each byte value to itself XOR k (for ``bytes.translate``)
-_XOR = [bytes(b ^ k for b in range(256)) for k in range(256)]
 #: below this many bytes one big-integer XOR is faster than four translations
 _INT_MASK_MAX = 1024
+_IDENTITY = bytes(range(256))
+
+
+def _int_mask(key: bytes, data: bytes | bytearray | memoryview) -> bytes:
+    n = len(data)
+    keys = (key * (n // 4 + 1))[:n]
+    value = int.from_bytes(data, "little") ^ int.from_bytes(keys, "little")
+    return value.to_bytes(n, "little")
+
+
+@functools.lru_cache(maxsize=256)
+def _xor_table(k: int) -> bytes:
+    """Each byte value XOR ``k``, for ``bytes.translate`` (built on first use: all 256
+    at import would cost milliseconds of every process's start)."""
+    return _int_mask(bytes((k, k, k, k)), _IDENTITY)
 
 
 def mask(key: bytes, data: bytes | bytearray | memoryview) -> bytes:
@@ -78,12 +92,10 @@ def mask(key: bytes, data: bytes | bytearray | memoryview) -> bytes:
     if n == 0:
         return b""
     if n < _INT_MASK_MAX:
-        keys = (key * (n // 4 + 1))[:n]
-        value = int.from_bytes(data, "little") ^ int.from_bytes(keys, "little")
-        return value.to_bytes(n, "little")
+        return _int_mask(key, data)
     out = bytearray(data)
     for i in range(4):
-        out[i::4] = out[i::4].translate(_XOR[key[i]])
+        out[i::4] = out[i::4].translate(_xor_table(key[i]))
     return bytes(out)
 
 
