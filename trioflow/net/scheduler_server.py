@@ -6,8 +6,7 @@ hands it to the core as one event, and executes the commands that come back: a
 The core is only ever called from handler tasks of one Trio thread and never awaits,
 so it needs no lock and no queue.
 
-Robustness: trio-websocket lets an exception escaping a handler take the whole server
-down, so every connection is served inside a boundary (``handshake_limits``) that logs
+Robustness: every connection is served inside a boundary (``handshake_limits``) that logs
 whatever it raises and closes only that peer. Bad frames, wrong versions, wrong tokens
 and browser-origin requests close one connection with a 4xxx code; everyone else keeps
 being served. Until its Hello is accepted a peer gets small limits (a 64 KiB message,
