@@ -400,8 +400,9 @@ async def _client_websocket(address: str, ctx: ssl.SSLContext | None, max_messag
             if ctx is not None:
                 stream = trio.SSLStream(stream, ctx, server_hostname=host,
                                         https_compatible=True)
+            shown = f"[{host}]" if ":" in host else host  # an IPv6 literal, RFC 3986
             ws = await client_upgrade(
-                stream, host=host if port in (80, 443) else f"{host}:{port}", target=target,
+                stream, host=shown if port in (80, 443) else f"{shown}:{port}", target=target,
                 max_message_size=max_message_size, receive_buffer_size=RECEIVE_BUFFER_SIZE)
     except (OSError, UpgradeRefused, ConnectionClosed, trio.BrokenResourceError,
             trio.TooSlowError) as exc:
