@@ -42,8 +42,6 @@ LINGER_MESSAGES = 256
 #: bounded frame lets the receiver act on the first messages (a scheduler assigns the
 #: first tasks of a large submission) while the rest are still being encoded and sent.
 MAX_BATCH_MESSAGES = 2048
-#: Seconds allowed to close a WebSocket gracefully.
-DISCONNECT_TIMEOUT = 2.0
 #: WebSocket close code for a peer too slow to read what we send.
 CLOSE_TOO_SLOW = 4008
 #: (the connection's timeouts and size limit are in ``trioflow.config``)
