@@ -146,6 +146,8 @@ async def test_metrics_are_prometheus_text():
         assert samples[("trioflow_deadlocks_total", ())] == 0
         assert samples[("trioflow_worker_slots", (("worker", "worker-0"),))] == 1
         assert ("trioflow_worker_memory_bytes", (("worker", "worker-1"),)) in samples
+        assert samples[("trioflow_runs_unseen_total", ())] == 0
+        assert samples[("trioflow_dashboard_cpu_seconds_total", ())] > 0
 
 
 async def test_a_token_guards_everything():
