@@ -316,7 +316,9 @@ def loads_exception(key: str, blob: bytes, type_name_: str, text: str, tb: str) 
             exc = pickle.loads(blob)
         except Exception:
             exc = None
-    if not isinstance(exc, BaseException):
+    if not isinstance(exc, Exception):
+        # not rebuilt, or a BaseException (SystemExit, KeyboardInterrupt, ...): raised
+        # here it would end the program that waits on the task, not just the task
         return TaskFailed(key, type_name_, text, tb)
     if tb and exc.__cause__ is None:
         exc.__cause__ = RemoteTraceback(tb)

@@ -19,7 +19,7 @@ import trio
 from .. import protocol as p
 from .. import serialize
 from ..core.session import ERRED, FINISHED, PENDING, KeyStatus  # noqa: F401 - re-exported
-from ..errors import CancelledError, DeadlockError, KilledWorker, WorkerLost
+from ..errors import CancelledError, DeadlockError, KilledWorker, NoWorkersError, WorkerLost
 
 
 class HelpingPool(Protocol):
@@ -126,4 +126,6 @@ def error_to_exception(err: p.KeyErred | BaseException | None) -> BaseException:
         return DeadlockError(err.text)
     if kind == "lost":
         return WorkerLost(err.text)
+    if kind == "no-workers":
+        return NoWorkersError(err.key, err.text)
     return serialize.loads_exception(err.key, err.error, err.type_name, err.text, err.traceback)

@@ -48,7 +48,7 @@ logger = logging.getLogger(__name__)
 @attrs.define(eq=False)
 class _StatusWait:
     event: trio.Event = attrs.Factory(trio.Event)
-    reply: Any = None  # a StatusReply or a RunsReply
+    reply: p.StatusReply | p.WhyReply | p.RunsReply | None = None
     error: BaseException | None = None
 
 
@@ -260,7 +260,7 @@ class Session:
             self.fetcher.data_reply(msg)
         elif t is p.ScatterTo:
             self.scatterer.upload(msg)
-        elif t is p.StatusReply or t is p.RunsReply:
+        elif t is p.StatusReply or t is p.WhyReply or t is p.RunsReply:
             waiter = self._status_waiters.pop(msg.request_id, None)
             if waiter is not None:
                 waiter.reply = msg
@@ -379,7 +379,8 @@ class Session:
 
         Cancellation: the request is forgotten (a late reply is ignored).
         """
-        reply: p.StatusReply = await self._request(p.StatusRequest)
+        reply = await self._request(p.StatusRequest)
+        assert type(reply) is p.StatusReply
         return reply
 
     async def runs(self, since: int, limit: int) -> p.RunsReply:
@@ -387,10 +388,19 @@ class Session:
 
         Raises and cancellation: as ``status``.
         """
-        reply: p.RunsReply = await self._request(p.RunsRequest, since, limit)
+        reply = await self._request(p.RunsRequest, since, limit)
+        assert type(reply) is p.RunsReply
         return reply
 
-    async def _request(self, kind: Any, *args: Any) -> Any:
+    async def why(self, key: str) -> str:
+        """The scheduler's explanation of why ``key`` has not finished (same errors
+        and cancellation as ``status``)."""
+        reply = await self._request(p.WhyRequest, key)
+        assert type(reply) is p.WhyReply
+        return reply.text
+
+    async def _request(self, kind: Any, *args: Any
+                       ) -> p.StatusReply | p.WhyReply | p.RunsReply:
         """Send ``kind(request_id, *args)``; the reply with that request id."""
         rid = next(self._status_ids)
         wait = self._status_waiters[rid] = _StatusWait()
