@@ -94,6 +94,10 @@ async def test_waits_seceded_and_blocked_slots_are_live():
         assert snap["waits"] == [["the-waiter", "the-held-one"]]
         (worker,) = snap["workers"]
         assert worker["blocked"] == 1 and worker["busy"] == 1
+        # why, from the scheduler's own explanation
+        why = (await get(cluster.dashboard.address + "/api/why?key=the-waiter")).json()
+        assert why["key"] == "the-waiter" and "the-held-one" in why["why"]
+        assert (await get(cluster.dashboard.address + "/api/why")).status == 400
         RELEASE.set()
         assert await fut == 2
 

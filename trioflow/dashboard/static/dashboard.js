@@ -106,6 +106,13 @@ function drawStream(now) {
   svg.appendChild(el("text", {x: width - 30, y: names.length * lane + 16}, "now"));
 }
 
+async function showWhy(key) {   // a clicked task of the wait-for graph: why it waits
+  const details = document.getElementById("why");
+  details.textContent = `why ${key}: asking…`;
+  const answer = await fetch(`/api/why?key=${encodeURIComponent(key)}`);
+  details.textContent = answer.ok ? (await answer.json()).why : `why ${key}: ${answer.status}`;
+}
+
 function showRun(r) {      // a clicked run: everything the stream knows of it
   document.getElementById("details").textContent =
     `key ${r[4]}\nfunction ${r[3]}\nworker ${r[1]}, thread ${r[2]}\n` +
@@ -198,8 +205,16 @@ function drawWaits(waits) {
     svg.appendChild(el("line", {x1: 300, y1: left.get(a) * rowH + 12, x2: x2 - 5,
                                 y2: right.get(b) * rowH + 12, stroke: "#d9534f", class: "edge"}));
   }
-  for (const [k, i] of left) svg.appendChild(el("text", {x: 0, y: i * rowH + 15, class: "waiter"}, k));
-  for (const [k, i] of right) svg.appendChild(el("text", {x: x2, y: i * rowH + 15, class: "awaited"}, k));
+  for (const [k, i] of left) {
+    const t = el("text", {x: 0, y: i * rowH + 15, class: "waiter"}, k);
+    t.addEventListener("click", () => showWhy(k));
+    svg.appendChild(t);
+  }
+  for (const [k, i] of right) {
+    const t = el("text", {x: x2, y: i * rowH + 15, class: "awaited"}, k);
+    t.addEventListener("click", () => showWhy(k));
+    svg.appendChild(t);
+  }
 }
 
 function render(snap) {
