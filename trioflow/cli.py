@@ -222,6 +222,13 @@ def worker_main(argv: list[str] | None = None) -> int:
     # set by a nanny: exits that restarting cannot help use EXIT_GIVE_UP (see nanny.py)
     parser.add_argument("--supervised", action="store_true", help=argparse.SUPPRESS)
     argv = list(sys.argv[1:] if argv is None else argv)
+    parser.add_argument("--memory-limit", default="0",
+                        help="bytes (\"4GiB\", \"500MB\"), a fraction of the machine's "
+                             "memory (0.5), \"auto\", or 0 for none (default); above its "
+                             "fractions values spill to disk, runs pause, the worker exits "
+                             f"with code {config.EXIT_RESTART}")
+    parser.add_argument("--local-directory", default=None,
+                        help="where values spill to (default: the system's temp directory)")
     args = parser.parse_args(argv)
     if args.nthreads < 1:
         parser.error(f"--nthreads must be >= 1, got {args.nthreads}")
@@ -245,6 +252,12 @@ def worker_main(argv: list[str] | None = None) -> int:
               "can reach it could read them. Give --token-file or TRIOFLOW_TOKEN (or "
               "--insecure).", file=sys.stderr)
         return EXIT_INSECURE
+    from .net.memory import parse_memory_limit
+
+    try:
+        memory_limit = parse_memory_limit(args.memory_limit)
+    except ValueError as exc:
+        parser.error(str(exc))
     ssl_ctx = _ssl_client_context(args.tls_ca) if (args.address.startswith("wss://")
                                                     or args.tls_ca) else None
     data_ctx = _ssl_server_context(args.tls_cert, args.tls_key)
@@ -253,7 +266,9 @@ def worker_main(argv: list[str] | None = None) -> int:
         return WorkerNode(args.address, nthreads=args.nthreads, name=args.name, token=token,
                           max_parked_threads=args.max_parked_threads,
                           auto_secede=args.auto_secede, host=args.host, ssl_context=ssl_ctx,
-                          data_ssl_context=data_ctx, peer_timeout=args.peer_timeout)
+                          data_ssl_context=data_ctx, peer_timeout=args.peer_timeout,
+                          memory_limit=memory_limit, local_directory=args.local_directory,
+                          on_memory_terminate=_exit_for_memory)
 
     async def main() -> bool:
         stop = trio.Event()
@@ -343,6 +358,13 @@ def _without_options(argv: list[str], options: dict[str, int]) -> list[str]:
             continue
         out.append(arg)
     return out
+def _exit_for_memory() -> None:
+    """Over the memory limit's terminate fraction: exit now, "restart me" (there may be no
+    memory left for an orderly stop; segments and spill files are removed at the next
+    start, see net/shm.py and net/memory.py)."""
+    for handler in logging.getLogger().handlers:
+        handler.flush()
+    os._exit(config.EXIT_RESTART)
 
 
 async def _signals_drain_then_cancel(stop: trio.Event, scope: trio.CancelScope) -> None:
@@ -547,14 +569,26 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def _human(n: float) -> str:
+    """Bytes for people: 532 B, 1.2 MB, 3.4 GB."""
+    if n < 1000:
+        return f"{n:.0f} B"
+    for unit in ("kB", "MB"):
+        n /= 1000
+        if n < 1000:
+            return f"{n:.1f} {unit}"
+    return f"{n / 1000:.1f} GB"
+
+
 def format_status(info: dict[str, Any]) -> str:
     lines = [f"{'worker':<20} {'slots':>5} {'busy':>5} {'blocked':>7} {'seceded':>7} "
-             f"{'queued':>6} {'results':>7}"]
+             f"{'queued':>6} {'results':>7} {'bytes':>9}"]
     for w in info["workers"]:
         busy = min(w["occupying"], w["nthreads"])
         queued = max(0, w["occupying"] - w["nthreads"])
         lines.append(f"{w['name']:<20} {w['nthreads']:>5} {busy:>5} {w['blocked']:>7} "
-                     f"{w['seceded']:>7} {queued:>6} {w['memory']:>7}")
+                     f"{w['seceded']:>7} {queued:>6} {w['memory']:>7} "
+                     f"{_human(w.get('bytes', 0)):>9}")
     tasks = info["tasks"].get("tasks", {})
     lines.append("tasks: " + (", ".join(f"{k} {v}" for k, v in sorted(tasks.items())) or "none"))
     return "\n".join(lines)

@@ -115,9 +115,10 @@ class _ClientAPI:
             keys = itertools.repeat(None)
         workers = list(workers) if workers is not None else None
         submit = self._session.submit
+        same_call: dict[int, Future[Any]] = {}  # a large argument to all: uploaded once
         return [
             submit(fn, args, kwargs, key=k, pure=pure, retries=retries, workers=workers,
-                   priority=priority, run_once=run_once)
+                   priority=priority, run_once=run_once, _same_call=same_call)
             for args, k in zip(zip(*iterables), keys)
         ]
 

@@ -26,6 +26,7 @@ import trio
 from .config import ALLOWED_FAILURES, LOCAL_DEATH_TIMEOUT, NO_WORKERS_TIMEOUT, STARTUP_TIMEOUT
 from .dashboard.server import Dashboard, parse_address
 from .nanny import Nanny, RestartPolicy
+from .net.memory import parse_memory_limit
 from .net.scheduler_server import SchedulerServer
 from .net.worker_node import WorkerNode
 
@@ -92,6 +93,7 @@ async def open_local_cluster(
     max_parked_threads: int | None = None,
     inline_limit: int | None = None,
     allowed_failures: int = ALLOWED_FAILURES,
+    memory_limit: str | float | None = None,
     dashboard_address: str | None = "127.0.0.1:0",
     restart_policy: RestartPolicy | None = None,
     no_workers_timeout: float | None = NO_WORKERS_TIMEOUT,
@@ -99,6 +101,8 @@ async def open_local_cluster(
 ) -> AsyncIterator[LocalCluster]:
     """Start a scheduler and workers; yield once all workers have joined.
 
+    ``memory_limit`` is per worker, in dask's spelling (``"4GiB"``, a fraction, ``"auto"``:
+    the machine's memory shared by the workers; see ``net/memory.py``).
     ``dashboard_address`` (``HOST:PORT``; None for none) is where the live dashboard is
     served; it needs the token off loopback.
     ``restart_policy`` says how dead worker processes are restarted (default:
@@ -111,6 +115,7 @@ async def open_local_cluster(
     worker processes.
     """
     n, nthreads = default_shape(workers, threads_per_worker)
+    limit = parse_memory_limit(memory_limit, workers=n)
     extra: dict[str, Any] = {}
     if inline_limit is not None:
         extra["inline_limit"] = inline_limit
@@ -148,6 +153,8 @@ async def open_local_cluster(
                             argv += ["--peer-timeout", str(peer_timeout)]
                         if max_parked_threads is not None:
                             argv += ["--max-parked-threads", str(max_parked_threads)]
+                        if limit is not None:
+                            argv += ["--memory-limit", str(limit)]
                         env = dict(os.environ)
                         if token:
                             env["TRIOFLOW_TOKEN"] = token
@@ -158,6 +165,8 @@ async def open_local_cluster(
                         opts: dict[str, Any] = dict(extra)
                         if max_parked_threads is not None:
                             opts["max_parked_threads"] = max_parked_threads
+                        if limit is not None:
+                            opts["memory_limit"] = limit
                         node = WorkerNode(address, nthreads=nthreads, name=f"worker-{i}",
                                           token=token, auto_secede=auto_secede, host=host,
                                           **opts)
@@ -171,3 +180,4 @@ async def open_local_cluster(
                     workers_nursery.cancel_scope.cancel()
         finally:
             nursery.cancel_scope.cancel()
+

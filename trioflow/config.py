@@ -64,6 +64,20 @@ LOCAL_DEATH_TIMEOUT = 5.0
 #: scheduler may not have noticed yet; once it has, the key is recomputed or lost).
 FETCH_ATTEMPTS = 6
 
+#: Fractions of a worker's ``--memory-limit`` (dask's defaults and meanings): above
+#: ``target`` (of the bytes its values take) least-recently-used values are spilled to
+#: disk; above ``spill`` (of its resident memory) it spills too, and no new run starts
+#: until its values are back under it; above ``pause`` no new run starts; above
+#: ``terminate`` the worker exits with ``EXIT_RESTART``.
+MEMORY_TARGET = 0.6
+MEMORY_SPILL = 0.7
+MEMORY_PAUSE = 0.8
+MEMORY_TERMINATE = 0.95
+
+#: Seconds between two looks at a worker's resident memory (``/proc/self/statm``).
+MEMORY_MONITOR_INTERVAL = 0.1
+
+
 #: Finished runs the scheduler remembers (key, worker, thread, start, duration) for the
 #: dashboard's task stream and performance reports; older ones are forgotten.
 RUN_LOG_LENGTH = 100_000

@@ -35,6 +35,7 @@ import attrs
 import trio
 
 from . import config
+from .net import shm
 
 logger = logging.getLogger(__name__)
 
@@ -150,6 +151,8 @@ class Nanny:
                     await stop_process(proc, self.policy.stop_grace)
             self.process = None
             assert proc.returncode is not None
+            # a killed worker cannot remove its shared-memory segments: we do (net/shm.py)
+            shm.remove_of(proc.pid)
             self.exits.append(proc.returncode)
         return proc.returncode
 

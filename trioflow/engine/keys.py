@@ -38,8 +38,8 @@ class KeyState:
     """What this session knows about one key it holds futures for (the record its
     ``core.session.SessionKeys`` table keeps), and who waits on it."""
 
-    __slots__ = ("error", "event", "inline", "key", "nbytes", "refs", "status", "type_name",
-                 "value", "waiters")
+    __slots__ = ("error", "event", "held", "inline", "key", "nbytes", "refs", "status",
+                 "type_name", "value", "waiters")
 
     def __init__(self, key: str) -> None:
         self.key = key
@@ -52,6 +52,8 @@ class KeyState:
         self.refs = 0
         self.event: trio.Event | None = None
         self.waiters: list[SyncWaiter] = []
+        #: futures this key's task needs while it lives (its out-of-band arguments)
+        self.held: list[Any] | None = None
 
 
 class SyncWaiter:

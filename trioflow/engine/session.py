@@ -26,6 +26,7 @@ import itertools
 import logging
 import secrets
 import threading
+import weakref
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -36,6 +37,7 @@ from .. import protocol as p
 from .. import serialize
 from ..core.session import SessionKeys
 from ..errors import ClientClosedError
+from . import large_args
 from .context import RunContext, current_run
 from .futures import Future
 from .keys import ERRED, PENDING, KeyState, SyncWaiter
@@ -86,6 +88,9 @@ class Session:
         # unique across sessions, processes and hosts: clients share one key space
         self._prefix = secrets.token_hex(5)
         self._counter = itertools.count(1)
+        #: large ``bytes`` arguments scattered by submit, by id, while their futures live
+        self._shared_args: weakref.WeakValueDictionary[int, Future[Any]] = (
+            weakref.WeakValueDictionary())
         #: set by ``start``: where bulk transfers run, and how
         self.data_path = DataPath()
         self.fetcher = Fetcher(lock=self.lock, post=self.post, wait_sync=self.wait_sync,
@@ -166,12 +171,15 @@ class Session:
             ks.refs -= 1
             if ks.refs > 0 or self.closed is not None:
                 return
+            # the futures of its out-of-band arguments die below, outside the lock
+            held, ks.held = ks.held, None
             # futures die in bursts (a list going out of scope): collect the keys and
             # send one ReleaseKeys for all of them on the loop's next turn
             self.table.release(ks)
-            if self._release_scheduled:
-                return
-            self._release_scheduled = True
+            scheduled, self._release_scheduled = self._release_scheduled, True
+        del held
+        if scheduled:
+            return
         try:
             self.trio_token.run_sync_soon(self._flush_releases)
         except trio.RunFinishedError:
@@ -201,13 +209,23 @@ class Session:
     def submit(self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any], *,
                key: str | None = None, pure: bool = False, retries: int = 0,
                workers: Iterable[str] | None = None, priority: int = 0,
-               run_once: bool = False) -> Future[Any]:
-        """Pickle and send one task; returns its Future at once (any thread)."""
+               run_once: bool = False,
+               _same_call: dict[int, Future[Any]] | None = None) -> Future[Any]:
+        """Pickle and send one task; returns its Future at once (any thread).
+
+        ``_same_call`` is shared by the submits of one ``map``: a large argument passed to
+        all of them is uploaded once (``engine/large_args.py``)."""
         if not callable(fn):
             raise TypeError(f"submit needs a callable, got {type(fn).__name__}")
         if retries < 0:
             raise ValueError(f"retries must be >= 0, got {retries}")
         fn_id, blob = serialize.dumps_function(fn)
+        limit = self.inline_limit
+        held: list[Future[Any]] = []
+        if not pure:  # (a pure key is named by its arguments: they must stay in place)
+            args, kwargs, held = large_args.scatter_large_args(
+                self.scatter_one, args, kwargs, limit, shared=self._shared_args,
+                this_call=_same_call)
         payload, deps = serialize.dumps_payload(args, kwargs, _is_future)
         if key is None:
             name = getattr(fn, "__name__", None) or type(fn).__name__
@@ -218,10 +236,18 @@ class Session:
                 key = f"{name}-{self._prefix}-{next(self._counter)}"
         ctx = current_run()
         parent = ctx.run.key if ctx is not None and ctx.session is self else ""
-        task = p.SubmitTask(key, fn_id, payload, deps, parent, inspect.iscoroutinefunction(fn),
+        is_async = inspect.iscoroutinefunction(fn)
+        if len(payload) > limit or len(blob) > limit:  # out of band: engine/large_args.py
+            fn, payload, deps, more = large_args.pack(self.scatter_one, fn, blob, payload,
+                                                      deps, _is_future, limit, is_async)
+            held += more
+            fn_id, blob = serialize.dumps_function(fn)
+        task = p.SubmitTask(key, fn_id, payload, deps, parent, is_async,
                             retries, priority, list(workers or ()), run_once)
         with self.lock:
             ks, msgs = self.table.submit(task, blob)
+            if held:
+                ks.held = [*(ks.held or ()), *held]
         fut: Future[Any] = Future(self, ks)
         if msgs:
             self.post(*msgs)

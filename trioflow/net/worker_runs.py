@@ -90,6 +90,8 @@ class RunExecutor:
         self._functions: dict[str, Any] = {}
         #: inputs fetched from peers for runs that have not started, by run key
         self._fetched: dict[str, dict[str, Any]] = {}
+        #: failed input fetches per key (a holder that died before the scheduler knew)
+        self._fetch_failures: dict[str, int] = {}
         #: mean run time by function id, and how many short sync runs are running now
         self._durations: dict[str, float] = {}
         self.short_running = 0
@@ -209,6 +211,7 @@ class RunExecutor:
                                   "the worker failed while running this task")
         t0: float | None = None
         try:
+            self.store.gate_sync()  # (memory: no new work while paused)
             fn = self._function(spec.fn_id)
             args, kwargs = serialize.loads_payload(spec.payload, self._inputs(spec))
             t0 = time.perf_counter()
@@ -271,6 +274,7 @@ class RunExecutor:
         report: Report
         t0: float | None = None
         try:
+            await self.store.gate_async()  # (memory: no new work while paused)
             fn = self._function(spec.fn_id)
             args, kwargs = serialize.loads_payload(spec.payload, self._inputs(spec))
             t0 = time.perf_counter()
@@ -313,6 +317,8 @@ class RunExecutor:
             self.store.data[run.key] = value
             if blob is not None:
                 self.store.blobs[run.key] = blob
+            if type(report) is p.TaskFinished:
+                self.store.stored(run.key, report.nbytes)
         if self.contexts.get(run.key) is ctx:
             del self.contexts[run.key]
 
