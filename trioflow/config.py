@@ -63,3 +63,9 @@ LOCAL_DEATH_TIMEOUT = 5.0
 #: A fetch that fails because the holder vanished is tried this often in all (the
 #: scheduler may not have noticed yet; once it has, the key is recomputed or lost).
 FETCH_ATTEMPTS = 6
+
+#: A child submitted from a running task is queued on its parent's worker (no scheduler
+#: round trip) while that worker has fewer than this many runs queued per slot; beyond
+#: it, children go through the scheduler, which spreads them. Idle workers steal from
+#: the queue either way, so this bounds what a steal must move, not parallelism.
+LOCAL_QUEUE_PER_SLOT = 64

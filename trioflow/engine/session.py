@@ -212,12 +212,25 @@ class Session:
                 key = f"{name}-{digest}"
             else:
                 key = f"{name}-{self._prefix}-{next(self._counter)}"
+            generated = not pure
+        else:
+            generated = False
         ctx = current_run()
-        parent = ctx.run.key if ctx is not None and ctx.session is self else ""
-        task = p.SubmitTask(key, fn_id, payload, deps, parent, inspect.iscoroutinefunction(fn),
-                            retries, priority, list(workers or ()), run_once)
+        here = ctx is not None and ctx.session is self
+        parent = ctx.run.key if ctx is not None and here else ""
+        is_async = inspect.iscoroutinefunction(fn)
+        restrict = list(workers or ())
+        task = p.SubmitTask(key, fn_id, payload, deps, parent, is_async,
+                            retries, priority, restrict, run_once)
         with self.lock:
             ks, msgs = self.table.submit(task, blob)
+        if (ctx is not None and here and generated and not deps and not restrict
+                and self.worker is not None and msgs and msgs[-1] is task):
+            # a child of a run here, new to everyone, needing no input: the worker queues
+            # it on itself (``place_child``), in order with what the run sent before
+            placed = p.TaskPlaced(key, 1, fn_id, payload, parent, is_async, retries,
+                                  priority, run_once)
+            msgs[-1] = _Call(self.worker.place_child, (placed, ctx.depth + 1, blob))
         fut: Future[Any] = Future(self, ks)
         if msgs:
             self.post(*msgs)

@@ -60,6 +60,7 @@ HANDLERS: dict[type, Handler] = {
     p.Heartbeat: peers.ignore,
     p.WorkerClosing: peers.worker_closing,
     p.StatusRequest: peers.status,
+    p.TaskPlaced: lifecycle.task_placed,
 }
 
 
