@@ -80,6 +80,14 @@ class SimWorker:
         if sim_run is not None and sim_run.local is run:
             sim_run.granted()
 
+    def place_child(self, msg: p.TaskPlaced, depth: int) -> None:
+        """``WorkerNode.place_child``: queue a child of a run here, or submit it."""
+        commands = self.ledger.task_placed(wcore.placed_spec(msg, depth), msg)
+        if commands is None:
+            self.link.append(wcore.submit_equivalent(msg))
+        else:
+            self.execute(commands)
+
     def fetch_inputs(self, run: wcore.LocalRun) -> None:
         raise AssertionError("simulated programs have no dependencies to fetch")
 
