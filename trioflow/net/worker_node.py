@@ -278,8 +278,10 @@ class WorkerNode:
         self._nursery.start_soon(self.runs.fetch_inputs, run)
 
     def _linger(self) -> bool:
-        """More results are microseconds away: worth holding the frame for them."""
-        return self.runs.short_running > 0
+        """More results are microseconds away: worth holding the frame for them. So are
+        more reports while runs are queued here (children placed here start as soon as
+        a slot frees, and nothing they report is awaited by the scheduler)."""
+        return self.runs.short_running > 0 or self.ledger.state.queued > 0
 
     # ------------------------------------------------------------------ HostWorker
 
