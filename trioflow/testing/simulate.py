@@ -169,6 +169,8 @@ class Simulator:
         self.runs_ended = 0
         #: highest run id seen per key, on the scheduler and per worker
         self.max_run_id: dict[tuple[str, str], int] = {}
+        #: (key, run id) -> the worker that started that run: each starts once at most
+        self.started: dict[tuple[str, int], str] = {}
         self.client = SimSession(CLIENT, self._link(CLIENT, SCHEDULER))
         self._link(SCHEDULER, CLIENT)
         self._scheduler_handle(PeerJoined(CLIENT, p.Hello("client", "client", [1])))
@@ -315,7 +317,16 @@ class Simulator:
                 self.root_outcomes[msg.key] = sk.outcome
 
     def _note_run_ids(self) -> None:
-        """Run ids only ever increase, on the scheduler and on each worker."""
+        """Run ids only ever increase, on the scheduler and on each worker; and each run
+        (key and run id) starts once in the whole world, whoever placed it."""
+        started = self.started
+        for w in self.workers.values():
+            for run in w.starts:
+                if run in started:
+                    raise HarnessViolation(f"run {run[1]} of {run[0]} started on "
+                                           f"{started[run]} and again on {w.id}")
+                started[run] = w.id
+            w.starts.clear()
         seen = self.max_run_id
         for key, task in self.scheduler.state.tasks.items():
             _increase(seen, (SCHEDULER, key), task.run_id)
