@@ -94,7 +94,7 @@ async def test_a_child_is_stolen_while_its_parent_waits():
 
 
 async def test_a_steal_that_races_a_start_leaves_the_started_run_alone():
-    async with cluster_client(2, 1) as (cluster, client):
+    async with cluster_client(2, 1) as (_, client):
         token = _token()
         # hold starts as soon as it is placed; then open is queued behind it. The idle
         # worker's steal asks for both (the scheduler cannot tell which one started):
@@ -159,7 +159,7 @@ def parent_killed_with_queued_children(marker: str, n: int) -> int:
 
 async def test_the_parents_worker_killed_with_queued_children_loses_nothing(tmp_path):
     marker = str(tmp_path / "killed")
-    async with cluster_client(2, 1, processes=True) as (cluster, client):
+    async with cluster_client(2, 1, processes=True) as (_, client):
         total = await client.submit(parent_killed_with_queued_children, marker, 60)
         assert total == sum(i * i for i in range(60))
         assert os.path.exists(marker) and int(open(marker).read()) > 0

@@ -321,11 +321,11 @@ class Simulator:
         (key and run id) starts once in the whole world, whoever placed it."""
         started = self.started
         for w in self.workers.values():
-            for run in w.starts:
-                if run in started:
-                    raise HarnessViolation(f"run {run[1]} of {run[0]} started on "
-                                           f"{started[run]} and again on {w.id}")
-                started[run] = w.id
+            for start in w.starts:
+                if start in started:
+                    raise HarnessViolation(f"run {start[1]} of {start[0]} started on "
+                                           f"{started[start]} and again on {w.id}")
+                started[start] = w.id
             w.starts.clear()
         seen = self.max_run_id
         for key, task in self.scheduler.state.tasks.items():
