@@ -89,6 +89,8 @@ async def test_a_child_is_stolen_while_its_parent_waits():
         # every child was placed on the parent's worker, whose one slot the first held:
         # only a steal can have run the child that opened the gate
         assert placed_on(cluster, parent_worker) == 9
+        status = await client.status()  # the count is what `status` shows too
+        assert {w["name"]: w["placed"] for w in status["workers"]}[parent_worker] == 9
         assert where[0] == parent_worker
         assert set(where[1:]) - {parent_worker}, where
 

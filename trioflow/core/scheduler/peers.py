@@ -119,6 +119,7 @@ def status(state: SchedulerState, peer_id: str, msg: p.StatusRequest) -> None:
             "processing": len(w.processing),
             "memory": len(w.has_what),
             "data_address": w.data_address,
+            "placed": w.placed,  # children its tasks placed on it (``TaskPlaced``), so far
         }
         for w in state.workers.values()
     ]
