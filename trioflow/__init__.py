@@ -37,6 +37,7 @@ from .errors import (
     WorkerLost,
 )
 from .in_task import get_client, rejoin, secede, worker_client
+from .progress import progress
 from .run import run
 
 __version__ = "0.1.0"
@@ -67,6 +68,7 @@ __all__ = [
     "delayed",
     "get_client",
     "open_local_cluster",
+    "progress",
     "rejoin",
     "run",
     "secede",

@@ -28,7 +28,7 @@ from typing import Any
 from ... import protocol as p
 from ...errors import InternalError, InvalidTransition
 from ..events import MessagesReceived, PeerJoined, PeerLeft, SchedulerCommand, SchedulerEvent
-from . import data, deadlock, lifecycle, peers, placement, waits
+from . import data, deadlock, lifecycle, peers, placement, timeline, waits
 from .state import DEFAULT_ALLOWED_FAILURES, DEFAULT_INLINE_LIMIT, SchedulerState
 
 #: rebuild the key containers once ``tasks`` has shrunk to a quarter of its peak, if the
@@ -60,6 +60,8 @@ HANDLERS: dict[type, Handler] = {
     p.Heartbeat: peers.ignore,
     p.WorkerClosing: peers.worker_closing,
     p.StatusRequest: peers.status,
+    p.RunsRequest: timeline.runs_request,
+    p.WorkerThreads: timeline.worker_threads,
     p.TaskPlaced: lifecycle.task_placed,
 }
 
