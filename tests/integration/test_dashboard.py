@@ -110,8 +110,11 @@ async def test_the_latest_deadlock_report_is_shown():
         with pytest.raises(trioflow.DeadlockError) as info:
             await client.submit(fib_no_secede, 3)
         snap = (await get(cluster.dashboard.address + "/api/snapshot")).json()
-        assert snap["deadlocks"] == 1 and snap["deadlock"] == cluster.scheduler.state.deadlocks[-1]
-        assert "holds a slot on worker" in snap["deadlock"] and snap["deadlock"] in str(info.value)
+        # (a second, true deadlock may follow: a child of the failed root that starts
+        # before its release arrives waits on its own children in the only slot)
+        deadlocks = cluster.scheduler.state.deadlocks
+        assert snap["deadlocks"] == len(deadlocks) >= 1 and snap["deadlock"] == deadlocks[-1]
+        assert "holds a slot on worker" in snap["deadlock"] and deadlocks[0] in str(info.value)
 
 
 async def test_events_push_updates_while_work_runs():
