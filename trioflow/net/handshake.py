@@ -52,7 +52,7 @@ def check_hello(msg: p.Hello, token: str | None) -> int:
     """
     version = p.choose_version(msg.versions)
     if msg.role not in ROLES:
-        raise RemoteProtocolError(f"unknown role {msg.role!r}")
+        raise RemoteProtocolError(f"unknown role {msg.role!r}: a scheduler serves the roles {list(ROLES)}")
     if token is not None and not hmac.compare_digest(msg.token.encode(), token.encode()):
         raise AuthenticationError("wrong or missing token (set TRIOFLOW_TOKEN or --token-file)")
     return version

@@ -9,7 +9,9 @@ Theory of operation:
   ``ConnectionState``): the records and the outbox live there, the dispatch table and
   the passes here. Handlers are module-level functions grouped by concern, task
   messages in :mod:`.lifecycle`, membership in :mod:`.peers`, values in :mod:`.data`,
-  waits and secession in :mod:`.waits`, placement and stealing in :mod:`.placement`;
+  waits and secession in :mod:`.waits`, placement and stealing in :mod:`.placement`,
+  tasks no worker can run in :mod:`.starvation` (on ``TimePassed``), why a task
+  waits in :mod:`.explain`;
   they share the primitives of :mod:`.ops` and never import one another. Only this
   module imports them all.
 * Expected races (stale run ids, unknown keys, a finish for a cancelled task) are not
@@ -27,8 +29,15 @@ from typing import Any
 
 from ... import protocol as p
 from ...errors import InternalError, InvalidTransition
-from ..events import MessagesReceived, PeerJoined, PeerLeft, SchedulerCommand, SchedulerEvent
-from . import data, deadlock, lifecycle, peers, placement, timeline, waits
+from ..events import (
+    MessagesReceived,
+    PeerJoined,
+    PeerLeft,
+    SchedulerCommand,
+    SchedulerEvent,
+    TimePassed,
+)
+from . import data, deadlock, explain, lifecycle, peers, placement, starvation, timeline, waits
 from .state import DEFAULT_ALLOWED_FAILURES, DEFAULT_INLINE_LIMIT, SchedulerState
 
 #: rebuild the key containers once ``tasks`` has shrunk to a quarter of its peak, if the
@@ -62,6 +71,7 @@ HANDLERS: dict[type, Handler] = {
     p.StatusRequest: peers.status,
     p.RunsRequest: timeline.runs_request,
     p.WorkerThreads: timeline.worker_threads,
+    p.WhyRequest: explain.why,
     p.TaskPlaced: lifecycle.task_placed,
 }
 
@@ -74,6 +84,9 @@ class Scheduler:
             and kept here; larger ones stay on workers and are fetched on demand.
         allowed_failures: worker deaths a task may suffer before ``KilledWorker``.
         scheduler_id: the id this scheduler gives itself.
+        no_workers_timeout: seconds a queued task may have no connected worker able to
+            run it before it fails with ``NoWorkersError`` (None: never); the shell
+            drives it with ``TimePassed`` events (``starvation.py``).
 
     Attributes:
         state: the records (``state.tasks``, ``state.workers``, ...), for the shell's
@@ -86,10 +99,11 @@ class Scheduler:
         inline_limit: int = DEFAULT_INLINE_LIMIT,
         allowed_failures: int = DEFAULT_ALLOWED_FAILURES,
         scheduler_id: str = "scheduler",
+        no_workers_timeout: float | None = None,
     ) -> None:
         self.state = SchedulerState(
             inline_limit=inline_limit, allowed_failures=allowed_failures,
-            scheduler_id=scheduler_id,
+            scheduler_id=scheduler_id, no_workers_timeout=no_workers_timeout,
         )
         #: the internal error that stopped this machine (None while it is sound)
         self.failure: InternalError | None = None
@@ -139,6 +153,8 @@ class Scheduler:
             peers.peer_joined(state, event.peer_id, event.hello)
         elif type(event) is PeerLeft:
             peers.peer_left(state, event.peer_id)
+        elif type(event) is TimePassed:
+            starvation.tick(state, event.now)
         else:
             raise InvalidTransition(f"unknown event {event!r}")
 
@@ -151,6 +167,7 @@ class Scheduler:
         if state.deadlock_dirty:
             state.deadlock_dirty = False
             self.check_deadlock()
+            explain.note_timed_deadlock(state)
         ntasks = len(state.tasks)
         if ntasks > self._peak_tasks:
             self._peak_tasks = ntasks
