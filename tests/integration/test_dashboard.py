@@ -13,7 +13,7 @@ import trioflow
 from trioflow.client import open_client
 from trioflow.dashboard.server import Dashboard
 
-from .conftest import cluster_client
+from .conftest import cluster_client, quiesce
 from .dashboard_helpers import events, get
 
 
@@ -109,9 +109,11 @@ async def test_the_latest_deadlock_report_is_shown():
     async with cluster_client(1, 1) as (cluster, client):
         with pytest.raises(trioflow.DeadlockError) as info:
             await client.submit(fib_no_secede, 3)
+        # a second, true deadlock may follow: a child of the failed root that starts
+        # before its release arrives waits on its own children in the only slot. Let
+        # every run end first, so the snapshot and the records are read at rest
+        await quiesce(cluster)
         snap = (await get(cluster.dashboard.address + "/api/snapshot")).json()
-        # (a second, true deadlock may follow: a child of the failed root that starts
-        # before its release arrives waits on its own children in the only slot)
         deadlocks = cluster.scheduler.state.deadlocks
         assert snap["deadlocks"] == len(deadlocks) >= 1 and snap["deadlock"] == deadlocks[-1]
         assert "holds a slot on worker" in snap["deadlock"] and deadlocks[0] in str(info.value)
