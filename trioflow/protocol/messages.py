@@ -267,6 +267,11 @@ class TaskErred:
     type_name: str
     text: str
     traceback: str = ""
+    #: when the run started, how long it ran and on which thread (0, 0, "" when it
+    #: failed before it began); for the dashboard's task stream and performance reports
+    start: float = 0.0
+    duration: float = 0.0
+    thread: str = ""
 
 
 @message("seceded")
@@ -469,7 +474,7 @@ class RunsRequest:
 class RunsReply:
     """Finished runs ``start`` to ``end - 1`` (``start > since`` when older ones were
     forgotten), each [key, worker name, thread, start, duration, nbytes, parent key,
-    depth]; ``total`` runs have finished so far."""
+    depth, returned (false: raised)]; ``total`` runs have finished so far."""
 
     request_id: int
     start: int
@@ -504,3 +509,24 @@ class WhyReply:
     request_id: int
     key: str
     text: str
+
+
+@message("task-placed")
+class TaskPlaced:
+    """Worker -> scheduler: a task running here submitted ``key``, and this worker
+    queued it on itself as run ``run_id`` (always 1: the first run of a new key).
+
+    It replaces ``SubmitTask`` + ``ComputeTask`` for a child placed on its parent's
+    worker; the scheduler records it as if it had assigned it there. ``payload`` travels
+    so the scheduler can run it elsewhere (stolen back, retried, its worker lost).
+    """
+
+    key: str
+    run_id: int
+    fn_id: str
+    payload: bytes
+    parent: str  # the submitting run's key: the scheduler derives the depth from it
+    is_async: bool = False
+    retries: int = 0
+    priority: int = 0
+    run_once: bool = False

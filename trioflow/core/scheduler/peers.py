@@ -120,6 +120,7 @@ def status(state: SchedulerState, peer_id: str, msg: p.StatusRequest) -> None:
             "memory": len(w.has_what),
             "bytes": sum(state.tasks[k].nbytes for k in w.has_what if k in state.tasks),
             "data_address": w.data_address,
+            "placed": w.placed,  # children its tasks placed on it (``TaskPlaced``), so far
         }
         for w in state.workers.values()
     ]

@@ -146,6 +146,8 @@ class WorkerRecord:
     filling: bool = True
     #: shutting down: gets no new work
     closing: bool = False
+    #: tasks this worker placed on itself (``TaskPlaced``): a statistic for ``status``
+    placed: int = 0
 
     def __repr__(self) -> str:
         return (
