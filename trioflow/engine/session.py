@@ -41,7 +41,7 @@ from ..errors import CancelledError, ClientClosedError
 from . import large_args
 from .context import RunContext, current_run
 from .futures import Future
-from .keys import ERRED, NO_VALUE, PENDING, KeyState, SyncWaiter
+from .keys import ERRED, FINISHED, NO_VALUE, PENDING, KeyState, SyncWaiter
 from .protocols import BulkTransport, Connection, HostWorker
 from .transfers import DataPath, Fetcher, Scatterer
 
@@ -330,8 +330,11 @@ class Session:
                 self._notify(ks)
 
     def cancel(self, states: list[KeyState], reason: str) -> None:
-        """Cancel keys, finished ones too (any thread): their futures fail with
-        CancelledError at once, here, and the scheduler fails their tasks and dependents.
+        """Cancel keys, finished ones too (any thread): the scheduler fails their tasks
+        and dependents. A finished key's futures fail with CancelledError at once, here
+        (its value must not be read after the cancel); a pending key's when the
+        scheduler's answer comes, so that once a future reads "cancelled" its queued
+        task can no longer start (the scheduler has taken it back first).
         """
         if not states:
             return
@@ -339,7 +342,7 @@ class Session:
         events = []
         with self.lock:
             for ks in states:
-                if ks.status is ERRED:
+                if ks.status is not FINISHED:
                     continue
                 ks.status = ERRED
                 ks.error = CancelledError(ks.key, reason)
