@@ -142,7 +142,8 @@ def test_scheduler_handlers_never_import_one_another():
     """Only ``core/scheduler/machine.py`` sees every handler module (h11's Rule 1:
     shared invariants live in ``state``/``ops``, below the handlers)."""
     handlers = {f"trioflow.core.scheduler.{m}"
-                for m in ("lifecycle", "peers", "data", "waits", "placement", "deadlock")}
+                for m in ("lifecycle", "peers", "data", "waits", "placement", "deadlock",
+                          "coordination")}
     edges = graph()
     for name in handlers:
         assert not edges[name] & handlers, (name, edges[name] & handlers)

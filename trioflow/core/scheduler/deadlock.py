@@ -13,22 +13,31 @@ Deadlock rule (zero false positives): the cluster is deadlocked when
 3. no StealTasks answer is in flight, and
 4. no large scatter is waiting to be placed (its upload needs no slot).
 
+5. every wait of a running task on a coordination primitive (Lock, Semaphore, Queue,
+   Event, Variable; see :mod:`.coordination`) is without a timeout and can only be ended
+   by a task: every lease it waits behind is held by a current run, and no client holds
+   a live object of the Queue, Event or Variable it waits on (a client could put or
+   set; runs cannot, since none computes).
+
 Then nothing computes, nothing can start (every task needs a slot), and the only thing
-that could unblock a run is a key finishing, which needs a slot. The scheduler's view of
+that could unblock a run is a key finishing, which needs a slot, or a primitive
+changing, which needs a running task. The scheduler's view of
 "blocked" is exact because only the scheduler unblocks a run (by sending it the result
 it waits for), and it updates its records when it sends. A timeout or a new worker would
 change the picture, which is why timed waits never count as blocked.
 
 When the rule holds, every slot-holding blocked run gets ``WaitFailed(kind="deadlock")``
-with a report naming each waiter, its slot, and what it waits on; its wait raises
+(or, for a wait on a primitive, a ``PrimitiveReply`` with status "deadlock") with a
+report naming each waiter, its slot, and what it waits on (for a primitive: its
+holders and its waiters); its wait raises
 ``DeadlockError``, the slot frees and the rest of the program can go on.
 """
 
 from __future__ import annotations
 
 from ... import protocol as p
-from . import ops
-from .records import TaskRecord, TaskStatus
+from . import ops, waitlines
+from .records import PrimitiveRecord, PrimitiveWait, TaskRecord, TaskStatus
 from .state import SchedulerState
 
 FIXES = (
@@ -37,6 +46,14 @@ FIXES = (
     "  * wait inside `with trioflow.worker_client() as client:` (it secedes for you);\n"
     "  * make the task `async def` and `await` the futures (waiting holds no slot);\n"
     "  * or start the cluster with auto_secede=True."
+)
+
+PRIMITIVE_FIXES = (
+    "With coordination primitives:\n"
+    "  * release a Lock or Semaphore before waiting on tasks that acquire it;\n"
+    "  * wait on a Queue, Event or Variable inside worker_client() (or after secede()),\n"
+    "    so that the tasks that put or set it can get a slot;\n"
+    "  * or give the wait a timeout."
 )
 
 
@@ -52,7 +69,34 @@ def is_deadlocked(state: SchedulerState) -> bool:
             continue
         if run.blocked_on is None or run.blocked_timeout:
             return False  # it may be computing, or will wake up
+    return _primitive_waits_stuck(state)
+
+
+def _primitive_waits_stuck(state: SchedulerState) -> bool:
+    """Rule 5: no wait of a running task on a primitive can end without a task running.
+
+    Every current run's waits are checked, not only those its ``blocked_on`` shows: an
+    async task may wait on several things at once, and one that can end (a timeout, a
+    client's put) means the task may go on.
+    """
+    for rec in state.primitives.values():
+        for wait in rec.waits:
+            if waitlines.wait_run(state, wait) is None:
+                continue  # a client's wait, or a stale one: neither holds a slot
+            if wait.request.has_timeout or not only_tasks_end(state, rec, wait):
+                return False
     return True
+
+
+def only_tasks_end(state: SchedulerState, rec: PrimitiveRecord, wait: PrimitiveWait) -> bool:
+    """Whether only a running task could end ``wait`` (so, if none runs, nothing can)."""
+    if wait.request.op == "acquire":
+        if len(rec.leases) < rec.limit:
+            return False  # (served at the next change: not stuck)
+        return all(
+            waitlines.current_run(state, lease.peer_id, lease.run_key, lease.run_id) is not None
+            for lease in rec.leases)
+    return not rec.handles  # a client holding the object may still put or set it
 
 
 def check(state: SchedulerState) -> None:
@@ -70,11 +114,23 @@ def check(state: SchedulerState) -> None:
     for run in victims:
         worker_id = run.worker
         assert worker_id is not None
-        state.send(worker_id, p.WaitFailed(run.key, run.run_id, "deadlock", report))
-        ops.unblock(state, run)
+        marker = next(iter(run.blocked_on or ()), "")
+        found = waitlines.find_wait(state, marker)
+        if found is not None:
+            rec, wait = found
+            waitlines.end_wait(state, rec, wait)
+            waitlines.reply(state, wait.peer_id, wait.request.request_id, "deadlock",
+                            text=report)
+        else:
+            state.send(worker_id, p.WaitFailed(run.key, run.run_id, "deadlock", report))
+            ops.unblock(state, run)
 
 
 def _where(state: SchedulerState, key: str, depth: int = 0) -> str:
+    found = waitlines.find_wait(state, key)
+    if found is not None:
+        rec, wait = found
+        return _primitive(state, rec, wait, depth)
     task = state.tasks.get(key)
     if task is None:
         return f"{key} (released)"
@@ -97,6 +153,40 @@ def _where(state: SchedulerState, key: str, depth: int = 0) -> str:
     return key
 
 
+def _primitive(state: SchedulerState, rec: PrimitiveRecord, wait: PrimitiveWait,
+               depth: int) -> str:
+    """What a wait on ``rec`` waits for: a lease (held by whom) or a put/set."""
+    if wait.request.op == "acquire":
+        holders = []
+        for lease in rec.leases:
+            holder = (_where(state, lease.run_key, depth + 1) if depth < 2
+                      else lease.run_key)
+            holders.append(f"task {holder}")
+        return f"{rec.title} (to acquire; held by {', '.join(holders) or 'nobody'})"
+    what = {"get": "an item to get" if rec.kind == "queue" else "a value to be set",
+            "put": "room to put", "wait": "it to be set"}.get(wait.request.op, wait.request.op)
+    return f"{rec.title} (for {what}; no client holds it, only tasks could)"
+
+
+def _primitives_involved(state: SchedulerState) -> list[str]:
+    """One line per primitive a running task waits on: its holders and its waiters."""
+    lines = []
+    for rec in state.primitives.values():
+        waiters = [w for w in rec.waits if waitlines.wait_run(state, w) is not None]
+        if not waiters:
+            continue
+        held = ", ".join(f"task {lease.run_key or '(a client)'}" for lease in rec.leases)
+        waiting = ", ".join(f"task {w.request.run_key} ({w.request.op})" for w in waiters)
+        if rec.kind in ("lock", "semaphore"):
+            lines.append(f"  {rec.title}: {len(rec.leases)} of {rec.limit} lease(s), held by "
+                         f"{held or 'nobody'}; waiting: {waiting}")
+        elif rec.kind == "queue":
+            lines.append(f"  {rec.title}: {len(rec.items)} item(s); waiting: {waiting}")
+        else:
+            lines.append(f"  {rec.title}: waiting: {waiting}")
+    return lines
+
+
 def describe(state: SchedulerState, victims: list[TaskRecord]) -> str:
     """A human report of the deadlock: who holds which slot, waiting on what."""
     nslots = sum(w.nthreads for w in state.workers.values())
@@ -111,5 +201,10 @@ def describe(state: SchedulerState, victims: list[TaskRecord]) -> str:
         shown = ", ".join(_where(state, k) for k in waits[:3])
         more = f" and {len(waits) - 3} more" if len(waits) > 3 else ""
         lines.append(f"  task {run.key} holds a slot on worker {wname!r} and waits on {shown}{more}")
+    involved = _primitives_involved(state)
+    if involved:
+        lines += ["", "Coordination primitives in the cycle:", *involved]
     lines += ["", FIXES]
+    if involved:
+        lines += [PRIMITIVE_FIXES]
     return "\n".join(lines)

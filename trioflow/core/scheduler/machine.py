@@ -9,7 +9,8 @@ Theory of operation:
   ``ConnectionState``): the records and the outbox live there, the dispatch table and
   the passes here. Handlers are module-level functions grouped by concern, task
   messages in :mod:`.lifecycle`, membership in :mod:`.peers`, values in :mod:`.data`,
-  waits and secession in :mod:`.waits`, placement and stealing in :mod:`.placement`;
+  waits and secession in :mod:`.waits`, placement and stealing in :mod:`.placement`,
+  Lock/Semaphore/Queue/Event/Variable in :mod:`.coordination`;
   they share the primitives of :mod:`.ops` and never import one another. Only this
   module imports them all.
 * Expected races (stale run ids, unknown keys, a finish for a cancelled task) are not
@@ -28,7 +29,7 @@ from typing import Any
 from ... import protocol as p
 from ...errors import InternalError, InvalidTransition
 from ..events import MessagesReceived, PeerJoined, PeerLeft, SchedulerCommand, SchedulerEvent
-from . import data, deadlock, lifecycle, peers, placement, waits
+from . import coordination, data, deadlock, lifecycle, peers, placement, waits
 from .state import DEFAULT_ALLOWED_FAILURES, DEFAULT_INLINE_LIMIT, SchedulerState
 
 #: rebuild the key containers once ``tasks`` has shrunk to a quarter of its peak, if the
@@ -60,6 +61,9 @@ HANDLERS: dict[type, Handler] = {
     p.Heartbeat: peers.ignore,
     p.WorkerClosing: peers.worker_closing,
     p.StatusRequest: peers.status,
+    p.PrimitiveRequest: coordination.request,
+    p.PrimitiveCancel: coordination.cancel,
+    p.PrimitiveHandles: coordination.handles,
 }
 
 
@@ -136,6 +140,7 @@ class Scheduler:
             peers.peer_joined(state, event.peer_id, event.hello)
         elif type(event) is PeerLeft:
             peers.peer_left(state, event.peer_id)
+            coordination.peer_left(state, event.peer_id)
         else:
             raise InvalidTransition(f"unknown event {event!r}")
 

@@ -18,7 +18,7 @@ from typing import Any
 from ... import protocol as p
 from ...config import ALLOWED_FAILURES, INLINE_LIMIT
 from ..events import Close, SchedulerCommand, Send
-from .records import PeerRecord, TaskRecord, TaskStatus, WorkerRecord
+from .records import PeerRecord, PrimitiveRecord, TaskRecord, TaskStatus, WorkerRecord
 
 #: results up to this many pickled bytes travel inside messages and are kept here too;
 #: a task that was running on this many dying workers fails with KilledWorker
@@ -86,6 +86,8 @@ class SchedulerState:
         self.deadlock_dirty = False
         #: deadlock reports issued so far (for introspection and tests)
         self.deadlocks: list[str] = []
+        #: coordination primitives by (kind, name) (see coordination.py)
+        self.primitives: dict[tuple[str, str], PrimitiveRecord] = {}
         #: commands for the shell, collected during one event
         self._out: list[SchedulerCommand] = []
         #: peer -> keys of the FreeKeys that is the last message queued for it in this
