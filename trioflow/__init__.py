@@ -37,6 +37,7 @@ from .errors import (
     WorkerLost,
 )
 from .in_task import get_client, rejoin, secede, worker_client
+from .primitives import Event, Lock, Queue, Semaphore, Variable
 from .run import run
 
 __version__ = "0.1.0"
@@ -50,15 +51,20 @@ __all__ = [
     "DeadlockError",
     "Delayed",
     "DoneAndNotDoneFutures",
+    "Event",
     "Future",
     "KilledWorker",
     "LocalCluster",
+    "Lock",
     "NoClientError",
     "NotInTaskError",
+    "Queue",
     "RemoteProtocolError",
+    "Semaphore",
     "SerializationError",
     "TaskFailed",
     "TrioflowError",
+    "Variable",
     "WorkerLost",
     "__version__",
     "as_completed",

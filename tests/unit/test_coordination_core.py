@@ -49,7 +49,7 @@ def test_semaphore_leases_and_a_leaving_holder_releases_them():
         assert replies(out)[rid].status == "ok"
     assert not replies(recv(s, "b", req(1, "semaphore", "S", "acquire", holder="y", number=2)))
     out = recv(s, "b", req(2, "semaphore", "S", "acquire", holder="y", number=3))
-    assert replies(out)[2].status == "error" and "max_leases=2" in replies(out)[2].text
+    assert replies(out)[2].status == "invalid" and "max_leases=2" in replies(out)[2].text
     out = s.handle(PeerLeft("a"))
     assert replies(out, "b")[1].status == "ok"
     assert len(s.state.primitives[("semaphore", "S")].leases) == 1
@@ -99,7 +99,7 @@ def test_event_and_variable():
     assert replies(recv(s, "b", req(4, "event", "E", "is_set")))[4].number == 0
     assert replies(recv(s, "b", req(5, "variable", "V", "get", nowait=True)))[5].status == "timeout"
     out = recv(s, "b", req(6, "variable", "V", "frobnicate"))
-    assert replies(out)[6].status == "error"
+    assert replies(out)[6].status == "invalid"
 
 
 # ---------------------------------------------------------------------- deadlocks

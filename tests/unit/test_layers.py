@@ -32,6 +32,7 @@ LAYERS = {
     "trioflow.in_task": 7,
     "trioflow.delayed": 7,
     "trioflow.run": 7,
+    "trioflow.primitives": 7,
     "trioflow.cli": 8,
     "trioflow.testing": 8,
     "trioflow": 8,  # the package's __init__: public re-exports only

@@ -40,6 +40,7 @@ from .context import RunContext, current_run
 from .futures import Future
 from .keys import ERRED, PENDING, KeyState, SyncWaiter
 from .protocols import BulkTransport, Connection, HostWorker
+from .replies import ReplyTable
 from .transfers import DataPath, Fetcher, Scatterer
 
 logger = logging.getLogger(__name__)
@@ -79,6 +80,8 @@ class Session:
         self._release_scheduled = False  # a flush of the table's releases is scheduled
         self._status_waiters: dict[int, _StatusWait] = {}
         self._status_ids = itertools.count(1)
+        #: coordination primitives' requests waiting for their PrimitiveReply
+        self.replies = ReplyTable()
         # unique across sessions, processes and hosts: clients share one key space
         self._prefix = secrets.token_hex(5)
         self._counter = itertools.count(1)
@@ -261,6 +264,8 @@ class Session:
             if waiter is not None:
                 waiter.reply = msg
                 waiter.event.set()
+        elif t is p.PrimitiveReply:
+            self.replies.reply(msg)
 
     def finished_here(self, key: str, report: p.TaskFinished) -> None:
         """A task of this (worker) session's futures finished on this very worker."""
@@ -290,6 +295,7 @@ class Session:
             status_waits = list(self._status_waiters.values())
             self._status_waiters.clear()
         self.fetcher.fail_all(ClientClosedError(f"lost the scheduler: {reason}"))
+        self.replies.fail_all(ClientClosedError(f"lost the scheduler: {reason}"))
         for wait in status_waits:
             wait.error = ClientClosedError(f"lost the scheduler: {reason}")
             wait.event.set()

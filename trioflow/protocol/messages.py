@@ -496,9 +496,9 @@ class PrimitiveHandles:
 
 @message("primitive-reply")
 class PrimitiveReply:
-    """The answer to a ``PrimitiveRequest``: ``status`` "ok", "timeout", "deadlock" or
-    "error" (``text`` says why); ``values`` the pickled items got; ``number`` a count
-    (``qsize``, held leases) or a flag (``is_set``, ``released``)."""
+    """The answer to a ``PrimitiveRequest``: ``status`` "ok", "timeout", "deadlock",
+    "error" or "invalid" (``text`` says why); ``values`` the pickled items got;
+    ``number`` a count (``qsize``, held leases) or a flag (``is_set``, ``released``)."""
 
     request_id: int
     status: str

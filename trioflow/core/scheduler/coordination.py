@@ -34,7 +34,7 @@ from .state import SchedulerState
 from .waitlines import block, current_run, end_wait
 from .waitlines import reply as _reply
 
-#: the operations of each kind; anything else is answered with status "error"
+#: the operations of each kind; anything else is answered with status "invalid"
 OPS: dict[str, frozenset[str]] = {
     "lock": frozenset({"acquire", "release", "value"}),
     "semaphore": frozenset({"acquire", "release", "value"}),
@@ -68,14 +68,14 @@ def _maybe_drop(state: SchedulerState, rec: PrimitiveRecord) -> None:
 def request(state: SchedulerState, peer_id: str, msg: p.PrimitiveRequest) -> None:
     """Serve ``msg`` now, or record it as a wait."""
     if msg.op not in OPS.get(msg.kind, ()):
-        _reply(state, peer_id, msg.request_id, "error",
+        _reply(state, peer_id, msg.request_id, "invalid",
                text=f"unknown operation {msg.op!r} on a {msg.kind!r}")
         return
     limit = 1 if msg.kind == "lock" else max(msg.number, 0)
     rec = _record(state, msg.kind, msg.name, limit)
     if msg.kind == "semaphore" and msg.op == "acquire" and rec.limit != limit:
         if rec.leases or rec.waits:
-            _reply(state, peer_id, msg.request_id, "error", text=(
+            _reply(state, peer_id, msg.request_id, "invalid", text=(
                 f"Semaphore {msg.name!r} exists with max_leases={rec.limit}; "
                 f"this one asks for {limit}: use one max_leases per name"))
             return
