@@ -40,8 +40,15 @@ def reply(state: SchedulerState, peer_id: str, request_id: int, status: str = "o
 
 
 def block(state: SchedulerState, run: TaskRecord, wait: PrimitiveWait) -> None:
-    """``run`` is blocked on ``wait``: the same accounting as a wait on keys."""
-    ops.unblock(state, run)  # (a new wait replaces an old one, as for keys)
+    """``run`` is blocked on ``wait``: the same accounting as a wait on keys.
+
+    A run already blocked (an async task waiting on several things at once) stays as
+    it is: the deadlock rule checks every pending primitive wait of every run anyway,
+    and replacing a timed wait by this one could make a run that will wake up look
+    stuck (a false report), while keeping it can only miss one.
+    """
+    if run.blocked_on is not None:
+        return
     run.blocked_on = {wait.marker}
     run.blocked_timeout = wait.request.has_timeout
     run.blocked_any = False
