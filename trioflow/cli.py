@@ -149,6 +149,9 @@ def worker_main(argv: list[str] | None = None) -> int:
                         help="seceded threads allowed besides the slots (default 256)")
     parser.add_argument("--auto-secede", action="store_true",
                         help="give the slot back on every wait inside a task")
+    parser.add_argument("--resources", default="",
+                        help='abstract resources this worker offers, like "GPU=2,MEM=16e9" '
+                        "(tasks ask for them with submit(..., resources={...}))")
     parser.add_argument("--death-timeout", type=float, default=config.DEATH_TIMEOUT,
                         help="seconds to keep trying to reach the scheduler before exiting")
     parser.add_argument("--connect-timeout", type=float, default=config.CONNECT_TIMEOUT,
@@ -163,6 +166,12 @@ def worker_main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.nthreads < 1:
         parser.error(f"--nthreads must be >= 1, got {args.nthreads}")
+    from .core.resource_spec import parse_resources
+
+    try:
+        resources = parse_resources(args.resources)
+    except ValueError as exc:
+        parser.error(f"--resources: {exc}")
     _setup_logging(args.log_level)
     token = _read_token(args.token_file)
     from .net.worker_node import WorkerNode
@@ -180,7 +189,8 @@ def worker_main(argv: list[str] | None = None) -> int:
         return WorkerNode(args.address, nthreads=args.nthreads, name=args.name, token=token,
                           max_parked_threads=args.max_parked_threads,
                           auto_secede=args.auto_secede, host=args.host, ssl_context=ssl_ctx,
-                          data_ssl_context=data_ctx, peer_timeout=args.peer_timeout)
+                          data_ssl_context=data_ctx, peer_timeout=args.peer_timeout,
+                          resources=resources)
 
     async def main() -> None:
         stop = trio.Event()

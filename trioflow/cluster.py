@@ -13,7 +13,7 @@ import contextlib
 import logging
 import os
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from functools import partial
 from typing import Any
 
@@ -21,6 +21,7 @@ import attrs
 import trio
 
 from .config import ALLOWED_FAILURES, LOCAL_DEATH_TIMEOUT, STARTUP_TIMEOUT
+from .core import resource_spec
 from .net.scheduler_server import SchedulerServer
 from .net.worker_node import WorkerNode
 
@@ -75,6 +76,7 @@ async def open_local_cluster(
     max_parked_threads: int | None = None,
     inline_limit: int | None = None,
     allowed_failures: int = ALLOWED_FAILURES,
+    resources: Mapping[str, float] | str | None = None,
 ) -> AsyncIterator[LocalCluster]:
     """Start a scheduler and workers; yield once all workers have joined.
 
@@ -82,6 +84,9 @@ async def open_local_cluster(
     worker processes.
     """
     n, nthreads = default_shape(workers, threads_per_worker)
+    # every worker offers these abstract resources (``"GPU=2"`` or ``{"GPU": 2}``)
+    offered = (resource_spec.parse_resources(resources) if isinstance(resources, str)
+               else resource_spec.check_resources(resources))
     extra: dict[str, Any] = {}
     if inline_limit is not None:
         extra["inline_limit"] = inline_limit
@@ -99,6 +104,8 @@ async def open_local_cluster(
                     argv.append("--auto-secede")
                 if max_parked_threads is not None:
                     argv += ["--max-parked-threads", str(max_parked_threads)]
+                if offered:
+                    argv += ["--resources", ",".join(f"{k}={v!r}" for k, v in offered.items())]
                 env = dict(os.environ)
                 if token:
                     env["TRIOFLOW_TOKEN"] = token
@@ -108,6 +115,8 @@ async def open_local_cluster(
                 opts: dict[str, Any] = dict(extra)
                 if max_parked_threads is not None:
                     opts["max_parked_threads"] = max_parked_threads
+                if offered:
+                    opts["resources"] = offered
                 node = WorkerNode(address, nthreads=nthreads, name=f"worker-{i}", token=token,
                                   auto_secede=auto_secede, host=host, **opts)
                 nodes.append(node)

@@ -26,7 +26,7 @@ import itertools
 import logging
 import secrets
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import attrs
@@ -34,6 +34,7 @@ import trio
 
 from .. import protocol as p
 from .. import serialize
+from ..core import resource_spec
 from ..core.session import SessionKeys
 from ..errors import ClientClosedError
 from .context import RunContext, current_run
@@ -200,12 +201,18 @@ class Session:
     def submit(self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any], *,
                key: str | None = None, pure: bool = False, retries: int = 0,
                workers: Iterable[str] | None = None, priority: int = 0,
-               run_once: bool = False) -> Future[Any]:
-        """Pickle and send one task; returns its Future at once (any thread)."""
+               run_once: bool = False,
+               resources: Mapping[str, float] | None = None) -> Future[Any]:
+        """Pickle and send one task; returns its Future at once (any thread).
+
+        ``resources``: abstract resources the task needs (``{"GPU": 1}``), checked here.
+        """
         if not callable(fn):
             raise TypeError(f"submit needs a callable, got {type(fn).__name__}")
         if retries < 0:
             raise ValueError(f"retries must be >= 0, got {retries}")
+        res_names, res_amounts = resource_spec.as_lists(
+            resource_spec.check_resources(resources))
         fn_id, blob = serialize.dumps_function(fn)
         payload, deps = serialize.dumps_payload(args, kwargs, _is_future)
         if key is None:
@@ -218,7 +225,8 @@ class Session:
         ctx = current_run()
         parent = ctx.run.key if ctx is not None and ctx.session is self else ""
         task = p.SubmitTask(key, fn_id, payload, deps, parent, inspect.iscoroutinefunction(fn),
-                            retries, priority, list(workers or ()), run_once)
+                            retries, priority, list(workers or ()), run_once, res_names,
+                            res_amounts)
         with self.lock:
             ks, msgs = self.table.submit(task, blob)
         fut: Future[Any] = Future(self, ks)

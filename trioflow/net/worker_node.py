@@ -31,7 +31,7 @@ import logging
 import os
 import ssl
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import trio
@@ -39,6 +39,7 @@ from trio_websocket import ConnectionClosed
 
 from .. import config
 from .. import protocol as p
+from ..core import resource_spec
 from ..core import worker as wcore
 from ..engine.protocols import Wakeup
 from ..engine.session import Session
@@ -81,7 +82,10 @@ class WorkerNode:
         inline_limit: int = config.INLINE_LIMIT,
         max_message_size: int = config.MAX_MESSAGE_SIZE,
         peer_timeout: float = config.PEER_TIMEOUT,
+        resources: Mapping[str, float] | None = None,
     ) -> None:
+        #: abstract resources offered (``--resources "GPU=2"``); checked here, at the call
+        self.resources = resource_spec.check_resources(resources)
         if nthreads < 1:
             raise ValueError(f"nthreads must be >= 1, got {nthreads}")
         if max_parked_threads < 0:
@@ -153,7 +157,8 @@ class WorkerNode:
                 shown = f"[{local}]" if ":" in str(local) else local
                 self.data_address = f"{scheme}://{shown}:{port}"
             conn.send(handshake.hello("worker", self.name, self.token, nthreads=self.nthreads,
-                                      data_address=self.data_address))
+                                      data_address=self.data_address,
+                                      resources=self.resources))
             await conn.flush()
             welcome = await handshake.expect_welcome(conn)
             self.conn = conn

@@ -127,6 +127,9 @@ class Hello:
     nthreads: int = 0
     data_address: str = ""
     pid: int = 0
+    #: a worker's abstract resources (``--resources "GPU=2"``): names and amounts
+    resource_names: list[str] = attrs.Factory(list)
+    resource_amounts: list[float] = attrs.Factory(list)
 
 
 @message("welcome")
@@ -166,6 +169,9 @@ class SubmitTask:
     priority: int = 0
     workers: list[str] = attrs.Factory(list)
     run_once: bool = False  # never run twice: fail instead of re-running after worker loss
+    #: abstract resources the task needs while it holds its slot (``resources=``)
+    resource_names: list[str] = attrs.Factory(list)
+    resource_amounts: list[float] = attrs.Factory(list)
 
 
 @message("release-keys")
@@ -348,6 +354,8 @@ class ComputeTask:
     dep_inline: list[bytes | None] = attrs.Factory(list)
     dep_holders: list[str] = attrs.Factory(list)
     is_async: bool = False
+    #: the task needs abstract resources: it takes them again before it rejoins
+    has_resources: bool = False
 
 
 @message("steal-tasks")

@@ -29,6 +29,7 @@ Rules:
 from __future__ import annotations
 
 from ... import protocol as p
+from . import resources
 from .records import Lease, PrimitiveRecord, PrimitiveWait
 from .state import SchedulerState
 from .waitlines import block, current_run, end_wait
@@ -41,6 +42,7 @@ OPS: dict[str, frozenset[str]] = {
     "queue": frozenset({"create", "put", "get", "putback", "qsize"}),
     "event": frozenset({"set", "clear", "wait", "is_set"}),
     "variable": frozenset({"set", "get", "delete"}),
+    "resources": frozenset({"acquire"}),  # a seceded run takes its resources back
 }
 
 def _stale(state: SchedulerState, wait: PrimitiveWait) -> bool:
@@ -71,6 +73,9 @@ def request(state: SchedulerState, peer_id: str, msg: p.PrimitiveRequest) -> Non
         _reply(state, peer_id, msg.request_id, "invalid",
                text=f"unknown operation {msg.op!r} on a {msg.kind!r}")
         return
+    if msg.kind == "resources":
+        _resources_request(state, peer_id, msg)
+        return
     limit = 1 if msg.kind == "lock" else max(msg.number, 0)
     rec = _record(state, msg.kind, msg.name, limit)
     if msg.kind == "semaphore" and msg.op == "acquire" and rec.limit != limit:
@@ -98,6 +103,43 @@ def request(state: SchedulerState, peer_id: str, msg: p.PrimitiveRequest) -> Non
     run = current_run(state, peer_id, msg.run_key, msg.run_id)
     if run is not None:
         block(state, run, wait)
+
+
+def _resources_request(state: SchedulerState, peer_id: str, msg: p.PrimitiveRequest) -> None:
+    """A seceded run asks for its resources back before it rejoins: served when its
+    worker has them free, oldest first and before new tasks take them."""
+    run = current_run(state, peer_id, msg.run_key, msg.run_id)
+    if run is None or run.resources is None or run.holds_resources:
+        _reply(state, peer_id, msg.request_id)  # nothing to take (or a stale run)
+        return
+    worker = state.workers[peer_id]
+    if ("resources", peer_id) not in state.primitives and resources.fits(worker, run.resources):
+        resources.take(worker, run)
+        _reply(state, peer_id, msg.request_id)
+        return
+    rec = _record(state, "resources", peer_id, 0)
+    wait = PrimitiveWait(peer_id, msg)
+    rec.waits.append(wait)
+    block(state, run, wait)
+
+
+def pump_resources(state: SchedulerState) -> None:
+    """Once per event, before placement: give freed resources to the runs waiting to
+    rejoin with them, oldest first on each worker."""
+    recs = [r for r in state.primitives.values() if r.kind == "resources"]
+    for rec in recs:
+        worker = state.workers.get(rec.name)
+        for wait in list(rec.waits):
+            run = current_run(state, wait.peer_id, wait.request.run_key, wait.request.run_id)
+            if run is None or run.resources is None or worker is None:
+                end_wait(state, rec, wait)  # stale: nobody to give them to
+                continue
+            if not resources.fits(worker, run.resources):
+                break  # oldest first: no overtaking
+            resources.take(worker, run)
+            end_wait(state, rec, wait)
+            _reply(state, wait.peer_id, wait.request.request_id)
+        _maybe_drop(state, rec)
 
 
 def _older_waits(rec: PrimitiveRecord, op: str) -> bool:

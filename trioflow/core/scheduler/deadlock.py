@@ -7,7 +7,9 @@ handlers of :mod:`.waits`).
 Deadlock rule (zero false positives): the cluster is deadlocked when
 
 1. every slot of every worker is held by a run blocked on keys, without a timeout
-   (``worker.blocked >= worker.nthreads`` for all workers, and there is a worker), and
+   (``worker.blocked >= worker.nthreads`` for all workers, and there is a worker), or
+   is free but useless: its worker runs nothing and no pending task can start there,
+   because each needs abstract resources that blocked runs hold (1'), and
 2. no seceded run could still be computing: each is blocked without a timeout, or
    waiting to rejoin, and
 3. no StealTasks answer is in flight, and
@@ -36,8 +38,8 @@ holders and its waiters); its wait raises
 from __future__ import annotations
 
 from ... import protocol as p
-from . import ops, waitlines
-from .records import PrimitiveRecord, PrimitiveWait, TaskRecord, TaskStatus
+from . import ops, resources, waitlines
+from .records import PrimitiveRecord, PrimitiveWait, TaskRecord, TaskStatus, WorkerRecord
 from .state import SchedulerState
 
 FIXES = (
@@ -61,15 +63,48 @@ def is_deadlocked(state: SchedulerState) -> bool:
     """Whether the rule in the module docstring holds right now."""
     if not state.workers or state.scatters:
         return False  # (a scatter waiting for a worker needs an upload, not a slot)
+    idle: list[WorkerRecord] = []
+    blocked = 0
     for w in state.workers.values():
-        if w.blocked < w.nthreads or w.steal_pending:
+        if w.steal_pending:
             return False
+        blocked += w.blocked
+        if w.blocked < w.nthreads:
+            if w.occupying > w.blocked or w.closing:
+                return False  # a run there computes, or will start
+            idle.append(w)
+    if not blocked or (idle and not _idle_slots_useless(state, idle)):
+        return False
     for run in state.seceded.values():
         if run.rejoin_pending:
             continue
         if run.blocked_on is None or run.blocked_timeout:
             return False  # it may be computing, or will wake up
     return _primitive_waits_stuck(state)
+
+
+def _idle_slots_useless(state: SchedulerState, idle: list[WorkerRecord]) -> bool:
+    """Rule 1': free slots do not help when no pending task can start in them: every
+    one needs resources that the idle workers' runs hold (or restricts itself to other
+    workers). A task that needs resources no connected worker has at all waits for a
+    worker to join (the no-workers timeout), so it never makes this a deadlock."""
+    tasks = state.tasks
+    for _, key in state.ready:  # (after ``schedule``, only stale entries are left here)
+        task = tasks.get(key)
+        if task is not None and task.status is TaskStatus.QUEUED:
+            return False
+    workers = list(state.workers.values())
+    for task in state.unplaceable.values():
+        if task.restrict and not any(w.name in task.restrict for w in workers):
+            return False  # waits for a worker of that name to join
+        if resources.why_unplaceable(workers, task) is not None:
+            return False  # waits for a worker with those resources to join
+        for w in idle:
+            if task.restrict and w.name not in task.restrict:
+                continue
+            if task.resources is None or resources.fits(w, task.resources):
+                return False  # it can start there (the next placement pass)
+    return True
 
 
 def _primitive_waits_stuck(state: SchedulerState) -> bool:
@@ -90,6 +125,8 @@ def _primitive_waits_stuck(state: SchedulerState) -> bool:
 
 def only_tasks_end(state: SchedulerState, rec: PrimitiveRecord, wait: PrimitiveWait) -> bool:
     """Whether only a running task could end ``wait`` (so, if none runs, nothing can)."""
+    if rec.kind == "resources":
+        return True  # only slot-holding runs hold resources, and none of them runs
     if wait.request.op == "acquire":
         if len(rec.leases) < rec.limit:
             return False  # (served at the next change: not stuck)
@@ -136,6 +173,11 @@ def _where(state: SchedulerState, key: str, depth: int = 0) -> str:
         return f"{key} (released)"
     if task.status is TaskStatus.QUEUED:
         return f"{key} (queued: no free slot)"
+    if key in state.unplaceable and task.resources:
+        holders = [t.key for w in state.workers.values() for t in w.processing.values()
+                   if t.holds_resources]
+        return (f"{key} (needs resources {resources.describe_need(task.resources)}, "
+                f"held by {', '.join(holders) or 'nobody'})")
     if task.status is TaskStatus.WAITING:
         waits = sorted(task.waiting_on)
         if depth >= 2 or not waits:
@@ -156,6 +198,11 @@ def _where(state: SchedulerState, key: str, depth: int = 0) -> str:
 def _primitive(state: SchedulerState, rec: PrimitiveRecord, wait: PrimitiveWait,
                depth: int) -> str:
     """What a wait on ``rec`` waits for: a lease (held by whom) or a put/set."""
+    if rec.kind == "resources":
+        worker = state.workers.get(rec.name)
+        holders = [t.key for t in worker.processing.values() if t.holds_resources] if worker else []
+        return (f"its resources back, to rejoin (held by {', '.join(holders) or 'nobody'}"
+                f" on {worker.name if worker else rec.name!r})")
     if wait.request.op == "acquire":
         holders = []
         for lease in rec.leases:
@@ -173,7 +220,7 @@ def _primitives_involved(state: SchedulerState) -> list[str]:
     lines = []
     for rec in state.primitives.values():
         waiters = [w for w in rec.waits if waitlines.wait_run(state, w) is not None]
-        if not waiters:
+        if not waiters or rec.kind == "resources":
             continue
         held = ", ".join(f"task {lease.run_key or '(a client)'}" for lease in rec.leases)
         waiting = ", ".join(f"task {w.request.run_key} ({w.request.op})" for w in waiters)

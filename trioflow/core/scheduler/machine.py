@@ -149,6 +149,8 @@ class Scheduler:
         state = self.state
         if state.scatters:
             data.place_scatters(state)
+        if state.primitives:  # (runs rejoining with resources go before new tasks)
+            coordination.pump_resources(state)
         placement.schedule(state)
         if state.deadlock_dirty:
             state.deadlock_dirty = False

@@ -85,6 +85,11 @@ class TaskRecord:
     error: p.KeyErred | None = None
     #: names of workers that died while running this task
     _deaths: list[str] | None = None
+    #: abstract resources it needs (``resources=``), None for none
+    resources: dict[str, float] | None = None
+    #: its current run holds them on its worker (taken at assignment and at rejoin,
+    #: given back when it secedes or ends)
+    holds_resources: bool = False
 
     if TYPE_CHECKING:  # what the properties installed by ``_lazy`` look like
         waiting_on: set[str]
@@ -146,6 +151,9 @@ class WorkerRecord:
     filling: bool = True
     #: shutting down: gets no new work
     closing: bool = False
+    #: its abstract resources (``--resources``) and how much of each runs hold now
+    resources: dict[str, float] = attrs.Factory(dict)
+    used: dict[str, float] = attrs.Factory(dict)
 
     def __repr__(self) -> str:
         return (
