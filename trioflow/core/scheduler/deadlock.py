@@ -248,6 +248,10 @@ def describe(state: SchedulerState, victims: list[TaskRecord]) -> str:
         shown = ", ".join(_where(state, k) for k in waits[:3])
         more = f" and {len(waits) - 3} more" if len(waits) > 3 else ""
         lines.append(f"  task {run.key} holds a slot on worker {wname!r} and waits on {shown}{more}")
+    for run in state.seceded.values():  # seceded runs stuck on a primitive or resources
+        marker = next(iter(run.blocked_on or ()), "")
+        if marker.startswith("\x00") and not run.blocked_timeout:
+            lines.append(f"  task {run.key} has seceded and waits on {_where(state, marker)}")
     involved = _primitives_involved(state)
     if involved:
         lines += ["", "Coordination primitives in the cycle:", *involved]
