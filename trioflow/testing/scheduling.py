@@ -216,6 +216,8 @@ def schedule_independent(program: Program, shape: ClusterShape) -> bool:
     Anything else (a secede-less wait with two or more slots) may deadlock or not
     depending on which tasks happen to hold slots at once.
     """
+    if program.uses_primitives():
+        return False  # who takes the lock (or the item) first depends on the schedule
     return not program.holds_slots_while_waiting() or shape.total_slots == 1
 
 

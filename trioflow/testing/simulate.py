@@ -46,7 +46,7 @@ from ..core.events import Close, MessagesReceived, PeerJoined, PeerLeft, Send
 from ..core.scheduler import Scheduler
 from .program import ClusterShape, Outcome, Program
 from .runs import SimRun, SimSession
-from .truth import Detection, HarnessViolation, audit_detection
+from .truth import Detection, HarnessViolation, audit_detection, is_primitive_deadlock
 from .workers import SimWorker
 
 SCHEDULER = "scheduler"
@@ -265,8 +265,9 @@ class Simulator:
                 raise HarnessViolation(f"codec round trip changed {msgs!r} into {decoded!r}")
         if action.dst == SCHEDULER:
             out = self._scheduler_handle(MessagesReceived(action.src, msgs))
-            if self.config.audit and any(type(c.message) is p.WaitFailed
-                                         for c in out if type(c) is Send):
+            if self.config.audit and any(
+                    (type(c) is Send and type(c.message) is p.WaitFailed)
+                    or is_primitive_deadlock(c) for c in out):
                 audit_detection(self, out)
         elif action.dst == CLIENT:
             for msg in msgs:
@@ -316,6 +317,14 @@ class Simulator:
         w = self.workers.get(worker)
         run = w.runs.get(key) if w is not None else None
         return run.path if run is not None else None
+
+    def primitive_waiter(self, worker: str, request_id: int) -> tuple[str, int] | None:
+        """The run (key, run id) on ``worker`` blocked on primitive request ``request_id``."""
+        w = self.workers.get(worker)
+        for run in (w.runs.values() if w is not None else ()):
+            if run.prim_wait == request_id:
+                return run.key, run.run_id
+        return None
 
     def unfinished_roots(self) -> list[str]:
         return [k for k in self.roots if k not in self.root_outcomes]

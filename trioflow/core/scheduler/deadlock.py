@@ -8,8 +8,10 @@ Deadlock rule (zero false positives): the cluster is deadlocked when
 
 1. every slot of every worker is held by a run blocked on keys, without a timeout
    (``worker.blocked >= worker.nthreads`` for all workers, and there is a worker), or
-   is free but useless: its worker runs nothing and no pending task can start there,
-   because each needs abstract resources that blocked runs hold (1'), and
+   is free but useless (1'): its worker runs nothing, no pending task can start there
+   (each needs abstract resources that blocked runs hold, or other workers), and no
+   task waits on a Queue, Event or Variable (a task submitted later could use the slot
+   to put or set it; it could never end a wait on keys, a lease or resources), and
 2. no seceded run could still be computing: each is blocked without a timeout, or
    waiting to rejoin, and
 3. no StealTasks answer is in flight, and
@@ -87,7 +89,16 @@ def _idle_slots_useless(state: SchedulerState, idle: list[WorkerRecord]) -> bool
     """Rule 1': free slots do not help when no pending task can start in them: every
     one needs resources that the idle workers' runs hold (or restricts itself to other
     workers). A task that needs resources no connected worker has at all waits for a
-    worker to join (the no-workers timeout), so it never makes this a deadlock."""
+    worker to join (the no-workers timeout), so it never makes this a deadlock.
+
+    A task submitted later could use a free slot, and could put to a Queue or set an
+    Event or Variable (though never end a wait on keys, leases or resources): so while a
+    task waits on one of those, free slots are never useless.
+    """
+    for rec in state.primitives.values():
+        if rec.kind in ("queue", "event", "variable") and any(
+                waitlines.wait_run(state, w) is not None for w in rec.waits):
+            return False
     tasks = state.tasks
     for _, key in state.ready:  # (after ``schedule``, only stale entries are left here)
         task = tasks.get(key)
