@@ -45,7 +45,7 @@ from ..core import worker as wcore
 from ..core.events import Close, MessagesReceived, PeerJoined, PeerLeft, Send
 from ..core.scheduler import Scheduler
 from .program import ClusterShape, Outcome, Program
-from .runs import SimRun, SimSession
+from .runs import Op, SimRun, SimSession
 from .truth import Detection, HarnessViolation, audit_detection, is_primitive_deadlock
 from .workers import SimWorker
 
@@ -337,6 +337,18 @@ class Simulator:
         """
         return self.quiescent() and bool(self.workers) and bool(
             self.runs() or self.unfinished_roots())
+
+    def starved(self) -> bool:
+        """Stuck while a run waits on a Queue ``get`` and a slot is free somewhere: a task
+        submitted later could use that slot to put, so the deadlock rule (1') declines
+        to report this (docs/coordination.md), and ground truth agrees that the world
+        may still move. It happens when a deadlock report cancels the producers of a
+        consumer already running (whatever waits behind that consumer is stuck too)."""
+        if not self.stuck():
+            return False
+        if not any(r.prim_wait and r.ops[r.pc - 1] is Op.GET for r in self.runs()):
+            return False
+        return any(w.ledger.counts()["holding"] < w.nthreads for w in self.workers.values())
 
     def describe(self) -> str:
         """A multi-line picture of the world, for failure messages."""

@@ -180,6 +180,7 @@ def tasks_returned(state: SchedulerState, peer_id: str, msg: p.TasksReturned) ->
         return
     worker.steal_pending = False
     worker.steal_futile = not msg.keys
+    state.deadlock_dirty = True  # (no steal in flight any more: rule 3 may hold now)
     for key, run_id in zip(msg.keys, msg.run_ids):
         task = worker.processing.get(key)
         if task is None or task.run_id != run_id:
