@@ -224,3 +224,23 @@ async def test_a_worker_that_dies_releases_its_tasks_locks():
             cluster.processes[0].kill()
             assert await lock.acquire_async(timeout=30)
             assert not await never.is_set_async()
+
+
+async def test_the_simulator_and_a_real_cluster_agree_on_primitive_programs():
+    from trioflow.testing import simulate_program
+    from trioflow.testing.live import run_on_local_cluster
+    from trioflow.testing.program import ClusterShape, Program, Wait
+    from trioflow.testing.scheduling import CANONICAL
+
+    shape = ClusterShape(workers=1, slots=2)
+    programs = [
+        Program(uses="lock", children=(Program(uses="lock"),)),  # the parent holds L
+        Program(wait=Wait.WORKER_CLIENT, uses="lock", children=(Program(), Program())),
+        Program(wait=Wait.SECEDE, children=(Program(uses="put"), Program(uses="get"))),
+        Program(wait=Wait.ASYNC, children=(Program(uses="get"), Program(uses="put"))),
+    ]
+    real = await run_on_local_cluster(programs, shape)
+    simulated = [simulate_program(prog, shape, CANONICAL).outcome for prog in programs]
+    assert [o.summary() for o in real] == [o.summary() for o in simulated]
+    assert [o.summary() for o in real] == [("deadlock",), ("value", 3), ("value", 3),
+                                           ("value", 3)]

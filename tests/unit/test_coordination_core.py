@@ -10,7 +10,7 @@ from trioflow.core.events import PeerLeft
 from trioflow.core.scheduler import Scheduler
 from trioflow.core.validate import check_scheduler
 
-from .test_scheduler_core import deadlock_setup, join, recv, sent, submit
+from .test_scheduler_core import deadlock_setup, finish, join, recv, sent, submit
 
 
 def req(rid, kind, name, op, **kw):
@@ -184,3 +184,30 @@ def test_a_worker_dying_releases_its_tasks_locks():
     out = s.handle(PeerLeft(worker))
     assert replies(out, "c")[1].status == "ok"
     check_scheduler(s.state)
+
+
+def test_event_and_variable_waits_take_part_in_the_rule():
+    s = deadlock_setup(nslots=1)
+    recv(s, "c", p.PrimitiveHandles("event", "E", 1), submit("waiter"))
+    out = recv(s, "w0", req(1, "event", "E", "wait", run_key="waiter", run_id=1))
+    assert not replies(out)  # the client holds the Event: it may set it
+    out = recv(s, "c", req(1, "event", "E", "set"))
+    assert replies(out, "w0")[1].status == "ok"
+    recv(s, "w0", finish("waiter"))
+    # a Variable nobody outside the tasks holds, on the only slot: a deadlock
+    recv(s, "c", submit("reader"))
+    out = recv(s, "w0", req(2, "variable", "V", "get", run_key="reader", run_id=1))
+    assert "Variable 'V' (for a value to be set" in replies(out)[2].text
+
+
+def test_free_slots_are_never_useless_while_a_task_waits_on_a_queue():
+    # one slot holds a consumer; the other is free: a task submitted later may put
+    s = deadlock_setup(nslots=2)
+    recv(s, "c", submit("consumer"))
+    out = recv(s, "w0", req(1, "queue", "Q", "get", run_key="consumer", run_id=1))
+    assert not replies(out) and not s.state.deadlocks
+    # while one free slot next to a lock cycle is useless: no later task can release L
+    s = _parent_holds_lock(nslots=3)
+    recv(s, "w0", p.WaitKeys("parent", 1, ["child"]))
+    out = recv(s, "w0", req(2, "lock", "L", "acquire", holder="h2", run_key="child", run_id=1))
+    assert replies(out)[2].status == "deadlock"
