@@ -66,6 +66,10 @@ WORKLOADS: list[Workload] = [
              timeout=240),
     Workload("delayed_tree", "benchmarks.workloads.delayed_tree:delayed_tree",
              {"leaves": 10_000}, systems=("trioflow", "dask"), timeout=300, max_repeats=3),
+    Workload("lock_1000", "benchmarks.workloads.coordination:lock_roundtrips",
+             {"ops": 1000}, {"ops": 300}, systems=("trioflow", "dask"), timeout=120),
+    Workload("queue_1000", "benchmarks.workloads.coordination:queue_roundtrips",
+             {"ops": 1000}, {"ops": 300}, systems=("trioflow", "dask"), timeout=120),
 ]
 
 BY_NAME = {w.name: w for w in WORKLOADS}
