@@ -200,6 +200,8 @@ def _where(state: SchedulerState, key: str, depth: int = 0) -> str:
             inner = _where(state, sorted(task.blocked_on)[0], depth + 1)
             how = "seceded and " if task.seceded else ""
             return f"{key} ({how}running on {wname!r}, itself waiting on {inner})"
+        if task.blocked_on:  # (deeper than the report follows: a cycle, usually)
+            return f"{key} ({'seceded and ' if task.seceded else ''}running on {wname!r}, waiting)"
         if task.rejoin_pending:
             return f"{key} (seceded on {wname!r}, waiting for a slot to rejoin)"
         return f"{key} (queued on {wname!r} behind blocked slots)"
@@ -248,11 +250,17 @@ def _primitives_involved(state: SchedulerState) -> list[str]:
 def describe(state: SchedulerState, victims: list[TaskRecord]) -> str:
     """A human report of the deadlock: who holds which slot, waiting on what."""
     nslots = sum(w.nthreads for w in state.workers.values())
-    lines = [
-        f"trioflow detected a deadlock: all {nslots} slot(s) on {len(state.workers)} worker(s) "
-        "are held by tasks that wait, without seceding, on work that needs a slot to run.",
-        "",
-    ]
+    held = sum(min(w.blocked, w.nthreads) for w in state.workers.values())
+    if held >= nslots:
+        head = (f"trioflow detected a deadlock: all {nslots} slot(s) on {len(state.workers)} "
+                "worker(s) are held by tasks that wait, without seceding, on work that needs "
+                "a slot to run.")
+    else:  # rule 1': the free slots cannot run anything that would help
+        head = (f"trioflow detected a deadlock: {held} of {nslots} slot(s) on "
+                f"{len(state.workers)} worker(s) are held by tasks that wait, and the free "
+                "ones can run nothing that would end a wait (what is pending needs "
+                "resources or workers that are taken).")
+    lines = [head, ""]
     for run in victims:
         wname = state.workers[run.worker].name if run.worker else "?"
         waits = sorted(run.blocked_on or ())
