@@ -95,7 +95,8 @@ def check_one_place(sim: Simulator) -> None:
 
 
 def _blocked_on_primitive(run: Any, worker: SimWorker) -> bool:
-    return bool(run.prim_wait) and run.prim_wait not in worker.session.replies
+    wait = run.prim_wait or run.resources_wait
+    return bool(wait) and wait not in worker.session.replies
 
 
 def check_drained_view(sim: Simulator, worker: SimWorker) -> None:

@@ -156,7 +156,10 @@ def allowed_outcome(program: Program, path: str, outcome: Outcome, deadlocked: A
 
 
 class PrimitiveClusterMachine(ClusterMachine):
-    """The same machine, submitting programs whose tasks take the lock and put to and
-    get from the queue (every get fed), mixed into recursive programs."""
+    """The same machine, submitting programs whose tasks take the lock, put to and get
+    from the queue (every get fed) and need a GPU (each worker offers one), mixed into
+    recursive programs."""
 
-    program_strategy: ClassVar[st.SearchStrategy[Program]] = primitive_programs()
+    program_strategy: ClassVar[st.SearchStrategy[Program]] = primitive_programs(
+        uses=("", "lock", "put", "get", "gpu"))
+    config: ClassVar[SimConfig] = SimConfig(gpus=1)

@@ -50,7 +50,7 @@ class Wait(enum.Enum):
 
 
 #: what a program task may use: nothing, the lock, or one end of the queue
-USES: tuple[str, ...] = ("", "lock", "put", "get")
+USES: tuple[str, ...] = ("", "lock", "put", "get", "gpu")
 
 #: every wait style, simplest first (Hypothesis shrinks towards the front)
 ALL_WAITS: tuple[Wait, ...] = tuple(Wait)
@@ -71,7 +71,8 @@ class Program:
         uses: a coordination primitive the task uses, before it submits anything:
             ``"lock"`` holds ``Lock("L")`` for its whole body (released when it ends, also
             on an error, like ``with``); ``"put"`` puts one item into ``Queue("Q")``;
-            ``"get"`` takes one (blocking, holding its slot). ``""``: none.
+            ``"get"`` takes one (blocking, holding its slot); ``"gpu"`` is submitted with
+            ``resources={"GPU": 1}`` (workers offer ``SimConfig.gpus``). ``""``: none.
     """
 
     wait: Wait = Wait.NONE
@@ -131,8 +132,9 @@ class Program:
         return Wait.NONE in self.waits() or self.uses_primitives()
 
     def uses_primitives(self) -> bool:
-        """Whether some task uses the lock or the queue."""
-        return any(n.uses for _, n in self.nodes())
+        """Whether some task uses the lock or the queue (a GPU is a resource, and a
+        task that gives its slot back gives its GPU back too: not counted here)."""
+        return any(n.uses in ("lock", "put", "get") for _, n in self.nodes())
 
     def well_fed(self) -> bool:
         """Whether every ``get`` can be fed: no more gets than puts, and no put below a
@@ -298,11 +300,11 @@ def enumerate_primitive_programs(max_depth: int, max_fanout: int, primitive: str
     Every task of the base program gets each of the uses the primitive allows, so the
     count grows fast: depth 2, fan-out 2 is the bound the sweep runs.
     """
-    allowed = ("", "lock") if primitive == "lock" else ("", "put", "get")
+    allowed = {"lock": ("", "lock"), "queue": ("", "put", "get"), "gpu": ("", "gpu")}[primitive]
     seen: set[str] = set()
     for base in enumerate_programs(max_depth, max_fanout, waits):
         for program in _with_uses(base, allowed):
-            if not program.uses_primitives():
+            if not any(n.uses for _, n in program.nodes()):
                 continue
             if primitive == "queue" and not program.well_fed():
                 continue

@@ -108,7 +108,8 @@ def ops_for(program: Program) -> list[Op]:
     """The ops a run of ``program`` performs, in order (see the module docstring); a
     task using a primitive does that first (a held lock is released by END)."""
     ops = _base_ops(program)
-    return [_USE_OPS[program.uses], *ops] if program.uses else ops
+    op = _USE_OPS.get(program.uses)  # ("gpu" is in the submission, not an op)
+    return [op, *ops] if op is not None else ops
 
 
 def _base_ops(program: Program) -> list[Op]:
@@ -180,8 +181,10 @@ class SimSession:
         self.counter += 1
         key = f"p{path}-{self.peer_id}-{self.counter}"
         fn_id = ASYNC_FN if program.is_async else SYNC_FN
+        gpu = program.uses == "gpu"
         task = p.SubmitTask(key, fn_id, encode_payload(program, path), [], parent,
-                            program.is_async)
+                            program.is_async, 0, 0, [], False, ["GPU"] if gpu else [],
+                            [1.0] if gpu else [])
         _, messages = self.table.submit(task, b"sim:" + fn_id.encode())
         for msg in messages:
             self.post(msg)
@@ -197,6 +200,14 @@ class SimSession:
         msg = self.table.take_releases()
         if msg is not None:
             self.post(msg)
+
+    def request_resources(self, run_key: str, run_id: int) -> int:
+        """A seceded run asks for its resources back before it rejoins (like
+        ``RunContext._resources_request``); the request's id."""
+        self.requests += 1
+        self.post(p.PrimitiveRequest(self.requests, "resources", "", "acquire",
+                                     run_key=run_key, run_id=run_id))
+        return self.requests
 
     def request(self, op: Op, run_key: str, run_id: int) -> int:
         """Send a primitive request of ``op`` from run ``run_key``; its id (0 for a
@@ -293,6 +304,8 @@ class SimRun:
     prim_wait: int = 0
     #: it holds Lock "L"
     holds_lock: bool = False
+    #: a TakeSlot waits for the answer to its resources request (its id) first
+    resources_wait: int = 0
 
     @classmethod
     def start(cls, worker: str, local: wcore.LocalRun) -> SimRun:
@@ -337,6 +350,8 @@ class SimRun:
             return False
         if self.prim_wait:
             return self.prim_wait in session.replies
+        if self.resources_wait:
+            return self.resources_wait in session.replies
         if self.view.waiting:
             return not self.blocked_in_wait(session)
         if self.rejoin_pending:
@@ -354,6 +369,11 @@ class SimRun:
         op = self.op
         if self.prim_wait:
             self._prim_wake(session)
+        elif self.resources_wait:  # resources back: now take the slot (TakeSlot's rest)
+            reply = session.replies.pop(self.resources_wait)
+            assert reply.status == "ok", reply  # (a seceded run is never a victim)
+            self.resources_wait = 0
+            self._take_slot(worker)
         elif op in PRIMITIVE_OF:
             rid = session.request(op, self.key, self.run_id)
             self.pc += 1
@@ -392,10 +412,17 @@ class SimRun:
                 worker.secede(self.local)
             else:
                 assert type(cmd) is TakeSlot
-                self.rejoin_pending, self.was_granted = True, False
-                worker.rejoin(self.local)
-                if self.was_granted:  # a free slot was granted at once: no wait
-                    self.rejoin_pending = False
+                if self.local.spec.has_resources:  # (RunContext._take_slot_sync)
+                    self.resources_wait = worker.session.request_resources(self.key,
+                                                                           self.run_id)
+                else:
+                    self._take_slot(worker)
+
+    def _take_slot(self, worker: RunHost) -> None:
+        self.rejoin_pending, self.was_granted = True, False
+        worker.rejoin(self.local)
+        if self.was_granted:  # a free slot was granted at once: no wait
+            self.rejoin_pending = False
 
     # -------------------------------------------------------------- ops
 

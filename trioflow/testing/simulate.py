@@ -117,6 +117,8 @@ class SimConfig:
     audit: bool = True
     duration: float = 0.0
     truth_budget: int = 20_000
+    #: abstract resource "GPU" each worker offers (programs' ``uses="gpu"`` tasks need 1)
+    gpus: int = 0
 
 
 # ----------------------------------------------------------------------------- the world
@@ -245,7 +247,9 @@ class Simulator:
                            duration=self.config.duration)
         session.local_data = worker.data
         self.workers[wid] = worker
-        hello = p.Hello("worker", f"worker-{self.worker_counter}", [1], "", slots, f"sim://{wid}")
+        hello = p.Hello("worker", f"worker-{self.worker_counter}", [1], "", slots, f"sim://{wid}",
+                        0, ["GPU"] if self.config.gpus else [],
+                        [float(self.config.gpus)] if self.config.gpus else [])
         self._scheduler_handle(PeerJoined(wid, hello))
         return wid
 

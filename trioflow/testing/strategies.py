@@ -64,8 +64,9 @@ def _nodes(depth: int, fanout: int, waits: tuple[Wait, ...], leaf: st.SearchStra
 def primitive_programs(*, uses: Sequence[str] = ("", "lock", "put", "get"),
                        max_depth: int = 2, max_fanout: int = 2,
                        waits: Sequence[Wait] = ALL_WAITS) -> st.SearchStrategy[Program]:
-    """Recursive programs whose tasks may use the lock or the queue (``Program.uses``),
-    every ``get`` fed (``Program.well_fed``). Shrinks towards no primitive at all."""
+    """Recursive programs whose tasks may use the lock or the queue, or need a GPU
+    (``Program.uses``), every ``get`` fed (``Program.well_fed``). Shrinks towards no
+    primitive at all."""
     use = st.sampled_from(tuple(uses))
     leaf = st.builds(Program, wait=st.sampled_from((Wait.NONE, Wait.ASYNC)), uses=use)
 
