@@ -29,6 +29,9 @@ async def test_tasks_run_only_where_their_resources_are_free():
         assert sorted(await client.gather(futures)) == list(range(8))
         used = [w.used for w in cluster.scheduler.state.workers.values()]
         assert used == [{}, {}]
+        status = await client.status()
+        assert [w["resources"] for w in status["workers"]] == [{"GPU": 1.0}] * 2
+        assert [w["resources_used"] for w in status["workers"]] == [{}, {}]
 
 
 def recursive_gpu(n):

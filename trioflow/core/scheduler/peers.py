@@ -123,6 +123,8 @@ def status(state: SchedulerState, peer_id: str, msg: p.StatusRequest) -> None:
             "processing": len(w.processing),
             "memory": len(w.has_what),
             "data_address": w.data_address,
+            "resources": dict(w.resources),
+            "resources_used": dict(w.used),
         }
         for w in state.workers.values()
     ]
