@@ -38,6 +38,7 @@ from .errors import (
 )
 from .in_task import get_client, rejoin, secede, worker_client
 from .primitives import Event, Lock, Queue, Semaphore, Variable
+from .progress import progress
 from .run import run
 
 __version__ = "0.1.0"
@@ -73,6 +74,7 @@ __all__ = [
     "delayed",
     "get_client",
     "open_local_cluster",
+    "progress",
     "rejoin",
     "run",
     "secede",

@@ -99,10 +99,26 @@ def scheduler_main(argv: list[str] | None = None) -> int:
                         help="worker deaths a task may see before it fails with KilledWorker")
     parser.add_argument("--insecure", action="store_true",
                         help="allow a non-loopback address without a token (do not do this)")
+    parser.add_argument("--dashboard-address", default=config.DASHBOARD_ADDRESS,
+                        help="HOST:PORT of the live dashboard (default "
+                        f"{config.DASHBOARD_ADDRESS}; a taken default port falls back to a "
+                        "free one; off loopback it needs the token); 'none' for no dashboard")
     parser.add_argument("--log-level", default="info", help="debug, info, warning or error")
     args = parser.parse_args(argv)
     _setup_logging(args.log_level)
     token = _read_token(args.token_file)
+    board_address = None if args.dashboard_address.lower() == "none" else args.dashboard_address
+    if board_address is not None:
+        from .dashboard.server import Dashboard, is_loopback, parse_address
+        try:
+            board_host, board_port = parse_address(board_address)
+        except ValueError as exc:
+            parser.error(str(exc))
+        if not is_loopback(board_host) and token is None and not args.insecure:
+            print(f"error: refusing to serve the dashboard on {board_host} without a token: "
+                  "anyone who can reach it would see task names and errors. Give "
+                  "--token-file or TRIOFLOW_TOKEN (or --insecure).", file=sys.stderr)
+            return EXIT_INSECURE
     if not _is_loopback(args.host) and token is None and not args.insecure:
         print(f"error: refusing to listen on {args.host} without a token: anyone who can reach "
               "it could run code here. Give --token-file or TRIOFLOW_TOKEN (or --insecure).",
@@ -110,11 +126,27 @@ def scheduler_main(argv: list[str] | None = None) -> int:
         return EXIT_INSECURE
     from .net.scheduler_server import SchedulerServer
 
+    failed: list[OSError] = []
+
     async def main() -> None:
         server = SchedulerServer(token=token, peer_timeout=args.peer_timeout,
                                  allowed_failures=args.allowed_failures,
                                  ssl_context=_ssl_server_context(args.tls_cert, args.tls_key))
         async with trio.open_nursery() as nursery:
+            if board_address is not None:
+                board = Dashboard(server, insecure=args.insecure)
+                try:
+                    await nursery.start(board.serve, board_host, board_port)
+                except OSError as exc:
+                    if args.dashboard_address != config.DASHBOARD_ADDRESS:
+                        print(f"error: cannot serve the dashboard on {board_address}: {exc}",
+                              file=sys.stderr)
+                        failed.append(exc)
+                        return
+                    logger.warning("dashboard port %s is taken (%s); using a free one",
+                                   board_port, exc)
+                    await nursery.start(board.serve, board_host, 0)
+                logger.info("dashboard at %s", board.address)
             address = await nursery.start(server.serve, args.host, args.port)
             print(address, flush=True)
             nursery.start_soon(_until_signal, nursery)
@@ -124,7 +156,7 @@ def scheduler_main(argv: list[str] | None = None) -> int:
     except OSError as exc:
         print(f"error: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
         return 1
-    return 0
+    return 1 if failed else 0
 
 
 def worker_main(argv: list[str] | None = None) -> int:
@@ -341,25 +373,46 @@ def main(argv: list[str] | None = None) -> int:
     st.add_argument("address")
     st.add_argument("--token-file", help="file holding the cluster token (or TRIOFLOW_TOKEN)")
     st.add_argument("--tls-ca", help="CA bundle to verify a wss:// scheduler")
+    st.add_argument("--watch", action="store_true",
+                    help="keep showing it, refreshed every --interval seconds, until Ctrl-C")
+    st.add_argument("--interval", type=float, default=1.0, help="seconds between refreshes")
+    st.add_argument("--count", type=int, default=0, help="with --watch: stop after this "
+                    "many refreshes (default: never)")
     sub.add_parser("worker", help="same as trioflow-worker")
     sub.add_parser("scheduler", help="same as trioflow-scheduler")
     args = parser.parse_args(argv)
     token = _read_token(args.token_file)
     from .client import AsyncClient
 
-    async def status() -> dict[str, Any]:
+    if args.interval <= 0:
+        parser.error(f"--interval must be > 0, got {args.interval}")
+
+    async def status() -> None:
         ctx = _ssl_client_context(args.tls_ca) if args.address.startswith("wss://") else None
         async with AsyncClient(args.address, token=token, name="status",
                                ssl_context=ctx) as client:
-            with trio.fail_after(10):
-                return await client.status()
+            shown = 0
+            while True:
+                with trio.fail_after(10):
+                    info = await client.status()
+                text = format_status(info)
+                if client.dashboard_link:
+                    text += f"\ndashboard: {client.dashboard_link}"
+                if args.watch and sys.stdout.isatty():
+                    text = "\x1b[H\x1b[2J" + text  # redraw in place
+                print(text, flush=True)
+                shown += 1
+                if not args.watch or (args.count and shown >= args.count):
+                    return
+                await trio.sleep(args.interval)
 
     try:
-        info = trio.run(status)
+        trio.run(status)
+    except KeyboardInterrupt:
+        return 0
     except Exception as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    print(format_status(info))
     return 0
 
 

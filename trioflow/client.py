@@ -20,7 +20,7 @@ import os
 import ssl
 import threading
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping
 from typing import Any, TypeVar, overload
 
 import trio
@@ -29,6 +29,8 @@ from trio_websocket import ConnectionClosed
 from . import protocol as p
 from .cluster import LocalCluster, open_local_cluster
 from .config import CLIENT_CALL_TIMEOUT, PEER_TIMEOUT, STARTUP_TIMEOUT
+from .dashboard.server import link
+from .dashboard.trace import collect_runs, write_report
 from .engine.context import push_default, remove_default
 from .engine.futures import Future
 from .engine.session import Session
@@ -131,10 +133,25 @@ class _ClientAPI:
         if fs:
             self._session.post(p.CancelKeys([f.key for f in fs], reason))
 
+    @property
+    def dashboard_link(self) -> str:
+        """The scheduler's live dashboard, to open in a browser ("" if it has none).
+
+        It holds the cluster token when there is one: share it as you would the token.
+        """
+        s = getattr(self, "_session", None)
+        return s.dashboard_link if s is not None else ""
+
     def __repr__(self) -> str:
         s = getattr(self, "_session", None)
         state = "closed" if self.closed else f"connected as {s.peer_id}" if s else "not connected"
-        return f"<{type(self).__name__} {state}, {len(s.keys) if s else 0} futures>"
+        where = f" {s.address}" if s is not None and s.address else ""
+        cluster = getattr(self, "cluster", None)
+        workers = (f", {len(cluster.workers) or len(cluster.processes)} workers"
+                   if cluster is not None else "")
+        board = f", dashboard {self.dashboard_link}" if self.dashboard_link else ""
+        return (f"<{type(self).__name__}{where} {state}{workers}{board}, "
+                f"{len(s.keys) if s else 0} futures>")
 
 
 def _collect(obj: Any, out: list[Future[Any]]) -> None:
@@ -227,6 +244,8 @@ class AsyncClient(_ClientAPI):
             await conn.flush()
             welcome = await handshake.expect_welcome(conn)
             self._session = Session(conn, welcome.peer_id)
+            self._session.address = self.address
+            self._session.dashboard_link = link(welcome.dashboard, self.token)
             pool = BulkPool(token=self.token, ssl_context=self.ssl_context)
             stack.push_async_callback(pool.aclose)
             nursery = await stack.enter_async_context(trio.open_nursery())
@@ -323,6 +342,19 @@ class AsyncClient(_ClientAPI):
         """A snapshot of the cluster: workers with their slots, tasks by state."""
         reply = await self._session.status()
         return {"workers": reply.workers, "tasks": reply.tasks}
+
+    @contextlib.asynccontextmanager
+    async def performance_report(self, path: str | os.PathLike[str]) -> AsyncIterator[None]:
+        """``async with client.performance_report("run.json"):`` writes every run that
+        finished on the cluster during the block as a Chrome trace (Perfetto opens it);
+        a path ending in ``.html`` gets an HTML summary, with the trace beside it.
+
+        Cancellation: a cancelled or failing block writes nothing.
+        """
+        start = (await self._session.runs(0, 0)).total
+        yield
+        runs, missed = await collect_runs(self._session.runs, start)
+        write_report(path, runs, missed=missed)
 
 
 def _scatter(session: Session, data: Any) -> Any:
@@ -434,6 +466,17 @@ class Client(_ClientAPI):
         reply = self._on_loop(self._session.status, timeout)
         return {"workers": reply.workers, "tasks": reply.tasks}
 
+    @contextlib.contextmanager
+    def performance_report(self, path: str | os.PathLike[str],
+                           timeout: float = CLIENT_CALL_TIMEOUT) -> Iterator[None]:
+        """``with client.performance_report("run.html"):`` — see
+        ``AsyncClient.performance_report``."""
+        session = self._session
+        start = self._on_loop(lambda: session.runs(0, 0), timeout).total
+        yield
+        runs, missed = self._on_loop(lambda: collect_runs(session.runs, start), timeout)
+        write_report(path, runs, missed=missed)
+
     def wait_for_workers(self, n: int = 1, timeout: float | None = None) -> None:
         """Block until at least ``n`` workers are connected."""
         deadline = None if timeout is None else time.monotonic() + timeout
@@ -497,4 +540,6 @@ async def open_client(address: str | None, *, workers: int | None = None,
         client = await stack.enter_async_context(
             AsyncClient(address, token=token, ssl_context=ssl_context,
                         _scheduler=cluster.scheduler if cluster is not None else None))
+        if cluster is not None and client.dashboard_link:
+            logger.info("local cluster at %s; dashboard at %s", address, client.dashboard_link)
         yield client, cluster

@@ -22,6 +22,7 @@ import trio
 
 from .config import ALLOWED_FAILURES, LOCAL_DEATH_TIMEOUT, STARTUP_TIMEOUT
 from .core import resource_spec
+from .dashboard.server import Dashboard, parse_address
 from .net.scheduler_server import SchedulerServer
 from .net.worker_node import WorkerNode
 
@@ -58,10 +59,17 @@ class LocalCluster:
     workers: list[WorkerNode]
     processes: list[trio.Process]
     nursery: trio.Nursery
+    #: the live dashboard (None when started with ``dashboard_address=None``)
+    dashboard: Dashboard | None = None
 
     def __repr__(self) -> str:
         n = len(self.workers) or len(self.processes)
         return f"<LocalCluster {self.address} workers={n}>"
+
+    @property
+    def dashboard_link(self) -> str:
+        """The dashboard's URL to open ("" without a dashboard)."""
+        return self.dashboard.link if self.dashboard is not None else ""
 
 
 @contextlib.asynccontextmanager
@@ -77,8 +85,12 @@ async def open_local_cluster(
     inline_limit: int | None = None,
     allowed_failures: int = ALLOWED_FAILURES,
     resources: Mapping[str, float] | str | None = None,
+    dashboard_address: str | None = "127.0.0.1:0",
 ) -> AsyncIterator[LocalCluster]:
     """Start a scheduler and workers; yield once all workers have joined.
+
+    ``dashboard_address`` (``HOST:PORT``; None for none) is where the live dashboard is
+    served; it needs the token off loopback.
 
     Cancellation: leaving the block cancels everything started here and terminates the
     worker processes.
@@ -92,6 +104,11 @@ async def open_local_cluster(
         extra["inline_limit"] = inline_limit
     async with trio.open_nursery() as nursery:
         server = SchedulerServer(token=token, allowed_failures=allowed_failures, **extra)
+        dashboard = None
+        if dashboard_address is not None:
+            # first, so that every peer's Welcome carries its address
+            dashboard = Dashboard(server)
+            await nursery.start(dashboard.serve, *parse_address(dashboard_address))
         address = await nursery.start(server.serve, host, 0)
         nodes: list[WorkerNode] = []
         procs: list[trio.Process] = []
@@ -124,6 +141,6 @@ async def open_local_cluster(
         with trio.fail_after(STARTUP_TIMEOUT):
             await server.wait_for_workers(n)
         try:
-            yield LocalCluster(address, server, nodes, procs, nursery)
+            yield LocalCluster(address, server, nodes, procs, nursery, dashboard)
         finally:
             nursery.cancel_scope.cancel()

@@ -63,3 +63,18 @@ LOCAL_DEATH_TIMEOUT = 5.0
 #: A fetch that fails because the holder vanished is tried this often in all (the
 #: scheduler may not have noticed yet; once it has, the key is recomputed or lost).
 FETCH_ATTEMPTS = 6
+
+#: Finished runs the scheduler remembers (key, worker, thread, start, duration) for the
+#: dashboard's task stream and performance reports; older ones are forgotten.
+RUN_LOG_LENGTH = 100_000
+
+#: Where ``trioflow-scheduler`` serves its dashboard (a taken port falls back to a free
+#: one); local clusters use port 0.
+DASHBOARD_ADDRESS = "127.0.0.1:8787"
+
+#: Seconds between two dashboard updates pushed to browsers.
+DASHBOARD_INTERVAL = 0.5
+
+#: Seconds between a worker's checks of its thread counts and memory (it reports them
+#: to the scheduler, for the dashboard, when they changed).
+WORKER_THREADS_INTERVAL = 1.0

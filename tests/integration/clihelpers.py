@@ -29,7 +29,8 @@ async def read_line(proc: trio.Process) -> str:
 async def cli_scheduler(*args: str, env: dict | None = None) -> AsyncIterator[tuple[str, trio.Process]]:
     """A scheduler process on 127.0.0.1 (free port); yields its printed address."""
     proc = await trio.lowlevel.open_process(
-        [PY, "-m", "trioflow.cli", "scheduler", "--port", "0", *args],
+        [PY, "-m", "trioflow.cli", "scheduler", "--port", "0", "--dashboard-address",
+         "127.0.0.1:0", *args],
         stdout=subprocess.PIPE,
         env={**os.environ, **(env or {})},
     )

@@ -27,12 +27,14 @@ LAYERS = {
     "trioflow.core": 2,
     "trioflow.engine": 3,
     "trioflow.net": 4,
+    "trioflow.dashboard": 4,  # served by the scheduler process beside net/scheduler_server
     "trioflow.cluster": 5,
     "trioflow.client": 6,
     "trioflow.in_task": 7,
     "trioflow.delayed": 7,
     "trioflow.run": 7,
     "trioflow.primitives": 7,
+    "trioflow.progress": 7,
     "trioflow.cli": 8,
     "trioflow.testing": 8,
     "trioflow": 8,  # the package's __init__: public re-exports only
@@ -144,7 +146,7 @@ def test_scheduler_handlers_never_import_one_another():
     shared invariants live in ``state``/``ops``, below the handlers)."""
     handlers = {f"trioflow.core.scheduler.{m}"
                 for m in ("lifecycle", "peers", "data", "waits", "placement", "deadlock",
-                          "coordination")}
+                          "coordination", "timeline")}
     edges = graph()
     for name in handlers:
         assert not edges[name] & handlers, (name, edges[name] & handlers)

@@ -50,7 +50,7 @@ logger = logging.getLogger(__name__)
 @attrs.define(eq=False)
 class _StatusWait:
     event: trio.Event = attrs.Factory(trio.Event)
-    reply: p.StatusReply | None = None
+    reply: Any = None  # a StatusReply or a RunsReply
     error: BaseException | None = None
 
 
@@ -68,6 +68,10 @@ class Session:
         self.conn = conn
         self.peer_id = peer_id
         self.worker = worker
+        #: the scheduler's address and its dashboard's link, for ``repr(client)`` and
+        #: ``client.dashboard_link`` (set by the client that opened the connection)
+        self.address = ""
+        self.dashboard_link = ""
         self.lock = threading.Lock()
         #: the key table (pure; changed under ``lock``): futures' keys, functions sent,
         #: releases pending, and the messages they cost
@@ -267,7 +271,7 @@ class Session:
             self.fetcher.data_reply(msg)
         elif t is p.ScatterTo:
             self.scatterer.upload(msg)
-        elif t is p.StatusReply:
+        elif t is p.StatusReply or t is p.RunsReply:
             waiter = self._status_waiters.pop(msg.request_id, None)
             if waiter is not None:
                 waiter.reply = msg
@@ -389,10 +393,23 @@ class Session:
 
         Cancellation: the request is forgotten (a late reply is ignored).
         """
+        reply: p.StatusReply = await self._request(p.StatusRequest)
+        return reply
+
+    async def runs(self, since: int, limit: int) -> p.RunsReply:
+        """Finished runs from number ``since`` on, at most ``limit`` (see ``RunsReply``).
+
+        Raises and cancellation: as ``status``.
+        """
+        reply: p.RunsReply = await self._request(p.RunsRequest, since, limit)
+        return reply
+
+    async def _request(self, kind: Any, *args: Any) -> Any:
+        """Send ``kind(request_id, *args)``; the reply with that request id."""
         rid = next(self._status_ids)
         wait = self._status_waiters[rid] = _StatusWait()
         try:
-            self.post(p.StatusRequest(rid))  # raises ClientClosedError once closed
+            self.post(kind(rid, *args))  # raises ClientClosedError once closed
             await wait.event.wait()
         finally:
             self._status_waiters.pop(rid, None)

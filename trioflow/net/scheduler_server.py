@@ -102,6 +102,9 @@ class SchedulerServer:
         self._watchers = 0
         self._nursery: trio.Nursery | None = None
         self._internal_error_logged = False
+        #: ``http://host:port`` of the dashboard serving this scheduler ("" if none); set
+        #: by whoever starts it (``trioflow.dashboard``), told to peers in the Welcome
+        self.dashboard_address = ""
 
     def __repr__(self) -> str:
         return f"<SchedulerServer {self.address} peers={len(self.conns)}>"
@@ -260,7 +263,8 @@ class SchedulerServer:
         peer_id = f"{hello.role[0]}{next(self._ids)}"
         conn.name = f"{hello.role} {hello.name or peer_id} ({peer_id})"
         self.conns[peer_id] = conn
-        conn.send(p.Welcome(conn.version, peer_id, "scheduler", self.state.inline_limit))
+        conn.send(p.Welcome(conn.version, peer_id, "scheduler", self.state.inline_limit,
+                            self.dashboard_address))
         logger.info("%s joined from %s", conn.name, remote)
         dropped = False
         try:

@@ -56,6 +56,11 @@ class SlotThreads:
         self.overflow = 0  # threads started beyond max_threads to avoid a deadlock
         self._closing = False
 
+    @property
+    def idle(self) -> int:
+        """Threads waiting for a job (read without the lock: a report, not a decision)."""
+        return self._idle
+
     def __repr__(self) -> str:
         return (f"<SlotThreads threads={self.threads}/{self.max_threads} idle={self._idle} "
                 f"helpers={len(self._helpers)} overflow={self.overflow}>")

@@ -50,6 +50,7 @@ from .slots import SlotThreads
 from .worker_data import DataStore
 from .worker_ledger import LockedLedger
 from .worker_runs import RunExecutor
+from .worker_threads import report_threads
 
 logger = logging.getLogger(__name__)
 
@@ -173,6 +174,7 @@ class WorkerNode:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(conn.run_writer)
                 nursery.start_soon(conn.run_heartbeats)
+                nursery.start_soon(report_threads, self.threads, conn)  # for the dashboard
                 task_status.started()
                 try:
                     await self._read(conn)

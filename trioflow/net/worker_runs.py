@@ -148,13 +148,16 @@ class RunExecutor:
               duration: float) -> tuple[p.TaskFinished, bytes | None]:
         """The TaskFinished report for ``value`` and its pickled form (if made)."""
         size = serialize.buffer_size(value)
+        # when and where it ran, for the dashboard's task stream (called on the run's
+        # own thread: a slot thread, or the loop's for async runs)
+        start, thread = time.time() - duration, threading.current_thread().name
         if size is not None and size > self.inline_limit:
             return p.TaskFinished(spec.key, spec.run_id, size, None, duration,
-                                  serialize.type_name(value)), None
+                                  serialize.type_name(value), start, thread), None
         blob = serialize.dumps_value(value)
         inline = blob if len(blob) <= self.inline_limit else None
         return p.TaskFinished(spec.key, spec.run_id, len(blob), inline, duration,
-                              serialize.type_name(value)), blob
+                              serialize.type_name(value), start, thread), blob
 
     def erred(self, spec: p.ComputeTask, exc: BaseException) -> p.TaskErred:
         blob, tname, text, tb = serialize.dumps_exception(exc)

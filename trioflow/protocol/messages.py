@@ -142,6 +142,8 @@ class Welcome:
     #: values whose pickle is at most this large travel inside control messages; larger
     #: ones over the bulk data path (clients scatter them straight to a worker)
     inline_limit: int = INLINE_LIMIT
+    #: the scheduler's dashboard (``http://host:port``), "" if it serves none
+    dashboard: str = ""
 
 
 # --------------------------------------------------------------------- client -> scheduler
@@ -255,6 +257,10 @@ class TaskFinished:
     inline: bytes | None
     duration: float = 0.0
     type_name: str = ""
+    #: when the run started (the worker's ``time.time()``) and on which thread; for the
+    #: dashboard's task stream and performance reports
+    start: float = 0.0
+    thread: str = ""
 
 
 @message("task-erred")
@@ -452,6 +458,41 @@ class StatusReply:
     request_id: int
     workers: list[Any]
     tasks: Any
+
+
+@message("runs-request")
+class RunsRequest:
+    """Ask for the scheduler's record of finished runs, from run number ``since`` on
+    (runs are numbered from 0 in the order they finished), at most ``limit`` of them."""
+
+    request_id: int
+    since: int
+    limit: int
+
+
+@message("runs-reply")
+class RunsReply:
+    """Finished runs ``start`` to ``end - 1`` (``start > since`` when older ones were
+    forgotten), each [key, worker name, thread, start, duration, nbytes, parent key,
+    depth]; ``total`` runs have finished so far."""
+
+    request_id: int
+    start: int
+    end: int
+    total: int
+    runs: list[Any]
+
+
+@message("worker-threads")
+class WorkerThreads:
+    """A worker's task threads and memory, for the dashboard (sent when they change,
+    at most once a second): threads alive, of them idle, started beyond the cap to avoid
+    a deadlock (overflow), and the process's resident memory in bytes (0: unknown)."""
+
+    threads: int
+    idle: int
+    overflow: int
+    rss: int
 
 
 # --------------------------------------------------------------------- coordination primitives

@@ -137,6 +137,9 @@ def task_finished(state: SchedulerState, peer_id: str, msg: p.TaskFinished) -> N
         return
     old = state.durations.get(task.fn_id)
     state.durations[task.fn_id] = msg.duration if old is None else 0.8 * old + 0.2 * msg.duration
+    state.runs.append((task.key, peer_id, msg.thread, msg.start, msg.duration, msg.nbytes,
+                       task.parent, task.depth))
+    state.runs_total += 1
     task.nbytes = msg.nbytes
     task.inline = msg.inline
     task.type_name = msg.type_name

@@ -29,7 +29,7 @@ from typing import Any
 from ... import protocol as p
 from ...errors import InternalError, InvalidTransition
 from ..events import MessagesReceived, PeerJoined, PeerLeft, SchedulerCommand, SchedulerEvent
-from . import coordination, data, deadlock, lifecycle, peers, placement, waits
+from . import coordination, data, deadlock, lifecycle, peers, placement, timeline, waits
 from .state import DEFAULT_ALLOWED_FAILURES, DEFAULT_INLINE_LIMIT, SchedulerState
 
 #: rebuild the key containers once ``tasks`` has shrunk to a quarter of its peak, if the
@@ -64,6 +64,8 @@ HANDLERS: dict[type, Handler] = {
     p.PrimitiveRequest: coordination.request,
     p.PrimitiveCancel: coordination.cancel,
     p.PrimitiveHandles: coordination.handles,
+    p.RunsRequest: timeline.runs_request,
+    p.WorkerThreads: timeline.worker_threads,
 }
 
 

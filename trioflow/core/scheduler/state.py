@@ -13,16 +13,23 @@ nothing here imports them.
 from __future__ import annotations
 
 import heapq
+from collections import deque
 from typing import Any
 
 from ... import protocol as p
-from ...config import ALLOWED_FAILURES, INLINE_LIMIT
+from ...config import ALLOWED_FAILURES, INLINE_LIMIT, RUN_LOG_LENGTH
 from ..events import Close, SchedulerCommand, Send
 from .records import PeerRecord, PrimitiveRecord, TaskRecord, TaskStatus, WorkerRecord
 
 #: results up to this many pickled bytes travel inside messages and are kept here too;
 #: a task that was running on this many dying workers fails with KilledWorker
 DEFAULT_INLINE_LIMIT, DEFAULT_ALLOWED_FAILURES = INLINE_LIMIT, ALLOWED_FAILURES
+
+
+#: one finished run: (key, worker id, thread, start (worker's epoch s), duration (s),
+#: result bytes, parent key, depth). A plain tuple: appending one per finished task is
+#: the whole cost of the task stream on the scheduler.
+RunRecord = tuple[str, str, str, float, float, int, str, int]
 
 
 def heap_priority(priority: tuple[int, int, int]) -> int:
@@ -88,6 +95,14 @@ class SchedulerState:
         self.deadlocks: list[str] = []
         #: coordination primitives by (kind, name) (see coordination.py)
         self.primitives: dict[tuple[str, str], PrimitiveRecord] = {}
+        #: the latest finished runs, oldest first, as ``RunRecord`` tuples; read (never
+        #: written) by the dashboard and performance reports
+        self.runs: deque[RunRecord] = deque(maxlen=RUN_LOG_LENGTH)
+        #: runs ever appended to ``runs`` (so readers know how many they missed)
+        self.runs_total = 0
+        #: each worker's latest report of its threads and memory (for the dashboard;
+        #: entries of departed workers are dropped lazily, see ``timeline``)
+        self.worker_threads: dict[str, p.WorkerThreads] = {}
         #: commands for the shell, collected during one event
         self._out: list[SchedulerCommand] = []
         #: peer -> keys of the FreeKeys that is the last message queued for it in this
