@@ -95,7 +95,8 @@ def end_run(state: SchedulerState, worker: WorkerRecord, task: TaskRecord) -> No
     """Undo the slot accounting of ``task``'s run on ``worker`` (it ended or was returned)."""
     del worker.processing[task.key]
     worker.steal_futile = False
-    resources.give_back(worker, task)
+    if task.holds_resources:
+        resources.give_back(worker, task)
     if task.seceded:
         task.seceded = False
         del state.seceded[task.key]

@@ -119,7 +119,8 @@ def _choose(
 def assign(state: SchedulerState, task: TaskRecord, worker: WorkerRecord) -> None:
     """Give ``task`` to ``worker`` as a new run."""
     ops.start_run(state, task, worker)
-    resources.take(worker, task)
+    if task.resources is not None:
+        resources.take(worker, task)
     if task.fn_id not in worker.fn_ids:
         worker.fn_ids.add(task.fn_id)
         state.send(worker.id, p.Function(task.fn_id, state.functions[task.fn_id]))

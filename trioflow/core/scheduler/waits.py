@@ -59,7 +59,8 @@ def seceded(state: SchedulerState, peer_id: str, msg: p.Seceded) -> None:
     run.seceded = True
     state.seceded[run.key] = run
     worker.occupying -= 1
-    resources.give_back(worker, run)  # a seceded task holds no resources (dask issue 6565)
+    if run.holds_resources:  # a seceded task holds no resources (dask issue 6565)
+        resources.give_back(worker, run)
     if run.blocked_on is not None and not run.blocked_timeout:
         worker.blocked -= 1
     state.deadlock_dirty = True
@@ -82,7 +83,8 @@ def rejoined(state: SchedulerState, peer_id: str, msg: p.Rejoined) -> None:
     del state.seceded[run.key]
     worker.occupying += 1
     # (it asked for its resources before rejoining; a peer that did not takes them now)
-    resources.take(worker, run)
+    if run.resources is not None and not run.holds_resources:
+        resources.take(worker, run)
     if run.blocked_on is not None and not run.blocked_timeout:
         worker.blocked += 1
     state.deadlock_dirty = True
