@@ -23,6 +23,7 @@ from .delayed import Delayed, compute, compute_async, delayed
 from .engine.futures import Future
 from .engine.waiting import DoneAndNotDoneFutures, as_completed, wait, wait_async
 from .errors import (
+    AddressError,
     AuthenticationError,
     CancelledError,
     ClientClosedError,
@@ -30,6 +31,7 @@ from .errors import (
     KilledWorker,
     NoClientError,
     NotInTaskError,
+    NoWorkersError,
     RemoteProtocolError,
     SerializationError,
     TaskFailed,
@@ -44,6 +46,7 @@ from .run import run
 __version__ = "0.1.0"
 
 __all__ = [
+    "AddressError",
     "AsyncClient",
     "AuthenticationError",
     "CancelledError",
@@ -58,6 +61,7 @@ __all__ = [
     "LocalCluster",
     "Lock",
     "NoClientError",
+    "NoWorkersError",
     "NotInTaskError",
     "Queue",
     "RemoteProtocolError",

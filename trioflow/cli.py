@@ -21,11 +21,24 @@ from typing import Any
 import trio
 
 from . import config
-from .errors import AuthenticationError, ClientClosedError
+from .errors import AuthenticationError, ClientClosedError, ProtocolVersionError
 
 logger = logging.getLogger("trioflow.cli")
 
+EXIT_USAGE = 2
 EXIT_INSECURE = 3
+
+
+def _address_or_usage_error(prog: str, text: str) -> str | None:
+    """``text`` as a scheduler URL, or None after printing a one-line usage error
+    (argparse's own errors print the whole usage first: too much for a typo)."""
+    from .net.addresses import scheduler_address
+
+    try:
+        return scheduler_address(text)
+    except ValueError as exc:
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        return None
 
 
 def _setup_logging(level: str) -> None:
@@ -103,6 +116,10 @@ def scheduler_main(argv: list[str] | None = None) -> int:
                         help="HOST:PORT of the live dashboard (default "
                         f"{config.DASHBOARD_ADDRESS}; a taken default port falls back to a "
                         "free one; off loopback it needs the token); 'none' for no dashboard")
+    parser.add_argument("--no-workers-timeout", type=float, default=config.NO_WORKERS_TIMEOUT,
+                        help="fail a task with NoWorkersError when no connected worker could "
+                        "run it for this many seconds (default "
+                        f"{config.NO_WORKERS_TIMEOUT:g}; 0 or inf: wait forever)")
     parser.add_argument("--log-level", default="info", help="debug, info, warning or error")
     args = parser.parse_args(argv)
     _setup_logging(args.log_level)
@@ -131,6 +148,7 @@ def scheduler_main(argv: list[str] | None = None) -> int:
     async def main() -> None:
         server = SchedulerServer(token=token, peer_timeout=args.peer_timeout,
                                  allowed_failures=args.allowed_failures,
+                                 no_workers_timeout=args.no_workers_timeout,
                                  ssl_context=_ssl_server_context(args.tls_cert, args.tls_key))
         async with trio.open_nursery() as nursery:
             if board_address is not None:
@@ -195,9 +213,39 @@ def worker_main(argv: list[str] | None = None) -> int:
     parser.add_argument("--drain-timeout", type=float, default=config.DRAIN_TIMEOUT,
                         help="on SIGTERM, seconds to let running tasks finish")
     parser.add_argument("--log-level", default="warning", help="debug, info, warning or error")
+    parser.add_argument("--nworkers", type=int, default=None,
+                        help="start N worker processes, each supervised: one that dies is "
+                        "started again (names NAME-0 ... NAME-(N-1))")
+    parser.add_argument("--no-nanny", action="store_true",
+                        help="with --nworkers: do not restart workers that die")
+    parser.add_argument("--no-reconnect", action="store_true",
+                        help="when the scheduler connection ends, exit quietly with status "
+                        f"{config.EXIT_RESTART} (a nanny's 'restart me') instead of "
+                        "reconnecting (local clusters use this)")
+    # set by a nanny: exits that restarting cannot help use EXIT_GIVE_UP (see nanny.py)
+    parser.add_argument("--supervised", action="store_true", help=argparse.SUPPRESS)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser.add_argument("--memory-limit", default="0",
+                        help="bytes (\"4GiB\", \"500MB\"), a fraction of the machine's "
+                             "memory (0.5), \"auto\", or 0 for none (default); above its "
+                             "fractions values spill to disk, runs pause, the worker exits "
+                             f"with code {config.EXIT_RESTART}")
+    parser.add_argument("--local-directory", default=None,
+                        help="where values spill to (default: the system's temp directory)")
     args = parser.parse_args(argv)
     if args.nthreads < 1:
         parser.error(f"--nthreads must be >= 1, got {args.nthreads}")
+    if args.nworkers is not None and args.nworkers < 1:
+        parser.error(f"--nworkers must be >= 1, got {args.nworkers}")
+    if args.no_nanny and args.nworkers is None:
+        parser.error("--no-nanny goes with --nworkers (a plain trioflow-worker is not "
+                     "supervised)")
+    args.address = _address_or_usage_error("trioflow-worker", args.address)
+    if args.address is None:
+        return EXIT_USAGE
+    if args.nworkers is not None:
+        _setup_logging(args.log_level)
+        return _supervise_workers(argv, args)
     from .core.resource_spec import parse_resources
 
     try:
@@ -213,6 +261,12 @@ def worker_main(argv: list[str] | None = None) -> int:
               "can reach it could read them. Give --token-file or TRIOFLOW_TOKEN (or "
               "--insecure).", file=sys.stderr)
         return EXIT_INSECURE
+    from .net.memory import parse_memory_limit
+
+    try:
+        memory_limit = parse_memory_limit(args.memory_limit)
+    except ValueError as exc:
+        parser.error(str(exc))
     ssl_ctx = _ssl_client_context(args.tls_ca) if (args.address.startswith("wss://")
                                                     or args.tls_ca) else None
     data_ctx = _ssl_server_context(args.tls_cert, args.tls_key)
@@ -222,29 +276,105 @@ def worker_main(argv: list[str] | None = None) -> int:
                           max_parked_threads=args.max_parked_threads,
                           auto_secede=args.auto_secede, host=args.host, ssl_context=ssl_ctx,
                           data_ssl_context=data_ctx, peer_timeout=args.peer_timeout,
+                          memory_limit=memory_limit, local_directory=args.local_directory,
+                          on_memory_terminate=_exit_for_memory,
                           resources=resources)
 
-    async def main() -> None:
+    async def main() -> bool:
         stop = trio.Event()
+        lost = False  # (stays False when a second signal cancels everything)
         async with trio.open_nursery() as nursery:
             nursery.start_soon(_signals_drain_then_cancel, stop, nursery.cancel_scope)
-            await _run_worker(make_node, args.death_timeout, args.drain_timeout, stop,
-                              connect_timeout=args.connect_timeout)
+            lost = await _run_worker(make_node, args.death_timeout, args.drain_timeout, stop,
+                                     connect_timeout=args.connect_timeout,
+                                     reconnect=not args.no_reconnect)
             nursery.cancel_scope.cancel()
+        return lost
 
+    gave_up = config.EXIT_GIVE_UP if args.supervised else 1
     try:
-        trio.run(main)
+        if trio.run(main):
+            return config.EXIT_RESTART
     except BaseException as exc:  # Trio wraps errors from nurseries in groups
-        auth = _leaf(exc, AuthenticationError)
-        if auth is not None:
-            print(f"error: {auth}", file=sys.stderr)
-            return 1
-        if _leaf(exc, trio.TooSlowError) is not None:
+        refused = _leaf(exc, AuthenticationError) or _leaf(exc, ProtocolVersionError)
+        if refused is not None:
+            print(f"error: {refused}", file=sys.stderr)
+            return gave_up
+        slow = _leaf(exc, trio.TooSlowError)
+        if slow is not None:
+            why = f": {_first_leaf(slow.__cause__)}" if slow.__cause__ is not None else ""
             print(f"error: could not reach the scheduler at {args.address} within "
-                  f"{args.death_timeout}s", file=sys.stderr)
-            return 1
+                  f"{args.death_timeout}s{why}", file=sys.stderr)
+            return gave_up
         raise
     return 0
+
+
+def _supervise_workers(argv: list[str], args: argparse.Namespace) -> int:
+    """``--nworkers N``: run N ``trioflow-worker`` processes under nannies until a
+    signal (SIGINT/SIGTERM are passed on as a drain; a second one kills them) or until
+    every one has stopped.
+    Exit status: 0 if every worker stopped cleanly, 1 otherwise."""
+    from .nanny import Nanny, RestartPolicy
+
+    child_argv = _without_options(argv, {"--nworkers": 1, "--no-nanny": 0, "--name": 1})
+    base = args.name or f"worker-{os.getpid()}"
+    # a drain may last --drain-timeout: give it that long before SIGKILL
+    grace = args.drain_timeout + config.NANNY_STOP_GRACE
+    policy = (RestartPolicy(max_restarts=0, stop_grace=grace) if args.no_nanny
+              else RestartPolicy(stop_grace=grace))
+    nannies = [Nanny([sys.executable, "-m", "trioflow.cli", "worker", *child_argv,
+                      "--name", f"{base}-{i}", "--supervised"], f"{base}-{i}", policy=policy)
+               for i in range(args.nworkers)]
+
+    async def signals(workers: trio.Nursery) -> None:
+        # the first SIGINT/SIGTERM drains every worker (SIGTERM from its nanny); a
+        # second one kills them at once
+        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as received:
+            async for signum in received:
+                name = signal.Signals(signum).name
+                if not workers.cancel_scope.cancel_called:
+                    logger.info("received %s, stopping the workers", name)
+                    workers.cancel_scope.cancel()
+                    continue
+                logger.warning("second %s: killing the workers", name)
+                for nanny in nannies:
+                    if nanny.process is not None and nanny.process.returncode is None:
+                        nanny.process.kill()
+
+    async def main() -> None:
+        async with trio.open_nursery() as nursery:
+            async with trio.open_nursery() as workers:
+                nursery.start_soon(signals, workers)
+                for nanny in nannies:
+                    workers.start_soon(nanny.run)
+            nursery.cancel_scope.cancel()
+
+    trio.run(main)
+    return 0 if all(n.exits and n.exits[-1] == 0 for n in nannies) else 1
+
+
+def _without_options(argv: list[str], options: dict[str, int]) -> list[str]:
+    """``argv`` without the given options (name -> how many values follow it)."""
+    out: list[str] = []
+    skip = 0
+    for arg in argv:
+        if skip:
+            skip -= 1
+            continue
+        name = arg.split("=", 1)[0]
+        if name in options:
+            skip = options[name] if "=" not in arg else 0
+            continue
+        out.append(arg)
+    return out
+def _exit_for_memory() -> None:
+    """Over the memory limit's terminate fraction: exit now, "restart me" (there may be no
+    memory left for an orderly stop; segments and spill files are removed at the next
+    start, see net/shm.py and net/memory.py)."""
+    for handler in logging.getLogger().handlers:
+        handler.flush()
+    os._exit(config.EXIT_RESTART)
 
 
 async def _signals_drain_then_cancel(stop: trio.Event, scope: trio.CancelScope) -> None:
@@ -261,7 +391,8 @@ async def _signals_drain_then_cancel(stop: trio.Event, scope: trio.CancelScope) 
 
 
 async def _run_worker(make_node: Any, death_timeout: float, drain_timeout: float,
-                      stop: trio.Event, *, connect_timeout: float = config.CONNECT_TIMEOUT) -> None:
+                      stop: trio.Event, *, connect_timeout: float = config.CONNECT_TIMEOUT,
+                      reconnect: bool = True) -> bool:
     """Serve the scheduler; reconnect (fresh state) after losing it, for up to
     ``death_timeout`` seconds without a connection; drain when ``stop`` is set.
 
@@ -271,6 +402,11 @@ async def _run_worker(make_node: Any, death_timeout: float, drain_timeout: float
     worker.
     ``stop`` is honoured at any point, while connecting and between attempts too.
 
+    Without ``reconnect``, losing an established connection ends it instead: returns
+    True (False when it stopped on ``stop``). A local cluster's workers run this way,
+    so a worker whose scheduler went away with its program leaves quietly, and its
+    nanny (if the program is still there) starts a fresh one.
+
     Raises:
         trio.TooSlowError: no connection for ``death_timeout`` seconds.
         AuthenticationError: the scheduler refused our token (retrying cannot help).
@@ -278,7 +414,7 @@ async def _run_worker(make_node: Any, death_timeout: float, drain_timeout: float
     """
     from trio_websocket import HandshakeError
 
-    from .errors import ProtocolVersionError, RemoteProtocolError
+    from .errors import RemoteProtocolError
 
     deadline = trio.current_time() + death_timeout
     delay = 0.05
@@ -292,17 +428,26 @@ async def _run_worker(make_node: Any, death_timeout: float, drain_timeout: float
                                RemoteProtocolError)) or _leaf(exc, ProtocolVersionError):
                 # a wrong token or protocol version: retrying cannot help
                 raise
+            if not reconnect and node.peer_id:
+                logger.info("lost the scheduler (%s); exiting", _first_leaf(exc))
+                return True
             if trio.current_time() >= deadline:
                 raise trio.TooSlowError from exc
             logger.info("scheduler not reachable (%s); retrying", _first_leaf(exc))
             with trio.move_on_at(min(trio.current_time() + delay, deadline)):
                 await stop.wait()
+            if not stop.is_set() and trio.current_time() >= deadline:
+                raise trio.TooSlowError from exc  # this failure, not an attempt of 0 s
             delay = min(delay * 2, 1.0)
             continue
         delay = 0.05
         deadline = trio.current_time() + death_timeout
         if not stop.is_set():
+            if not reconnect:
+                logger.info("lost the scheduler; exiting")
+                return True
             logger.warning("lost the scheduler; reconnecting for up to %ss", death_timeout)
+    return False
 
 
 def _leaf(exc: BaseException, kind: type[BaseException]) -> BaseException | None:
@@ -361,7 +506,8 @@ async def _serve_once(node: Any, stop: trio.Event, drain_timeout: float,
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of ``trioflow``: ``trioflow status ADDRESS``, ``trioflow worker ...``."""
+    """Entry point of ``trioflow``: ``trioflow status ADDRESS [--task KEY]``,
+    ``trioflow why ADDRESS KEY``, ``trioflow worker ...``, ``trioflow scheduler ...``."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == "worker":
         return worker_main(argv[1:])
@@ -378,26 +524,43 @@ def main(argv: list[str] | None = None) -> int:
     st.add_argument("--interval", type=float, default=1.0, help="seconds between refreshes")
     st.add_argument("--count", type=int, default=0, help="with --watch: stop after this "
                     "many refreshes (default: never)")
+    st.add_argument("--task", metavar="KEY", help="also say why task KEY has not finished")
+    wh = sub.add_parser("why", help="say why a task has not finished (the chain of reasons)")
+    wh.add_argument("address")
+    wh.add_argument("key", help="the task's key (future.key)")
+    wh.add_argument("--token-file", help="file holding the cluster token (or TRIOFLOW_TOKEN)")
+    wh.add_argument("--tls-ca", help="CA bundle to verify a wss:// scheduler")
     sub.add_parser("worker", help="same as trioflow-worker")
     sub.add_parser("scheduler", help="same as trioflow-scheduler")
     args = parser.parse_args(argv)
+    args.address = _address_or_usage_error(f"trioflow {args.command}", args.address)
+    if args.address is None:
+        return EXIT_USAGE
     token = _read_token(args.token_file)
     from .client import AsyncClient
 
-    if args.interval <= 0:
+    if args.command == "status" and args.interval <= 0:
         parser.error(f"--interval must be > 0, got {args.interval}")
+    key = args.key if args.command == "why" else args.task
 
-    async def status() -> None:
+    async def ask() -> None:
         ctx = _ssl_client_context(args.tls_ca) if args.address.startswith("wss://") else None
-        async with AsyncClient(args.address, token=token, name="status",
+        async with AsyncClient(args.address, token=token, name=args.command,
                                ssl_context=ctx) as client:
+            if args.command == "why":
+                with trio.fail_after(10):
+                    print(await client.why(key), flush=True)
+                return
             shown = 0
             while True:
                 with trio.fail_after(10):
                     info = await client.status()
+                    why = await client.why(key) if key else None
                 text = format_status(info)
                 if client.dashboard_link:
                     text += f"\ndashboard: {client.dashboard_link}"
+                if why is not None:
+                    text += "\n" + why
                 if args.watch and sys.stdout.isatty():
                     text = "\x1b[H\x1b[2J" + text  # redraw in place
                 print(text, flush=True)
@@ -407,7 +570,7 @@ def main(argv: list[str] | None = None) -> int:
                 await trio.sleep(args.interval)
 
     try:
-        trio.run(status)
+        trio.run(ask)
     except KeyboardInterrupt:
         return 0
     except Exception as exc:
@@ -416,14 +579,26 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def _human(n: float) -> str:
+    """Bytes for people: 532 B, 1.2 MB, 3.4 GB."""
+    if n < 1000:
+        return f"{n:.0f} B"
+    for unit in ("kB", "MB"):
+        n /= 1000
+        if n < 1000:
+            return f"{n:.1f} {unit}"
+    return f"{n / 1000:.1f} GB"
+
+
 def format_status(info: dict[str, Any]) -> str:
     lines = [f"{'worker':<20} {'slots':>5} {'busy':>5} {'blocked':>7} {'seceded':>7} "
-             f"{'queued':>6} {'results':>7}"]
+             f"{'queued':>6} {'results':>7} {'bytes':>9}"]
     for w in info["workers"]:
         busy = min(w["occupying"], w["nthreads"])
         queued = max(0, w["occupying"] - w["nthreads"])
         lines.append(f"{w['name']:<20} {w['nthreads']:>5} {busy:>5} {w['blocked']:>7} "
-                     f"{w['seceded']:>7} {queued:>6} {w['memory']:>7}")
+                     f"{w['seceded']:>7} {queued:>6} {w['memory']:>7} "
+                     f"{_human(w.get('bytes', 0)):>9}")
     tasks = info["tasks"].get("tasks", {})
     lines.append("tasks: " + (", ".join(f"{k} {v}" for k, v in sorted(tasks.items())) or "none"))
     return "\n".join(lines)

@@ -21,6 +21,7 @@ import ssl
 import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping
+from functools import partial
 from typing import Any, TypeVar, overload
 
 import trio
@@ -120,9 +121,11 @@ class _ClientAPI:
             keys = itertools.repeat(None)
         workers = list(workers) if workers is not None else None
         submit = self._session.submit
+        same_call: dict[int, Future[Any]] = {}  # a large argument to all: uploaded once
         return [
             submit(fn, args, kwargs, key=k, pure=pure, retries=retries, workers=workers,
-                   priority=priority, run_once=run_once, resources=resources)
+                   priority=priority, run_once=run_once, resources=resources,
+                   _same_call=same_call)
             for args, k in zip(zip(*iterables), keys)
         ]
 
@@ -356,6 +359,20 @@ class AsyncClient(_ClientAPI):
         runs, missed = await collect_runs(self._session.runs, start)
         write_report(path, runs, missed=missed)
 
+    async def why(self, future: Future | str) -> str:
+        """Why ``future`` (or the task with that key) has not finished: the chain of
+        reasons the scheduler sees, one per line (see docs/failures.md)."""
+        return await self._session.why(_key_of(future))
+
+
+def _key_of(future: Future | str) -> str:
+    if isinstance(future, str):
+        return future
+    key = getattr(future, "key", None)
+    if not isinstance(key, str):
+        raise TypeError(f"why() takes a future or a key, not {type(future).__name__}")
+    return key
+
 
 def _scatter(session: Session, data: Any) -> Any:
     if isinstance(data, dict):
@@ -476,6 +493,11 @@ class Client(_ClientAPI):
         yield
         runs, missed = self._on_loop(lambda: collect_runs(session.runs, start), timeout)
         write_report(path, runs, missed=missed)
+    def why(self, future: Future | str, timeout: float = CLIENT_CALL_TIMEOUT) -> str:
+        """Why ``future`` (or the task with that key) has not finished: the chain of
+        reasons the scheduler sees, one per line (see docs/failures.md)."""
+        text: str = self._on_loop(partial(self._session.why, _key_of(future)), timeout)
+        return text
 
     def wait_for_workers(self, n: int = 1, timeout: float | None = None) -> None:
         """Block until at least ``n`` workers are connected."""

@@ -64,6 +64,20 @@ LOCAL_DEATH_TIMEOUT = 5.0
 #: scheduler may not have noticed yet; once it has, the key is recomputed or lost).
 FETCH_ATTEMPTS = 6
 
+#: Fractions of a worker's ``--memory-limit`` (dask's defaults and meanings): above
+#: ``target`` (of the bytes its values take) least-recently-used values are spilled to
+#: disk; above ``spill`` (of its resident memory) it spills too, and no new run starts
+#: until its values are back under it; above ``pause`` no new run starts; above
+#: ``terminate`` the worker exits with ``EXIT_RESTART``.
+MEMORY_TARGET = 0.6
+MEMORY_SPILL = 0.7
+MEMORY_PAUSE = 0.8
+MEMORY_TERMINATE = 0.95
+
+#: Seconds between two looks at a worker's resident memory (``/proc/self/statm``).
+MEMORY_MONITOR_INTERVAL = 0.1
+
+
 #: Finished runs the scheduler remembers (key, worker, thread, start, duration) for the
 #: dashboard's task stream and performance reports; older ones are forgotten.
 RUN_LOG_LENGTH = 100_000
@@ -78,3 +92,38 @@ DASHBOARD_INTERVAL = 0.5
 #: Seconds between a worker's checks of its thread counts and memory (it reports them
 #: to the scheduler, for the dashboard, when they changed).
 WORKER_THREADS_INTERVAL = 1.0
+#: Exit status by which a worker asks its nanny for a fresh process (the memory limit
+#: uses it). 75 is EX_TEMPFAIL: "try again". Restarts asked for this way are not deaths.
+EXIT_RESTART = 75
+
+#: Exit status of a supervised worker (``--supervised``, set by its nanny) that stopped
+#: for good: it gave up on an unreachable scheduler, or was refused (token, protocol
+#: version). Restarting cannot help, so its nanny stops too. (Unsupervised, the same
+#: cases exit with status 1.)
+EXIT_GIVE_UP = 4
+
+#: A nanny gives up on a worker that died more than this many times within
+#: ``NANNY_RESTART_WINDOW`` seconds: something kills it at start, restarting cannot help.
+NANNY_MAX_RESTARTS = 10
+NANNY_RESTART_WINDOW = 60.0
+
+#: Pause before a nanny restarts a dead worker, doubling per death in a row (seconds).
+#: The first is short: a task that kills its worker should meet KilledWorker quickly.
+NANNY_FIRST_DELAY = 0.1
+NANNY_MAX_DELAY = 5.0
+
+#: A worker process that lived this long (seconds) resets its nanny's pauses.
+NANNY_STABLE_AFTER = 10.0
+
+#: Seconds between SIGTERM and SIGKILL when a nanny or a local cluster stops a worker.
+NANNY_STOP_GRACE = 3.0
+
+#: Seconds a queued task may go without any connected worker able to run it (none at
+#: all, none with the name it is restricted to) before it fails with NoWorkersError.
+#: Long enough for a nanny to restart a worker (well under a second) or for an operator
+#: to start one by hand; short enough that a typo in ``workers=`` or a cluster whose
+#: workers all died surfaces within a minute instead of hanging. 0 or inf: never.
+NO_WORKERS_TIMEOUT = 60.0
+
+#: The scheduler's clock ticks for its core's timers at most this far apart (seconds).
+TICK_INTERVAL = 1.0

@@ -19,7 +19,9 @@ The tree:
     ├── ClientClosedError              the client or its cluster is gone
     ├── SerializationError             an object could not be pickled (names where it sits)
     ├── NotInTaskError                 secede/rejoin/worker_client outside a task
-    └── NoClientError                  get_client() where no client is known
+    ├── NoClientError                  get_client() where no client is known
+    ├── AddressError                   not a scheduler address (also a ValueError)
+    └── NoWorkersError                 no connected worker can run a task
 
 All of them pickle, so they travel from workers to clients intact.
 
@@ -197,3 +199,26 @@ __all__ = [
     "TrioflowError",
     "WorkerLost",
 ]
+
+
+class AddressError(TrioflowError, ValueError):
+    """Not a scheduler address; the message gives the form to use."""
+
+
+class NoWorkersError(TrioflowError):
+    """No connected worker could run a task for the scheduler's no-workers timeout.
+
+    Attributes:
+        key: the key of the future that failed (a task that depends on the one that
+            could not run fails with this error too).
+        reason: what was missing, naming the task that could not run ("task 'f-1'
+            could not run for 60s: no worker named 'ghost' is connected").
+    """
+
+    def __init__(self, key: str, reason: str) -> None:
+        super().__init__(key, reason)
+        self.key = key
+        self.reason = reason
+
+    def __str__(self) -> str:
+        return self.reason

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import sys
 from collections.abc import Awaitable, Callable
 from functools import partial
 from typing import Any
@@ -12,6 +13,9 @@ import trio
 
 from .client import Client, open_client
 from .engine.context import push_default, remove_default
+
+if sys.version_info < (3, 11):  # pragma: no cover
+    from exceptiongroup import BaseExceptionGroup
 
 
 def run(main: Callable[..., Any], *args: Any, workers: int | None = None,
@@ -30,10 +34,17 @@ def run(main: Callable[..., Any], *args: Any, workers: int | None = None,
         processes: workers as subprocesses (default) or as tasks in this process.
         address: use this running scheduler instead of starting one.
         **options: ``token``, ``auto_secede``, ``max_parked_threads``, ``inline_limit``,
-            ``allowed_failures``.
+            ``allowed_failures``, ``no_workers_timeout``, ``restart_policy``.
     """
-    result = trio.run(partial(_run, main, args, workers, threads_per_worker, processes,
-                              address, options))
+    try:
+        result = trio.run(partial(_run, main, args, workers, threads_per_worker, processes,
+                                  address, options))
+    except BaseExceptionGroup as group:
+        # Ctrl-C lands inside the cluster's nurseries, which wrap it: give the user the
+        # plain KeyboardInterrupt their ``except KeyboardInterrupt`` expects
+        if group.split(KeyboardInterrupt)[0] is not None:
+            raise KeyboardInterrupt from None
+        raise
     return result.unwrap()  # main's own exception, not wrapped in an ExceptionGroup
 
 

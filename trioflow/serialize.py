@@ -226,6 +226,8 @@ def loads_value(blob: bytes | list[Any]) -> Any:
 # PROTO opcode 0x80, so these one-byte markers cannot be mistaken for one.
 _RAW_BYTES = b"B"
 _RAW_BYTEARRAY = b"A"
+#: the first frame of a plain ``bytes`` value (readers may read its data into ``bytes``)
+RAW_BYTES = _RAW_BYTES
 
 
 def dumps_frames(value: Any) -> list[Any]:
@@ -257,13 +259,36 @@ def loads_frames(frames: list[Any]) -> Any:
     """The value :func:`dumps_frames` made these frames from (buffers are not copied)."""
     head = frames[0]
     if head == _RAW_BYTES:
-        return bytes(frames[1])
+        buf = frames[1]
+        if type(buf) is memoryview and type(buf.obj) is bytes and buf.nbytes == len(buf.obj):
+            return buf.obj  # read into a bytes object of its own (shared memory): no copy
+        return bytes(buf)
     if head == _RAW_BYTEARRAY:
         buf = frames[1]
         if type(buf) is memoryview and type(buf.obj) is bytearray and buf.nbytes == len(buf.obj):
             return buf.obj  # received into a bytearray of its own: hand that over
         return bytearray(buf)
     return pickle.loads(head, buffers=frames[1:])
+
+
+def _refuse(text: str) -> Any:
+    raise SerializationError(text)
+
+
+class _Refusal:
+    """Pickles to a call of ``_refuse``: unpickling it raises SerializationError."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def __reduce__(self) -> tuple[Any, tuple[str]]:
+        return (_refuse, (self.text,))
+
+
+def refusal_frames(text: str) -> list[Any]:
+    """Frames that stand for a value which could not be serialized: whoever rebuilds
+    them (a client's gather, a peer's run) gets ``SerializationError(text)``."""
+    return [pickle.dumps(_Refusal(text), protocol=PROTOCOL)]
 
 
 def buffer_size(value: Any) -> int | None:
@@ -316,7 +341,9 @@ def loads_exception(key: str, blob: bytes, type_name_: str, text: str, tb: str) 
             exc = pickle.loads(blob)
         except Exception:
             exc = None
-    if not isinstance(exc, BaseException):
+    if not isinstance(exc, Exception):
+        # not rebuilt, or a BaseException (SystemExit, KeyboardInterrupt, ...): raised
+        # here it would end the program that waits on the task, not just the task
         return TaskFailed(key, type_name_, text, tb)
     if tb and exc.__cause__ is None:
         exc.__cause__ = RemoteTraceback(tb)

@@ -1,7 +1,9 @@
 """Lock, Semaphore, Queue, Event and Variable on real clusters: from clients, from sync
 and async tasks, across a worker's death, and as part of the deadlock rule."""
 
+import os
 import pickle
+import signal
 import threading
 
 import pytest
@@ -208,6 +210,7 @@ async def test_blocking_client_and_pickled_objects():
 
 def hold_forever():
     trioflow.Lock("dies").acquire()
+    trioflow.Variable("holder-pid").set(os.getpid())
     trioflow.Event("holding").set()
     trioflow.Event("never").wait()
 
@@ -221,7 +224,7 @@ async def test_a_worker_that_dies_releases_its_tasks_locks():
             assert await holding.wait_async(timeout=30), holder
             lock = trioflow.Lock("dies", client=client)
             assert not await lock.acquire_async(blocking=False)
-            cluster.processes[0].kill()
+            os.kill(await trioflow.Variable("holder-pid", client).get_async(), signal.SIGKILL)
             assert await lock.acquire_async(timeout=30)
             assert not await never.is_set_async()
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import socket
 import ssl
 import subprocess
 
@@ -221,3 +223,42 @@ async def test_scattered_value_survives_its_worker_dying():
             for w in (first, second):
                 if w is not None:
                     await stop(w)
+
+
+def make_big():
+    return bytes(700_000)  # larger than the inline limit: lives on its worker only
+
+
+async def test_input_fetch_failure_hands_the_run_back_then_recomputes(caplog):
+    caplog.set_level(logging.INFO, "trioflow.net.worker_runs")
+    with socket.socket() as dead:
+        dead.bind(("127.0.0.1", 0))  # bound, not listening: fetches from it are refused
+        refused = f"tcp://127.0.0.1:{dead.getsockname()[1]}"
+        async with trioflow.open_local_cluster(3, 1, processes=False) as cluster:
+            async with trioflow.AsyncClient(cluster.address) as client:
+                state = cluster.scheduler.state
+                big = client.submit(make_big)
+                await trioflow.wait_async([big])
+                (held_by,) = state.tasks[big.key].who_has
+                holder = next(n for n in cluster.workers if n.peer_id == held_by)
+                runner, stuck = (n for n in cluster.workers if n is not holder)
+                # the holder's data port is gone (as when it was just killed) and the
+                # scheduler has not heard yet: the dependent's fetch fails
+                state.workers[holder.peer_id].data_address = refused
+                dependent = client.submit(size, big, workers=[runner.name])
+                await cluster.scheduler.wait_for(
+                    lambda: runner.runs._fetch_handbacks.get(dependent.key))
+                # handed back, not failed; now the scheduler hears of the death
+                await holder.conn.aclose()
+                assert await dependent == 700_000  # recomputed, then fetched or local
+                # a holder that stays connected but cannot be reached: WorkerLost, after
+                # a bounded number of hand-backs
+                big2 = client.submit(make_big, pure=False, workers=[stuck.name])
+                await trioflow.wait_async([big2])
+                state.workers[stuck.peer_id].data_address = refused
+                doomed = client.submit(size, big2, workers=[runner.name])
+                with pytest.raises(trioflow.WorkerLost, match="could not fetch the inputs"):
+                    await doomed
+                handed = [r for r in caplog.records if "handing it back" in r.getMessage()
+                          and doomed.key in r.getMessage()]
+                assert len(handed) == 3

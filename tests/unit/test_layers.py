@@ -29,6 +29,7 @@ LAYERS = {
     "trioflow.net": 4,
     "trioflow.dashboard": 4,  # served by the scheduler process beside net/scheduler_server
     "trioflow.cluster": 5,
+    "trioflow.nanny": 5,
     "trioflow.client": 6,
     "trioflow.in_task": 7,
     "trioflow.delayed": 7,
@@ -146,7 +147,7 @@ def test_scheduler_handlers_never_import_one_another():
     shared invariants live in ``state``/``ops``, below the handlers)."""
     handlers = {f"trioflow.core.scheduler.{m}"
                 for m in ("lifecycle", "peers", "data", "waits", "placement", "deadlock",
-                          "coordination", "timeline")}
+                          "coordination", "timeline", "starvation", "explain")}
     edges = graph()
     for name in handlers:
         assert not edges[name] & handlers, (name, edges[name] & handlers)

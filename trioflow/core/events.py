@@ -98,7 +98,15 @@ class Close(Matchable):
     reason: str
 
 
+@attrs.frozen
+class TimePassed:
+    """The shell's clock reads ``now`` (seconds, any fixed origin): the core's timers
+    (the no-workers timeout) compare against it. The core has no clock of its own."""
+
+    now: float
+
+
 #: what ``Scheduler.handle`` accepts
-SchedulerEvent = PeerJoined | PeerLeft | MessagesReceived
+SchedulerEvent = PeerJoined | PeerLeft | MessagesReceived | TimePassed
 #: what ``Scheduler.handle`` returns a list of
 SchedulerCommand = Send | Close

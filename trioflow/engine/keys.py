@@ -19,7 +19,7 @@ import trio
 from .. import protocol as p
 from .. import serialize
 from ..core.session import ERRED, FINISHED, PENDING, KeyStatus  # noqa: F401 - re-exported
-from ..errors import CancelledError, DeadlockError, KilledWorker, WorkerLost
+from ..errors import CancelledError, DeadlockError, KilledWorker, NoWorkersError, WorkerLost
 
 
 class HelpingPool(Protocol):
@@ -38,8 +38,8 @@ class KeyState:
     """What this session knows about one key it holds futures for (the record its
     ``core.session.SessionKeys`` table keeps), and who waits on it."""
 
-    __slots__ = ("error", "event", "inline", "key", "nbytes", "refs", "status", "type_name",
-                 "value", "waiters")
+    __slots__ = ("error", "event", "held", "inline", "key", "nbytes", "refs", "status",
+                 "type_name", "value", "waiters")
 
     def __init__(self, key: str) -> None:
         self.key = key
@@ -52,6 +52,8 @@ class KeyState:
         self.refs = 0
         self.event: trio.Event | None = None
         self.waiters: list[SyncWaiter] = []
+        #: futures this key's task needs while it lives (its out-of-band arguments)
+        self.held: list[Any] | None = None
 
 
 class SyncWaiter:
@@ -126,4 +128,6 @@ def error_to_exception(err: p.KeyErred | BaseException | None) -> BaseException:
         return DeadlockError(err.text)
     if kind == "lost":
         return WorkerLost(err.text)
+    if kind == "no-workers":
+        return NoWorkersError(err.key, err.text)
     return serialize.loads_exception(err.key, err.error, err.type_name, err.text, err.traceback)

@@ -26,6 +26,7 @@ import itertools
 import logging
 import secrets
 import threading
+import weakref
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
@@ -37,6 +38,7 @@ from .. import serialize
 from ..core import resource_spec
 from ..core.session import SessionKeys
 from ..errors import ClientClosedError
+from . import large_args
 from .context import RunContext, current_run
 from .futures import Future
 from .keys import ERRED, PENDING, KeyState, SyncWaiter
@@ -50,7 +52,7 @@ logger = logging.getLogger(__name__)
 @attrs.define(eq=False)
 class _StatusWait:
     event: trio.Event = attrs.Factory(trio.Event)
-    reply: Any = None  # a StatusReply or a RunsReply
+    reply: p.StatusReply | p.WhyReply | p.RunsReply | None = None
     error: BaseException | None = None
 
 
@@ -90,6 +92,9 @@ class Session:
         # unique across sessions, processes and hosts: clients share one key space
         self._prefix = secrets.token_hex(5)
         self._counter = itertools.count(1)
+        #: large ``bytes`` arguments scattered by submit, by id, while their futures live
+        self._shared_args: weakref.WeakValueDictionary[int, Future[Any]] = (
+            weakref.WeakValueDictionary())
         #: set by ``start``: where bulk transfers run, and how
         self.data_path = DataPath()
         self.fetcher = Fetcher(lock=self.lock, post=self.post, wait_sync=self.wait_sync,
@@ -170,12 +175,15 @@ class Session:
             ks.refs -= 1
             if ks.refs > 0 or self.closed is not None:
                 return
+            # the futures of its out-of-band arguments die below, outside the lock
+            held, ks.held = ks.held, None
             # futures die in bursts (a list going out of scope): collect the keys and
             # send one ReleaseKeys for all of them on the loop's next turn
             self.table.release(ks)
-            if self._release_scheduled:
-                return
-            self._release_scheduled = True
+            scheduled, self._release_scheduled = self._release_scheduled, True
+        del held
+        if scheduled:
+            return
         try:
             self.trio_token.run_sync_soon(self._flush_releases)
         except trio.RunFinishedError:
@@ -206,11 +214,13 @@ class Session:
                key: str | None = None, pure: bool = False, retries: int = 0,
                workers: Iterable[str] | None = None, priority: int = 0,
                run_once: bool = False,
-               resources: Mapping[str, float] | None = None) -> Future[Any]:
+               resources: Mapping[str, float] | None = None,
+               _same_call: dict[int, Future[Any]] | None = None) -> Future[Any]:
         """Pickle and send one task; returns its Future at once (any thread).
 
         ``resources``: abstract resources the task needs (``{"GPU": 1}``), checked here.
-        """
+        ``_same_call`` is shared by the submits of one ``map``: a large argument passed to
+        all of them is uploaded once (``engine/large_args.py``)."""
         if not callable(fn):
             raise TypeError(f"submit needs a callable, got {type(fn).__name__}")
         if retries < 0:
@@ -218,6 +228,12 @@ class Session:
         res_names, res_amounts = resource_spec.as_lists(
             resource_spec.check_resources(resources))
         fn_id, blob = serialize.dumps_function(fn)
+        limit = self.inline_limit
+        held: list[Future[Any]] = []
+        if not pure:  # (a pure key is named by its arguments: they must stay in place)
+            args, kwargs, held = large_args.scatter_large_args(
+                self.scatter_one, args, kwargs, limit, shared=self._shared_args,
+                this_call=_same_call)
         payload, deps = serialize.dumps_payload(args, kwargs, _is_future)
         if key is None:
             name = getattr(fn, "__name__", None) or type(fn).__name__
@@ -228,11 +244,19 @@ class Session:
                 key = f"{name}-{self._prefix}-{next(self._counter)}"
         ctx = current_run()
         parent = ctx.run.key if ctx is not None and ctx.session is self else ""
-        task = p.SubmitTask(key, fn_id, payload, deps, parent, inspect.iscoroutinefunction(fn),
+        is_async = inspect.iscoroutinefunction(fn)
+        if len(payload) > limit or len(blob) > limit:  # out of band: engine/large_args.py
+            fn, payload, deps, more = large_args.pack(self.scatter_one, fn, blob, payload,
+                                                      deps, _is_future, limit, is_async)
+            held += more
+            fn_id, blob = serialize.dumps_function(fn)
+        task = p.SubmitTask(key, fn_id, payload, deps, parent, is_async,
                             retries, priority, list(workers or ()), run_once, res_names,
                             res_amounts)
         with self.lock:
             ks, msgs = self.table.submit(task, blob)
+            if held:
+                ks.held = [*(ks.held or ()), *held]
         fut: Future[Any] = Future(self, ks)
         if msgs:
             self.post(*msgs)
@@ -271,7 +295,7 @@ class Session:
             self.fetcher.data_reply(msg)
         elif t is p.ScatterTo:
             self.scatterer.upload(msg)
-        elif t is p.StatusReply or t is p.RunsReply:
+        elif t is p.StatusReply or t is p.WhyReply or t is p.RunsReply:
             waiter = self._status_waiters.pop(msg.request_id, None)
             if waiter is not None:
                 waiter.reply = msg
@@ -393,7 +417,8 @@ class Session:
 
         Cancellation: the request is forgotten (a late reply is ignored).
         """
-        reply: p.StatusReply = await self._request(p.StatusRequest)
+        reply = await self._request(p.StatusRequest)
+        assert type(reply) is p.StatusReply
         return reply
 
     async def runs(self, since: int, limit: int) -> p.RunsReply:
@@ -401,10 +426,19 @@ class Session:
 
         Raises and cancellation: as ``status``.
         """
-        reply: p.RunsReply = await self._request(p.RunsRequest, since, limit)
+        reply = await self._request(p.RunsRequest, since, limit)
+        assert type(reply) is p.RunsReply
         return reply
 
-    async def _request(self, kind: Any, *args: Any) -> Any:
+    async def why(self, key: str) -> str:
+        """The scheduler's explanation of why ``key`` has not finished (same errors
+        and cancellation as ``status``)."""
+        reply = await self._request(p.WhyRequest, key)
+        assert type(reply) is p.WhyReply
+        return reply.text
+
+    async def _request(self, kind: Any, *args: Any
+                       ) -> p.StatusReply | p.WhyReply | p.RunsReply:
         """Send ``kind(request_id, *args)``; the reply with that request id."""
         rid = next(self._status_ids)
         wait = self._status_waiters[rid] = _StatusWait()

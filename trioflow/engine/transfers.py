@@ -114,6 +114,11 @@ class Scatterer:
             if ks is None:
                 ks = self.keys[key] = KeyState(key)
             ks.value = value  # we have it already; no need to fetch it back
+            # finished at once, as dask's are: the value exists; the scheduler makes
+            # tasks that need it wait for the upload, not the client's future
+            ks.status = FINISHED
+            ks.nbytes = msg.nbytes
+            ks.type_name = serialize.type_name(value)
             if frames is not None:
                 self.uploads[key] = frames
         self.post(msg)

@@ -17,9 +17,18 @@ buffer per frame and reads into it (``recv_into``: no intermediate copies), and 
 sender writes each frame straight from the value's own memory (pickle protocol 5
 out-of-band buffers, see ``serialize.dumps_frames``). Requests:
 
-* ``["hello", version, token]`` first, answered ``["ok"]`` or ``["error", text]``;
+* ``["hello", version, token, host]`` first, answered ``["ok", host]`` or
+  ``["error", text]``; ``host`` is the peer's ``shm.host_identity()`` ("" for none);
 * ``["get", keys]`` -> ``["data", keys, frame-counts, missing]`` + frames;
 * ``["put", keys, frame-counts]`` + frames -> ``["ok"]`` or ``["error", text]``.
+
+When both hosts are the same (not ""), large values go through shared memory
+(``net/shm.py``) instead, the frames in a ``/dev/shm`` segment named in the header:
+
+* ``["get", keys]`` -> ``["shmdata", keys, frame-counts, missing, segments]`` + frames:
+  per key ``[segment, lengths, kept]`` (kept: the holder's cached copy, mapped
+  copy-on-write and left in place) or None (its frames follow, as with ``data``);
+* ``["shmput", keys, frame-counts, segment, lengths]`` -> ``["ok"]`` or ``["error", text]``.
 
 The server side never unpickles what it receives: it stores frames as they came.
 """
@@ -40,6 +49,7 @@ import msgpack
 import trio
 
 from ..errors import AuthenticationError, RemoteProtocolError
+from . import shm
 
 logger = logging.getLogger(__name__)
 
@@ -58,7 +68,7 @@ _LEN = struct.Struct("!I")
 MMAP_MIN = 1 << 20
 _MMAP_FLAGS = mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | getattr(mmap, "MAP_POPULATE", 0)
 #: operations whose header ends with the lengths of the frames that follow it
-_WITH_FRAMES = ("data", "put")
+_WITH_FRAMES = ("data", "put", "shmdata")
 
 #: what a data server needs from its owner: ``get(keys) -> (keys, frames per key,
 #: missing)``, ``put(key -> frames)`` (raising ValueError to refuse), and optionally
@@ -66,6 +76,9 @@ _WITH_FRAMES = ("data", "put")
 Getter = Callable[[list[str]], Awaitable[tuple[list[str], list[list[Any]], list[str]]]]
 Putter = Callable[[dict[str, list[Any]]], Awaitable[None]]
 Receiving = Callable[[list[str], bool], None]
+#: optionally, a cache of one segment per key: ``segment(key, frames) -> (name,
+#: lengths)``, kept by its owner until the key goes (raising OSError if it cannot)
+SegmentCache = Callable[[str, list[Any]], Awaitable[tuple[str, list[int]]]]
 
 
 class BulkStream:
@@ -74,6 +87,11 @@ class BulkStream:
     def __init__(self, stream: trio.abc.Stream, *, idle_timeout: float = IDLE_TIMEOUT) -> None:
         self.stream = stream
         self.idle_timeout = idle_timeout
+        #: the peer is on this host (same ``shm.host_identity()``): use shared memory
+        self.local = False
+        #: segments this side wrote for the peer, unlinked once the next request (or
+        #: the connection's end) shows the peer is done with them
+        self.segments: list[str] = []
         # plain TCP: read straight into our buffers; TLS decrypts into its own first
         self._sock = stream.socket if isinstance(stream, trio.SocketStream) else None
 
@@ -184,6 +202,7 @@ def _split(counts: list[Any], frames: list[memoryview], keys: list[Any]) -> list
 
 async def serve_bulk(get: Getter, put: Putter | None, host: str, *, token: str | None,
                      ssl_context: ssl.SSLContext | None, receiving: Receiving | None = None,
+                     segments: SegmentCache | None = None,
                      task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED) -> None:
     """Serve values on ``host`` (any free port); ``task_status.started(address)``.
 
@@ -197,7 +216,7 @@ async def serve_bulk(get: Getter, put: Putter | None, host: str, *, token: str |
         try:
             conn = await _accept(stream, token, ssl_context)
             if conn is not None:
-                await _serve_requests(conn, get, put, receiving)
+                await _serve_requests(conn, get, put, receiving, segments)
         except (trio.BrokenResourceError, trio.ClosedResourceError, trio.TooSlowError,
                 ssl.SSLError, OSError):
             pass
@@ -234,17 +253,20 @@ async def _accept(stream: trio.SocketStream, token: str | None,
             await s.do_handshake()
         conn = BulkStream(s)
         hello = await conn.receive_header(max_header=MAX_HELLO)
-        if (len(hello) != 3 or hello[0] != "hello" or type(hello[2]) is not str or (
+        if (len(hello) not in (3, 4) or hello[0] != "hello" or type(hello[2]) is not str or (
                 token is not None
                 and not hmac.compare_digest(hello[2].encode(), token.encode()))):
             await conn.send(["error", "wrong or missing token"])
             return None
-        await conn.send(["ok"])
+        host = shm.host_identity()
+        conn.local = len(hello) == 4 and bool(host) and hello[3] == host
+        await conn.send(["ok", host])
     return conn
 
 
 async def _serve_requests(conn: BulkStream, get: Getter, put: Putter | None,
-                          receiving: Receiving | None) -> None:
+                          receiving: Receiving | None,
+                          segments: SegmentCache | None = None) -> None:
     """Answer an authenticated peer's requests until it leaves."""
     uploading: list[str] = []
 
@@ -253,33 +275,107 @@ async def _serve_requests(conn: BulkStream, get: Getter, put: Putter | None,
             uploading[:] = [k for k in header[1] if type(k) is str]
             receiving(uploading, True)
 
-    while True:
-        # a pooled connection may sit idle between requests for any time
+    try:
+        while True:
+            await _serve_one(conn, get, put, receiving, uploading, started, segments)
+    finally:
+        for name in conn.segments:  # the peer left before saying it was done with them
+            shm.unlink(name)
+
+
+async def _serve_one(conn: BulkStream, get: Getter, put: Putter | None,
+                     receiving: Receiving | None, uploading: list[str],
+                     started: Callable[[list[Any]], None],
+                     segments: SegmentCache | None) -> None:
+    # a pooled connection may sit idle between requests for any time
+    try:
+        header, frames = await conn.receive(wait=float("inf"), on_header=started)
+    finally:
+        if uploading and receiving is not None:
+            receiving(uploading, False)
+            uploading.clear()
+    for name in conn.segments:  # a new request: the peer has read the last ones
+        shm.unlink(name)
+    conn.segments.clear()
+    if header[0] == "get" and len(header) == 2 and type(header[1]) is list:
+        keys, blobs, missing = await get([str(k) for k in header[1]])
+        counts = [len(fs) for fs in blobs]
+        if conn.local:
+            placed = [await _in_segment(conn, k, fs, segments) for k, fs in zip(keys, blobs)]
+            if any(placed):
+                rest = [f for fs, seg in zip(blobs, placed) if seg is None for f in fs]
+                await conn.send(["shmdata", keys, counts, missing, placed], rest)
+                return
+        await conn.send(["data", keys, counts, missing], [f for fs in blobs for f in fs])
+    elif header[0] == "shmput" and put is not None and len(header) == 5 and conn.local:
+        await _accept_segment(conn, header, put, receiving)
+    elif header[0] == "put" and put is not None and len(header) == 4:
+        keys = header[1]
+        if type(keys) is not list or not all(type(k) is str for k in keys):
+            raise RemoteProtocolError("put: keys must be strings")
         try:
-            header, frames = await conn.receive(wait=float("inf"), on_header=started)
-        finally:
-            if uploading and receiving is not None:
-                receiving(uploading, False)
-                uploading.clear()
-        if header[0] == "get" and len(header) == 2 and type(header[1]) is list:
-            keys, blobs, missing = await get([str(k) for k in header[1]])
-            flat = [f for fs in blobs for f in fs]
-            await conn.send(["data", keys, [len(fs) for fs in blobs], missing], flat)
-        elif header[0] == "put" and put is not None and len(header) == 4:
-            keys = header[1]
-            if type(keys) is not list or not all(type(k) is str for k in keys):
-                raise RemoteProtocolError("put: keys must be strings")
-            try:
-                await put(dict(zip(keys, _split(header[2], frames, keys))))
-            except ValueError as exc:
-                await conn.send(["error", str(exc)])
-            else:
-                await conn.send(["ok"])
+            await put(dict(zip(keys, _split(header[2], frames, keys))))
+        except ValueError as exc:
+            await conn.send(["error", str(exc)])
         else:
-            raise RemoteProtocolError(f"unknown bulk request {header[0]!r}")
+            await conn.send(["ok"])
+    else:
+        raise RemoteProtocolError(f"unknown bulk request {header[0]!r}")
+
+
+async def _in_segment(conn: BulkStream, key: str, frames: list[Any],
+                      segments: SegmentCache | None) -> list[Any] | None:
+    """``[segment, lengths, kept]`` holding a large value's frames, or None (small, or no
+    room in /dev/shm: it goes over the socket)."""
+    if sum(memoryview(f).nbytes for f in frames) < shm.SHM_MIN:
+        return None
+    try:
+        if segments is not None:
+            name, lengths = await segments(key, frames)
+            return [name, lengths, True]
+        name, lengths = await trio.to_thread.run_sync(shm.write_segment, frames)
+    except OSError as exc:
+        logger.info("bulk: shared memory unavailable (%s); sending over TCP", exc)
+        return None
+    conn.segments.append(name)
+    return [name, lengths, False]
+
+
+async def _accept_segment(conn: BulkStream, header: list[Any], put: Putter,
+                          receiving: Receiving | None) -> None:
+    """An upload through shared memory: map the segment, then store its frames."""
+    _, keys, counts, name, lengths = header
+    if (type(keys) is not list or not all(type(k) is str for k in keys)
+            or type(counts) is not list or type(name) is not str or type(lengths) is not list
+            or not all(type(c) is int and c >= 0 for c in counts)):
+        raise RemoteProtocolError("shmput: malformed header")
+    if receiving is not None:
+        receiving(keys, True)
+    try:
+        try:
+            frames = await trio.to_thread.run_sync(shm.read_segment, name, lengths, counts)
+        except OSError as exc:  # (e.g. another user's segment): the client retries on TCP
+            await conn.send(["error", _UNREADABLE, str(exc)])
+            return
+        await put(dict(zip(keys, _split(counts, frames, keys))))
+    except ValueError as exc:
+        await conn.send(["error", str(exc)])
+    else:
+        await conn.send(["ok"])
+    finally:
+        if receiving is not None:
+            receiving(keys, False)
 
 
 # ------------------------------------------------------------------ client
+
+
+#: the error a server answers when it cannot open an upload's segment
+_UNREADABLE = "unreadable segment"
+
+
+class _NoSharedMemory(Exception):
+    """A segment could not be opened: the request is sent again, over TCP."""
 
 
 class BulkPool:
@@ -290,11 +386,14 @@ class BulkPool:
     """
 
     def __init__(self, *, token: str | None, ssl_context: ssl.SSLContext | None,
-                 idle_timeout: float = IDLE_TIMEOUT, max_idle: int = 4) -> None:
+                 idle_timeout: float = IDLE_TIMEOUT, max_idle: int = 4,
+                 shared_memory: bool = True) -> None:
         self.token = token
         self.ssl_context = ssl_context
         self.idle_timeout = idle_timeout
         self.max_idle = max_idle
+        #: offer shared memory to data servers on this host (``net/shm.py``)
+        self.shared_memory = shared_memory
         self._idle: dict[str, list[BulkStream]] = {}
         self.closed = False
 
@@ -323,11 +422,13 @@ class BulkPool:
                             "trusts it (--tls-ca)") from None
                     raise
             conn = BulkStream(stream, idle_timeout=self.idle_timeout)
-            await conn.send(["hello", VERSION, self.token or ""])
+            host = shm.host_identity() if self.shared_memory else ""
+            await conn.send(["hello", VERSION, self.token or "", host])
             reply, _ = await conn.receive()
         if reply[0] != "ok":
             await conn.aclose()
             raise AuthenticationError(f"data server {address} refused us: {reply[1:]}")
+        conn.local = bool(host) and len(reply) == 2 and reply[1] == host
         return conn
 
     @contextlib.asynccontextmanager
@@ -349,23 +450,64 @@ class BulkPool:
         else:
             self._idle[address].append(conn)
 
-    async def _request(self, address: str, header: list[Any], frames: list[Any] | None = None
-                       ) -> tuple[list[Any], list[memoryview]]:
-        # a pooled connection may have gone stale (the server restarted): once more, fresh
-        for fresh in (False, True):
+    async def _request(self, address: str,
+                       exchange: Callable[[BulkStream], Awaitable[tuple[list[Any], list[Any]]]],
+                       ) -> tuple[list[Any], list[Any]]:
+        # a pooled connection may have gone stale (the server restarted): once more, fresh;
+        # and a segment we could not open: once more, fresh (over TCP if it was refused)
+        for fresh in (False, True, True):
             pooled = not fresh and bool(self._idle.get(address))
             try:
                 async with self.connection(address, fresh=fresh) as conn:
-                    await conn.send(header, frames)
-                    return await conn.receive()
+                    return await exchange(conn)
+            except _NoSharedMemory as exc:
+                failed: BaseException = exc.__cause__ or exc
+                continue
             except (trio.BrokenResourceError, trio.ClosedResourceError):
                 if not pooled:
                     raise
-        raise AssertionError("unreachable")  # pragma: no cover
+        raise trio.BrokenResourceError(f"could not read the shared memory segments of "
+                                       f"{address}: {failed}")
+
+    async def _from_segments(self, header: list[Any], frames: list[Any]) -> list[Any]:
+        """The frames of a ``shmdata`` reply: from its segments, and from the socket for
+        the values sent over it."""
+        counts, placed = header[2], header[4]
+        if (type(counts) is not list or type(placed) is not list or len(placed) != len(counts)
+                or not all(type(c) is int and c >= 0 for c in counts)):
+            raise RemoteProtocolError("malformed shmdata reply")
+        out: list[Any] = []
+        rest = iter(frames)
+        for count, seg in zip(counts, placed):
+            if seg is None:
+                out.extend(next(rest, b"") for _ in range(count))
+                continue
+            if (type(seg) is not list or len(seg) != 3 or type(seg[0]) is not str
+                    or type(seg[1]) is not list):
+                raise RemoteProtocolError("malformed shmdata segment")
+            try:
+                out += await trio.to_thread.run_sync(
+                    partial(shm.read_segment, seg[0], seg[1], [count], kept=bool(seg[2])))
+            except PermissionError as exc:  # another user's data server: use TCP from now
+                logger.warning("bulk: cannot open shared memory segment %s (%s); using TCP",
+                               seg[0], exc)
+                self.shared_memory = False
+                raise _NoSharedMemory() from exc
+            except OSError as exc:  # (a kept segment whose key went meanwhile): ask again
+                raise _NoSharedMemory() from exc
+        return out
 
     async def get(self, address: str, keys: list[str]) -> tuple[dict[str, list[Any]], list[str]]:
         """Frames of ``keys`` from the server at ``address``, and the keys it lacked."""
-        header, frames = await self._request(address, ["get", keys])
+
+        async def exchange(conn: BulkStream) -> tuple[list[Any], list[Any]]:
+            await conn.send(["get", keys])
+            header, frames = await conn.receive()
+            if header[0] == "shmdata" and len(header) == 6 and conn.local:
+                return ["data", *header[1:4], None], await self._from_segments(header, frames)
+            return header, frames
+
+        header, frames = await self._request(address, exchange)
         if header[0] != "data" or len(header) != 5:
             raise RemoteProtocolError(f"unexpected bulk reply {header[0]!r}")
         _, got, counts, missing, _ = header
@@ -378,8 +520,32 @@ class BulkPool:
             ValueError: the server refused (e.g. it did not expect these keys).
         """
         keys = list(values)
-        reply, _ = await self._request(address, ["put", keys, [len(values[k]) for k in keys]],
-                                       [f for k in keys for f in values[k]])
+        counts = [len(values[k]) for k in keys]
+        flat = [f for k in keys for f in values[k]]
+
+        async def exchange(conn: BulkStream) -> tuple[list[Any], list[Any]]:
+            if conn.local and sum(memoryview(f).nbytes for f in flat) >= shm.SHM_MIN:
+                try:
+                    name, lengths = await trio.to_thread.run_sync(shm.write_segment, flat)
+                except OSError as exc:  # no room in /dev/shm: the socket will do
+                    logger.info("bulk: shared memory unavailable (%s); sending over TCP", exc)
+                else:
+                    try:
+                        await conn.send(["shmput", keys, counts, name, lengths])
+                        reply = await conn.receive()
+                        if reply[0][:2] == ["error", _UNREADABLE]:
+                            logger.warning("bulk: %s cannot open our shared memory (%s); "
+                                           "using TCP", address, reply[0][2:])
+                            self.shared_memory = False
+                            raise _NoSharedMemory()
+                        return reply
+                    finally:
+                        with trio.CancelScope(shield=True):
+                            await trio.to_thread.run_sync(shm.unlink, name)
+            await conn.send(["put", keys, counts], flat)
+            return await conn.receive()
+
+        reply, _ = await self._request(address, exchange)
         if reply[0] != "ok":
             raise ValueError(f"data server {address} refused the data: {reply[1:]}")
 

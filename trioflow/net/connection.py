@@ -28,6 +28,7 @@ from ..config import CONNECT_TIMEOUT, HEARTBEAT_INTERVAL, MAX_MESSAGE_SIZE, SEND
 from ..errors import AuthenticationError, ClientClosedError, LocalProtocolError
 from ..protocol import PROTOCOL_VERSION, Heartbeat, decode_frame, encode_frame
 from ..protocol.messages import SPECS
+from .addresses import connect_failure, scheduler_address
 
 if sys.version_info < (3, 11):  # pragma: no cover
     from exceptiongroup import BaseExceptionGroup
@@ -340,10 +341,12 @@ async def open_connection(address: str, *, name: str, ssl_context: ssl.SSLContex
     ``connect_timeout`` seconds: a server that resets or never answers cannot hold it.
 
     Raises:
+        AddressError: ``address`` is not a scheduler address (see ``addresses``).
         AuthenticationError: the server's TLS certificate is not trusted (retrying
             cannot help; trio-websocket alone would only time out).
         ClientClosedError: nothing answers at ``address`` in time.
     """
+    address = scheduler_address(address)
     deadline = trio.current_time() + connect_timeout
     ctx = None
     if address.startswith("wss://"):
@@ -376,7 +379,7 @@ async def _client_websocket(address: str, ctx: ssl.SSLContext | None, max_messag
                 ws = await _open_websocket(nursery, host, port, target, ctx,
                                            max_message_size, deadline)
             except (OSError, HandshakeError, trio.TooSlowError) as exc:
-                raise ClientClosedError(f"cannot connect to {address}: {exc!r}") from exc
+                raise ClientClosedError(connect_failure(address, exc)) from exc
             try:
                 yield ws
             finally:
@@ -461,6 +464,6 @@ async def _check_tls(address: str, ctx: ssl.SSLContext, deadline: float) -> None
                 f"the TLS certificate of {address} is not trusted ({cause.verify_message}): "
                 "pass the CA that signed it (--tls-ca, or ssl_context=)"
             ) from exc
-        raise ClientClosedError(f"TLS handshake with {address} failed: {cause!r}") from exc
+        raise ClientClosedError(connect_failure(address, exc)) from exc
     except (OSError, trio.TooSlowError) as exc:
-        raise ClientClosedError(f"cannot connect to {address}: {exc!r}") from exc
+        raise ClientClosedError(connect_failure(address, exc)) from exc

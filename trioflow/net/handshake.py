@@ -54,7 +54,7 @@ def check_hello(msg: p.Hello, token: str | None) -> int:
     """
     version = p.choose_version(msg.versions)
     if msg.role not in ROLES:
-        raise RemoteProtocolError(f"unknown role {msg.role!r}")
+        raise RemoteProtocolError(f"unknown role {msg.role!r}: a scheduler serves the roles {list(ROLES)}")
     if resource_spec.from_lists(msg.resource_names, msg.resource_amounts) is None:
         raise RemoteProtocolError("malformed resources in Hello")
     if token is not None and not hmac.compare_digest(msg.token.encode(), token.encode()):

@@ -34,7 +34,7 @@ from trio_websocket import ConnectionClosed, WebSocketRequest
 from .. import config
 from .. import protocol as p
 from ..config import HELLO_TIMEOUT, MAX_HELLO_SIZE, UPGRADE_TIMEOUT
-from ..core.events import Close, MessagesReceived, PeerJoined, PeerLeft, Send
+from ..core.events import Close, MessagesReceived, PeerJoined, PeerLeft, Send, TimePassed
 from ..core.scheduler import Scheduler
 from ..errors import (
     AuthenticationError,
@@ -85,9 +85,13 @@ class SchedulerServer:
         allowed_failures: int = config.ALLOWED_FAILURES,
         max_message_size: int = config.MAX_MESSAGE_SIZE,
         peer_timeout: float = config.PEER_TIMEOUT,
+        no_workers_timeout: float | None = config.NO_WORKERS_TIMEOUT,
     ) -> None:
+        if no_workers_timeout is not None and not 0 < no_workers_timeout < float("inf"):
+            no_workers_timeout = None  # 0 or inf: wait for workers forever
         #: the sans-IO core; ``state`` is its records (read by tests and ``wait_for``)
-        self.core = Scheduler(inline_limit=inline_limit, allowed_failures=allowed_failures)
+        self.core = Scheduler(inline_limit=inline_limit, allowed_failures=allowed_failures,
+                              no_workers_timeout=no_workers_timeout)
         self.state = self.core.state
         self.token = token
         self.ssl_context = ssl_context
@@ -129,7 +133,21 @@ class SchedulerServer:
             self.address = f"{scheme}://{shown}:{server.port}"
             logger.info("scheduler listening on %s", self.address)
             nursery.start_soon(self._drop_silent_peers)
+            if no_workers := self.state.no_workers_timeout:
+                nursery.start_soon(self._tick, min(config.TICK_INTERVAL, no_workers / 4))
             task_status.started(self.address)
+
+    async def _tick(self, interval: float) -> None:
+        """Feed the core our clock (``TimePassed``) every ``interval`` seconds: its
+        timers (the no-workers timeout) run on it. A task then fails between the
+        timeout and the timeout plus one interval after it became unrunnable."""
+        while True:
+            await trio.sleep(interval)
+            try:
+                self._execute(self.core.handle(TimePassed(trio.current_time())))
+            except InternalError:
+                self._stop_on_internal_error(self.core.failure or InternalError("tick"))
+                raise
 
     async def _drop_silent_peers(self) -> None:
         """Disconnect peers we have heard nothing from (not even a heartbeat) for
@@ -321,6 +339,10 @@ class SchedulerServer:
     def _execute(self, commands: list[Any]) -> None:
         if self._watchers:
             self._changed_now()
+        if self.state.warnings:
+            for text in self.state.warnings:
+                logger.warning("%s", text)
+            self.state.warnings.clear()
         conns = self.conns
         for cmd in commands:
             if type(cmd) is Send:

@@ -17,12 +17,15 @@ from __future__ import annotations
 import logging
 import ssl
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import trio
 
 from .. import serialize
+from . import shm
 from .bulk import BulkPool, serve_bulk
+from .memory import MemoryManager
 
 logger = logging.getLogger(__name__)
 
@@ -35,7 +38,9 @@ class DataStore:
 
     def __init__(self, *, name: str, token: str | None, ssl_context: ssl.SSLContext | None,
                  data_ssl_context: ssl.SSLContext | None, idle_timeout: float = 60.0,
-                 on_never_arrived: Callable[[str], None] | None = None) -> None:
+                 on_never_arrived: Callable[[str], None] | None = None,
+                 memory_limit: int | None = None, local_directory: str | None = None,
+                 on_memory_terminate: Callable[[], None] | None = None) -> None:
         self.name = name
         self.token = token
         self.data_ssl_context = data_ssl_context
@@ -54,12 +59,67 @@ class DataStore:
         self._nursery: trio.Nursery | None = None
         self.pool = BulkPool(token=token, ssl_context=ssl_context, idle_timeout=idle_timeout)
         self._changed = trio.Event()
+        #: shared-memory copies of large values served to peers on this host (net/shm.py),
+        #: by key: written at the first such request, mapped by every reader after it,
+        #: unlinked when the key goes
+        self.segments: dict[str, tuple[str, list[int]]] = {}
+        self._segment_locks: dict[str, trio.Lock] = {}
+        #: the memory limit, spilling to disk (``net/memory.py``), if one is set
+        self.memory = None if memory_limit is None else MemoryManager(
+            memory_limit, self.data, self.blobs, name=name, directory=local_directory,
+            on_terminate=on_memory_terminate, on_drop=self._drop_segment)
 
     def __repr__(self) -> str:
         return f"<DataStore {self.name!r} values={len(self.data)} arriving={len(self.arriving)}>"
 
     def holds(self, key: str) -> bool:
-        return key in self.data or key in self.blobs
+        return key in self.data or key in self.blobs or (
+            self.memory is not None and key in self.memory.on_disk)
+
+    def stored(self, key: str, nbytes: int) -> None:
+        """A result was put in ``data`` (loop): counted against the memory limit, and
+        moved into shared memory if it is a large array (``_share``)."""
+        if self.memory is not None:
+            self.memory.track(key, nbytes)
+        if nbytes >= shm.SHM_MIN and self._nursery is not None and shm.host_identity():
+            self._nursery.start_soon(self._share, key)
+
+    async def _share(self, key: str) -> None:
+        """Move a large result whose data are out-of-band buffers (arrays) into its
+        shared-memory segment now, off the loop, as Ray's store does: readers on this host
+        then map it instead of waiting for a copy. The worker's own value is rebuilt on
+        the segment (copy-on-write), so its private copy goes and memory is not doubled.
+        Plain ``bytes`` are left alone (they cannot live on foreign memory: sharing them
+        would double them). Failures only mean the value stays as it was."""
+        value = self.data.get(key)
+        if value is None or isinstance(value, bytes | bytearray | memoryview):
+            return
+        try:
+            frames = await trio.to_thread.run_sync(serialize.dumps_frames, value)
+            if len(frames) < 2:  # no out-of-band buffers: nothing to gain
+                return
+            name, lengths = await self.segment(key, frames)
+            del frames
+            mapped = await trio.to_thread.run_sync(
+                partial(shm.read_segment, name, lengths, [len(lengths)], kept=True))
+            shared = serialize.loads_frames(mapped)
+        except Exception as exc:
+            logger.debug("%s: %s stays in private memory: %s", self.name, key, exc)
+            return
+        if self.data.get(key) is value:  # (not freed or replaced meanwhile)
+            self.data[key] = shared
+            self.blobs.pop(key, None)  # frames over the private copy
+        del value
+        self._wake()
+
+    def gate_sync(self) -> None:
+        """Block a task thread while the worker takes no new work (memory)."""
+        if self.memory is not None:
+            self.memory.gate_sync()
+
+    async def gate_async(self) -> None:
+        if self.memory is not None:
+            await self.memory.gate_async()
 
     async def serve(self, host: str, *,
                     task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED) -> None:
@@ -67,14 +127,22 @@ class DataStore:
 
         Cancellation: stops serving and closes pooled connections to peers.
         """
+        # segments a killed process left in /dev/shm (net/shm.py): removed at every start
+        await trio.to_thread.run_sync(shm.remove_stale)
         try:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
+                if self.memory is not None:
+                    nursery.start_soon(self.memory.run)
                 await serve_bulk(self.frames_for, self.accept, host, token=self.token,
                                  ssl_context=self.data_ssl_context,
-                                 receiving=self._receiving, task_status=task_status)
+                                 receiving=self._receiving, segments=self.segment,
+                                 task_status=task_status)
         finally:
             self._nursery = None
+            for name, _ in self.segments.values():
+                shm.unlink(name)
+            self.segments.clear()
             await self.pool.aclose()
 
     # ------------------------------------------------------------------ scheduler orders
@@ -115,10 +183,43 @@ class DataStore:
         for key in keys:
             self.data.pop(key, None)
             self.blobs.pop(key, None)
+            self._drop_segment(key)
+            if self.memory is not None:
+                self.memory.forget(key)
             event = self.arriving.pop(key, None)
             if event is not None:
                 event.set()  # whoever waits finds it gone
         self._wake()
+
+    async def segment(self, key: str, frames: list[Any]) -> tuple[str, list[int]]:
+        """The shared-memory copy of ``key`` (written now if there is none yet).
+
+        Raises:
+            OSError: no room in /dev/shm, or the key went meanwhile (send it over TCP).
+        """
+        if key not in self.data and key not in self.blobs:
+            # spilled: a copy in /dev/shm would undo the spill (memory); the socket will do
+            raise OSError(f"{key!r} is spilled to disk")
+        lock = self._segment_locks.setdefault(key, trio.Lock())
+        try:
+            async with lock:
+                cached = self.segments.get(key)
+                if cached is not None:
+                    return cached
+                name, lengths = await trio.to_thread.run_sync(shm.write_segment, frames)
+                if not self.holds(key):  # freed while it was written
+                    shm.unlink(name)
+                    raise OSError(f"{key!r} was freed")
+                self.segments[key] = (name, lengths)
+                return name, lengths
+        finally:
+            if not lock.locked() and lock.statistics().tasks_waiting == 0:
+                self._segment_locks.pop(key, None)
+
+    def _drop_segment(self, key: str) -> None:
+        cached = self.segments.pop(key, None)
+        if cached is not None:
+            shm.unlink(cached[0])
 
     def _wake(self) -> None:
         self._changed.set()
@@ -147,13 +248,23 @@ class DataStore:
         found, frames, missing = [], [], []
         for key in keys:
             blob = self.blobs.get(key)
-            if blob is None and key in self.data:
+            if blob is None and key not in self.data and self.memory is not None:
+                try:  # spilled: served from its file, never unpickled
+                    blob = await trio.to_thread.run_sync(self.memory.read_frames, key)
+                except OSError as exc:
+                    logger.error("%s: cannot send %s: %s", self.name, key, exc)
+            elif blob is None and key in self.data:
                 value = self.data[key]
                 try:
                     blob = await trio.to_thread.run_sync(serialize.dumps_frames, value)
                 except Exception as exc:
                     logger.warning("%s: cannot send %s: %s", self.name, key, exc)
-                    blob = None
+                    # the asker is told why when it rebuilds the value (not "missing",
+                    # which it would retry as a lost worker)
+                    found.append(key)
+                    frames.append(serialize.refusal_frames(
+                        f"the result {key!r} on worker {self.name} cannot be sent: {exc}"))
+                    continue
                 else:
                     if key in self.data:  # not freed meanwhile
                         self.blobs[key] = blob
@@ -181,6 +292,7 @@ class DataStore:
             raise ValueError(f"worker {self.name} was not told to expect {unknown[:3]}")
         for key, frames in values.items():
             self.blobs[key] = frames
+            self.stored(key, serialize.frames_nbytes(frames))
             self.arriving.pop(key).set()
 
     # ------------------------------------------------------------------ fetching
@@ -207,13 +319,22 @@ class DataStore:
         if event is None:
             return  # released before it arrived
         self.data[key] = value
+        self.stored(key, serialize.buffer_size(value) or 0)
         event.set()
 
     def value(self, key: str) -> Any:
         """The value of a key held here, rebuilt from its blob if need be (any thread)."""
+        if self.memory is not None:
+            self.memory.touch(key)
         try:
             return self.data[key]
         except KeyError:
             pass
-        value = self.data[key] = serialize.loads_value(self.blobs[key])
+        try:
+            blob = self.blobs[key]
+        except KeyError:
+            if self.memory is None:
+                raise
+            return self.memory.load(key)  # spilled
+        value = self.data[key] = serialize.loads_value(blob)
         return value

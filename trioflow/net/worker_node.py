@@ -66,6 +66,8 @@ class WorkerNode:
         ssl_context: client TLS context to verify a wss:// scheduler and tls:// peers.
         data_ssl_context: server TLS context for our own bulk data server (else plain
             tcp://, still token-checked).
+        memory_limit: bytes; above its fractions values spill to ``local_directory``,
+            runs pause, and ``on_memory_terminate`` is called (``net/memory.py``).
     """
 
     def __init__(
@@ -83,6 +85,9 @@ class WorkerNode:
         inline_limit: int = config.INLINE_LIMIT,
         max_message_size: int = config.MAX_MESSAGE_SIZE,
         peer_timeout: float = config.PEER_TIMEOUT,
+        memory_limit: int | None = None,
+        local_directory: str | None = None,
+        on_memory_terminate: Callable[[], None] | None = None,
         resources: Mapping[str, float] | None = None,
     ) -> None:
         #: abstract resources offered (``--resources "GPU=2"``); checked here, at the call
@@ -109,7 +114,9 @@ class WorkerNode:
         self.store = DataStore(name=self.name, token=token, ssl_context=ssl_context,
                                data_ssl_context=data_ssl_context,
                                idle_timeout=max(2 * peer_timeout, 10.0),
-                               on_never_arrived=self._never_arrived)
+                               on_never_arrived=self._never_arrived,
+                               memory_limit=memory_limit, local_directory=local_directory,
+                               on_memory_terminate=on_memory_terminate)
         self.data = self.store.data  # values by key
         self.runs = RunExecutor(name=self.name, host=self, ledger=self.ledger,
                                 threads=self.threads, store=self.store, execute=self._execute,

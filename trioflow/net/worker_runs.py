@@ -20,6 +20,7 @@ cannot be stopped, and its end is dropped if the worker has stopped.
 from __future__ import annotations
 
 import logging
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -39,11 +40,20 @@ from .slots import SlotThreads
 from .worker_data import DataStore
 from .worker_ledger import LockedLedger
 
+if sys.version_info < (3, 11):  # pragma: no cover
+    from exceptiongroup import BaseExceptionGroup
+
 logger = logging.getLogger(__name__)
 
 #: runs of functions whose mean duration is below this (seconds) count as "short": the
 #: connection holds a frame back briefly for their results (see PeerConnection.linger)
 SHORT_RUN = 0.0002
+
+#: a run whose inputs cannot be fetched is handed back to the scheduler this often
+#: (per worker) before it fails with WorkerLost
+FETCH_HANDBACKS = 3
+#: seconds before the first hand-back, doubling for each next one
+FETCH_HANDBACK_DELAY = 0.05
 
 Report = p.TaskFinished | p.TaskErred
 
@@ -80,6 +90,8 @@ class RunExecutor:
         self._functions: dict[str, Any] = {}
         #: inputs fetched from peers for runs that have not started, by run key
         self._fetched: dict[str, dict[str, Any]] = {}
+        #: failed input fetches per key (a holder that died before the scheduler knew)
+        self._fetch_failures: dict[str, int] = {}
         #: mean run time by function id, and how many short sync runs are running now
         self._durations: dict[str, float] = {}
         self.short_running = 0
@@ -91,6 +103,8 @@ class RunExecutor:
         self.nursery: trio.Nursery | None = None
         #: the worker is draining: a run that ends takes no queued run itself
         self.closing = False
+        #: run key -> times its inputs could not be fetched and it was handed back
+        self._fetch_handbacks: dict[str, int] = {}
 
     def attach(self, session: Session, nursery: trio.Nursery) -> None:
         """A connection is up: runs post through ``session`` and live in ``nursery``."""
@@ -189,6 +203,7 @@ class RunExecutor:
         report: Report = p.TaskErred(spec.key, spec.run_id, b"", "builtins.RuntimeError",
                                   "the worker failed while running this task")
         try:
+            self.store.gate_sync()  # (memory: no new work while paused)
             fn = self._function(spec.fn_id)
             args, kwargs = serialize.loads_payload(spec.payload, self._inputs(spec))
             t0 = time.perf_counter()
@@ -250,13 +265,19 @@ class RunExecutor:
         value = blob = None
         report: Report
         try:
+            await self.store.gate_async()  # (memory: no new work while paused)
             fn = self._function(spec.fn_id)
             args, kwargs = serialize.loads_payload(spec.payload, self._inputs(spec))
             t0 = time.perf_counter()
             value = await fn(*args, **kwargs)
             report, blob = self._pack(spec, value, time.perf_counter() - t0)
             ok = True
-        except Exception as exc:
+        except BaseException as exc:
+            if _cancelled_by_us(exc):
+                raise  # the worker is stopping: not the task's doing
+            # SystemExit, KeyboardInterrupt, asyncio.CancelledError, a bare
+            # BaseException: the task's own ending, reported as its error (the client
+            # receives it as TaskFailed); the worker goes on serving
             report, ok = self.erred(spec, exc), False
         self._run_done(ctx, ok, value, blob, report)
 
@@ -287,6 +308,8 @@ class RunExecutor:
             self.store.data[run.key] = value
             if blob is not None:
                 self.store.blobs[run.key] = blob
+            if type(report) is p.TaskFinished:
+                self.store.stored(run.key, report.nbytes)
         if self.contexts.get(run.key) is ctx:
             del self.contexts[run.key]
 
@@ -314,12 +337,43 @@ class RunExecutor:
                 return
             fetched = await store.fetch(by_holder)
         except Exception as exc:
+            if self.ledger.runs.get(run.key) is not run:
+                return
+            handed = self._fetch_handbacks.get(run.key, 0)
+            if handed < FETCH_HANDBACKS:
+                # most often the holder just died and the scheduler has not heard yet:
+                # hand the run back; once it knows, the input is recomputed (or moved)
+                # and the run placed again. Bounded, for a holder that is alive but
+                # unreachable (a firewall), which must end in WorkerLost.
+                self._fetch_handbacks[run.key] = handed + 1
+                logger.info("%s: fetching inputs of %s failed (%s); handing it back",
+                            self.name, run.key, exc)
+                # give the scheduler a moment to hear of the death first (else it may
+                # place the run again with the same holder at once)
+                await trio.sleep(FETCH_HANDBACK_DELAY * 2**handed)
+                if self.ledger.runs.get(run.key) is run:
+                    self._execute(self.ledger.steal([run.key], [run.run_id]))
+                return
+            self._fetch_handbacks.pop(run.key, None)
             logger.warning("%s: fetching inputs of %s failed: %s", self.name, run.key, exc)
-            if self.ledger.runs.get(run.key) is run:
-                err = WorkerLost(f"could not fetch the inputs of {run.key!r}: {exc}")
-                self._execute(self.ledger.run_ended(run, self.erred(spec, err)))
+            err = WorkerLost(f"could not fetch the inputs of {run.key!r}: {exc}")
+            self._execute(self.ledger.run_ended(run, self.erred(spec, err)))
             return
+        self._fetch_handbacks.pop(run.key, None)
         if self.ledger.runs.get(run.key) is run:
             self._fetched[run.key] = fetched
             self._execute(self.ledger.inputs_arrived(run))
 
+
+
+def _cancelled_by_us(exc: BaseException) -> bool:
+    """Whether ``exc`` is Trio cancelling this run (the worker stops), as opposed to
+    an ending the task chose. A ``trio.Cancelled`` the task raised itself while not
+    cancelled is still its own."""
+    if not isinstance(exc, trio.Cancelled | BaseExceptionGroup):
+        return False
+    if isinstance(exc, BaseExceptionGroup):
+        rest = exc.split(trio.Cancelled)[1]
+        if rest is not None:
+            return False
+    return trio.current_effective_deadline() == float("-inf")

@@ -424,8 +424,9 @@ class KeyErred:
     """A key the receiver holds a future for failed.
 
     ``kind`` is "" for an exception the task raised (``error`` is it, pickled), or one of
-    "killed-worker", "cancelled", "lost", "deadlock" for failures the scheduler decided
-    (then ``text`` is the message and ``error`` is empty: the scheduler never pickles).
+    "killed-worker", "cancelled", "lost", "deadlock", "no-workers" for failures the
+    scheduler decided (then ``text`` is the message and ``error`` is empty: the
+    scheduler never pickles).
     """
 
     key: str
@@ -493,6 +494,22 @@ class WorkerThreads:
     idle: int
     overflow: int
     rss: int
+@message("why-request")
+class WhyRequest:
+    """Ask the scheduler why ``key`` has not finished (``Client.why``)."""
+
+    request_id: int
+    key: str
+
+
+@message("why-reply")
+class WhyReply:
+    """The chain of reasons ``key`` waits, as text the scheduler built from its own
+    records (see ``core/scheduler/explain.py``)."""
+
+    request_id: int
+    key: str
+    text: str
 
 
 # --------------------------------------------------------------------- coordination primitives

@@ -10,7 +10,9 @@ Theory of operation:
   the passes here. Handlers are module-level functions grouped by concern, task
   messages in :mod:`.lifecycle`, membership in :mod:`.peers`, values in :mod:`.data`,
   waits and secession in :mod:`.waits`, placement and stealing in :mod:`.placement`,
-  Lock/Semaphore/Queue/Event/Variable in :mod:`.coordination`;
+  Lock/Semaphore/Queue/Event/Variable in :mod:`.coordination`,
+  tasks no worker can run in :mod:`.starvation` (on ``TimePassed``), why a task
+  waits in :mod:`.explain`;
   they share the primitives of :mod:`.ops` and never import one another. Only this
   module imports them all.
 * Expected races (stale run ids, unknown keys, a finish for a cancelled task) are not
@@ -28,8 +30,26 @@ from typing import Any
 
 from ... import protocol as p
 from ...errors import InternalError, InvalidTransition
-from ..events import MessagesReceived, PeerJoined, PeerLeft, SchedulerCommand, SchedulerEvent
-from . import coordination, data, deadlock, lifecycle, peers, placement, timeline, waits
+from ..events import (
+    MessagesReceived,
+    PeerJoined,
+    PeerLeft,
+    SchedulerCommand,
+    SchedulerEvent,
+    TimePassed,
+)
+from . import (
+    coordination,
+    data,
+    deadlock,
+    explain,
+    lifecycle,
+    peers,
+    placement,
+    starvation,
+    timeline,
+    waits,
+)
 from .state import DEFAULT_ALLOWED_FAILURES, DEFAULT_INLINE_LIMIT, SchedulerState
 
 #: rebuild the key containers once ``tasks`` has shrunk to a quarter of its peak, if the
@@ -66,6 +86,7 @@ HANDLERS: dict[type, Handler] = {
     p.PrimitiveHandles: coordination.handles,
     p.RunsRequest: timeline.runs_request,
     p.WorkerThreads: timeline.worker_threads,
+    p.WhyRequest: explain.why,
 }
 
 
@@ -77,6 +98,9 @@ class Scheduler:
             and kept here; larger ones stay on workers and are fetched on demand.
         allowed_failures: worker deaths a task may suffer before ``KilledWorker``.
         scheduler_id: the id this scheduler gives itself.
+        no_workers_timeout: seconds a queued task may have no connected worker able to
+            run it before it fails with ``NoWorkersError`` (None: never); the shell
+            drives it with ``TimePassed`` events (``starvation.py``).
 
     Attributes:
         state: the records (``state.tasks``, ``state.workers``, ...), for the shell's
@@ -89,10 +113,11 @@ class Scheduler:
         inline_limit: int = DEFAULT_INLINE_LIMIT,
         allowed_failures: int = DEFAULT_ALLOWED_FAILURES,
         scheduler_id: str = "scheduler",
+        no_workers_timeout: float | None = None,
     ) -> None:
         self.state = SchedulerState(
             inline_limit=inline_limit, allowed_failures=allowed_failures,
-            scheduler_id=scheduler_id,
+            scheduler_id=scheduler_id, no_workers_timeout=no_workers_timeout,
         )
         #: the internal error that stopped this machine (None while it is sound)
         self.failure: InternalError | None = None
@@ -143,6 +168,8 @@ class Scheduler:
         elif type(event) is PeerLeft:
             peers.peer_left(state, event.peer_id)
             coordination.peer_left(state, event.peer_id)
+        elif type(event) is TimePassed:
+            starvation.tick(state, event.now)
         else:
             raise InvalidTransition(f"unknown event {event!r}")
 
@@ -157,6 +184,7 @@ class Scheduler:
         if state.deadlock_dirty:
             state.deadlock_dirty = False
             self.check_deadlock()
+            explain.note_timed_deadlock(state)
         ntasks = len(state.tasks)
         if ntasks > self._peak_tasks:
             self._peak_tasks = ntasks

@@ -122,6 +122,7 @@ def status(state: SchedulerState, peer_id: str, msg: p.StatusRequest) -> None:
             "seceded": sum(1 for t in w.processing.values() if t.seceded),
             "processing": len(w.processing),
             "memory": len(w.has_what),
+            "bytes": sum(state.tasks[k].nbytes for k in w.has_what if k in state.tasks),
             "data_address": w.data_address,
             "resources": dict(w.resources),
             "resources_used": dict(w.used),

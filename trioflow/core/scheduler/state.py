@@ -57,6 +57,7 @@ class SchedulerState:
             and kept here; larger ones stay on workers and are fetched on demand.
         allowed_failures: worker deaths a task may suffer before ``KilledWorker``.
         scheduler_id: the id this scheduler gives itself in its Welcome.
+        no_workers_timeout: see ``starvation.py`` (None: tasks wait for workers forever).
     """
 
     def __init__(
@@ -65,6 +66,7 @@ class SchedulerState:
         inline_limit: int = DEFAULT_INLINE_LIMIT,
         allowed_failures: int = DEFAULT_ALLOWED_FAILURES,
         scheduler_id: str = "scheduler",
+        no_workers_timeout: float | None = None,
     ) -> None:
         self.inline_limit = inline_limit
         self.allowed_failures = allowed_failures
@@ -103,6 +105,17 @@ class SchedulerState:
         #: each worker's latest report of its threads and memory (for the dashboard;
         #: entries of departed workers are dropped lazily, see ``timeline``)
         self.worker_threads: dict[str, p.WorkerThreads] = {}
+        #: seconds a queued task may go without any connected worker able to run it
+        #: before it fails with NoWorkersError (None: never); see starvation.py
+        self.no_workers_timeout = no_workers_timeout
+        #: the shell's clock at its last TimePassed
+        self.now = 0.0
+        #: key -> the tick since which no connected worker could run that queued task
+        self.starving: dict[str, float] = {}
+        #: warnings for the shell to log (and clear); see explain.note_timed_deadlock
+        self.warnings: list[str] = []
+        #: the runs of the would-be deadlock last warned about (warn once per set)
+        self.timed_deadlock_seen: frozenset[tuple[str, int]] | None = None
         #: commands for the shell, collected during one event
         self._out: list[SchedulerCommand] = []
         #: peer -> keys of the FreeKeys that is the last message queued for it in this

@@ -1,0 +1,239 @@
+"""Same-host transfers through /dev/shm segments, and no segment ever left behind."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import trio
+import trio.testing
+
+import trioflow
+from trioflow import serialize
+from trioflow.errors import RemoteProtocolError
+from trioflow.net import shm
+from trioflow.net.bulk import BulkPool
+
+from .clihelpers import cli_scheduler, start_worker, stop
+from .conftest import cluster_client
+from .test_data_plane import Store, start_server
+
+pytestmark = pytest.mark.skipif(not shm.host_identity(), reason="no usable /dev/shm")
+
+
+def ours() -> list[str]:
+    """Segments of this process still in /dev/shm."""
+    return [n for n in os.listdir(shm.SHM_DIR) if n.startswith(f"trioflow-{os.getpid()}-")]
+
+
+@pytest.fixture
+def segments(monkeypatch):
+    """The names of the segments written through the real ``shm.write_segment``."""
+    written: list[str] = []
+    real = shm.write_segment
+
+    def spy(frames):
+        name, lengths = real(frames)
+        written.append(name)
+        return name, lengths
+
+    monkeypatch.setattr(shm, "write_segment", spy)
+    return written
+
+
+def size(x):
+    return len(x)
+
+
+def array_sum(a):
+    return float(a.sum()), a.flags.writeable
+
+
+def make(n):
+    return bytes(range(256)) * (n // 256)
+
+
+async def test_bulk_get_and_put_go_through_shared_memory(segments):
+    np = pytest.importorskip("numpy")
+    store = Store()
+    store.accepting = {"a", "b", "small"}
+    async with trio.open_nursery() as nursery:
+        address = await start_server(nursery, store)
+        pool = BulkPool(token="secret", ssl_context=None)
+        arr = np.arange(1_000_000, dtype="float64")
+        blob = make(3_000_064)
+        await pool.put(address, {"a": serialize.dumps_frames({"x": arr, "y": blob}),
+                                 "b": serialize.dumps_frames(blob),
+                                 "small": serialize.dumps_frames(b"tiny")})
+        assert len(segments) == 1  # one upload, one segment for all three values
+        got, missing = await pool.get(address, ["a", "b", "small"])
+        assert missing == [] and len(segments) == 3  # one per large value; small on TCP
+        a = serialize.loads_frames(got["a"])
+        assert (a["x"] == arr).all() and a["y"] == blob and a["x"].flags.writeable
+        b = serialize.loads_frames(got["b"])
+        assert type(b) is bytes and b == blob
+        assert serialize.loads_frames(got["small"]) == b"tiny"
+        # small requests use the socket
+        got, _ = await pool.get(address, ["small"])
+        assert len(segments) == 3
+        await pool.aclose()
+        nursery.cancel_scope.cancel()
+    assert ours() == []  # every segment unlinked, by its reader or its writer
+
+
+async def test_no_shared_memory_offered_means_tcp(segments):
+    store = Store()
+    store.accepting = {"a"}
+    async with trio.open_nursery() as nursery:
+        address = await start_server(nursery, store)
+        pool = BulkPool(token="secret", ssl_context=None, shared_memory=False)
+        await pool.put(address, {"a": serialize.dumps_frames(make(2_000_128))})
+        got, _ = await pool.get(address, ["a"])
+        assert serialize.loads_frames(got["a"]) == make(2_000_128) and segments == []
+        await pool.aclose()
+        nursery.cancel_scope.cancel()
+
+
+def array_total(a):
+    return float(a.sum())
+
+
+def first_byte(x):
+    x[0] = 255 - x[0]  # a reader's copy is its own (copy-on-write)
+    return x[0]
+
+
+async def test_cluster_transfers_on_one_host_use_shared_memory(segments):
+    np = pytest.importorskip("numpy")
+    async with cluster_client(2, 1) as (cluster, client):
+        produced = client.submit(make, 5_000_192, workers=["worker-0"])
+        assert await client.submit(size, produced, workers=["worker-1"]) == 5_000_192
+        assert await client.submit(size, produced, workers=["worker-1"]) == 5_000_192
+        assert await produced == make(5_000_192)  # gather
+        # the holder wrote one copy; both fetches and the gather mapped it
+        assert len(segments) == 1 and len(cluster.workers[0].store.segments) == 1
+        array = client.submit(np.zeros, 2_000_000, dtype="uint8", workers=["worker-0"])
+        assert await client.submit(first_byte, array, workers=["worker-1"]) == 255
+        assert await client.submit(first_byte, array, workers=["worker-1"]) == 255
+        assert (await array == 0).all()  # the holder's copy is untouched
+        scattered = await client.scatter(make(4_000_256))
+        assert await client.submit(size, scattered) == 4_000_256
+        assert len(segments) == 3  # + the array's, + the upload's
+        del produced, array
+        store = cluster.workers[0].store
+        await store.wait_for(lambda d: not store.segments)  # unlinked with their keys
+    assert ours() == []
+
+
+async def test_large_arrays_move_into_shared_memory_when_made(segments):
+    np = pytest.importorskip("numpy")
+    async with cluster_client(2, 1) as (cluster, client):
+        store = cluster.workers[0].store
+        array = client.submit(np.ones, 500_000, workers=["worker-0"])  # 4 MB
+        await trioflow.wait_async([array])
+        # (the segment is cached first; the value is rebuilt on it next, then _wake)
+        await store.wait_for(lambda d: not d[array.key].flags.owndata)
+        held = store.data[array.key]
+        assert array.key in store.segments and held.flags.writeable  # rebuilt on it
+        assert len(segments) == 1
+        assert await client.submit(array_total, array, workers=["worker-1"]) == 500_000
+        assert (await array == 1).all()
+        assert len(segments) == 1  # both readers mapped the copy made with the result
+
+
+async def test_segment_names_are_checked():
+    for name in ("../../etc/passwd", "trioflow-1-2-zz", "other-1-2-0123abcd"):
+        with pytest.raises(RemoteProtocolError):
+            shm.read_segment(name, [1], [1])
+
+
+def leave_a_segment():
+    """Inside a worker: write a segment and keep it, as a worker killed mid-transfer does."""
+    name, _ = shm.write_segment([b"x" * 1000])
+    return name
+
+
+async def test_segments_of_a_killed_worker_are_removed_at_the_next_start():
+    async with cli_scheduler() as (address, _):
+        first = await start_worker(address, "--name", "first")
+        second = None
+        try:
+            async with trioflow.AsyncClient(address) as client:
+                await client.wait_for_workers(1, timeout=30)
+                name = await client.submit(leave_a_segment)
+                assert name.startswith(f"trioflow-{first.pid}-")
+                assert os.path.exists(os.path.join(shm.SHM_DIR, name))
+                first.kill()  # SIGKILL: no cleanup of its own
+                await first.wait()
+                assert os.path.exists(os.path.join(shm.SHM_DIR, name))
+                second = await start_worker(address, "--name", "second")
+                # it runs only once `second` has joined, which is after its cleanup
+                assert await client.submit(size, b"ab", workers=["second"]) == 2
+                assert not os.path.exists(os.path.join(shm.SHM_DIR, name))
+        finally:
+            for w in (first, second):
+                if w is not None:
+                    await stop(w)
+
+
+async def test_local_cluster_removes_a_killed_workers_segments():
+    async with trioflow.open_local_cluster(1, 1, processes=True) as cluster:
+        async with trioflow.AsyncClient(cluster.address) as client:
+            name = await client.submit(leave_a_segment)
+            path = os.path.join(shm.SHM_DIR, name)
+            assert os.path.exists(path)
+            proc = cluster.processes[0]
+            proc.kill()
+            await proc.wait()
+            await trio.testing.wait_all_tasks_blocked()  # the cluster's watcher ran
+            assert not os.path.exists(path)
+
+
+
+async def test_hostile_segment_names_lose_the_connection_and_nothing_else():
+    from trioflow.net.bulk import VERSION, BulkStream
+
+    store = Store()
+    store.accepting = {"k", "ok"}
+    async with trio.open_nursery() as nursery:
+        address = await start_server(nursery, store)
+        port = int(address.rsplit(":", 1)[1])
+        for name, lengths in (("../../etc/passwd", [10]), ("trioflow-1-2-0123abcd", [10]),
+                              ("trioflow-1-2-0123abcd", "x")):
+            stream = await trio.open_tcp_stream("127.0.0.1", port)
+            conn = BulkStream(stream)
+            await conn.send(["hello", VERSION, "secret", shm.host_identity()])
+            reply, _ = await conn.receive()
+            assert reply == ["ok", shm.host_identity()]
+            await conn.send(["shmput", ["k"], [1], name, lengths])
+            try:
+                reply, _ = await conn.receive()
+            except trio.BrokenResourceError:
+                pass  # dropped (a malformed request)
+            else:
+                assert reply[0] == "error"  # refused (a segment that is not there)
+            await conn.aclose()
+        assert "k" not in store.frames
+        pool = BulkPool(token="secret", ssl_context=None)  # the server still serves
+        await pool.put(address, {"ok": serialize.dumps_frames(make(2_000_128))})
+        assert serialize.loads_frames(store.frames["ok"]) == make(2_000_128)
+        await pool.aclose()
+        nursery.cancel_scope.cancel()
+
+
+async def test_no_room_in_dev_shm_means_tcp(tmp_path, monkeypatch, segments):
+    from .test_memory_limit import tiny_disk
+
+    with tiny_disk(tmp_path / "shm") as small:  # a 1 MB tmpfs, like a tight /dev/shm
+        monkeypatch.setattr(shm, "SHM_DIR", str(small))
+        store = Store()
+        store.accepting = {"a"}
+        async with trio.open_nursery() as nursery:
+            address = await start_server(nursery, store)
+            pool = BulkPool(token="secret", ssl_context=None)
+            await pool.put(address, {"a": serialize.dumps_frames(make(2_000_128))})
+            got, _ = await pool.get(address, ["a"])
+            assert serialize.loads_frames(got["a"]) == make(2_000_128)
+            assert segments == [] and os.listdir(small) == []  # refused before writing
+            await pool.aclose()
+            nursery.cancel_scope.cancel()
