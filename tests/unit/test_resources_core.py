@@ -117,3 +117,33 @@ def test_the_seceded_run_waiting_for_its_resources_is_in_the_wait_for_graph(s):
     assert [f.run_key for f in fails] == ["child"] and not replies
     assert "its resources back, to rejoin (held by child" in fails[0].report
     check_scheduler(s.state)
+
+
+def test_a_resource_no_worker_has_is_explained_then_fails_with_no_workers_error():
+    from trioflow.core.events import TimePassed
+    from trioflow.core.scheduler.explain import explain
+
+    s = Scheduler(no_workers_timeout=10.0)
+    join(s, "c")
+    recv(s, "c", p.RegisterFunction("f", b"fn"))
+    gpu_worker(s, "cpu", nthreads=2, MEM=4)
+    recv(s, "c", task("train", GPU=1), task("big", MEM=8), task("fits", MEM=2))
+    s.handle(TimePassed(0.0))
+    why = explain(s.state, "train")
+    assert "cannot run: it needs resources GPU=1, which no connected worker offers" in why
+    assert "'worker' has MEM=4" in why or "has MEM=4" in why
+    assert "NoWorkersError in about 10s" in why
+    assert s.state.tasks["fits"].worker == "cpu"
+    out = s.handle(TimePassed(11.0))
+    errors = {m.key: m for m in sent(out, kind=p.KeyErred)}
+    assert errors["train"].type_name == "trioflow.errors.NoWorkersError"
+    assert "needs resources GPU=1" in errors["train"].text
+    assert errors["big"].type_name == "trioflow.errors.NoWorkersError"  # 8 > 4: never fits
+
+
+def test_why_a_task_waits_for_resources_held_by_another(s):
+    from trioflow.core.scheduler.explain import explain
+
+    gpu_worker(s, "gpu", nthreads=2, GPU=1)
+    recv(s, "c", task("a", GPU=1), task("b", GPU=1))
+    assert "'b' is queued for resources GPU=1, held now by 'a'" in explain(s.state, "b")
