@@ -96,3 +96,12 @@ async def test_process_workers_get_the_resources_option():
                                            resources={"GPU": 2, "MEM": 16e9}) as cluster:
         (worker,) = cluster.scheduler.state.workers.values()
         assert worker.resources == {"GPU": 2.0, "MEM": 16e9}
+
+
+async def test_a_resource_no_worker_offers_is_explained_then_fails_with_no_workers_error():
+    async with cluster_client(workers=1, threads=1, no_workers_timeout=0.5) as (_, client):
+        future = client.submit(abs, -1, resources={"GPU": 1})
+        why = await client.why(future)
+        assert "needs resources GPU=1, which no connected worker offers" in why
+        with pytest.raises(trioflow.NoWorkersError, match="needs resources GPU=1"):
+            await future
