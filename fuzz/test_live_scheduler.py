@@ -19,7 +19,14 @@ from trioflow import config
 from trioflow import protocol as p
 from trioflow.net import scheduler_server
 from trioflow.testing import Program
-from trioflow.testing.hostile import flood, logged_errors, run_steps
+from trioflow.testing.hostile import (
+    UPGRADE_REQUEST,
+    flood,
+    hello_frame,
+    logged_errors,
+    reset,
+    run_steps,
+)
 from trioflow.testing.live import run_program
 from trioflow.testing.profiles import fuzz_settings
 from trioflow.testing.wire import frames, garbage_frames
@@ -159,6 +166,81 @@ def test_scheduler_survives_connections_dying_anywhere(attacks_):
             trio.run(_raw_siege, attacks_)
     finally:
         scheduler_server.HANDSHAKE_TIMEOUT, scheduler_server.UPGRADE_TIMEOUT = saved
+    assert not crashes, [r.getMessage() for r in crashes]
+
+
+#: a WebSocket frame header field by field: any flags and opcode, masked or not, any
+#: announced length encoding (the payload sent may be shorter than announced)
+@attrs.frozen
+class RawFrame:
+    fin: bool
+    rsv: int
+    opcode: int
+    masked: bool
+    length_form: int  # 0: 7-bit, 1: 16-bit, 2: 64-bit
+    payload: bytes
+
+    def encode(self) -> bytes:
+        n = len(self.payload)
+        first = (0x80 if self.fin else 0) | (self.rsv << 4) | self.opcode
+        bit = 0x80 if self.masked else 0
+        if self.length_form == 0 and n < 126:
+            head = bytes([first, bit | n])
+        elif self.length_form <= 1 and n < 65536:
+            head = bytes([first, bit | 126]) + n.to_bytes(2, "big")
+        else:
+            head = bytes([first, bit | 127]) + n.to_bytes(8, "big")
+        return head + (b"\0\0\0\0" if self.masked else b"") + self.payload
+
+
+def raw_frames() -> st.SearchStrategy[bytes]:
+    payloads = st.binary(max_size=140) | frames().filter(lambda f: isinstance(f, bytes))
+    frame = st.builds(RawFrame, st.booleans(), st.integers(0, 7), st.integers(0, 15),
+                      st.booleans(), st.integers(0, 2), payloads)
+    return frame.map(RawFrame.encode) | st.binary(max_size=30)
+
+
+async def _frame_attack(port: int, hello: bool, sent: list[bytes], end: str) -> None:
+    stream = await trio.open_tcp_stream("127.0.0.1", port)
+    try:
+        await stream.send_all(UPGRADE_REQUEST + (hello_frame() if hello else b""))
+        for data in sent:
+            await stream.send_all(data)
+        if end == "wait":  # until the server closes (it must, or answer and wait)
+            with trio.move_on_after(0.5):
+                while await stream.receive_some(65536):
+                    pass
+    except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+        pass
+    finally:
+        if end == "reset":
+            reset(stream)
+        else:
+            await trio.aclose_forcefully(stream)
+
+
+async def _frame_siege(attacks_: list[tuple[bool, list[bytes], str]]) -> None:
+    with trio.fail_after(DEADLINE):
+        async with trioflow.open_local_cluster(1, 1, processes=False) as cluster:
+            port = int(cluster.address.rsplit(":", 1)[1])
+            for hello, sent, end in attacks_:
+                with trio.fail_after(5):
+                    await _frame_attack(port, hello, sent, end)
+            async with trioflow.AsyncClient(cluster.address) as client:
+                outcome = await run_program(client, Program(), timeout=10)
+            assert outcome.value == 1, outcome
+
+
+@fuzz_settings(scale=0.3)
+@given(attacks_=st.lists(st.tuples(st.booleans(), st.lists(raw_frames(), max_size=5),
+                                   st.sampled_from(["reset", "close", "wait"])),
+                         min_size=1, max_size=4))
+def test_scheduler_survives_malformed_websocket_frames(attacks_):
+    """The frame layer itself (``protocol/wsframe.py``) under fire, before and after a
+    Hello: bad flags, opcodes, masking, lengths, fragments and control frames must close
+    that one connection (or be served), never crash a handler or the server."""
+    with logged_errors() as crashes:
+        trio.run(_frame_siege, attacks_)
     assert not crashes, [r.getMessage() for r in crashes]
 
 

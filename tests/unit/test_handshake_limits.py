@@ -1,26 +1,43 @@
-"""What trioflow relies on in trio-websocket's internals to raise an authenticated peer's
-limits: if an upgrade renames these, this fails instead of the limits silently
-staying small (or, worse, large)."""
+"""The per-connection limits of the scheduler's WebSocket server: small until the peer
+has authenticated, the documented ones after ``open_limits``; and peer addresses that
+never raise."""
 
-import inspect
+import trio
+import trio_websocket
 
-from trio_websocket import WebSocketConnection, WebSocketServer
+from trioflow.config import MAX_HELLO_SIZE
+from trioflow.net.handshake_limits import (
+    PREAUTH_RECEIVE_BUFFER,
+    open_limits,
+    peer_address,
+    serve_guarded_websocket,
+)
 
-from trioflow.net.handshake_limits import peer_address
 
+async def test_connections_start_small_and_open_limits_raises_them():
+    seen = []
 
-def test_trio_websocket_reads_its_limits_from_these_attributes():
-    source = inspect.getsource(WebSocketConnection)
-    # checked per chunk in _handle_message_event, read per receive in _reader_task
-    assert "self._message_size > self._max_message_size" in source
-    assert "receive_some(self._receive_buffer_size)" in source
-    for name in ("_reader_task", "_get_request"):
-        assert callable(getattr(WebSocketConnection, name))
-    assert "self._open_handshake = trio.Event()" in source  # set at the 101 answer
-    server = inspect.getsource(WebSocketServer.__init__)
-    for name in ("_message_queue_size", "_max_message_size", "_connect_timeout",
-                 "_disconnect_timeout", "_handler"):
-        assert f"self.{name}" in server
+    async def handler(request):
+        ws = await request.accept()
+        seen.append((ws.max_message_size, ws.receive_buffer_size))
+        open_limits(ws, 10 << 20, 256 << 10)
+        seen.append((ws.max_message_size, ws.receive_buffer_size))
+        await ws.send_message(b"")
+        await ws.get_message()
+
+    async def start(nursery, task_status):
+        await serve_guarded_websocket(handler, "127.0.0.1", 0, None, handler_nursery=nursery,
+                                      max_message_size=512 << 20, task_status=task_status)
+
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            server = await nursery.start(start, nursery)
+            url = f"ws://127.0.0.1:{server.port}/"
+            async with trio_websocket.open_websocket_url(url) as ws:
+                await ws.get_message()
+                await ws.send_message(b"x" * (2 * MAX_HELLO_SIZE))  # fits the new limit
+            nursery.cancel_scope.cancel()
+    assert seen == [(MAX_HELLO_SIZE, PREAUTH_RECEIVE_BUFFER), (10 << 20, 256 << 10)]
 
 
 def test_peer_address_never_raises():

@@ -76,7 +76,7 @@ def connect_failure(address: str, exc: BaseException) -> str:
     if name == "TooSlowError" or "timed out" in str(exc):
         return (f"no answer from {address} within the connect timeout: is the host up and "
                 "the port open (a firewall that drops packets looks like this)?")
-    if name == "HandshakeError":
+    if name in ("HandshakeError", "ConnectionClosed", "BrokenResourceError"):
         return (f"{address} closed the connection without answering the WebSocket upgrade: "
                 "it is not a trioflow scheduler (a worker's data port?), or it serves wss:// "
                 "(TLS) and this address says ws://")

@@ -14,37 +14,35 @@ from __future__ import annotations
 import contextlib
 import logging
 import ssl
-import sys
 import urllib.parse
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import attrs
 import trio
-from trio_websocket import CloseReason, ConnectionClosed, HandshakeError, WebSocketConnection
-from wsproto import ConnectionType, WSConnection
+from trio_websocket import CloseReason, ConnectionClosed
 
 from ..config import CONNECT_TIMEOUT, HEARTBEAT_INTERVAL, MAX_MESSAGE_SIZE, SEND_TIMEOUT
 from ..errors import AuthenticationError, ClientClosedError, LocalProtocolError
 from ..protocol import PROTOCOL_VERSION, Heartbeat, decode_frame, encode_frame
 from ..protocol.messages import SPECS
 from .addresses import connect_failure, scheduler_address
-
-if sys.version_info < (3, 11):  # pragma: no cover
-    from exceptiongroup import BaseExceptionGroup
+from .websocket import UpgradeRefused, WebSocket, client_upgrade
 
 logger = logging.getLogger(__name__)
 
-#: Bytes read from the socket at a time (trio-websocket reads 4 KiB by default, which
-#: costs a syscall per 4 KiB of a large frame).
+#: Bytes read from the socket at a time (a syscall per 4 KiB of a large frame would
+#: cost more than the frame's parsing).
 RECEIVE_BUFFER_SIZE = 256 * 1024
 #: Longest a writer holds a frame back for messages that are about to come (seconds),
 #: and how many messages are worth waiting for. Frames, not messages, are what cost:
 #: each one is a wake-up, a syscall and a WebSocket parse on both ends.
 LINGER_MAX = 0.0005
 LINGER_MESSAGES = 256
-#: Seconds allowed to close a WebSocket gracefully.
-DISCONNECT_TIMEOUT = 2.0
+#: Most messages in one frame. Past a few hundred the per-frame cost is noise, while a
+#: bounded frame lets the receiver act on the first messages (a scheduler assigns the
+#: first tasks of a large submission) while the rest are still being encoded and sent.
+MAX_BATCH_MESSAGES = 2048
 #: WebSocket close code for a peer too slow to read what we send.
 CLOSE_TOO_SLOW = 4008
 #: (the connection's timeouts and size limit are in ``trioflow.config``)
@@ -53,7 +51,7 @@ CLOSE_TOO_SLOW = 4008
 class PeerConnection:
     """A WebSocket plus an outbox. Owned by one Trio task pair (reader, writer)."""
 
-    def __init__(self, ws: WebSocketConnection, *, name: str = "peer",
+    def __init__(self, ws: WebSocket, *, name: str = "peer",
                  version: int = PROTOCOL_VERSION,
                  max_message_size: int = MAX_MESSAGE_SIZE) -> None:
         self.ws = ws
@@ -71,6 +69,9 @@ class PeerConnection:
         self.linger: Callable[[], bool] | None = None
         self.heartbeat_interval = HEARTBEAT_INTERVAL
         self.send_timeout = SEND_TIMEOUT
+        #: drop the connection once nothing (not even a heartbeat) arrived for this
+        #: many seconds (None: never; the scheduler has its own watchdog)
+        self.silence_timeout: float | None = None
         self.last_received = trio.current_time()
         self.last_sent = trio.current_time()
         #: when the frame being sent now started going out (None: not sending); the
@@ -131,6 +132,17 @@ class PeerConnection:
             if scope.cancelled_caught:
                 return
 
+    def _take_batch(self) -> list[Any]:
+        """The next frame's messages: everything queued, up to MAX_BATCH_MESSAGES (the
+        rest leave in the next frame, at once)."""
+        outbox = self._outbox
+        if len(outbox) <= MAX_BATCH_MESSAGES:
+            self._outbox = []
+            return outbox
+        self._outbox = outbox[MAX_BATCH_MESSAGES:]
+        self._wakeup.set()
+        return outbox[:MAX_BATCH_MESSAGES]
+
     async def run_writer(self) -> None:
         """Send queued messages until the connection closes. Run it in a nursery.
 
@@ -150,7 +162,7 @@ class PeerConnection:
                     if self.linger is not None:
                         await self._linger()
                     self._wakeup = trio.Event()
-                    batch, self._outbox = self._outbox, []
+                    batch = self._take_batch()
                     if not batch:
                         continue
                     self._sending_since = trio.current_time()
@@ -173,10 +185,17 @@ class PeerConnection:
     async def run_heartbeats(self) -> None:
         """Send a Heartbeat whenever nothing was sent for ``heartbeat_interval`` seconds,
         so the other side can tell a silent peer (cut link, frozen host) from an idle
-        one. A task of its own: a timeout around every writer wake-up costs a cancel
-        scope per frame on the hot path."""
+        one; drop a peer silent for ``silence_timeout``. A task of its own: a timeout
+        around every send or receive costs a cancel scope per frame on the hot path."""
         while not self.closed:
             now = trio.current_time()
+            limit = self.silence_timeout
+            if limit is not None and now - self.last_received >= limit:
+                logger.warning("%s: silent for %.1fs; disconnecting", self.name,
+                               now - self.last_received)
+                self.closed = True
+                await self.ws.abort()  # the pending receive raises ConnectionClosed
+                return
             since = self._sending_since
             if since is not None and now - since >= self.send_timeout:
                 assert self._send_scope is not None
@@ -189,12 +208,14 @@ class PeerConnection:
             wake = self.heartbeat_interval - quiet
             if since is not None:
                 wake = min(wake, since + self.send_timeout - now)
+            if limit is not None:
+                wake = min(wake, self.last_received + limit - now)
             await trio.sleep(wake)
 
     async def flush(self) -> None:
         """Send whatever is queued now (used before closing)."""
-        batch, self._outbox = self._outbox, []
-        if batch and not self.closed:
+        while self._outbox and not self.closed:
+            batch = self._take_batch()
             try:
                 for frame in self._encode(batch):
                     await self.ws.send_message(frame)
@@ -360,75 +381,43 @@ async def open_connection(address: str, *, name: str, ssl_context: ssl.SSLContex
 
 @contextlib.asynccontextmanager
 async def _client_websocket(address: str, ctx: ssl.SSLContext | None, max_message_size: int,
-                            deadline: float) -> AsyncIterator[WebSocketConnection]:
-    """``trio_websocket.open_websocket_url``, except that a server which resets or closes
-    before answering the upgrade ends the attempt at once: trio-websocket's own opener
-    waits out its whole connect timeout then (its reader task ends, but nobody is told).
+                            deadline: float) -> AsyncIterator[WebSocket]:
+    """A WebSocket to ``address``, upgraded by ``deadline``; closed on exit (a close
+    handshake bounded by ``websocket.DISCONNECT_TIMEOUT``).
 
     Raises:
-        ClientClosedError: no WebSocket by ``deadline``, or the server refused or reset.
+        ClientClosedError: no WebSocket by ``deadline``, or the server refused, reset or
+            closed before answering the upgrade (at once, not at the deadline).
 
     Cancellation: the connection is closed without a close handshake.
     """
     url = urllib.parse.urlsplit(address)
     host, port = url.hostname or "", url.port or (443 if ctx else 80)
     target = (url.path or "/") + (f"?{url.query}" if url.query else "")
+    stream: trio.abc.Stream | None = None
     try:
-        async with trio.open_nursery() as nursery:
-            try:
-                ws = await _open_websocket(nursery, host, port, target, ctx,
-                                           max_message_size, deadline)
-            except (OSError, HandshakeError, trio.TooSlowError) as exc:
-                raise ClientClosedError(connect_failure(address, exc)) from exc
-            try:
-                yield ws
-            finally:
-                with trio.move_on_after(DISCONNECT_TIMEOUT):
-                    await ws.aclose()
-                nursery.cancel_scope.cancel()
-    except BaseExceptionGroup as group:
-        # the reader task's nursery wraps what the body raised: give it back as it was
-        if len(group.exceptions) == 1:
-            inner = group.exceptions[0]
-            context = inner.__context__
-            try:
-                raise inner  # the group was only a wrapper
-            finally:
-                inner.__context__ = context  # not the group, which holds it itself
+        with trio.fail_at(deadline):
+            stream = await trio.open_tcp_stream(host, port)
+            if ctx is not None:
+                stream = trio.SSLStream(stream, ctx, server_hostname=host,
+                                        https_compatible=True)
+            shown = f"[{host}]" if ":" in host else host  # an IPv6 literal, RFC 3986
+            ws = await client_upgrade(
+                stream, host=shown if port in (80, 443) else f"{shown}:{port}", target=target,
+                max_message_size=max_message_size, receive_buffer_size=RECEIVE_BUFFER_SIZE)
+    except (OSError, UpgradeRefused, ConnectionClosed, trio.BrokenResourceError,
+            trio.TooSlowError) as exc:
+        if stream is not None:
+            await trio.aclose_forcefully(stream)
+        raise ClientClosedError(connect_failure(address, exc)) from exc
+    except BaseException:
+        if stream is not None:
+            await trio.aclose_forcefully(stream)
         raise
-
-
-async def _open_websocket(nursery: trio.Nursery, host: str, port: int, target: str,
-                          ctx: ssl.SSLContext | None, max_message_size: int,
-                          deadline: float) -> WebSocketConnection:
-    with trio.fail_at(deadline):
-        stream: trio.abc.Stream = await trio.open_tcp_stream(host, port)
-        if ctx is not None:
-            stream = trio.SSLStream(stream, ctx, server_hostname=host, https_compatible=True)
-        ws = WebSocketConnection(
-            stream, WSConnection(ConnectionType.CLIENT),
-            host=host if port in (80, 443) else f"{host}:{port}", path=target,
-            max_message_size=max_message_size, receive_buffer_size=RECEIVE_BUFFER_SIZE)
-        waiting = trio.CancelScope()
-        refused: list[BaseException] = []
-
-        async def read() -> None:
-            try:
-                await ws._reader_task()
-            except HandshakeError as exc:  # an HTTP answer other than 101
-                refused.append(exc)
-            finally:
-                waiting.cancel()  # the server answered, refused, or went away
-
-        nursery.start_soon(read)
-        with waiting:
-            await ws._open_handshake.wait()
-    if not ws._open_handshake.is_set():
-        await trio.aclose_forcefully(stream)
-        if refused:
-            raise refused[0]
-        raise HandshakeError("the server closed the connection before answering")
-    return ws
+    try:
+        yield ws
+    finally:
+        await ws.aclose()  # bounded; cancelled, it still closes the stream
 
 
 @contextlib.contextmanager

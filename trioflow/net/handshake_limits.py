@@ -7,36 +7,35 @@ the server. This module holds the limits and the WebSocket server that enforces 
 * **Time.** The HTTP upgrade request must arrive within ``UPGRADE_TIMEOUT`` of the TCP
   accept (a TLS handshake included), and the Hello within ``HELLO_TIMEOUT`` of the
   upgrade. A peer that goes away before sending its request releases its descriptor at
-  once: trio-websocket alone would hold it for the whole connect timeout.
+  once.
 * **Memory.** Until ``open_limits`` is called, a WebSocket message may be at most
   ``MAX_HELLO_SIZE`` bytes and the socket is read ``PREAUTH_RECEIVE_BUFFER`` bytes at a
-  time. trio-websocket checks its message size limit on every chunk wsproto hands it, so
-  an oversized first frame is refused (close code 1009) after at most one read past the
-  limit, not after it has been buffered whole. h11 bounds the HTTP request (16 KiB).
+  time. The frame reader checks the limit on each frame's header, so an oversized first
+  frame is refused (close code 1009) before its payload is buffered. h11 bounds the HTTP
+  request (16 KiB).
 * **Failures.** ``GuardedWebSocketServer`` serves each connection inside a boundary that
   logs whatever escapes (computing the peer's address once, defensively: a reset socket
-  has none) and closes that connection only. trio-websocket lets an exception from a
-  connection's tasks take the whole server down.
+  has none) and closes that connection only.
 
-The server reuses trio-websocket's connection class and its reader task; only the
-per-connection setup of ``WebSocketServer`` is replaced.
+The upgrade is wsproto's; the frames after it are ``protocol.wsframe``'s, read in the
+handler's own task (``net/websocket.py``).
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import ssl
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
+import attrs
 import trio
-import wsproto.utilities
-from trio_websocket import WebSocketConnection, WebSocketRequest, WebSocketServer
-from wsproto import ConnectionType, WSConnection
 
 from ..config import MAX_HELLO_SIZE, UPGRADE_TIMEOUT
 from ..errors import InternalError
+from .websocket import UpgradeRequest, WebSocket, read_upgrade_request
 
 if sys.version_info < (3, 11):
     from exceptiongroup import BaseExceptionGroup
@@ -51,8 +50,7 @@ def peer_address(obj: Any) -> str:
     """``host:port`` of the other end of a stream, a WebSocket or a WebSocket request,
     or ``"?"``: never raises (``getpeername`` fails with ENOTCONN once a peer reset)."""
     try:
-        stream = getattr(obj, "_connection", obj)  # a WebSocketRequest's connection
-        stream = getattr(stream, "_stream", stream)  # a WebSocketConnection's stream
+        stream = getattr(obj, "_stream", obj)  # an UpgradeRequest's or WebSocket's stream
         stream = getattr(stream, "transport_stream", stream)  # under TLS
         host, port, *_ = stream.socket.getpeername()
         return f"{host}:{port}"
@@ -60,16 +58,11 @@ def peer_address(obj: Any) -> str:
         return "?"
 
 
-def open_limits(ws: WebSocketConnection, max_message_size: int, receive_buffer_size: int
-                ) -> None:
-    """Raise an authenticated peer's limits to the documented ones.
-
-    trio-websocket reads both attributes afresh for every chunk, so they apply from the
-    next read on. It has no public setter; ``tests/unit/test_handshake_limits.py`` pins
-    the attributes so that an upgrade renaming them fails loudly.
-    """
-    ws._max_message_size = max_message_size
-    ws._receive_buffer_size = receive_buffer_size
+def open_limits(ws: WebSocket, max_message_size: int, receive_buffer_size: int) -> None:
+    """Raise an authenticated peer's limits to the documented ones (from the next read
+    on)."""
+    ws.max_message_size = max_message_size
+    ws.receive_buffer_size = receive_buffer_size
 
 
 def is_internal(exc: BaseException) -> bool:
@@ -91,18 +84,30 @@ def log_peer_failure(text: str, remote: str) -> None:
         pass
 
 
-class GuardedWebSocketServer(WebSocketServer):
-    """A ``trio_websocket.WebSocketServer`` whose connections cannot hurt the server.
+@attrs.define
+class GuardedWebSocketServer:
+    """A WebSocket server whose connections cannot hurt the server.
 
     Each connection starts with the pre-authentication limits (``MAX_HELLO_SIZE``,
     ``PREAUTH_RECEIVE_BUFFER``); the handler raises them with ``open_limits`` once it
     trusts the peer. The upgrade request must come within ``connect_timeout``, and a
-    peer that leaves before sending it is closed at once. Anything the connection's
-    tasks or the handler raise, except cancellation, is logged and closes that
-    connection only.
+    peer that leaves before sending it is closed at once. Anything the handler raises,
+    except cancellation and ``InternalError``, is logged and closes that connection only.
 
     Cancellation (the server stopping) closes the connection without a close handshake.
     """
+
+    handler: Callable[[UpgradeRequest], Awaitable[None]]
+    listeners: Sequence[trio.abc.Listener[trio.abc.Stream]]
+    max_message_size: int
+    connect_timeout: float = UPGRADE_TIMEOUT
+
+    @property
+    def port(self) -> int:
+        """The port of the first listener (the one a caller asked for with port 0)."""
+        listener: Any = self.listeners[0]
+        listener = getattr(listener, "transport_listener", listener)  # under TLS
+        return int(listener.socket.getsockname()[1])
 
     async def _handle_connection(self, stream: trio.abc.Stream) -> None:
         remote = peer_address(stream)  # now: once the peer resets, it has no address
@@ -116,49 +121,27 @@ class GuardedWebSocketServer(WebSocketServer):
             await trio.aclose_forcefully(stream)
 
     async def _serve_connection(self, stream: trio.abc.Stream, remote: str) -> None:
-        async with trio.open_nursery() as nursery:
-            connection = WebSocketConnection(
-                stream, WSConnection(ConnectionType.SERVER),
-                message_queue_size=self._message_queue_size,
-                max_message_size=min(self._max_message_size, MAX_HELLO_SIZE),
-                receive_buffer_size=PREAUTH_RECEIVE_BUFFER)
-            waiting = trio.CancelScope(deadline=trio.current_time() + self._connect_timeout)
-
-            async def read() -> None:
-                try:
-                    await connection._reader_task()
-                except wsproto.utilities.LocalProtocolError as exc:
-                    # trio-websocket answering a peer in a state where wsproto forbids
-                    # it (e.g. a 1009 close while our own close is under way; found by
-                    # fuzz/test_live_scheduler.py; trio-websocket issue 175): the peer
-                    # misbehaved, the connection is over, nothing is wrong here
-                    logger.debug("peer %s: connection ended: %s", remote, exc)
-                finally:
-                    waiting.cancel()  # the peer left before (or after) its request
-
-            nursery.start_soon(read)
-            request: WebSocketRequest | None = None
-            with waiting:
-                request = await connection._get_request()
-            if request is None:
-                nursery.cancel_scope.cancel()
-                return
+        request: UpgradeRequest | None = None
+        with trio.move_on_after(self.connect_timeout):
             try:
-                await self._handler(request)
-            finally:
-                with trio.move_on_after(self._disconnect_timeout):
-                    await connection.aclose()  # also ends the reader task
+                request = await read_upgrade_request(
+                    stream, max_message_size=min(self.max_message_size, MAX_HELLO_SIZE),
+                    receive_buffer_size=PREAUTH_RECEIVE_BUFFER)
+            except trio.BrokenResourceError:  # e.g. a failed TLS handshake
+                logger.debug("peer %s: connection ended before its request", remote)
+        if request is None:
+            return
+        await self.handler(request)
 
 
 async def serve_guarded_websocket(
-    handler: Callable[[WebSocketRequest], Awaitable[None]], host: str, port: int,
+    handler: Callable[[UpgradeRequest], Awaitable[None]], host: str, port: int,
     ssl_context: ssl.SSLContext | None, *, handler_nursery: trio.Nursery,
-    max_message_size: int, disconnect_timeout: float,
-    connect_timeout: float = UPGRADE_TIMEOUT,
-    task_status: trio.TaskStatus[WebSocketServer] = trio.TASK_STATUS_IGNORED,
+    max_message_size: int, connect_timeout: float = UPGRADE_TIMEOUT,
+    task_status: trio.TaskStatus[GuardedWebSocketServer] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """``trio_websocket.serve_websocket`` with ``GuardedWebSocketServer``: listen on
-    ``host:port`` and serve until cancelled; ``task_status.started(server)``.
+    """Listen on ``host:port`` and serve WebSocket peers with ``handler`` until
+    cancelled; ``task_status.started(server)``.
 
     ``max_message_size`` is the limit after ``open_limits``; before, ``MAX_HELLO_SIZE``.
     """
@@ -168,8 +151,9 @@ async def serve_guarded_websocket(
     else:
         listeners = await trio.open_ssl_over_tcp_listeners(port, ssl_context, host=host,
                                                            https_compatible=True)
-    server = GuardedWebSocketServer(
-        handler, listeners, handler_nursery=handler_nursery,
-        max_message_size=max_message_size, receive_buffer_size=PREAUTH_RECEIVE_BUFFER,
-        connect_timeout=connect_timeout, disconnect_timeout=disconnect_timeout)
-    await server.run(task_status=task_status)
+    server = GuardedWebSocketServer(handler, listeners, max_message_size, connect_timeout)
+    async with trio.open_nursery() as nursery:
+        serve: Callable[..., Awaitable[None]] = trio.serve_listeners
+        await nursery.start(functools.partial(
+            serve, server._handle_connection, listeners, handler_nursery=handler_nursery))
+        task_status.started(server)

@@ -6,8 +6,7 @@ hands it to the core as one event, and executes the commands that come back: a
 The core is only ever called from handler tasks of one Trio thread and never awaits,
 so it needs no lock and no queue.
 
-Robustness: trio-websocket lets an exception escaping a handler take the whole server
-down, so every connection is served inside a boundary (``handshake_limits``) that logs
+Robustness: every connection is served inside a boundary (``handshake_limits``) that logs
 whatever it raises and closes only that peer. Bad frames, wrong versions, wrong tokens
 and browser-origin requests close one connection with a 4xxx code; everyone else keeps
 being served. Until its Hello is accepted a peer gets small limits (a 64 KiB message,
@@ -29,7 +28,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import trio
-from trio_websocket import ConnectionClosed, WebSocketRequest
+from trio_websocket import ConnectionClosed
 
 from .. import config
 from .. import protocol as p
@@ -55,6 +54,7 @@ from .handshake_limits import (
     peer_address,
     serve_guarded_websocket,
 )
+from .websocket import UpgradeRequest
 
 logger = logging.getLogger(__name__)
 
@@ -124,7 +124,6 @@ class SchedulerServer:
                     handler_nursery=nursery,
                     max_message_size=self.max_message_size,
                     connect_timeout=UPGRADE_TIMEOUT,
-                    disconnect_timeout=5,
                     task_status=task_status,
                 )
             )
@@ -195,7 +194,7 @@ class SchedulerServer:
 
     # ------------------------------------------------------------------ per peer
 
-    async def _handle(self, request: WebSocketRequest) -> None:
+    async def _handle(self, request: UpgradeRequest) -> None:
         """Serve one WebSocket peer; whatever happens, only this peer is affected."""
         # the address once, now: a peer that resets has none, and asking again while
         # logging an error is what once let one reset stop the whole server
@@ -208,10 +207,10 @@ class SchedulerServer:
             if self.core.failure is not None:
                 self._stop_on_internal_error(self.core.failure)
                 raise
-            # never let one peer's failure stop the server (trio-websocket would)
+            # never let one peer's failure stop the server
             log_peer_failure("error while serving a peer from", remote)
 
-    async def _serve_peer(self, request: WebSocketRequest, remote: str) -> None:
+    async def _serve_peer(self, request: UpgradeRequest, remote: str) -> None:
         if any(name.lower() == b"origin" for name, _ in request.headers):
             # browsers always send Origin; our peers never do. Refusing it blocks
             # cross-site WebSocket hijacking and DNS rebinding from a web page.
@@ -310,7 +309,7 @@ class SchedulerServer:
             await conn.aclose(1000, "bye")
 
     async def _handshake(self, conn: PeerConnection) -> Any:
-        # trio-websocket refuses a longer message while reading it (close code 1009):
+        # the frame reader refuses a longer message on its header (close code 1009):
         # until open_limits, its limit is MAX_HELLO_SIZE
         data = await conn.ws.get_message()
         if len(data) > MAX_HELLO_SIZE:

@@ -171,6 +171,7 @@ class WorkerNode:
             welcome = await handshake.expect_welcome(conn)
             self.conn = conn
             conn.linger = self._linger
+            conn.silence_timeout = self.peer_timeout
             self.peer_id = welcome.peer_id
             self.session = Session(conn, welcome.peer_id, worker=self)
             assert self._nursery is not None
@@ -202,12 +203,9 @@ class WorkerNode:
         assert session is not None
         while True:
             try:
-                with trio.fail_after(self.peer_timeout):
-                    messages = await conn.receive()
-            except trio.TooSlowError:
-                logger.warning("%s: the scheduler has been silent for %ss; disconnecting",
-                               self.name, self.peer_timeout)
-                return
+                # the heartbeat task drops a scheduler silent for peer_timeout (a
+                # timeout here would cost a cancel scope per frame)
+                messages = await conn.receive()
             except ConnectionClosed:
                 return
             except RemoteProtocolError as exc:

@@ -46,8 +46,36 @@ CLOSE_REPLACED = 4005
 # defaults or raises the RemoteProtocolError. So the results, and the errors, are
 # exactly ``from_wire``'s.
 
-def _condition(tp: Any, v: str, depth: int = 0) -> str | None:
-    """Python source testing that ``v`` fits annotation ``tp`` (None: anything fits)."""
+#: item annotation -> the exact types its values may have, for lists checked in one C
+#: pass (``set(map(type, v)) <= allowed``) rather than a generator per list
+_ITEM_TYPES: dict[Any, frozenset[type]] = {
+    str: frozenset({str}), bytes: frozenset({bytes}), int: frozenset({int}),
+    bool: frozenset({bool}), float: frozenset({float, int}),
+}
+
+
+def _item_types(tp: Any) -> frozenset[type] | None:
+    """The exact types a list item of annotation ``tp`` may have, if that is all its
+    check is (None: it needs a real check)."""
+    if tp in _ITEM_TYPES:
+        return _ITEM_TYPES[tp]
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
+        parts = [type(None) if a is type(None) else a for a in typing.get_args(tp)]
+        allowed: set[type] = set()
+        for a in parts:
+            if a is type(None):
+                allowed.add(a)
+            elif a in _ITEM_TYPES:
+                allowed |= _ITEM_TYPES[a]
+            else:
+                return None
+        return frozenset(allowed)
+    return None
+
+
+def _condition(tp: Any, v: str, consts: dict[str, Any], depth: int = 0) -> str | None:
+    """Python source testing that ``v`` fits annotation ``tp`` (None: anything fits);
+    constants it names are added to ``consts``."""
     origin = typing.get_origin(tp)
     if tp is Any:
         return None
@@ -59,13 +87,18 @@ def _condition(tp: Any, v: str, depth: int = 0) -> str | None:
         return f"{v} is None"
     if origin is list:
         (item,) = typing.get_args(tp)
+        allowed = _item_types(item)
+        if allowed is not None:
+            name = f"T{len(consts)}"
+            consts[name] = allowed
+            return f"(type({v}) is list and set(map(type, {v})) <= {name})"
         x = f"x{depth}"
-        inner = _condition(item, x, depth + 1)
+        inner = _condition(item, x, consts, depth + 1)
         if inner is None:
             return f"type({v}) is list"
         return f"(type({v}) is list and all({inner} for {x} in {v}))"
     if origin in (typing.Union, types.UnionType):
-        parts = [_condition(a, v, depth) for a in typing.get_args(tp)]
+        parts = [_condition(a, v, consts, depth) for a in typing.get_args(tp)]
         if any(part is None for part in parts):
             return None
         return "(" + " or ".join(parts) + ")"  # type: ignore[arg-type]
@@ -75,8 +108,9 @@ def _condition(tp: Any, v: str, depth: int = 0) -> str | None:
 def _compile_decoder(cls: type) -> Callable[[list[Any]], Any] | None:
     fields = attrs.fields(cls)
     n = len(fields)
+    consts: dict[str, Any] = {}
     try:
-        conditions = [_condition(f.type, f"v{i}") for i, f in enumerate(fields)]
+        conditions = [_condition(f.type, f"v{i}", consts) for i, f in enumerate(fields)]
     except TypeError:
         return None
     lines = ["def decode(item):", f"    if len(item) < {n + 1}:", "        return slow(item)"]
@@ -86,7 +120,7 @@ def _compile_decoder(cls: type) -> Callable[[list[Any]], Any] | None:
             lines.append(f"    if not {cond}:")
             lines.append("        return slow(item)")
     lines.append("    return cls(" + ", ".join(f"v{i}" for i in range(n)) + ")")
-    namespace: dict[str, Any] = {"cls": cls, "slow": from_wire}
+    namespace: dict[str, Any] = {"cls": cls, "slow": from_wire, **consts}
     exec(compile("\n".join(lines), f"<decoder {cls.__name__}>", "exec"), namespace)
     return namespace["decode"]
 
