@@ -42,6 +42,8 @@ class Progress:
         self.file = file
         self.desc = desc
         self.done = False
+        #: futures that failed (shown beside the bar)
+        self.erred = 0
 
     def _bar(self) -> Any:
         # a given file means text there (a notebook widget ignores files)
@@ -52,15 +54,21 @@ class Progress:
     def wait(self) -> None:
         """Block until every future is done, moving the bar as each one finishes."""
         with self._bar() as bar:
-            for _ in as_completed(self.futures):
-                bar.update(1)
+            for f in as_completed(self.futures):
+                self._step(bar, f)
         self.done = True
 
     async def wait_async(self) -> None:
         with self._bar() as bar:
-            async for _ in as_completed(self.futures):
-                bar.update(1)
+            async for f in as_completed(self.futures):
+                self._step(bar, f)
         self.done = True
+
+    def _step(self, bar: Any, future: Future[Any]) -> None:
+        if future.status == "error":
+            self.erred += 1
+            bar.set_postfix(erred=self.erred, refresh=False)
+        bar.update(1)
 
     def __await__(self) -> Generator[Any, None, None]:
         if self.done:

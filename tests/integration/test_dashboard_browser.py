@@ -154,6 +154,11 @@ async def test_the_wait_for_graph_and_the_deadlock_report():
                 driver.get(cluster.dashboard_link)
                 wait_until(driver, lambda d: text(d, "#waits text.waiter") == ["waiter-1"])
                 assert text(driver, "#waits text.awaited") == ["held-1"]
+                # a click asks the scheduler why
+                driver.execute_script("document.querySelector('#waits text.waiter')"
+                                      ".dispatchEvent(new MouseEvent('click'))")
+                wait_until(driver, lambda d: "held-1" in text(d, "#why")[0]
+                           and "asking" not in text(d, "#why")[0])
                 assert text(driver, "#workers span.slots")[0].strip().startswith("1 · 1 ·")
 
             await browse(see_the_wait)

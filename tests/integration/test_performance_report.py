@@ -15,6 +15,10 @@ def inc(x):
     return x + 1
 
 
+def boom(x):
+    raise ValueError(f"boom {x}")
+
+
 def parent(n):
     client = trioflow.get_client()
     futures = client.map(inc, range(n))
@@ -32,8 +36,13 @@ async def test_a_block_becomes_a_chrome_trace(tmp_path):
             outer = client.submit(parent, 4, key="parent-1")
             assert await outer == 10
             await client.gather(client.map(inc, range(100, 103)))
+            failing = client.submit(boom, 1, retries=1)  # raises twice: two runs
+            await trioflow.wait_async([failing])
         trace = json.loads(path.read_text())
         runs = [e for e in trace["traceEvents"] if e["ph"] == "X"]
+        raised = [e for e in runs if e["args"]["raised"]]
+        assert [e["name"] for e in raised] == ["boom", "boom"]
+        runs = [e for e in runs if not e["args"]["raised"]]
         assert sorted(e["name"] for e in runs) == ["inc"] * 7 + ["parent"]
         children = [e for e in runs if e["args"]["parent"] == "parent-1"]
         assert len(children) == 4 and all(e["args"]["depth"] == 1 for e in children)

@@ -38,7 +38,8 @@ async def test_async_progress_waits_for_every_future_and_counts_failures():
         GATE.set()
         await job
         assert job.done and all(f.done() for f in futures)
-        assert "6/6" in out.getvalue()
+        assert "6/6" in out.getvalue() and "erred=1" in out.getvalue()
+        assert job.erred == 1
         with pytest.raises(ValueError):
             await futures[-1]
 

@@ -13,8 +13,8 @@ from trioflow.dashboard.snapshot import Observer, _names, key_split
 from trioflow.dashboard.trace import chrome_trace, summary
 
 
-def finish(state, key, worker="w1", parent="", depth=0, start=100.0, duration=0.5):
-    state.runs.append((key, worker, "t-1", start, duration, 8, parent, depth))
+def finish(state, key, worker="w1", parent="", depth=0, start=100.0, duration=0.5, ok=True):
+    state.runs.append((key, worker, "t-1", start, duration, 8 if ok else 0, parent, depth, ok))
     state.runs_total += 1
 
 
@@ -45,9 +45,14 @@ def test_runs_fold_in_incrementally_with_the_tree():
     assert [r[0] for r in snap["stream"]] == [0, 1, 2]
     assert snap["stream"][0][1:5] == ["worker-one", "t-1", "root", "root-1"]
     finish(state, "leaf-3", parent="root-1", depth=1)
+    finish(state, "leaf-4", parent="root-1", depth=1, ok=False)
     again = obs.snapshot(2.0, since=snap["folded"])
-    assert [r[0] for r in again["stream"]] == [3]  # only what is new to this reader
+    assert [r[0] for r in again["stream"]] == [3, 4]  # only what is new to this reader
+    assert [r[7] for r in again["stream"]] == [True, False]  # the second one raised
     assert again["result_bytes"] == 32
+    (leaf,) = [r for r in again["progress"] if r["fn"] == "leaf"]
+    assert (leaf["done"], leaf["raised"]) == (3, 1)
+    assert {(e["depth"], e["fn"]): e["done"] for e in again["tree"]}[(1, "leaf")] == 3
 
 
 def test_runs_that_left_the_log_are_counted_as_missed():
@@ -108,7 +113,8 @@ def test_the_runs_handler_answers_from_since_and_says_what_was_forgotten():
 
 
 def test_trace_and_summary_of_runs():
-    runs = [["a-1", "w", "t1", 10.0, 0.5, 1, "", 0], ["b-1", "w", "t2", 10.25, 0.25, 1, "a-1", 1]]
+    runs = [["a-1", "w", "t1", 10.0, 0.5, 1, "", 0, True],
+            ["b-1", "w", "t2", 10.25, 0.25, 0, "a-1", 1, False]]
     trace = chrome_trace(runs)
     xs = [e for e in trace["traceEvents"] if e["ph"] == "X"]
     assert [(e["name"], e["ts"], e["dur"]) for e in xs] == [("a", 0.0, 500000.0),
@@ -119,5 +125,7 @@ def test_trace_and_summary_of_runs():
     assert (start["tid"], start["ts"], end["tid"], end["ts"]) == (xs[0]["tid"], 250000.0,
                                                                   xs[1]["tid"], 250000.0)
     assert start["id"] == end["id"]
+    assert [e["args"]["raised"] for e in xs] == [False, True]
     info = summary(runs)
     assert info["span"] == 0.5 and [f["name"] for f in info["functions"]] == ["a", "b"]
+    assert [f["raised"] for f in info["functions"]] == [0, 1]

@@ -48,6 +48,12 @@ class SnapshotCollector:
         yield CounterMetricFamily("trioflow_result_bytes", "Bytes of results produced "
                                   "(pickled sizes reported by workers)",
                                   value=snap["result_bytes"])
+        yield CounterMetricFamily("trioflow_runs_unseen", "Finished runs that left the "
+                                  "scheduler's run log before the dashboard read them",
+                                  value=snap["runs_missed"])
+        yield CounterMetricFamily("trioflow_dashboard_cpu_seconds", "CPU time the dashboard "
+                                  "spent in snapshots (in the scheduler's thread)",
+                                  value=self.observer.cost)
         yield from _per_worker(snap["workers"])
 
 

@@ -7,6 +7,7 @@ Routes (all read-only, all behind the token when the scheduler has one):
 * ``/events`` — server-sent events: a full snapshot on connect, then one every
   ``interval`` seconds while anyone is connected (nothing is computed while no one is);
 * ``/api/snapshot`` — the same snapshot as JSON, with the kept task stream;
+* ``/api/why?key=K`` — why task K has not finished (the core's ``explain``), as JSON;
 * ``/metrics`` — Prometheus text (:mod:`.metrics`).
 
 Security. Names and error texts shown are user strings: the page only ever sets
@@ -41,6 +42,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ..config import DASHBOARD_INTERVAL
+from ..core.scheduler.explain import explain
 from ..net.scheduler_server import SchedulerServer
 from .metrics import CONTENT_TYPE, metrics_text, registry_for
 from .snapshot import Observer
@@ -51,6 +53,8 @@ if sys.version_info < (3, 11):  # pragma: no cover
 logger = logging.getLogger(__name__)
 
 COOKIE = "trioflow_token"
+#: longest key ``/api/why`` explains (keys are user strings; the answer is bounded anyway)
+MAX_KEY_LENGTH = 1000
 #: a second wall behind textContent: no inline script, nothing from elsewhere
 SECURITY_HEADERS = {
     "content-security-policy": "default-src 'self'; script-src 'self'; style-src 'self'; "
@@ -119,7 +123,8 @@ class Dashboard:
         #: CPU seconds spent making and encoding snapshots and metrics (the benchmark's measure)
         self.cost = 0.0
         routes = [Route("/", self._page), Route("/events", self._events),
-                  Route("/api/snapshot", self._snapshot), Route("/metrics", self._metrics),
+                  Route("/api/snapshot", self._snapshot), Route("/api/why", self._why),
+                  Route("/metrics", self._metrics),
                   *(Route(f"/static/{name}", partial(self._file, name)) for name in STATIC)]
         self.app: ASGIApp = _Guard(Starlette(routes=routes), self)
 
@@ -207,6 +212,15 @@ class Dashboard:
         snap = self.observer.snapshot(time.time(), since=0)
         return Response(json.dumps(snap, separators=(",", ":")).encode(),
                         media_type="application/json", headers=SECURITY_HEADERS)
+
+    async def _why(self, request: Request) -> Response:
+        key = request.query_params.get("key", "")
+        if not key or len(key) > MAX_KEY_LENGTH:
+            return PlainTextResponse(f"give ?key= (a task key of at most {MAX_KEY_LENGTH} "
+                                     "characters)\n", 400, headers=SECURITY_HEADERS)
+        body = {"key": key, "why": explain(self.scheduler.state, key)}
+        return Response(json.dumps(body).encode(), media_type="application/json",
+                        headers=SECURITY_HEADERS)
 
     async def _metrics(self, request: Request) -> Response:
         t0 = time.thread_time()

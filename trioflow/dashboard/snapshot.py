@@ -23,7 +23,7 @@ from __future__ import annotations
 import time
 from collections import Counter, deque
 from collections.abc import Iterable
-from itertools import islice, repeat
+from itertools import compress, islice, repeat
 from operator import attrgetter, itemgetter
 from typing import Any
 
@@ -41,7 +41,8 @@ MAX_WAIT_EDGES = 300
 _status = attrgetter("status")
 _nbytes = attrgetter("nbytes")
 # fields of a RunRecord
-_first, _size, _parent, _depth = itemgetter(0), itemgetter(5), itemgetter(6), itemgetter(7)
+_first, _size, _parent, _depth, _ok = (itemgetter(0), itemgetter(5), itemgetter(6),
+                                       itemgetter(7), itemgetter(8))
 MEMORY = TaskStatus.MEMORY
 STATUS_NAMES = {id(status): status.value for status in TaskStatus}
 
@@ -87,14 +88,17 @@ class Observer:
         self.scan_share = scan_share
         #: ``state.runs_total`` already folded in
         self._seen = 0
-        #: finished runs per function name
+        #: runs that returned, per function name
         self.done: dict[str, int] = {}
+        #: runs that raised, per function name (a retried task may raise several times)
+        self.raised: dict[str, int] = {}
         #: (depth, parent function, function) -> finished runs
         self.tree_done: dict[tuple[int, str, str], int] = {}
         self.result_bytes = 0
         #: runs that left the run log before a snapshot saw them
         self.runs_missed = 0
-        #: the latest finished runs: [seq, worker, thread, function, key, start, duration]
+        #: the latest finished runs: [seq, worker, thread, function, key, start, duration,
+        #: returned]
         self.recent: deque[list[Any]] = deque(maxlen=stream_length)
         #: runs folded in so far, each with a stream sequence number (a cursor for
         #: ``stream_since``)
@@ -130,18 +134,21 @@ class Observer:
         batch.reverse()
         fns = _names(map(_first, batch))
         parents = _names(map(_parent, batch))
-        _add(self.done, Counter(fns))
-        _add(self.tree_done, Counter(zip(map(_depth, batch), parents, fns)))
+        returned = list(map(_ok, batch))
+        _add(self.done, Counter(compress(fns, returned)))
+        _add(self.tree_done, Counter(compress(zip(map(_depth, batch), parents, fns), returned)))
+        if not all(returned):
+            _add(self.raised, Counter(fn for fn, ok in zip(fns, returned) if not ok))
         self.result_bytes += sum(map(_size, batch))
         keep = min(new, self.recent.maxlen or new)
         seq = self.folded + new - keep
         workers = state.workers
         rows: list[list[Any]] = []
         for i in range(new - keep, new):
-            key, worker_id, thread, start, duration, _, _, _ = batch[i]
+            key, worker_id, thread, start, duration, _, _, _, ok = batch[i]
             w = workers.get(worker_id)
             rows.append([seq, w.name if w is not None else worker_id, thread, fns[i], key,
-                         start, duration])
+                         start, duration, ok])
             seq += 1
         self.recent.extend(rows)
         self.folded += new
@@ -254,9 +261,10 @@ class Observer:
                             break
         progress = []
         live = scan["live"]
-        for fn in sorted(set(self.done) | set(live)):
+        for fn in sorted(set(self.done) | set(self.raised) | set(live)):
             counts = live.get(fn, {})
-            row: dict[str, Any] = {"fn": fn, "done": self.done.get(fn, 0)}
+            row: dict[str, Any] = {"fn": fn, "done": self.done.get(fn, 0),
+                                   "raised": self.raised.get(fn, 0)}
             for s in LIVE_STATES:
                 row[s] = counts.get(s, 0)
             progress.append(row)

@@ -27,7 +27,7 @@ from .snapshot import key_split
 logger = logging.getLogger(__name__)
 
 #: one run as a RunsReply carries it
-Run = Sequence[Any]  # [key, worker, thread, start, duration, nbytes, parent, depth]
+Run = Sequence[Any]  # [key, worker, thread, start, duration, nbytes, parent, depth, ok]
 
 
 async def collect_runs(ask: Callable[[int, int], Awaitable[p.RunsReply]],
@@ -58,7 +58,7 @@ def chrome_trace(runs: list[Run], *, missed: int = 0) -> dict[str, Any]:
     pids: dict[str, int] = {}
     tids: dict[tuple[str, str], int] = {}
     events: list[dict[str, Any]] = []
-    for key, worker, thread, start, duration, nbytes, parent, depth in runs:
+    for key, worker, thread, start, duration, nbytes, parent, depth, ok in runs:
         pid = pids.get(worker)
         if pid is None:
             pid = pids[worker] = len(pids) + 1
@@ -70,10 +70,11 @@ def chrome_trace(runs: list[Run], *, missed: int = 0) -> dict[str, Any]:
             events.append({"ph": "M", "name": "thread_name", "pid": pid, "tid": tid,
                            "args": {"name": thread or "?"}})
         events.append({
-            "ph": "X", "name": key_split(key), "cat": "task", "pid": pid, "tid": tid,
+            "ph": "X", "name": key_split(key), "cat": "task" if ok else "task,raised",
+            "pid": pid, "tid": tid,
             "ts": round((start - origin) * 1e6, 3), "dur": round(duration * 1e6, 3),
             "args": {"key": key, "worker": worker, "thread": thread, "parent": parent,
-                     "depth": depth, "nbytes": nbytes},
+                     "depth": depth, "nbytes": nbytes, "raised": not ok},
         })
     events.extend(_launches(runs, events, origin))
     return {"traceEvents": events, "displayTimeUnit": "ms",
@@ -104,15 +105,19 @@ def summary(runs: list[Run]) -> dict[str, Any]:
     """Per function and per worker: runs, total, mean and longest duration (seconds)."""
     by_fn: dict[str, list[float]] = {}
     by_worker: dict[str, list[float]] = {}
-    for key, worker, _thread, _start, duration, _nbytes, _parent, _depth in runs:
+    raised: dict[str, int] = {}
+    for key, worker, _thread, _start, duration, _nbytes, _parent, _depth, ok in runs:
         by_fn.setdefault(key_split(key), []).append(duration)
         by_worker.setdefault(worker, []).append(duration)
+        if not ok:
+            raised[key_split(key)] = raised.get(key_split(key), 0) + 1
     span = (max((r[3] + r[4] for r in runs), default=0.0)
             - min((r[3] for r in runs), default=0.0))
 
     def rows(groups: dict[str, list[float]]) -> list[dict[str, Any]]:
         return [{"name": name, "runs": len(ds), "total": sum(ds), "mean": sum(ds) / len(ds),
-                 "max": max(ds)} for name, ds in sorted(groups.items())]
+                 "max": max(ds), "raised": raised.get(name, 0)}
+                for name, ds in sorted(groups.items())]
 
     return {"runs": len(runs), "span": span, "functions": rows(by_fn),
             "workers": rows(by_worker)}
@@ -136,11 +141,12 @@ def html_report(runs: list[Run], *, missed: int = 0, trace_name: str = "") -> st
                      "</code></p>")
     for title, group in (("By function", info["functions"]), ("By worker", info["workers"])):
         parts.append(f"<h2>{title}</h2><table><tr><th>name</th><th>runs</th><th>total s</th>"
-                     "<th>mean ms</th><th>max ms</th></tr>")
+                     "<th>mean ms</th><th>max ms</th><th>raised</th></tr>")
         for r in group:
+            raised_text = r["raised"] if title == "By function" else ""
             parts.append(f"<tr><td>{esc(r['name'])}</td><td>{r['runs']}</td>"
                          f"<td>{r['total']:.3f}</td><td>{r['mean'] * 1e3:.2f}</td>"
-                         f"<td>{r['max'] * 1e3:.2f}</td></tr>")
+                         f"<td>{r['max'] * 1e3:.2f}</td><td>{raised_text}</td></tr>")
         parts.append("</table>")
     parts.append(_timeline_svg(runs))
     parts.append("</body></html>")
@@ -167,8 +173,9 @@ def _timeline_svg(runs: list[Run], width: int = 1000, lane: int = 12) -> str:
         x = left + (r[3] - origin) * scale
         w = max(0.5, r[4] * scale)
         fn = key_split(r[0])
+        fill, note = (colour[fn], "") if r[8] else ("#d9534f", " (raised)")
         out.append(f"<rect x='{x:.1f}' y='{index[(r[1], r[2])] * lane + 1}' width='{w:.1f}' "
-                   f"height='{lane - 2}' fill='{colour[fn]}'><title>{esc(r[0])}</title></rect>")
+                   f"height='{lane - 2}' fill='{fill}'><title>{esc(r[0])}{note}</title></rect>")
     out.append("</svg>")
     return "\n".join(out)
 

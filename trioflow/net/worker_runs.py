@@ -173,9 +173,16 @@ class RunExecutor:
         return p.TaskFinished(spec.key, spec.run_id, len(blob), inline, duration,
                               serialize.type_name(value), start, thread), blob
 
-    def erred(self, spec: p.ComputeTask, exc: BaseException) -> p.TaskErred:
+    def erred(self, spec: p.ComputeTask, exc: BaseException,
+              t0: float | None = None) -> p.TaskErred:
+        """The TaskErred report; with ``t0`` (``perf_counter`` when the function was
+        called, on this thread) it says when and where the run ran."""
         blob, tname, text, tb = serialize.dumps_exception(exc)
-        return p.TaskErred(spec.key, spec.run_id, blob, tname, text, tb)
+        if t0 is None:
+            return p.TaskErred(spec.key, spec.run_id, blob, tname, text, tb)
+        duration = time.perf_counter() - t0
+        return p.TaskErred(spec.key, spec.run_id, blob, tname, text, tb,
+                           time.time() - duration, duration, threading.current_thread().name)
 
     def _run_sync(self, ctx: RunContext) -> None:
         """A sync run on a task thread, then the queued runs it hands its slot to.
@@ -202,6 +209,7 @@ class RunExecutor:
         ok = False
         report: Report = p.TaskErred(spec.key, spec.run_id, b"", "builtins.RuntimeError",
                                   "the worker failed while running this task")
+        t0: float | None = None
         try:
             self.store.gate_sync()  # (memory: no new work while paused)
             fn = self._function(spec.fn_id)
@@ -211,7 +219,7 @@ class RunExecutor:
             report, blob = self._pack(spec, value, time.perf_counter() - t0)
             ok = True
         except BaseException as exc:
-            report, ok = self.erred(spec, exc), False
+            report, ok = self.erred(spec, exc, t0), False
         finally:
             leave_run(reset)
         if may_hand_over:
@@ -264,6 +272,7 @@ class RunExecutor:
         enter_run(ctx)  # this Trio task's own context: nothing to reset
         value = blob = None
         report: Report
+        t0: float | None = None
         try:
             await self.store.gate_async()  # (memory: no new work while paused)
             fn = self._function(spec.fn_id)
@@ -278,7 +287,7 @@ class RunExecutor:
             # SystemExit, KeyboardInterrupt, asyncio.CancelledError, a bare
             # BaseException: the task's own ending, reported as its error (the client
             # receives it as TaskFailed); the worker goes on serving
-            report, ok = self.erred(spec, exc), False
+            report, ok = self.erred(spec, exc, t0), False
         self._run_done(ctx, ok, value, blob, report)
 
     def _run_done(self, ctx: RunContext, ok: bool, value: Any, blob: bytes | None,

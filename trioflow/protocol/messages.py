@@ -273,6 +273,11 @@ class TaskErred:
     type_name: str
     text: str
     traceback: str = ""
+    #: when the run started, how long it ran and on which thread (0, 0, "" when it
+    #: failed before it began); for the dashboard's task stream and performance reports
+    start: float = 0.0
+    duration: float = 0.0
+    thread: str = ""
 
 
 @message("seceded")
@@ -475,7 +480,7 @@ class RunsRequest:
 class RunsReply:
     """Finished runs ``start`` to ``end - 1`` (``start > since`` when older ones were
     forgotten), each [key, worker name, thread, start, duration, nbytes, parent key,
-    depth]; ``total`` runs have finished so far."""
+    depth, returned (false: raised)]; ``total`` runs have finished so far."""
 
     request_id: int
     start: int

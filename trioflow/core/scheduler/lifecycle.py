@@ -140,7 +140,7 @@ def task_finished(state: SchedulerState, peer_id: str, msg: p.TaskFinished) -> N
     old = state.durations.get(task.fn_id)
     state.durations[task.fn_id] = msg.duration if old is None else 0.8 * old + 0.2 * msg.duration
     state.runs.append((task.key, peer_id, msg.thread, msg.start, msg.duration, msg.nbytes,
-                       task.parent, task.depth))
+                       task.parent, task.depth, True))
     state.runs_total += 1
     task.nbytes = msg.nbytes
     task.inline = msg.inline
@@ -161,6 +161,10 @@ def task_erred(state: SchedulerState, peer_id: str, msg: p.TaskErred) -> None:
     if task.status is not TaskStatus.PROCESSING:
         ops.maybe_release(state, task)
         return
+    if msg.start:  # it ran (and raised): the task stream shows it
+        state.runs.append((task.key, peer_id, msg.thread, msg.start, msg.duration, 0,
+                           task.parent, task.depth, False))
+        state.runs_total += 1
     if task.retries > 0:
         task.retries -= 1
         state.push_ready(task)

@@ -27,9 +27,10 @@ DEFAULT_INLINE_LIMIT, DEFAULT_ALLOWED_FAILURES = INLINE_LIMIT, ALLOWED_FAILURES
 
 
 #: one finished run: (key, worker id, thread, start (worker's epoch s), duration (s),
-#: result bytes, parent key, depth). A plain tuple: appending one per finished task is
-#: the whole cost of the task stream on the scheduler.
-RunRecord = tuple[str, str, str, float, float, int, str, int]
+#: result bytes, parent key, depth, whether it returned (False: it raised)). A plain
+#: tuple: appending one per finished run is the whole cost of the task stream on the
+#: scheduler.
+RunRecord = tuple[str, str, str, float, float, int, str, int, bool]
 
 
 def heap_priority(priority: tuple[int, int, int]) -> int:

@@ -26,11 +26,11 @@ def runs_request(state: SchedulerState, peer_id: str, msg: p.RunsRequest) -> Non
     count = min(total - start, max(0, min(msg.limit, MAX_RUNS_PER_REPLY)))
     workers = state.workers
     rows = []
-    for key, worker_id, thread, begin, duration, nbytes, parent, depth in islice(
+    for key, worker_id, thread, begin, duration, nbytes, parent, depth, ok in islice(
             log, start - first_kept, start - first_kept + count):
         w = workers.get(worker_id)
         rows.append([key, w.name if w is not None else worker_id, thread, begin, duration,
-                     nbytes, parent, depth])
+                     nbytes, parent, depth, ok])
     state.send(peer_id, p.RunsReply(msg.request_id, start, start + count, total, rows))
 
 

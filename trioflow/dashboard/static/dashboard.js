@@ -6,7 +6,7 @@
 const SVG = "http://www.w3.org/2000/svg";
 const WINDOW = 10;          // seconds of task stream shown
 const MAX_ROWS = 5000;      // stream rows kept in the page
-let stream = [];            // [seq, worker, thread, fn, key, start, duration]
+let stream = [];            // [seq, worker, thread, fn, key, start, duration, returned]
 let lastSeq = -1;
 
 function el(name, attrs, text) {
@@ -93,9 +93,12 @@ function drawStream(now) {
     if (end < t0) continue;
     const x = left + Math.max(0, r[5] - t0) * scale;
     const w = Math.max(1, (end - Math.max(r[5], t0)) * scale);
+    // a run that raised is red, with a dark outline
     const rect = el("rect", {x: x, y: lanes.get(`${r[1]} / ${r[2]}`) * lane + 1, width: w,
-                             height: lane - 2, fill: colour(r[3]), class: "run"});
-    rect.appendChild(el("title", {}, `${r[4]} (${r[3]}) ${(r[6] * 1000).toFixed(1)} ms`));
+                             height: lane - 2, fill: r[7] ? colour(r[3]) : "#d9534f",
+                             stroke: r[7] ? "none" : "#700", class: r[7] ? "run" : "run raised"});
+    rect.appendChild(el("title", {}, `${r[4]} (${r[3]}) ${(r[6] * 1000).toFixed(1)} ms` +
+                                     (r[7] ? "" : ", raised")));
     rect.addEventListener("click", () => showRun(r));
     svg.appendChild(rect);
   }
@@ -103,10 +106,18 @@ function drawStream(now) {
   svg.appendChild(el("text", {x: width - 30, y: names.length * lane + 16}, "now"));
 }
 
+async function showWhy(key) {   // a clicked task of the wait-for graph: why it waits
+  const details = document.getElementById("why");
+  details.textContent = `why ${key}: asking…`;
+  const answer = await fetch(`/api/why?key=${encodeURIComponent(key)}`);
+  details.textContent = answer.ok ? (await answer.json()).why : `why ${key}: ${answer.status}`;
+}
+
 function showRun(r) {      // a clicked run: everything the stream knows of it
   document.getElementById("details").textContent =
     `key ${r[4]}\nfunction ${r[3]}\nworker ${r[1]}, thread ${r[2]}\n` +
-    `started ${new Date(r[5] * 1000).toISOString()}, ran ${(r[6] * 1000).toFixed(2)} ms`;
+    `started ${new Date(r[5] * 1000).toISOString()}, ran ${(r[6] * 1000).toFixed(2)} ms` +
+    (r[7] ? "" : ", and raised");
 }
 
 function drawProgress(progress) {
@@ -123,7 +134,9 @@ function drawProgress(progress) {
                         [p.waiting, "#ddd", "waiting"]], total, 300));
     tr.appendChild(td);
     tr.appendChild(el("td", {class: "count"}, `${p.done} / ${total}`));
-    tr.appendChild(el("td", {class: "muted"}, p.erred ? `${p.erred} erred` : ""));
+    tr.appendChild(el("td", {class: "muted"},
+                      [p.erred ? `${p.erred} erred` : "", p.raised ? `${p.raised} runs raised` : ""]
+                        .filter(Boolean).join(" · ")));
     body.appendChild(tr);
   }
 }
@@ -192,8 +205,16 @@ function drawWaits(waits) {
     svg.appendChild(el("line", {x1: 300, y1: left.get(a) * rowH + 12, x2: x2 - 5,
                                 y2: right.get(b) * rowH + 12, stroke: "#d9534f", class: "edge"}));
   }
-  for (const [k, i] of left) svg.appendChild(el("text", {x: 0, y: i * rowH + 15, class: "waiter"}, k));
-  for (const [k, i] of right) svg.appendChild(el("text", {x: x2, y: i * rowH + 15, class: "awaited"}, k));
+  for (const [k, i] of left) {
+    const t = el("text", {x: 0, y: i * rowH + 15, class: "waiter"}, k);
+    t.addEventListener("click", () => showWhy(k));
+    svg.appendChild(t);
+  }
+  for (const [k, i] of right) {
+    const t = el("text", {x: x2, y: i * rowH + 15, class: "awaited"}, k);
+    t.addEventListener("click", () => showWhy(k));
+    svg.appendChild(t);
+  }
 }
 
 function render(snap) {
