@@ -5,16 +5,22 @@ Profile "ci" checks all 217 depth-2 programs and a deterministic subset of depth
 (every 6th slot-holding/releasing program, every 400th of all); profile "fuzz" checks
 all of them:
 95,481 programs (all four wait styles, children as multisets) x 6 cluster shapes, plus
-depth 2 with async leaves under three schedules each.
+depth 2 with async leaves under three schedules each. Depth 2 is checked under every
+placement of children (``SimConfig.placement``: on the parent's worker, on it with a
+one-run window so the fallback is taken too, and through the scheduler); depth 3 under
+the product's (local placement).
 """
 
 from __future__ import annotations
 
 import os
 
-from trioflow.testing import Wait, count_programs
+import pytest
+
+from trioflow.testing import SimConfig, Wait, count_programs
 from trioflow.testing.exhaustive import sweep
 from trioflow.testing.profiles import active_profile
+from trioflow.testing.simulate import PLACEMENTS
 
 FULL = active_profile() == "fuzz"
 JOBS = (os.cpu_count() or 1) if FULL else 1
@@ -25,10 +31,11 @@ def _check(report):
     assert report.violation_count == 0, "\n\n".join(report.violations)
 
 
-def test_depth_two_every_wait_style_and_schedule():
+@pytest.mark.parametrize("placement", PLACEMENTS)
+def test_depth_two_every_wait_style_and_schedule(placement):
     report = sweep(2, 2, async_leaves=FULL, stride=1,
                    schedules=("canonical", "lazy", "random:1") if FULL else ("canonical",),
-                   jobs=JOBS)
+                   jobs=JOBS, config=SimConfig(placement=placement))
     _check(report)
 
 

@@ -42,6 +42,14 @@ def test_a_ci_subset_of_depth_two_and_three():
         assert report.violation_count == 0, report.violations
 
 
+def test_a_ci_subset_of_depth_two_under_the_other_placements():
+    # children placed with a one-run window (the SubmitTask fallback too), and all
+    # through the scheduler (as before local placement)
+    for placement in ("window1", "scheduler"):
+        report = sweep(2, 2, stride=5, config=SimConfig(placement=placement))
+        assert report.violation_count == 0, report.violations
+
+
 def test_schedule_independence_rule():
     slot_holding = Program(wait=Wait.NONE, children=(Program(),))
     assert schedule_independent(slot_holding, ClusterShape(workers=1, slots=1))

@@ -426,3 +426,70 @@ def test_match_is_a_partial_pattern():
     assert cmd != Send.match(message=Match(p.StealTasks))
     assert cmd != Close.match(to="w")
     assert repr(Send.match(to="w")) == "Send.match(to='w')"
+
+
+# --------------------------------------------------------------- children placed on their worker
+
+
+def placed(key, parent="", run_id=1, fn="f"):
+    return p.TaskPlaced(key, run_id, fn, b"payload-" + key.encode(), parent)
+
+
+def _parent_running_on_w(sched):
+    join(sched, "w", "worker", 1)
+    recv(sched, "c", submit("root"))
+    recv(sched, "w", p.Seceded("root", 1))  # gives its slot to the child it places
+    return sched
+
+
+def test_a_placed_child_is_recorded_as_assigned_without_a_message(sched):
+    _parent_running_on_w(sched)
+    out = recv(sched, "w", p.RegisterFunction("f", b"fn-blob"), placed("k", "root"))
+    assert out == []  # no ComputeTask: the worker queued it already
+    task, worker = sched.state.tasks["k"], sched.state.workers["w"]
+    assert task.status is TaskStatus.PROCESSING and task.worker == "w" and task.run_id == 1
+    assert task.depth == 1 and task.priority[:2] == (0, -1)
+    assert worker.processing["k"] is task and worker.occupying == 1 and worker.placed == 1
+    assert task.wanted_by == {"w"} and "f" in worker.fn_ids
+    # its result goes to every wanter but the worker that ran it (its session knew first)
+    recv(sched, "c", p.AcquireKeys(["k"]))
+    out = recv(sched, "w", finish("k", inline=b"7"))
+    assert out == [Send("c", p.KeyFinished("k", 1, b"7", "builtins.int"))]
+
+
+def test_a_stolen_placed_child_runs_elsewhere_as_run_two(sched):
+    _parent_running_on_w(sched)
+    recv(sched, "w", placed("j", "root"), placed("k", "root"))
+    recv(sched, "w", p.WaitKeys("root", 1, ["j", "k"], False, False))
+    out = join(sched, "v", "worker", 1)  # an idle worker: w gives back what it has queued
+    (steal,) = sent(out, "w", p.StealTasks)
+    # one of the two has started on w's slot (which, the scheduler cannot tell): it asks
+    # for both, newest first, and w returns the one it had not started
+    assert steal.keys == ["k", "j"] and steal.run_ids == [1, 1]
+    out = recv(sched, "w", p.TasksReturned(["k"], [1]))
+    assert sent(out, "v", p.ComputeTask) == [Match(p.ComputeTask, key="k", run_id=2)]
+    # a late report of run 1 from w is dropped; run 2's result reaches the parent's worker
+    assert recv(sched, "w", finish("k", 1)) == []
+    out = recv(sched, "v", finish("k", 2, inline=b"3"))
+    assert Send("w", p.KeyFinished("k", 1, b"3", "builtins.int")) in out
+
+
+def test_a_placed_child_of_a_lost_worker_is_released_with_its_wanter(sched):
+    _parent_running_on_w(sched)
+    recv(sched, "w", placed("k", "root"))
+    sched.handle(PeerLeft("w", "gone"))
+    assert "k" not in sched.state.tasks  # only w's in-task client wanted it
+    assert sched.state.tasks["root"].status is TaskStatus.QUEUED  # the parent runs again
+
+
+@pytest.mark.parametrize("sender, message, why", [
+    ("c", placed("k"), "only workers"),
+    ("w", placed("root"), "already exists"),
+    ("w", placed("k", run_id=2), "must be run 1"),
+    ("w", placed("k", fn="g"), "unregistered function"),
+])
+def test_a_placement_no_correct_worker_sends_closes_the_peer(sched, sender, message, why):
+    _parent_running_on_w(sched)
+    out = recv(sched, sender, message)
+    assert [type(c) for c in out] == [Close] and why in out[0].reason
+    assert out[0].code == p.CLOSE_PROTOCOL_ERROR

@@ -180,3 +180,80 @@ def test_async_runs_are_never_taken_by_a_thread():
     assert w.thread_may_take(w.LocalRun("a", 1, spec("a"), (0,)))
     async_spec = p.ComputeTask("b", 1, "f", b"", [0, 0, 0], is_async=True)
     assert not w.thread_may_take(w.LocalRun("b", 1, async_spec, (0,)))
+
+
+# ------------------------------------------------------------------ children placed here
+
+
+def child(key, depth=1, prio=0):
+    msg = p.TaskPlaced(key, 1, "f", b"", "parent", False, 0, prio)
+    return w.placed_spec(msg, depth), msg
+
+
+def test_a_placed_child_is_reported_before_it_can_start():
+    ws = w.WorkerState(1)
+    ws.task_assigned(spec("parent"), False)
+    parent = ws.runs["parent"]
+    ws.secede(parent)
+    cmds = ws.task_placed(*child("k"))
+    assert cmds == [w.SendMessage(child("k")[1]), w.StartRun.match(run=run("k"))]
+    assert ws.runs["k"].run_id == 1 and ws.queued == 0
+    ws.check()
+
+
+def test_placed_children_go_before_assigned_runs_of_their_depth_and_after_deeper_ones():
+    ws = w.WorkerState(1)
+    ws.task_assigned(spec("parent"), False)
+    ws.task_assigned(p.ComputeTask("same", 1, "f", b"", [0, -1, 5]), False)
+    ws.task_assigned(p.ComputeTask("deeper", 1, "f", b"", [0, -2, 9]), False)
+    ws.task_placed(*child("k1"))
+    ws.task_placed(*child("k2"))
+    order = []
+    current = ws.runs["parent"]
+    while True:
+        cmds = ws.run_ended(current, "done")
+        started = [c.run for c in cmds if type(c) is w.StartRun]
+        if not started:
+            break
+        current = started[0]
+        order.append(current.key)
+    assert order == ["deeper", "k1", "k2", "same"]
+    ws.check()
+
+
+def test_placing_is_declined_at_the_limit_and_while_draining():
+    ws = w.WorkerState(1, local_limit=2)
+    ws.task_assigned(spec("parent"), False)  # running: the children queue behind it
+    assert ws.task_placed(*child("k1")) is not None
+    assert ws.task_placed(*child("k2")) is not None
+    assert ws.task_placed(*child("k3")) is None and "k3" not in ws.runs
+    ws.steal(["k1"], [1])
+    assert ws.queued == 1 and ws.task_placed(*child("k3")) is not None
+    ws.closing = True
+    assert ws.task_placed(*child("k4")) is None
+    ws.check()
+
+
+def test_a_steal_that_races_the_start_of_a_placed_child_gets_nothing():
+    ws = w.WorkerState(1)
+    ws.task_assigned(spec("a"), False)
+    ws.task_placed(*child("k"))
+    a = ws.runs["a"]
+    nxt, _ = ws.hand_over(a, "done-a", w.thread_may_take)  # a's thread takes k at once
+    assert nxt is ws.runs["k"] and nxt.state is w.RunState.RUNNING
+    assert ws.steal(["k"], [1]) == [w.SendMessage(p.TasksReturned([], []))]
+    ws.check()
+    # the other order: the steal comes first and k never starts here
+    ws2 = w.WorkerState(1)
+    ws2.task_assigned(spec("a"), False)
+    ws2.task_placed(*child("k"))
+    assert ws2.steal(["k"], [1]) == [w.SendMessage(p.TasksReturned(["k"], [1]))]
+    assert ws2.hand_over(ws2.runs["a"], "done-a", w.thread_may_take) == (None, [])
+    ws2.check()
+
+
+def test_the_fallback_submit_says_what_the_placement_said():
+    spec_, msg = child("k", prio=3)
+    sub = w.submit_equivalent(msg)
+    assert (sub.key, sub.fn_id, sub.parent, sub.priority, sub.deps) == ("k", "f", "parent", 3, [])
+    assert spec_.priority == [-3, -1, 0] and spec_.run_id == 1

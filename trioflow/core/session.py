@@ -290,8 +290,12 @@ class SessionKeys(Generic[R]):
 
     def finished_here(self, report: p.TaskFinished) -> R | None:
         """A task of this (worker) session's futures finished on this very worker: its
-        record, if it was pending (wake it now, not a scheduler round trip later)."""
-        rec = self.keys.get(report.key)
+        record, if it was pending (wake it now, not a scheduler round trip later).
+
+        The scheduler sends this worker no ``KeyFinished`` for it (``ops.reached_memory``),
+        so a record whose release is pending is marked too: it may be wanted again
+        (``submit`` of a pure key takes it back) before the release goes out."""
+        rec = self.lookup(report.key)
         if rec is None or rec.status is not PENDING:
             return None
         rec.status = FINISHED

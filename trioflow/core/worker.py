@@ -14,6 +14,11 @@ Theory of operation:
 
 * A slot freed goes first to a run waiting to rejoin, then to the best queued run
   (scheduler priority order). Rejoiners before new work keeps recursion shallow.
+* A run may also be *placed* here by one of this worker's own runs (a child submitted
+  from a task, :meth:`WorkerState.task_placed`): it is queued at once as run 1 of its
+  key, and the ``TaskPlaced`` that tells the scheduler comes out before any command
+  that could start it, so nothing the run sends can reach the scheduler first. Placed
+  runs sort before assigned ones of the same depth (their parent waits here).
 * What each command means for the shell is written once, in :func:`execute`: the real
   worker and the simulator both carry commands out through it, each with its own
   :class:`CommandSink`.
@@ -29,6 +34,7 @@ from typing import Any, Protocol
 
 import attrs
 
+from .. import config
 from .. import protocol as p
 from ..errors import InvalidTransition
 from .events import Matchable
@@ -152,6 +158,25 @@ def execute(commands: list[WorkerCommand], sink: CommandSink) -> None:
             raise TypeError(f"unknown ledger command {cmd!r}")
 
 
+#: placed runs sort before assigned ones of the same user priority and depth: their
+#: third priority element counts up from here (assigned runs use the scheduler's
+#: counter, which is positive)
+PLACED_BASE = -(1 << 62)
+
+
+def placed_spec(msg: p.TaskPlaced, depth: int) -> p.ComputeTask:
+    """The run spec of a placed child: what the scheduler's ``ComputeTask`` for it
+    would say (it has no dependencies)."""
+    return p.ComputeTask(msg.key, msg.run_id, msg.fn_id, msg.payload,
+                         [-msg.priority, -depth, 0], [], [], [], msg.is_async)
+
+
+def submit_equivalent(msg: p.TaskPlaced) -> p.SubmitTask:
+    """The ``SubmitTask`` to send for a child the ledger would not place."""
+    return p.SubmitTask(msg.key, msg.fn_id, msg.payload, [], msg.parent, msg.is_async,
+                        msg.retries, msg.priority, [], msg.run_once)
+
+
 def thread_may_take(run: LocalRun) -> bool:
     """Whether a task thread whose run ended may start ``run`` itself
     (:meth:`WorkerState.hand_over`): sync runs only, async ones run on the loop."""
@@ -163,12 +188,22 @@ class WorkerState:
 
     Args:
         nthreads: number of slots.
+        local_limit: most runs queued here (assigned or placed) for
+            :meth:`task_placed` still to place one more; None: ``config``'s default.
     """
 
-    def __init__(self, nthreads: int) -> None:
+    def __init__(self, nthreads: int, local_limit: int | None = None) -> None:
         if nthreads < 1:
             raise ValueError(f"nthreads must be >= 1, got {nthreads}")
         self.nthreads = nthreads
+        self.local_limit = (config.LOCAL_QUEUE_PER_SLOT * nthreads if local_limit is None
+                            else local_limit)
+        #: runs in state QUEUED (kept exact: placement reads it)
+        self.queued = 0
+        #: placed runs so far, numbering their priority (FIFO among equals)
+        self._placed_seq = 0
+        #: the worker is draining: nothing more is placed here
+        self.closing = False
         #: every run this worker has, by key
         self.runs: dict[str, LocalRun] = {}
         #: runs in state QUEUED, as (priority, key); entries may be stale
@@ -197,6 +232,24 @@ class WorkerState:
             self._enqueue(run)
         return self._fill()
 
+    def task_placed(self, spec: p.ComputeTask, report: p.TaskPlaced) -> list[WorkerCommand] | None:
+        """A run here submitted a child, to be queued here as ``spec`` (run 1).
+
+        Returns None, changing nothing, if it is not placed: the worker is draining, the
+        queue is at ``local_limit``, or the key is known here (the caller then sends the
+        ``SubmitTask`` instead). Otherwise the commands, ``SendMessage(report)`` first:
+        the scheduler learns of the run before anything the run itself sends.
+        """
+        if self.closing or self.queued >= self.local_limit or spec.key in self.runs:
+            return None
+        self._placed_seq += 1
+        prio = (spec.priority[0], spec.priority[1], PLACED_BASE + self._placed_seq)
+        run = LocalRun(spec.key, spec.run_id, spec, prio)
+        self.runs[spec.key] = run
+        self._out.append(SendMessage(report))
+        self._enqueue(run)
+        return self._fill()
+
     def inputs_arrived(self, run: LocalRun) -> list[WorkerCommand]:
         """All inputs of a FETCHING run are here."""
         if self.runs.get(run.key) is run and run.state is RunState.FETCHING:
@@ -213,6 +266,8 @@ class WorkerState:
             self._out.append(ReleaseSlot(run))
         elif run.state is RunState.REJOINING:
             self._rejoining.remove(run)
+        elif run.state is RunState.QUEUED:
+            self.queued -= 1
         # SECEDED: nothing held; FETCHING/QUEUED: it never started (inputs lost)
         self._out.append(SendMessage(report))
         return self._fill()
@@ -244,6 +299,7 @@ class WorkerState:
             return None, []
         heapq.heappop(ready)
         del self.runs[run.key]
+        self.queued -= 1
         nxt.state = RunState.RUNNING
         self._out.append(SendMessage(report))
         self._out.append(PassSlot(run, nxt))
@@ -289,6 +345,8 @@ class WorkerState:
                 RunState.QUEUED,
                 RunState.FETCHING,
             ):
+                if run.state is RunState.QUEUED:
+                    self.queued -= 1
                 del self.runs[key]
                 returned_keys.append(key)
                 returned_ids.append(run_id)
@@ -299,6 +357,7 @@ class WorkerState:
 
     def _enqueue(self, run: LocalRun) -> None:
         run.state = RunState.QUEUED
+        self.queued += 1
         heapq.heappush(self._ready, (run.priority, run.key))
 
     def _fill(self) -> list[WorkerCommand]:
@@ -323,6 +382,7 @@ class WorkerState:
             _, key = heapq.heappop(self._ready)
             run = self.runs.get(key)
             if run is not None and run.state is RunState.QUEUED:
+                self.queued -= 1
                 return run
         return None
 
@@ -347,3 +407,6 @@ class WorkerState:
             raise InvalidTransition(
                 f"ledger holds {self.holding} of {self.nthreads} slots, {running} runs running"
             )
+        queued = sum(1 for r in self.runs.values() if r.state is RunState.QUEUED)
+        if queued != self.queued:
+            raise InvalidTransition(f"ledger counts {self.queued} queued runs, {queued} are")

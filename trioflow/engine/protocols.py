@@ -21,6 +21,7 @@ from typing import Any, Protocol
 
 import trio
 
+from .. import protocol as p
 from ..core.worker import LocalRun
 from .keys import HelpingPool, KeyState
 from .replies import ReplyTable
@@ -92,6 +93,12 @@ class HostWorker(Protocol):
 
     def rejoin_run(self, run: LocalRun, wakeup: Wakeup) -> None:
         """``run`` wants a slot again; ``wakeup.set()`` once it has one (loop)."""
+        ...
+
+    def place_child(self, msg: p.TaskPlaced, depth: int, fn_blob: bytes) -> None:
+        """Queue a child a run here submitted on this worker, and tell the scheduler
+        (``msg``, in order with what the run posted before); or, when the worker will
+        not take it, send the equivalent ``SubmitTask`` instead (loop)."""
         ...
 
 

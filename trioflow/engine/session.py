@@ -242,21 +242,34 @@ class Session:
                 key = f"{name}-{digest}"
             else:
                 key = f"{name}-{self._prefix}-{next(self._counter)}"
+            generated = not pure
+        else:
+            generated = False
         ctx = current_run()
-        parent = ctx.run.key if ctx is not None and ctx.session is self else ""
+        here = ctx is not None and ctx.session is self
+        parent = ctx.run.key if ctx is not None and here else ""
         is_async = inspect.iscoroutinefunction(fn)
         if len(payload) > limit or len(blob) > limit:  # out of band: engine/large_args.py
             fn, payload, deps, more = large_args.pack(self.scatter_one, fn, blob, payload,
                                                       deps, _is_future, limit, is_async)
             held += more
             fn_id, blob = serialize.dumps_function(fn)
+        restrict = list(workers or ())
         task = p.SubmitTask(key, fn_id, payload, deps, parent, is_async,
-                            retries, priority, list(workers or ()), run_once, res_names,
-                            res_amounts)
+                            retries, priority, restrict, run_once, res_names, res_amounts)
         with self.lock:
             ks, msgs = self.table.submit(task, blob)
             if held:
                 ks.held = [*(ks.held or ()), *held]
+        if (ctx is not None and here and generated and not deps and not restrict
+                and not res_names  # (resources are placed by the scheduler, which holds them)
+                and self.worker is not None and msgs and msgs[-1] is task):
+            # a child of a run here, new to everyone, needing no input (arguments sent
+            # out of band are inputs): the worker queues it on itself (``place_child``),
+            # in order with what the run sent before
+            placed = p.TaskPlaced(key, 1, fn_id, payload, parent, is_async, retries,
+                                  priority, run_once)
+            msgs[-1] = _Call(self.worker.place_child, (placed, ctx.depth + 1, blob))
         fut: Future[Any] = Future(self, ks)
         if msgs:
             self.post(*msgs)

@@ -49,6 +49,15 @@ class LockedLedger:
         with self.lock:
             return self.state.task_assigned(spec, needs_fetch)
 
+    def task_placed(self, spec: p.ComputeTask, report: p.TaskPlaced) -> list[Any] | None:
+        with self.lock:
+            return self.state.task_placed(spec, report)
+
+    def close(self) -> None:
+        """The worker drains: nothing more is placed here."""
+        with self.lock:
+            self.state.closing = True
+
     def inputs_arrived(self, run: wcore.LocalRun) -> list[Any]:
         with self.lock:
             return self.state.inputs_arrived(run)

@@ -236,6 +236,7 @@ class WorkerNode:
         if self.conn is None:
             return
         self.runs.closing = True
+        self.ledger.close()
         self.conn.send(p.WorkerClosing())
         with self.ledger.lock:  # task threads may take queued runs meanwhile
             queued = [r for r in self.ledger.runs.values()
@@ -289,8 +290,10 @@ class WorkerNode:
         self._nursery.start_soon(self.runs.fetch_inputs, run)
 
     def _linger(self) -> bool:
-        """More results are microseconds away: worth holding the frame for them."""
-        return self.runs.short_running > 0
+        """More results are microseconds away: worth holding the frame for them. So are
+        more reports while runs are queued here (children placed here start as soon as
+        a slot frees, and nothing they report is awaited by the scheduler)."""
+        return self.runs.short_running > 0 or self.ledger.state.queued > 0
 
     # ------------------------------------------------------------------ HostWorker
 
@@ -307,6 +310,22 @@ class WorkerNode:
             ctx.rejoin_event = wakeup  # set here, on the loop, in order with the grants
         if self.ledger.current(run, wcore.RunState.SECEDED):
             self._execute(self.ledger.rejoin(run))
+
+    def place_child(self, msg: p.TaskPlaced, depth: int, fn_blob: bytes) -> None:
+        """A run here submitted a child: queue it here as run 1 and report it, or send
+        the ``SubmitTask`` instead when the ledger declines (draining, queue full).
+
+        On the loop, in order with what the run posted before (``Session.post``): the
+        ``TaskPlaced`` goes out before anything the child or the parent sends next.
+        """
+        self.runs.fn_blobs.setdefault(msg.fn_id, fn_blob)
+        commands = None
+        if not self.runs.closing:
+            commands = self.ledger.task_placed(wcore.placed_spec(msg, depth), msg)
+        if commands is None:
+            self.send_message(wcore.submit_equivalent(msg))
+        else:
+            self._execute(commands)
 
     # ------------------------------------------------------------------ messages
 

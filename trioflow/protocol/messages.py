@@ -517,6 +517,27 @@ class WhyReply:
     text: str
 
 
+@message("task-placed")
+class TaskPlaced:
+    """Worker -> scheduler: a task running here submitted ``key``, and this worker
+    queued it on itself as run ``run_id`` (always 1: the first run of a new key).
+
+    It replaces ``SubmitTask`` + ``ComputeTask`` for a child placed on its parent's
+    worker; the scheduler records it as if it had assigned it there. ``payload`` travels
+    so the scheduler can run it elsewhere (stolen back, retried, its worker lost).
+    """
+
+    key: str
+    run_id: int
+    fn_id: str
+    payload: bytes
+    parent: str  # the submitting run's key: the scheduler derives the depth from it
+    is_async: bool = False
+    retries: int = 0
+    priority: int = 0
+    run_once: bool = False
+
+
 # --------------------------------------------------------------------- coordination primitives
 # (Lock, Semaphore, Queue, Event, Variable; the scheduler keeps their state as opaque
 # bytes: see ``core/scheduler/coordination.py``)

@@ -76,10 +76,12 @@ def _deadlocks(args: argparse.Namespace) -> int:
 
 def _exhaustive(args: argparse.Namespace) -> int:
     from .exhaustive import sweep
+    from .simulate import SimConfig
 
     waits = tuple(Wait(w) for w in args.waits.split(",")) if args.waits else ALL_WAITS
     report = sweep(args.depth, args.fanout, waits=waits, async_leaves=args.async_leaves,
-                   schedules=args.schedules.split(","), stride=args.stride, jobs=args.jobs)
+                   schedules=args.schedules.split(","), stride=args.stride, jobs=args.jobs,
+                   config=SimConfig(placement=args.placement))
     print(report.summary())
     for violation in report.violations:
         print("\nVIOLATION:", violation)
@@ -103,6 +105,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ex.add_argument("--schedules", default="canonical",
                     help="comma-separated: canonical, lazy, random:<seed>")
     ex.add_argument("--stride", type=int, default=1, help="check every n-th program only")
+    ex.add_argument("--placement", default="local", choices=("local", "window1", "scheduler"),
+                    help="where children of running tasks go (SimConfig.placement)")
     ex.add_argument("--jobs", type=int, default=1, help="processes")
     ex.set_defaults(func=_exhaustive)
     args = parser.parse_args(argv)

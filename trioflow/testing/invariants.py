@@ -15,12 +15,19 @@ Three views of each worker's slots must agree:
 And every task is in exactly one place: at most one worker runs it, the scheduler's
 records point at the worker that has it, and (once drained) a worker's ledger holds
 exactly the runs the scheduler gave it, with the same run ids.
+
+The scheduler is the authority of record even for children a worker placed on itself:
+every run in a worker's ledger is the scheduler's current run of its key on that
+worker, or its ``TaskPlaced`` is still on the worker's link (``check_on_record``).
+(That each run starts once in the world is checked by the simulator after every
+action.)
 """
 
 from __future__ import annotations
 
 from typing import Any, NoReturn
 
+from .. import protocol as p
 from ..core import worker as wcore
 from ..core.validate import check_scheduler, check_worker
 from ..errors import InvalidTransition
@@ -38,6 +45,7 @@ def check_invariants(sim: Simulator) -> None:
         check_worker_slots(worker)
     check_scheduler_records(sim)
     check_one_place(sim)
+    check_on_record(sim)
     for worker in sim.workers.values():
         if is_drained(sim, worker.id):
             check_drained_view(sim, worker)
@@ -97,6 +105,23 @@ def check_one_place(sim: Simulator) -> None:
 def _blocked_on_primitive(run: Any, worker: SimWorker) -> bool:
     wait = run.prim_wait or run.resources_wait
     return bool(wait) and wait not in worker.session.replies
+
+
+def check_on_record(sim: Simulator) -> None:
+    """Every run a worker has is on the scheduler's record, or about to be: the
+    scheduler's current run of its key is that run on that worker, or the worker's
+    ``TaskPlaced`` for it is in flight."""
+    tasks = sim.scheduler.state.tasks
+    for w in sim.workers.values():
+        in_flight = {m.key for m in sim.links[(w.id, SCHEDULER)] if type(m) is p.TaskPlaced}
+        for key, local in w.ledger.runs.items():
+            task = tasks.get(key)
+            if task is not None and task.worker == w.id and task.run_id == local.run_id:
+                continue
+            if key in in_flight and local.run_id == 1:
+                continue
+            _fail(f"{w.id} has {local!r}, which the scheduler does not record there "
+                  f"(its record: {task!r}) and whose placement is not in flight")
 
 
 def check_drained_view(sim: Simulator, worker: SimWorker) -> None:

@@ -167,6 +167,9 @@ class SimSession:
     #: primitive requests sent (ids, like ``engine.replies.ReplyTable``) and answers got
     requests: int = 0
     replies: dict[int, p.PrimitiveReply] = attrs.Factory(dict)
+    #: a worker's in-task client: where children of its runs are placed (``Placer``);
+    #: None sends every task to the scheduler
+    placer: Placer | None = None
 
     @property
     def keys(self) -> dict[str, SimKey]:
@@ -176,18 +179,29 @@ class SimSession:
         """Send a message to the scheduler (FIFO, like ``Session.post``)."""
         self.link.append(msg)
 
-    def submit(self, program: Program, path: str, parent: str = "") -> str:
-        """Submit ``program`` as a task; returns its key."""
+    def submit(self, program: Program, path: str, parent: str = "", depth: int = 0) -> str:
+        """Submit ``program`` as a task; returns its key.
+
+        A child (``parent`` set, ``depth`` its depth) of a run of a worker whose in-task
+        client this is goes to the worker's ``placer``, as ``Session.submit`` hands it to
+        ``WorkerNode.place_child``: at once, in order with what the run posted before.
+        """
         self.counter += 1
         key = f"p{path}-{self.peer_id}-{self.counter}"
         fn_id = ASYNC_FN if program.is_async else SYNC_FN
         gpu = program.uses == "gpu"
-        task = p.SubmitTask(key, fn_id, encode_payload(program, path), [], parent,
-                            program.is_async, 0, 0, [], False, ["GPU"] if gpu else [],
-                            [1.0] if gpu else [])
+        payload = encode_payload(program, path)
+        task = p.SubmitTask(key, fn_id, payload, [], parent, program.is_async, 0, 0, [],
+                            False, ["GPU"] if gpu else [], [1.0] if gpu else [])
         _, messages = self.table.submit(task, b"sim:" + fn_id.encode())
+        # (a task asking for resources goes to the scheduler, as in ``Session.submit``)
+        placer = self.placer if parent and not task.resource_names else None
         for msg in messages:
-            self.post(msg)
+            if msg is task and placer is not None:
+                placer.place_child(p.TaskPlaced(key, 1, fn_id, payload, parent,
+                                                program.is_async), depth)
+            else:
+                self.post(msg)
         return key
 
     def release(self, keys: list[str]) -> None:
@@ -256,6 +270,14 @@ class SimSession:
 
 
 # ----------------------------------------------------------------------------- runs
+
+
+class Placer(Protocol):
+    """Where a worker's in-task client places the children of its runs
+    (``simulate.SimWorker``, as ``WorkerNode.place_child``)."""
+
+    def place_child(self, msg: p.TaskPlaced, depth: int) -> None:
+        """Queue the child here and report ``msg``, or send its ``SubmitTask``."""
 
 
 class RunHost(Protocol):
@@ -429,7 +451,8 @@ class SimRun:
     def _submit_next(self, session: SimSession) -> None:
         i = len(self.futures)
         child = self.program.children[i]
-        self.futures.append(session.submit(child, f"{self.path}.{i}", parent=self.key))
+        self.futures.append(session.submit(child, f"{self.path}.{i}", parent=self.key,
+                                           depth=self.view.depth + 1))
 
     def _wait(self, worker: RunHost, give_slot: bool = False) -> None:
         pending = worker.session.pending(self.futures)

@@ -111,6 +111,11 @@ class SimConfig:
         duration: the run duration workers report (it drives prefetch on the scheduler;
             0.0 is what fast real tasks look like).
         truth_budget: most worlds the ground-truth search may visit per report.
+        placement: where children of running tasks go: ``"local"`` (the product:
+            queued on the parent's worker, ``TaskPlaced``), ``"window1"`` (local, but a
+            worker places only while no run is queued there, so small programs also
+            take the ``SubmitTask`` fallback), or ``"scheduler"`` (every task is
+            submitted to the scheduler, as before local placement).
     """
 
     check_codec: bool = True
@@ -119,6 +124,16 @@ class SimConfig:
     truth_budget: int = 20_000
     #: abstract resource "GPU" each worker offers (programs' ``uses="gpu"`` tasks need 1)
     gpus: int = 0
+    placement: str = attrs.field(default="local")
+
+    @placement.validator
+    def _check_placement(self, attribute: Any, value: str) -> None:
+        if value not in PLACEMENTS:
+            raise ValueError(f"placement must be one of {PLACEMENTS}, got {value!r}")
+
+
+#: the values of ``SimConfig.placement``
+PLACEMENTS = ("local", "window1", "scheduler")
 
 
 # ----------------------------------------------------------------------------- the world
@@ -156,6 +171,8 @@ class Simulator:
         self.runs_ended = 0
         #: highest run id seen per key, on the scheduler and per worker
         self.max_run_id: dict[tuple[str, str], int] = {}
+        #: (key, run id) -> the worker that started that run: each starts once at most
+        self.started: dict[tuple[str, int], str] = {}
         self.client = SimSession(CLIENT, self._link(CLIENT, SCHEDULER))
         self._link(SCHEDULER, CLIENT)
         self._scheduler_handle(PeerJoined(CLIENT, p.Hello("client", "client", [1])))
@@ -243,9 +260,12 @@ class Simulator:
         up = self._link(wid, SCHEDULER)
         self._link(SCHEDULER, wid)
         session = SimSession(wid, up)
-        worker = SimWorker(wid, slots, wcore.WorkerState(slots), session, up,
-                           duration=self.config.duration)
+        placement = self.config.placement
+        ledger = wcore.WorkerState(slots, 1 if placement == "window1" else None)
+        worker = SimWorker(wid, slots, ledger, session, up, duration=self.config.duration)
         session.local_data = worker.data
+        if placement != "scheduler":
+            session.placer = worker
         self.workers[wid] = worker
         hello = p.Hello("worker", f"worker-{self.worker_counter}", [1], "", slots, f"sim://{wid}",
                         0, ["GPU"] if self.config.gpus else [],
@@ -302,7 +322,16 @@ class Simulator:
                 self.root_outcomes[msg.key] = sk.outcome
 
     def _note_run_ids(self) -> None:
-        """Run ids only ever increase, on the scheduler and on each worker."""
+        """Run ids only ever increase, on the scheduler and on each worker; and each run
+        (key and run id) starts once in the whole world, whoever placed it."""
+        started = self.started
+        for w in self.workers.values():
+            for start in w.starts:
+                if start in started:
+                    raise HarnessViolation(f"run {start[1]} of {start[0]} started on "
+                                           f"{started[start]} and again on {w.id}")
+                started[start] = w.id
+            w.starts.clear()
         seen = self.max_run_id
         for key, task in self.scheduler.state.tasks.items():
             _increase(seen, (SCHEDULER, key), task.run_id)

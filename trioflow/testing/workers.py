@@ -48,6 +48,8 @@ class SimWorker:
     ended: int = 0
     #: runs that took over the thread of a run that ended (``PassSlot``)
     handed_over: int = 0
+    #: (key, run id) of every run started here since the simulator last looked
+    starts: list[tuple[str, int]] = attrs.Factory(list)
 
     def execute(self, commands: list[Any]) -> None:
         """Carry out ledger commands, like ``WorkerNode._execute``."""
@@ -74,11 +76,20 @@ class SimWorker:
 
     def start_run(self, run: wcore.LocalRun) -> None:
         self.runs[run.key] = SimRun.start(self.id, run)
+        self.starts.append((run.key, run.run_id))
 
     def wake_rejoin(self, run: wcore.LocalRun) -> None:
         sim_run = self.runs.get(run.key)
         if sim_run is not None and sim_run.local is run:
             sim_run.granted()
+
+    def place_child(self, msg: p.TaskPlaced, depth: int) -> None:
+        """``WorkerNode.place_child``: queue a child of a run here, or submit it."""
+        commands = self.ledger.task_placed(wcore.placed_spec(msg, depth), msg)
+        if commands is None:
+            self.link.append(wcore.submit_equivalent(msg))
+        else:
+            self.execute(commands)
 
     def fetch_inputs(self, run: wcore.LocalRun) -> None:
         raise AssertionError("simulated programs have no dependencies to fetch")
@@ -103,6 +114,7 @@ class SimWorker:
                 # the thread goes on with the next run (_hand_over), then the loop learns
                 # of both in order (_handed_over): the old run ended, its slot passed
                 self.runs[nxt.key] = SimRun.start(self.id, nxt)
+                self.starts.append((nxt.key, nxt.run_id))
                 self.handed_over += 1
                 self._ended(run, value)
                 self.execute(commands)

@@ -26,9 +26,14 @@ Deadlock rule (zero false positives): the cluster is deadlocked when
 Then nothing computes, nothing can start (every task needs a slot), and the only thing
 that could unblock a run is a key finishing, which needs a slot, or a primitive
 changing, which needs a running task. The scheduler's view of
-"blocked" is exact because only the scheduler unblocks a run (by sending it the result
-it waits for), and it updates its records when it sends. A timeout or a new worker would
-change the picture, which is why timed waits never count as blocked.
+"blocked" is exact because a run is unblocked only by a key it awaits finishing: either
+the scheduler sends the result (and updates its records as it sends), or the key's run
+ends on the waiter's own worker (``finished_here``), whose ``TaskFinished`` precedes in
+that worker's stream everything the woken run does next. A child placed on its
+parent's worker (``TaskPlaced``) is likewise known before anything it sends, so the
+records of a worker, after a prefix of its stream, are its ledger at that point (see
+docs/design/local-placement.md). A timeout or a new worker would change the picture,
+which is why timed waits never count as blocked.
 
 When the rule holds, every slot-holding blocked run gets ``WaitFailed(kind="deadlock")``
 (or, for a wait on a primitive, a ``PrimitiveReply`` with status "deadlock") with a

@@ -84,6 +84,54 @@ def submit_task(state: SchedulerState, peer_id: str, msg: p.SubmitTask) -> None:
         state.push_ready(task)
 
 
+def task_placed(state: SchedulerState, peer_id: str, msg: p.TaskPlaced) -> None:
+    """A worker queued a child of one of its runs on itself: record it as assigned there.
+
+    The record is what ``submit_task`` then ``placement.assign`` would have made (the
+    worker's in-task client wants the key; the run is the worker's run 1), so stealing,
+    retries, worker loss, status and the deadlock rule see no difference. Anything a
+    correct worker cannot send closes it: a sender that is not a worker, a key that
+    exists (keys of placed children are generated, so this is a bug or a hostile peer;
+    sharing the key would feed another task's value to its waiters), an unregistered
+    function, a run id other than 1.
+    """
+    worker = state.workers.get(peer_id)
+    why = ""
+    if worker is None:
+        why = "only workers place tasks"
+    elif msg.key in state.tasks:
+        why = f"placed task {msg.key!r} already exists"
+    elif msg.fn_id not in state.functions:
+        why = f"placed task {msg.key!r} uses an unregistered function"
+    elif msg.run_id != 1:
+        why = f"placed task {msg.key!r} must be run 1, got {msg.run_id}"
+    if worker is None or why:
+        state.close(peer_id, p.CLOSE_PROTOCOL_ERROR, why)
+        return
+    parent = state.tasks.get(msg.parent) if msg.parent else None
+    depth = parent.depth + 1 if parent is not None else 0
+    state.counter += 1
+    task = TaskRecord(
+        key=msg.key,
+        fn_id=msg.fn_id,
+        payload=msg.payload,
+        deps=(),
+        priority=(-msg.priority, -depth, state.counter),
+        owner=peer_id,
+        parent=msg.parent,
+        depth=depth,
+        is_async=msg.is_async,
+        retries=msg.retries,
+        run_once=msg.run_once,
+    )
+    state.tasks[msg.key] = task
+    task.wanted_by.add(peer_id)
+    state.peers[peer_id].wants.add(msg.key)
+    ops.start_run(state, task, worker)
+    worker.fn_ids.add(msg.fn_id)
+    worker.placed += 1
+
+
 def acquire_keys(state: SchedulerState, peer_id: str, msg: p.AcquireKeys) -> None:
     for key in msg.keys:
         task = state.tasks.get(key)

@@ -87,6 +87,7 @@ HANDLERS: dict[type, Handler] = {
     p.RunsRequest: timeline.runs_request,
     p.WorkerThreads: timeline.worker_threads,
     p.WhyRequest: explain.why,
+    p.TaskPlaced: lifecycle.task_placed,
 }
 
 

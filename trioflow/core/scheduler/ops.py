@@ -11,7 +11,7 @@ the functions below (or ``SchedulerState.push_ready``). Rules they keep:
   given to a worker, ``end_run`` when it ended or came back, whatever happens to the
   task afterwards;
 * a result is forwarded to every peer that wants the key, inline when small (the
-  worker that computed it gets no copy: it has the object already);
+  worker that computed it gets no message: its in-task client knew first);
 * a failure propagates to dependents, which fail with the same error (``fail``).
 
 Loops that send messages or may fail tasks iterate in a fixed order (insertion or
@@ -153,12 +153,17 @@ def requeue(state: SchedulerState, task: TaskRecord) -> None:
 
 
 def reached_memory(state: SchedulerState, task: TaskRecord, holder: str | None) -> None:
-    """``task``'s value exists now: tell its wanters (inline when small, except to
-    ``holder``, which has it), wake the runs waiting on it, make dependents ready."""
+    """``task``'s value exists now: tell its wanters (inline when small), wake the runs
+    waiting on it, make dependents ready.
+
+    ``holder`` is the worker whose run computed it (None for a scatter). It is told
+    nothing: its in-task client marked the key finished when the run ended there
+    (``SessionKeys.finished_here``), before it sent the ``TaskFinished`` this answers.
+    """
     task.status = TaskStatus.MEMORY
     for wanter in sorted(task.wanted_by):
-        inline = None if wanter == holder else task.inline
-        state.send(wanter, p.KeyFinished(task.key, task.nbytes, inline, task.type_name))
+        if wanter != holder:
+            state.send(wanter, p.KeyFinished(task.key, task.nbytes, task.inline, task.type_name))
     unblock_waiters(state, task)
     for dep_key in sorted(task._dependents or ()):
         dependent = state.tasks[dep_key]

@@ -126,6 +126,7 @@ def status(state: SchedulerState, peer_id: str, msg: p.StatusRequest) -> None:
             "data_address": w.data_address,
             "resources": dict(w.resources),
             "resources_used": dict(w.used),
+            "placed": w.placed,  # children its tasks placed on it (``TaskPlaced``), so far
         }
         for w in state.workers.values()
     ]

@@ -10,8 +10,8 @@ Rules:
 * Among workers with room, a task goes to the one holding most bytes of its inputs,
   then the least occupied one.
 * A worker whose every slot is held by a blocked run cannot start what it has queued:
-  that work is stolen back (``StealTasks``) and placed elsewhere. An idle worker also
-  steals from the worker with the deepest queue.
+  that work is stolen back (``StealTasks``) and placed elsewhere. While a worker is
+  idle, the others give back half of their queues (the runs they would start last).
 """
 
 from __future__ import annotations
@@ -166,13 +166,25 @@ def _steal(state: SchedulerState) -> None:
             # every slot is held by a blocked run: nothing else there can start
             victims = [t for t in w.processing.values() if not t.seceded and t.blocked_on is None]
         elif idle and queued > 0 and not state.ready and not w.steal_futile:
-            # which of them started is unknown here: ask for all, it returns the queued
-            victims = [t for t in w.processing.values() if not t.seceded and t.blocked_on is None]
+            # which of them started is unknown here (a run that submitted a child did);
+            # ask for half of what is queued, plus one per slot that may be running, of
+            # the runs the worker would start last (shallowest, newest): in a recursion
+            # the thief gets the biggest subtrees, so steals grow with depth, not with
+            # tasks. Asking for a started run is harmless: the worker keeps it.
+            runs = [t for t in w.processing.values() if not t.seceded and t.blocked_on is None]
+            started = {t.parent for t in w.processing.values()}
+            candidates = [t for t in runs if t.key not in started] or runs
+            victims = heapq.nlargest((queued + 1) // 2 + w.nthreads, candidates,
+                                     key=_priority)
         else:
             continue
         if victims:
             w.steal_pending = True
             state.send(w.id, p.StealTasks([t.key for t in victims], [t.run_id for t in victims]))
+
+
+def _priority(task: TaskRecord) -> tuple[int, int, int]:
+    return task.priority
 
 
 def tasks_returned(state: SchedulerState, peer_id: str, msg: p.TasksReturned) -> None:

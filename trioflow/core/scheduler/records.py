@@ -154,6 +154,8 @@ class WorkerRecord:
     #: its abstract resources (``--resources``) and how much of each runs hold now
     resources: dict[str, float] = attrs.Factory(dict)
     used: dict[str, float] = attrs.Factory(dict)
+    #: tasks this worker placed on itself (``TaskPlaced``): a statistic for ``status``
+    placed: int = 0
 
     def __repr__(self) -> str:
         return (
