@@ -22,3 +22,8 @@ TestClusterMachine.settings = fuzz_settings(scale=5, stateful_step_count=80)
 
 TestDeepClusterMachine = DeepClusterMachine.TestCase
 TestDeepClusterMachine.settings = fuzz_settings(scale=3, stateful_step_count=150)
+
+from trioflow.testing.machine import PrimitiveClusterMachine  # noqa: E402
+
+TestPrimitiveClusterMachine = PrimitiveClusterMachine.TestCase
+TestPrimitiveClusterMachine.settings = fuzz_settings(scale=3, stateful_step_count=80)

@@ -41,6 +41,7 @@ from .errors import (
 from .executor import ClusterExecutor
 from .in_task import WorkerInfo, get_client, get_worker, rejoin, secede, worker_client
 from .local_cluster import LocalCluster
+from .primitives import Event, Lock, Queue, Semaphore, Variable
 from .progress import progress
 from .run import run
 
@@ -57,16 +58,21 @@ __all__ = [
     "DeadlockError",
     "Delayed",
     "DoneAndNotDoneFutures",
+    "Event",
     "Future",
     "KilledWorker",
     "LocalCluster",
+    "Lock",
     "NoClientError",
     "NoWorkersError",
     "NotInTaskError",
+    "Queue",
     "RemoteProtocolError",
+    "Semaphore",
     "SerializationError",
     "TaskFailed",
     "TrioflowError",
+    "Variable",
     "WorkerInfo",
     "WorkerLost",
     "__version__",

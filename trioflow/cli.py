@@ -200,6 +200,9 @@ def worker_main(argv: list[str] | None = None) -> int:
                         help="seceded threads allowed besides the slots (default 256)")
     parser.add_argument("--auto-secede", action="store_true",
                         help="give the slot back on every wait inside a task")
+    parser.add_argument("--resources", default="",
+                        help='abstract resources this worker offers, like "GPU=2,MEM=16e9" '
+                        "(tasks ask for them with submit(..., resources={...}))")
     parser.add_argument("--death-timeout", type=float, default=config.DEATH_TIMEOUT,
                         help="seconds to keep trying to reach the scheduler before exiting")
     parser.add_argument("--connect-timeout", type=float, default=config.CONNECT_TIMEOUT,
@@ -244,6 +247,12 @@ def worker_main(argv: list[str] | None = None) -> int:
     if args.nworkers is not None:
         _setup_logging(args.log_level)
         return _supervise_workers(argv, args)
+    from .core.resource_spec import parse_resources
+
+    try:
+        resources = parse_resources(args.resources)
+    except ValueError as exc:
+        parser.error(f"--resources: {exc}")
     _setup_logging(args.log_level)
     token = _read_token(args.token_file)
     from .net.worker_node import WorkerNode
@@ -269,7 +278,8 @@ def worker_main(argv: list[str] | None = None) -> int:
                           auto_secede=args.auto_secede, host=args.host, ssl_context=ssl_ctx,
                           data_ssl_context=data_ctx, peer_timeout=args.peer_timeout,
                           memory_limit=memory_limit, local_directory=args.local_directory,
-                          on_memory_terminate=_exit_for_memory)
+                          on_memory_terminate=_exit_for_memory,
+                          resources=resources)
 
     async def main() -> bool:
         stop = trio.Event()

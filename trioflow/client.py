@@ -20,7 +20,7 @@ import os
 import ssl
 import threading
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping
 from functools import partial
 from typing import Any, TypeVar, overload
 
@@ -66,16 +66,19 @@ class _ClientAPI:
     @overload
     def submit(self, fn: Callable[..., Awaitable[T]], *args: Any, key: str | None = None,
                pure: bool = False, retries: int = 0, workers: Iterable[str] | None = None,
-               priority: int = 0, run_once: bool = False, **kwargs: Any) -> Future[T]: ...
+               priority: int = 0, run_once: bool = False,
+               resources: Mapping[str, float] | None = None, **kwargs: Any) -> Future[T]: ...
 
     @overload
     def submit(self, fn: Callable[..., T], *args: Any, key: str | None = None,
                pure: bool = False, retries: int = 0, workers: Iterable[str] | None = None,
-               priority: int = 0, run_once: bool = False, **kwargs: Any) -> Future[T]: ...
+               priority: int = 0, run_once: bool = False,
+               resources: Mapping[str, float] | None = None, **kwargs: Any) -> Future[T]: ...
 
     def submit(self, fn: Callable[..., Any], *args: Any, key: str | None = None,
                pure: bool = False, retries: int = 0, workers: Iterable[str] | None = None,
-               priority: int = 0, run_once: bool = False, **kwargs: Any) -> Future[Any]:
+               priority: int = 0, run_once: bool = False,
+               resources: Mapping[str, float] | None = None, **kwargs: Any) -> Future[Any]:
         """Run ``fn(*args, **kwargs)`` on the cluster; return its Future at once.
 
         Args:
@@ -86,6 +89,8 @@ class _ClientAPI:
             workers: names of the workers allowed to run it.
             priority: higher runs earlier among ready tasks.
             run_once: never re-run after a worker dies; fail with KilledWorker instead.
+            resources: abstract resources it needs, like ``{"GPU": 1}``: it runs only on
+                a worker that has them free, and holds them while it holds its slot.
 
         Futures among the arguments (also inside lists, tuples, sets and dicts) are
         dependencies: the task runs once they are done and receives their values.
@@ -96,24 +101,25 @@ class _ClientAPI:
         """
         take_dask_options(kwargs, "submit", workers)
         return self._session.submit(fn, args, kwargs, key=key, pure=pure, retries=retries,
-                                    workers=workers, priority=priority, run_once=run_once)
+                                    workers=workers, priority=priority, run_once=run_once,
+                                    resources=resources)
 
     @overload
     def map(self, fn: Callable[..., Awaitable[T]], *iterables: Iterable[Any],
             key: str | list[str] | None = None, pure: bool = False, retries: int = 0,
             workers: Iterable[str] | None = None, priority: int = 0, run_once: bool = False,
-            **kwargs: Any) -> list[Future[T]]: ...
+            resources: Mapping[str, float] | None = None, **kwargs: Any) -> list[Future[T]]: ...
 
     @overload
     def map(self, fn: Callable[..., T], *iterables: Iterable[Any],
             key: str | list[str] | None = None, pure: bool = False, retries: int = 0,
             workers: Iterable[str] | None = None, priority: int = 0, run_once: bool = False,
-            **kwargs: Any) -> list[Future[T]]: ...
+            resources: Mapping[str, float] | None = None, **kwargs: Any) -> list[Future[T]]: ...
 
     def map(self, fn: Callable[..., Any], *iterables: Iterable[Any],
             key: str | list[str] | None = None, pure: bool = False, retries: int = 0,
             workers: Iterable[str] | None = None, priority: int = 0, run_once: bool = False,
-            **kwargs: Any) -> list[Future[Any]]:
+            resources: Mapping[str, float] | None = None, **kwargs: Any) -> list[Future[Any]]:
         """``submit`` once per element of the zipped iterables; a list of Futures."""
         take_dask_options(kwargs, "map", workers)
         keys: Iterable[str | None]
@@ -134,7 +140,8 @@ class _ClientAPI:
         same_call: dict[int, Future[Any]] = {}  # a large argument to all: uploaded once
         return [
             submit(fn, args, kwargs, key=k, pure=pure, retries=retries, workers=workers,
-                   priority=priority, run_once=run_once, _same_call=same_call)
+                   priority=priority, run_once=run_once, resources=resources,
+                   _same_call=same_call)
             for args, k in zip(zip(*iterables), keys)
         ]
 

@@ -17,13 +17,14 @@ import contextlib
 import logging
 import os
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 import attrs
 import trio
 
 from .config import ALLOWED_FAILURES, LOCAL_DEATH_TIMEOUT, NO_WORKERS_TIMEOUT, STARTUP_TIMEOUT
+from .core import resource_spec
 from .dashboard.server import Dashboard, parse_address
 from .nanny import Nanny, RestartPolicy
 from .net.memory import parse_memory_limit
@@ -98,6 +99,7 @@ async def open_local_cluster(
     restart_policy: RestartPolicy | None = None,
     no_workers_timeout: float | None = NO_WORKERS_TIMEOUT,
     peer_timeout: float | None = None,
+    resources: Mapping[str, float] | str | None = None,
 ) -> AsyncIterator[LocalCluster]:
     """Start a scheduler and workers; yield once all workers have joined.
 
@@ -116,6 +118,9 @@ async def open_local_cluster(
     """
     n, nthreads = default_shape(workers, threads_per_worker)
     limit = parse_memory_limit(memory_limit, workers=n)
+    # every worker offers these abstract resources (``"GPU=2"`` or ``{"GPU": 2}``)
+    offered = (resource_spec.parse_resources(resources) if isinstance(resources, str)
+               else resource_spec.check_resources(resources))
     extra: dict[str, Any] = {}
     if inline_limit is not None:
         extra["inline_limit"] = inline_limit
@@ -155,6 +160,9 @@ async def open_local_cluster(
                             argv += ["--max-parked-threads", str(max_parked_threads)]
                         if limit is not None:
                             argv += ["--memory-limit", str(limit)]
+                        if offered:
+                            argv += ["--resources",
+                                     ",".join(f"{k}={v!r}" for k, v in offered.items())]
                         env = dict(os.environ)
                         if token:
                             env["TRIOFLOW_TOKEN"] = token
@@ -167,6 +175,8 @@ async def open_local_cluster(
                             opts["max_parked_threads"] = max_parked_threads
                         if limit is not None:
                             opts["memory_limit"] = limit
+                        if offered:
+                            opts["resources"] = offered
                         node = WorkerNode(address, nthreads=nthreads, name=f"worker-{i}",
                                           token=token, auto_secede=auto_secede, host=host,
                                           **opts)

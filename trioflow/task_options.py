@@ -26,8 +26,6 @@ _DEFAULT_ONLY: dict[str, tuple[Any, str]] = {
                      "pass its future to the tasks that use it"),
     "actors": (False, "trioflow has no actors: keep the state in a task's result and "
                       "pass its future to the tasks that use it"),
-    "resources": (None, "trioflow does not schedule by resources yet: restrict the task "
-                        "with workers=[...] instead"),
 }
 
 

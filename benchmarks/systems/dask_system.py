@@ -41,6 +41,23 @@ def fanout(n: int) -> int:
         return len(client.gather(client.map(noop, range(n), pure=False)))
 
 
+def locks(n: int) -> int:
+    """Take and give back one Lock ``n`` times from inside a task (a round trip each)."""
+    lock = distributed.Lock("bench-lock")
+    for _ in range(n):
+        lock.acquire()
+        lock.release()
+    return n
+
+
+def queue_pingpong(n: int) -> int:
+    """Put ``n`` items into a Queue and get them back, from inside a task."""
+    q = distributed.Queue("bench-queue")
+    for i in range(n):
+        q.put(i)
+    return sum(1 for _ in range(n) if q.get() is not None)
+
+
 class DaskCluster:
     """The adapter (see ``benchmarks.systems.Cluster``)."""
 
@@ -74,7 +91,8 @@ class DaskCluster:
         return [self.submit(pid, worker=i).result() for i in range(len(self.addresses))]
 
     def task(self, kind: str) -> Callable[..., Any]:
-        return {"fib": fib, "fanout": fanout}[kind]
+        return {"fib": fib, "fanout": fanout, "locks": locks,
+                "queue": queue_pingpong}[kind]
 
     def delayed(self, fn: Callable[..., Any]) -> Callable[..., Any]:
         return dask.delayed(fn, pure=False)

@@ -47,6 +47,23 @@ def fanout(n: int) -> int:
         return len(client.gather(client.map(noop, range(n))))
 
 
+def locks(n: int) -> int:
+    """Take and give back one Lock ``n`` times from inside a task (a round trip each)."""
+    lock = trioflow.Lock("bench-lock")
+    for _ in range(n):
+        lock.acquire()
+        lock.release()
+    return n
+
+
+def queue_pingpong(n: int) -> int:
+    """Put ``n`` items into a Queue and get them back, from inside a task."""
+    q = trioflow.Queue("bench-queue")
+    for i in range(n):
+        q.put(i)
+    return sum(1 for _ in range(n) if q.get() is not None)
+
+
 class TrioflowCluster:
     """The adapter (see ``benchmarks.systems.Cluster``)."""
 
@@ -80,7 +97,8 @@ class TrioflowCluster:
         return [self.submit(pid, worker=i).result() for i in range(WORKERS)]
 
     def task(self, kind: str) -> Callable[..., Any]:
-        return {"fib": fib, "async_fib": async_fib, "fanout": fanout}[kind]
+        return {"fib": fib, "async_fib": async_fib, "fanout": fanout, "locks": locks,
+                "queue": queue_pingpong}[kind]
 
     def delayed(self, fn: Callable[..., Any]) -> Callable[..., Any]:
         return trioflow.delayed(fn)

@@ -69,6 +69,10 @@ WORKLOADS: list[Workload] = [
     Workload("dask_array", "benchmarks.workloads.dask_array:dask_array",
              {"n": 20_000, "chunk": 1_000}, {"n": 5_000, "chunk": 250},
              systems=("trioflow", "dask"), timeout=600, max_repeats=3),
+    Workload("lock_1000", "benchmarks.workloads.coordination:lock_roundtrips",
+             {"ops": 1000}, {"ops": 300}, systems=("trioflow", "dask"), timeout=120),
+    Workload("queue_1000", "benchmarks.workloads.coordination:queue_roundtrips",
+             {"ops": 1000}, {"ops": 300}, systems=("trioflow", "dask"), timeout=120),
 ]
 
 BY_NAME = {w.name: w for w in WORKLOADS}

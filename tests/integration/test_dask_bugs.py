@@ -141,7 +141,7 @@ async def test_map_with_too_few_keys_raises():
 async def test_dask_option_names_never_reach_the_function():
     async with cluster_client(1, 1) as (_, client):
         f = client.submit(kwargs_of, fifo_timeout="100ms", allow_other_workers=False,
-                          actor=False, resources=None, x=1)
+                          actor=False, x=1)
         assert await f == {"x": 1}
         fs = client.map(lambda x, **kw: kw, [1], batch_size=10, fifo_timeout=1)
         assert await client.gather(fs) == [{}]
@@ -149,8 +149,6 @@ async def test_dask_option_names_never_reach_the_function():
             client.submit(kwargs_of, workers=["w"], allow_other_workers=True)
         with pytest.raises(TypeError, match="actor"):
             client.submit(kwargs_of, actor=True)
-        with pytest.raises(TypeError, match="resources"):
-            client.submit(kwargs_of, resources={"GPU": 1})
         # batch_size is a map option only: for submit it is the function's argument
         assert await client.submit(kwargs_of, batch_size=3) == {"batch_size": 3}
 

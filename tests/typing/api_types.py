@@ -36,3 +36,30 @@ async def trio_native(client: trioflow.AsyncClient) -> None:
 
 def anywhere() -> None:
     assert_type(trioflow.get_client(), trioflow.Client | trioflow.AsyncClient)
+
+
+def primitives(client: trioflow.Client) -> None:
+    lock = trioflow.Lock("L", client=client)
+    assert_type(lock.acquire(timeout=1.0), bool)
+    assert_type(lock.acquire(blocking=False), bool)
+    assert_type(lock.locked(), bool)
+    with lock:
+        pass
+    sem = trioflow.Semaphore(2, "S", client=client)
+    assert_type(sem.acquire(), bool)
+    assert_type(sem.get_value(), int)
+    q = trioflow.Queue("Q", client, maxsize=2)
+    q.put(1, timeout=1)
+    assert_type(q.qsize(), int)
+    assert_type(trioflow.Event("E", client).wait(0.5), bool)
+    trioflow.Variable("V", client).set({"a": 1})
+    client.submit(inc, 1, resources={"GPU": 1})
+
+
+async def primitives_async(client: trioflow.AsyncClient) -> None:
+    lock = trioflow.Lock("L", client=client)
+    assert_type(await lock.acquire_async(timeout=1.0), bool)
+    async with lock:
+        pass
+    assert_type(await trioflow.Event("E", client).wait_async(), bool)
+    await trioflow.Queue("Q", client).put_async(1)

@@ -40,6 +40,7 @@ LAYERS = {
     "trioflow.in_task": 7,
     "trioflow.delayed": 7,
     "trioflow.run": 7,
+    "trioflow.primitives": 7,
     "trioflow.progress": 7,
     "trioflow.cli": 8,
     "trioflow.testing": 8,
@@ -152,7 +153,7 @@ def test_scheduler_handlers_never_import_one_another():
     shared invariants live in ``state``/``ops``, below the handlers)."""
     handlers = {f"trioflow.core.scheduler.{m}"
                 for m in ("lifecycle", "peers", "data", "waits", "placement", "deadlock",
-                      "timeline", "starvation", "explain")}
+                          "coordination", "timeline", "starvation", "explain")}
     edges = graph()
     for name in handlers:
         assert not edges[name] & handlers, (name, edges[name] & handlers)

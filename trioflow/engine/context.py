@@ -15,16 +15,20 @@ and caches it on the context (``RunContext.client``).
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 import trio
 
+from .. import protocol as p
 from ..core.session import GiveSlot, Post, TakeSlot, TaskCommand, TaskView, WaitEnd
 from ..core.worker import LocalRun
+from ..errors import DeadlockError
 from .keys import SyncWaiter
 from .protocols import BoundClient, FutureSession, HostWorker, Wakeup
+from .replies import PendingReply
 
 _current: contextvars.ContextVar[RunContext | None] = contextvars.ContextVar(
     "trioflow_run", default=None
@@ -111,7 +115,32 @@ class RunContext:
                 take = cmd
         return take
 
+    def _resources_request(self) -> PendingReply | None:
+        """A task with abstract resources takes them back before it takes a slot again
+        (it gave them back when it seceded): the scheduler answers once they are free."""
+        if not self.run.spec.has_resources:
+            return None
+        pending = self.session.replies.open(asynchronous=self.session.on_loop())
+        try:
+            self.session.post(p.PrimitiveRequest(pending.id, "resources", "", "acquire",
+                                                 run_key=self.run.key, run_id=self.run.run_id))
+        except BaseException:
+            self.session.replies.forget(pending)
+            raise
+        return pending
+
+    @staticmethod
+    def _resources_answer(pending: PendingReply) -> None:
+        if pending.error is not None:
+            raise pending.error
+        if pending.reply is not None and pending.reply.status == "deadlock":
+            raise DeadlockError(pending.reply.text)
+
     def _take_slot_sync(self) -> None:
+        pending = self._resources_request()
+        if pending is not None:
+            pending.wait_sync(None)
+            self._resources_answer(pending)
         waiter = SyncWaiter(1)
         self.session.call_in_order(self.host.rejoin_run, self.run, waiter)
         waiter.wait(None)
@@ -119,6 +148,15 @@ class RunContext:
         self.view.rejoined()
 
     async def _take_slot_async(self) -> None:
+        pending = self._resources_request()
+        if pending is not None:
+            try:
+                await pending.wait_async()
+            except trio.Cancelled:  # (the worker is stopping: the run ends seceded)
+                with contextlib.suppress(Exception):
+                    self.session.post(p.PrimitiveCancel(pending.id))
+                raise
+            self._resources_answer(pending)
         event = trio.Event()
         self.session.call_in_order(self.host.rejoin_run, self.run, event)
         with trio.CancelScope(shield=True):  # the grant comes soon; the ledger expects it taken

@@ -24,6 +24,7 @@ import trio
 from .. import protocol as p
 from ..core.worker import LocalRun
 from .keys import HelpingPool, KeyState
+from .replies import ReplyTable
 
 
 class Connection(Protocol):
@@ -131,6 +132,11 @@ class FutureSession(TaskSession, Protocol):
 
     @property
     def worker(self) -> HostWorker | None: ...
+
+    @property
+    def replies(self) -> ReplyTable:
+        """Requests waiting for their one answer (coordination primitives, resources)."""
+        ...
 
     def on_loop(self) -> bool: ...
 

@@ -28,7 +28,7 @@ import logging
 import secrets
 import threading
 import weakref
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import attrs
@@ -36,6 +36,7 @@ import trio
 
 from .. import protocol as p
 from .. import serialize
+from ..core import resource_spec
 from ..core.session import SessionKeys
 from ..errors import CancelledError, ClientClosedError
 from . import large_args
@@ -43,6 +44,7 @@ from .context import RunContext, current_run
 from .futures import Future
 from .keys import ERRED, FINISHED, NO_VALUE, PENDING, KeyState, SyncWaiter
 from .protocols import BulkTransport, Connection, HostWorker
+from .replies import ReplyTable
 from .transfers import DataPath, Fetcher, Scatterer
 
 logger = logging.getLogger(__name__)
@@ -88,6 +90,8 @@ class Session:
         self._release_scheduled = False  # a flush of the table's releases is scheduled
         self._status_waiters: dict[int, _StatusWait] = {}
         self._status_ids = itertools.count(1)
+        #: coordination primitives' requests waiting for their PrimitiveReply
+        self.replies = ReplyTable()
         # unique across sessions, processes and hosts: clients share one key space
         self._prefix = secrets.token_hex(5)
         self._counter = itertools.count(1)
@@ -213,15 +217,19 @@ class Session:
                key: str | None = None, pure: bool = False, retries: int = 0,
                workers: Iterable[str] | None = None, priority: int = 0,
                run_once: bool = False,
+               resources: Mapping[str, float] | None = None,
                _same_call: dict[int, Future[Any]] | None = None) -> Future[Any]:
         """Pickle and send one task; returns its Future at once (any thread).
 
+        ``resources``: abstract resources the task needs (``{"GPU": 1}``), checked here.
         ``_same_call`` is shared by the submits of one ``map``: a large argument passed to
         all of them is uploaded once (``engine/large_args.py``)."""
         if not callable(fn):
             raise TypeError(f"submit needs a callable, got {type(fn).__name__}")
         if retries < 0:
             raise ValueError(f"retries must be >= 0, got {retries}")
+        res_names, res_amounts = resource_spec.as_lists(
+            resource_spec.check_resources(resources))
         fn_id, blob = serialize.dumps_function(fn)
         limit = self.inline_limit
         held: list[Future[Any]] = []
@@ -251,12 +259,13 @@ class Session:
             fn_id, blob = serialize.dumps_function(fn)
         restrict = list(workers or ())
         task = p.SubmitTask(key, fn_id, payload, deps, parent, is_async,
-                            retries, priority, restrict, run_once)
+                            retries, priority, restrict, run_once, res_names, res_amounts)
         with self.lock:
             ks, msgs = self.table.submit(task, blob)
             if held:
                 ks.held = [*(ks.held or ()), *held]
         if (ctx is not None and here and generated and not deps and not restrict
+                and not res_names  # (resources are placed by the scheduler, which holds them)
                 and self.worker is not None and msgs and msgs[-1] is task):
             # a child of a run here, new to everyone, needing no input (arguments sent
             # out of band are inputs): the worker queues it on itself (``place_child``),
@@ -321,6 +330,8 @@ class Session:
             if waiter is not None:
                 waiter.reply = msg
                 waiter.event.set()
+        elif t is p.PrimitiveReply:
+            self.replies.reply(msg)
 
     def finished_here(self, key: str, report: p.TaskFinished) -> None:
         """A task of this (worker) session's futures finished on this very worker."""
@@ -381,6 +392,7 @@ class Session:
             status_waits = list(self._status_waiters.values())
             self._status_waiters.clear()
         self.fetcher.fail_all(ClientClosedError(f"lost the scheduler: {reason}"))
+        self.replies.fail_all(ClientClosedError(f"lost the scheduler: {reason}"))
         for wait in status_waits:
             wait.error = ClientClosedError(f"lost the scheduler: {reason}")
             wait.event.set()

@@ -17,6 +17,7 @@ import os
 from trio_websocket import ConnectionClosed
 
 from .. import protocol as p
+from ..core import resource_spec
 from ..errors import (
     AuthenticationError,
     ClientClosedError,
@@ -36,10 +37,11 @@ ROLES = ("client", "worker")
 
 
 def hello(role: str, name: str, token: str | None, *, nthreads: int = 0,
-          data_address: str = "") -> p.Hello:
-    """The first message of a ``role`` peer."""
+          data_address: str = "", resources: dict[str, float] | None = None) -> p.Hello:
+    """The first message of a ``role`` peer (a worker's ``resources``: what it offers)."""
+    names, amounts = resource_spec.as_lists(resources or {})
     return p.Hello(role, name, list(p.SUPPORTED_VERSIONS), token or "", nthreads,
-                   data_address, os.getpid() if role == "worker" else 0)
+                   data_address, os.getpid() if role == "worker" else 0, names, amounts)
 
 
 def check_hello(msg: p.Hello, token: str | None) -> int:
@@ -53,6 +55,8 @@ def check_hello(msg: p.Hello, token: str | None) -> int:
     version = p.choose_version(msg.versions)
     if msg.role not in ROLES:
         raise RemoteProtocolError(f"unknown role {msg.role!r}: a scheduler serves the roles {list(ROLES)}")
+    if resource_spec.from_lists(msg.resource_names, msg.resource_amounts) is None:
+        raise RemoteProtocolError("malformed resources in Hello")
     if token is not None and not hmac.compare_digest(msg.token.encode(), token.encode()):
         raise AuthenticationError("wrong or missing token (set TRIOFLOW_TOKEN or --token-file)")
     return version

@@ -31,7 +31,7 @@ import logging
 import os
 import ssl
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import trio
@@ -39,6 +39,7 @@ from trio_websocket import ConnectionClosed
 
 from .. import config
 from .. import protocol as p
+from ..core import resource_spec
 from ..core import worker as wcore
 from ..engine.protocols import Wakeup
 from ..engine.session import Session
@@ -87,7 +88,10 @@ class WorkerNode:
         memory_limit: int | None = None,
         local_directory: str | None = None,
         on_memory_terminate: Callable[[], None] | None = None,
+        resources: Mapping[str, float] | None = None,
     ) -> None:
+        #: abstract resources offered (``--resources "GPU=2"``); checked here, at the call
+        self.resources = resource_spec.check_resources(resources)
         if nthreads < 1:
             raise ValueError(f"nthreads must be >= 1, got {nthreads}")
         if max_parked_threads < 0:
@@ -161,7 +165,8 @@ class WorkerNode:
                 shown = f"[{local}]" if ":" in str(local) else local
                 self.data_address = f"{scheme}://{shown}:{port}"
             conn.send(handshake.hello("worker", self.name, self.token, nthreads=self.nthreads,
-                                      data_address=self.data_address))
+                                      data_address=self.data_address,
+                                      resources=self.resources))
             await conn.flush()
             welcome = await handshake.expect_welcome(conn)
             self.conn = conn

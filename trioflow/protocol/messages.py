@@ -127,6 +127,9 @@ class Hello:
     nthreads: int = 0
     data_address: str = ""
     pid: int = 0
+    #: a worker's abstract resources (``--resources "GPU=2"``): names and amounts
+    resource_names: list[str] = attrs.Factory(list)
+    resource_amounts: list[float] = attrs.Factory(list)
 
 
 @message("welcome")
@@ -168,6 +171,9 @@ class SubmitTask:
     priority: int = 0
     workers: list[str] = attrs.Factory(list)
     run_once: bool = False  # never run twice: fail instead of re-running after worker loss
+    #: abstract resources the task needs while it holds its slot (``resources=``)
+    resource_names: list[str] = attrs.Factory(list)
+    resource_amounts: list[float] = attrs.Factory(list)
 
 
 @message("release-keys")
@@ -359,6 +365,8 @@ class ComputeTask:
     dep_inline: list[bytes | None] = attrs.Factory(list)
     dep_holders: list[str] = attrs.Factory(list)
     is_async: bool = False
+    #: the task needs abstract resources: it takes them again before it rejoins
+    has_resources: bool = False
 
 
 @message("steal-tasks")
@@ -530,3 +538,64 @@ class TaskPlaced:
     retries: int = 0
     priority: int = 0
     run_once: bool = False
+
+
+# --------------------------------------------------------------------- coordination primitives
+# (Lock, Semaphore, Queue, Event, Variable; the scheduler keeps their state as opaque
+# bytes: see ``core/scheduler/coordination.py``)
+
+
+@message("primitive-request")
+class PrimitiveRequest:
+    """One operation on a named primitive; answered by one ``PrimitiveReply``.
+
+    ``kind`` is "lock", "semaphore", "queue", "event" or "variable"; ``op`` one of the
+    operations of that kind (``acquire``, ``put``, ``wait``, ...). ``holder`` names the
+    client-side object (leases belong to it); ``value`` is a pickled item or value;
+    ``number`` is ``max_leases`` or ``maxsize``. A request from a running task carries
+    its run (``run_key``, ``run_id``), so a blocking one is part of the wait-for graph;
+    ``has_timeout`` waits never count as blocked, ``nowait`` ones never wait.
+    """
+
+    request_id: int
+    kind: str
+    name: str
+    op: str
+    holder: str = ""
+    value: bytes | None = None
+    number: int = 0
+    has_timeout: bool = False
+    nowait: bool = False
+    run_key: str = ""
+    run_id: int = 0
+
+
+@message("primitive-cancel")
+class PrimitiveCancel:
+    """The sender stopped waiting for request ``request_id`` (its timeout passed, or it
+    was cancelled): if it still waits, answer it with status "timeout"."""
+
+    request_id: int
+
+
+@message("primitive-handles")
+class PrimitiveHandles:
+    """The sender's number of live client-side objects for a primitive changed by
+    ``delta``: a client holding one may still put, set or get it (deadlock rule)."""
+
+    kind: str
+    name: str
+    delta: int
+
+
+@message("primitive-reply")
+class PrimitiveReply:
+    """The answer to a ``PrimitiveRequest``: ``status`` "ok", "timeout", "deadlock",
+    "error" or "invalid" (``text`` says why); ``values`` the pickled items got;
+    ``number`` a count (``qsize``, held leases) or a flag (``is_set``, ``released``)."""
+
+    request_id: int
+    status: str
+    values: list[bytes] = attrs.Factory(list)
+    number: int = 0
+    text: str = ""

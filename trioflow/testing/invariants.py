@@ -25,7 +25,7 @@ action.)
 
 from __future__ import annotations
 
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from .. import protocol as p
 from ..core import worker as wcore
@@ -102,6 +102,11 @@ def check_one_place(sim: Simulator) -> None:
             where[key] = w.id
 
 
+def _blocked_on_primitive(run: Any, worker: SimWorker) -> bool:
+    wait = run.prim_wait or run.resources_wait
+    return bool(wait) and wait not in worker.session.replies
+
+
 def check_on_record(sim: Simulator) -> None:
     """Every run a worker has is on the scheduler's record, or about to be: the
     scheduler's current run of its key is that run on that worker, or the worker's
@@ -132,7 +137,8 @@ def check_drained_view(sim: Simulator, worker: SimWorker) -> None:
         _fail(f"{worker.id} drained: the ledger has runs {ours}, the scheduler {theirs}")
     occupying = sum(1 for r in ledger.runs.values() if r.state not in _SECEDED)
     blocked = sum(1 for r in worker.runs.values()
-                  if not r.seceded and r.blocked_in_wait(worker.session))
+                  if not r.seceded and (r.blocked_in_wait(worker.session)
+                                        or _blocked_on_primitive(r, worker)))
     if (record.occupying, record.blocked) != (occupying, blocked):
         _fail(f"{worker.id} drained: scheduler says occupying={record.occupying} "
               f"blocked={record.blocked}, the worker has {occupying} non-seceded runs, "
@@ -147,6 +153,10 @@ def check_drained_view(sim: Simulator, worker: SimWorker) -> None:
         run = worker.runs.get(key)
         pending = set(worker.session.pending(run.futures)) if run and run.waiting and \
             run.wait_failure is None else set()
-        if (task.blocked_on or set()) != pending:
+        marked = {k for k in task.blocked_on or () if k.startswith("\x00")}
+        if bool(marked) != (run is not None and _blocked_on_primitive(run, worker)):
+            _fail(f"{worker.id} drained: the scheduler thinks {key} waits on a primitive: "
+                  f"{bool(marked)}; the run: {run!r}")
+        if (task.blocked_on or set()) - marked != pending:
             _fail(f"{worker.id} drained: the scheduler thinks {key} waits on "
                   f"{sorted(task.blocked_on or ())}, the run waits on {sorted(pending)}")

@@ -15,6 +15,8 @@ same record the simulator produces, so the two can be compared
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import trio
@@ -22,6 +24,7 @@ import trio
 from .. import in_task as tasks
 from ..client import AsyncClient, Client
 from ..errors import DeadlockError
+from ..primitives import Lock, Queue
 from .program import (
     DEADLOCK_TYPE,
     FAILURE_TYPE,
@@ -52,8 +55,40 @@ def _finish(program: Program, path: str, values: list[int]) -> int:
     return 1 + sum(values)
 
 
+@contextlib.contextmanager
+def _uses_sync(program: Program) -> Iterator[None]:
+    """What ``program.uses`` does first: hold the lock for the body, or put, or get."""
+    if program.uses == "lock":
+        with Lock("L"):
+            yield
+        return
+    if program.uses == "put":
+        Queue("Q").put(1)
+    elif program.uses == "get":
+        Queue("Q").get()
+    yield
+
+
+@contextlib.asynccontextmanager
+async def _uses_async(program: Program) -> AsyncIterator[None]:
+    if program.uses == "lock":
+        async with Lock("L"):
+            yield
+        return
+    if program.uses == "put":
+        await Queue("Q").put_async(1)
+    elif program.uses == "get":
+        await Queue("Q").get_async()
+    yield
+
+
 def run_sync_program(program: Program, path: str) -> int:
     """A sync task running ``program`` (its wait style is not ``Wait.ASYNC``)."""
+    with _uses_sync(program):
+        return _run_sync_body(program, path)
+
+
+def _run_sync_body(program: Program, path: str) -> int:
     values: list[int] = []
     if program.children:
         if program.wait is Wait.WORKER_CLIENT:
@@ -75,6 +110,11 @@ def run_sync_program(program: Program, path: str) -> int:
 
 async def run_async_program(program: Program, path: str) -> int:
     """An ``async def`` task running ``program``: awaiting holds no slot."""
+    async with _uses_async(program):
+        return await _run_async_body(program, path)
+
+
+async def _run_async_body(program: Program, path: str) -> int:
     values: list[int] = []
     if program.children:
         client = tasks.get_client()

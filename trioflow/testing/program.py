@@ -49,6 +49,9 @@ class Wait(enum.Enum):
         return self is not Wait.NONE
 
 
+#: what a program task may use: nothing, the lock, or one end of the queue
+USES: tuple[str, ...] = ("", "lock", "put", "get", "gpu")
+
 #: every wait style, simplest first (Hypothesis shrinks towards the front)
 ALL_WAITS: tuple[Wait, ...] = tuple(Wait)
 #: the styles that give the slot back while waiting
@@ -65,15 +68,23 @@ class Program:
             ``Wait.ASYNC`` (an ``async def``).
         children: the tasks it submits, in submission order.
         fail: raise :class:`ProgramFailure` after the wait instead of returning.
+        uses: a coordination primitive the task uses, before it submits anything:
+            ``"lock"`` holds ``Lock("L")`` for its whole body (released when it ends, also
+            on an error, like ``with``); ``"put"`` puts one item into ``Queue("Q")``;
+            ``"get"`` takes one (blocking, holding its slot); ``"gpu"`` is submitted with
+            ``resources={"GPU": 1}`` (workers offer ``SimConfig.gpus``). ``""``: none.
     """
 
     wait: Wait = Wait.NONE
     children: tuple[Program, ...] = ()
     fail: bool = False
+    uses: str = ""
 
     def __attrs_post_init__(self) -> None:
         if not self.children and self.wait not in (Wait.NONE, Wait.ASYNC):
             object.__setattr__(self, "wait", Wait.NONE)
+        if self.uses not in USES:
+            raise ValueError(f"uses must be one of {USES}, got {self.uses!r}")
 
     def __repr__(self) -> str:
         args = []
@@ -84,6 +95,8 @@ class Program:
             args.append(f"children=({inner},)" if len(self.children) == 1 else f"children=({inner})")
         if self.fail:
             args.append("fail=True")
+        if self.uses:
+            args.append(f"uses={self.uses!r}")
         return f"Program({', '.join(args)})"
 
     def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
@@ -114,8 +127,25 @@ class Program:
         return {n.wait for _, n in self.nodes() if n.children}
 
     def holds_slots_while_waiting(self) -> bool:
-        """Whether some task waits on children without giving its slot back."""
-        return Wait.NONE in self.waits()
+        """Whether some task waits on children without giving its slot back, or waits on
+        a primitive (which holds the slot too)."""
+        return Wait.NONE in self.waits() or self.uses_primitives()
+
+    def uses_primitives(self) -> bool:
+        """Whether some task uses the lock or the queue (a GPU is a resource, and a
+        task that gives its slot back gives its GPU back too: not counted here)."""
+        return any(n.uses in ("lock", "put", "get") for _, n in self.nodes())
+
+    def well_fed(self) -> bool:
+        """Whether every ``get`` can be fed: no more gets than puts, and no put below a
+        get in the tree (a get blocks before its task submits anything). A program that
+        is not can starve with slots free, which no scheduler can tell from a consumer
+        whose producer a client will submit later: not a deadlock the rule reports."""
+        nodes = list(self.nodes())
+        gets = [path for path, n in nodes if n.uses == "get"]
+        puts = [path for path, n in nodes if n.uses == "put"]
+        return len(gets) <= len(puts) and not any(
+            put.startswith(get + ".") for get in gets for put in puts)
 
 
 @attrs.frozen(kw_only=True)
@@ -205,14 +235,19 @@ def expected_outcome(program: Program, path: str = "0",
 
 
 def _to_json(program: Program) -> list[object]:
-    return [program.wait.value, int(program.fail), [_to_json(c) for c in program.children]]
+    out: list[object] = [program.wait.value, int(program.fail),
+                         [_to_json(c) for c in program.children]]
+    if program.uses:
+        out.append(program.uses)
+    return out
 
 
 def _from_json(data: object) -> Program:
-    if not (isinstance(data, list) and len(data) == 3 and isinstance(data[2], list)):
+    if not (isinstance(data, list) and len(data) in (3, 4) and isinstance(data[2], list)):
         raise ValueError(f"not an encoded program: {data!r}")
-    wait, fail, children = data
-    return Program(wait=Wait(wait), fail=bool(fail), children=tuple(_from_json(c) for c in children))
+    wait, fail, children, *uses = data
+    return Program(wait=Wait(wait), fail=bool(fail), children=tuple(_from_json(c) for c in children),
+                   uses=str(uses[0]) if uses else "")
 
 
 def encode_payload(program: Program, path: str) -> bytes:
@@ -254,6 +289,37 @@ def _programs(depth: int, fanout: int, waits: tuple[Wait, ...],
         for kids in itertools.combinations_with_replacement(below, n):
             for wait in waits:
                 yield Program(wait=wait, children=kids)
+
+
+def enumerate_primitive_programs(max_depth: int, max_fanout: int, primitive: str,
+                                 waits: Sequence[Wait] = ALL_WAITS) -> Iterator[Program]:
+    """Every program of :func:`enumerate_programs` with the lock (``primitive="lock"``:
+    each way of giving it to one or more tasks) or the queue (``"queue"``: every
+    well-fed way of putting and getting), each distinct program once.
+
+    Every task of the base program gets each of the uses the primitive allows, so the
+    count grows fast: depth 2, fan-out 2 is the bound the sweep runs.
+    """
+    allowed = {"lock": ("", "lock"), "queue": ("", "put", "get"), "gpu": ("", "gpu")}[primitive]
+    seen: set[str] = set()
+    for base in enumerate_programs(max_depth, max_fanout, waits):
+        for program in _with_uses(base, allowed):
+            if not any(n.uses for _, n in program.nodes()):
+                continue
+            if primitive == "queue" and not program.well_fed():
+                continue
+            text = repr(program)
+            if text not in seen:
+                seen.add(text)
+                yield program
+
+
+def _with_uses(program: Program, allowed: tuple[str, ...]) -> Iterator[Program]:
+    for uses in allowed:
+        kids_options = [list(_with_uses(c, allowed)) for c in program.children]
+        for kids in itertools.product(*kids_options):
+            yield Program(wait=program.wait, children=tuple(kids), fail=program.fail,
+                          uses=uses)
 
 
 def count_programs(max_depth: int, max_fanout: int, waits: Sequence[Wait] = ALL_WAITS,

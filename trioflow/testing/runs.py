@@ -32,6 +32,10 @@ leaf                      END
                           when it ends (``RunContext.wait_async``)
 ========================  ===========================================================
 
+A task that uses a primitive (``Program.uses``) does it first: ACQUIRE (the lock, held
+until END), PUT or GET on the queue. ACQUIRE and GET block, holding the slot, until the
+scheduler's ``PrimitiveReply``; a "deadlock" answer raises DeadlockError.
+
 A wait covers the keys its session still sees pending (like ``Session.wait_sync``;
 with none pending there is no wait at all) and blocks until every one is done or a
 ``WaitFailed`` arrives. When the run wakes, ``TaskView.end_wait`` says what follows
@@ -82,6 +86,9 @@ ASYNC_FN = "trioflow.testing.live:run_async_program"
 
 
 class Op(enum.Enum):
+    ACQUIRE = "acquire"  # Lock("L").acquire(), held until END
+    PUT = "put"  # Queue("Q").put(1)
+    GET = "get"  # Queue("Q").get(), blocking
     SUBMIT = "submit"
     SECEDE = "secede"
     WAIT = "wait"
@@ -90,8 +97,22 @@ class Op(enum.Enum):
     END = "end"
 
 
+#: the primitive op a program's ``uses`` starts with
+_USE_OPS = {"lock": Op.ACQUIRE, "put": Op.PUT, "get": Op.GET}
+
+#: the primitives of programs: (kind, name) by op
+PRIMITIVE_OF = {Op.ACQUIRE: ("lock", "L"), Op.PUT: ("queue", "Q"), Op.GET: ("queue", "Q")}
+
+
 def ops_for(program: Program) -> list[Op]:
-    """The ops a run of ``program`` performs, in order (see the module docstring)."""
+    """The ops a run of ``program`` performs, in order (see the module docstring); a
+    task using a primitive does that first (a held lock is released by END)."""
+    ops = _base_ops(program)
+    op = _USE_OPS.get(program.uses)  # ("gpu" is in the submission, not an op)
+    return [op, *ops] if op is not None else ops
+
+
+def _base_ops(program: Program) -> list[Op]:
     n = len(program.children)
     if n == 0:
         return [Op.END]
@@ -143,6 +164,9 @@ class SimSession:
     local_data: dict[str, int] | None = None
     table: SessionKeys[SimKey] = attrs.Factory(lambda: SessionKeys(SimKey))
     counter: int = 0
+    #: primitive requests sent (ids, like ``engine.replies.ReplyTable``) and answers got
+    requests: int = 0
+    replies: dict[int, p.PrimitiveReply] = attrs.Factory(dict)
     #: a worker's in-task client: where children of its runs are placed (``Placer``);
     #: None sends every task to the scheduler
     placer: Placer | None = None
@@ -165,10 +189,13 @@ class SimSession:
         self.counter += 1
         key = f"p{path}-{self.peer_id}-{self.counter}"
         fn_id = ASYNC_FN if program.is_async else SYNC_FN
+        gpu = program.uses == "gpu"
         payload = encode_payload(program, path)
-        task = p.SubmitTask(key, fn_id, payload, [], parent, program.is_async)
+        task = p.SubmitTask(key, fn_id, payload, [], parent, program.is_async, 0, 0, [],
+                            False, ["GPU"] if gpu else [], [1.0] if gpu else [])
         _, messages = self.table.submit(task, b"sim:" + fn_id.encode())
-        placer = self.placer if parent else None
+        # (a task asking for resources goes to the scheduler, as in ``Session.submit``)
+        placer = self.placer if parent and not task.resource_names else None
         for msg in messages:
             if msg is task and placer is not None:
                 placer.place_child(p.TaskPlaced(key, 1, fn_id, payload, parent,
@@ -188,9 +215,32 @@ class SimSession:
         if msg is not None:
             self.post(msg)
 
+    def request_resources(self, run_key: str, run_id: int) -> int:
+        """A seceded run asks for its resources back before it rejoins (like
+        ``RunContext._resources_request``); the request's id."""
+        self.requests += 1
+        self.post(p.PrimitiveRequest(self.requests, "resources", "", "acquire",
+                                     run_key=run_key, run_id=run_id))
+        return self.requests
+
+    def request(self, op: Op, run_key: str, run_id: int) -> int:
+        """Send a primitive request of ``op`` from run ``run_key``; its id (0 for a
+        put, whose answer nobody waits for: the queue is unbounded)."""
+        kind, name = PRIMITIVE_OF[op]
+        rid = 0
+        if op is not Op.PUT:
+            self.requests += 1
+            rid = self.requests
+        self.post(p.PrimitiveRequest(rid, kind, name, op.value, f"{run_key}#{run_id}",
+                                     b"1" if op is Op.PUT else None, 0, False, False,
+                                     run_key, run_id))
+        return rid
+
     def handle(self, msg: Any) -> None:
         """A KeyFinished/KeyErred for one of our keys (others are ignored)."""
-        if type(msg) is p.KeyFinished:
+        if type(msg) is p.PrimitiveReply:
+            self.replies[msg.request_id] = msg
+        elif type(msg) is p.KeyFinished:
             rec = self.table.finished(msg)
             if rec is not None:
                 self._finished(rec)
@@ -272,6 +322,12 @@ class SimRun:
     #: the error the task is raising (its wait failed, or a child failed)
     error: Outcome | None = None
     done: bool = False
+    #: the primitive request the run is blocked on (its id), if any
+    prim_wait: int = 0
+    #: it holds Lock "L"
+    holds_lock: bool = False
+    #: a TakeSlot waits for the answer to its resources request (its id) first
+    resources_wait: int = 0
 
     @classmethod
     def start(cls, worker: str, local: wcore.LocalRun) -> SimRun:
@@ -314,6 +370,10 @@ class SimRun:
         """Whether the task's thread (or Trio task) can do its next op now."""
         if self.done:
             return False
+        if self.prim_wait:
+            return self.prim_wait in session.replies
+        if self.resources_wait:
+            return self.resources_wait in session.replies
         if self.view.waiting:
             return not self.blocked_in_wait(session)
         if self.rejoin_pending:
@@ -329,7 +389,19 @@ class SimRun:
         """Perform the next op."""
         session = worker.session
         op = self.op
-        if self.view.waiting:
+        if self.prim_wait:
+            self._prim_wake(session)
+        elif self.resources_wait:  # resources back: now take the slot (TakeSlot's rest)
+            reply = session.replies.pop(self.resources_wait)
+            assert reply.status == "ok", reply  # (a seceded run is never a victim)
+            self.resources_wait = 0
+            self._take_slot(worker)
+        elif op in PRIMITIVE_OF:
+            rid = session.request(op, self.key, self.run_id)
+            self.pc += 1
+            if rid:
+                self.prim_wait = rid
+        elif self.view.waiting:
             self._wake(worker)
         elif self.rejoin_pending:
             self.rejoin_pending = False  # the grant woke the run: rejoin() returns
@@ -362,10 +434,17 @@ class SimRun:
                 worker.secede(self.local)
             else:
                 assert type(cmd) is TakeSlot
-                self.rejoin_pending, self.was_granted = True, False
-                worker.rejoin(self.local)
-                if self.was_granted:  # a free slot was granted at once: no wait
-                    self.rejoin_pending = False
+                if self.local.spec.has_resources:  # (RunContext._take_slot_sync)
+                    self.resources_wait = worker.session.request_resources(self.key,
+                                                                           self.run_id)
+                else:
+                    self._take_slot(worker)
+
+    def _take_slot(self, worker: RunHost) -> None:
+        self.rejoin_pending, self.was_granted = True, False
+        worker.rejoin(self.local)
+        if self.was_granted:  # a free slot was granted at once: no wait
+            self.rejoin_pending = False
 
     # -------------------------------------------------------------- ops
 
@@ -391,6 +470,17 @@ class SimRun:
         else:
             self._after_wait(worker.session)
         self._execute(worker, self.view.end_wait(WaitEnd.FAILED if failed else WaitEnd.DONE))
+
+    def _prim_wake(self, session: SimSession) -> None:
+        """The answer to the primitive request came: go on, or raise DeadlockError."""
+        reply = session.replies.pop(self.prim_wait)
+        self.prim_wait = 0
+        if reply.status == "ok":
+            self.holds_lock = self.holds_lock or self.ops[self.pc - 1] is Op.ACQUIRE
+        else:
+            assert reply.status == "deadlock", reply
+            self.error = Outcome(error=DEADLOCK_TYPE, text=self.path)
+            self.pc = len(self.ops) - 1  # (nothing was submitted yet: straight to END)
 
     def _after_wait(self, session: SimSession) -> None:
         """The wait is over: gather raises the first failed child's error, if any."""
@@ -423,6 +513,10 @@ class SimRun:
             report = p.TaskFinished(self.key, self.run_id, len(blob), blob,
                                     worker.duration, "builtins.int")
         session.release(self.futures)
+        if self.holds_lock:  # (``with Lock("L"):`` exits before the task returns)
+            self.holds_lock = False
+            session.post(p.PrimitiveRequest(0, "lock", "L", "release",
+                                            f"{self.key}#{self.run_id}"))
         self.done = True
         worker.run_done(self, value, report)
 

@@ -45,8 +45,8 @@ from ..core import worker as wcore
 from ..core.events import Close, MessagesReceived, PeerJoined, PeerLeft, Send
 from ..core.scheduler import Scheduler
 from .program import ClusterShape, Outcome, Program
-from .runs import SimRun, SimSession
-from .truth import Detection, HarnessViolation, audit_detection
+from .runs import Op, SimRun, SimSession
+from .truth import Detection, HarnessViolation, audit_detection, is_primitive_deadlock
 from .workers import SimWorker
 
 SCHEDULER = "scheduler"
@@ -122,6 +122,8 @@ class SimConfig:
     audit: bool = True
     duration: float = 0.0
     truth_budget: int = 20_000
+    #: abstract resource "GPU" each worker offers (programs' ``uses="gpu"`` tasks need 1)
+    gpus: int = 0
     placement: str = attrs.field(default="local")
 
     @placement.validator
@@ -265,7 +267,9 @@ class Simulator:
         if placement != "scheduler":
             session.placer = worker
         self.workers[wid] = worker
-        hello = p.Hello("worker", f"worker-{self.worker_counter}", [1], "", slots, f"sim://{wid}")
+        hello = p.Hello("worker", f"worker-{self.worker_counter}", [1], "", slots, f"sim://{wid}",
+                        0, ["GPU"] if self.config.gpus else [],
+                        [float(self.config.gpus)] if self.config.gpus else [])
         self._scheduler_handle(PeerJoined(wid, hello))
         return wid
 
@@ -285,8 +289,9 @@ class Simulator:
                 raise HarnessViolation(f"codec round trip changed {msgs!r} into {decoded!r}")
         if action.dst == SCHEDULER:
             out = self._scheduler_handle(MessagesReceived(action.src, msgs))
-            if self.config.audit and any(type(c.message) is p.WaitFailed
-                                         for c in out if type(c) is Send):
+            if self.config.audit and any(
+                    (type(c) is Send and type(c.message) is p.WaitFailed)
+                    or is_primitive_deadlock(c) for c in out):
                 audit_detection(self, out)
         elif action.dst == CLIENT:
             for msg in msgs:
@@ -346,6 +351,14 @@ class Simulator:
         run = w.runs.get(key) if w is not None else None
         return run.path if run is not None else None
 
+    def primitive_waiter(self, worker: str, request_id: int) -> tuple[str, int] | None:
+        """The run (key, run id) on ``worker`` blocked on primitive request ``request_id``."""
+        w = self.workers.get(worker)
+        for run in (w.runs.values() if w is not None else ()):
+            if run.prim_wait == request_id:
+                return run.key, run.run_id
+        return None
+
     def unfinished_roots(self) -> list[str]:
         return [k for k in self.roots if k not in self.root_outcomes]
 
@@ -357,6 +370,18 @@ class Simulator:
         """
         return self.quiescent() and bool(self.workers) and bool(
             self.runs() or self.unfinished_roots())
+
+    def starved(self) -> bool:
+        """Stuck while a run waits on a Queue ``get`` and a slot is free somewhere: a task
+        submitted later could use that slot to put, so the deadlock rule (1') declines
+        to report this (docs/coordination.md), and ground truth agrees that the world
+        may still move. It happens when a deadlock report cancels the producers of a
+        consumer already running (whatever waits behind that consumer is stuck too)."""
+        if not self.stuck():
+            return False
+        if not any(r.prim_wait and r.ops[r.pc - 1] is Op.GET for r in self.runs()):
+            return False
+        return any(w.ledger.counts()["holding"] < w.nthreads for w in self.workers.values())
 
     def describe(self) -> str:
         """A multi-line picture of the world, for failure messages."""

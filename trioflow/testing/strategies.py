@@ -20,6 +20,7 @@ from .scheduling import Schedule
 
 __all__ = [
     "cluster_shapes",
+    "primitive_programs",
     "programs",
     "releasing_programs",
     "schedules",
@@ -58,6 +59,25 @@ def _nodes(depth: int, fanout: int, waits: tuple[Wait, ...], leaf: st.SearchStra
                         max_size=fanout).map(tuple)
     inner = st.builds(Program, wait=st.sampled_from(waits), children=children, fail=fail)
     return st.one_of(leaf, inner)
+
+
+def primitive_programs(*, uses: Sequence[str] = ("", "lock", "put", "get"),
+                       max_depth: int = 2, max_fanout: int = 2,
+                       waits: Sequence[Wait] = ALL_WAITS) -> st.SearchStrategy[Program]:
+    """Recursive programs whose tasks may use the lock or the queue, or need a GPU
+    (``Program.uses``), every ``get`` fed (``Program.well_fed``). Shrinks towards no
+    primitive at all."""
+    use = st.sampled_from(tuple(uses))
+    leaf = st.builds(Program, wait=st.sampled_from((Wait.NONE, Wait.ASYNC)), uses=use)
+
+    def nodes(depth: int) -> st.SearchStrategy[Program]:
+        if depth == 0:
+            return leaf
+        children = st.lists(nodes(depth - 1), min_size=1, max_size=max_fanout).map(tuple)
+        return st.one_of(leaf, st.builds(Program, wait=st.sampled_from(tuple(waits)),
+                                         children=children, uses=use))
+
+    return nodes(max_depth).filter(lambda program: program.well_fed())
 
 
 def secede_less_programs(*, max_depth: int = 3, max_fanout: int = 2,

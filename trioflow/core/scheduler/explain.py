@@ -23,6 +23,7 @@ distinct set of waits in ``state.warnings``, which the shell logs.
 from __future__ import annotations
 
 from ... import protocol as p
+from . import resources
 from .records import TaskRecord, TaskStatus, WorkerRecord
 from .runnable import runnable_workers, why_unrunnable
 from .state import SchedulerState
@@ -139,6 +140,12 @@ def _queued(state: SchedulerState, task: TaskRecord, pad: str, lines: list[str])
             left = max(0.0, timeout - (state.now - since))
             line += f"; it fails with NoWorkersError in about {left:.0f}s"
         lines.append(line)
+        return []
+    if task.resources and not any(resources.fits(w, task.resources) for w in workers):
+        holders = [t.key for w in workers for t in w.processing.values() if t.holds_resources]
+        lines.append(f"{pad}{key!r} is queued for resources "
+                     f"{resources.describe_need(task.resources)}, held now by "
+                     f"{_names(holders) if holders else 'nobody'}")
         return []
     if task.restrict:
         workers = [w for w in workers if w.name in task.restrict]

@@ -9,6 +9,7 @@ released or cancelled) only frees what it produced.
 from __future__ import annotations
 
 from ... import protocol as p
+from .. import resource_spec
 from . import ops
 from .records import TaskRecord, TaskStatus, WorkerRecord
 from .state import SchedulerState
@@ -28,6 +29,13 @@ def submit_task(state: SchedulerState, peer_id: str, msg: p.SubmitTask) -> None:
     if msg.fn_id not in state.functions:
         state.close(peer_id, p.CLOSE_PROTOCOL_ERROR, f"task {msg.key!r} uses an unregistered function")
         return
+    need: dict[str, float] | None = None
+    if msg.resource_names or msg.resource_amounts:  # (most tasks: none, nothing to check)
+        need = resource_spec.from_lists(msg.resource_names, msg.resource_amounts)
+        if need is None:
+            state.close(peer_id, p.CLOSE_PROTOCOL_ERROR,
+                        f"task {msg.key!r} has malformed resources")
+            return
     parent = state.tasks.get(msg.parent) if msg.parent else None
     depth = parent.depth + 1 if parent is not None else 0
     state.counter += 1
@@ -46,6 +54,8 @@ def submit_task(state: SchedulerState, peer_id: str, msg: p.SubmitTask) -> None:
         run_once=msg.run_once,
         restrict=tuple(msg.workers),
     )
+    if need:
+        task.resources = {name: amount for name, amount in need.items() if amount > 0} or None
     state.tasks[msg.key] = task
     task.wanted_by.add(peer_id)
     peer.wants.add(msg.key)

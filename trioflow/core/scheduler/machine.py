@@ -10,6 +10,7 @@ Theory of operation:
   the passes here. Handlers are module-level functions grouped by concern, task
   messages in :mod:`.lifecycle`, membership in :mod:`.peers`, values in :mod:`.data`,
   waits and secession in :mod:`.waits`, placement and stealing in :mod:`.placement`,
+  Lock/Semaphore/Queue/Event/Variable in :mod:`.coordination`,
   tasks no worker can run in :mod:`.starvation` (on ``TimePassed``), why a task
   waits in :mod:`.explain`;
   they share the primitives of :mod:`.ops` and never import one another. Only this
@@ -37,7 +38,18 @@ from ..events import (
     SchedulerEvent,
     TimePassed,
 )
-from . import data, deadlock, explain, lifecycle, peers, placement, starvation, timeline, waits
+from . import (
+    coordination,
+    data,
+    deadlock,
+    explain,
+    lifecycle,
+    peers,
+    placement,
+    starvation,
+    timeline,
+    waits,
+)
 from .state import DEFAULT_ALLOWED_FAILURES, DEFAULT_INLINE_LIMIT, SchedulerState
 
 #: rebuild the key containers once ``tasks`` has shrunk to a quarter of its peak, if the
@@ -69,6 +81,9 @@ HANDLERS: dict[type, Handler] = {
     p.Heartbeat: peers.ignore,
     p.WorkerClosing: peers.worker_closing,
     p.StatusRequest: peers.status,
+    p.PrimitiveRequest: coordination.request,
+    p.PrimitiveCancel: coordination.cancel,
+    p.PrimitiveHandles: coordination.handles,
     p.RunsRequest: timeline.runs_request,
     p.WorkerThreads: timeline.worker_threads,
     p.WhyRequest: explain.why,
@@ -153,6 +168,7 @@ class Scheduler:
             peers.peer_joined(state, event.peer_id, event.hello)
         elif type(event) is PeerLeft:
             peers.peer_left(state, event.peer_id)
+            coordination.peer_left(state, event.peer_id)
         elif type(event) is TimePassed:
             starvation.tick(state, event.now)
         else:
@@ -163,6 +179,8 @@ class Scheduler:
         state = self.state
         if state.scatters:
             data.place_scatters(state)
+        if state.primitives:  # (runs rejoining with resources go before new tasks)
+            coordination.pump_resources(state)
         placement.schedule(state)
         if state.deadlock_dirty:
             state.deadlock_dirty = False

@@ -21,6 +21,7 @@ sorted); loops over sets only where every step commutes (``discard``).
 from __future__ import annotations
 
 from ... import protocol as p
+from . import resources
 from .records import TaskRecord, TaskStatus, WorkerRecord
 from .state import SchedulerState
 
@@ -94,6 +95,8 @@ def end_run(state: SchedulerState, worker: WorkerRecord, task: TaskRecord) -> No
     """Undo the slot accounting of ``task``'s run on ``worker`` (it ended or was returned)."""
     del worker.processing[task.key]
     worker.steal_futile = False
+    if task.holds_resources:
+        resources.give_back(worker, task)
     if task.seceded:
         task.seceded = False
         del state.seceded[task.key]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from ... import protocol as p
 from ...errors import InvalidTransition
+from .. import resource_spec
 from . import ops
 from .records import PeerRecord, TaskRecord, TaskStatus, WorkerRecord
 from .state import SchedulerState
@@ -22,6 +23,9 @@ def peer_joined(state: SchedulerState, peer_id: str, hello: p.Hello) -> None:
         state.workers[peer_id] = WorkerRecord(
             peer_id, hello.name or peer_id, max(1, hello.nthreads), hello.data_address
         )
+        # (malformed resources were refused by the handshake check; none, if they get here)
+        offered = resource_spec.from_lists(hello.resource_names, hello.resource_amounts)
+        state.workers[peer_id].resources = offered or {}
         # a new worker may take tasks that could not be placed before
         for task in state.unplaceable.values():
             state.push_ready(task)
@@ -120,6 +124,8 @@ def status(state: SchedulerState, peer_id: str, msg: p.StatusRequest) -> None:
             "memory": len(w.has_what),
             "bytes": sum(state.tasks[k].nbytes for k in w.has_what if k in state.tasks),
             "data_address": w.data_address,
+            "resources": dict(w.resources),
+            "resources_used": dict(w.used),
             "placed": w.placed,  # children its tasks placed on it (``TaskPlaced``), so far
         }
         for w in state.workers.values()

@@ -19,7 +19,7 @@ from __future__ import annotations
 import heapq
 
 from ... import protocol as p
-from . import ops
+from . import ops, resources
 from .records import TaskRecord, TaskStatus, WorkerRecord
 from .state import SchedulerState
 
@@ -62,7 +62,7 @@ def schedule(state: SchedulerState) -> None:
             extra = prefetch_per_slot(state, task.fn_id)
             worker = _choose(state, task, workers, extra)
             if worker is None:
-                if task.restrict and _restricted_room(workers, extra):
+                if (task.restrict or task.resources) and _restricted_room(workers, extra):
                     heapq.heappop(ready)  # its workers are full or absent; others may fit
                     ops.set_aside(state, task)
                     continue
@@ -102,6 +102,9 @@ def _choose(
             w.filling = True
         if task.restrict and w.name not in task.restrict:
             continue
+        if task.resources is not None and (
+                not resources.fits(w, task.resources) or ("resources", w.id) in state.primitives):
+            continue  # (a run waiting there to take resources back goes first)
         local = 0
         for dep_key in task.deps:
             dep = state.tasks.get(dep_key)
@@ -116,6 +119,8 @@ def _choose(
 def assign(state: SchedulerState, task: TaskRecord, worker: WorkerRecord) -> None:
     """Give ``task`` to ``worker`` as a new run."""
     ops.start_run(state, task, worker)
+    if task.resources is not None:
+        resources.take(worker, task)
     if task.fn_id not in worker.fn_ids:
         worker.fn_ids.add(task.fn_id)
         state.send(worker.id, p.Function(task.fn_id, state.functions[task.fn_id]))
@@ -145,6 +150,7 @@ def assign(state: SchedulerState, task: TaskRecord, worker: WorkerRecord) -> Non
             dep_inline,
             dep_holders,
             task.is_async,
+            task.resources is not None,
         ),
     )
 
@@ -187,6 +193,7 @@ def tasks_returned(state: SchedulerState, peer_id: str, msg: p.TasksReturned) ->
         return
     worker.steal_pending = False
     worker.steal_futile = not msg.keys
+    state.deadlock_dirty = True  # (no steal in flight any more: rule 3 may hold now)
     for key, run_id in zip(msg.keys, msg.run_ids):
         task = worker.processing.get(key)
         if task is None or task.run_id != run_id:

@@ -85,6 +85,11 @@ class TaskRecord:
     error: p.KeyErred | None = None
     #: names of workers that died while running this task
     _deaths: list[str] | None = None
+    #: abstract resources it needs (``resources=``), None for none
+    resources: dict[str, float] | None = None
+    #: its current run holds them on its worker (taken at assignment and at rejoin,
+    #: given back when it secedes or ends)
+    holds_resources: bool = False
 
     if TYPE_CHECKING:  # what the properties installed by ``_lazy`` look like
         waiting_on: set[str]
@@ -146,6 +151,9 @@ class WorkerRecord:
     filling: bool = True
     #: shutting down: gets no new work
     closing: bool = False
+    #: its abstract resources (``--resources``) and how much of each runs hold now
+    resources: dict[str, float] = attrs.Factory(dict)
+    used: dict[str, float] = attrs.Factory(dict)
     #: tasks this worker placed on itself (``TaskPlaced``): a statistic for ``status``
     placed: int = 0
 
@@ -168,3 +176,53 @@ class PeerRecord:
 
     def __repr__(self) -> str:
         return f"<PeerRecord {self.id!r} {self.role} {self.name!r} wants={len(self.wants)}>"
+
+
+@attrs.define(eq=False, repr=False)
+class Lease:
+    """One lease of a Lock or Semaphore: who holds it, and the run that took it."""
+
+    peer_id: str
+    holder: str  # the client-side object's id
+    run_key: str = ""  # "" when a client (not a task) holds it
+    run_id: int = 0
+
+
+@attrs.define(eq=False, repr=False)
+class PrimitiveWait:
+    """A request that waits on a primitive (an acquire, a get, a put on a full queue,
+    an event's wait); answered when it can be served, times out, or is a deadlock."""
+
+    peer_id: str
+    request: p.PrimitiveRequest
+
+    @property
+    def marker(self) -> str:
+        """What the waiting run's ``blocked_on`` holds while it waits (never a task key)."""
+        return f"\x00{self.request.kind}:{self.request.name}#{self.peer_id}:{self.request.request_id}"
+
+
+@attrs.define(eq=False, repr=False)
+class PrimitiveRecord:
+    """One named Lock, Semaphore, Queue, Event or Variable; values are opaque bytes."""
+
+    kind: str
+    name: str
+    #: leases allowed at once (Lock: 1); items a queue holds (0: unbounded)
+    limit: int = 0
+    leases: list[Lease] = attrs.Factory(list)
+    items: list[bytes] = attrs.Factory(list)  # a queue's items, oldest first
+    value: bytes | None = None  # a Variable's value
+    is_set: bool = False  # an Event's flag
+    waits: list[PrimitiveWait] = attrs.Factory(list)  # oldest first
+    #: client peer id -> live objects it holds for this primitive
+    handles: dict[str, int] = attrs.Factory(dict)
+
+    @property
+    def title(self) -> str:
+        """How reports name it: ``Lock 'name'``."""
+        return f"{self.kind.capitalize()} {self.name!r}"
+
+    def __repr__(self) -> str:
+        return (f"<PrimitiveRecord {self.kind} {self.name!r} leases={len(self.leases)} "
+                f"items={len(self.items)} waits={len(self.waits)}>")

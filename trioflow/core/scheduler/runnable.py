@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from . import resources
 from .records import TaskRecord, WorkerRecord
 from .state import SchedulerState
 
@@ -39,8 +40,23 @@ def none_with_its_name(state: SchedulerState, task: TaskRecord,
             f"not connected (connected: {connected})")
 
 
+def none_with_its_resources(state: SchedulerState, task: TaskRecord,
+                            workers: list[WorkerRecord]) -> str | None:
+    """A task that asks for abstract resources no connected worker (of its name, if
+    restricted) offers in that amount, even once nothing else holds them."""
+    if not task.resources or not workers:
+        return None
+    candidates = [w for w in workers if not task.restrict or w.name in task.restrict]
+    if not candidates or any(resources.could_ever_fit(w, task.resources) for w in candidates):
+        return None
+    have = ", ".join(f"{w.name!r} has {resources.describe_need(w.resources) or 'none'}"
+                     for w in candidates)
+    return (f"it needs resources {resources.describe_need(task.resources)}, which no "
+            f"connected worker offers ({have})")
+
+
 #: the reasons, in the order they are reported; append to add one
-CHECKS: list[Check] = [no_worker_at_all, none_with_its_name]
+CHECKS: list[Check] = [no_worker_at_all, none_with_its_name, none_with_its_resources]
 
 
 def runnable_workers(state: SchedulerState) -> list[WorkerRecord]:

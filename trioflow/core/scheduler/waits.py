@@ -12,7 +12,7 @@ gone) are dropped.
 from __future__ import annotations
 
 from ... import protocol as p
-from . import ops
+from . import ops, resources
 from .records import TERMINAL, TaskRecord
 from .state import SchedulerState
 
@@ -59,6 +59,8 @@ def seceded(state: SchedulerState, peer_id: str, msg: p.Seceded) -> None:
     run.seceded = True
     state.seceded[run.key] = run
     worker.occupying -= 1
+    if run.holds_resources:  # a seceded task holds no resources (dask issue 6565)
+        resources.give_back(worker, run)
     if run.blocked_on is not None and not run.blocked_timeout:
         worker.blocked -= 1
     state.deadlock_dirty = True
@@ -80,6 +82,9 @@ def rejoined(state: SchedulerState, peer_id: str, msg: p.Rejoined) -> None:
     run.rejoin_pending = False
     del state.seceded[run.key]
     worker.occupying += 1
+    # (it asked for its resources before rejoining; a peer that did not takes them now)
+    if run.resources is not None and not run.holds_resources:
+        resources.take(worker, run)
     if run.blocked_on is not None and not run.blocked_timeout:
         worker.blocked += 1
     state.deadlock_dirty = True
