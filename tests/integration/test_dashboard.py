@@ -15,6 +15,7 @@ from trioflow.dashboard.server import Dashboard
 
 from .conftest import cluster_client, quiesce
 from .dashboard_helpers import events, get
+from .tasks import fib_no_secede
 
 
 def inc(x):
@@ -100,14 +101,6 @@ async def test_waits_seceded_and_blocked_slots_are_live():
         assert (await get(cluster.dashboard.address + "/api/why")).status == 400
         RELEASE.set()
         assert await fut == 2
-
-
-def fib_no_secede(n):
-    if n < 2:
-        return n
-    client = trioflow.get_client()
-    return sum(client.gather([client.submit(fib_no_secede, n - 1),
-                              client.submit(fib_no_secede, n - 2)]))
 
 
 async def test_the_latest_deadlock_report_is_shown():

@@ -14,6 +14,7 @@ import trioflow
 
 from .browser import chromium, chromium_on_loop, require_browser, wait_until
 from .conftest import cluster_client
+from .tasks import fib_no_secede
 
 pytestmark = pytest.mark.slow
 
@@ -135,14 +136,6 @@ def held():
 def waits_on_held():
     client = trioflow.get_client()
     return client.submit(held, key="held-1").result() + 1  # no secede: a blocked slot
-
-
-def fib_no_secede(n):
-    if n < 2:
-        return n
-    client = trioflow.get_client()
-    return sum(client.gather([client.submit(fib_no_secede, n - 1),
-                              client.submit(fib_no_secede, n - 2)]))
 
 
 async def test_the_wait_for_graph_and_the_deadlock_report():

@@ -25,6 +25,7 @@ import trioflow
 from trioflow.engine.context import current_run
 
 from .conftest import cluster_client
+from .tasks import fib_no_secede
 
 _GATES: dict[str, threading.Event] = {}
 #: (what, worker, run id) of every run of the recording tasks, per test token
@@ -229,14 +230,6 @@ async def test_a_placed_child_that_is_cancelled_never_runs_if_queued():
 
 
 # --------------------------------------------------------------------------- deadlocks
-
-
-def fib_no_secede(n):
-    if n < 2:
-        return n
-    client = trioflow.get_client()
-    return sum(client.gather([client.submit(fib_no_secede, n - 1),
-                              client.submit(fib_no_secede, n - 2)]))
 
 
 @pytest.mark.parametrize("shape", [(1, 1), (2, 1)], ids=["1x1", "2x1"])

@@ -6,6 +6,7 @@ import trio
 import trioflow
 
 from .conftest import cluster_client
+from .tasks import fib_no_secede
 
 
 @trioflow.delayed
@@ -41,14 +42,6 @@ async def fib_async(n):
     client = trioflow.get_client()
     return sum(await client.gather([client.submit(fib_async, n - 1),
                                     client.submit(fib_async, n - 2)]))
-
-
-def fib_no_secede(n):
-    if n < 2:
-        return n
-    client = trioflow.get_client()
-    return sum(client.gather([client.submit(fib_no_secede, n - 1),
-                              client.submit(fib_no_secede, n - 2)]))
 
 
 STYLES = {
