@@ -36,24 +36,8 @@ def submit_task(state: SchedulerState, peer_id: str, msg: p.SubmitTask) -> None:
             state.close(peer_id, p.CLOSE_PROTOCOL_ERROR,
                         f"task {msg.key!r} has malformed resources")
             return
-    parent = state.tasks.get(msg.parent) if msg.parent else None
-    depth = parent.depth + 1 if parent is not None else 0
-    state.counter += 1
-    task = TaskRecord(
-        key=msg.key,
-        fn_id=msg.fn_id,
-        payload=msg.payload,
-        deps=tuple(dict.fromkeys(msg.deps)),
-        # higher user priority first, then deeper (children before roots), then FIFO
-        priority=(-msg.priority, -depth, state.counter),
-        owner=peer_id,
-        parent=msg.parent,
-        depth=depth,
-        is_async=msg.is_async,
-        retries=msg.retries,
-        run_once=msg.run_once,
-        restrict=tuple(msg.workers),
-    )
+    task = _new_task(state, peer_id, msg, deps=tuple(dict.fromkeys(msg.deps)),
+                     restrict=tuple(msg.workers))
     if need:
         task.resources = {name: amount for name, amount in need.items() if amount > 0} or None
     state.tasks[msg.key] = task
@@ -108,14 +92,28 @@ def task_placed(state: SchedulerState, peer_id: str, msg: p.TaskPlaced) -> None:
     if worker is None or why:
         state.close(peer_id, p.CLOSE_PROTOCOL_ERROR, why)
         return
+    task = _new_task(state, peer_id, msg, deps=(), restrict=())
+    state.tasks[msg.key] = task
+    task.wanted_by.add(peer_id)
+    state.peers[peer_id].wants.add(msg.key)
+    ops.start_run(state, task, worker)
+    worker.fn_ids.add(msg.fn_id)
+    worker.placed += 1
+
+
+def _new_task(state: SchedulerState, peer_id: str, msg: p.SubmitTask | p.TaskPlaced, *,
+              deps: tuple[str, ...], restrict: tuple[str, ...]) -> TaskRecord:
+    """The record of a submitted or placed task (not yet in ``state.tasks``): one place
+    for its priority order."""
     parent = state.tasks.get(msg.parent) if msg.parent else None
     depth = parent.depth + 1 if parent is not None else 0
     state.counter += 1
-    task = TaskRecord(
+    return TaskRecord(
         key=msg.key,
         fn_id=msg.fn_id,
         payload=msg.payload,
-        deps=(),
+        deps=deps,
+        # higher user priority first, then deeper (children before roots), then FIFO
         priority=(-msg.priority, -depth, state.counter),
         owner=peer_id,
         parent=msg.parent,
@@ -123,13 +121,8 @@ def task_placed(state: SchedulerState, peer_id: str, msg: p.TaskPlaced) -> None:
         is_async=msg.is_async,
         retries=msg.retries,
         run_once=msg.run_once,
+        restrict=restrict,
     )
-    state.tasks[msg.key] = task
-    task.wanted_by.add(peer_id)
-    state.peers[peer_id].wants.add(msg.key)
-    ops.start_run(state, task, worker)
-    worker.fn_ids.add(msg.fn_id)
-    worker.placed += 1
 
 
 def acquire_keys(state: SchedulerState, peer_id: str, msg: p.AcquireKeys) -> None:
