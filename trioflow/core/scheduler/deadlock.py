@@ -96,6 +96,7 @@ def _idle_slots_useless(state: SchedulerState, idle: list[WorkerRecord]) -> bool
     workers). A task that needs resources no connected worker has at all waits for a
     worker to join (the no-workers timeout), so it never makes this a deadlock.
 
+    A seceded run waiting to rejoin on an idle worker takes a free slot there first.
     A task submitted later could use a free slot, and could put to a Queue or set an
     Event or Variable (though never end a wait on keys, leases or resources): so while a
     task waits on one of those, free slots are never useless.
@@ -104,6 +105,12 @@ def _idle_slots_useless(state: SchedulerState, idle: list[WorkerRecord]) -> bool
         if rec.kind in ("queue", "event", "variable") and any(
                 waitlines.wait_run(state, w) is not None for w in rec.waits):
             return False
+    idle_by_id = {w.id: w for w in idle}
+    for run in state.seceded.values():
+        w = idle_by_id.get(run.worker) if run.rejoin_pending and run.worker else None
+        if w is not None:
+            if run.resources is None or run.holds_resources or resources.fits(w, run.resources):
+                return False  # its worker grants it the free slot (rejoiners go first)
     tasks = state.tasks
     for _, key in state.ready:  # (after ``schedule``, only stale entries are left here)
         task = tasks.get(key)
