@@ -126,6 +126,8 @@ class WorkerNode:
         self.peer_id = ""
         self.data_address = ""
         self._nursery: trio.Nursery | None = None
+        #: ``serve`` has ended: nothing starts any more (late thread callbacks included)
+        self._stopped = False
         self._token: trio.lowlevel.TrioToken | None = None
         self._loop_thread = 0
         self._idle = trio.Event()
@@ -147,6 +149,9 @@ class WorkerNode:
                 await self._connect_and_run(task_status)
                 nursery.cancel_scope.cancel()
         finally:
+            # from here on no run may start: thread runs that finish now still call back
+            # to the loop, and the ledger would start queued runs in a closed nursery
+            self._stopped = True
             self.threads.close()
             if self.session is not None:
                 self.session.close("the worker stopped")
@@ -279,7 +284,8 @@ class WorkerNode:
         self.limiter.release_on_behalf_of(run)
 
     def start_run(self, run: wcore.LocalRun) -> None:
-        self.runs.start(run)
+        if not self._stopped:
+            self.runs.start(run)
 
     def wake_rejoin(self, run: wcore.LocalRun) -> None:
         ctx = self.runs.contexts.get(run.key)
@@ -287,8 +293,13 @@ class WorkerNode:
             ctx.rejoin_event.set()
 
     def fetch_inputs(self, run: wcore.LocalRun) -> None:
+        if self._stopped:
+            return
         assert self._nursery is not None
-        self._nursery.start_soon(self.runs.fetch_inputs, run)
+        try:
+            self._nursery.start_soon(self.runs.fetch_inputs, run)
+        except RuntimeError:  # closed to new arrivals: see RunExecutor.start
+            pass
 
     def _linger(self) -> bool:
         """More results are microseconds away: worth holding the frame for them. So are

@@ -129,7 +129,14 @@ class RunExecutor:
         self.contexts[run.key] = ctx
         if spec.is_async:
             assert self.nursery is not None
-            self.nursery.start_soon(self._run_async, ctx, name=f"task {run.key}")
+            try:
+                self.nursery.start_soon(self._run_async, ctx, name=f"task {run.key}")
+            except RuntimeError:
+                # "closed to new arrivals": the worker is stopping, and a thread run that
+                # ended just now made the ledger start this queued one (a callback can
+                # come between the nursery closing and serve's finally): nobody is left
+                # to run it for
+                del self.contexts[run.key]
         else:
             if self._durations.get(spec.fn_id, 1.0) < SHORT_RUN:
                 ctx.short = True
