@@ -198,6 +198,7 @@ class WorkerNode:
             p.StealTasks: lambda m: self._execute(self.ledger.steal(m.keys, m.run_ids)),
             p.FreeKeys: self._free_keys,
             p.ExpectData: lambda m: self.store.expect(m.keys),
+            p.FetchReplicas: self._fetch_replicas,
             p.WaitFailed: self._wait_failed,
         }
         session = self.session
@@ -289,6 +290,15 @@ class WorkerNode:
     def fetch_inputs(self, run: wcore.LocalRun) -> None:
         assert self._nursery is not None
         self._nursery.start_soon(self.runs.fetch_inputs, run)
+
+    def _fetch_replicas(self, msg: p.FetchReplicas) -> None:
+        assert self._nursery is not None
+        self._nursery.start_soon(self._copy_replicas, msg)
+
+    async def _copy_replicas(self, msg: p.FetchReplicas) -> None:
+        """Make the copies the scheduler asked for, then say which exist."""
+        held, failed = await self.store.replicate(msg.keys, msg.holders)
+        self.send_message(p.ReplicasFetched(held, failed))
 
     def _linger(self) -> bool:
         """More results are microseconds away: worth holding the frame for them. So are

@@ -599,3 +599,46 @@ class PrimitiveReply:
     values: list[bytes] = attrs.Factory(list)
     number: int = 0
     text: str = ""
+
+
+# ------------------------------------------------------------------ replicas (Client.replicate)
+
+
+@message("replicate-request")
+class ReplicateRequest:
+    """Client -> scheduler: have ``n`` workers (0: every one) among ``workers`` (empty:
+    all) hold each of ``keys``; answered by ``ReplicateReply`` once they do."""
+
+    request_id: int
+    keys: list[str]
+    n: int
+    workers: list[str]
+
+
+@message("replicate-reply")
+class ReplicateReply:
+    """The end of a ``ReplicateRequest``: ``kind`` "" (done), "value" (bad input:
+    unknown worker, key not in memory) or "lost" (a copy could not be made); ``text``
+    says which and why."""
+
+    request_id: int
+    kind: str
+    text: str
+
+
+@message("fetch-replicas")
+class FetchReplicas:
+    """Scheduler -> worker: fetch ``keys[i]`` from the bulk data address ``holders[i]``
+    and keep it; answer ``ReplicasFetched``."""
+
+    keys: list[str]
+    holders: list[str]
+
+
+@message("replicas-fetched")
+class ReplicasFetched:
+    """Worker -> scheduler: the keys of a ``FetchReplicas`` now held here, and those
+    that could not be fetched."""
+
+    keys: list[str]
+    failed: list[str]

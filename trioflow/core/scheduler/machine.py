@@ -46,6 +46,7 @@ from . import (
     lifecycle,
     peers,
     placement,
+    replicas,
     starvation,
     timeline,
     waits,
@@ -88,6 +89,8 @@ HANDLERS: dict[type, Handler] = {
     p.WorkerThreads: timeline.worker_threads,
     p.WhyRequest: explain.why,
     p.TaskPlaced: lifecycle.task_placed,
+    p.ReplicateRequest: replicas.replicate_request,
+    p.ReplicasFetched: replicas.replicas_fetched,
 }
 
 
@@ -169,6 +172,7 @@ class Scheduler:
         elif type(event) is PeerLeft:
             peers.peer_left(state, event.peer_id)
             coordination.peer_left(state, event.peer_id)
+            replicas.peer_left(state, event.peer_id)
         elif type(event) is TimePassed:
             starvation.tick(state, event.now)
         else:
@@ -179,6 +183,8 @@ class Scheduler:
         state = self.state
         if state.scatters:
             data.place_scatters(state)
+        if state.replications:  # (after the scatters: a broadcast copies them)
+            replicas.pump(state)
         if state.primitives:  # (runs rejoining with resources go before new tasks)
             coordination.pump_resources(state)
         placement.schedule(state)

@@ -1,0 +1,115 @@
+"""dask's replica calls on trioflow (issue 14): ``Client.replicate`` and
+``scatter(broadcast=True)``, on real clusters: the copies are made worker to worker,
+recorded by the scheduler, and used by tasks.
+"""
+
+import asyncio
+
+import pytest
+import trio
+
+import trioflow
+
+from .conftest import cluster_client
+
+BIG = 300_000  # pickled larger than the inline limit: kept by workers, not the scheduler
+
+
+def boom():
+    raise ValueError("boom")
+
+
+def holders(cluster, key):
+    """Names of the workers whose store holds ``key`` (the workers' own view)."""
+    return sorted(node.name for node in cluster.workers if node.store.holds(key))
+
+
+async def test_replicate_copies_to_n_then_to_every_worker():
+    async with cluster_client(3, 1) as (cluster, client):
+        big = client.submit(bytes, BIG)
+        await big
+        assert len((await client.who_has(big))[big.key]) == 1
+        await client.replicate(big, n=2)
+        who = (await client.who_has(big))[big.key]
+        assert len(who) == 2 and holders(cluster, big.key) == sorted(who)
+        await client.replicate([big], n=1)  # fewer than there are: extras are freed
+        assert len((await client.who_has(big))[big.key]) == 1
+        await client.replicate(big)  # n=None: every worker
+        assert sorted((await client.who_has(big))[big.key]) == [
+            "worker-0", "worker-1", "worker-2"]
+        assert holders(cluster, big.key) == ["worker-0", "worker-1", "worker-2"]
+        for name in ("worker-0", "worker-1", "worker-2"):  # each copy is usable there
+            assert await client.submit(len, big, workers=[name]) == BIG
+
+        other = client.submit(bytes, BIG + 1)
+        await other
+        first = (await client.who_has(other))[other.key]
+        target = next(n for n in ("worker-0", "worker-1", "worker-2") if n not in first)
+        await client.replicate(other, workers=[target])  # every one of these workers
+        assert sorted((await client.who_has(other))[other.key]) == sorted([*first, target])
+
+        key = big.key
+        del big
+        state = cluster.scheduler.state
+        await cluster.scheduler.wait_for(lambda: key not in state.tasks)  # released
+
+
+async def test_replicate_bad_input_says_what_is_wrong():
+    async with cluster_client(2, 1) as (_, client):
+        big = client.submit(bytes, BIG)
+        await big
+        with pytest.raises(ValueError, match="n=0"):
+            await client.replicate(big, n=0)
+        with pytest.raises(ValueError, match=r"no connected worker named \['nope'\]"):
+            await client.replicate(big, workers=["nope"])
+        with pytest.raises(TypeError, match="takes futures"):
+            await client.replicate([42])
+        with pytest.raises(TypeError, match="worker names"):
+            await client.replicate(big, workers=[1])
+        bad = client.submit(boom)
+        with pytest.raises(ValueError, match="did not finish"):
+            await client.replicate(bad)
+        small = client.submit(len, "abc")  # the scheduler keeps it: no copies needed
+        await small
+        before = (await client.who_has(small))[small.key]
+        await client.replicate(small)
+        assert (await client.who_has(small))[small.key] == before
+        await client.replicate([])
+
+
+async def test_scatter_broadcast_puts_data_on_every_worker():
+    async with cluster_client(3, 1) as (cluster, client):
+        [f] = await client.scatter([b"x" * BIG], broadcast=True)
+        assert holders(cluster, f.key) == ["worker-0", "worker-1", "worker-2"]
+        assert sorted((await client.who_has(f))[f.key]) == holders(cluster, f.key)
+        for name in ("worker-0", "worker-1", "worker-2"):
+            assert await client.submit(len, f, workers=[name]) == BIG
+        d = await client.scatter({"a": b"y" * BIG, "b": 1}, broadcast=True)
+        assert len(holders(cluster, d["a"].key)) == 3 and await d["b"] == 1
+        assert await client.gather(d["a"]) == b"y" * BIG
+
+
+def _blocking_and_asyncio(address):
+    with trioflow.Client(address) as client:
+        one = client.scatter(b"z" * BIG, broadcast=True)
+        assert len(client.who_has(one)[one.key]) == 2
+        big = client.submit(bytes, BIG)
+        client.replicate(big, n=2)
+        assert len(client.who_has(big)[big.key]) == 2
+        with pytest.raises(ValueError, match="n=-1"):
+            client.replicate(big, n=-1)
+
+    async def under_asyncio():
+        async with trioflow.AsyncClient(address) as client:
+            big = client.submit(bytes, BIG + 2)
+            await client.replicate(big)
+            assert len((await client.who_has(big))[big.key]) == 2
+            [f] = await client.scatter([b"w" * BIG], broadcast=True)
+            assert len((await client.who_has(f))[f.key]) == 2
+
+    asyncio.run(under_asyncio())
+
+
+async def test_blocking_and_asyncio_clients_replicate_too():
+    async with trioflow.open_local_cluster(2, 1) as cluster:
+        await trio.to_thread.run_sync(_blocking_and_asyncio, cluster.address)
