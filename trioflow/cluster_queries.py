@@ -126,6 +126,28 @@ def _failed(fs: list[Future[Any]], not_done: Any, timeout: float) -> None:
                          f"only results can be copied")
 
 
+async def _restart(session: Session, timeout: float) -> None:
+    """``Client.restart`` on the client's loop: the scheduler's part, then wait for as
+    many new workers as were restarted (they join as new peers).
+
+    Cancellation: the restart goes on; only the waiting stops.
+    """
+    with trio.fail_after(timeout):
+        old = set(await session.restart())
+        while True:
+            workers = (await session.status()).workers
+            back = sum(1 for w in workers if w["id"] not in old)
+            if back >= len(old):
+                return
+            await trio.sleep(0.05)  # (no "worker joined" event for clients to wait on)
+
+
+def _restart_timed_out(timeout: float) -> TimeoutError:
+    return TimeoutError(f"restart: the workers were not all back after {timeout}s (their "
+                        f"tasks were cancelled and they were restarted; check the "
+                        f"workers' logs)")
+
+
 class SyncClusterQueries:
     """The blocking client's cluster calls."""
 
@@ -229,6 +251,21 @@ class SyncClusterQueries:
         keys = [f.key for f in fs]
         self._on_loop(lambda: self._session.replicate(keys, count, names), timeout)  # type: ignore[attr-defined]
 
+    def restart(self, timeout: float = 60.0) -> None:
+        """As dask: cancel every task of every client (their futures raise
+        ``CancelledError``), forget all results, and restart every worker process;
+        returns once as many workers are connected again. Only workers run by a nanny
+        can be restarted (local clusters of processes, ``trioflow-worker --nworkers``).
+
+        Raises:
+            RuntimeError: some worker cannot be restarted (no nanny); nothing was done.
+            TimeoutError: the workers were not all back within ``timeout`` seconds.
+        """
+        try:
+            self._on_loop(lambda: _restart(self._session, timeout), timeout + 5.0)  # type: ignore[attr-defined]
+        except trio.TooSlowError:
+            raise _restart_timed_out(timeout) from None
+
     def get_executor(self, **options: Any) -> ClusterExecutor:
         """A ``concurrent.futures.Executor`` submitting to this client; ``options`` are
         ``submit`` options for every call."""
@@ -302,6 +339,19 @@ class AsyncClusterQueries:
                 timeout)
         with trio.fail_after(timeout):
             await self._session.replicate(keys, count, names)
+
+    async def restart(self, timeout: float = 60.0) -> None:
+        """Cancel every task and restart every worker (see the blocking client's
+        ``restart``)."""
+        background = getattr(self, "_background", None)
+        try:
+            if background is not None:  # under asyncio: the blocking client's call
+                return await asyncio.get_running_loop().run_in_executor(
+                    None, background._on_loop, lambda: _restart(self._session, timeout),
+                    timeout + 5.0)
+            await _restart(self._session, timeout)
+        except trio.TooSlowError:
+            raise _restart_timed_out(timeout) from None
 
     def get_executor(self, **options: Any) -> ClusterExecutor:
         """A ``concurrent.futures.Executor`` submitting to this client."""

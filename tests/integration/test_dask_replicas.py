@@ -113,3 +113,58 @@ def _blocking_and_asyncio(address):
 async def test_blocking_and_asyncio_clients_replicate_too():
     async with trioflow.open_local_cluster(2, 1) as cluster:
         await trio.to_thread.run_sync(_blocking_and_asyncio, cluster.address)
+
+
+# ------------------------------------------------------------------ Client.restart
+
+
+def block_forever():
+    import threading
+
+    threading.Event().wait(120)  # until the worker is restarted under it
+
+
+def _restart_a_process_cluster():
+    with trioflow.LocalCluster(n_workers=2, threads_per_worker=1) as cluster:  # nannies
+        with trioflow.Client(cluster) as client:
+            before = client.scheduler_info()["workers"]
+            done = client.submit(bytes, BIG)
+            assert len(done.result(30)) == BIG
+            stuck = client.submit(block_forever)
+            queued = client.submit(len, stuck)
+            client.restart(timeout=30)
+            for f in (done, stuck, queued):
+                assert f.status == "cancelled"
+                with pytest.raises(trioflow.CancelledError, match="Client.restart"):
+                    f.result(5)
+            after = client.scheduler_info()["workers"]
+            assert sorted(after) == sorted(before)  # the same names, fresh processes
+            assert {w["id"] for w in after.values()}.isdisjoint(
+                w["id"] for w in before.values())
+            assert client.has_what() == {name: [] for name in after}
+            assert client.submit(len, b"abc").result(30) == 3  # the cluster goes on
+
+            async def under_asyncio():
+                async with trioflow.AsyncClient(cluster.scheduler_address) as aclient:
+                    f = aclient.submit(bytes, BIG)
+                    await f
+                    await aclient.restart(timeout=30)
+                    assert f.status == "cancelled"
+                    assert len(await aclient.nthreads()) == 2
+                    assert await aclient.submit(len, b"ab") == 2
+
+            asyncio.run(under_asyncio())
+
+
+@pytest.mark.slow
+async def test_restart_cancels_everything_and_restarts_the_workers():
+    await trio.to_thread.run_sync(_restart_a_process_cluster)
+
+
+async def test_restart_is_refused_without_nannies():
+    async with cluster_client(2, 1) as (_, client):  # in-process workers
+        f = client.submit(len, b"abc")
+        assert await f == 3
+        with pytest.raises(RuntimeError, match=r"without a nanny.*nothing was cancelled"):
+            await client.restart()
+        assert f.status == "finished" and await client.submit(len, b"ab") == 2

@@ -53,7 +53,7 @@ logger = logging.getLogger(__name__)
 @attrs.define(eq=False)
 class _StatusWait:
     event: trio.Event = attrs.Factory(trio.Event)
-    reply: p.StatusReply | p.WhyReply | p.RunsReply | p.ReplicateReply | None = None
+    reply: p.StatusReply | p.WhyReply | p.RunsReply | p.ReplicateReply | p.RestartReply | None = None
     error: BaseException | None = None
 
 
@@ -326,7 +326,7 @@ class Session:
         elif t is p.ScatterTo:
             self.scatterer.upload(msg)
         elif (t is p.StatusReply or t is p.WhyReply or t is p.RunsReply
-              or t is p.ReplicateReply):
+              or t is p.ReplicateReply or t is p.RestartReply):
             waiter = self._status_waiters.pop(msg.request_id, None)
             if waiter is not None:
                 waiter.reply = msg
@@ -518,8 +518,24 @@ class Session:
         if reply.kind:
             raise WorkerLost(reply.text)
 
+    async def restart(self) -> list[str]:
+        """Have the scheduler cancel every task and restart every worker
+        (``core/scheduler/restart.py``); the ids of the workers restarting. Returns
+        when the scheduler has done so (this session's futures are cancelled by then:
+        the cancellations come first on the connection); the workers come back later.
+
+        Raises:
+            RuntimeError: refused (a worker cannot be restarted); nothing was done.
+            ClientClosedError: as ``status``.
+        """
+        reply = await self._request(p.RestartRequest)
+        assert type(reply) is p.RestartReply
+        if reply.kind:
+            raise RuntimeError(reply.text)
+        return list(reply.workers)
+
     async def _request(self, kind: Any, *args: Any
-                       ) -> p.StatusReply | p.WhyReply | p.RunsReply | p.ReplicateReply:
+                       ) -> p.StatusReply | p.WhyReply | p.RunsReply | p.ReplicateReply | p.RestartReply:
         """Send ``kind(request_id, *args)``; the reply with that request id."""
         rid = next(self._status_ids)
         wait = self._status_waiters[rid] = _StatusWait()

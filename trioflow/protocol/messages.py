@@ -130,6 +130,8 @@ class Hello:
     #: a worker's abstract resources (``--resources "GPU=2"``): names and amounts
     resource_names: list[str] = attrs.Factory(list)
     resource_amounts: list[float] = attrs.Factory(list)
+    #: a worker run by a nanny: it exits on ``RestartWorker`` and comes back fresh
+    restartable: bool = False
 
 
 @message("welcome")
@@ -642,3 +644,31 @@ class ReplicasFetched:
 
     keys: list[str]
     failed: list[str]
+
+
+# ------------------------------------------------------------------ restart (Client.restart)
+
+
+@message("restart-request")
+class RestartRequest:
+    """Client -> scheduler: cancel every task and restart every worker."""
+
+    request_id: int
+
+
+@message("restart-reply")
+class RestartReply:
+    """The tasks are cancelled and the workers told to restart (``kind`` ""), or
+    nothing was done (``kind`` "refused", ``text`` says why); ``workers`` are the ids
+    of the workers restarting (the client waits for as many new ones)."""
+
+    request_id: int
+    kind: str
+    text: str
+    workers: list[str]
+
+
+@message("restart-worker")
+class RestartWorker:
+    """Scheduler -> worker: exit now with ``config.EXIT_RESTART``; the nanny starts a
+    fresh process."""

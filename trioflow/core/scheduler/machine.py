@@ -47,6 +47,7 @@ from . import (
     peers,
     placement,
     replicas,
+    restart,
     starvation,
     timeline,
     waits,
@@ -91,6 +92,7 @@ HANDLERS: dict[type, Handler] = {
     p.TaskPlaced: lifecycle.task_placed,
     p.ReplicateRequest: replicas.replicate_request,
     p.ReplicasFetched: replicas.replicas_fetched,
+    p.RestartRequest: restart.restart_request,
 }
 
 
