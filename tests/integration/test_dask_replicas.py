@@ -135,7 +135,7 @@ def _restart_a_process_cluster():
             client.restart(timeout=30)
             for f in (done, stuck, queued):
                 assert f.status == "cancelled"
-                with pytest.raises(trioflow.CancelledError, match="Client.restart"):
+                with pytest.raises(trioflow.CancelledError, match=r"Client\.restart"):
                     f.result(5)
             after = client.scheduler_info()["workers"]
             assert sorted(after) == sorted(before)  # the same names, fresh processes
