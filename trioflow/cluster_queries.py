@@ -126,7 +126,7 @@ def _failed(fs: list[Future[Any]], not_done: Any, timeout: float) -> None:
                          f"only results can be copied")
 
 
-async def _restart(session: Session, timeout: float) -> None:
+async def _restart(session: Session, timeout: float, wait_for_workers: bool = True) -> None:
     """``Client.restart`` on the client's loop: the scheduler's part, then wait for as
     many new workers as were restarted (they join as new peers).
 
@@ -134,7 +134,7 @@ async def _restart(session: Session, timeout: float) -> None:
     """
     with trio.fail_after(timeout):
         old = set(await session.restart())
-        while True:
+        while wait_for_workers:
             workers = (await session.status()).workers
             back = sum(1 for w in workers if w["id"] not in old)
             if back >= len(old):
@@ -233,11 +233,14 @@ class SyncClusterQueries:
         return names
 
     def replicate(self, futures: Any, n: int | None = None,
-                  workers: Iterable[str] | None = None, timeout: float = 60.0) -> None:
+                  workers: Iterable[str] | None = None, timeout: float = 60.0,
+                  branching_factor: int = 2) -> None:
         """Copy each future's result to ``n`` workers (None: every worker), among
         ``workers`` (names; None: all); waits for the futures, then for the copies
         (fetched worker to worker). As in dask, a smaller ``n`` than the copies there are
         frees the extras. Small results the scheduler keeps need no copies.
+        ``branching_factor`` (dask's) is accepted and changes nothing: every copy is
+        fetched from a worker that held the result when the call began.
 
         Raises:
             TypeError, ValueError: bad arguments, an unknown worker, a future that failed.
@@ -251,18 +254,20 @@ class SyncClusterQueries:
         keys = [f.key for f in fs]
         self._on_loop(lambda: self._session.replicate(keys, count, names), timeout)  # type: ignore[attr-defined]
 
-    def restart(self, timeout: float = 60.0) -> None:
+    def restart(self, timeout: float = 60.0, wait_for_workers: bool = True) -> None:
         """As dask: cancel every task of every client (their futures raise
         ``CancelledError``), forget all results, and restart every worker process;
-        returns once as many workers are connected again. Only workers run by a nanny
-        can be restarted (local clusters of processes, ``trioflow-worker --nworkers``).
+        returns once as many workers are connected again (``wait_for_workers=False``:
+        once they are told to restart). Only workers run by a nanny can be restarted
+        (local clusters of processes, ``trioflow-worker --nworkers``).
 
         Raises:
             RuntimeError: some worker cannot be restarted (no nanny); nothing was done.
             TimeoutError: the workers were not all back within ``timeout`` seconds.
         """
         try:
-            self._on_loop(lambda: _restart(self._session, timeout), timeout + 5.0)  # type: ignore[attr-defined]
+            self._on_loop(lambda: _restart(self._session, timeout, wait_for_workers),  # type: ignore[attr-defined]
+                          timeout + 5.0)
         except trio.TooSlowError:
             raise _restart_timed_out(timeout) from None
 
@@ -324,7 +329,8 @@ class AsyncClusterQueries:
         raise RuntimeError(_NO_SCHEDULER_CODE)
 
     async def replicate(self, futures: Any, n: int | None = None,
-                        workers: Iterable[str] | None = None, timeout: float = 60.0) -> None:
+                        workers: Iterable[str] | None = None, timeout: float = 60.0,
+                        branching_factor: int = 2) -> None:
         """Copy each future's result to ``n`` workers (see the blocking client's
         ``replicate``)."""
         fs, count, names = _replicate_args(futures, n, workers)
@@ -340,16 +346,16 @@ class AsyncClusterQueries:
         with trio.fail_after(timeout):
             await self._session.replicate(keys, count, names)
 
-    async def restart(self, timeout: float = 60.0) -> None:
+    async def restart(self, timeout: float = 60.0, wait_for_workers: bool = True) -> None:
         """Cancel every task and restart every worker (see the blocking client's
         ``restart``)."""
         background = getattr(self, "_background", None)
         try:
             if background is not None:  # under asyncio: the blocking client's call
                 return await asyncio.get_running_loop().run_in_executor(
-                    None, background._on_loop, lambda: _restart(self._session, timeout),
-                    timeout + 5.0)
-            await _restart(self._session, timeout)
+                    None, background._on_loop,
+                    lambda: _restart(self._session, timeout, wait_for_workers), timeout + 5.0)
+            await _restart(self._session, timeout, wait_for_workers)
         except trio.TooSlowError:
             raise _restart_timed_out(timeout) from None
 

@@ -29,7 +29,7 @@ async def test_replicate_copies_to_n_then_to_every_worker():
         big = client.submit(bytes, BIG)
         await big
         assert len((await client.who_has(big))[big.key]) == 1
-        await client.replicate(big, n=2)
+        await client.replicate(big, n=2, branching_factor=2)  # dask's option: no effect
         who = (await client.who_has(big))[big.key]
         assert len(who) == 2 and holders(cluster, big.key) == sorted(who)
         await client.replicate([big], n=1)  # fewer than there are: extras are freed
@@ -152,6 +152,13 @@ def _restart_a_process_cluster():
                     assert f.status == "cancelled"
                     assert len(await aclient.nthreads()) == 2
                     assert await aclient.submit(len, b"ab") == 2
+                    g = aclient.submit(bytes, BIG)
+                    await g
+                    # without waiting: returns once the workers are told (the old ones
+                    # may still be listed); work submitted meanwhile runs on the new ones
+                    await aclient.restart(timeout=30, wait_for_workers=False)
+                    assert g.status == "cancelled"
+                    assert await aclient.submit(len, b"abc") == 3
 
             asyncio.run(under_asyncio())
 
