@@ -279,7 +279,8 @@ def worker_main(argv: list[str] | None = None) -> int:
                           data_ssl_context=data_ctx, peer_timeout=args.peer_timeout,
                           memory_limit=memory_limit, local_directory=args.local_directory,
                           on_memory_terminate=_exit_for_memory,
-                          resources=resources)
+                          resources=resources,
+                          on_restart=_exit_for_memory if args.supervised else None)
 
     async def main() -> bool:
         stop = trio.Event()
@@ -371,9 +372,9 @@ def _without_options(argv: list[str], options: dict[str, int]) -> list[str]:
         out.append(arg)
     return out
 def _exit_for_memory() -> None:
-    """Over the memory limit's terminate fraction: exit now, "restart me" (there may be no
-    memory left for an orderly stop; segments and spill files are removed at the next
-    start, see net/shm.py and net/memory.py)."""
+    """Over the memory limit's terminate fraction, or restarted by ``Client.restart``:
+    exit now, "restart me" (there may be no memory left for an orderly stop; segments and
+    spill files are removed at the next start, see net/shm.py and net/memory.py)."""
     for handler in logging.getLogger().handlers:
         handler.flush()
     os._exit(config.EXIT_RESTART)

@@ -367,9 +367,13 @@ class AsyncClient(_ClientAPI, DaskCollections, AsyncClusterQueries, AsyncioSuppo
                     raise
         return _assemble(futures, values, errors)
 
-    async def scatter(self, data: Any) -> Any:
-        """Place data on the cluster; Futures in the same shape (list, dict or one)."""
-        return _scatter(self._session, data)
+    async def scatter(self, data: Any, broadcast: bool = False) -> Any:
+        """Place data on the cluster; Futures in the same shape (list, dict or one).
+        ``broadcast=True``: then copy each to every worker (``replicate``)."""
+        futures = _scatter(self._session, data)
+        if broadcast:
+            await self.replicate(_scattered(futures))
+        return futures
 
     async def wait_for_workers(self, n: int = 1, timeout: float | None = None) -> None:
         """Return once at least ``n`` workers are connected."""
@@ -430,6 +434,13 @@ def _scatter(session: Session, data: Any) -> Any:
     if is_namedtuple(data):
         return t(*(session.scatter_one(v) for v in data))
     return session.scatter_one(data)
+
+
+def _scattered(futures: Any) -> list[Future[Any]]:
+    """The futures ``_scatter`` returned, whatever their shape."""
+    if isinstance(futures, Future):
+        return [futures]
+    return list(futures.values() if type(futures) is dict else futures)
 
 
 class Client(_ClientAPI, DaskScheduler, SyncClusterQueries):
@@ -537,9 +548,13 @@ class Client(_ClientAPI, DaskScheduler, SyncClusterQueries):
                     raise
         return _assemble(futures, values, errors)
 
-    def scatter(self, data: Any) -> Any:
-        """Place data on the cluster; Futures in the same shape."""
-        return _scatter(self._session, data)
+    def scatter(self, data: Any, broadcast: bool = False) -> Any:
+        """Place data on the cluster; Futures in the same shape. ``broadcast=True``:
+        then copy each to every worker (``replicate``)."""
+        futures = _scatter(self._session, data)
+        if broadcast:
+            self.replicate(_scattered(futures))
+        return futures
 
     def status(self, timeout: float = CLIENT_CALL_TIMEOUT) -> dict[str, Any]:
         """A snapshot of the cluster: workers with their slots, tasks by state."""

@@ -23,8 +23,11 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
+import trio
+
 from .engine.futures import Future
 from .engine.session import Session
+from .engine.waiting import wait, wait_async
 from .executor import ClusterExecutor
 
 _NO_SCHEDULER_CODE = (
@@ -87,6 +90,62 @@ def _run_futures(session: Session, fn: Callable[..., Any], args: tuple[Any, ...]
     # ahead of queued work, as dask's run does not queue behind tasks at all
     return {name: session.submit(fn, args, kwargs, workers=[name], priority=1_000_000)
             for name in names}
+
+
+def _replicate_args(futures: Any, n: int | None, workers: Iterable[str] | None
+                    ) -> tuple[list[Future[Any]], int, list[str]]:
+    """Check ``replicate``'s arguments: the futures, ``n`` (0: all), worker names.
+
+    Raises:
+        TypeError: something other than futures, or worker names not strings.
+        ValueError: ``n`` below 1.
+    """
+    fs = [futures] if isinstance(futures, Future) else list(futures)
+    bad = [f for f in fs if not isinstance(f, Future)]
+    if bad:
+        raise TypeError(f"replicate takes futures (from submit or scatter), not "
+                        f"{type(bad[0]).__name__}")
+    if n is not None and (not isinstance(n, int) or isinstance(n, bool) or n < 1):
+        raise ValueError(f"replicate: n={n!r}; give the number of workers (at least 1) "
+                         f"that should hold each result, or None for every worker")
+    if isinstance(workers, str):
+        workers = [workers]
+    names = list(workers) if workers is not None else []
+    if any(not isinstance(w, str) for w in names):
+        raise TypeError("replicate: workers= takes worker names (see client.nthreads())")
+    return fs, n or 0, names
+
+
+def _failed(fs: list[Future[Any]], not_done: Any, timeout: float) -> None:
+    if not_done:
+        raise TimeoutError(f"replicate: {len(not_done)} futures still pending after "
+                           f"{timeout}s")
+    bad = [f.key for f in fs if f.status != "finished"]
+    if bad:
+        raise ValueError(f"replicate: {bad[:3]} did not finish (failed or cancelled): "
+                         f"only results can be copied")
+
+
+async def _restart(session: Session, timeout: float, wait_for_workers: bool = True) -> None:
+    """``Client.restart`` on the client's loop: the scheduler's part, then wait for as
+    many new workers as were restarted (they join as new peers).
+
+    Cancellation: the restart goes on; only the waiting stops.
+    """
+    with trio.fail_after(timeout):
+        old = set(await session.restart())
+        while wait_for_workers:
+            workers = (await session.status()).workers
+            back = sum(1 for w in workers if w["id"] not in old)
+            if back >= len(old):
+                return
+            await trio.sleep(0.05)  # (no "worker joined" event for clients to wait on)
+
+
+def _restart_timed_out(timeout: float) -> TimeoutError:
+    return TimeoutError(f"restart: the workers were not all back after {timeout}s (their "
+                        f"tasks were cancelled and they were restarted; check the "
+                        f"workers' logs)")
 
 
 class SyncClusterQueries:
@@ -173,6 +232,45 @@ class SyncClusterQueries:
             time.sleep(0.05)
         return names
 
+    def replicate(self, futures: Any, n: int | None = None,
+                  workers: Iterable[str] | None = None, timeout: float = 60.0,
+                  branching_factor: int = 2) -> None:
+        """Copy each future's result to ``n`` workers (None: every worker), among
+        ``workers`` (names; None: all); waits for the futures, then for the copies
+        (fetched worker to worker). As in dask, a smaller ``n`` than the copies there are
+        frees the extras. Small results the scheduler keeps need no copies.
+        ``branching_factor`` (dask's) is accepted and changes nothing: every copy is
+        fetched from a worker that held the result when the call began.
+
+        Raises:
+            TypeError, ValueError: bad arguments, an unknown worker, a future that failed.
+            WorkerLost: a copy could not be made (its worker or the holder was lost).
+            TimeoutError: not done within ``timeout`` seconds.
+        """
+        fs, count, names = _replicate_args(futures, n, workers)
+        if not fs:
+            return
+        _failed(fs, wait(fs, timeout=timeout).not_done, timeout)
+        keys = [f.key for f in fs]
+        self._on_loop(lambda: self._session.replicate(keys, count, names), timeout)  # type: ignore[attr-defined]
+
+    def restart(self, timeout: float = 60.0, wait_for_workers: bool = True) -> None:
+        """As dask: cancel every task of every client (their futures raise
+        ``CancelledError``), forget all results, and restart every worker process;
+        returns once as many workers are connected again (``wait_for_workers=False``:
+        once they are told to restart). Only workers run by a nanny can be restarted
+        (local clusters of processes, ``trioflow-worker --nworkers``).
+
+        Raises:
+            RuntimeError: some worker cannot be restarted (no nanny); nothing was done.
+            TimeoutError: the workers were not all back within ``timeout`` seconds.
+        """
+        try:
+            self._on_loop(lambda: _restart(self._session, timeout, wait_for_workers),  # type: ignore[attr-defined]
+                          timeout + 5.0)
+        except trio.TooSlowError:
+            raise _restart_timed_out(timeout) from None
+
     def get_executor(self, **options: Any) -> ClusterExecutor:
         """A ``concurrent.futures.Executor`` submitting to this client; ``options`` are
         ``submit`` options for every call."""
@@ -229,6 +327,37 @@ class AsyncClusterQueries:
             RuntimeError: always; says what to use instead.
         """
         raise RuntimeError(_NO_SCHEDULER_CODE)
+
+    async def replicate(self, futures: Any, n: int | None = None,
+                        workers: Iterable[str] | None = None, timeout: float = 60.0,
+                        branching_factor: int = 2) -> None:
+        """Copy each future's result to ``n`` workers (see the blocking client's
+        ``replicate``)."""
+        fs, count, names = _replicate_args(futures, n, workers)
+        if not fs:
+            return
+        _failed(fs, (await wait_async(fs, timeout=timeout)).not_done, timeout)
+        keys = [f.key for f in fs]
+        background = getattr(self, "_background", None)
+        if background is not None:  # under asyncio: the blocking client's call
+            return await asyncio.get_running_loop().run_in_executor(
+                None, background._on_loop, lambda: self._session.replicate(keys, count, names),
+                timeout)
+        with trio.fail_after(timeout):
+            await self._session.replicate(keys, count, names)
+
+    async def restart(self, timeout: float = 60.0, wait_for_workers: bool = True) -> None:
+        """Cancel every task and restart every worker (see the blocking client's
+        ``restart``)."""
+        background = getattr(self, "_background", None)
+        try:
+            if background is not None:  # under asyncio: the blocking client's call
+                return await asyncio.get_running_loop().run_in_executor(
+                    None, background._on_loop,
+                    lambda: _restart(self._session, timeout, wait_for_workers), timeout + 5.0)
+            await _restart(self._session, timeout, wait_for_workers)
+        except trio.TooSlowError:
+            raise _restart_timed_out(timeout) from None
 
     def get_executor(self, **options: Any) -> ClusterExecutor:
         """A ``concurrent.futures.Executor`` submitting to this client."""

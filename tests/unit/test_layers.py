@@ -153,7 +153,8 @@ def test_scheduler_handlers_never_import_one_another():
     shared invariants live in ``state``/``ops``, below the handlers)."""
     handlers = {f"trioflow.core.scheduler.{m}"
                 for m in ("lifecycle", "peers", "data", "waits", "placement", "deadlock",
-                          "coordination", "timeline", "starvation", "explain")}
+                          "coordination", "timeline", "starvation", "explain",
+                          "replicas", "restart")}
     edges = graph()
     for name in handlers:
         assert not edges[name] & handlers, (name, edges[name] & handlers)

@@ -38,7 +38,7 @@ from .. import protocol as p
 from .. import serialize
 from ..core import resource_spec
 from ..core.session import SessionKeys
-from ..errors import CancelledError, ClientClosedError
+from ..errors import CancelledError, ClientClosedError, WorkerLost
 from . import large_args
 from .context import RunContext, current_run
 from .futures import Future
@@ -53,7 +53,7 @@ logger = logging.getLogger(__name__)
 @attrs.define(eq=False)
 class _StatusWait:
     event: trio.Event = attrs.Factory(trio.Event)
-    reply: p.StatusReply | p.WhyReply | p.RunsReply | None = None
+    reply: p.StatusReply | p.WhyReply | p.RunsReply | p.ReplicateReply | p.RestartReply | None = None
     error: BaseException | None = None
 
 
@@ -325,7 +325,8 @@ class Session:
             self.fetcher.data_reply(msg)
         elif t is p.ScatterTo:
             self.scatterer.upload(msg)
-        elif t is p.StatusReply or t is p.WhyReply or t is p.RunsReply:
+        elif (t is p.StatusReply or t is p.WhyReply or t is p.RunsReply
+              or t is p.ReplicateReply or t is p.RestartReply):
             waiter = self._status_waiters.pop(msg.request_id, None)
             if waiter is not None:
                 waiter.reply = msg
@@ -499,8 +500,42 @@ class Session:
         assert type(reply) is p.WhyReply
         return reply.text
 
+    async def replicate(self, keys: list[str], n: int, workers: list[str]) -> None:
+        """Have ``n`` workers (0: all) among ``workers`` (empty: all) hold each key
+        (``core/scheduler/replicas.py``); returns once they do.
+
+        Raises:
+            ValueError: an unknown worker, or a key without a result.
+            WorkerLost: some copy could not be made (its worker or holder was lost).
+            ClientClosedError: as ``status``.
+
+        Cancellation: the request is forgotten; copies under way are still made.
+        """
+        reply = await self._request(p.ReplicateRequest, keys, n, workers)
+        assert type(reply) is p.ReplicateReply
+        if reply.kind == "value":
+            raise ValueError(reply.text)
+        if reply.kind:
+            raise WorkerLost(reply.text)
+
+    async def restart(self) -> list[str]:
+        """Have the scheduler cancel every task and restart every worker
+        (``core/scheduler/restart.py``); the ids of the workers restarting. Returns
+        when the scheduler has done so (this session's futures are cancelled by then:
+        the cancellations come first on the connection); the workers come back later.
+
+        Raises:
+            RuntimeError: refused (a worker cannot be restarted); nothing was done.
+            ClientClosedError: as ``status``.
+        """
+        reply = await self._request(p.RestartRequest)
+        assert type(reply) is p.RestartReply
+        if reply.kind:
+            raise RuntimeError(reply.text)
+        return list(reply.workers)
+
     async def _request(self, kind: Any, *args: Any
-                       ) -> p.StatusReply | p.WhyReply | p.RunsReply:
+                       ) -> p.StatusReply | p.WhyReply | p.RunsReply | p.ReplicateReply | p.RestartReply:
         """Send ``kind(request_id, *args)``; the reply with that request id."""
         rid = next(self._status_ids)
         wait = self._status_waiters[rid] = _StatusWait()

@@ -37,11 +37,13 @@ ROLES = ("client", "worker")
 
 
 def hello(role: str, name: str, token: str | None, *, nthreads: int = 0,
-          data_address: str = "", resources: dict[str, float] | None = None) -> p.Hello:
+          data_address: str = "", resources: dict[str, float] | None = None,
+          restartable: bool = False) -> p.Hello:
     """The first message of a ``role`` peer (a worker's ``resources``: what it offers)."""
     names, amounts = resource_spec.as_lists(resources or {})
     return p.Hello(role, name, list(p.SUPPORTED_VERSIONS), token or "", nthreads,
-                   data_address, os.getpid() if role == "worker" else 0, names, amounts)
+                   data_address, os.getpid() if role == "worker" else 0, names, amounts,
+                   restartable)
 
 
 def check_hello(msg: p.Hello, token: str | None) -> int:

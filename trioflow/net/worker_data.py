@@ -313,6 +313,34 @@ class DataStore:
             fetched.update(got)
         return fetched
 
+    async def replicate(self, keys: list[str], holders: list[str]) -> tuple[list[str], list[str]]:
+        """Fetch ``keys[i]`` from the peer at ``holders[i]`` and keep it here (a copy the
+        scheduler asked for, ``FetchReplicas``); the keys now held and those not fetched.
+        Nothing is unpickled: the frames are kept as they came.
+
+        Cancellation: keys fetched so far are kept; the scheduler is not told of them.
+        """
+        by_holder: dict[str, list[str]] = {}
+        for key, holder in zip(keys, holders):
+            if not self.holds(key):
+                by_holder.setdefault(holder, []).append(key)
+        failed: list[str] = []
+        for holder, wanted in by_holder.items():
+            try:
+                got, missing = await self.pool.get(holder, wanted)
+            except Exception as exc:  # the holder went: the scheduler hears it failed
+                logger.info("%s: cannot copy %s from %s: %s", self.name, wanted[:3], holder, exc)
+                failed.extend(wanted)
+                continue
+            failed.extend(missing)
+            for key, frames in got.items():
+                if not self.holds(key):
+                    self.blobs[key] = frames
+                    self.stored(key, serialize.frames_nbytes(frames))
+        self._wake()
+        bad = set(failed)
+        return [k for k in keys if k not in bad], failed
+
     def put_local(self, key: str, value: Any) -> None:
         """A value scattered from a task on this worker, to be kept here (no copy)."""
         event = self.arriving.pop(key, None)

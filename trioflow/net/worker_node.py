@@ -68,6 +68,9 @@ class WorkerNode:
             tcp://, still token-checked).
         memory_limit: bytes; above its fractions values spill to ``local_directory``,
             runs pause, and ``on_memory_terminate`` is called (``net/memory.py``).
+        on_restart: called when the scheduler restarts the cluster (``Client.restart``):
+            a worker run by a nanny exits there with ``config.EXIT_RESTART``. None: the
+            worker cannot be restarted (the scheduler refuses restarts).
     """
 
     def __init__(
@@ -89,7 +92,9 @@ class WorkerNode:
         local_directory: str | None = None,
         on_memory_terminate: Callable[[], None] | None = None,
         resources: Mapping[str, float] | None = None,
+        on_restart: Callable[[], None] | None = None,
     ) -> None:
+        self.on_restart = on_restart
         #: abstract resources offered (``--resources "GPU=2"``); checked here, at the call
         self.resources = resource_spec.check_resources(resources)
         if nthreads < 1:
@@ -171,7 +176,8 @@ class WorkerNode:
                 self.data_address = f"{scheme}://{shown}:{port}"
             conn.send(handshake.hello("worker", self.name, self.token, nthreads=self.nthreads,
                                       data_address=self.data_address,
-                                      resources=self.resources))
+                                      resources=self.resources,
+                                      restartable=self.on_restart is not None))
             await conn.flush()
             welcome = await handshake.expect_welcome(conn)
             self.conn = conn
@@ -203,6 +209,8 @@ class WorkerNode:
             p.StealTasks: lambda m: self._execute(self.ledger.steal(m.keys, m.run_ids)),
             p.FreeKeys: self._free_keys,
             p.ExpectData: lambda m: self.store.expect(m.keys),
+            p.FetchReplicas: self._fetch_replicas,
+            p.RestartWorker: self._restart,
             p.WaitFailed: self._wait_failed,
         }
         session = self.session
@@ -300,6 +308,20 @@ class WorkerNode:
             self._nursery.start_soon(self.runs.fetch_inputs, run)
         except RuntimeError:  # closed to new arrivals: see RunExecutor.start
             pass
+
+    def _restart(self, msg: p.RestartWorker) -> None:
+        logger.warning("worker %s: restarting (the cluster is restarted)", self.name)
+        if self.on_restart is not None:
+            self.on_restart()
+
+    def _fetch_replicas(self, msg: p.FetchReplicas) -> None:
+        assert self._nursery is not None
+        self._nursery.start_soon(self._copy_replicas, msg)
+
+    async def _copy_replicas(self, msg: p.FetchReplicas) -> None:
+        """Make the copies the scheduler asked for, then say which exist."""
+        held, failed = await self.store.replicate(msg.keys, msg.holders)
+        self.send_message(p.ReplicasFetched(held, failed))
 
     def _linger(self) -> bool:
         """More results are microseconds away: worth holding the frame for them. So are

@@ -130,6 +130,8 @@ class Hello:
     #: a worker's abstract resources (``--resources "GPU=2"``): names and amounts
     resource_names: list[str] = attrs.Factory(list)
     resource_amounts: list[float] = attrs.Factory(list)
+    #: a worker run by a nanny: it exits on ``RestartWorker`` and comes back fresh
+    restartable: bool = False
 
 
 @message("welcome")
@@ -599,3 +601,74 @@ class PrimitiveReply:
     values: list[bytes] = attrs.Factory(list)
     number: int = 0
     text: str = ""
+
+
+# ------------------------------------------------------------------ replicas (Client.replicate)
+
+
+@message("replicate-request")
+class ReplicateRequest:
+    """Client -> scheduler: have ``n`` workers (0: every one) among ``workers`` (empty:
+    all) hold each of ``keys``; answered by ``ReplicateReply`` once they do."""
+
+    request_id: int
+    keys: list[str]
+    n: int
+    workers: list[str]
+
+
+@message("replicate-reply")
+class ReplicateReply:
+    """The end of a ``ReplicateRequest``: ``kind`` "" (done), "value" (bad input:
+    unknown worker, key not in memory) or "lost" (a copy could not be made); ``text``
+    says which and why."""
+
+    request_id: int
+    kind: str
+    text: str
+
+
+@message("fetch-replicas")
+class FetchReplicas:
+    """Scheduler -> worker: fetch ``keys[i]`` from the bulk data address ``holders[i]``
+    and keep it; answer ``ReplicasFetched``."""
+
+    keys: list[str]
+    holders: list[str]
+
+
+@message("replicas-fetched")
+class ReplicasFetched:
+    """Worker -> scheduler: the keys of a ``FetchReplicas`` now held here, and those
+    that could not be fetched."""
+
+    keys: list[str]
+    failed: list[str]
+
+
+# ------------------------------------------------------------------ restart (Client.restart)
+
+
+@message("restart-request")
+class RestartRequest:
+    """Client -> scheduler: cancel every task and restart every worker."""
+
+    request_id: int
+
+
+@message("restart-reply")
+class RestartReply:
+    """The tasks are cancelled and the workers told to restart (``kind`` ""), or
+    nothing was done (``kind`` "refused", ``text`` says why); ``workers`` are the ids
+    of the workers restarting (the client waits for as many new ones)."""
+
+    request_id: int
+    kind: str
+    text: str
+    workers: list[str]
+
+
+@message("restart-worker")
+class RestartWorker:
+    """Scheduler -> worker: exit now with ``config.EXIT_RESTART``; the nanny starts a
+    fresh process."""

@@ -46,6 +46,8 @@ from . import (
     lifecycle,
     peers,
     placement,
+    replicas,
+    restart,
     starvation,
     timeline,
     waits,
@@ -88,6 +90,9 @@ HANDLERS: dict[type, Handler] = {
     p.WorkerThreads: timeline.worker_threads,
     p.WhyRequest: explain.why,
     p.TaskPlaced: lifecycle.task_placed,
+    p.ReplicateRequest: replicas.replicate_request,
+    p.ReplicasFetched: replicas.replicas_fetched,
+    p.RestartRequest: restart.restart_request,
 }
 
 
@@ -169,6 +174,7 @@ class Scheduler:
         elif type(event) is PeerLeft:
             peers.peer_left(state, event.peer_id)
             coordination.peer_left(state, event.peer_id)
+            replicas.peer_left(state, event.peer_id)
         elif type(event) is TimePassed:
             starvation.tick(state, event.now)
         else:
@@ -179,6 +185,8 @@ class Scheduler:
         state = self.state
         if state.scatters:
             data.place_scatters(state)
+        if state.replications:  # (after the scatters: a broadcast copies them)
+            replicas.pump(state)
         if state.primitives:  # (runs rejoining with resources go before new tasks)
             coordination.pump_resources(state)
         placement.schedule(state)

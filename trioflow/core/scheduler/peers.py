@@ -21,7 +21,8 @@ def peer_joined(state: SchedulerState, peer_id: str, hello: p.Hello) -> None:
     state.peers[peer_id] = PeerRecord(peer_id, hello.role, hello.name or peer_id)
     if hello.role == "worker":
         state.workers[peer_id] = WorkerRecord(
-            peer_id, hello.name or peer_id, max(1, hello.nthreads), hello.data_address
+            peer_id, hello.name or peer_id, max(1, hello.nthreads), hello.data_address,
+            hello.restartable,
         )
         # (malformed resources were refused by the handshake check; none, if they get here)
         offered = resource_spec.from_lists(hello.resource_names, hello.resource_amounts)

@@ -130,6 +130,8 @@ class WorkerRecord:
     name: str
     nthreads: int
     data_address: str
+    #: it runs under a nanny and can be restarted (``Client.restart``)
+    restartable: bool = False
     #: key -> task for every run this worker has (queued there, running or seceded)
     processing: dict[str, TaskRecord] = attrs.Factory(dict)
     #: runs that count against slots: all of ``processing`` that is not seceded

@@ -91,6 +91,8 @@ class SchedulerState:
         self.durations: dict[str, float] = {}
         #: large scatters waiting for a worker to upload to (see data.py)
         self.scatters: list[str] = []
+        #: ``Client.replicate`` requests waiting for copies (``replicas.Replication``)
+        self.replications: list[Any] = []
         self.counter = 0  # submission order; tie-breaks priorities
         #: set when something changed that may form (or clear) a deadlock
         self.deadlock_dirty = False
