@@ -18,7 +18,6 @@ import itertools
 import logging
 import os
 import ssl
-import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping
 from functools import partial
@@ -35,6 +34,7 @@ from .dashboard.server import link
 from .dashboard.trace import collect_runs, write_report
 from .dask_integration import DaskCollections, DaskScheduler, watch_for_dask
 from .engine.asyncio_waits import running_asyncio
+from .engine.background import BackgroundContext
 from .engine.context import push_default, remove_default
 from .engine.futures import Future, task_error
 from .engine.keys import ERRED
@@ -469,39 +469,16 @@ class Client(_ClientAPI, DaskScheduler, SyncClusterQueries):
             address = given.address
         assert address is None or isinstance(address, str)
         workers = dask_shape(options.pop("n_workers", None), workers)  # dask's spelling
-        self._thread: threading.Thread | None = None
-        self._stop: Callable[[], None] | None = None
-        ready = threading.Event()
-        box: dict[str, Any] = {}
-
-        async def background() -> None:
-            try:
-                async with open_client(address, workers=workers,
-                                        threads_per_worker=threads_per_worker,
-                                        processes=processes, token=token,
-                                        ssl_context=ssl_context, **options) as (client, cluster):
-                    box["session"] = client._session
-                    box["cluster"] = cluster
-                    stop = trio.Event()
-                    token_ = trio.lowlevel.current_trio_token()
-                    self._stop = lambda: token_.run_sync_soon(stop.set)
-                    ready.set()
-                    await stop.wait()
-            except BaseException as exc:
-                box["error"] = exc
-                ready.set()
-                if not isinstance(exc, Exception):
-                    raise
-
-        self._thread = threading.Thread(target=trio.run, args=(background,), daemon=True,
-                                        name="trioflow-client")
-        self._thread.start()
-        if not ready.wait(timeout):
-            raise TimeoutError(f"could not start or reach the cluster in {timeout}s")
-        if "error" in box:
-            raise box["error"]
-        self._session = box["session"]
-        self.cluster = box["cluster"] if given is None else given
+        self._held: BackgroundContext[tuple[AsyncClient, LocalCluster | None]] | None
+        self._held = BackgroundContext(
+            lambda: open_client(address, workers=workers, threads_per_worker=threads_per_worker,
+                                processes=processes, token=token, ssl_context=ssl_context,
+                                **options),
+            name="trioflow-client", timeout=timeout,
+            message=f"could not start or reach the cluster in {timeout}s")
+        client, cluster = self._held.value
+        self._session = client._session
+        self.cluster = cluster if given is None else given
         push_default(self, self._session)
         watch_for_dask()  # the current client is dask's default scheduler, as in dask
 
@@ -509,8 +486,7 @@ class Client(_ClientAPI, DaskScheduler, SyncClusterQueries):
     def _in_task(cls, session: Session) -> Client:
         self = cls.__new__(cls)
         self._session = session
-        self._thread = None
-        self._stop = None
+        self._held = None
         self.cluster = None
         return self
 
@@ -598,12 +574,8 @@ class Client(_ClientAPI, DaskScheduler, SyncClusterQueries):
     def close(self) -> None:
         """Close the connection, and the local cluster if this client started one."""
         remove_default(self)
-        if self._stop is not None:
-            stop, self._stop = self._stop, None
-            with contextlib.suppress(trio.RunFinishedError):
-                stop()
-            if self._thread is not None:
-                self._thread.join(30)
+        if self._held is not None:
+            self._held.close()
 
     def __enter__(self) -> Client:
         return self
@@ -612,7 +584,8 @@ class Client(_ClientAPI, DaskScheduler, SyncClusterQueries):
         self.close()
 
     def __del__(self) -> None:
-        if getattr(self, "_stop", None) is not None:
+        held = getattr(self, "_held", None)
+        if held is not None and held.open:
             with contextlib.suppress(Exception):
                 self.close()
 

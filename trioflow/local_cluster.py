@@ -8,14 +8,13 @@ It runs ``open_local_cluster`` on a Trio loop in a background thread until ``clo
 from __future__ import annotations
 
 import contextlib
-import threading
-from collections.abc import Callable
 from typing import Any
 
 import trio
 
 from . import cluster as _cluster
 from .config import STARTUP_TIMEOUT
+from .engine.background import BackgroundContext
 from .net.scheduler_server import SchedulerServer
 from .net.worker_node import WorkerNode
 
@@ -47,35 +46,12 @@ class LocalCluster:
                  processes: bool = True, *, workers: int | None = None,
                  timeout: float = STARTUP_TIMEOUT, **options: Any) -> None:
         n = dask_shape(n_workers, workers)
-        self._stop: Callable[[], None] | None = None
-        ready = threading.Event()
-        box: dict[str, Any] = {}
-
-        async def background() -> None:
-            try:
-                async with _cluster.open_local_cluster(n, threads_per_worker,
-                                                       processes=processes,
-                                                       **options) as running:
-                    box["cluster"] = running
-                    stop = trio.Event()
-                    token = trio.lowlevel.current_trio_token()
-                    self._stop = lambda: token.run_sync_soon(stop.set)
-                    ready.set()
-                    await stop.wait()
-            except BaseException as exc:
-                box["error"] = exc
-                ready.set()
-                if not isinstance(exc, Exception):
-                    raise
-
-        self._thread = threading.Thread(target=trio.run, args=(background,), daemon=True,
-                                        name="trioflow-cluster")
-        self._thread.start()
-        if not ready.wait(timeout):
-            raise TimeoutError(f"the local cluster did not start in {timeout}s")
-        if "error" in box:
-            raise box["error"]
-        self._running: _cluster.LocalCluster = box["cluster"]
+        self._held = BackgroundContext(
+            lambda: _cluster.open_local_cluster(n, threads_per_worker, processes=processes,
+                                                **options),
+            name="trioflow-cluster", timeout=timeout,
+            message=f"the local cluster did not start in {timeout}s")
+        self._running: _cluster.LocalCluster = self._held.value
 
     @property
     def address(self) -> str:
@@ -99,11 +75,7 @@ class LocalCluster:
 
     def close(self) -> None:
         """Stop the workers and the scheduler (idempotent)."""
-        stop, self._stop = self._stop, None
-        if stop is not None:
-            with contextlib.suppress(trio.RunFinishedError):
-                stop()
-            self._thread.join(30)
+        self._held.close()
 
     def __enter__(self) -> LocalCluster:
         return self
@@ -112,7 +84,8 @@ class LocalCluster:
         self.close()
 
     def __del__(self) -> None:
-        if getattr(self, "_stop", None) is not None:
+        held = getattr(self, "_held", None)
+        if held is not None and held.open:
             with contextlib.suppress(Exception):
                 self.close()
 
