@@ -42,7 +42,7 @@ from ..errors import CancelledError, ClientClosedError, WorkerLost
 from . import large_args
 from .context import RunContext, current_run
 from .futures import Future
-from .keys import ERRED, FINISHED, NO_VALUE, PENDING, KeyState, SyncWaiter
+from .keys import ERRED, FINISHED, NO_VALUE, PENDING, AsyncWaiter, KeyState, SyncWaiter
 from .protocols import BulkTransport, Connection, HostWorker
 from .replies import ReplyTable
 from .transfers import DataPath, Fetcher, Scatterer
@@ -453,23 +453,24 @@ class Session:
             return
         with self.lock:
             pending = [ks for ks in states if ks.status is PENDING]
-            events = []
-            for ks in pending:
-                if ks.event is None:
-                    ks.event = trio.Event()
-                events.append(ks.event)
+            if pending:
+                waiter = AsyncWaiter(len(pending), self.trio_token, self.loop_thread)
+                for ks in pending:
+                    ks.waiters.append(waiter)
         if not pending:
             return
-
-        async def all_done() -> None:
-            for event in events:
-                await event.wait()
-
-        ctx = self._run_here()
-        if ctx is None:
-            await all_done()
-        else:
-            await ctx.wait_async([k.key for k in pending], all_done)
+        try:
+            ctx = self._run_here()
+            if ctx is None:
+                await waiter.done.wait()
+            else:
+                await ctx.wait_keys_async([k.key for k in pending], waiter)
+        finally:
+            if waiter.remaining > 0:  # ended early (cancelled, failed): unregister
+                with self.lock:
+                    for ks in pending:
+                        if waiter in ks.waiters:
+                            ks.waiters.remove(waiter)
 
     async def status(self, with_keys: bool = False) -> p.StatusReply:
         """The scheduler's snapshot of the cluster (``with_keys``: also the keys each
