@@ -87,6 +87,7 @@ class Session:
         self.loop_thread = threading.get_ident()
         self._queue: list[Any] = []
         self._flush_scheduled = False
+        self._flushing = False  # _flush is running (on the loop)
         self._release_scheduled = False  # a flush of the table's releases is scheduled
         self._status_waiters: dict[int, _StatusWait] = {}
         self._status_ids = itertools.count(1)
@@ -156,15 +157,40 @@ class Session:
         self.post(_Call(fn, args))
 
     def _flush(self) -> None:
-        with self.lock:
-            batch, self._queue = self._queue, []
-            self._flush_scheduled = False
+        """Send (or call) everything queued, in order, until the queue is empty (loop).
+
+        Not reentrant: an item that posts on the loop (``_flush_releases``) only queues,
+        and this loop sends it after the items queued before it; a nested flush would
+        run items posted later before the rest of this batch (a slot passed on before it
+        was passed here: ``SlotAccountingError``). Threads posting meanwhile see the
+        flush scheduled and only queue, too.
+        """
+        if self._flushing:
+            return
+        self._flushing = True
         send = self.conn.send
-        for item in batch:
-            if type(item) is _Call:
-                item.fn(*item.args)
-            else:
-                send(item)
+        try:
+            for _ in range(_FLUSH_ROUNDS):
+                with self.lock:
+                    batch, self._queue = self._queue, []
+                    if not batch:
+                        self._flush_scheduled = False
+                        return
+                for item in batch:
+                    if type(item) is _Call:
+                        item.fn(*item.args)
+                    else:
+                        send(item)
+            # threads keep posting: let the loop do other work, and come back (the flag
+            # stays set, so the order of what they post holds)
+            with contextlib.suppress(trio.RunFinishedError):
+                self.trio_token.run_sync_soon(self._flush)
+        except BaseException:
+            with self.lock:  # (a bug in an item: later posts must still schedule a flush)
+                self._flush_scheduled = False
+            raise
+        finally:
+            self._flushing = False
 
     # ------------------------------------------------------------------ futures
 
@@ -184,6 +210,16 @@ class Session:
             # send one ReleaseKeys for all of them on the loop's next turn
             self.table.release(ks)
             scheduled, self._release_scheduled = self._release_scheduled, True
+            if not scheduled and not self.on_loop():
+                # from a thread (a task's futures die as it returns, just before it
+                # reports its end): ride the flush that report schedules anyway, not a
+                # loop wake-up of its own
+                scheduled = True
+                self._queue.append(_Call(self._flush_releases, ()))
+                if not self._flush_scheduled:
+                    self._flush_scheduled = True
+                    with contextlib.suppress(trio.RunFinishedError):
+                        self.trio_token.run_sync_soon(self._flush)
         del held
         if scheduled:
             return
@@ -549,6 +585,10 @@ class Session:
             raise wait.error
         assert wait.reply is not None
         return wait.reply
+
+
+#: batches one ``Session._flush`` sends before it yields to the rest of the loop
+_FLUSH_ROUNDS = 8
 
 
 class _Call:
