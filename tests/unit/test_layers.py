@@ -3,7 +3,7 @@
 * Each module imports only from its own layer or below, counting every import: at the
   top, inside functions and under ``TYPE_CHECKING``.
 * No import cycle among trioflow's modules.
-* No trioflow module is imported inside a function, except in ``cli.py`` (start-up
+* No trioflow module is imported inside a function, except in ``cli/`` (start-up
   time) and ``testing/`` (Hypothesis is optional there).
 * The core is pure; the scheduler never touches pickle.
 """
