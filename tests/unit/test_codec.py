@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from trioflow import protocol as p
 from trioflow.errors import ProtocolVersionError, RemoteProtocolError
-from trioflow.protocol.messages import SPECS, TAGS, from_wire, to_wire
+from trioflow.protocol.registry import SPECS, TAGS, from_wire, to_wire
 
 
 def test_round_trip_batch():

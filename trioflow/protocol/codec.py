@@ -20,7 +20,7 @@ import attrs
 import msgpack
 
 from ..errors import AuthenticationError, ProtocolVersionError, RemoteProtocolError
-from .messages import SPECS, TAGS, from_wire, to_wire
+from .registry import SPECS, TAGS, from_wire, to_wire
 
 #: The protocol major version this code speaks. Bump on any incompatible change.
 PROTOCOL_VERSION = 1
