@@ -49,7 +49,8 @@ import msgpack
 import trio
 
 from ..errors import AuthenticationError, RemoteProtocolError
-from . import shm
+from ..serialize import RAW_BYTES
+from . import cma, shm
 
 logger = logging.getLogger(__name__)
 
@@ -92,6 +93,14 @@ class BulkStream:
         #: segments this side wrote for the peer, unlinked once the next request (or
         #: the connection's end) shows the peer is done with them
         self.segments: list[str] = []
+        #: this side can copy from the peer's memory with ``process_vm_readv``
+        #: (``net/cma.py``, checked at the hello), and the peer's pid; and the reverse
+        self.reads_peer = False
+        self.peer_pid = 0
+        self.peer_reads = False
+        #: ``bytes`` objects the peer is reading from our memory: kept alive until the
+        #: next request (or the connection's end) shows it is done
+        self.pinned: list[Any] = []
         # plain TCP: read straight into our buffers; TLS decrypts into its own first
         self._sock = stream.socket if isinstance(stream, trio.SocketStream) else None
 
@@ -145,9 +154,23 @@ class BulkStream:
         return header
 
     async def receive_frames(self, header: list[Any]) -> list[memoryview]:
-        """The frames ``header`` (from ``receive_header``) declares, each in its own buffer."""
+        """The frames ``header`` (from ``receive_header``) declares, each in its own buffer.
+
+        The data frame of a plain ``bytes`` value (after the ``RAW_BYTES`` marker) is
+        received into a new ``bytes`` object itself (``cma.new_bytes``), so the value is
+        rebuilt without another copy.
+        """
         lengths = header[-1] if header[0] in _WITH_FRAMES else []
-        return [memoryview(await self._read(n)) for n in lengths]
+        frames: list[memoryview] = []
+        for n in lengths:
+            if n >= MMAP_MIN and frames and frames[-1] == RAW_BYTES and cma.available():
+                data, view = cma.new_bytes(n)
+                await self._read_into(view, self.idle_timeout)
+                del view
+                frames.append(memoryview(data))
+            else:
+                frames.append(memoryview(await self._read(n)))
+        return frames
 
     async def receive(self, max_header: int = MAX_HEADER, *, wait: float | None = None,
                       on_header: Callable[[list[Any]], None] | None = None,
@@ -253,14 +276,21 @@ async def _accept(stream: trio.SocketStream, token: str | None,
             await s.do_handshake()
         conn = BulkStream(s)
         hello = await conn.receive_header(max_header=MAX_HELLO)
-        if (len(hello) not in (3, 4) or hello[0] != "hello" or type(hello[2]) is not str or (
+        if (len(hello) not in (3, 4, 7) or hello[0] != "hello" or type(hello[2]) is not str or (
                 token is not None
                 and not hmac.compare_digest(hello[2].encode(), token.encode()))):
             await conn.send(["error", "wrong or missing token"])
             return None
         host = shm.host_identity()
-        conn.local = len(hello) == 4 and bool(host) and hello[3] == host
-        await conn.send(["ok", host])
+        conn.local = len(hello) >= 4 and bool(host) and hello[3] == host
+        if conn.local and cma.available():
+            # both directions of process_vm_readv, each proven by reading a nonce
+            if len(hello) == 7:
+                conn.reads_peer = cma.probe(*hello[4:7])  # (16 bytes)
+                conn.peer_pid = hello[4] if conn.reads_peer else 0
+            await conn.send(["ok", host, *cma.shown(), cma.NONCE, conn.reads_peer])
+        else:
+            await conn.send(["ok", host])
     return conn
 
 
@@ -281,6 +311,7 @@ async def _serve_requests(conn: BulkStream, get: Getter, put: Putter | None,
     finally:
         for name in conn.segments:  # the peer left before saying it was done with them
             shm.unlink(name)
+        conn.pinned.clear()
 
 
 async def _serve_one(conn: BulkStream, get: Getter, put: Putter | None,
@@ -297,11 +328,15 @@ async def _serve_one(conn: BulkStream, get: Getter, put: Putter | None,
     for name in conn.segments:  # a new request: the peer has read the last ones
         shm.unlink(name)
     conn.segments.clear()
-    if header[0] == "get" and len(header) == 2 and type(header[1]) is list:
+    conn.pinned.clear()
+    if header[0] == "get" and len(header) in (2, 3) and type(header[1]) is list:
         keys, blobs, missing = await get([str(k) for k in header[1]])
         counts = [len(fs) for fs in blobs]
         if conn.local:
-            placed = [await _in_segment(conn, k, fs, segments) for k, fs in zip(keys, blobs)]
+            reads_us = len(header) == 3 and header[2] is True
+            placed = [_readable(conn, fs) if reads_us else None for fs in blobs]
+            placed = [seg or await _in_segment(conn, k, fs, segments)
+                      for k, fs, seg in zip(keys, blobs, placed)]
             if any(placed):
                 rest = [f for fs, seg in zip(blobs, placed) if seg is None for f in fs]
                 await conn.send(["shmdata", keys, counts, missing, placed], rest)
@@ -321,6 +356,20 @@ async def _serve_one(conn: BulkStream, get: Getter, put: Putter | None,
             await conn.send(["ok"])
     else:
         raise RemoteProtocolError(f"unknown bulk request {header[0]!r}")
+
+
+def _readable(conn: BulkStream, frames: list[Any]) -> list[Any] | None:
+    """``["vm", length, address]`` for a large plain ``bytes`` value the peer copies
+    from our memory itself (``net/cma.py``; pinned until its next request), or None."""
+    if len(frames) != 2 or frames[0] != RAW_BYTES:
+        return None
+    data = frames[1]
+    if type(data) is memoryview and type(data.obj) is bytes and data.nbytes == len(data.obj):
+        data = data.obj  # (received into a bytes object of its own)
+    if type(data) is not bytes or len(data) < shm.SHM_MIN:
+        return None
+    conn.pinned.append(data)
+    return ["vm", len(data), cma.address_of(data)]
 
 
 async def _in_segment(conn: BulkStream, key: str, frames: list[Any],
@@ -394,6 +443,9 @@ class BulkPool:
         self.max_idle = max_idle
         #: offer shared memory to data servers on this host (``net/shm.py``)
         self.shared_memory = shared_memory
+        #: copy ``bytes`` values across processes with ``process_vm_readv`` where the
+        #: kernel allows it (``net/cma.py``); turned off if a read ever fails
+        self.cross_memory = shared_memory
         self._idle: dict[str, list[BulkStream]] = {}
         self.closed = False
 
@@ -423,12 +475,19 @@ class BulkPool:
                     raise
             conn = BulkStream(stream, idle_timeout=self.idle_timeout)
             host = shm.host_identity() if self.shared_memory else ""
-            await conn.send(["hello", VERSION, self.token or "", host])
+            hello: list[Any] = ["hello", VERSION, self.token or "", host]
+            if host and self.cross_memory and cma.available():
+                hello += [*cma.shown(), cma.NONCE]
+            await conn.send(hello)
             reply, _ = await conn.receive()
-        if reply[0] != "ok":
-            await conn.aclose()
-            raise AuthenticationError(f"data server {address} refused us: {reply[1:]}")
-        conn.local = bool(host) and len(reply) == 2 and reply[1] == host
+            if reply[0] != "ok":
+                await conn.aclose()
+                raise AuthenticationError(f"data server {address} refused us: {reply[1:]}")
+            conn.local = bool(host) and len(reply) in (2, 6) and reply[1] == host
+            if conn.local and len(reply) == 6 and self.cross_memory:
+                conn.reads_peer = cma.probe(*reply[2:5])  # (16 bytes)
+                conn.peer_pid = reply[2] if conn.reads_peer else 0
+                conn.peer_reads = reply[5] is True
         return conn
 
     @contextlib.asynccontextmanager
@@ -469,7 +528,21 @@ class BulkPool:
         raise trio.BrokenResourceError(f"could not read the shared memory segments of "
                                        f"{address}: {failed}")
 
-    async def _from_segments(self, header: list[Any], frames: list[Any]) -> list[Any]:
+    async def _copy_from(self, conn: BulkStream, seg: list[Any], count: int) -> list[Any]:
+        """The frames of a ``bytes`` value the server left in its memory for us to copy."""
+        n, address = seg[1], seg[2]
+        if not conn.reads_peer or count != 2 or type(n) is not int or type(address) is not int:
+            raise RemoteProtocolError("malformed shmdata vm entry")
+        try:
+            data = await trio.to_thread.run_sync(cma.read, conn.peer_pid, address, n)
+        except OSError as exc:  # (allowed at the hello, so unexpected): segments from now
+            logger.warning("bulk: process_vm_readv failed (%s); using shared memory", exc)
+            self.cross_memory = False
+            raise _NoSharedMemory() from exc
+        return [memoryview(RAW_BYTES), memoryview(data)]
+
+    async def _from_segments(self, conn: BulkStream, header: list[Any],
+                             frames: list[Any]) -> list[Any]:
         """The frames of a ``shmdata`` reply: from its segments, and from the socket for
         the values sent over it."""
         counts, placed = header[2], header[4]
@@ -481,6 +554,9 @@ class BulkPool:
         for count, seg in zip(counts, placed):
             if seg is None:
                 out.extend(next(rest, b"") for _ in range(count))
+                continue
+            if type(seg) is list and len(seg) == 3 and seg[0] == "vm":
+                out += await self._copy_from(conn, seg, count)
                 continue
             if (type(seg) is not list or len(seg) != 3 or type(seg[0]) is not str
                     or type(seg[1]) is not list):
@@ -501,10 +577,11 @@ class BulkPool:
         """Frames of ``keys`` from the server at ``address``, and the keys it lacked."""
 
         async def exchange(conn: BulkStream) -> tuple[list[Any], list[Any]]:
-            await conn.send(["get", keys])
+            await conn.send(["get", keys, True] if conn.reads_peer else ["get", keys])
             header, frames = await conn.receive()
             if header[0] == "shmdata" and len(header) == 6 and conn.local:
-                return ["data", *header[1:4], None], await self._from_segments(header, frames)
+                return ["data", *header[1:4], None], await self._from_segments(
+                    conn, header, frames)
             return header, frames
 
         header, frames = await self._request(address, exchange)
