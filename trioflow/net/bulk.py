@@ -43,7 +43,7 @@ import ssl
 import struct
 from collections.abc import AsyncIterator, Awaitable, Callable
 from functools import partial
-from typing import Any
+from typing import Any, Protocol
 
 import msgpack
 import trio
@@ -77,9 +77,17 @@ _WITH_FRAMES = ("data", "put", "shmdata")
 Getter = Callable[[list[str]], Awaitable[tuple[list[str], list[list[Any]], list[str]]]]
 Putter = Callable[[dict[str, list[Any]]], Awaitable[None]]
 Receiving = Callable[[list[str], bool], None]
-#: optionally, a cache of one segment per key: ``segment(key, frames) -> (name,
-#: lengths)``, kept by its owner until the key goes (raising OSError if it cannot)
-SegmentCache = Callable[[str, list[Any]], Awaitable[tuple[str, list[int]]]]
+
+
+class SegmentCache(Protocol):
+    """Optionally, a data server's owner keeps one segment per key (until the key goes)."""
+
+    async def segment(self, key: str, frames: list[Any]) -> tuple[str, list[int]]:
+        """The segment holding ``key``'s ``frames`` (written now if there is none):
+        its name and frame lengths. Raises OSError if it cannot."""
+
+    def cached_segment(self, key: str) -> tuple[str, list[int]] | None:
+        """The segment of ``key`` if it has one already."""
 
 
 class BulkStream:
@@ -330,15 +338,23 @@ async def _serve_one(conn: BulkStream, get: Getter, put: Putter | None,
     conn.segments.clear()
     conn.pinned.clear()
     if header[0] == "get" and len(header) in (2, 3) and type(header[1]) is list:
-        keys, blobs, missing = await get([str(k) for k in header[1]])
+        wanted = [str(k) for k in header[1]]
+        # values already in a segment of their own: named at once, without asking the
+        # owner for (or serializing) anything
+        ready = {} if not conn.local or segments is None else {
+            k: c for k in wanted if (c := segments.cached_segment(k)) is not None}
+        keys, blobs, missing = await get([k for k in wanted if k not in ready])
         counts = [len(fs) for fs in blobs]
         if conn.local:
             reads_us = len(header) == 3 and header[2] is True
             placed = [_readable(conn, fs) if reads_us else None for fs in blobs]
             placed = [seg or await _in_segment(conn, k, fs, segments)
                       for k, fs, seg in zip(keys, blobs, placed)]
-            if any(placed):
+            if any(placed) or ready:
                 rest = [f for fs, seg in zip(blobs, placed) if seg is None for f in fs]
+                keys += ready
+                counts += [len(lengths) for _, lengths in ready.values()]
+                placed += [[name, lengths, True] for name, lengths in ready.values()]
                 await conn.send(["shmdata", keys, counts, missing, placed], rest)
                 return
         await conn.send(["data", keys, counts, missing], [f for fs in blobs for f in fs])
@@ -380,7 +396,7 @@ async def _in_segment(conn: BulkStream, key: str, frames: list[Any],
         return None
     try:
         if segments is not None:
-            name, lengths = await segments(key, frames)
+            name, lengths = await segments.segment(key, frames)
             return [name, lengths, True]
         name, lengths = await trio.to_thread.run_sync(shm.write_segment, frames)
     except OSError as exc:

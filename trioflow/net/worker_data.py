@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import ssl
+import threading
 from collections.abc import Callable
 from functools import partial
 from typing import Any
@@ -64,6 +65,9 @@ class DataStore:
         #: unlinked when the key goes
         self.segments: dict[str, tuple[str, list[int]]] = {}
         self._segment_locks: dict[str, trio.Lock] = {}
+        #: segments run threads wrote for results not stored yet (``share_result``)
+        self._made: dict[str, tuple[str, list[int]]] = {}
+        self._made_lock = threading.Lock()
         #: the memory limit, spilling to disk (``net/memory.py``), if one is set
         self.memory = None if memory_limit is None else MemoryManager(
             memory_limit, self.data, self.blobs, name=name, directory=local_directory,
@@ -81,8 +85,50 @@ class DataStore:
         moved into shared memory if it is a large array (``_share``)."""
         if self.memory is not None:
             self.memory.track(key, nbytes)
-        if nbytes >= shm.SHM_MIN and self._nursery is not None and shm.host_identity():
+        with self._made_lock:
+            made = self._made.pop(key, None)
+        if made is not None:  # moved into shared memory by its run's thread
+            self._drop_segment(key)
+            self.segments[key] = made
+        elif nbytes >= shm.SHM_MIN and self._nursery is not None and shm.host_identity():
             self._nursery.start_soon(self._share, key)
+
+    def share_result(self, key: str, value: Any) -> Any:
+        """A large array result moved into its shared-memory segment by the thread of
+        the run that made it, before the run is reported finished (as Ray puts a result
+        in its store): the one copy is paid there, and a reader on this host (a peer's
+        run, a client's gather) only maps the segment, with no copy and no wait. The
+        value returned is rebuilt on a copy-on-write mapping of the segment (so the
+        private copy goes, and a write by a task here never reaches the segment).
+
+        Anything else (small, plain ``bytes``: readers copy those from the object itself,
+        ``net/cma.py``; no out-of-band buffers; no room in /dev/shm) is returned as is.
+        """
+        if (self._nursery is None or isinstance(value, bytes | bytearray | memoryview)
+                or (serialize.buffer_size(value) or 0) < shm.SHM_MIN
+                or not shm.host_identity()):
+            return value
+        try:
+            frames = serialize.dumps_frames(value)
+            if len(frames) < 2:
+                return value
+            name, lengths = shm.write_segment(frames)
+        except Exception as exc:
+            logger.debug("%s: %s stays in private memory: %s", self.name, key, exc)
+            return value
+        try:
+            shared = serialize.loads_frames(
+                shm.read_segment(name, lengths, [len(lengths)], kept=True))
+        except Exception as exc:
+            shm.unlink(name)
+            logger.debug("%s: %s stays in private memory: %s", self.name, key, exc)
+            return value
+        with self._made_lock:
+            old = self._made.get(key)
+            self._made[key] = (name, lengths)
+        if old is not None:  # (an earlier run of the same key never stored)
+            shm.unlink(old[0])
+        return shared
 
     async def _share(self, key: str) -> None:
         """Move a large result whose data are out-of-band buffers (arrays) into its
@@ -136,11 +182,13 @@ class DataStore:
                     nursery.start_soon(self.memory.run)
                 await serve_bulk(self.frames_for, self.accept, host, token=self.token,
                                  ssl_context=self.data_ssl_context,
-                                 receiving=self._receiving, segments=self.segment,
+                                 receiving=self._receiving, segments=self,
                                  task_status=task_status)
         finally:
             self._nursery = None
-            for name, _ in self.segments.values():
+            with self._made_lock:
+                made, self._made = self._made, {}
+            for name, _ in [*self.segments.values(), *made.values()]:
                 shm.unlink(name)
             self.segments.clear()
             await self.pool.aclose()
@@ -215,6 +263,10 @@ class DataStore:
         finally:
             if not lock.locked() and lock.statistics().tasks_waiting == 0:
                 self._segment_locks.pop(key, None)
+
+    def cached_segment(self, key: str) -> tuple[str, list[int]] | None:
+        """The shared-memory copy of ``key`` if there is one (loop)."""
+        return self.segments.get(key)
 
     def _drop_segment(self, key: str) -> None:
         cached = self.segments.pop(key, None)
