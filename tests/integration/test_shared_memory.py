@@ -87,7 +87,12 @@ async def test_bulk_get_and_put_go_through_shared_memory(segments, copies):
         await pool.put(address, {"a": serialize.dumps_frames({"x": arr, "y": blob}),
                                  "b": serialize.dumps_frames(blob),
                                  "small": serialize.dumps_frames(b"tiny")})
-        assert len(segments) == 1  # one upload, one segment for all three values
+        assert len(segments) == 1 and copies == []  # one segment for all three values
+        store.accepting.add("c")  # plain bytes alone: the server copies them from us
+        await pool.put(address, {"c": serialize.dumps_frames(blob)})
+        assert len(segments) == 1 and copies == [len(blob)]
+        assert serialize.loads_frames(store.frames["c"]) == blob
+        copies.clear()
         got, missing = await pool.get(address, ["a", "b", "small"])
         # a segment for the array; the plain bytes copied from the server's memory once
         # (process_vm_readv), straight into the reader's bytes object; small on TCP
@@ -151,7 +156,8 @@ async def test_cluster_transfers_on_one_host_use_shared_memory(segments, copies)
         assert (await array == 0).all()  # the holder's copy is untouched
         scattered = await client.scatter(make(4_000_256))
         assert await client.submit(size, scattered) == 4_000_256
-        assert len(segments) == 2  # the array's, the upload's
+        # the array's segment; the scattered bytes were copied from the client's object
+        assert len(segments) == 1 and copies == [5_000_192] * 3 + [4_000_256]
         del produced, array
         store = cluster.workers[0].store
         await store.wait_for(lambda d: not store.segments)  # unlinked with their keys

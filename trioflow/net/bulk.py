@@ -69,7 +69,7 @@ _LEN = struct.Struct("!I")
 MMAP_MIN = 1 << 20
 _MMAP_FLAGS = mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | getattr(mmap, "MAP_POPULATE", 0)
 #: operations whose header ends with the lengths of the frames that follow it
-_WITH_FRAMES = ("data", "put", "shmdata")
+_WITH_FRAMES = ("data", "put", "shmdata", "vmput")
 
 #: what a data server needs from its owner: ``get(keys) -> (keys, frames per key,
 #: missing)``, ``put(key -> frames)`` (raising ValueError to refuse), and optionally
@@ -309,7 +309,7 @@ async def _serve_requests(conn: BulkStream, get: Getter, put: Putter | None,
     uploading: list[str] = []
 
     def started(header: list[Any]) -> None:
-        if header[0] == "put" and receiving is not None and type(header[1]) is list:
+        if header[0] in ("put", "vmput") and receiving is not None and type(header[1]) is list:
             uploading[:] = [k for k in header[1] if type(k) is str]
             receiving(uploading, True)
 
@@ -358,6 +358,8 @@ async def _serve_one(conn: BulkStream, get: Getter, put: Putter | None,
                 await conn.send(["shmdata", keys, counts, missing, placed], rest)
                 return
         await conn.send(["data", keys, counts, missing], [f for fs in blobs for f in fs])
+    elif header[0] == "vmput" and put is not None and len(header) == 5 and conn.reads_peer:
+        await _copy_upload(conn, header, frames, put)
     elif header[0] == "shmput" and put is not None and len(header) == 5 and conn.local:
         await _accept_segment(conn, header, put, receiving)
     elif header[0] == "put" and put is not None and len(header) == 4:
@@ -404,6 +406,40 @@ async def _in_segment(conn: BulkStream, key: str, frames: list[Any],
         return None
     conn.segments.append(name)
     return [name, lengths, False]
+
+
+async def _copy_upload(conn: BulkStream, header: list[Any], frames: list[Any],
+                       put: Putter) -> None:
+    """An upload whose large ``bytes`` values we copy from the client's memory ourselves
+    (``net/cma.py``): one copy each, straight into the ``bytes`` object we keep."""
+    _, keys, counts, entries, _ = header
+    if (type(keys) is not list or not all(type(k) is str for k in keys)
+            or type(counts) is not list or type(entries) is not list
+            or len(entries) != len(keys) or len(counts) != len(keys)):
+        raise RemoteProtocolError("vmput: malformed header")
+    rest = iter(frames)
+    values: dict[str, list[Any]] = {}
+    for key, count, entry in zip(keys, counts, entries):
+        if entry is None:
+            if type(count) is not int or count < 1:
+                raise RemoteProtocolError("vmput: bad frame count")
+            values[key] = [next(rest, b"") for _ in range(count)]
+            continue
+        if (count != 2 or type(entry) is not list or len(entry) != 2
+                or not all(type(x) is int and x >= 0 for x in entry)):
+            raise RemoteProtocolError("vmput: malformed entry")
+        try:
+            data = await trio.to_thread.run_sync(cma.read, conn.peer_pid, entry[1], entry[0])
+        except OSError as exc:  # the client retries over TCP
+            await conn.send(["error", _UNREADABLE, str(exc)])
+            return
+        values[key] = [memoryview(RAW_BYTES), memoryview(data)]
+    try:
+        await put(values)
+    except ValueError as exc:
+        await conn.send(["error", str(exc)])
+    else:
+        await conn.send(["ok"])
 
 
 async def _accept_segment(conn: BulkStream, header: list[Any], put: Putter,
@@ -617,6 +653,23 @@ class BulkPool:
         flat = [f for k in keys for f in values[k]]
 
         async def exchange(conn: BulkStream) -> tuple[list[Any], list[Any]]:
+            entries = [_readable(conn, values[k]) if conn.peer_reads else None for k in keys]
+            rest = [f for k, e in zip(keys, entries) if e is None for f in values[k]]
+            if any(entries) and sum(memoryview(f).nbytes for f in rest) < shm.SHM_MIN:
+                # the server copies the large bytes from our memory itself
+                # shielded (bounded): our memory must stay as it is until the server has
+                # copied it, or it could store what the memory held after we let go
+                with trio.CancelScope(shield=True), trio.fail_after(self.idle_timeout):
+                    await conn.send(["vmput", keys, counts, [e and e[1:] for e in entries]],
+                                    rest)
+                    reply = await conn.receive()
+                conn.pinned.clear()
+                if reply[0][:2] == ["error", _UNREADABLE]:
+                    logger.warning("bulk: %s cannot copy from our memory (%s); using "
+                                   "shared memory", address, reply[0][2:])
+                    self.cross_memory = False
+                    raise _NoSharedMemory()
+                return reply
             if conn.local and sum(memoryview(f).nbytes for f in flat) >= shm.SHM_MIN:
                 try:
                     name, lengths = await trio.to_thread.run_sync(shm.write_segment, flat)
