@@ -12,6 +12,7 @@ import trio
 
 import trioflow
 from trioflow.config import EXIT_RESTART
+from trioflow.errors import SpillError
 from trioflow.net.memory import SPILL_PREFIX, system_memory
 from trioflow.net.worker_node import WorkerNode
 
@@ -173,7 +174,16 @@ def tiny_disk(path):
         subprocess.run(["umount", "-l", str(path)], check=False)
 
 
-async def test_a_full_disk_keeps_the_value_and_the_worker_serving(tmp_path, caplog):
+#: runs of ``make_counted`` in this process (the in-process worker's)
+MADE: list[int] = []
+
+
+def make_counted(n):
+    MADE.append(n)
+    return make_bytes(n)
+
+
+async def test_a_full_disk_fails_the_key_and_the_worker_keeps_serving(tmp_path, caplog):
     with tiny_disk(tmp_path / "disk") as disk:
         async with trioflow.open_local_cluster(1, 1) as cluster, trio.open_nursery() as nursery:
             node = WorkerNode(cluster.address, name="spiller", memory_limit=10 * MB,
@@ -182,13 +192,24 @@ async def test_a_full_disk_keeps_the_value_and_the_worker_serving(tmp_path, capl
             async with trioflow.AsyncClient(cluster.address) as client:
                 await client.wait_for_workers(2, timeout=30)
                 here = ["spiller"]
-                big = client.submit(make_bytes, 8 * MB, workers=here)
-                await big
-                memory = node.store.memory
-                await memory.wait_for(lambda m: big.key in m.unwritable)
+                MADE.clear()
+                # 8 MB over a 6 MB target: spilled at once, into a 1 MB disk. The
+                # dependent's run waits at the memory gate until that is settled.
+                big = client.submit(make_counted, 8 * MB, workers=here)
+                dependent = client.submit(size, big, workers=here)
+                with pytest.raises(SpillError) as info:
+                    await dependent
+                text = str(info.value)
+                assert big.key in text and node.store.memory.directory in text
+                assert str(disk) in text and "No space left on device" in text
+                assert "--local-directory" in text and "free space" in text
+                with pytest.raises(SpillError):
+                    await big  # the key itself failed, with the same reason
                 assert "No space left on device" in caplog.text
-                assert await client.submit(size, big, workers=here) == 8 * MB  # in memory
+                memory = node.store.memory
+                assert big.key not in node.store.data and memory.held == 0  # freed
                 assert await client.submit(size, b"more work", workers=here) == 9
+                assert MADE == [8 * MB]  # never recomputed
             nursery.cancel_scope.cancel()
 
 

@@ -23,7 +23,9 @@ from typing import Any
 
 import trio
 
+from .. import protocol as p
 from .. import serialize
+from ..errors import SpillError
 from . import shm
 from .bulk import BulkPool, serve_bulk
 from .memory import MemoryManager
@@ -41,7 +43,8 @@ class DataStore:
                  data_ssl_context: ssl.SSLContext | None, idle_timeout: float = 60.0,
                  on_never_arrived: Callable[[str], None] | None = None,
                  memory_limit: int | None = None, local_directory: str | None = None,
-                 on_memory_terminate: Callable[[], None] | None = None) -> None:
+                 on_memory_terminate: Callable[[], None] | None = None,
+                 notify: Callable[[Any], None] | None = None) -> None:
         self.name = name
         self.token = token
         self.data_ssl_context = data_ssl_context
@@ -71,7 +74,10 @@ class DataStore:
         #: the memory limit, spilling to disk (``net/memory.py``), if one is set
         self.memory = None if memory_limit is None else MemoryManager(
             memory_limit, self.data, self.blobs, name=name, directory=local_directory,
-            on_terminate=on_memory_terminate, on_drop=self._drop_segment)
+            on_terminate=on_memory_terminate, on_drop=self._drop_segment,
+            on_unwritable=self._unwritable)
+        #: how this store tells the scheduler of a value it had to drop (``ValueFailed``)
+        self.notify = notify
 
     def __repr__(self) -> str:
         return f"<DataStore {self.name!r} values={len(self.data)} arriving={len(self.arriving)}>"
@@ -263,6 +269,16 @@ class DataStore:
         finally:
             if not lock.locked() and lock.statistics().tasks_waiting == 0:
                 self._segment_locks.pop(key, None)
+
+    def _unwritable(self, key: str, text: str) -> None:
+        """A value could not be spilled and was dropped (``MemoryManager``): its key
+        fails on the scheduler with ``SpillError(text)``."""
+        self.blobs.pop(key, None)
+        self.data.pop(key, None)
+        if self.notify is not None:
+            blob, type_name, text, _ = serialize.dumps_exception(SpillError(text))
+            self.notify(p.ValueFailed(key, blob, type_name, text))
+        self._wake()
 
     def cached_segment(self, key: str) -> tuple[str, list[int]] | None:
         """The shared-memory copy of ``key`` if there is one (loop)."""

@@ -433,7 +433,8 @@ class KeyErred:
     ``kind`` is "" for an exception the task raised (``error`` is it, pickled), or one of
     "killed-worker", "cancelled", "lost", "deadlock", "no-workers" for failures the
     scheduler decided (then ``text`` is the message and ``error`` is empty: the
-    scheduler never pickles).
+    scheduler never pickles), or "discarded": a finished key whose value a worker had
+    to drop (``ValueFailed``; ``error`` is the worker's exception, pickled).
     """
 
     key: str
@@ -672,3 +673,18 @@ class RestartReply:
 class RestartWorker:
     """Scheduler -> worker: exit now with ``config.EXIT_RESTART``; the nanny starts a
     fresh process."""
+
+
+# ------------------------------------------------------------------ values a worker had to drop
+
+
+@message("value-failed")
+class ValueFailed:
+    """Worker -> scheduler: a finished value this worker held is gone for good (its spill
+    write failed: a full disk), so its key fails with ``error`` (pickled, ``type_name``,
+    ``text``) unless a copy is left elsewhere; it is never recomputed."""
+
+    key: str
+    error: bytes
+    type_name: str
+    text: str
