@@ -613,9 +613,16 @@ class BulkPool:
             if (type(seg) is not list or len(seg) != 3 or type(seg[0]) is not str
                     or type(seg[1]) is not list):
                 raise RemoteProtocolError("malformed shmdata segment")
+            read = partial(shm.read_segment, seg[0], seg[1], [count], kept=bool(seg[2]))
             try:
-                out += await trio.to_thread.run_sync(
-                    partial(shm.read_segment, seg[0], seg[1], [count], kept=bool(seg[2])))
+                if seg[2] and seg[1] and seg[1][0] != 1:
+                    # a holder's segment of a pickled value (its head is a pickle stream,
+                    # never 1 byte long like the plain-bytes marker): only mapped, a few
+                    # cheap system calls, so here rather than a thread hop (two wake-ups
+                    # on a busy machine)
+                    out += read()
+                else:  # (copied into a bytes object, or mapped and populated)
+                    out += await trio.to_thread.run_sync(read)
             except PermissionError as exc:  # another user's data server: use TCP from now
                 logger.warning("bulk: cannot open shared memory segment %s (%s); using TCP",
                                seg[0], exc)
