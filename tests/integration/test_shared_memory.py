@@ -180,6 +180,27 @@ async def test_large_arrays_move_into_shared_memory_when_made(segments):
         assert len(segments) == 1  # both readers mapped the copy made with the result
 
 
+async def test_a_scattered_arrays_segment_is_kept_by_its_worker_for_later_readers(segments):
+    np = pytest.importorskip("numpy")
+    async with cluster_client(2, 1) as (cluster, client):
+        [scattered] = await client.scatter([np.ones(500_000)])
+        assert await client.submit(array_total, scattered) == 500_000  # (uploaded by now)
+        [holder] = [w for w in cluster.workers if w.store.holds(scattered.key)]
+        [other] = [w.name for w in cluster.workers if w is not holder]
+        store = holder.store
+        assert len(segments) == 1  # the client's upload
+        name, _ = store.segments[scattered.key]  # adopted: renamed, kept by the worker
+        assert name != segments[0] and os.path.exists(os.path.join(shm.SHM_DIR, name))
+        assert not os.path.exists(os.path.join(shm.SHM_DIR, segments[0]))
+        assert await client.submit(first_byte, scattered, workers=[other]) == 254.0
+        assert await client.submit(array_total, scattered, workers=[holder.name]) == 500_000
+        assert len(segments) == 1  # the reader mapped the upload's copy; its write stayed its
+        del scattered
+        await store.wait_for(lambda d: not store.segments)
+        assert not os.path.exists(os.path.join(shm.SHM_DIR, name))
+    assert ours() == []
+
+
 async def test_segment_names_are_checked():
     for name in ("../../etc/passwd", "trioflow-1-2-zz", "other-1-2-0123abcd"):
         with pytest.raises(RemoteProtocolError):

@@ -89,6 +89,10 @@ class SegmentCache(Protocol):
     def cached_segment(self, key: str) -> tuple[str, list[int]] | None:
         """The segment of ``key`` if it has one already."""
 
+    def adopted(self, key: str, name: str, lengths: list[int]) -> None:
+        """Segment ``name`` holds the frames just stored for ``key``: keep it as the
+        key's (or unlink it)."""
+
 
 class BulkStream:
     """One bulk connection: framed messages over a Trio stream, read with ``recv_into``."""
@@ -361,7 +365,7 @@ async def _serve_one(conn: BulkStream, get: Getter, put: Putter | None,
     elif header[0] == "vmput" and put is not None and len(header) == 5 and conn.reads_peer:
         await _copy_upload(conn, header, frames, put)
     elif header[0] == "shmput" and put is not None and len(header) == 5 and conn.local:
-        await _accept_segment(conn, header, put, receiving)
+        await _accept_segment(conn, header, put, receiving, segments)
     elif header[0] == "put" and put is not None and len(header) == 4:
         keys = header[1]
         if type(keys) is not list or not all(type(k) is str for k in keys):
@@ -443,8 +447,12 @@ async def _copy_upload(conn: BulkStream, header: list[Any], frames: list[Any],
 
 
 async def _accept_segment(conn: BulkStream, header: list[Any], put: Putter,
-                          receiving: Receiving | None) -> None:
-    """An upload through shared memory: map the segment, then store its frames."""
+                          receiving: Receiving | None, segments: SegmentCache | None) -> None:
+    """An upload through shared memory: map the segment, then store its frames.
+
+    With a segment cache, the segment of one pickled value (arrays) is adopted (renamed
+    ours, mapped copy-on-write, ``SegmentCache.adopted``): readers on this host map the
+    client's one copy later, with no second copy written for them."""
     _, keys, counts, name, lengths = header
     if (type(keys) is not list or not all(type(k) is str for k in keys)
             or type(counts) is not list or type(name) is not str or type(lengths) is not list
@@ -452,18 +460,30 @@ async def _accept_segment(conn: BulkStream, header: list[Any], put: Putter,
         raise RemoteProtocolError("shmput: malformed header")
     if receiving is not None:
         receiving(keys, True)
+    own = None
     try:
         try:
-            frames = await trio.to_thread.run_sync(shm.read_segment, name, lengths, counts)
+            if (segments is not None and len(keys) == 1 and lengths
+                    and type(lengths[0]) is int and lengths[0] != 1):
+                own = await trio.to_thread.run_sync(shm.adopt, name)
+                frames = await trio.to_thread.run_sync(
+                    partial(shm.read_segment, own, lengths, counts, kept=True))
+            else:
+                frames = await trio.to_thread.run_sync(shm.read_segment, name, lengths, counts)
         except OSError as exc:  # (e.g. another user's segment): the client retries on TCP
             await conn.send(["error", _UNREADABLE, str(exc)])
             return
         await put(dict(zip(keys, _split(counts, frames, keys))))
+        if own is not None and segments is not None:
+            segments.adopted(keys[0], own, lengths)
+            own = None
     except ValueError as exc:
         await conn.send(["error", str(exc)])
     else:
         await conn.send(["ok"])
     finally:
+        if own is not None:  # (not stored)
+            shm.unlink(own)
         if receiving is not None:
             receiving(keys, False)
 

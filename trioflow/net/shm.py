@@ -113,6 +113,22 @@ def write_segment(frames: Sequence[Any]) -> tuple[str, list[int]]:
     return name, lengths
 
 
+def adopt(name: str) -> str:
+    """Make segment ``name`` (an upload another process wrote) this process's own: renamed
+    to a name of ours, so it lives as long as we keep it (a dead writer's segments are
+    removed by :func:`remove_stale`); the new name.
+
+    Raises:
+        RemoteProtocolError: a bad name.
+        OSError: it is not there (any more).
+    """
+    if not _NAME.match(name):
+        raise RemoteProtocolError(f"bad shared-memory segment {name!r}")
+    own = f"{PREFIX}{os.getpid()}-{next(_counter)}-{secrets.token_hex(4)}"
+    os.rename(os.path.join(SHM_DIR, name), os.path.join(SHM_DIR, own))
+    return own
+
+
 def _flat(view: memoryview) -> memoryview:
     return view if view.ndim == 1 and view.format == "B" else view.cast("B")
 

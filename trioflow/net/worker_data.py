@@ -280,6 +280,15 @@ class DataStore:
             self.notify(p.ValueFailed(key, blob, type_name, text))
         self._wake()
 
+    def adopted(self, key: str, name: str, lengths: list[int]) -> None:
+        """An upload's segment, renamed ours, holds the frames just stored for ``key``
+        (loop): kept as its copy for readers on this host, or unlinked if the key has
+        one already or went."""
+        if key in self.blobs and key not in self.segments:
+            self.segments[key] = (name, lengths)
+        else:
+            shm.unlink(name)
+
     def cached_segment(self, key: str) -> tuple[str, list[int]] | None:
         """The shared-memory copy of ``key`` if there is one (loop)."""
         return self.segments.get(key)
