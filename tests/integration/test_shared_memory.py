@@ -32,8 +32,8 @@ def segments(monkeypatch):
     written: list[str] = []
     real = shm.write_segment
 
-    def spy(frames):
-        name, lengths = real(frames)
+    def spy(frames, *args, **kwargs):
+        name, lengths = real(frames, *args, **kwargs)
         written.append(name)
         return name, lengths
 
@@ -199,6 +199,35 @@ async def test_a_scattered_arrays_segment_is_kept_by_its_worker_for_later_reader
         await store.wait_for(lambda d: not store.segments)
         assert not os.path.exists(os.path.join(shm.SHM_DIR, name))
     assert ours() == []
+
+
+async def test_a_reader_that_met_the_holder_maps_its_published_segment_without_asking(
+        segments, monkeypatch):
+    np = pytest.importorskip("numpy")
+    requests: list[str] = []
+    real = BulkPool._request
+
+    async def counted(self, address, exchange):
+        requests.append(address)
+        return await real(self, address, exchange)
+
+    monkeypatch.setattr(BulkPool, "_request", counted)
+    async with cluster_client(2, 1) as (cluster, client):
+        holder = cluster.workers[0]
+        first = client.submit(np.ones, 500_000, workers=["worker-0"])
+        second = client.submit(np.zeros, 500_000, workers=["worker-0"])
+        assert await client.submit(array_total, first, workers=["worker-1"]) == 500_000
+        assert requests == [holder.data_address]  # (met it: learns its pid and space)
+        assert await client.submit(array_total, second, workers=["worker-1"]) == 0
+        assert await client.submit(first_byte, first, workers=["worker-1"]) == 254.0
+        assert requests == [holder.data_address]  # mapped by name: no request at all
+        assert (await first == 1).all() and len(segments) == 2  # (a write stays its own)
+        # a published segment gone (its key freed) is simply not found: ask the holder
+        name = holder.store.segments[second.key][0]
+        del second
+        await holder.store.wait_for(lambda d: len(holder.store.segments) == 1)
+        assert not os.path.exists(os.path.join(shm.SHM_DIR, name))
+        assert shm.open_published(os.getpid(), holder.store.space, "no-such-key") is None
 
 
 async def test_segment_names_are_checked():

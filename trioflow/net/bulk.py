@@ -23,12 +23,22 @@ out-of-band buffers, see ``serialize.dumps_frames``). Requests:
 * ``["put", keys, frame-counts]`` + frames -> ``["ok"]`` or ``["error", text]``.
 
 When both hosts are the same (not ""), large values go through shared memory
-(``net/shm.py``) instead, the frames in a ``/dev/shm`` segment named in the header:
+(``net/shm.py``) or are copied process to process (``net/cma.py``) instead:
 
-* ``["get", keys]`` -> ``["shmdata", keys, frame-counts, missing, segments]`` + frames:
-  per key ``[segment, lengths, kept]`` (kept: the holder's cached copy, mapped
-  copy-on-write and left in place) or None (its frames follow, as with ``data``);
-* ``["shmput", keys, frame-counts, segment, lengths]`` -> ``["ok"]`` or ``["error", text]``.
+* the hello adds ``pid, address, nonce`` (the client's, for ``process_vm_readv``);
+  the answer ``["ok", host, pid, address, nonce, reads_you, space]``: the server's
+  pid and nonce (the client probes them), whether it can read the client, and the
+  space its published segments are named in (``shm.published_name``: a client maps
+  those directly, without asking);
+* ``["get", keys(, True: the client can read us)]`` -> ``["shmdata", keys, counts,
+  missing, entries]`` + frames; per key ``[segment, lengths, kept]`` (kept: the holder's
+  copy, mapped copy-on-write and left in place), ``["vm", length, address]`` (a plain
+  ``bytes`` value the client copies from our memory; pinned until its next request) or
+  None (its frames follow, as with ``data``);
+* ``["shmput", keys, counts, segment, lengths]`` -> ``["ok"]`` or ``["error", text]``;
+  the segment of one pickled value is adopted as the holder's copy;
+* ``["vmput", keys, counts, entries]`` + frames: per key ``[length, address]`` of a
+  plain ``bytes`` value the server copies from the client's memory, or None.
 
 The server side never unpickles what it receives: it stores frames as they came.
 """
@@ -85,6 +95,9 @@ class SegmentCache(Protocol):
     async def segment(self, key: str, frames: list[Any]) -> tuple[str, list[int]]:
         """The segment holding ``key``'s ``frames`` (written now if there is none):
         its name and frame lengths. Raises OSError if it cannot."""
+
+    #: the space its published segments are named in (``shm.published_name``)
+    space: str
 
     def cached_segment(self, key: str) -> tuple[str, list[int]] | None:
         """The segment of ``key`` if it has one already."""
@@ -249,7 +262,8 @@ async def serve_bulk(get: Getter, put: Putter | None, host: str, *, token: str |
     async def handler(stream: trio.SocketStream) -> None:
         peer = _peer_address(stream)  # now: once the peer resets, it has none
         try:
-            conn = await _accept(stream, token, ssl_context)
+            space = segments.space if segments is not None else ""
+            conn = await _accept(stream, token, ssl_context, space)
             if conn is not None:
                 await _serve_requests(conn, get, put, receiving, segments)
         except (trio.BrokenResourceError, trio.ClosedResourceError, trio.TooSlowError,
@@ -277,7 +291,7 @@ def _peer_address(stream: trio.SocketStream) -> str:
 
 
 async def _accept(stream: trio.SocketStream, token: str | None,
-                  ssl_context: ssl.SSLContext | None) -> BulkStream | None:
+                  ssl_context: ssl.SSLContext | None, space: str = "") -> BulkStream | None:
     """TLS handshake and hello within HANDSHAKE_TIMEOUT; the connection, or None after
     refusing it. Before the token is checked only MAX_HELLO bytes are read: a hello
     declaring frames is refused without reading (or allocating) them."""
@@ -295,12 +309,13 @@ async def _accept(stream: trio.SocketStream, token: str | None,
             return None
         host = shm.host_identity()
         conn.local = len(hello) >= 4 and bool(host) and hello[3] == host
-        if conn.local and cma.available():
-            # both directions of process_vm_readv, each proven by reading a nonce
+        if conn.local:
+            # both directions of process_vm_readv, each proven by reading a nonce; and
+            # where our published segments are (pid, space)
             if len(hello) == 7:
                 conn.reads_peer = cma.probe(*hello[4:7])  # (16 bytes)
                 conn.peer_pid = hello[4] if conn.reads_peer else 0
-            await conn.send(["ok", host, *cma.shown(), cma.NONCE, conn.reads_peer])
+            await conn.send(["ok", host, *cma.shown(), cma.NONCE, conn.reads_peer, space])
         else:
             await conn.send(["ok", host])
     return conn
@@ -520,6 +535,9 @@ class BulkPool:
         self.cross_memory = shared_memory
         self._idle: dict[str, list[BulkStream]] = {}
         self.closed = False
+        #: (pid, space) of data servers on this host that publish segments, by address
+        #: (from their hello)
+        self._published: dict[str, tuple[int, str]] = {}
 
     def __repr__(self) -> str:
         return f"<BulkPool idle={sum(map(len, self._idle.values()))}>"
@@ -555,8 +573,11 @@ class BulkPool:
             if reply[0] != "ok":
                 await conn.aclose()
                 raise AuthenticationError(f"data server {address} refused us: {reply[1:]}")
-            conn.local = bool(host) and len(reply) in (2, 6) and reply[1] == host
-            if conn.local and len(reply) == 6 and self.cross_memory:
+            conn.local = bool(host) and len(reply) in (2, 7) and reply[1] == host
+            if conn.local and len(reply) == 7 and type(reply[2]) is int and reply[6] and (
+                    type(reply[6]) is str):
+                self._published[address] = (reply[2], reply[6])  # (see get)
+            if conn.local and len(reply) == 7 and self.cross_memory:
                 conn.reads_peer = cma.probe(*reply[2:5])  # (16 bytes)
                 conn.peer_pid = reply[2] if conn.reads_peer else 0
                 conn.peer_reads = reply[5] is True
@@ -653,7 +674,20 @@ class BulkPool:
         return out
 
     async def get(self, address: str, keys: list[str]) -> tuple[dict[str, list[Any]], list[str]]:
-        """Frames of ``keys`` from the server at ``address``, and the keys it lacked."""
+        """Frames of ``keys`` from the server at ``address``, and the keys it lacked.
+
+        From a server on this host met before, values it keeps in a published segment
+        (``shm.open_published``) are mapped straight away, with no request at all.
+        """
+        where = self._published.get(address) if self.shared_memory else None
+        if where is not None:
+            mapped = {k: fs for k in keys
+                      if (fs := shm.open_published(*where, k)) is not None}
+            if mapped:
+                if len(mapped) == len(keys):
+                    return mapped, []
+                got, missing = await self.get(address, [k for k in keys if k not in mapped])
+                return {**mapped, **got}, missing
 
         async def exchange(conn: BulkStream) -> tuple[list[Any], list[Any]]:
             await conn.send(["get", keys, True] if conn.reads_peer else ["get", keys])

@@ -15,6 +15,7 @@ Nothing here unpickles what arrives: values are rebuilt by the run that uses the
 from __future__ import annotations
 
 import logging
+import secrets
 import ssl
 import threading
 from collections.abc import Callable
@@ -71,6 +72,9 @@ class DataStore:
         #: segments run threads wrote for results not stored yet (``share_result``)
         self._made: dict[str, tuple[str, list[int]]] = {}
         self._made_lock = threading.Lock()
+        #: names this store's published segments apart from other stores' in this
+        #: process (in-process workers): ``shm.published_name``
+        self.space = secrets.token_hex(4)
         #: the memory limit, spilling to disk (``net/memory.py``), if one is set
         self.memory = None if memory_limit is None else MemoryManager(
             memory_limit, self.data, self.blobs, name=name, directory=local_directory,
@@ -94,7 +98,9 @@ class DataStore:
         with self._made_lock:
             made = self._made.pop(key, None)
         if made is not None:  # moved into shared memory by its run's thread
-            self._drop_segment(key)
+            cached = self.segments.get(key)
+            if cached is not None and cached[0] != made[0]:
+                self._drop_segment(key)
             self.segments[key] = made
         elif nbytes >= shm.SHM_MIN and self._nursery is not None and shm.host_identity():
             self._nursery.start_soon(self._share, key)
@@ -118,7 +124,7 @@ class DataStore:
             frames = serialize.dumps_frames(value)
             if len(frames) < 2:
                 return value
-            name, lengths = shm.write_segment(frames)
+            name, lengths = shm.write_segment(frames, key=key, space=self.space)
         except Exception as exc:
             logger.debug("%s: %s stays in private memory: %s", self.name, key, exc)
             return value
@@ -132,7 +138,7 @@ class DataStore:
         with self._made_lock:
             old = self._made.get(key)
             self._made[key] = (name, lengths)
-        if old is not None:  # (an earlier run of the same key never stored)
+        if old is not None and old[0] != name:  # (an earlier run of it, never stored)
             shm.unlink(old[0])
         return shared
 
@@ -260,7 +266,8 @@ class DataStore:
                 cached = self.segments.get(key)
                 if cached is not None:
                     return cached
-                name, lengths = await trio.to_thread.run_sync(shm.write_segment, frames)
+                name, lengths = await trio.to_thread.run_sync(
+                    partial(shm.write_segment, frames, key=key, space=self.space))
                 if not self.holds(key):  # freed while it was written
                     shm.unlink(name)
                     raise OSError(f"{key!r} was freed")
