@@ -4,6 +4,7 @@ exits to be restarted above the terminate fraction."""
 from __future__ import annotations
 
 import contextlib
+import socket
 import subprocess
 import threading
 
@@ -16,7 +17,7 @@ from trioflow.errors import SpillError
 from trioflow.net.memory import SPILL_PREFIX, system_memory
 from trioflow.net.worker_node import WorkerNode
 
-from .clihelpers import PY, cli_scheduler, stop
+from .clihelpers import PY, cli_scheduler, start_logged_worker, stop
 
 MB = 1_000_000
 
@@ -92,6 +93,64 @@ async def test_three_times_the_limit_in_results_completes_within_twice_the_limit
         finally:
             await stop(worker)
     assert list(tmp_path.iterdir()) == []  # the spill directory goes with the worker
+
+
+#: memory a task made this (CLI) worker hold, and whether the test let it go
+HELD: list[bytes] = []
+RELEASED = threading.Event()
+
+
+def _rss() -> int:
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmRSS:"))
+
+
+def hold_memory(total, port):
+    """Grow this worker's resident memory to ``total`` bytes and hold it until the test
+    connects to ``port``... and sends a byte; then free it."""
+    HELD.append(b"\1" * max(total - _rss(), 0))  # (written: resident, not lazily zero)
+
+    def release():
+        with socket.create_connection(("127.0.0.1", port)) as s:
+            s.recv(1)
+        HELD.clear()  # (one large block: back to the system at once)
+        RELEASED.set()
+
+    threading.Thread(target=release, daemon=True).start()
+    return _rss()
+
+
+def ran_after_release():
+    return RELEASED.is_set()
+
+
+async def test_a_cli_worker_above_its_pause_fraction_starts_no_run_until_below(tmp_path):
+    limit = 400 * MB  # pause above 320 MB resident, terminate above 380 MB
+    async with cli_scheduler() as (address, _):
+        worker, lines = await start_logged_worker(
+            address, "--name", "pw", "--memory-limit", "400MB",
+            "--local-directory", str(tmp_path))
+        listener = trio.socket.socket()
+        try:
+            await listener.bind(("127.0.0.1", 0))
+            listener.listen(1)
+            port = listener.getsockname()[1]
+            async with trioflow.AsyncClient(address) as client:
+                await client.wait_for_workers(1, timeout=30)
+                rss = await client.submit(hold_memory, int(0.87 * limit), port)
+                assert 0.8 * limit < rss < 0.95 * limit
+                await lines.wait_for("paused: no new runs")  # (its 0.1 s memory watch)
+                later = client.submit(ran_after_release, pure=False)
+                await lines.wait_for("a run waits to start (paused)")
+                conn, _ = await listener.accept()
+                with conn:
+                    await conn.send(b"x")  # the task's thread frees the memory
+                    assert await later is True  # it started only once below pause
+                await lines.wait_for("resumed")
+                assert worker.returncode is None
+        finally:
+            listener.close()
+            await stop(worker)
 
 
 async def test_unspillable_values_stay_in_memory_and_spilled_ones_are_served():

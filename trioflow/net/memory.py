@@ -280,6 +280,8 @@ class MemoryManager:
                 return
             self.held_runs += 1
             self._cond.notify_all()
+            logger.info("worker %s: a run waits to start (%s)", self.name,
+                        "paused" if self.paused else "spilling")
             try:
                 while self._blocked():
                     self._cond.wait()
