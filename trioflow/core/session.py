@@ -311,7 +311,7 @@ class SessionKeys(Generic[R]):
         if rec.status is FINISHED and msg.kind not in ("cancelled", "discarded"):
             return None
         # (a finished key is failed only by a cancel, or by its worker dropping the
-        # value, ValueFailed: its value is gone with it)
+        # value, TaskErred.dropped: its value is gone with it)
         rec.status = ERRED
         rec.error = msg
         rec.inline = None

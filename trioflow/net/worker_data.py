@@ -80,7 +80,7 @@ class DataStore:
             memory_limit, self.data, self.blobs, name=name, directory=local_directory,
             on_terminate=on_memory_terminate, on_drop=self._drop_segment,
             on_unwritable=self._unwritable)
-        #: how this store tells the scheduler of a value it had to drop (``ValueFailed``)
+        #: how this store tells the scheduler of a value it had to drop (``TaskErred`` with ``dropped``)
         self.notify = notify
 
     def __repr__(self) -> str:
@@ -283,8 +283,8 @@ class DataStore:
         self.blobs.pop(key, None)
         self.data.pop(key, None)
         if self.notify is not None:
-            blob, type_name, text, _ = serialize.dumps_exception(SpillError(text))
-            self.notify(p.ValueFailed(key, blob, type_name, text))
+            blob, type_name, text, tb = serialize.dumps_exception(SpillError(text))
+            self.notify(p.TaskErred(key, 0, blob, type_name, text, tb, dropped=True))
         self._wake()
 
     def adopted(self, key: str, name: str, lengths: list[int]) -> None:

@@ -86,24 +86,6 @@ def scatter_failed(state: SchedulerState, peer_id: str, msg: p.ScatterFailed) ->
         ops.maybe_release(state, task)
 
 
-def value_failed(state: SchedulerState, peer_id: str, msg: p.ValueFailed) -> None:
-    """A worker dropped a finished value it could not keep (its spill write failed):
-    it no longer holds it; with no copy left (on another worker, or inline here) the key
-    fails with the worker's error, and so do the tasks waiting on it. Never recomputed:
-    the same write would fail again."""
-    task = state.tasks.get(msg.key)
-    worker = state.workers.get(peer_id)
-    if task is None or worker is None or task.status is not TaskStatus.MEMORY or (
-            peer_id not in task.who_has):
-        return  # (freed, or failed, meanwhile)
-    task.who_has.discard(peer_id)
-    worker.has_what.discard(task.key)
-    if task.who_has or task.inline is not None:
-        return  # a copy is left: nothing fails
-    ops.fail(state, task, p.KeyErred(task.key, "discarded", msg.error, msg.type_name,
-                                     msg.text))
-
-
 def get_data(state: SchedulerState, peer_id: str, msg: p.GetData) -> None:
     """Small values at once; for large ones, where to fetch them."""
     keys: list[str] = []

@@ -73,7 +73,6 @@ HANDLERS: dict[type, Handler] = {
     p.TaskErred: lifecycle.task_erred,
     p.ScatterData: data.scatter_data,
     p.ScatterFailed: data.scatter_failed,
-    p.ValueFailed: data.value_failed,
     p.GetData: data.get_data,
     p.WaitKeys: waits.wait_keys,
     p.WaitEnded: waits.wait_ended,
