@@ -25,11 +25,12 @@ out-of-band buffers, see ``serialize.dumps_frames``). Requests:
 When both hosts are the same (not ""), large values go through shared memory
 (``net/shm.py``) or are copied process to process (``net/cma.py``) instead:
 
-* the hello adds ``pid, address, nonce`` (the client's, for ``process_vm_readv``);
-  the answer ``["ok", host, pid, address, nonce, reads_you, space]``: the server's
-  pid and nonce (the client probes them), whether it can read the client, and the
-  space its published segments are named in (``shm.published_name``: a client maps
-  those directly, without asking);
+* the hello's answer is ``["ok", host, pid, address, nonce, space]``: the server's pid
+  and a nonce at that address (the client reads it to prove ``process_vm_readv`` works)
+  and the space its published segments are named in (``shm.published_name``: a client
+  maps those directly, without asking). A client of an earlier release takes this
+  answer for "not local" (TCP); a server of an earlier release answers ``["ok", host]``,
+  and a client then uses only ``shmdata``/``shmput``;
 * ``["get", keys(, True: the client can read us)]`` -> ``["shmdata", keys, counts,
   missing, entries]`` + frames; per key ``[segment, lengths, kept]`` (kept: the holder's
   copy, mapped copy-on-write and left in place), ``["vm", length, address]`` (a plain
@@ -37,8 +38,10 @@ When both hosts are the same (not ""), large values go through shared memory
   None (its frames follow, as with ``data``);
 * ``["shmput", keys, counts, segment, lengths]`` -> ``["ok"]`` or ``["error", text]``;
   the segment of one pickled value is adopted as the holder's copy;
-* ``["vmput", keys, counts, entries]`` + frames: per key ``[length, address]`` of a
-  plain ``bytes`` value the server copies from the client's memory, or None.
+* ``["vmput", keys, counts, entries, pid, address, nonce]`` + frames: per key
+  ``[length, address]`` of a plain ``bytes`` value the server copies from the client's
+  memory, or None; the first on a connection has the server read the client's nonce
+  first (``["error", "unreadable segment", ...]`` if it cannot: the client falls back).
 
 The server side never unpickles what it receives: it stores frames as they came.
 """
@@ -122,7 +125,9 @@ class BulkStream:
         #: (``net/cma.py``, checked at the hello), and the peer's pid; and the reverse
         self.reads_peer = False
         self.peer_pid = 0
-        self.peer_reads = False
+        #: (client side) the server speaks this release's same-host extensions (its
+        #: hello answer says where its published segments are; it takes ``vmput``)
+        self.extended = False
         #: ``bytes`` objects the peer is reading from our memory: kept alive until the
         #: next request (or the connection's end) shows it is done
         self.pinned: list[Any] = []
@@ -302,20 +307,18 @@ async def _accept(stream: trio.SocketStream, token: str | None,
             await s.do_handshake()
         conn = BulkStream(s)
         hello = await conn.receive_header(max_header=MAX_HELLO)
-        if (len(hello) not in (3, 4, 7) or hello[0] != "hello" or type(hello[2]) is not str or (
+        if (len(hello) not in (3, 4) or hello[0] != "hello" or type(hello[2]) is not str or (
                 token is not None
                 and not hmac.compare_digest(hello[2].encode(), token.encode()))):
             await conn.send(["error", "wrong or missing token"])
             return None
         host = shm.host_identity()
-        conn.local = len(hello) >= 4 and bool(host) and hello[3] == host
+        conn.local = len(hello) == 4 and bool(host) and hello[3] == host
         if conn.local:
-            # both directions of process_vm_readv, each proven by reading a nonce; and
-            # where our published segments are (pid, space)
-            if len(hello) == 7:
-                conn.reads_peer = cma.probe(*hello[4:7])  # (16 bytes)
-                conn.peer_pid = hello[4] if conn.reads_peer else 0
-            await conn.send(["ok", host, *cma.shown(), cma.NONCE, conn.reads_peer, space])
+            # our pid and a nonce (the client proves process_vm_readv works by reading
+            # it), and where our published segments are; a client of an earlier release
+            # takes this for "not local" and uses TCP
+            await conn.send(["ok", host, *cma.shown(), cma.NONCE, space])
         else:
             await conn.send(["ok", host])
     return conn
@@ -377,7 +380,7 @@ async def _serve_one(conn: BulkStream, get: Getter, put: Putter | None,
                 await conn.send(["shmdata", keys, counts, missing, placed], rest)
                 return
         await conn.send(["data", keys, counts, missing], [f for fs in blobs for f in fs])
-    elif header[0] == "vmput" and put is not None and len(header) == 5 and conn.reads_peer:
+    elif header[0] == "vmput" and put is not None and len(header) == 8 and conn.local:
         await _copy_upload(conn, header, frames, put)
     elif header[0] == "shmput" and put is not None and len(header) == 5 and conn.local:
         await _accept_segment(conn, header, put, receiving, segments)
@@ -431,7 +434,13 @@ async def _copy_upload(conn: BulkStream, header: list[Any], frames: list[Any],
                        put: Putter) -> None:
     """An upload whose large ``bytes`` values we copy from the client's memory ourselves
     (``net/cma.py``): one copy each, straight into the ``bytes`` object we keep."""
-    _, keys, counts, entries, _ = header
+    _, keys, counts, entries, pid, address, nonce, _ = header
+    if not conn.reads_peer:  # the first one on this connection: prove we can read it
+        conn.reads_peer = await trio.to_thread.run_sync(cma.probe, pid, address, nonce)
+        if not conn.reads_peer:
+            await conn.send(["error", _UNREADABLE, "process_vm_readv is not allowed"])
+            return
+        conn.peer_pid = pid
     if (type(keys) is not list or not all(type(k) is str for k in keys)
             or type(counts) is not list or type(entries) is not list
             or len(entries) != len(keys) or len(counts) != len(keys)):
@@ -565,22 +574,19 @@ class BulkPool:
                     raise
             conn = BulkStream(stream, idle_timeout=self.idle_timeout)
             host = shm.host_identity() if self.shared_memory else ""
-            hello: list[Any] = ["hello", VERSION, self.token or "", host]
-            if host and self.cross_memory and cma.available():
-                hello += [*cma.shown(), cma.NONCE]
-            await conn.send(hello)
+            await conn.send(["hello", VERSION, self.token or "", host])
             reply, _ = await conn.receive()
             if reply[0] != "ok":
                 await conn.aclose()
                 raise AuthenticationError(f"data server {address} refused us: {reply[1:]}")
-            conn.local = bool(host) and len(reply) in (2, 7) and reply[1] == host
-            if conn.local and len(reply) == 7 and type(reply[2]) is int and reply[6] and (
-                    type(reply[6]) is str):
-                self._published[address] = (reply[2], reply[6])  # (see get)
-            if conn.local and len(reply) == 7 and self.cross_memory:
+            # (["ok", host] from a server of an earlier release: segments only)
+            conn.local = bool(host) and len(reply) in (2, 6) and reply[1] == host
+            conn.extended = conn.local and len(reply) == 6
+            if conn.extended and type(reply[2]) is int and type(reply[5]) is str and reply[5]:
+                self._published[address] = (reply[2], reply[5])  # (see get)
+            if conn.extended and self.cross_memory:
                 conn.reads_peer = cma.probe(*reply[2:5])  # (16 bytes)
                 conn.peer_pid = reply[2] if conn.reads_peer else 0
-                conn.peer_reads = reply[5] is True
         return conn
 
     @contextlib.asynccontextmanager
@@ -714,15 +720,16 @@ class BulkPool:
         flat = [f for k in keys for f in values[k]]
 
         async def exchange(conn: BulkStream) -> tuple[list[Any], list[Any]]:
-            entries = [_readable(conn, values[k]) if conn.peer_reads else None for k in keys]
+            vm = conn.extended and self.cross_memory and cma.available()
+            entries = [_readable(conn, values[k]) if vm else None for k in keys]
             rest = [f for k, e in zip(keys, entries) if e is None for f in values[k]]
             if any(entries) and sum(memoryview(f).nbytes for f in rest) < shm.SHM_MIN:
                 # the server copies the large bytes from our memory itself
                 # shielded (bounded): our memory must stay as it is until the server has
                 # copied it, or it could store what the memory held after we let go
                 with trio.CancelScope(shield=True), trio.fail_after(self.idle_timeout):
-                    await conn.send(["vmput", keys, counts, [e and e[1:] for e in entries]],
-                                    rest)
+                    await conn.send(["vmput", keys, counts, [e and e[1:] for e in entries],
+                                     *cma.shown(), cma.NONCE], rest)
                     reply = await conn.receive()
                 conn.pinned.clear()
                 if reply[0][:2] == ["error", _UNREADABLE]:
