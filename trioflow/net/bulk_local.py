@@ -168,7 +168,8 @@ async def accept_segment(conn: BulkStream, header: list[Any], put: Putter,
 async def _copy_from(conn: BulkStream, seg: list[Any], count: int) -> list[Any]:
     """The frames of a ``bytes`` value the server left in its memory for us to copy."""
     n, address = seg[1], seg[2]
-    if not conn.reads_peer or count != 2 or type(n) is not int or type(address) is not int:
+    if (not conn.reads_peer or count != 2 or type(n) is not int or n < 0
+            or type(address) is not int):
         raise RemoteProtocolError("malformed shmdata vm entry")
     try:
         data = await trio.to_thread.run_sync(cma.read, conn.peer_pid, address, n)

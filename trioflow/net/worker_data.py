@@ -340,7 +340,10 @@ class DataStore:
             elif blob is None and key in self.data:
                 value = self.data[key]
                 try:
-                    blob = await trio.to_thread.run_sync(serialize.dumps_frames, value)
+                    if type(value) is bytes or type(value) is bytearray:
+                        blob = serialize.dumps_frames(value)  # (no work: no thread hop)
+                    else:
+                        blob = await trio.to_thread.run_sync(serialize.dumps_frames, value)
                 except Exception as exc:
                     logger.warning("%s: cannot send %s: %s", self.name, key, exc)
                     # the asker is told why when it rebuilds the value (not "missing",
