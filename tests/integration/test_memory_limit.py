@@ -113,8 +113,8 @@ def hold_memory(total, port):
     def release():
         with socket.create_connection(("127.0.0.1", port)) as s:
             s.recv(1)
-        HELD.clear()  # (one large block: back to the system at once)
-        RELEASED.set()
+        RELEASED.set()  # (first: a run started after this point may see the memory
+        HELD.clear()    # freed at once: one large block goes back to the system)
 
     threading.Thread(target=release, daemon=True).start()
     return _rss()
