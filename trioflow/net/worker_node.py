@@ -396,9 +396,12 @@ class WorkerNode:
         await self.store.wait_for(predicate)
 
     def _wait_failed(self, msg: p.WaitFailed) -> None:
-        ctx = self.runs.contexts.get(msg.run_key)
-        if ctx is not None and ctx.run.run_id == msg.run_id:
-            ctx.fail_wait(DeadlockError(msg.report))
+        # every victim here in one loop step: none can be woken by another's end before
+        # its own failure (see p.WaitFailed)
+        for key, run_id in zip(msg.run_keys, msg.run_ids):
+            ctx = self.runs.contexts.get(key)
+            if ctx is not None and ctx.run.run_id == run_id:
+                ctx.fail_wait(DeadlockError(msg.report))
 
     def statistics(self) -> dict[str, Any]:
         assert self.limiter is not None

@@ -312,10 +312,16 @@ class ExpectData:
 
 @message("wait-failed")
 class WaitFailed:
-    """A run's wait can never finish: raise ``kind`` (e.g. "deadlock") with ``report``."""
+    """These runs' waits can never finish: raise ``kind`` (e.g. "deadlock") with ``report``.
 
-    run_key: str
-    run_id: int
+    One message per worker and detection, listing every victim there, so the worker fails
+    them all at once: failed one by one, the first victim's end could free the slot that
+    lets a later victim's wait finish before its failure arrives (children placed on
+    their parent's worker wake it there, with no scheduler message in between).
+    """
+
+    run_keys: list[str]
+    run_ids: list[int]
     kind: str
     report: str
 
