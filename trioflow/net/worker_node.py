@@ -121,7 +121,8 @@ class WorkerNode:
                                idle_timeout=max(2 * peer_timeout, 10.0),
                                on_never_arrived=self._never_arrived,
                                memory_limit=memory_limit, local_directory=local_directory,
-                               on_memory_terminate=on_memory_terminate)
+                               on_memory_terminate=on_memory_terminate,
+                               notify=self._notify)
         self.data = self.store.data  # values by key
         self.runs = RunExecutor(name=self.name, host=self, ledger=self.ledger,
                                 threads=self.threads, store=self.store, execute=self._execute,
@@ -375,6 +376,11 @@ class WorkerNode:
         )
         self._execute(self.ledger.task_assigned(msg, needs_fetch))
 
+
+    def _notify(self, msg: Any) -> None:
+        """A message from the data store for the scheduler (dropped if disconnected)."""
+        if self.conn is not None:
+            self.conn.send(msg)
 
     def _never_arrived(self, key: str) -> None:
         if self.conn is not None:

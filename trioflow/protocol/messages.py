@@ -192,6 +192,10 @@ class TaskErred:
     start: float = 0.0
     duration: float = 0.0
     thread: str = ""
+    #: not a run's error: the finished value of ``key`` the sender held is gone for
+    #: good (its spill write failed: a full disk), so the key fails with this error
+    #: unless a copy is left elsewhere, and is never recomputed (``run_id`` is unused)
+    dropped: bool = False
 
 
 @message("seceded")
@@ -351,7 +355,8 @@ class KeyErred:
     ``kind`` is "" for an exception the task raised (``error`` is it, pickled), or one of
     "killed-worker", "cancelled", "lost", "deadlock", "no-workers" for failures the
     scheduler decided (then ``text`` is the message and ``error`` is empty: the
-    scheduler never pickles).
+    scheduler never pickles), or "discarded": a finished key whose value a worker had
+    to drop (``TaskErred.dropped``; ``error`` is the worker's exception, pickled).
     """
 
     key: str
