@@ -137,9 +137,9 @@ class Session:
                 return
             self._flush_scheduled = True
             if not on_loop:
-                # scheduled under the lock: a thread that sees the flag set and then
-                # calls run_sync_soon itself (WorkerNode._run_done) is queued behind
-                # this flush, so what it posted before still goes first
+                # (what must follow a thread's posts goes through this queue too, as
+                # call_in_order: the flag may mean a flush under way, which a
+                # run_sync_soon of the thread's own could overtake)
                 try:
                     self.trio_token.run_sync_soon(self._flush)
                 except trio.RunFinishedError:

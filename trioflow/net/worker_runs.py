@@ -37,7 +37,7 @@ from ..core import worker as wcore
 from ..engine.context import RunContext, enter_run, leave_run
 from ..engine.protocols import HostWorker
 from ..engine.session import Session
-from ..errors import WorkerLost
+from ..errors import ClientClosedError, WorkerLost
 from .slots import SlotThreads
 from .worker_data import DataStore
 from .worker_ledger import LockedLedger
@@ -237,9 +237,16 @@ class RunExecutor:
             ended, next_ctx = self._hand_over(ctx, ok, value, blob, report)
             if ended:
                 return next_ctx
+        session = self.session
         try:
-            self.call_on_loop(self._run_done, ctx, ok, value, blob, report)
-        except trio.RunFinishedError:
+            if session is not None and session.closed is None:
+                # through the session's queue, behind everything this run posted (and
+                # the commands of a thread that passed it its slot): a run_sync_soon of
+                # its own could overtake them while a flush is under way
+                session.call_in_order(self._run_done, ctx, ok, value, blob, report)
+            else:
+                self.call_on_loop(self._run_done, ctx, ok, value, blob, report)
+        except (trio.RunFinishedError, ClientClosedError):
             pass  # the worker stopped while this thread ran
         return None
 
