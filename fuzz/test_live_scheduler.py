@@ -54,7 +54,7 @@ async def _attack(address: str, attack: Attack) -> None:
         async with open_websocket_url(address) as ws:
             if attack.hello is not None:
                 await ws.send_message(p.encode_frame([p.Hello(
-                    attack.hello, "fuzz", [1], "", 2, "ws://127.0.0.1:9")]))
+                    attack.hello, "fuzz", list(p.SUPPORTED_VERSIONS), "", 2, "ws://127.0.0.1:9")]))
             for data in attack.sent:
                 await ws.send_message(data)
             # answer or close: a status request gets its reply, or the connection ends

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from trioflow import protocol as p
 from trioflow.errors import RemoteProtocolError
-from trioflow.protocol.messages import TAGS
+from trioflow.protocol.registry import TAGS
 from trioflow.testing.profiles import fuzz_settings
 from trioflow.testing.wire import garbage_frames, message_strategy
 

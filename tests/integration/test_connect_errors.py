@@ -73,7 +73,9 @@ async def test_http_server_that_is_not_trioflow():
 @pytest.mark.parametrize("hello, kind, says", [
     (p.Hello("client", "old", [999]), trioflow.errors.ProtocolVersionError,
      "same trioflow version"),
-    (p.Hello("dashboard", "who", [1]), trioflow.ClientClosedError, "unknown role 'dashboard'"),
+    (p.Hello("client", "v1", [1]), trioflow.errors.ProtocolVersionError,
+     r"speaks protocol versions \[1\], this scheduler speaks \[2\]"),
+    (p.Hello("dashboard", "who", list(p.SUPPORTED_VERSIONS)), trioflow.ClientClosedError, "unknown role 'dashboard'"),
 ])
 async def test_wrong_protocol_version_and_wrong_role(hello, kind, says):
     async with trioflow.open_local_cluster(1, 1, processes=False) as cluster:

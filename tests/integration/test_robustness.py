@@ -31,13 +31,13 @@ async def raw_peer(address, *frames):
 
 
 def hello(**kw):
-    return p.encode_frame([p.Hello(kw.pop("role", "client"), "raw", [1], **kw)])
+    return p.encode_frame([p.Hello(kw.pop("role", "client"), "raw", list(p.SUPPORTED_VERSIONS), **kw)])
 
 
 GARBAGE = [
     b"\x00\x01not msgpack at all",
-    msgpack.packb([1, [["no-such-op", 1, 2]]]),
-    msgpack.packb([1, [["submit-task", 123, "f", b"", []]]]),
+    msgpack.packb([p.PROTOCOL_VERSION, [["no-such-op", 1, 2]]]),
+    msgpack.packb([p.PROTOCOL_VERSION, [["submit-task", 123, "f", b"", []]]]),
     msgpack.packb({"v": 1}),
     msgpack.packb([99, []]),
 ]

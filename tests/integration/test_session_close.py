@@ -31,12 +31,12 @@ class FakeScheduler:
     async def _handle(self, request) -> None:
         ws = await request.accept()
         await ws.get_message()  # the Hello
-        await ws.send_message(p.encode_frame([p.Welcome(1, "c1")], 1))
+        await ws.send_message(p.encode_frame([p.Welcome(p.PROTOCOL_VERSION, "c1")], p.PROTOCOL_VERSION))
         async with trio.open_nursery() as nursery:
 
             async def swallow():
                 while True:
-                    for msg in p.decode_frame(await ws.get_message(), 1):
+                    for msg in p.decode_frame(await ws.get_message(), p.PROTOCOL_VERSION):
                         if isinstance(msg, p.StatusRequest):
                             self.status_requested.set()
 

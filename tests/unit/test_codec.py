@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from trioflow import protocol as p
 from trioflow.errors import ProtocolVersionError, RemoteProtocolError
-from trioflow.protocol.messages import SPECS, TAGS, from_wire, to_wire
+from trioflow.protocol.registry import SPECS, TAGS, from_wire, to_wire
 
 
 def test_round_trip_batch():
@@ -24,7 +24,7 @@ def test_round_trip_batch():
 
 def test_trailing_fields_are_optional_and_extra_ones_ignored():
     # a peer from the future appends a field; an older peer omits defaulted ones
-    frame = msgpack.packb([1, [["release-keys", ["a"], "future-field"], ["cancel-keys", ["b"]]]])
+    frame = msgpack.packb([p.PROTOCOL_VERSION, [["release-keys", ["a"], "future-field"], ["cancel-keys", ["b"]]]])
     assert p.decode_frame(frame) == [p.ReleaseKeys(["a"]), p.CancelKeys(["b"], "cancelled")]
 
 
@@ -47,11 +47,11 @@ def test_trailing_defaults_are_left_out_of_the_wire_form():
     [
         (b"\xc1garbage", "undecodable"),
         (msgpack.packb({"v": 1}), "a frame must be"),
-        (msgpack.packb([1, [["no-such-op"]]]), "unknown message type"),
-        (msgpack.packb([1, [["release-keys", "not-a-list"]]]), "field 'keys'"),
-        (msgpack.packb([1, [["release-keys", [1, 2]]]]), "field 'keys'"),
-        (msgpack.packb([1, [["submit-task", "k"]]]), "submit-task"),
-        (msgpack.packb([1, [[]]]), "non-empty array"),
+        (msgpack.packb([p.PROTOCOL_VERSION, [["no-such-op"]]]), "unknown message type"),
+        (msgpack.packb([p.PROTOCOL_VERSION, [["release-keys", "not-a-list"]]]), "field 'keys'"),
+        (msgpack.packb([p.PROTOCOL_VERSION, [["release-keys", [1, 2]]]]), "field 'keys'"),
+        (msgpack.packb([p.PROTOCOL_VERSION, [["submit-task", "k"]]]), "submit-task"),
+        (msgpack.packb([p.PROTOCOL_VERSION, [[]]]), "non-empty array"),
         ("text frame", "binary"),
     ],
 )
@@ -65,7 +65,9 @@ def test_version_mismatch():
         p.decode_frame(msgpack.packb([99, []]))
     with pytest.raises(ProtocolVersionError, match="same trioflow version"):
         p.choose_version([7, 8])
-    assert p.choose_version([0, 1, 5]) == 1
+    assert p.choose_version([0, 1, 2, 5]) == 2
+    with pytest.raises(ProtocolVersionError):  # 0.1's workers and clients speak 1
+        p.choose_version([1])
 
 
 # the codec's compiled encoders and decoders must agree with to_wire/from_wire exactly
@@ -85,9 +87,9 @@ def test_compiled_decoders_agree_with_from_wire(tag, fields):
         expected = from_wire(list(item))
     except RemoteProtocolError as exc:
         with pytest.raises(RemoteProtocolError, match=re.escape(str(exc))):
-            p.decode_frame(msgpack.packb([1, [item]]))
+            p.decode_frame(msgpack.packb([p.PROTOCOL_VERSION, [item]]))
     else:
-        assert p.decode_frame(msgpack.packb([1, [item]])) == [expected]
+        assert p.decode_frame(msgpack.packb([p.PROTOCOL_VERSION, [item]])) == [expected]
         (wire,) = msgpack.unpackb(p.encode_frame([expected]))[1]
         assert wire == to_wire(expected)[:len(wire)]  # at most the defaulted tail is left out
         assert p.decode_frame(p.encode_frame([expected])) == [expected]

@@ -23,7 +23,6 @@ Cancellation: cancelling ``serve`` closes every connection and stops listening.
 from __future__ import annotations
 
 import hmac
-import ipaddress
 import json
 import logging
 import sys
@@ -43,6 +42,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ..config import DASHBOARD_INTERVAL
 from ..core.scheduler.explain import explain
+from ..net.addresses import is_loopback
 from ..net.scheduler_server import SchedulerServer
 from .metrics import CONTENT_TYPE, metrics_text, registry_for
 from .snapshot import Observer
@@ -66,17 +66,6 @@ SECURITY_HEADERS = {
 STATIC = {"index.html": "text/html; charset=utf-8",
           "dashboard.js": "text/javascript; charset=utf-8",
           "dashboard.css": "text/css; charset=utf-8"}
-
-
-def is_loopback(host: str) -> bool:
-    """Whether ``host`` (a name or an address, IPv6 maybe in brackets) is this machine."""
-    host = host.strip("[]")
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def parse_address(address: str) -> tuple[str, int]:

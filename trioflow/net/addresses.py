@@ -12,6 +12,7 @@ not a trioflow scheduler, a peer that closed without answering, a timeout.
 
 from __future__ import annotations
 
+import ipaddress
 import socket
 import ssl
 import urllib.parse
@@ -20,6 +21,20 @@ from ..errors import AddressError
 
 #: schemes that mean one thing here, and what they become
 _SCHEMES = {"ws": "ws", "wss": "wss", "tcp": "ws", "tls": "wss"}
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` (a name or an address, IPv6 maybe in brackets) is this machine:
+    listening there needs no token."""
+    host = host.strip("[]")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 _EXAMPLE = "ws://HOST:PORT (as trioflow-scheduler printed it, e.g. ws://127.0.0.1:8786)"
 
 

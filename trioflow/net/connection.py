@@ -25,7 +25,7 @@ from trio_websocket import CloseReason, ConnectionClosed
 from ..config import CONNECT_TIMEOUT, HEARTBEAT_INTERVAL, MAX_MESSAGE_SIZE, SEND_TIMEOUT
 from ..errors import AuthenticationError, ClientClosedError, LocalProtocolError
 from ..protocol import PROTOCOL_VERSION, Heartbeat, decode_frame, encode_frame
-from ..protocol.messages import SPECS
+from ..protocol.registry import SPECS
 from .addresses import connect_failure, scheduler_address
 from .websocket import UpgradeRefused, WebSocket, client_upgrade
 

@@ -17,3 +17,4 @@ from .codec import (
     encode_frame,
 )
 from .messages import *  # the message classes are the protocol's vocabulary
+from .services import *

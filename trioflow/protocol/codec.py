@@ -20,11 +20,15 @@ import attrs
 import msgpack
 
 from ..errors import AuthenticationError, ProtocolVersionError, RemoteProtocolError
-from .messages import SPECS, TAGS, from_wire, to_wire
+from .registry import SPECS, TAGS, from_wire, to_wire
 
 #: The protocol major version this code speaks. Bump on any incompatible change.
-PROTOCOL_VERSION = 1
-SUPPORTED_VERSIONS = (1,)
+#: 2: ``task-placed`` (children queued on their parent's worker), no ``key-finished`` to
+#: the worker that computed a key, and the messages of services added in 0.1's issues
+#: (primitives, replicas, restart, run history); a version-1 peer is refused at its
+#: hello with a message that names both versions, not closed in the middle of a run.
+PROTOCOL_VERSION = 2
+SUPPORTED_VERSIONS = (2,)
 
 #: Application close codes (RFC 6455 leaves 4000-4999 to applications). The codes of
 #: errors are the errors' own ``close_code``: one home for each.

@@ -78,7 +78,7 @@ def ws_frame(payload: bytes, opcode: int = 0x2) -> bytes:
 
 def hello_frame(role: str = "client", token: str = "") -> bytes:
     """A WebSocket frame holding one Hello."""
-    return ws_frame(p.encode_frame([p.Hello(role, "hostile", [1], token, 1,
+    return ws_frame(p.encode_frame([p.Hello(role, "hostile", list(p.SUPPORTED_VERSIONS), token, 1,
                                             "tcp://127.0.0.1:9")]))
 
 

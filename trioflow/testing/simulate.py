@@ -175,7 +175,7 @@ class Simulator:
         self.started: dict[tuple[str, int], str] = {}
         self.client = SimSession(CLIENT, self._link(CLIENT, SCHEDULER))
         self._link(SCHEDULER, CLIENT)
-        self._scheduler_handle(PeerJoined(CLIENT, p.Hello("client", "client", [1])))
+        self._scheduler_handle(PeerJoined(CLIENT, p.Hello("client", "client", list(p.SUPPORTED_VERSIONS))))
 
     @classmethod
     def for_shape(cls, shape: ClusterShape, config: SimConfig | None = None) -> Simulator:
@@ -267,7 +267,7 @@ class Simulator:
         if placement != "scheduler":
             session.placer = worker
         self.workers[wid] = worker
-        hello = p.Hello("worker", f"worker-{self.worker_counter}", [1], "", slots, f"sim://{wid}",
+        hello = p.Hello("worker", f"worker-{self.worker_counter}", list(p.SUPPORTED_VERSIONS), "", slots, f"sim://{wid}",
                         0, ["GPU"] if self.config.gpus else [],
                         [float(self.config.gpus)] if self.config.gpus else [])
         self._scheduler_handle(PeerJoined(wid, hello))

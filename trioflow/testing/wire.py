@@ -16,7 +16,7 @@ import attrs
 from hypothesis import strategies as st
 
 from .. import protocol as p
-from ..protocol.messages import TAGS
+from ..protocol.registry import TAGS
 
 __all__ = ["any_message", "frames", "garbage_frames", "message_strategy", "msgpack_values"]
 

@@ -1,17 +1,9 @@
-"""Command lines: ``trioflow-scheduler``, ``trioflow-worker`` and ``trioflow status``.
-
-Logs go to stderr (configured here, never by the library). Secrets come from files or
-the ``TRIOFLOW_TOKEN`` environment variable, never from the command line, where other
-users could read them in the process list. SIGINT and SIGTERM stop a node cleanly.
-
-Exit codes: 0 clean stop, 1 runtime failure, 2 bad usage (argparse), 3 refused to start
-for security reasons.
-"""
+"""``trioflow-worker``: one worker process, or ``--nworkers N`` of them under nannies;
+reconnecting, draining on the first signal, and exit codes a nanny understands."""
 
 from __future__ import annotations
 
 import argparse
-import ipaddress
 import logging
 import os
 import signal
@@ -20,162 +12,24 @@ from typing import Any
 
 import trio
 
-from . import config
-from .dask_integration import watch_for_dask
-from .errors import AuthenticationError, ClientClosedError, ProtocolVersionError
+from .. import config
+from ..dask_integration import watch_for_dask
+from ..errors import AuthenticationError, ClientClosedError, ProtocolVersionError
+from ..net.addresses import is_loopback
+from .common import (
+    EXIT_INSECURE,
+    EXIT_USAGE,
+    address_or_usage_error,
+    first_leaf,
+    leaf,
+    only,
+    read_token,
+    setup_logging,
+    ssl_client_context,
+    ssl_server_context,
+)
 
-logger = logging.getLogger("trioflow.cli")
-
-EXIT_USAGE = 2
-EXIT_INSECURE = 3
-
-
-def _address_or_usage_error(prog: str, text: str) -> str | None:
-    """``text`` as a scheduler URL, or None after printing a one-line usage error
-    (argparse's own errors print the whole usage first: too much for a typo)."""
-    from .net.addresses import scheduler_address
-
-    try:
-        return scheduler_address(text)
-    except ValueError as exc:
-        print(f"{prog}: error: {exc}", file=sys.stderr)
-        return None
-
-
-def _setup_logging(level: str) -> None:
-    logging.basicConfig(level=getattr(logging, level.upper(), logging.INFO), stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-
-
-def _read_token(path: str | None) -> str | None:
-    if path:
-        with open(path, encoding="utf-8") as f:
-            token = f.read().strip()
-        if not token:
-            raise SystemExit(f"error: token file {path} is empty")
-        return token
-    return os.environ.get("TRIOFLOW_TOKEN") or None
-
-
-def _is_loopback(host: str) -> bool:
-    if host in ("localhost", ""):
-        return host == "localhost"
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-async def _until_signal(nursery: trio.Nursery) -> None:
-    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-        async for signum in signals:
-            logger.info("received %s, stopping", signal.Signals(signum).name)
-            nursery.cancel_scope.cancel()
-            return
-
-
-def _ssl_server_context(cert: str | None, key: str | None) -> Any:
-    if not cert:
-        return None
-    import ssl
-
-    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ctx.load_cert_chain(cert, key)
-    return ctx
-
-
-def _ssl_client_context(ca: str | None, insecure: bool = False) -> Any:
-    import ssl
-
-    ctx = ssl.create_default_context(cafile=ca)
-    if insecure:
-        ctx.check_hostname = False
-        ctx.verify_mode = ssl.CERT_NONE
-    return ctx
-
-
-def scheduler_main(argv: list[str] | None = None) -> int:
-    """Entry point of ``trioflow-scheduler``."""
-    parser = argparse.ArgumentParser(
-        prog="trioflow-scheduler",
-        description="Run a trioflow scheduler. It listens on loopback unless --host says "
-        "otherwise; any other address needs a token (--token-file or TRIOFLOW_TOKEN) "
-        "or --insecure. Prints its address on stdout once listening.",
-    )
-    parser.add_argument("--host", default="127.0.0.1", help="interface to listen on (default: 127.0.0.1)")
-    parser.add_argument("--port", type=int, default=8786, help="port (default 8786; 0 picks a free one)")
-    parser.add_argument("--token-file", help="file holding the cluster token (or set TRIOFLOW_TOKEN)")
-    parser.add_argument("--tls-cert", help="certificate (PEM) to serve wss://")
-    parser.add_argument("--tls-key", help="private key (PEM) for --tls-cert")
-    parser.add_argument("--peer-timeout", type=float, default=config.PEER_TIMEOUT,
-                        help="drop peers silent (not even a heartbeat) for this many seconds")
-    parser.add_argument("--allowed-failures", type=int, default=config.ALLOWED_FAILURES,
-                        help="worker deaths a task may see before it fails with KilledWorker")
-    parser.add_argument("--insecure", action="store_true",
-                        help="allow a non-loopback address without a token (do not do this)")
-    parser.add_argument("--dashboard-address", default=config.DASHBOARD_ADDRESS,
-                        help="HOST:PORT of the live dashboard (default "
-                        f"{config.DASHBOARD_ADDRESS}; a taken default port falls back to a "
-                        "free one; off loopback it needs the token); 'none' for no dashboard")
-    parser.add_argument("--no-workers-timeout", type=float, default=config.NO_WORKERS_TIMEOUT,
-                        help="fail a task with NoWorkersError when no connected worker could "
-                        "run it for this many seconds (default "
-                        f"{config.NO_WORKERS_TIMEOUT:g}; 0 or inf: wait forever)")
-    parser.add_argument("--log-level", default="info", help="debug, info, warning or error")
-    args = parser.parse_args(argv)
-    _setup_logging(args.log_level)
-    token = _read_token(args.token_file)
-    board_address = None if args.dashboard_address.lower() == "none" else args.dashboard_address
-    if board_address is not None:
-        from .dashboard.server import Dashboard, is_loopback, parse_address
-        try:
-            board_host, board_port = parse_address(board_address)
-        except ValueError as exc:
-            parser.error(str(exc))
-        if not is_loopback(board_host) and token is None and not args.insecure:
-            print(f"error: refusing to serve the dashboard on {board_host} without a token: "
-                  "anyone who can reach it would see task names and errors. Give "
-                  "--token-file or TRIOFLOW_TOKEN (or --insecure).", file=sys.stderr)
-            return EXIT_INSECURE
-    if not _is_loopback(args.host) and token is None and not args.insecure:
-        print(f"error: refusing to listen on {args.host} without a token: anyone who can reach "
-              "it could run code here. Give --token-file or TRIOFLOW_TOKEN (or --insecure).",
-              file=sys.stderr)
-        return EXIT_INSECURE
-    from .net.scheduler_server import SchedulerServer
-
-    failed: list[OSError] = []
-
-    async def main() -> None:
-        server = SchedulerServer(token=token, peer_timeout=args.peer_timeout,
-                                 allowed_failures=args.allowed_failures,
-                                 no_workers_timeout=args.no_workers_timeout,
-                                 ssl_context=_ssl_server_context(args.tls_cert, args.tls_key))
-        async with trio.open_nursery() as nursery:
-            if board_address is not None:
-                board = Dashboard(server, insecure=args.insecure)
-                try:
-                    await nursery.start(board.serve, board_host, board_port)
-                except OSError as exc:
-                    if args.dashboard_address != config.DASHBOARD_ADDRESS:
-                        print(f"error: cannot serve the dashboard on {board_address}: {exc}",
-                              file=sys.stderr)
-                        failed.append(exc)
-                        return
-                    logger.warning("dashboard port %s is taken (%s); using a free one",
-                                   board_port, exc)
-                    await nursery.start(board.serve, board_host, 0)
-                logger.info("dashboard at %s", board.address)
-            address = await nursery.start(server.serve, args.host, args.port)
-            print(address, flush=True)
-            nursery.start_soon(_until_signal, nursery)
-
-    try:
-        trio.run(main)
-    except OSError as exc:
-        print(f"error: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
-        return 1
-    return 1 if failed else 0
+logger = logging.getLogger(__name__)
 
 
 def worker_main(argv: list[str] | None = None) -> int:
@@ -241,36 +95,36 @@ def worker_main(argv: list[str] | None = None) -> int:
     if args.no_nanny and args.nworkers is None:
         parser.error("--no-nanny goes with --nworkers (a plain trioflow-worker is not "
                      "supervised)")
-    args.address = _address_or_usage_error("trioflow-worker", args.address)
+    args.address = address_or_usage_error("trioflow-worker", args.address)
     if args.address is None:
         return EXIT_USAGE
     if args.nworkers is not None:
-        _setup_logging(args.log_level)
+        setup_logging(args.log_level)
         return _supervise_workers(argv, args)
-    from .core.resource_spec import parse_resources
+    from ..core.resource_spec import parse_resources
 
     try:
         resources = parse_resources(args.resources)
     except ValueError as exc:
         parser.error(f"--resources: {exc}")
-    _setup_logging(args.log_level)
-    token = _read_token(args.token_file)
-    from .net.worker_node import WorkerNode
+    setup_logging(args.log_level)
+    token = read_token(args.token_file)
+    from ..net.worker_node import WorkerNode
 
-    if not _is_loopback(args.host) and token is None and not args.insecure:
+    if not is_loopback(args.host) and token is None and not args.insecure:
         print(f"error: refusing to serve results on {args.host} without a token: anyone who "
               "can reach it could read them. Give --token-file or TRIOFLOW_TOKEN (or "
               "--insecure).", file=sys.stderr)
         return EXIT_INSECURE
-    from .net.memory import parse_memory_limit
+    from ..net.memory import parse_memory_limit
 
     try:
         memory_limit = parse_memory_limit(args.memory_limit)
     except ValueError as exc:
         parser.error(str(exc))
-    ssl_ctx = _ssl_client_context(args.tls_ca) if (args.address.startswith("wss://")
+    ssl_ctx = ssl_client_context(args.tls_ca) if (args.address.startswith("wss://")
                                                     or args.tls_ca) else None
-    data_ctx = _ssl_server_context(args.tls_cert, args.tls_key)
+    data_ctx = ssl_server_context(args.tls_cert, args.tls_key)
 
     def make_node() -> Any:
         return WorkerNode(args.address, nthreads=args.nthreads, name=args.name, token=token,
@@ -299,13 +153,13 @@ def worker_main(argv: list[str] | None = None) -> int:
         if trio.run(main):
             return config.EXIT_RESTART
     except BaseException as exc:  # Trio wraps errors from nurseries in groups
-        refused = _leaf(exc, AuthenticationError) or _leaf(exc, ProtocolVersionError)
+        refused = leaf(exc, AuthenticationError) or leaf(exc, ProtocolVersionError)
         if refused is not None:
             print(f"error: {refused}", file=sys.stderr)
             return gave_up
-        slow = _leaf(exc, trio.TooSlowError)
+        slow = leaf(exc, trio.TooSlowError)
         if slow is not None:
-            why = f": {_first_leaf(slow.__cause__)}" if slow.__cause__ is not None else ""
+            why = f": {first_leaf(slow.__cause__)}" if slow.__cause__ is not None else ""
             print(f"error: could not reach the scheduler at {args.address} within "
                   f"{args.death_timeout}s{why}", file=sys.stderr)
             return gave_up
@@ -318,7 +172,7 @@ def _supervise_workers(argv: list[str], args: argparse.Namespace) -> int:
     signal (SIGINT/SIGTERM are passed on as a drain; a second one kills them) or until
     every one has stopped.
     Exit status: 0 if every worker stopped cleanly, 1 otherwise."""
-    from .nanny import Nanny, RestartPolicy
+    from ..nanny import Nanny, RestartPolicy
 
     child_argv = _without_options(argv, {"--nworkers": 1, "--no-nanny": 0, "--name": 1})
     base = args.name or f"worker-{os.getpid()}"
@@ -371,6 +225,8 @@ def _without_options(argv: list[str], options: dict[str, int]) -> list[str]:
             continue
         out.append(arg)
     return out
+
+
 def _exit_for_memory() -> None:
     """Over the memory limit's terminate fraction, or restarted by ``Client.restart``:
     exit now, "restart me" (there may be no memory left for an orderly stop; segments and
@@ -417,7 +273,7 @@ async def _run_worker(make_node: Any, death_timeout: float, drain_timeout: float
     """
     from trio_websocket import HandshakeError
 
-    from .errors import RemoteProtocolError
+    from ..errors import RemoteProtocolError
 
     deadline = trio.current_time() + death_timeout
     delay = 0.05
@@ -427,16 +283,16 @@ async def _run_worker(make_node: Any, death_timeout: float, drain_timeout: float
         try:
             await _serve_once(node, stop, drain_timeout, attempt_deadline)
         except BaseException as exc:
-            if not _only(exc, (OSError, HandshakeError, ClientClosedError,
-                               RemoteProtocolError)) or _leaf(exc, ProtocolVersionError):
+            if not only(exc, (OSError, HandshakeError, ClientClosedError,
+                               RemoteProtocolError)) or leaf(exc, ProtocolVersionError):
                 # a wrong token or protocol version: retrying cannot help
                 raise
             if not reconnect and node.peer_id:
-                logger.info("lost the scheduler (%s); exiting", _first_leaf(exc))
+                logger.info("lost the scheduler (%s); exiting", first_leaf(exc))
                 return True
             if trio.current_time() >= deadline:
                 raise trio.TooSlowError from exc
-            logger.info("scheduler not reachable (%s); retrying", _first_leaf(exc))
+            logger.info("scheduler not reachable (%s); retrying", first_leaf(exc))
             with trio.move_on_at(min(trio.current_time() + delay, deadline)):
                 await stop.wait()
             if not stop.is_set() and trio.current_time() >= deadline:
@@ -451,32 +307,6 @@ async def _run_worker(make_node: Any, death_timeout: float, drain_timeout: float
                 return True
             logger.warning("lost the scheduler; reconnecting for up to %ss", death_timeout)
     return False
-
-
-def _leaf(exc: BaseException, kind: type[BaseException]) -> BaseException | None:
-    """The first exception of type ``kind`` in ``exc`` or its exception-group leaves."""
-    if isinstance(exc, kind):
-        return exc
-    for inner in getattr(exc, "exceptions", ()):
-        found = _leaf(inner, kind)
-        if found is not None:
-            return found
-    return None
-
-
-def _first_leaf(exc: BaseException) -> BaseException:
-    """The first non-group exception inside ``exc`` (for readable log lines)."""
-    while getattr(exc, "exceptions", None):
-        exc = exc.exceptions[0]  # type: ignore[attr-defined]
-    return exc
-
-
-def _only(exc: BaseException, types: tuple[type[BaseException], ...]) -> bool:
-    """Whether ``exc`` (or every leaf of an exception group) is one of ``types``."""
-    leaves = getattr(exc, "exceptions", None)
-    if leaves is None:
-        return isinstance(exc, types)
-    return all(_only(e, types) for e in leaves)
 
 
 async def _serve_once(node: Any, stop: trio.Event, drain_timeout: float,
@@ -506,106 +336,3 @@ async def _serve_once(node: Any, stop: trio.Event, drain_timeout: float,
         if attempt.cancelled_caught:
             raise ClientClosedError("the scheduler did not welcome us in time "
                                     "(--connect-timeout, or what was left of --death-timeout)")
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Entry point of ``trioflow``: ``trioflow status ADDRESS [--task KEY]``,
-    ``trioflow why ADDRESS KEY``, ``trioflow worker ...``, ``trioflow scheduler ...``."""
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] == "worker":
-        return worker_main(argv[1:])
-    if argv and argv[0] == "scheduler":
-        return scheduler_main(argv[1:])
-    parser = argparse.ArgumentParser(prog="trioflow", description="trioflow cluster tools.")
-    sub = parser.add_subparsers(dest="command", required=True)
-    st = sub.add_parser("status", help="show workers, slots and tasks of a running cluster")
-    st.add_argument("address")
-    st.add_argument("--token-file", help="file holding the cluster token (or TRIOFLOW_TOKEN)")
-    st.add_argument("--tls-ca", help="CA bundle to verify a wss:// scheduler")
-    st.add_argument("--watch", action="store_true",
-                    help="keep showing it, refreshed every --interval seconds, until Ctrl-C")
-    st.add_argument("--interval", type=float, default=1.0, help="seconds between refreshes")
-    st.add_argument("--count", type=int, default=0, help="with --watch: stop after this "
-                    "many refreshes (default: never)")
-    st.add_argument("--task", metavar="KEY", help="also say why task KEY has not finished")
-    wh = sub.add_parser("why", help="say why a task has not finished (the chain of reasons)")
-    wh.add_argument("address")
-    wh.add_argument("key", help="the task's key (future.key)")
-    wh.add_argument("--token-file", help="file holding the cluster token (or TRIOFLOW_TOKEN)")
-    wh.add_argument("--tls-ca", help="CA bundle to verify a wss:// scheduler")
-    sub.add_parser("worker", help="same as trioflow-worker")
-    sub.add_parser("scheduler", help="same as trioflow-scheduler")
-    args = parser.parse_args(argv)
-    args.address = _address_or_usage_error(f"trioflow {args.command}", args.address)
-    if args.address is None:
-        return EXIT_USAGE
-    token = _read_token(args.token_file)
-    from .client import AsyncClient
-
-    if args.command == "status" and args.interval <= 0:
-        parser.error(f"--interval must be > 0, got {args.interval}")
-    key = args.key if args.command == "why" else args.task
-
-    async def ask() -> None:
-        ctx = _ssl_client_context(args.tls_ca) if args.address.startswith("wss://") else None
-        async with AsyncClient(args.address, token=token, name=args.command,
-                               ssl_context=ctx) as client:
-            if args.command == "why":
-                with trio.fail_after(10):
-                    print(await client.why(key), flush=True)
-                return
-            shown = 0
-            while True:
-                with trio.fail_after(10):
-                    info = await client.status()
-                    why = await client.why(key) if key else None
-                text = format_status(info)
-                if client.dashboard_link:
-                    text += f"\ndashboard: {client.dashboard_link}"
-                if why is not None:
-                    text += "\n" + why
-                if args.watch and sys.stdout.isatty():
-                    text = "\x1b[H\x1b[2J" + text  # redraw in place
-                print(text, flush=True)
-                shown += 1
-                if not args.watch or (args.count and shown >= args.count):
-                    return
-                await trio.sleep(args.interval)
-
-    try:
-        trio.run(ask)
-    except KeyboardInterrupt:
-        return 0
-    except Exception as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    return 0
-
-
-def _human(n: float) -> str:
-    """Bytes for people: 532 B, 1.2 MB, 3.4 GB."""
-    if n < 1000:
-        return f"{n:.0f} B"
-    for unit in ("kB", "MB"):
-        n /= 1000
-        if n < 1000:
-            return f"{n:.1f} {unit}"
-    return f"{n / 1000:.1f} GB"
-
-
-def format_status(info: dict[str, Any]) -> str:
-    lines = [f"{'worker':<20} {'slots':>5} {'busy':>5} {'blocked':>7} {'seceded':>7} "
-             f"{'queued':>6} {'results':>7} {'bytes':>9}"]
-    for w in info["workers"]:
-        busy = min(w["occupying"], w["nthreads"])
-        queued = max(0, w["occupying"] - w["nthreads"])
-        lines.append(f"{w['name']:<20} {w['nthreads']:>5} {busy:>5} {w['blocked']:>7} "
-                     f"{w['seceded']:>7} {queued:>6} {w['memory']:>7} "
-                     f"{_human(w.get('bytes', 0)):>9}")
-    tasks = info["tasks"].get("tasks", {})
-    lines.append("tasks: " + (", ".join(f"{k} {v}" for k, v in sorted(tasks.items())) or "none"))
-    return "\n".join(lines)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

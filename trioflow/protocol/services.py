@@ -1,0 +1,216 @@
+"""Messages of the cluster's services beside running tasks: status, run history and
+``why`` queries, coordination primitives, replicas and restarts. Same rules as
+:mod:`.messages`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import attrs
+
+from .registry import message
+
+# --------------------------------------------------------------------- queries (status, runs, why)
+
+
+@message("status-request")
+class StatusRequest:
+    """Ask the scheduler for a snapshot of the cluster."""
+
+    request_id: int
+    #: also list the keys each worker holds (``who_has``/``has_what``)
+    with_keys: bool = False
+
+
+@message("status-reply")
+class StatusReply:
+    """A cluster snapshot: workers as maps, task counts by state."""
+
+    request_id: int
+    workers: list[Any]
+    tasks: Any
+
+
+@message("runs-request")
+class RunsRequest:
+    """Ask for the scheduler's record of finished runs, from run number ``since`` on
+    (runs are numbered from 0 in the order they finished), at most ``limit`` of them."""
+
+    request_id: int
+    since: int
+    limit: int
+
+
+@message("runs-reply")
+class RunsReply:
+    """Finished runs ``start`` to ``end - 1`` (``start > since`` when older ones were
+    forgotten), each [key, worker name, thread, start, duration, nbytes, parent key,
+    depth, returned (false: raised)]; ``total`` runs have finished so far."""
+
+    request_id: int
+    start: int
+    end: int
+    total: int
+    runs: list[Any]
+
+
+@message("worker-threads")
+class WorkerThreads:
+    """A worker's task threads and memory, for the dashboard (sent when they change,
+    at most once a second): threads alive, of them idle, started beyond the cap to avoid
+    a deadlock (overflow), and the process's resident memory in bytes (0: unknown)."""
+
+    threads: int
+    idle: int
+    overflow: int
+    rss: int
+
+
+@message("why-request")
+class WhyRequest:
+    """Ask the scheduler why ``key`` has not finished (``Client.why``)."""
+
+    request_id: int
+    key: str
+
+
+@message("why-reply")
+class WhyReply:
+    """The chain of reasons ``key`` waits, as text the scheduler built from its own
+    records (see ``core/scheduler/explain.py``)."""
+
+    request_id: int
+    key: str
+    text: str
+
+
+# --------------------------------------------------------------------- coordination primitives
+# (Lock, Semaphore, Queue, Event, Variable; the scheduler keeps their state as opaque
+# bytes: see ``core/scheduler/coordination.py``)
+
+
+@message("primitive-request")
+class PrimitiveRequest:
+    """One operation on a named primitive; answered by one ``PrimitiveReply``.
+
+    ``kind`` is "lock", "semaphore", "queue", "event" or "variable"; ``op`` one of the
+    operations of that kind (``acquire``, ``put``, ``wait``, ...). ``holder`` names the
+    client-side object (leases belong to it); ``value`` is a pickled item or value;
+    ``number`` is ``max_leases`` or ``maxsize``. A request from a running task carries
+    its run (``run_key``, ``run_id``), so a blocking one is part of the wait-for graph;
+    ``has_timeout`` waits never count as blocked, ``nowait`` ones never wait.
+    """
+
+    request_id: int
+    kind: str
+    name: str
+    op: str
+    holder: str = ""
+    value: bytes | None = None
+    number: int = 0
+    has_timeout: bool = False
+    nowait: bool = False
+    run_key: str = ""
+    run_id: int = 0
+
+
+@message("primitive-cancel")
+class PrimitiveCancel:
+    """The sender stopped waiting for request ``request_id`` (its timeout passed, or it
+    was cancelled): if it still waits, answer it with status "timeout"."""
+
+    request_id: int
+
+
+@message("primitive-handles")
+class PrimitiveHandles:
+    """The sender's number of live client-side objects for a primitive changed by
+    ``delta``: a client holding one may still put, set or get it (deadlock rule)."""
+
+    kind: str
+    name: str
+    delta: int
+
+
+@message("primitive-reply")
+class PrimitiveReply:
+    """The answer to a ``PrimitiveRequest``: ``status`` "ok", "timeout", "deadlock",
+    "error" or "invalid" (``text`` says why); ``values`` the pickled items got;
+    ``number`` a count (``qsize``, held leases) or a flag (``is_set``, ``released``)."""
+
+    request_id: int
+    status: str
+    values: list[bytes] = attrs.Factory(list)
+    number: int = 0
+    text: str = ""
+
+
+# ------------------------------------------------------------------ replicas (Client.replicate)
+
+
+@message("replicate-request")
+class ReplicateRequest:
+    """Client -> scheduler: have ``n`` workers (0: every one) among ``workers`` (empty:
+    all) hold each of ``keys``; answered by ``ReplicateReply`` once they do."""
+
+    request_id: int
+    keys: list[str]
+    n: int
+    workers: list[str]
+
+
+@message("replicate-reply")
+class ReplicateReply:
+    """The end of a ``ReplicateRequest``: ``kind`` "" (done), "value" (bad input:
+    unknown worker, key not in memory) or "lost" (a copy could not be made); ``text``
+    says which and why."""
+
+    request_id: int
+    kind: str
+    text: str
+
+
+@message("fetch-replicas")
+class FetchReplicas:
+    """Scheduler -> worker: fetch ``keys[i]`` from the bulk data address ``holders[i]``
+    and keep it; answer ``ReplicasFetched``."""
+
+    keys: list[str]
+    holders: list[str]
+
+
+@message("replicas-fetched")
+class ReplicasFetched:
+    """Worker -> scheduler: the keys of a ``FetchReplicas`` now held here, and those
+    that could not be fetched."""
+
+    keys: list[str]
+    failed: list[str]
+
+
+# ------------------------------------------------------------------ restart (Client.restart)
+
+
+@message("restart-request")
+class RestartRequest:
+    """Client -> scheduler: cancel every task and restart every worker."""
+
+    request_id: int
+
+
+@message("restart-reply")
+class RestartReply:
+    """The tasks are cancelled and the workers told to restart (``kind`` ""), or
+    nothing was done (``kind`` "refused", ``text`` says why); ``workers`` are the ids
+    of the workers restarting (the client waits for as many new ones)."""
+
+    request_id: int
+    kind: str
+    text: str
+    workers: list[str]
+
+
+@message("restart-worker")
+class RestartWorker:
+    """Scheduler -> worker: exit now with ``config.EXIT_RESTART``; the nanny starts a
+    fresh process."""
