@@ -115,9 +115,10 @@ class TrioflowCluster:
 
 
 def scheduler_argv() -> list[str]:
-    """``trioflow-scheduler`` on a free loopback port (it prints its address on stdout)."""
+    """``trioflow-scheduler`` on a free loopback port (it prints its address on stdout), no
+    dashboard (dask's runs without one too)."""
     return [sys.executable, "-m", "trioflow.cli", "scheduler", "--port", "0",
-            "--dashboard-address", "127.0.0.1:0", "--log-level", "warning"]
+            "--dashboard-address", "none", "--log-level", "warning"]
 
 
 def worker_argv(address: str, i: int) -> list[str]:
