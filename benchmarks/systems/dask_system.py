@@ -108,9 +108,9 @@ class DaskCluster:
         return self.client.compute(obj).result()
 
 
-def scheduler_argv() -> list[str]:
+def scheduler_argv(port: int = 0) -> list[str]:
     """``dask scheduler`` on a free loopback port (it logs its address on stderr)."""
-    return [sys.executable, "-m", "dask", "scheduler", "--host", "127.0.0.1", "--port", "0",
+    return [sys.executable, "-m", "dask", "scheduler", "--host", "127.0.0.1", "--port", str(port),
             "--no-dashboard"]
 
 
@@ -124,6 +124,11 @@ def worker_argv(address: str, i: int) -> list[str]:
 #: is an INFO line of distributed.scheduler, which stays on)
 QUIET = {"DASK_LOGGING": repr({"distributed": "error", "distributed.scheduler": "info"})}
 
+def address_for(port: int) -> str:
+    """The address the scheduler started by ``scheduler_argv(port)`` prints."""
+    return f"tcp://127.0.0.1:{port}"
+
+
 #: the scheduler's log line that carries its address
 ADDRESS_PATTERN = r"Scheduler at:\s*(tcp://\S+)"
 
@@ -133,7 +138,7 @@ def open_cluster() -> Iterator[DaskCluster]:
     """A dask cluster of 2 worker processes x 1 thread and a Client on it (shape: module
     doc)."""
     if cluster_shape() == "cli":
-        with process_cluster(scheduler_argv(), "stderr", ADDRESS_PATTERN, worker_argv,
+        with process_cluster(scheduler_argv, "stderr", ADDRESS_PATTERN, address_for, worker_argv,
                              WORKERS, "dask", env=QUIET) as address, \
                 distributed.Client(address) as client:
             client.wait_for_workers(WORKERS)

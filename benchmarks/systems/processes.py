@@ -6,10 +6,12 @@ the scheduler and each worker is a separate process started from the system's CL
 the benchmark process holds only the client, which connects by address. So the client
 and the scheduler do not share a GIL, as they do not in a deployed cluster.
 
-``ProcessCluster`` starts the scheduler on a free port (port 0), reads the address it
-prints once listening (a line on stdout or stderr, whichever the system uses), then
-starts the workers pointed at it; the caller waits for the workers to join through its
-client (``wait_for_workers``), so readiness is never a sleep. Leaving it stops the
+``process_cluster`` picks a free port, starts the scheduler on it and the workers
+pointed at it at the same time (as a deployment with a known port does; the workers
+connect once the scheduler listens), reads the address the scheduler prints once
+listening (a line on stdout or stderr, whichever the system uses) and checks it; the
+caller then waits for the workers to join through its client (``wait_for_workers``),
+so readiness is never a sleep. Leaving it stops the
 workers first (SIGTERM, then SIGKILL after a grace period), then the scheduler. Output
 the processes write after startup is copied to this process's stderr (the harness keeps
 its tail for failed runs) by a reader thread, so a full pipe never blocks them.
@@ -23,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import socket
 import subprocess
 import sys
 import threading
@@ -32,6 +35,8 @@ from typing import IO
 #: seconds to wait for the scheduler's address line, and for a process to exit on SIGTERM
 STARTUP_TIMEOUT = 60.0
 STOP_GRACE = 10.0
+#: starts tried before giving up when the chosen port is taken under our feet
+ATTEMPTS = 3
 
 
 def _copy_rest(stream: IO[str]) -> None:
@@ -79,28 +84,58 @@ def _stop(procs: list[subprocess.Popen[str]]) -> None:
             proc.wait()
 
 
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port nothing listens on right now (bound to port 0, then released)."""
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
 @contextlib.contextmanager
-def process_cluster(scheduler_argv: list[str], address_on: str, pattern: str,
+def process_cluster(scheduler_argv: Callable[[int], list[str]], address_on: str, pattern: str,
+                    address_for: Callable[[int], str],
                     worker_argv: Callable[[str, int], list[str]], workers: int,
                     what: str, env: dict[str, str] | None = None) -> Iterator[str]:
-    """Run ``scheduler_argv``, read its address (``pattern``'s group 1 on stream
-    ``address_on``: ``"stdout"`` or ``"stderr"``), start ``workers`` processes
-    ``worker_argv(address, i)``; yield the address. Workers' output goes to stderr.
-    ``env`` is added to every process's environment."""
+    """Start ``scheduler_argv(port)`` on a free port and, at the same time, ``workers``
+    processes ``worker_argv(address_for(port), i)`` (they connect once it listens: both
+    systems' workers retry), as a deployment with a known port starts; then read the
+    scheduler's address (``pattern``'s group 1 on its stream ``address_on``,
+    ``"stdout"`` or ``"stderr"``), check it is that one, and yield it. Workers' output
+    goes to stderr; ``env`` is added to every process's environment.
+
+    The port is free when chosen; if another program takes it before the scheduler
+    binds it, the scheduler exits without an address and the whole start is tried
+    again on a new port (up to ``ATTEMPTS`` times)."""
     environ = {**os.environ, **(env or {})}
     pipe = {"stdout": subprocess.PIPE if address_on == "stdout" else subprocess.DEVNULL,
             "stderr": subprocess.PIPE if address_on == "stderr" else None}
-    scheduler = subprocess.Popen(scheduler_argv, stdin=subprocess.DEVNULL, text=True,
-                                 env=environ, **pipe)  # type: ignore[call-overload]
-    started = [scheduler]
+    started: list[subprocess.Popen[str]] = []
     try:
-        stream = scheduler.stdout if address_on == "stdout" else scheduler.stderr
-        assert stream is not None
-        address = _read_address(scheduler, stream, re.compile(pattern), f"{what} scheduler")
-        for i in range(workers):
-            started.insert(0, subprocess.Popen(worker_argv(address, i), stdin=subprocess.DEVNULL,
-                                               stdout=subprocess.DEVNULL, text=True,
-                                               env=environ))
+        for attempt in range(ATTEMPTS):
+            port = free_port()
+            expected = address_for(port)
+            scheduler = subprocess.Popen(scheduler_argv(port), stdin=subprocess.DEVNULL,
+                                         text=True, env=environ,
+                                         **pipe)  # type: ignore[call-overload]
+            started = [scheduler]
+            for i in range(workers):
+                started.insert(0, subprocess.Popen(
+                    worker_argv(expected, i), stdin=subprocess.DEVNULL,
+                    stdout=subprocess.DEVNULL, text=True, env=environ))
+            stream = scheduler.stdout if address_on == "stdout" else scheduler.stderr
+            assert stream is not None
+            try:
+                address = _read_address(scheduler, stream, re.compile(pattern),
+                                        f"{what} scheduler")
+            except RuntimeError:
+                if attempt + 1 == ATTEMPTS or scheduler.poll() is None:
+                    raise
+                _stop(started)  # (its port was taken meanwhile: again, on another)
+                continue
+            if address != expected:
+                raise RuntimeError(f"{what} scheduler listens on {address}, not on the "
+                                   f"{expected} its workers were given")
+            break
         yield address
     finally:
         # workers first (started holds them before the scheduler), so they leave quietly

@@ -114,10 +114,10 @@ class TrioflowCluster:
         return trioflow.compute(obj)[0]
 
 
-def scheduler_argv() -> list[str]:
+def scheduler_argv(port: int = 0) -> list[str]:
     """``trioflow-scheduler`` on a free loopback port (it prints its address on stdout), no
     dashboard (dask's runs without one too)."""
-    return [sys.executable, "-m", "trioflow.cli", "scheduler", "--port", "0",
+    return [sys.executable, "-m", "trioflow.cli", "scheduler", "--port", str(port),
             "--dashboard-address", "none", "--log-level", "warning"]
 
 
@@ -125,6 +125,11 @@ def worker_argv(address: str, i: int) -> list[str]:
     """``trioflow-worker`` number ``i`` with one thread; it exits when the scheduler goes."""
     return [sys.executable, "-m", "trioflow.cli", "worker", address, "--nthreads", "1",
             "--name", f"worker-{i}", "--no-reconnect"]
+
+
+def address_for(port: int) -> str:
+    """The address the scheduler started by ``scheduler_argv(port)`` prints."""
+    return f"ws://127.0.0.1:{port}"
 
 
 #: the scheduler's stdout line that carries its address
@@ -141,7 +146,7 @@ def open_cluster() -> Iterator[TrioflowCluster]:
         finally:
             client.close()
         return
-    with process_cluster(scheduler_argv(), "stdout", ADDRESS_PATTERN, worker_argv,
+    with process_cluster(scheduler_argv, "stdout", ADDRESS_PATTERN, address_for, worker_argv,
                          WORKERS, "trioflow") as address:
         client = trioflow.Client(address)
         try:
