@@ -156,6 +156,7 @@ def merge(previous: dict[str, Any], runs: list[dict[str, Any]],
     earlier = [m for m in old.get("merged", []) if not set(m["workloads"]) <= set(redone)]
     old["merged"] = [*earlier, {
         "workloads": redone, "date": meta["date"], "command": meta["command"],
+        "cluster": meta["cluster"],
         "commit": meta["machine"]["commit"], "foreign_load": meta["foreign_load"]}]
     return {"meta": old, "summary": report.summarize(all_runs, order), "runs": all_runs}
 
