@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from trioflow import protocol as p
 from trioflow.errors import RemoteProtocolError
-from trioflow.protocol.registry import TAGS
+from trioflow.protocol.registry import SPECS, TAGS
 from trioflow.testing.profiles import fuzz_settings
 from trioflow.testing.wire import garbage_frames, message_strategy
 
@@ -21,7 +21,7 @@ def _decode_or_protocol_error(data, version):
         return
     assert isinstance(messages, list)
     for msg in messages:
-        assert type(msg) in p.messages.SPECS
+        assert type(msg) in SPECS
         p.encode_frame([msg])  # whatever decoded must be sendable again
 
 

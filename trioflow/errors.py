@@ -21,7 +21,8 @@ The tree:
     ├── NotInTaskError                 secede/rejoin/worker_client outside a task
     ├── NoClientError                  get_client() where no client is known
     ├── AddressError                   not a scheduler address (also a ValueError)
-    └── NoWorkersError                 no connected worker can run a task
+    ├── NoWorkersError                 no connected worker can run a task
+    └── SpillError                     a worker could not spill a value to disk (also an OSError)
 
 All of them pickle, so they travel from workers to clients intact.
 
@@ -222,3 +223,9 @@ class NoWorkersError(TrioflowError):
 
     def __str__(self) -> str:
         return self.reason
+
+
+class SpillError(TrioflowError, OSError):
+    """A worker over its memory limit could not write a value to its spill directory (a
+    full disk): the value was dropped and its key failed. The message names the key, the
+    directory and the reason, and what to do (free space, or ``--local-directory``)."""

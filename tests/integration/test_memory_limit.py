@@ -4,6 +4,7 @@ exits to be restarted above the terminate fraction."""
 from __future__ import annotations
 
 import contextlib
+import socket
 import subprocess
 import threading
 
@@ -12,10 +13,11 @@ import trio
 
 import trioflow
 from trioflow.config import EXIT_RESTART
+from trioflow.errors import SpillError
 from trioflow.net.memory import SPILL_PREFIX, system_memory
 from trioflow.net.worker_node import WorkerNode
 
-from .clihelpers import PY, cli_scheduler, stop
+from .clihelpers import PY, cli_scheduler, start_logged_worker, stop
 
 MB = 1_000_000
 
@@ -91,6 +93,64 @@ async def test_three_times_the_limit_in_results_completes_within_twice_the_limit
         finally:
             await stop(worker)
     assert list(tmp_path.iterdir()) == []  # the spill directory goes with the worker
+
+
+#: memory a task made this (CLI) worker hold, and whether the test let it go
+HELD: list[bytes] = []
+RELEASED = threading.Event()
+
+
+def _rss() -> int:
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmRSS:"))
+
+
+def hold_memory(total, port):
+    """Grow this worker's resident memory to ``total`` bytes and hold it until the test
+    connects to ``port``... and sends a byte; then free it."""
+    HELD.append(b"\1" * max(total - _rss(), 0))  # (written: resident, not lazily zero)
+
+    def release():
+        with socket.create_connection(("127.0.0.1", port)) as s:
+            s.recv(1)
+        RELEASED.set()  # (first: a run started after this point may see the memory
+        HELD.clear()    # freed at once: one large block goes back to the system)
+
+    threading.Thread(target=release, daemon=True).start()
+    return _rss()
+
+
+def ran_after_release():
+    return RELEASED.is_set()
+
+
+async def test_a_cli_worker_above_its_pause_fraction_starts_no_run_until_below(tmp_path):
+    limit = 400 * MB  # pause above 320 MB resident, terminate above 380 MB
+    async with cli_scheduler() as (address, _):
+        worker, lines = await start_logged_worker(
+            address, "--name", "pw", "--memory-limit", "400MB",
+            "--local-directory", str(tmp_path))
+        listener = trio.socket.socket()
+        try:
+            await listener.bind(("127.0.0.1", 0))
+            listener.listen(1)
+            port = listener.getsockname()[1]
+            async with trioflow.AsyncClient(address) as client:
+                await client.wait_for_workers(1, timeout=30)
+                rss = await client.submit(hold_memory, int(0.87 * limit), port)
+                assert 0.8 * limit < rss < 0.95 * limit
+                await lines.wait_for("paused: no new runs")  # (its 0.1 s memory watch)
+                later = client.submit(ran_after_release, pure=False)
+                await lines.wait_for("a run waits to start (paused)")
+                conn, _ = await listener.accept()
+                with conn:
+                    await conn.send(b"x")  # the task's thread frees the memory
+                    assert await later is True  # it started only once below pause
+                await lines.wait_for("resumed")
+                assert worker.returncode is None
+        finally:
+            listener.close()
+            await stop(worker)
 
 
 async def test_unspillable_values_stay_in_memory_and_spilled_ones_are_served():
@@ -173,7 +233,16 @@ def tiny_disk(path):
         subprocess.run(["umount", "-l", str(path)], check=False)
 
 
-async def test_a_full_disk_keeps_the_value_and_the_worker_serving(tmp_path, caplog):
+#: runs of ``make_counted`` in this process (the in-process worker's)
+MADE: list[int] = []
+
+
+def make_counted(n):
+    MADE.append(n)
+    return make_bytes(n)
+
+
+async def test_a_full_disk_fails_the_key_and_the_worker_keeps_serving(tmp_path, caplog):
     with tiny_disk(tmp_path / "disk") as disk:
         async with trioflow.open_local_cluster(1, 1) as cluster, trio.open_nursery() as nursery:
             node = WorkerNode(cluster.address, name="spiller", memory_limit=10 * MB,
@@ -182,13 +251,24 @@ async def test_a_full_disk_keeps_the_value_and_the_worker_serving(tmp_path, capl
             async with trioflow.AsyncClient(cluster.address) as client:
                 await client.wait_for_workers(2, timeout=30)
                 here = ["spiller"]
-                big = client.submit(make_bytes, 8 * MB, workers=here)
-                await big
-                memory = node.store.memory
-                await memory.wait_for(lambda m: big.key in m.unwritable)
+                MADE.clear()
+                # 8 MB over a 6 MB target: spilled at once, into a 1 MB disk. The
+                # dependent's run waits at the memory gate until that is settled.
+                big = client.submit(make_counted, 8 * MB, workers=here)
+                dependent = client.submit(size, big, workers=here)
+                with pytest.raises(SpillError) as info:
+                    await dependent
+                text = str(info.value)
+                assert big.key in text and node.store.memory.directory in text
+                assert str(disk) in text and "No space left on device" in text
+                assert "--local-directory" in text and "free space" in text
+                with pytest.raises(SpillError):
+                    await big  # the key itself failed, with the same reason
                 assert "No space left on device" in caplog.text
-                assert await client.submit(size, big, workers=here) == 8 * MB  # in memory
+                memory = node.store.memory
+                assert big.key not in node.store.data and memory.held == 0  # freed
                 assert await client.submit(size, b"more work", workers=here) == 9
+                assert MADE == [8 * MB]  # never recomputed
             nursery.cancel_scope.cancel()
 
 

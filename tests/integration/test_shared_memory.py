@@ -11,7 +11,7 @@ import trio.testing
 import trioflow
 from trioflow import serialize
 from trioflow.errors import RemoteProtocolError
-from trioflow.net import shm
+from trioflow.net import cma, shm
 from trioflow.net.bulk import BulkPool
 
 from .clihelpers import cli_scheduler, start_worker, stop
@@ -32,13 +32,34 @@ def segments(monkeypatch):
     written: list[str] = []
     real = shm.write_segment
 
-    def spy(frames):
-        name, lengths = real(frames)
+    def spy(frames, *args, **kwargs):
+        name, lengths = real(frames, *args, **kwargs)
         written.append(name)
         return name, lengths
 
     monkeypatch.setattr(shm, "write_segment", spy)
     return written
+
+
+@pytest.fixture
+def copies(monkeypatch):
+    """The sizes of the values copied across processes with process_vm_readv (the
+    16-byte probes of each connection's hello left out)."""
+    sizes: list[int] = []
+    real = cma.read
+
+    def spy(pid, address, n):
+        data = real(pid, address, n)
+        if n != len(cma.NONCE):
+            sizes.append(n)
+        return data
+
+    monkeypatch.setattr(cma, "read", spy)
+    return sizes
+
+
+cross_memory = pytest.mark.skipif(not cma.probe(*cma.shown(), cma.NONCE),
+                                  reason="process_vm_readv is not allowed here")
 
 
 def size(x):
@@ -53,7 +74,8 @@ def make(n):
     return bytes(range(256)) * (n // 256)
 
 
-async def test_bulk_get_and_put_go_through_shared_memory(segments):
+@cross_memory
+async def test_bulk_get_and_put_go_through_shared_memory(segments, copies):
     np = pytest.importorskip("numpy")
     store = Store()
     store.accepting = {"a", "b", "small"}
@@ -65,9 +87,16 @@ async def test_bulk_get_and_put_go_through_shared_memory(segments):
         await pool.put(address, {"a": serialize.dumps_frames({"x": arr, "y": blob}),
                                  "b": serialize.dumps_frames(blob),
                                  "small": serialize.dumps_frames(b"tiny")})
-        assert len(segments) == 1  # one upload, one segment for all three values
+        assert len(segments) == 1 and copies == []  # one segment for all three values
+        store.accepting.add("c")  # plain bytes alone: the server copies them from us
+        await pool.put(address, {"c": serialize.dumps_frames(blob)})
+        assert len(segments) == 1 and copies == [len(blob)]
+        assert serialize.loads_frames(store.frames["c"]) == blob
+        copies.clear()
         got, missing = await pool.get(address, ["a", "b", "small"])
-        assert missing == [] and len(segments) == 3  # one per large value; small on TCP
+        # a segment for the array; the plain bytes copied from the server's memory once
+        # (process_vm_readv), straight into the reader's bytes object; small on TCP
+        assert missing == [] and len(segments) == 2 and copies == [len(blob)]
         a = serialize.loads_frames(got["a"])
         assert (a["x"] == arr).all() and a["y"] == blob and a["x"].flags.writeable
         b = serialize.loads_frames(got["b"])
@@ -75,7 +104,14 @@ async def test_bulk_get_and_put_go_through_shared_memory(segments):
         assert serialize.loads_frames(got["small"]) == b"tiny"
         # small requests use the socket
         got, _ = await pool.get(address, ["small"])
-        assert len(segments) == 3
+        assert len(segments) == 2
+        # without process_vm_readv, bytes go through a segment too
+        plain = BulkPool(token="secret", ssl_context=None)
+        plain.cross_memory = False
+        got, _ = await plain.get(address, ["b"])
+        assert serialize.loads_frames(got["b"]) == blob and len(segments) == 3
+        assert copies == [len(blob)]
+        await plain.aclose()
         await pool.aclose()
         nursery.cancel_scope.cancel()
     assert ours() == []  # every segment unlinked, by its reader or its writer
@@ -103,22 +139,25 @@ def first_byte(x):
     return x[0]
 
 
-async def test_cluster_transfers_on_one_host_use_shared_memory(segments):
+@cross_memory
+async def test_cluster_transfers_on_one_host_use_shared_memory(segments, copies):
     np = pytest.importorskip("numpy")
     async with cluster_client(2, 1) as (cluster, client):
         produced = client.submit(make, 5_000_192, workers=["worker-0"])
         assert await client.submit(size, produced, workers=["worker-1"]) == 5_000_192
         assert await client.submit(size, produced, workers=["worker-1"]) == 5_000_192
         assert await produced == make(5_000_192)  # gather
-        # the holder wrote one copy; both fetches and the gather mapped it
-        assert len(segments) == 1 and len(cluster.workers[0].store.segments) == 1
+        # plain bytes: each reader copied them from the holder's object, once, and the
+        # holder wrote no segment
+        assert segments == [] and copies == [5_000_192] * 3
         array = client.submit(np.zeros, 2_000_000, dtype="uint8", workers=["worker-0"])
         assert await client.submit(first_byte, array, workers=["worker-1"]) == 255
         assert await client.submit(first_byte, array, workers=["worker-1"]) == 255
         assert (await array == 0).all()  # the holder's copy is untouched
         scattered = await client.scatter(make(4_000_256))
         assert await client.submit(size, scattered) == 4_000_256
-        assert len(segments) == 3  # + the array's, + the upload's
+        # the array's segment; the scattered bytes were copied from the client's object
+        assert len(segments) == 1 and copies == [5_000_192] * 3 + [4_000_256]
         del produced, array
         store = cluster.workers[0].store
         await store.wait_for(lambda d: not store.segments)  # unlinked with their keys
@@ -139,6 +178,56 @@ async def test_large_arrays_move_into_shared_memory_when_made(segments):
         assert await client.submit(array_total, array, workers=["worker-1"]) == 500_000
         assert (await array == 1).all()
         assert len(segments) == 1  # both readers mapped the copy made with the result
+
+
+async def test_a_scattered_arrays_segment_is_kept_by_its_worker_for_later_readers(segments):
+    np = pytest.importorskip("numpy")
+    async with cluster_client(2, 1) as (cluster, client):
+        [scattered] = await client.scatter([np.ones(500_000)])
+        assert await client.submit(array_total, scattered) == 500_000  # (uploaded by now)
+        [holder] = [w for w in cluster.workers if w.store.holds(scattered.key)]
+        [other] = [w.name for w in cluster.workers if w is not holder]
+        store = holder.store
+        assert len(segments) == 1  # the client's upload
+        name, _ = store.segments[scattered.key]  # adopted: renamed, kept by the worker
+        assert name != segments[0] and os.path.exists(os.path.join(shm.SHM_DIR, name))
+        assert not os.path.exists(os.path.join(shm.SHM_DIR, segments[0]))
+        assert await client.submit(first_byte, scattered, workers=[other]) == 254.0
+        assert await client.submit(array_total, scattered, workers=[holder.name]) == 500_000
+        assert len(segments) == 1  # the reader mapped the upload's copy; its write stayed its
+        del scattered
+        await store.wait_for(lambda d: not store.segments)
+        assert not os.path.exists(os.path.join(shm.SHM_DIR, name))
+    assert ours() == []
+
+
+async def test_a_reader_that_met_the_holder_maps_its_published_segment_without_asking(
+        segments, monkeypatch):
+    np = pytest.importorskip("numpy")
+    requests: list[str] = []
+    real = BulkPool._request
+
+    async def counted(self, address, exchange):
+        requests.append(address)
+        return await real(self, address, exchange)
+
+    monkeypatch.setattr(BulkPool, "_request", counted)
+    async with cluster_client(2, 1) as (cluster, client):
+        holder = cluster.workers[0]
+        first = client.submit(np.ones, 500_000, workers=["worker-0"])
+        second = client.submit(np.zeros, 500_000, workers=["worker-0"])
+        assert await client.submit(array_total, first, workers=["worker-1"]) == 500_000
+        assert requests == [holder.data_address]  # (met it: learns its pid and space)
+        assert await client.submit(array_total, second, workers=["worker-1"]) == 0
+        assert await client.submit(first_byte, first, workers=["worker-1"]) == 254.0
+        assert requests == [holder.data_address]  # mapped by name: no request at all
+        assert (await first == 1).all() and len(segments) == 2  # (a write stays its own)
+        # a published segment gone (its key freed) is simply not found: ask the holder
+        name = holder.store.segments[second.key][0]
+        del second
+        await holder.store.wait_for(lambda d: len(holder.store.segments) == 1)
+        assert not os.path.exists(os.path.join(shm.SHM_DIR, name))
+        assert shm.open_published(os.getpid(), holder.store.space, "no-such-key") is None
 
 
 async def test_segment_names_are_checked():
@@ -204,7 +293,7 @@ async def test_hostile_segment_names_lose_the_connection_and_nothing_else():
             conn = BulkStream(stream)
             await conn.send(["hello", VERSION, "secret", shm.host_identity()])
             reply, _ = await conn.receive()
-            assert reply == ["ok", shm.host_identity()]
+            assert reply[:2] == ["ok", shm.host_identity()]
             await conn.send(["shmput", ["k"], [1], name, lengths])
             try:
                 reply, _ = await conn.receive()

@@ -123,7 +123,7 @@ def test_parent_holding_a_lock_and_waiting_on_its_child_that_wants_it_is_a_deadl
     out = recv(s, "w0", req(2, "lock", "L", "acquire", holder="h2", run_key="child", run_id=1))
     check_scheduler(s.state)
     fails, prim = sent(out, kind=p.WaitFailed), replies(out)
-    assert [f.run_key for f in fails] == ["parent"] and prim[2].status == "deadlock"
+    assert [k for f in fails for k in f.run_keys] == ["parent"] and prim[2].status == "deadlock"
     report = prim[2].text
     assert "task child holds a slot on worker 'w0' and waits on Lock 'L'" in report
     assert "Lock 'L': 1 of 1 lease(s), held by task parent; waiting: task child (acquire)" \

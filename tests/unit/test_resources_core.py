@@ -86,7 +86,7 @@ def test_a_parent_holding_the_gpu_its_child_needs_is_a_deadlock(s):
     recv(s, "gpu", p.RegisterFunction("f", b"fn"), task("child", parent="parent", GPU=1))
     out = recv(s, "gpu", p.WaitKeys("parent", 1, ["child"]))
     (fail,) = sent(out, kind=p.WaitFailed)
-    assert fail.run_key == "parent"
+    assert fail.run_keys == ["parent"]
     assert "child (needs resources GPU=1, held by parent)" in fail.report
     check_scheduler(s.state)
 
@@ -114,7 +114,7 @@ def test_the_seceded_run_waiting_for_its_resources_is_in_the_wait_for_graph(s):
                p.WaitKeys("child", 1, ["sibling"]))
     replies = sent(out, kind=p.PrimitiveReply)
     fails = sent(out, kind=p.WaitFailed)
-    assert [f.run_key for f in fails] == ["child"] and not replies
+    assert [k for f in fails for k in f.run_keys] == ["child"] and not replies
     assert "its resources back, to rejoin (held by child" in fails[0].report
     check_scheduler(s.state)
 

@@ -173,7 +173,7 @@ def test_secede_less_wait_on_one_slot_is_a_deadlock():
     recv(s, "w0", p.RegisterFunction("f", b"fn"), submit("child", parent="parent"))
     out = recv(s, "w0", p.WaitKeys("parent", 1, ["child"]))
     fails = sent(out, kind=p.WaitFailed)
-    assert len(fails) == 1 and fails[0].run_key == "parent" and fails[0].kind == "deadlock"
+    assert len(fails) == 1 and fails[0].run_keys == ["parent"] and fails[0].kind == "deadlock"
     assert "task parent holds a slot on worker 'w0'" in fails[0].report
     assert "child (queued: no free slot)" in fails[0].report
     assert "secede()" in fails[0].report and len(s.state.deadlocks) == 1
@@ -210,7 +210,7 @@ def test_deadlock_across_two_workers_and_a_late_join_does_not_undo_the_report():
     assert not sent(recv(s, "w0", p.WaitKeys("a", 1, ["a1"])), kind=p.WaitFailed)
     recv(s, "w1", p.RegisterFunction("f", b"fn"), submit("b1", parent="b"))
     out = recv(s, "w1", p.WaitKeys("b", 1, ["b1"]))
-    assert sorted(f.run_key for f in sent(out, kind=p.WaitFailed)) == ["a", "b"]
+    assert sorted(k for f in sent(out, kind=p.WaitFailed) for k in f.run_keys) == ["a", "b"]
 
 
 def test_blocked_worker_gives_back_queued_work():

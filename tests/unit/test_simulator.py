@@ -126,7 +126,7 @@ class LyingScheduler(Scheduler):
         out = super().handle(event)
         for task in list(self.state.tasks.values()):
             if task.blocked_on and task.worker is not None and not task.seceded:
-                out.append(Send(task.worker, p.WaitFailed(task.key, task.run_id, "deadlock",
+                out.append(Send(task.worker, p.WaitFailed([task.key], [task.run_id], "deadlock",
                                                           "a lie")))
                 task.blocked_on = None
                 self.state.workers[task.worker].blocked -= 1

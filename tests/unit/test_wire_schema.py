@@ -166,7 +166,7 @@ WIRE_V2: dict[str, list[str]] = {
     ],
     "tasks-returned": ["keys: list[str]", "run_ids: list[int]"],
     "wait-ended": ["run_key: str", "run_id: int"],
-    "wait-failed": ["run_key: str", "run_id: int", "kind: str", "report: str"],
+    "wait-failed": ["run_keys: list[str]", "run_ids: list[int]", "kind: str", "report: str"],
     "wait-keys": [
         "run_key: str",
         "run_id: int",

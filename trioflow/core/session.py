@@ -308,9 +308,10 @@ class SessionKeys(Generic[R]):
         rec = self.keys.get(msg.key)
         if rec is None or rec.status is ERRED:
             return None
-        if rec.status is FINISHED and msg.kind != "cancelled":
+        if rec.status is FINISHED and msg.kind not in ("cancelled", "discarded"):
             return None
-        # (a finished key is failed only by a cancel: its value is gone with it)
+        # (a finished key is failed only by a cancel, or by its worker dropping the
+        # value, TaskErred.dropped: its value is gone with it)
         rec.status = ERRED
         rec.error = msg
         rec.inline = None

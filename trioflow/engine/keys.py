@@ -130,4 +130,5 @@ def error_to_exception(err: p.KeyErred | BaseException | None) -> BaseException:
         return WorkerLost(err.text)
     if kind == "no-workers":
         return NoWorkersError(err.key, err.text)
+    # "" (the task raised) or "discarded" (its worker had to drop the value): pickled
     return serialize.loads_exception(err.key, err.error, err.type_name, err.text, err.traceback)

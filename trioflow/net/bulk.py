@@ -23,12 +23,25 @@ out-of-band buffers, see ``serialize.dumps_frames``). Requests:
 * ``["put", keys, frame-counts]`` + frames -> ``["ok"]`` or ``["error", text]``.
 
 When both hosts are the same (not ""), large values go through shared memory
-(``net/shm.py``) instead, the frames in a ``/dev/shm`` segment named in the header:
+(``net/shm.py``) or are copied process to process (``net/cma.py``) instead:
 
-* ``["get", keys]`` -> ``["shmdata", keys, frame-counts, missing, segments]`` + frames:
-  per key ``[segment, lengths, kept]`` (kept: the holder's cached copy, mapped
-  copy-on-write and left in place) or None (its frames follow, as with ``data``);
-* ``["shmput", keys, frame-counts, segment, lengths]`` -> ``["ok"]`` or ``["error", text]``.
+* the hello's answer is ``["ok", host, pid, address, nonce, space]``: the server's pid
+  and a nonce at that address (the client reads it to prove ``process_vm_readv`` works)
+  and the space its published segments are named in (``shm.published_name``: a client
+  maps those directly, without asking). A client of an earlier release takes this
+  answer for "not local" (TCP); a server of an earlier release answers ``["ok", host]``,
+  and a client then uses only ``shmdata``/``shmput``;
+* ``["get", keys(, True: the client can read us)]`` -> ``["shmdata", keys, counts,
+  missing, entries]`` + frames; per key ``[segment, lengths, kept]`` (kept: the holder's
+  copy, mapped copy-on-write and left in place), ``["vm", length, address]`` (a plain
+  ``bytes`` value the client copies from our memory; pinned until its next request) or
+  None (its frames follow, as with ``data``);
+* ``["shmput", keys, counts, segment, lengths]`` -> ``["ok"]`` or ``["error", text]``;
+  the segment of one pickled value is adopted as the holder's copy;
+* ``["vmput", keys, counts, entries, pid, address, nonce]`` + frames: per key
+  ``[length, address]`` of a plain ``bytes`` value the server copies from the client's
+  memory, or None; the first on a connection has the server read the client's nonce
+  first (``["error", "unreadable segment", ...]`` if it cannot: the client falls back).
 
 The server side never unpickles what it receives: it stores frames as they came.
 """
@@ -38,163 +51,38 @@ from __future__ import annotations
 import contextlib
 import hmac
 import logging
-import mmap
 import ssl
-import struct
 from collections.abc import AsyncIterator, Awaitable, Callable
 from functools import partial
 from typing import Any
 
-import msgpack
 import trio
 
 from ..errors import AuthenticationError, RemoteProtocolError
-from . import shm
+from . import bulk_local, cma, shm
+from .bulk_stream import (
+    IDLE_TIMEOUT,
+    MAX_HEADER,
+    VERSION,
+    BulkStream,
+    Getter,
+    Putter,
+    Receiving,
+    SegmentCache,
+    split_frames,
+)
+
+__all__ = ["HANDSHAKE_TIMEOUT", "IDLE_TIMEOUT", "MAX_HEADER", "MAX_HELLO", "VERSION",
+           "BulkPool", "BulkStream", "Getter", "Putter", "Receiving", "SegmentCache",
+           "serve_bulk"]
 
 logger = logging.getLogger(__name__)
 
-VERSION = 1
-#: a header larger than this is a protocol error (headers hold keys and frame lengths)
-MAX_HEADER = 16 * 1024 * 1024
 #: before the hello is checked, a peer may send only this much (its header; a hello
 #: that declares frames is refused unread)
 MAX_HELLO = 4096
 #: seconds from the TCP accept to a checked hello (a TLS handshake included)
 HANDSHAKE_TIMEOUT = 5.0
-#: per-read inactivity limit: a peer silent this long mid-transfer is gone
-IDLE_TIMEOUT = 60.0
-_LEN = struct.Struct("!I")
-#: frames this large are received into an anonymous mmap rather than a bytearray
-MMAP_MIN = 1 << 20
-_MMAP_FLAGS = mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | getattr(mmap, "MAP_POPULATE", 0)
-#: operations whose header ends with the lengths of the frames that follow it
-_WITH_FRAMES = ("data", "put", "shmdata")
-
-#: what a data server needs from its owner: ``get(keys) -> (keys, frames per key,
-#: missing)``, ``put(key -> frames)`` (raising ValueError to refuse), and optionally
-#: ``receiving(keys, True/False)`` around the transfer of an upload's frames
-Getter = Callable[[list[str]], Awaitable[tuple[list[str], list[list[Any]], list[str]]]]
-Putter = Callable[[dict[str, list[Any]]], Awaitable[None]]
-Receiving = Callable[[list[str], bool], None]
-#: optionally, a cache of one segment per key: ``segment(key, frames) -> (name,
-#: lengths)``, kept by its owner until the key goes (raising OSError if it cannot)
-SegmentCache = Callable[[str, list[Any]], Awaitable[tuple[str, list[int]]]]
-
-
-class BulkStream:
-    """One bulk connection: framed messages over a Trio stream, read with ``recv_into``."""
-
-    def __init__(self, stream: trio.abc.Stream, *, idle_timeout: float = IDLE_TIMEOUT) -> None:
-        self.stream = stream
-        self.idle_timeout = idle_timeout
-        #: the peer is on this host (same ``shm.host_identity()``): use shared memory
-        self.local = False
-        #: segments this side wrote for the peer, unlinked once the next request (or
-        #: the connection's end) shows the peer is done with them
-        self.segments: list[str] = []
-        # plain TCP: read straight into our buffers; TLS decrypts into its own first
-        self._sock = stream.socket if isinstance(stream, trio.SocketStream) else None
-
-    async def _read_into(self, view: memoryview, timeout: float) -> None:
-        got, n = 0, len(view)
-        while got < n:
-            with trio.fail_after(timeout):
-                if self._sock is not None:
-                    k = await self._sock.recv_into(view[got:])
-                else:
-                    data = await self.stream.receive_some(min(n - got, 1 << 20))
-                    k = len(data)
-                    view[got:got + k] = data
-            if k == 0:
-                raise trio.BrokenResourceError("the peer closed the bulk connection")
-            got += k
-
-    async def _read(self, n: int, timeout: float | None = None) -> Any:
-        # Large frames go into anonymous mmaps, not bytearrays: a bytearray is zero-filled
-        # first (a pass over 100 MB, ~60 ms here). MAP_POPULATE maps every page in one
-        # call instead of one page fault per 4 KiB during the receive: 0.8 -> 1.3+ GB/s
-        # for 100 MB between two processes here.
-        buf = mmap.mmap(-1, n, flags=_MMAP_FLAGS) if n >= MMAP_MIN else bytearray(n)
-        if n:
-            await self._read_into(memoryview(buf), timeout or self.idle_timeout)
-        return buf
-
-    async def receive_header(self, max_header: int = MAX_HEADER, *,
-                             wait: float | None = None) -> list[Any]:
-        """One message's header, without reading the frames it declares (the caller
-        must call ``receive_frames`` next, or close). A server reads a peer's hello this
-        way: nothing it declares is allocated before its token is checked.
-
-        Raises:
-            RemoteProtocolError: a malformed header.
-            trio.BrokenResourceError / trio.TooSlowError: the peer went away or stalled.
-        """
-        (size,) = _LEN.unpack(await self._read(4, wait))
-        if size > max_header:
-            raise RemoteProtocolError(f"bulk header of {size} bytes (limit {max_header})")
-        raw = await self._read(size)
-        try:
-            header = msgpack.unpackb(raw, use_list=True)
-        except Exception as exc:
-            raise RemoteProtocolError(f"undecodable bulk header: {exc}") from None
-        if type(header) is not list or not header or type(header[0]) is not str:
-            raise RemoteProtocolError("a bulk header must be a list starting with its op")
-        lengths = header[-1] if header[0] in _WITH_FRAMES else []
-        if type(lengths) is not list or not all(type(n) is int and n >= 0 for n in lengths):
-            raise RemoteProtocolError("bad frame lengths in bulk header")
-        return header
-
-    async def receive_frames(self, header: list[Any]) -> list[memoryview]:
-        """The frames ``header`` (from ``receive_header``) declares, each in its own buffer."""
-        lengths = header[-1] if header[0] in _WITH_FRAMES else []
-        return [memoryview(await self._read(n)) for n in lengths]
-
-    async def receive(self, max_header: int = MAX_HEADER, *, wait: float | None = None,
-                      on_header: Callable[[list[Any]], None] | None = None,
-                      ) -> tuple[list[Any], list[memoryview]]:
-        """One message: its header and its frames (each in a buffer of its own).
-
-        Args:
-            wait: how long to wait for the message to start (default: idle_timeout).
-            on_header: called with the header before the frames are read.
-
-        Raises:
-            RemoteProtocolError: a malformed header.
-            trio.BrokenResourceError / trio.TooSlowError: the peer went away or stalled.
-        """
-        header = await self.receive_header(max_header, wait=wait)
-        if on_header is not None:
-            on_header(header)
-        return header, await self.receive_frames(header)
-
-    async def send(self, header: list[Any], frames: list[Any] | None = None) -> None:
-        """Send one message; frames go out from their own memory, uncopied.
-
-        Cancellation: the connection is left mid-message and must be closed.
-        """
-        if header[0] in _WITH_FRAMES:
-            frames = frames or []
-            header = [*header, [memoryview(f).nbytes for f in frames]]
-        head = msgpack.packb(header)
-        await self.stream.send_all(_LEN.pack(len(head)) + head)
-        for f in frames or ():
-            if memoryview(f).nbytes:
-                await self.stream.send_all(f)
-
-    async def aclose(self) -> None:
-        with trio.CancelScope(shield=True):
-            await trio.aclose_forcefully(self.stream)
-
-
-def _split(counts: list[Any], frames: list[memoryview], keys: list[Any]) -> list[list[Any]]:
-    if (len(counts) != len(keys) or not all(type(c) is int and c >= 1 for c in counts)
-            or sum(counts) != len(frames)):
-        raise RemoteProtocolError("frame counts do not match the frames sent")
-    out, i = [], 0
-    for c in counts:
-        out.append(list(frames[i:i + c]))
-        i += c
-    return out
 
 
 # ------------------------------------------------------------------ server
@@ -214,7 +102,8 @@ async def serve_bulk(get: Getter, put: Putter | None, host: str, *, token: str |
     async def handler(stream: trio.SocketStream) -> None:
         peer = _peer_address(stream)  # now: once the peer resets, it has none
         try:
-            conn = await _accept(stream, token, ssl_context)
+            space = segments.space if segments is not None else ""
+            conn = await _accept(stream, token, ssl_context, space)
             if conn is not None:
                 await _serve_requests(conn, get, put, receiving, segments)
         except (trio.BrokenResourceError, trio.ClosedResourceError, trio.TooSlowError,
@@ -242,7 +131,7 @@ def _peer_address(stream: trio.SocketStream) -> str:
 
 
 async def _accept(stream: trio.SocketStream, token: str | None,
-                  ssl_context: ssl.SSLContext | None) -> BulkStream | None:
+                  ssl_context: ssl.SSLContext | None, space: str = "") -> BulkStream | None:
     """TLS handshake and hello within HANDSHAKE_TIMEOUT; the connection, or None after
     refusing it. Before the token is checked only MAX_HELLO bytes are read: a hello
     declaring frames is refused without reading (or allocating) them."""
@@ -260,7 +149,13 @@ async def _accept(stream: trio.SocketStream, token: str | None,
             return None
         host = shm.host_identity()
         conn.local = len(hello) == 4 and bool(host) and hello[3] == host
-        await conn.send(["ok", host])
+        if conn.local:
+            # our pid and a nonce (the client proves process_vm_readv works by reading
+            # it), and where our published segments are; a client of an earlier release
+            # takes this for "not local" and uses TCP
+            await conn.send(["ok", host, *cma.shown(), cma.NONCE, space])
+        else:
+            await conn.send(["ok", host])
     return conn
 
 
@@ -271,7 +166,7 @@ async def _serve_requests(conn: BulkStream, get: Getter, put: Putter | None,
     uploading: list[str] = []
 
     def started(header: list[Any]) -> None:
-        if header[0] == "put" and receiving is not None and type(header[1]) is list:
+        if header[0] in ("put", "vmput") and receiving is not None and type(header[1]) is list:
             uploading[:] = [k for k in header[1] if type(k) is str]
             receiving(uploading, True)
 
@@ -281,6 +176,7 @@ async def _serve_requests(conn: BulkStream, get: Getter, put: Putter | None,
     finally:
         for name in conn.segments:  # the peer left before saying it was done with them
             shm.unlink(name)
+        conn.pinned.clear()
 
 
 async def _serve_one(conn: BulkStream, get: Getter, put: Putter | None,
@@ -297,24 +193,38 @@ async def _serve_one(conn: BulkStream, get: Getter, put: Putter | None,
     for name in conn.segments:  # a new request: the peer has read the last ones
         shm.unlink(name)
     conn.segments.clear()
-    if header[0] == "get" and len(header) == 2 and type(header[1]) is list:
-        keys, blobs, missing = await get([str(k) for k in header[1]])
+    conn.pinned.clear()
+    if header[0] == "get" and len(header) in (2, 3) and type(header[1]) is list:
+        wanted = [str(k) for k in header[1]]
+        # values already in a segment of their own: named at once, without asking the
+        # owner for (or serializing) anything
+        ready = {} if not conn.local or segments is None else {
+            k: c for k in wanted if (c := segments.cached_segment(k)) is not None}
+        keys, blobs, missing = await get([k for k in wanted if k not in ready])
         counts = [len(fs) for fs in blobs]
         if conn.local:
-            placed = [await _in_segment(conn, k, fs, segments) for k, fs in zip(keys, blobs)]
-            if any(placed):
+            reads_us = len(header) == 3 and header[2] is True
+            placed = [bulk_local.readable(conn, fs) if reads_us else None for fs in blobs]
+            placed = [seg or await bulk_local.in_segment(conn, k, fs, segments)
+                      for k, fs, seg in zip(keys, blobs, placed)]
+            if any(placed) or ready:
                 rest = [f for fs, seg in zip(blobs, placed) if seg is None for f in fs]
+                keys += ready
+                counts += [len(lengths) for _, lengths in ready.values()]
+                placed += [[name, lengths, True] for name, lengths in ready.values()]
                 await conn.send(["shmdata", keys, counts, missing, placed], rest)
                 return
         await conn.send(["data", keys, counts, missing], [f for fs in blobs for f in fs])
+    elif header[0] == "vmput" and put is not None and len(header) == 8 and conn.local:
+        await bulk_local.copy_upload(conn, header, frames, put)
     elif header[0] == "shmput" and put is not None and len(header) == 5 and conn.local:
-        await _accept_segment(conn, header, put, receiving)
+        await bulk_local.accept_segment(conn, header, put, receiving, segments)
     elif header[0] == "put" and put is not None and len(header) == 4:
         keys = header[1]
         if type(keys) is not list or not all(type(k) is str for k in keys):
             raise RemoteProtocolError("put: keys must be strings")
         try:
-            await put(dict(zip(keys, _split(header[2], frames, keys))))
+            await put(dict(zip(keys, split_frames(header[2], frames, keys))))
         except ValueError as exc:
             await conn.send(["error", str(exc)])
         else:
@@ -323,59 +233,7 @@ async def _serve_one(conn: BulkStream, get: Getter, put: Putter | None,
         raise RemoteProtocolError(f"unknown bulk request {header[0]!r}")
 
 
-async def _in_segment(conn: BulkStream, key: str, frames: list[Any],
-                      segments: SegmentCache | None) -> list[Any] | None:
-    """``[segment, lengths, kept]`` holding a large value's frames, or None (small, or no
-    room in /dev/shm: it goes over the socket)."""
-    if sum(memoryview(f).nbytes for f in frames) < shm.SHM_MIN:
-        return None
-    try:
-        if segments is not None:
-            name, lengths = await segments(key, frames)
-            return [name, lengths, True]
-        name, lengths = await trio.to_thread.run_sync(shm.write_segment, frames)
-    except OSError as exc:
-        logger.info("bulk: shared memory unavailable (%s); sending over TCP", exc)
-        return None
-    conn.segments.append(name)
-    return [name, lengths, False]
-
-
-async def _accept_segment(conn: BulkStream, header: list[Any], put: Putter,
-                          receiving: Receiving | None) -> None:
-    """An upload through shared memory: map the segment, then store its frames."""
-    _, keys, counts, name, lengths = header
-    if (type(keys) is not list or not all(type(k) is str for k in keys)
-            or type(counts) is not list or type(name) is not str or type(lengths) is not list
-            or not all(type(c) is int and c >= 0 for c in counts)):
-        raise RemoteProtocolError("shmput: malformed header")
-    if receiving is not None:
-        receiving(keys, True)
-    try:
-        try:
-            frames = await trio.to_thread.run_sync(shm.read_segment, name, lengths, counts)
-        except OSError as exc:  # (e.g. another user's segment): the client retries on TCP
-            await conn.send(["error", _UNREADABLE, str(exc)])
-            return
-        await put(dict(zip(keys, _split(counts, frames, keys))))
-    except ValueError as exc:
-        await conn.send(["error", str(exc)])
-    else:
-        await conn.send(["ok"])
-    finally:
-        if receiving is not None:
-            receiving(keys, False)
-
-
 # ------------------------------------------------------------------ client
-
-
-#: the error a server answers when it cannot open an upload's segment
-_UNREADABLE = "unreadable segment"
-
-
-class _NoSharedMemory(Exception):
-    """A segment could not be opened: the request is sent again, over TCP."""
 
 
 class BulkPool:
@@ -394,8 +252,14 @@ class BulkPool:
         self.max_idle = max_idle
         #: offer shared memory to data servers on this host (``net/shm.py``)
         self.shared_memory = shared_memory
+        #: copy ``bytes`` values across processes with ``process_vm_readv`` where the
+        #: kernel allows it (``net/cma.py``); turned off if a read ever fails
+        self.cross_memory = shared_memory
         self._idle: dict[str, list[BulkStream]] = {}
         self.closed = False
+        #: (pid, space) of data servers on this host that publish segments, by address
+        #: (from their hello)
+        self._published: dict[str, tuple[int, str]] = {}
 
     def __repr__(self) -> str:
         return f"<BulkPool idle={sum(map(len, self._idle.values()))}>"
@@ -425,10 +289,17 @@ class BulkPool:
             host = shm.host_identity() if self.shared_memory else ""
             await conn.send(["hello", VERSION, self.token or "", host])
             reply, _ = await conn.receive()
-        if reply[0] != "ok":
-            await conn.aclose()
-            raise AuthenticationError(f"data server {address} refused us: {reply[1:]}")
-        conn.local = bool(host) and len(reply) == 2 and reply[1] == host
+            if reply[0] != "ok":
+                await conn.aclose()
+                raise AuthenticationError(f"data server {address} refused us: {reply[1:]}")
+            # (["ok", host] from a server of an earlier release: segments only)
+            conn.local = bool(host) and len(reply) in (2, 6) and reply[1] == host
+            conn.extended = conn.local and len(reply) == 6
+            if conn.extended and type(reply[2]) is int and type(reply[5]) is str and reply[5]:
+                self._published[address] = (reply[2], reply[5])  # (see get)
+            if conn.extended and self.cross_memory:
+                conn.reads_peer = cma.probe(*reply[2:5])  # (16 bytes)
+                conn.peer_pid = reply[2] if conn.reads_peer else 0
         return conn
 
     @contextlib.asynccontextmanager
@@ -460,7 +331,9 @@ class BulkPool:
             try:
                 async with self.connection(address, fresh=fresh) as conn:
                     return await exchange(conn)
-            except _NoSharedMemory as exc:
+            except bulk_local.NoSharedMemory as exc:
+                if exc.off:
+                    setattr(self, exc.off, False)
                 failed: BaseException = exc.__cause__ or exc
                 continue
             except (trio.BrokenResourceError, trio.ClosedResourceError):
@@ -469,49 +342,35 @@ class BulkPool:
         raise trio.BrokenResourceError(f"could not read the shared memory segments of "
                                        f"{address}: {failed}")
 
-    async def _from_segments(self, header: list[Any], frames: list[Any]) -> list[Any]:
-        """The frames of a ``shmdata`` reply: from its segments, and from the socket for
-        the values sent over it."""
-        counts, placed = header[2], header[4]
-        if (type(counts) is not list or type(placed) is not list or len(placed) != len(counts)
-                or not all(type(c) is int and c >= 0 for c in counts)):
-            raise RemoteProtocolError("malformed shmdata reply")
-        out: list[Any] = []
-        rest = iter(frames)
-        for count, seg in zip(counts, placed):
-            if seg is None:
-                out.extend(next(rest, b"") for _ in range(count))
-                continue
-            if (type(seg) is not list or len(seg) != 3 or type(seg[0]) is not str
-                    or type(seg[1]) is not list):
-                raise RemoteProtocolError("malformed shmdata segment")
-            try:
-                out += await trio.to_thread.run_sync(
-                    partial(shm.read_segment, seg[0], seg[1], [count], kept=bool(seg[2])))
-            except PermissionError as exc:  # another user's data server: use TCP from now
-                logger.warning("bulk: cannot open shared memory segment %s (%s); using TCP",
-                               seg[0], exc)
-                self.shared_memory = False
-                raise _NoSharedMemory() from exc
-            except OSError as exc:  # (a kept segment whose key went meanwhile): ask again
-                raise _NoSharedMemory() from exc
-        return out
-
     async def get(self, address: str, keys: list[str]) -> tuple[dict[str, list[Any]], list[str]]:
-        """Frames of ``keys`` from the server at ``address``, and the keys it lacked."""
+        """Frames of ``keys`` from the server at ``address``, and the keys it lacked.
+
+        From a server on this host met before, values it keeps in a published segment
+        (``shm.open_published``) are mapped straight away, with no request at all.
+        """
+        where = self._published.get(address) if self.shared_memory else None
+        if where is not None:
+            mapped = {k: fs for k in keys
+                      if (fs := shm.open_published(*where, k)) is not None}
+            if mapped:
+                if len(mapped) == len(keys):
+                    return mapped, []
+                got, missing = await self.get(address, [k for k in keys if k not in mapped])
+                return {**mapped, **got}, missing
 
         async def exchange(conn: BulkStream) -> tuple[list[Any], list[Any]]:
-            await conn.send(["get", keys])
+            await conn.send(["get", keys, True] if conn.reads_peer else ["get", keys])
             header, frames = await conn.receive()
             if header[0] == "shmdata" and len(header) == 6 and conn.local:
-                return ["data", *header[1:4], None], await self._from_segments(header, frames)
+                return ["data", *header[1:4], None], await bulk_local.read_reply(
+                    conn, header, frames)
             return header, frames
 
         header, frames = await self._request(address, exchange)
         if header[0] != "data" or len(header) != 5:
             raise RemoteProtocolError(f"unexpected bulk reply {header[0]!r}")
         _, got, counts, missing, _ = header
-        return dict(zip(got, _split(counts, frames, got))), [str(k) for k in missing]
+        return dict(zip(got, split_frames(counts, frames, got))), [str(k) for k in missing]
 
     async def put(self, address: str, values: dict[str, list[Any]]) -> None:
         """Store frames under keys on the server at ``address``.
@@ -524,24 +383,12 @@ class BulkPool:
         flat = [f for k in keys for f in values[k]]
 
         async def exchange(conn: BulkStream) -> tuple[list[Any], list[Any]]:
-            if conn.local and sum(memoryview(f).nbytes for f in flat) >= shm.SHM_MIN:
-                try:
-                    name, lengths = await trio.to_thread.run_sync(shm.write_segment, flat)
-                except OSError as exc:  # no room in /dev/shm: the socket will do
-                    logger.info("bulk: shared memory unavailable (%s); sending over TCP", exc)
-                else:
-                    try:
-                        await conn.send(["shmput", keys, counts, name, lengths])
-                        reply = await conn.receive()
-                        if reply[0][:2] == ["error", _UNREADABLE]:
-                            logger.warning("bulk: %s cannot open our shared memory (%s); "
-                                           "using TCP", address, reply[0][2:])
-                            self.shared_memory = False
-                            raise _NoSharedMemory()
-                        return reply
-                    finally:
-                        with trio.CancelScope(shield=True):
-                            await trio.to_thread.run_sync(shm.unlink, name)
+            if conn.local:
+                reply = await bulk_local.put_locally(
+                    conn, address, values, cross_memory=self.cross_memory,
+                    idle_timeout=self.idle_timeout)
+                if reply is not None:
+                    return reply
             await conn.send(["put", keys, counts], flat)
             return await conn.receive()
 

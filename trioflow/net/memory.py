@@ -23,15 +23,17 @@ two forms (objects and serialized frames, ``DataStore.data``/``blobs``) and a sp
 value is served to peers straight from its file, without unpickling.
 
 Bad cases: a value that cannot be pickled stays in memory, is logged and listed in
-``unspillable``; a failed write (a full disk) leaves the value in memory, logged and
-listed in ``unwritable``, and the worker goes on serving; a spilled value that cannot
-be read back fails the run that needed it, saying so.
+``unspillable``; a failed write (a full disk) drops the value and fails its key with a
+message naming the key, the directory and the reason, and what to do
+(``on_unwritable``; the worker goes on serving, and the key is not recomputed); a
+spilled value that cannot be read back fails the run that needed it, saying so.
 """
 
 from __future__ import annotations
 
 import collections
 import contextlib
+import errno
 import logging
 import os
 import re
@@ -149,6 +151,7 @@ class MemoryManager:
                  name: str, directory: str | None = None,
                  on_terminate: Callable[[], None] | None = None,
                  on_drop: Callable[[str], None] | None = None,
+                 on_unwritable: Callable[[str, str], None] | None = None,
                  target: float = config.MEMORY_TARGET, spill: float = config.MEMORY_SPILL,
                  pause: float = config.MEMORY_PAUSE,
                  terminate: float = config.MEMORY_TERMINATE) -> None:
@@ -163,6 +166,9 @@ class MemoryManager:
         self.directory = ""
         self.on_terminate = on_terminate
         self.on_drop = on_drop
+        #: ``on_unwritable(key, text)``: a value whose spill write failed was dropped;
+        #: its key must fail with ``text`` (without it, the value stays in memory)
+        self.on_unwritable = on_unwritable
         self.lock = threading.Lock()
         #: in-memory values' sizes, least recently used first
         self.sizes: collections.OrderedDict[str, int] = collections.OrderedDict()
@@ -274,6 +280,8 @@ class MemoryManager:
                 return
             self.held_runs += 1
             self._cond.notify_all()
+            logger.info("worker %s: a run waits to start (%s)", self.name,
+                        "paused" if self.paused else "spilling")
             try:
                 while self._blocked():
                     self._cond.wait()
@@ -391,9 +399,7 @@ class MemoryManager:
         try:
             lengths = await trio.to_thread.run_sync(_write, path, frames)
         except OSError as exc:
-            self.unwritable.add(key)
-            logger.error("worker %s: could not spill %s to %s (it stays in memory): %s",
-                         self.name, key, self.directory, exc)
+            self._unwritable(key, nbytes, exc)
             return
         if key not in self.sizes:  # freed while it was written
             with contextlib.suppress(FileNotFoundError):
@@ -401,6 +407,28 @@ class MemoryManager:
             return
         self.on_disk[key] = _OnDisk(path, lengths, nbytes)
         self._drop(key)
+
+    def _unwritable(self, key: str, nbytes: int, exc: OSError) -> None:
+        """A spill write failed (a full disk, most often). The worker is over its memory
+        target, so keeping the value would only move the failure to the whole process:
+        the value is dropped and its key fails, saying why and what to do (with no
+        ``on_unwritable``, it stays in memory instead, listed in ``unwritable``)."""
+        reason = os.strerror(exc.errno) if exc.errno else str(exc)
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            advice = ("free space there, or start the worker with --local-directory on a "
+                      "disk with room (local_directory= for a local cluster)")
+        else:
+            advice = "check that directory, or point --local-directory elsewhere"
+        text = (f"worker {self.name} is over its memory target and could not spill "
+                f"{key!r} ({nbytes} bytes) to {self.directory}: {reason}; the value was "
+                f"dropped and {key!r} failed: {advice}")
+        if self.on_unwritable is None or key not in self.sizes:
+            self.unwritable.add(key)
+            logger.error("%s (kept in memory instead)", text)
+            return
+        logger.error("%s", text)
+        self._drop(key)
+        self.on_unwritable(key, text)
 
     def _drop(self, key: str) -> None:
         self.data.pop(key, None)

@@ -28,14 +28,18 @@ from __future__ import annotations
 import contextlib
 import errno
 import functools
+import hashlib
 import itertools
 import logging
 import mmap
 import os
 import re
 import secrets
+import struct
 from collections.abc import Sequence
 from typing import Any
+
+import msgpack
 
 from ..errors import RemoteProtocolError
 from ..serialize import RAW_BYTES
@@ -49,7 +53,11 @@ PREFIX = "trioflow-"
 SHM_MIN = 1 << 20
 #: frames start at multiples of this in a segment (arrays rebuilt on it stay aligned)
 _ALIGN = 64
-_NAME = re.compile(r"^trioflow-(\d+)-\d+-[0-9a-f]{8}$")
+_NAME = re.compile(r"^trioflow-(\d+)-(?:\d+-[0-9a-f]{8}|k-[0-9a-f]{24})$")
+#: a published segment (one kept for a key, named after it: ``published_name``) starts
+#: with this, then a u32 length and msgpack ``[key, frame lengths]``; frames at ``_BASE``
+_MAGIC = b"TFSEG001"
+_BASE = 4096
 _counter = itertools.count()
 _MAP_FLAGS = mmap.MAP_SHARED | getattr(mmap, "MAP_POPULATE", 0)
 
@@ -73,16 +81,31 @@ def host_identity() -> str:
     return f"{boot}:{netns}:{shm.st_dev}:{shm.st_ino}"
 
 
-def _offsets(lengths: Sequence[int]) -> tuple[list[int], int]:
-    offsets, at = [], 0
+def published_name(pid: int, space: str, key: str) -> str:
+    """The name of the segment process ``pid`` keeps for ``key`` in ``space`` (one per
+    data store: in-process workers share a pid) (``write_segment(..., key=key)``): a
+    reader on this host that knows the holder's pid and space opens it directly, with no
+    request to the holder (``open_published``)."""
+    digest = hashlib.sha256(f"{space}\0{key}".encode("utf-8", "surrogatepass")
+                            ).hexdigest()[:24]
+    return f"{PREFIX}{pid}-k-{digest}"
+
+
+def _offsets(lengths: Sequence[int], base: int = 0) -> tuple[list[int], int]:
+    offsets, at = [], base
     for n in lengths:
         offsets.append(at)
         at += -(-n // _ALIGN) * _ALIGN
     return offsets, at
 
 
-def write_segment(frames: Sequence[Any]) -> tuple[str, list[int]]:
+def write_segment(frames: Sequence[Any], key: str | None = None,
+                  space: str = "") -> tuple[str, list[int]]:
     """A new segment holding ``frames``; its name and the frames' lengths.
+
+    With ``key``, the segment is *published*: named ``published_name(our pid, space, key)``,
+    with a header naming the key and the lengths, and renamed to that name only once
+    complete (a reader opening it by name never sees it half-written).
 
     Raises:
         OSError: no room in ``/dev/shm`` (ENOSPC), or it is unusable; nothing is left
@@ -90,7 +113,13 @@ def write_segment(frames: Sequence[Any]) -> tuple[str, list[int]]:
     """
     views = [_flat(memoryview(f)) for f in frames]
     lengths = [v.nbytes for v in views]
-    offsets, total = _offsets(lengths)
+    head = b""
+    if key is not None:
+        meta = msgpack.packb([key, lengths])
+        head = _MAGIC + struct.pack("!I", len(meta)) + meta
+    if len(head) > _BASE:  # (a huge key or thousands of frames): not published
+        key, head = None, b""
+    offsets, total = _offsets(lengths, _BASE if key is not None else 0)
     # a small /dev/shm (Docker's is 64 MB): refuse at once rather than fill it, fail at
     # the end, and leave other programs short meanwhile
     st = os.statvfs(SHM_DIR)
@@ -101,16 +130,38 @@ def write_segment(frames: Sequence[Any]) -> tuple[str, list[int]]:
     fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_RDWR | os.O_CLOEXEC, 0o600)
     try:
         os.ftruncate(fd, total)
+        if head:
+            os.pwrite(fd, head, 0)
         for view, at in zip(views, offsets):
             done = 0
             while done < view.nbytes:
                 done += os.pwrite(fd, view[done:done + (1 << 30)], at + done)
+        if key is not None:
+            published = published_name(os.getpid(), space, key)
+            os.rename(path, os.path.join(SHM_DIR, published))
+            name = published
     except BaseException:
         unlink(name)
         raise
     finally:
         os.close(fd)
     return name, lengths
+
+
+def adopt(name: str) -> str:
+    """Make segment ``name`` (an upload another process wrote) this process's own: renamed
+    to a name of ours, so it lives as long as we keep it (a dead writer's segments are
+    removed by :func:`remove_stale`); the new name.
+
+    Raises:
+        RemoteProtocolError: a bad name.
+        OSError: it is not there (any more).
+    """
+    if not _NAME.match(name):
+        raise RemoteProtocolError(f"bad shared-memory segment {name!r}")
+    own = f"{PREFIX}{os.getpid()}-{next(_counter)}-{secrets.token_hex(4)}"
+    os.rename(os.path.join(SHM_DIR, name), os.path.join(SHM_DIR, own))
+    return own
 
 
 def _flat(view: memoryview) -> memoryview:
@@ -135,37 +186,77 @@ def read_segment(name: str, lengths: Sequence[int], counts: Sequence[int], *,
     if not _NAME.match(name) or sum(counts) != len(lengths) or not all(
             type(n) is int and n >= 0 for n in lengths):
         raise RemoteProtocolError(f"bad shared-memory segment {name!r}")
-    offsets, total = _offsets(lengths)
     path = os.path.join(SHM_DIR, name)
     fd = os.open(path, (os.O_RDONLY if kept else os.O_RDWR) | os.O_CLOEXEC)
     try:
-        if not kept:
-            os.unlink(path)  # ours now: gone from /dev/shm, alive while mapped
-        if os.fstat(fd).st_size != total:
-            raise RemoteProtocolError(f"segment {name} is not of the announced size {total}")
-        mapping: memoryview | None = None
-        frames: list[Any] = []
-        i = 0
-        for count in counts:
-            head = _pread(fd, lengths[i], offsets[i])
-            frames.append(memoryview(head))
-            for j in range(i + 1, i + count):
-                n, at = lengths[j], offsets[j]
-                if head == RAW_BYTES:
-                    frames.append(memoryview(_pread(fd, n, at)))
-                else:
-                    if mapping is None:
-                        # (copy-on-write: arrays rebuilt on it are writable, as over TCP,
-                        # and a write never reaches the holder's copy)
-                        mapping = memoryview(mmap.mmap(
-                            fd, total, flags=mmap.MAP_PRIVATE,
-                            prot=mmap.PROT_READ | mmap.PROT_WRITE) if kept
-                            else mmap.mmap(fd, total, flags=_MAP_FLAGS))
-                    frames.append(mapping[at:at + n])
-            i += count
-        return frames
+        return _read_open(fd, name, lengths, counts, kept=kept)
     finally:
         os.close(fd)
+
+
+def open_published(pid: int, space: str, key: str) -> list[Any] | None:
+    """The frames of the segment process ``pid`` published for ``key`` (mapped
+    copy-on-write, as ``read_segment(kept=True)``), or None if it has none (then ask it):
+    not there, not ours (another user could have put a file of that name in the
+    world-writable /dev/shm: only our own user's segments are trusted), not for this
+    key, or a plain-bytes value (read into a bytes object: a copy, for a thread).
+    A few system calls; no copy."""
+    try:
+        name = published_name(pid, space, key)
+        fd = os.open(os.path.join(SHM_DIR, name),
+                     os.O_RDONLY | os.O_CLOEXEC | getattr(os, "O_NOFOLLOW", 0))
+    except OSError:
+        return None
+    try:
+        st = os.fstat(fd)
+        if st.st_uid != os.getuid() or st.st_size < _BASE:
+            return None
+        head = os.pread(fd, _BASE, 0)
+        if head[:len(_MAGIC)] != _MAGIC:
+            return None
+        (n,) = struct.unpack_from("!I", head, len(_MAGIC))
+        at = len(_MAGIC) + 4
+        meta = msgpack.unpackb(head[at:at + n])
+        if (type(meta) is not list or len(meta) != 2 or meta[0] != key
+                or type(meta[1]) is not list or not meta[1] or meta[1][0] == 1):
+            return None
+        lengths = meta[1]
+        return _read_open(fd, name, lengths, [len(lengths)], kept=True)
+    except (OSError, ValueError, RemoteProtocolError, msgpack.UnpackException):
+        return None
+    finally:
+        os.close(fd)
+
+
+def _read_open(fd: int, name: str, lengths: Sequence[int], counts: Sequence[int], *,
+               kept: bool) -> list[Any]:
+    """``read_segment`` on the open segment ``fd``."""
+    offsets, total = _offsets(lengths, _BASE if "-k-" in name else 0)
+    if not kept:
+        os.unlink(os.path.join(SHM_DIR, name))  # ours now: gone, alive while mapped
+    if os.fstat(fd).st_size != total:
+        raise RemoteProtocolError(f"segment {name} is not of the announced size {total}")
+    mapping: memoryview | None = None
+    frames: list[Any] = []
+    i = 0
+    for count in counts:
+        head = _pread(fd, lengths[i], offsets[i])
+        frames.append(memoryview(head))
+        for j in range(i + 1, i + count):
+            n, at = lengths[j], offsets[j]
+            if head == RAW_BYTES:
+                frames.append(memoryview(_pread(fd, n, at)))
+            else:
+                if mapping is None:
+                    # (copy-on-write: arrays rebuilt on it are writable, as over TCP,
+                    # and a write never reaches the holder's copy)
+                    mapping = memoryview(mmap.mmap(
+                        fd, total, flags=mmap.MAP_PRIVATE,
+                        prot=mmap.PROT_READ | mmap.PROT_WRITE) if kept
+                        else mmap.mmap(fd, total, flags=_MAP_FLAGS))
+                frames.append(mapping[at:at + n])
+        i += count
+    return frames
 
 
 def _pread(fd: int, n: int, at: int) -> bytes:

@@ -15,14 +15,18 @@ Nothing here unpickles what arrives: values are rebuilt by the run that uses the
 from __future__ import annotations
 
 import logging
+import secrets
 import ssl
+import threading
 from collections.abc import Callable
 from functools import partial
 from typing import Any
 
 import trio
 
+from .. import protocol as p
 from .. import serialize
+from ..errors import SpillError
 from . import shm
 from .bulk import BulkPool, serve_bulk
 from .memory import MemoryManager
@@ -40,7 +44,8 @@ class DataStore:
                  data_ssl_context: ssl.SSLContext | None, idle_timeout: float = 60.0,
                  on_never_arrived: Callable[[str], None] | None = None,
                  memory_limit: int | None = None, local_directory: str | None = None,
-                 on_memory_terminate: Callable[[], None] | None = None) -> None:
+                 on_memory_terminate: Callable[[], None] | None = None,
+                 notify: Callable[[Any], None] | None = None) -> None:
         self.name = name
         self.token = token
         self.data_ssl_context = data_ssl_context
@@ -64,10 +69,19 @@ class DataStore:
         #: unlinked when the key goes
         self.segments: dict[str, tuple[str, list[int]]] = {}
         self._segment_locks: dict[str, trio.Lock] = {}
+        #: segments run threads wrote for results not stored yet (``share_result``)
+        self._made: dict[str, tuple[str, list[int]]] = {}
+        self._made_lock = threading.Lock()
+        #: names this store's published segments apart from other stores' in this
+        #: process (in-process workers): ``shm.published_name``
+        self.space = secrets.token_hex(4)
         #: the memory limit, spilling to disk (``net/memory.py``), if one is set
         self.memory = None if memory_limit is None else MemoryManager(
             memory_limit, self.data, self.blobs, name=name, directory=local_directory,
-            on_terminate=on_memory_terminate, on_drop=self._drop_segment)
+            on_terminate=on_memory_terminate, on_drop=self._drop_segment,
+            on_unwritable=self._unwritable)
+        #: how this store tells the scheduler of a value it had to drop (``TaskErred`` with ``dropped``)
+        self.notify = notify
 
     def __repr__(self) -> str:
         return f"<DataStore {self.name!r} values={len(self.data)} arriving={len(self.arriving)}>"
@@ -81,8 +95,52 @@ class DataStore:
         moved into shared memory if it is a large array (``_share``)."""
         if self.memory is not None:
             self.memory.track(key, nbytes)
-        if nbytes >= shm.SHM_MIN and self._nursery is not None and shm.host_identity():
+        with self._made_lock:
+            made = self._made.pop(key, None)
+        if made is not None:  # moved into shared memory by its run's thread
+            cached = self.segments.get(key)
+            if cached is not None and cached[0] != made[0]:
+                self._drop_segment(key)
+            self.segments[key] = made
+        elif nbytes >= shm.SHM_MIN and self._nursery is not None and shm.host_identity():
             self._nursery.start_soon(self._share, key)
+
+    def share_result(self, key: str, value: Any) -> Any:
+        """A large array result moved into its shared-memory segment by the thread of
+        the run that made it, before the run is reported finished (as Ray puts a result
+        in its store): the one copy is paid there, and a reader on this host (a peer's
+        run, a client's gather) only maps the segment, with no copy and no wait. The
+        value returned is rebuilt on a copy-on-write mapping of the segment (so the
+        private copy goes, and a write by a task here never reaches the segment).
+
+        Anything else (small, plain ``bytes``: readers copy those from the object itself,
+        ``net/cma.py``; no out-of-band buffers; no room in /dev/shm) is returned as is.
+        """
+        if (self._nursery is None or isinstance(value, bytes | bytearray | memoryview)
+                or (serialize.buffer_size(value) or 0) < shm.SHM_MIN
+                or not shm.host_identity()):
+            return value
+        try:
+            frames = serialize.dumps_frames(value)
+            if len(frames) < 2:
+                return value
+            name, lengths = shm.write_segment(frames, key=key, space=self.space)
+        except Exception as exc:
+            logger.debug("%s: %s stays in private memory: %s", self.name, key, exc)
+            return value
+        try:
+            shared = serialize.loads_frames(
+                shm.read_segment(name, lengths, [len(lengths)], kept=True))
+        except Exception as exc:
+            shm.unlink(name)
+            logger.debug("%s: %s stays in private memory: %s", self.name, key, exc)
+            return value
+        with self._made_lock:
+            old = self._made.get(key)
+            self._made[key] = (name, lengths)
+        if old is not None and old[0] != name:  # (an earlier run of it, never stored)
+            shm.unlink(old[0])
+        return shared
 
     async def _share(self, key: str) -> None:
         """Move a large result whose data are out-of-band buffers (arrays) into its
@@ -136,11 +194,13 @@ class DataStore:
                     nursery.start_soon(self.memory.run)
                 await serve_bulk(self.frames_for, self.accept, host, token=self.token,
                                  ssl_context=self.data_ssl_context,
-                                 receiving=self._receiving, segments=self.segment,
+                                 receiving=self._receiving, segments=self,
                                  task_status=task_status)
         finally:
             self._nursery = None
-            for name, _ in self.segments.values():
+            with self._made_lock:
+                made, self._made = self._made, {}
+            for name, _ in [*self.segments.values(), *made.values()]:
                 shm.unlink(name)
             self.segments.clear()
             await self.pool.aclose()
@@ -206,7 +266,8 @@ class DataStore:
                 cached = self.segments.get(key)
                 if cached is not None:
                     return cached
-                name, lengths = await trio.to_thread.run_sync(shm.write_segment, frames)
+                name, lengths = await trio.to_thread.run_sync(
+                    partial(shm.write_segment, frames, key=key, space=self.space))
                 if not self.holds(key):  # freed while it was written
                     shm.unlink(name)
                     raise OSError(f"{key!r} was freed")
@@ -215,6 +276,29 @@ class DataStore:
         finally:
             if not lock.locked() and lock.statistics().tasks_waiting == 0:
                 self._segment_locks.pop(key, None)
+
+    def _unwritable(self, key: str, text: str) -> None:
+        """A value could not be spilled and was dropped (``MemoryManager``): its key
+        fails on the scheduler with ``SpillError(text)``."""
+        self.blobs.pop(key, None)
+        self.data.pop(key, None)
+        if self.notify is not None:
+            blob, type_name, text, tb = serialize.dumps_exception(SpillError(text))
+            self.notify(p.TaskErred(key, 0, blob, type_name, text, tb, dropped=True))
+        self._wake()
+
+    def adopted(self, key: str, name: str, lengths: list[int]) -> None:
+        """An upload's segment, renamed ours, holds the frames just stored for ``key``
+        (loop): kept as its copy for readers on this host, or unlinked if the key has
+        one already or went."""
+        if key in self.blobs and key not in self.segments:
+            self.segments[key] = (name, lengths)
+        else:
+            shm.unlink(name)
+
+    def cached_segment(self, key: str) -> tuple[str, list[int]] | None:
+        """The shared-memory copy of ``key`` if there is one (loop)."""
+        return self.segments.get(key)
 
     def _drop_segment(self, key: str) -> None:
         cached = self.segments.pop(key, None)
@@ -256,7 +340,10 @@ class DataStore:
             elif blob is None and key in self.data:
                 value = self.data[key]
                 try:
-                    blob = await trio.to_thread.run_sync(serialize.dumps_frames, value)
+                    if type(value) is bytes or type(value) is bytearray:
+                        blob = serialize.dumps_frames(value)  # (no work: no thread hop)
+                    else:
+                        blob = await trio.to_thread.run_sync(serialize.dumps_frames, value)
                 except Exception as exc:
                     logger.warning("%s: cannot send %s: %s", self.name, key, exc)
                     # the asker is told why when it rebuilds the value (not "missing",

@@ -121,7 +121,8 @@ class WorkerNode:
                                idle_timeout=max(2 * peer_timeout, 10.0),
                                on_never_arrived=self._never_arrived,
                                memory_limit=memory_limit, local_directory=local_directory,
-                               on_memory_terminate=on_memory_terminate)
+                               on_memory_terminate=on_memory_terminate,
+                               notify=self._notify)
         self.data = self.store.data  # values by key
         self.runs = RunExecutor(name=self.name, host=self, ledger=self.ledger,
                                 threads=self.threads, store=self.store, execute=self._execute,
@@ -376,6 +377,11 @@ class WorkerNode:
         self._execute(self.ledger.task_assigned(msg, needs_fetch))
 
 
+    def _notify(self, msg: Any) -> None:
+        """A message from the data store for the scheduler (dropped if disconnected)."""
+        if self.conn is not None:
+            self.conn.send(msg)
+
     def _never_arrived(self, key: str) -> None:
         if self.conn is not None:
             self.conn.send(p.ScatterFailed(key, self.data_address, "its upload never arrived "
@@ -390,9 +396,12 @@ class WorkerNode:
         await self.store.wait_for(predicate)
 
     def _wait_failed(self, msg: p.WaitFailed) -> None:
-        ctx = self.runs.contexts.get(msg.run_key)
-        if ctx is not None and ctx.run.run_id == msg.run_id:
-            ctx.fail_wait(DeadlockError(msg.report))
+        # every victim here in one loop step: none can be woken by another's end before
+        # its own failure (see p.WaitFailed)
+        for key, run_id in zip(msg.run_keys, msg.run_ids):
+            ctx = self.runs.contexts.get(key)
+            if ctx is not None and ctx.run.run_id == run_id:
+                ctx.fail_wait(DeadlockError(msg.report))
 
     def statistics(self) -> dict[str, Any]:
         assert self.limiter is not None

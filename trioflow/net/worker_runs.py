@@ -224,6 +224,8 @@ class RunExecutor:
             t0 = time.perf_counter()
             value = fn(*args, **kwargs)
             report, blob = self._pack(spec, value, time.perf_counter() - t0)
+            if blob is None:  # large: into shared memory before it is reported
+                value = self.store.share_result(spec.key, value)
             ok = True
         except BaseException as exc:
             report, ok = self.erred(spec, exc, t0), False

@@ -193,6 +193,10 @@ class TaskErred:
     start: float = 0.0
     duration: float = 0.0
     thread: str = ""
+    #: not a run's error: the finished value of ``key`` the sender held is gone for
+    #: good (its spill write failed: a full disk), so the key fails with this error
+    #: unless a copy is left elsewhere, and is never recomputed (``run_id`` is unused)
+    dropped: bool = False
 
 
 @message("seceded")
@@ -309,10 +313,16 @@ class ExpectData:
 
 @message("wait-failed")
 class WaitFailed:
-    """A run's wait can never finish: raise ``kind`` (e.g. "deadlock") with ``report``."""
+    """These runs' waits can never finish: raise ``kind`` (e.g. "deadlock") with ``report``.
 
-    run_key: str
-    run_id: int
+    One message per worker and detection, listing every victim there, so the worker fails
+    them all at once: failed one by one, the first victim's end could free the slot that
+    lets a later victim's wait finish before its failure arrives (children placed on
+    their parent's worker wake it there, with no scheduler message in between).
+    """
+
+    run_keys: list[str]
+    run_ids: list[int]
     kind: str
     report: str
 
@@ -346,7 +356,8 @@ class KeyErred:
     ``kind`` is "" for an exception the task raised (``error`` is it, pickled), or one of
     "killed-worker", "cancelled", "lost", "deadlock", "no-workers" for failures the
     scheduler decided (then ``text`` is the message and ``error`` is empty: the
-    scheduler never pickles).
+    scheduler never pickles), or "discarded": a finished key whose value a worker had
+    to drop (``TaskErred.dropped``; ``error`` is the worker's exception, pickled).
     """
 
     key: str

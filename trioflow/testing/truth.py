@@ -168,21 +168,27 @@ def audit_detection(sim: World, commands: list[Any]) -> Detection:
         HarnessViolation: the report is false: some continuation lets a run end.
         GroundTruthUnknown: the search budget was exhausted.
     """
-    sends = [c for c in commands if type(c) is Send and type(c.message) is p.WaitFailed]
-    failed = [c.message for c in sends]
-    paths = [sim.run_path(c.to, c.message.run_key) or "?" for c in sends]
+    victims: list[tuple[str, int]] = []
+    paths: list[str] = []
+    reports: list[str] = []
+    for c in commands:
+        if type(c) is Send and type(c.message) is p.WaitFailed:
+            for key, run_id in zip(c.message.run_keys, c.message.run_ids):
+                victims.append((key, run_id))
+                paths.append(sim.run_path(c.to, key) or "?")
+            reports.append(c.message.report)
     for c in commands:  # waits on primitives are told in their PrimitiveReply
         if is_primitive_deadlock(c):
             run = sim.primitive_waiter(c.to, c.message.request_id)
-            failed.append(p.WaitFailed(run[0] if run else "?", run[1] if run else 0,
-                                       "deadlock", c.message.text))
+            victims.append((run[0], run[1]) if run else ("?", 0))
             paths.append(sim.run_path(c.to, run[0]) or "?" if run else "?")
+            reports.append(c.message.text)
     answer, visited = can_progress(counterfactual(sim), sim.config.truth_budget)
     detection = Detection(
         action=len(sim.log) - 1,
-        victims=tuple((m.run_key, m.run_id) for m in failed),
+        victims=tuple(victims),
         victim_paths=tuple(paths),
-        report=failed[0].report,
+        report=reports[0],
         truly_stuck=answer is False,
         visited=visited,
     )

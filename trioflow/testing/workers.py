@@ -150,9 +150,10 @@ class SimWorker:
             for key in msg.keys:
                 self.data.pop(key, None)
         elif t is p.WaitFailed:
-            run = self.runs.get(msg.run_key)
-            if run is not None and run.run_id == msg.run_id and run.waiting:
-                run.wait_failure = msg.report
+            for key, run_id in zip(msg.run_keys, msg.run_ids):
+                run = self.runs.get(key)
+                if run is not None and run.run_id == run_id and run.waiting:
+                    run.wait_failure = msg.report
         elif t in (p.Function, p.ExpectData):
             pass  # functions are data here; scattered values are not used by programs
         else:

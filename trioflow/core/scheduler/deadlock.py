@@ -171,6 +171,7 @@ def check(state: SchedulerState) -> None:
     ]
     report = describe(state, victims)
     state.deadlocks.append(report)
+    told: dict[str, tuple[list[str], list[int]]] = {}  # worker -> its victims, in one message
     for run in victims:
         worker_id = run.worker
         assert worker_id is not None
@@ -182,8 +183,12 @@ def check(state: SchedulerState) -> None:
             waitlines.reply(state, wait.peer_id, wait.request.request_id, "deadlock",
                             text=report)
         else:
-            state.send(worker_id, p.WaitFailed(run.key, run.run_id, "deadlock", report))
+            keys, run_ids = told.setdefault(worker_id, ([], []))
+            keys.append(run.key)
+            run_ids.append(run.run_id)
             ops.unblock(state, run)
+    for worker_id, (keys, run_ids) in told.items():
+        state.send(worker_id, p.WaitFailed(keys, run_ids, "deadlock", report))
 
 
 def _where(state: SchedulerState, key: str, depth: int = 0) -> str:

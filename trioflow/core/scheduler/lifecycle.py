@@ -199,6 +199,9 @@ def task_finished(state: SchedulerState, peer_id: str, msg: p.TaskFinished) -> N
 
 
 def task_erred(state: SchedulerState, peer_id: str, msg: p.TaskErred) -> None:
+    if msg.dropped:  # not a run: a held value its worker had to drop
+        ops.value_dropped(state, peer_id, msg)
+        return
     worker, task = _current_run(state, peer_id, msg.key, msg.run_id)
     if worker is None or task is None:
         return

@@ -221,6 +221,23 @@ def error_for(task: TaskRecord, error: p.KeyErred) -> p.KeyErred:
                       error.traceback, error.workers)
 
 
+def value_dropped(state: SchedulerState, peer_id: str, msg: p.TaskErred) -> None:
+    """A worker dropped a finished value it could not keep (``TaskErred.dropped``: its
+    spill write failed). It no longer holds it; with no copy left (on another worker, or
+    inline here) the key fails with the worker's error (``KeyErred`` kind "discarded"),
+    and so do the tasks waiting on it. Never recomputed: the same write would fail."""
+    task = state.tasks.get(msg.key)
+    worker = state.workers.get(peer_id)
+    if task is None or worker is None or task.status is not TaskStatus.MEMORY or (
+            peer_id not in task.who_has):
+        return  # (freed, or failed, meanwhile)
+    task.who_has.discard(peer_id)
+    worker.has_what.discard(task.key)
+    if task.who_has or task.inline is not None:
+        return  # a copy is left: nothing fails
+    fail(state, task, p.KeyErred(task.key, "discarded", msg.error, msg.type_name, msg.text))
+
+
 def fail(state: SchedulerState, task: TaskRecord, error: p.KeyErred) -> None:
     """``task`` failed with ``error``; so does everything that depends on it."""
     stack = [task]
