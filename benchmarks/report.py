@@ -186,14 +186,19 @@ def tables(results: dict[str, Any]) -> str:
                          f"> {least:.0f}" if least else "-")
         lines.append("| " + " | ".join(cells) + " |")
     out = ["## Results", "", *lines, ""]
+    # results from before --cluster existed were all in-process
+    in_process = results["meta"].get("cluster", "in-process") == "in-process"
+    host = "client+sched" if in_process else "client"
     res_head = ["benchmark"]
     for s in systems:
-        res_head += [f"{s} peak threads/worker (baseline)", f"{s} peak RSS client+sched / worker MB"]
+        res_head += [f"{s} peak threads/worker (baseline)", f"{s} peak RSS {host} / worker MB"]
     out += ["## Threads and memory", "",
             "Peak threads: `Threads:` of the busiest worker process, sampled every 5 ms from "
             "the benchmark process (baseline = before the workload); for a run killed on "
             "timeout, the count just before the kill. Peak RSS: `VmHWM` of the benchmark "
-            "process (client and scheduler live there) and of the largest worker; rows of "
+            "process (" + ("client and scheduler live there" if in_process else
+                          "the client; the scheduler is a process of its own") +
+            ") and of the largest worker; rows of "
             "one workload (the data rows) share one run, so they show the same numbers.",
             "", "| " + " | ".join(res_head) + " |", "|" + "---|" * len(res_head)]
     for name, row in summary.items():
