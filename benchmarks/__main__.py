@@ -13,6 +13,7 @@ import argparse
 import datetime
 import fnmatch
 import json
+import os
 import shlex
 import sys
 import time
@@ -21,7 +22,7 @@ from typing import Any
 
 from . import report
 from .harness import REPO, Outcome, run_isolated
-from .systems import unavailable_reason
+from .systems import SHAPE_ENV, SHAPES, unavailable_reason
 from .workloads import WORKLOADS, Workload, startup
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -50,6 +51,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="re-measure the --only workloads on the systems run now and "
                         "replace those rows in results/latest.json (the page says which rows "
                         "were re-measured when)")
+    parser.add_argument("--cluster", choices=SHAPES, default="cli",
+                        help="cli (default): scheduler and workers are separate processes "
+                        "started from each system's CLI, the client connects by address; "
+                        "in-process: the scheduler runs in the benchmark process "
+                        "(Client(workers=2) / LocalCluster)")
     parser.add_argument("--render-docs", action="store_true",
                         help="only regenerate docs/benchmarks.md from results/latest.json "
                         "(or from --output)")
@@ -150,6 +156,7 @@ def merge(previous: dict[str, Any], runs: list[dict[str, Any]],
     earlier = [m for m in old.get("merged", []) if not set(m["workloads"]) <= set(redone)]
     old["merged"] = [*earlier, {
         "workloads": redone, "date": meta["date"], "command": meta["command"],
+        "cluster": meta["cluster"],
         "commit": meta["machine"]["commit"], "foreign_load": meta["foreign_load"]}]
     return {"meta": old, "summary": report.summarize(all_runs, order), "runs": all_runs}
 
@@ -178,6 +185,7 @@ def main(argv: list[str] | None = None) -> int:
         skipped += [f"{wl.name} on {s}" + (" (--quick)" if wl.runs_on(s, False) else "")
                     for s in systems if not wl.runs_on(s, args.quick)]
     repeats = args.repeats or (3 if args.quick else 5)
+    os.environ[SHAPE_ENV] = args.cluster  # the runs' subprocesses read it
     full = not args.quick and not args.only
     started, t0 = datetime.datetime.now(datetime.timezone.utc), time.monotonic()
     runs = run_all(workloads, systems, args.quick, repeats)
@@ -187,7 +195,7 @@ def main(argv: list[str] | None = None) -> int:
         "command": "python -m benchmarks " + shlex.join(argv if argv is not None else sys.argv[1:]),
         "elapsed_min": (time.monotonic() - t0) / 60, "quick": args.quick, "repeats": repeats,
         "repeat_caps": {w.name: w.max_repeats for w in workloads if w.max_repeats},
-        "systems": systems, "skipped": skipped, "machine": report.describe_machine(),
+        "systems": systems, "cluster": args.cluster, "skipped": skipped, "machine": report.describe_machine(),
         "foreign_load": [min(loads, default=None), max(loads, default=None),
                          sum(loads) / len(loads) if loads else None],
     }

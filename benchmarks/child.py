@@ -11,8 +11,8 @@ The JSON holds the workload's rows and the run's resources:
 * ``peak_threads`` / ``baseline_threads``: ``Threads:`` of the busiest worker process,
   highest seen and first seen (after startup and the pid probe, before the workload).
 * ``client_peak_threads``: the same for this process (client + scheduler + sampler).
-* ``rss_client_mb``: peak RSS (``VmHWM``) of this process, which hosts the client *and*
-  the scheduler in both trioflow and dask local clusters.
+* ``rss_client_mb``: peak RSS (``VmHWM``) of this process: the client, and with
+  ``--cluster in-process`` the scheduler too (by default it is a process of its own).
 * ``rss_workers_mb``: peak RSS of each worker process.
 """
 

@@ -2,7 +2,12 @@
 
 A workload is written once against ``Cluster`` (below); each system module provides
 ``open_cluster()`` (a context manager yielding its ``Cluster``) with the agreed shape:
-**2 worker processes x 1 thread each**, scheduler and client in the benchmark process.
+**2 worker processes x 1 thread each**. By default (``--cluster cli``) the scheduler and
+the workers are separate processes started from each system's own CLI and the benchmark
+process holds only the client, connected by address (``processes.py``): the shape the
+issues' tables were measured in. ``--cluster in-process`` runs the scheduler inside the
+benchmark process instead (trioflow's ``Client(workers=2)``, dask's ``LocalCluster``),
+sharing the client's GIL. Ray always runs its own processes (``ray.init``).
 
 The adapter adds one Python method call per operation, the same for every system.
 The modules import their system at the top, and workers import them to unpickle the
@@ -13,6 +18,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import os
 from collections.abc import Callable, Iterable
 from contextlib import AbstractContextManager
 from typing import Any, Protocol
@@ -64,6 +70,20 @@ class Cluster(Protocol):
 
     def compute(self, obj: Any) -> Any:
         """Compute one delayed object on the cluster; its value."""
+
+
+#: the environment variable that carries ``--cluster`` to the benchmark's subprocesses
+SHAPE_ENV = "TRIOFLOW_BENCH_CLUSTER"
+SHAPES = ("cli", "in-process")
+
+
+def cluster_shape() -> str:
+    """``"cli"`` (default: scheduler and workers are CLI processes) or ``"in-process"``
+    (the scheduler runs in the benchmark process), from ``SHAPE_ENV``."""
+    shape = os.environ.get(SHAPE_ENV) or "cli"
+    if shape not in SHAPES:
+        raise ValueError(f"{SHAPE_ENV}={shape!r}: use one of {SHAPES}")
+    return shape
 
 
 def unavailable_reason(system: str) -> str | None:

@@ -1,8 +1,12 @@
 """dask.distributed behind the benchmark adapter.
 
-Cluster: ``LocalCluster(n_workers=2, threads_per_worker=1, processes=True)`` and a
-``Client`` on it, dask's defaults otherwise: the scheduler runs in the benchmark process
-(as trioflow's does), each worker is a subprocess under an in-process Nanny. Every
+Cluster (default, ``cluster_shape() == "cli"``): a ``dask scheduler`` process on a free
+port and two ``dask worker --nthreads 1`` processes (each under its own nanny, dask's
+default), started from the CLI (``benchmarks.systems.processes``); the benchmark process
+holds only ``Client(address)``. With ``python -m benchmarks --cluster in-process`` it is
+``LocalCluster(n_workers=2, threads_per_worker=1, processes=True)`` and a ``Client`` on
+it: the scheduler runs in the benchmark process (as trioflow's does in that shape).
+dask's defaults otherwise. Every
 ``submit``/``map`` passes ``pure=False`` so each task is distinct, as in trioflow.
 ``scatter`` passes ``hash=False``: trioflow does not hash scattered data either, and we
 measure transport, not tokenizing 100 MB.
@@ -12,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import sys
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
@@ -19,6 +24,8 @@ import dask
 import distributed
 
 from ..task_bodies import noop, pid
+from . import cluster_shape
+from .processes import process_cluster
 
 WORKERS = 2
 
@@ -101,9 +108,42 @@ class DaskCluster:
         return self.client.compute(obj).result()
 
 
+def scheduler_argv(port: int = 0) -> list[str]:
+    """``dask scheduler`` on a free loopback port (it logs its address on stderr)."""
+    return [sys.executable, "-m", "dask", "scheduler", "--host", "127.0.0.1", "--port", str(port),
+            "--no-dashboard"]
+
+
+def worker_argv(address: str, i: int) -> list[str]:
+    """``dask worker`` number ``i`` with one thread."""
+    return [sys.executable, "-m", "dask", "worker", address, "--nthreads", "1",
+            "--name", f"worker-{i}", "--no-dashboard", "--host", "127.0.0.1"]
+
+
+#: as LocalCluster(silence_logs=logging.ERROR) in the in-process shape (the address line
+#: is an INFO line of distributed.scheduler, which stays on)
+QUIET = {"DASK_LOGGING": repr({"distributed": "error", "distributed.scheduler": "info"})}
+
+def address_for(port: int) -> str:
+    """The address the scheduler started by ``scheduler_argv(port)`` prints."""
+    return f"tcp://127.0.0.1:{port}"
+
+
+#: the scheduler's log line that carries its address
+ADDRESS_PATTERN = r"Scheduler at:\s*(tcp://\S+)"
+
+
 @contextlib.contextmanager
 def open_cluster() -> Iterator[DaskCluster]:
-    """A dask LocalCluster of 2 worker processes x 1 thread, and a Client on it."""
+    """A dask cluster of 2 worker processes x 1 thread and a Client on it (shape: module
+    doc)."""
+    if cluster_shape() == "cli":
+        with process_cluster(scheduler_argv, "stderr", ADDRESS_PATTERN, address_for, worker_argv,
+                             WORKERS, "dask", env=QUIET) as address, \
+                distributed.Client(address) as client:
+            client.wait_for_workers(WORKERS)
+            yield DaskCluster(client)
+        return
     with distributed.LocalCluster(n_workers=WORKERS, threads_per_worker=1, processes=True,
                                   silence_logs=logging.ERROR) as cluster, \
             distributed.Client(cluster) as client:

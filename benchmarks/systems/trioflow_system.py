@@ -1,20 +1,27 @@
 """trioflow behind the benchmark adapter.
 
-Cluster: ``trioflow.Client(workers=2, threads_per_worker=1)``: the scheduler and the
-client's event loop run in a background thread of the benchmark process, the two
-workers are subprocesses named ``worker-0`` and ``worker-1``. Every task is distinct
-(trioflow's default ``pure=False``).
+Cluster (default, ``cluster_shape() == "cli"``): a ``trioflow-scheduler`` process on a
+free port and two ``trioflow-worker --nthreads 1`` processes named ``worker-0`` and
+``worker-1``, each started from the CLI (``benchmarks.systems.processes``); the benchmark
+process holds only ``trioflow.Client(address)``. With ``python -m benchmarks --cluster
+in-process`` it is ``trioflow.Client(workers=2, threads_per_worker=1)`` instead: the
+scheduler and the client's event loop share a background thread of the benchmark
+process (and its GIL), the workers are subprocesses with the same names. Every task is
+distinct (trioflow's default ``pure=False``).
 """
 
 from __future__ import annotations
 
 import contextlib
+import sys
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import trioflow
 
 from ..task_bodies import noop, pid
+from . import cluster_shape
+from .processes import process_cluster
 
 WORKERS = 2
 
@@ -107,11 +114,43 @@ class TrioflowCluster:
         return trioflow.compute(obj)[0]
 
 
+def scheduler_argv(port: int = 0) -> list[str]:
+    """``trioflow-scheduler`` on a free loopback port (it prints its address on stdout), no
+    dashboard (dask's runs without one too)."""
+    return [sys.executable, "-m", "trioflow.cli", "scheduler", "--port", str(port),
+            "--dashboard-address", "none", "--log-level", "warning"]
+
+
+def worker_argv(address: str, i: int) -> list[str]:
+    """``trioflow-worker`` number ``i`` with one thread; it exits when the scheduler goes."""
+    return [sys.executable, "-m", "trioflow.cli", "worker", address, "--nthreads", "1",
+            "--name", f"worker-{i}", "--no-reconnect"]
+
+
+def address_for(port: int) -> str:
+    """The address the scheduler started by ``scheduler_argv(port)`` prints."""
+    return f"ws://127.0.0.1:{port}"
+
+
+#: the scheduler's stdout line that carries its address
+ADDRESS_PATTERN = r"^(wss?://\S+)"
+
+
 @contextlib.contextmanager
 def open_cluster() -> Iterator[TrioflowCluster]:
-    """A local trioflow cluster of 2 worker processes x 1 thread."""
-    client = trioflow.Client(workers=WORKERS, threads_per_worker=1)
-    try:
-        yield TrioflowCluster(client)
-    finally:
-        client.close()
+    """A trioflow cluster of 2 worker processes x 1 thread (shape: module doc)."""
+    if cluster_shape() == "in-process":
+        client = trioflow.Client(workers=WORKERS, threads_per_worker=1)
+        try:
+            yield TrioflowCluster(client)
+        finally:
+            client.close()
+        return
+    with process_cluster(scheduler_argv, "stdout", ADDRESS_PATTERN, address_for, worker_argv,
+                         WORKERS, "trioflow") as address:
+        client = trioflow.Client(address)
+        try:
+            client.wait_for_workers(WORKERS)
+            yield TrioflowCluster(client)
+        finally:
+            client.close()

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+if TYPE_CHECKING:  # (imported where used: see the note in ``server``)
+    from prometheus_client import CollectorRegistry
+    from prometheus_client.core import Metric
 
 from .snapshot import LIVE_STATES, Observer
 
@@ -30,6 +31,8 @@ class SnapshotCollector:
         return []  # families are only known at collect time; no checks at registration
 
     def collect(self) -> Iterator[Metric]:
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
         snap = self.observer.snapshot(time.time())
         tasks = GaugeMetricFamily("trioflow_tasks", "Tasks the scheduler holds, by state",
                                   labels=["state"])
@@ -58,6 +61,8 @@ class SnapshotCollector:
 
 
 def _per_worker(workers: list[dict[str, Any]]) -> Iterator[Metric]:
+    from prometheus_client.core import GaugeMetricFamily
+
     families = {
         "slots": GaugeMetricFamily("trioflow_worker_slots", "Slots", labels=["worker"]),
         "busy": GaugeMetricFamily("trioflow_worker_slots_busy", "Slots running a task",
@@ -89,11 +94,15 @@ def _per_worker(workers: list[dict[str, Any]]) -> Iterator[Metric]:
 
 def metrics_text(registry: CollectorRegistry) -> bytes:
     """The exposition text of ``registry``."""
+    from prometheus_client import generate_latest
+
     return generate_latest(registry)
 
 
 def registry_for(observer: Observer) -> CollectorRegistry:
     """A registry holding only this dashboard's collector."""
+    from prometheus_client import CollectorRegistry
+
     registry = CollectorRegistry(auto_describe=False)
     registry.register(SnapshotCollector(observer))
     return registry

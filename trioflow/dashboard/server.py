@@ -29,16 +29,18 @@ import sys
 import time
 from functools import partial
 from importlib import resources
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import hypercorn.trio
 import trio
-from hypercorn.config import Config as HypercornConfig
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import PlainTextResponse, RedirectResponse, Response, StreamingResponse
-from starlette.routing import Route
-from starlette.types import ASGIApp, Receive, Scope, Send
+
+# Hypercorn, Starlette (and prometheus_client, in ``metrics``) are imported where they
+# are first used, not here: together they are a quarter of ``import trioflow`` (about
+# 50 ms), which every worker and scheduler process pays at startup and most never
+# serve a dashboard.
+if TYPE_CHECKING:
+    from starlette.requests import Request
+    from starlette.responses import Response
+    from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ..config import DASHBOARD_INTERVAL
 from ..core.scheduler.explain import explain
@@ -111,6 +113,9 @@ class Dashboard:
         self._host_check = True
         #: CPU seconds spent making and encoding snapshots and metrics (the benchmark's measure)
         self.cost = 0.0
+        from starlette.applications import Starlette
+        from starlette.routing import Route
+
         routes = [Route("/", self._page), Route("/events", self._events),
                   Route("/api/snapshot", self._snapshot), Route("/api/why", self._why),
                   Route("/metrics", self._metrics),
@@ -138,6 +143,9 @@ class Dashboard:
                              "anyone who can reach it would see task names and errors. "
                              "Give the scheduler a token, or serve it on loopback.")
         self._host_check = self.token is None and is_loopback(host)
+        import hypercorn.trio
+        from hypercorn.config import Config as HypercornConfig
+
         cfg = HypercornConfig()
         cfg.bind = [f"[{host}]:{port}" if ":" in host else f"{host}:{port}"]
         cfg.accesslog = None
@@ -186,6 +194,8 @@ class Dashboard:
             finally:
                 self._subscribers -= 1
 
+        from starlette.responses import StreamingResponse
+
         return StreamingResponse(stream(), media_type="text/event-stream",
                                  headers={**SECURITY_HEADERS, "x-accel-buffering": "no"})
 
@@ -195,14 +205,20 @@ class Dashboard:
         return self._file("index.html", request)
 
     def _file(self, name: str, request: Request) -> Response:
+        from starlette.responses import Response
+
         return Response(self._static[name], media_type=STATIC[name], headers=SECURITY_HEADERS)
 
     async def _snapshot(self, request: Request) -> Response:
+        from starlette.responses import Response
+
         snap = self.observer.snapshot(time.time(), since=0)
         return Response(json.dumps(snap, separators=(",", ":")).encode(),
                         media_type="application/json", headers=SECURITY_HEADERS)
 
     async def _why(self, request: Request) -> Response:
+        from starlette.responses import PlainTextResponse, Response
+
         key = request.query_params.get("key", "")
         if not key or len(key) > MAX_KEY_LENGTH:
             return PlainTextResponse(f"give ?key= (a task key of at most {MAX_KEY_LENGTH} "
@@ -212,6 +228,8 @@ class Dashboard:
                         headers=SECURITY_HEADERS)
 
     async def _metrics(self, request: Request) -> Response:
+        from starlette.responses import Response
+
         t0 = time.thread_time()
         text = metrics_text(self.registry)
         self.cost += time.thread_time() - t0
@@ -246,6 +264,9 @@ class _Guard:
         self.dashboard = dashboard
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        from starlette.requests import Request
+        from starlette.responses import PlainTextResponse, RedirectResponse
+
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return

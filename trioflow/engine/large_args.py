@@ -46,6 +46,17 @@ def scatter_large_args(scatter: Scatter, args: tuple[Any, ...], kwargs: dict[str
     Returns:
         The new arguments and the futures to hold while the task's future lives.
     """
+    # (first, and without a closure or generators: this runs for every task submitted,
+    # and almost none has a large argument)
+    for v in args:
+        if _big(v, limit):
+            break
+    else:
+        for v in kwargs.values():
+            if _big(v, limit):
+                break
+        else:
+            return args, kwargs, []
     held: list[Future[Any]] = []
 
     def out(v: Any) -> Any:
@@ -61,9 +72,6 @@ def scatter_large_args(scatter: Scatter, args: tuple[Any, ...], kwargs: dict[str
         held.append(fut)
         return fut
 
-    if not any(_big(a, limit) for a in args) and not any(
-            _big(v, limit) for v in kwargs.values()):
-        return args, kwargs, held
     return tuple(out(a) for a in args), {k: out(v) for k, v in kwargs.items()}, held
 
 

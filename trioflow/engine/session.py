@@ -96,6 +96,8 @@ class Session:
         # unique across sessions, processes and hosts: clients share one key space
         self._prefix = secrets.token_hex(5)
         self._counter = itertools.count(1)
+        #: fn_id -> whether that function is ``async def`` (asked once per function)
+        self._async_fns: dict[str, bool] = {}
         #: large ``bytes`` arguments scattered by submit, by id, while their futures live
         self._shared_args: weakref.WeakValueDictionary[int, Future[Any]] = (
             weakref.WeakValueDictionary())
@@ -265,7 +267,7 @@ class Session:
         if retries < 0:
             raise ValueError(f"retries must be >= 0, got {retries}")
         res_names, res_amounts = resource_spec.as_lists(
-            resource_spec.check_resources(resources))
+            resource_spec.check_resources(resources)) if resources is not None else ([], [])
         fn_id, blob = serialize.dumps_function(fn)
         limit = self.inline_limit
         held: list[Future[Any]] = []
@@ -287,7 +289,9 @@ class Session:
         ctx = current_run()
         here = ctx is not None and ctx.session is self
         parent = ctx.run.key if ctx is not None and here else ""
-        is_async = inspect.iscoroutinefunction(fn)
+        is_async = self._async_fns.get(fn_id)
+        if is_async is None:  # (inspect's answer costs a microsecond; one per function)
+            is_async = self._async_fns[fn_id] = inspect.iscoroutinefunction(fn)
         if len(payload) > limit or len(blob) > limit:  # out of band: engine/large_args.py
             fn, payload, deps, more = large_args.pack(self.scatter_one, fn, blob, payload,
                                                       deps, self._own_future, limit, is_async)

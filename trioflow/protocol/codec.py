@@ -109,16 +109,31 @@ def _condition(tp: Any, v: str, consts: dict[str, Any], depth: int = 0) -> str |
     raise TypeError(f"no fast check for {tp!r}")
 
 
+def _required(cls: type) -> int:
+    """How many leading fields of ``cls`` have no default."""
+    fields = attrs.fields(cls)
+    return next((i for i, f in enumerate(fields) if f.default is not attrs.NOTHING),
+                len(fields))
+
+
 def _compile_decoder(cls: type) -> Callable[[list[Any]], Any] | None:
+    """The fast decoder of ``cls``. It takes the full form and every shorter one that
+    keeps the required fields (the encoder leaves defaulted trailing fields out); the
+    missing fields get their defaults from ``cls`` itself, as in ``from_wire``."""
     fields = attrs.fields(cls)
     n = len(fields)
+    required = _required(cls)
     consts: dict[str, Any] = {}
     try:
         conditions = [_condition(f.type, f"v{i}", consts) for i, f in enumerate(fields)]
     except TypeError:
         return None
-    lines = ["def decode(item):", f"    if len(item) < {n + 1}:", "        return slow(item)"]
+    lines = ["def decode(item):", "    m = len(item)", f"    if m < {required + 1}:",
+             "        return slow(item)"]
     for i, cond in enumerate(conditions):
+        if i >= required:
+            lines.append(f"    if m == {i + 1}:")
+            lines.append("        return cls(" + ", ".join(f"v{j}" for j in range(i)) + ")")
         lines.append(f"    v{i} = item[{i + 1}]")
         if cond is not None:
             lines.append(f"    if not {cond}:")
@@ -129,15 +144,50 @@ def _compile_decoder(cls: type) -> Callable[[list[Any]], Any] | None:
     return namespace["decode"]
 
 
+def _is_default(default: Any, v: str) -> str | None:
+    """Python source testing that ``v`` is exactly the field default ``default`` (same
+    type, so a decoded default is what was sent), or None if it cannot be left out."""
+    if isinstance(default, attrs.Factory):  # type: ignore[arg-type]
+        made = default.factory() if not default.takes_self else None
+        return f"(type({v}) is list and not {v})" if made == [] and type(made) is list else None
+    if default is None or type(default) is bool:
+        return f"{v} is {default!r}"
+    if type(default) in (int, float, str, bytes):
+        return f"(type({v}) is {type(default).__name__} and {v} == {default!r})"
+    return None
+
+
 def _compile_encoder(cls: type) -> Callable[[Any], list[Any]]:
+    """``[tag, *fields]`` without the trailing fields that hold their defaults: they
+    cost bytes, and a msgpack object each to build on the other side, while the
+    decoder fills them in (the protocol's rule for missing trailing fields)."""
     tag, n, _, names = SPECS[cls]
     if n == 0:
         return lambda msg: [tag]
-    if n == 1:
-        get1 = operator.attrgetter(names[0])
-        return lambda msg: [tag, get1(msg)]
-    get = operator.attrgetter(*names)
-    return lambda msg: [tag, *get(msg)]
+    fields = attrs.fields(cls)
+    required = _required(cls)
+    droppable = []
+    for i in range(n - 1, required - 1, -1):  # the defaulted tail, from its end
+        test = _is_default(fields[i].default, f"v{i}")
+        if test is None:
+            break
+        droppable.append((i, test))
+    if not droppable:
+        if n == 1:
+            get1 = operator.attrgetter(names[0])
+            return lambda msg: [tag, get1(msg)]
+        get = operator.attrgetter(*names)
+        return lambda msg: [tag, *get(msg)]
+    lines = ["def encode(msg):"]
+    lines += [f"    v{i} = msg.{name}" for i, name in enumerate(names)]
+    for i, test in droppable:
+        lines.append(f"    if not {test}:")
+        lines.append("        return [tag, " + "".join(f"v{j}, " for j in range(i + 1)) + "]")
+    last = droppable[-1][0]
+    lines.append("    return [tag, " + "".join(f"v{j}, " for j in range(last)) + "]")
+    namespace: dict[str, Any] = {"tag": tag}
+    exec(compile("\n".join(lines), f"<encoder {cls.__name__}>", "exec"), namespace)
+    return namespace["encode"]
 
 
 #: wire tag -> compiled decoder, message class -> compiled encoder (filled lazily, so

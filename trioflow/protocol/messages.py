@@ -1,4 +1,5 @@
-"""Every message that crosses a connection, as frozen attrs classes.
+"""Every message that crosses a connection, as immutable attrs classes (frozen for the
+type checker; see ``registry.message``).
 
 Theory of operation:
 

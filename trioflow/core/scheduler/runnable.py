@@ -55,7 +55,10 @@ def none_with_its_resources(state: SchedulerState, task: TaskRecord,
             f"connected worker offers ({have})")
 
 
-#: the reasons, in the order they are reported; append to add one
+#: the reasons, in the order they are reported; append to add one. While any worker
+#: runs, each fails only for a task restricted to workers or needing resources, and
+#: ``starvation.tick`` checks only those: a check that can fail for other tasks must
+#: change that shortcut too.
 CHECKS: list[Check] = [no_worker_at_all, none_with_its_name, none_with_its_resources]
 
 

@@ -26,12 +26,19 @@ from .runnable import runnable_workers, why_unrunnable
 from .state import SchedulerState
 
 
-def queued_tasks(state: SchedulerState) -> list[TaskRecord]:
-    """Every task waiting for a worker: in the ready heap or set aside (restricted)."""
+def queued_tasks(state: SchedulerState, *, only_demanding: bool = False) -> list[TaskRecord]:
+    """Every task waiting for a worker: in the ready heap or set aside (restricted).
+
+    ``only_demanding``: leave out the heap's tasks that are neither restricted to
+    workers nor need resources (while any worker runs, no check fails for them: a tick
+    during a large ``map`` then costs a pass over the heap, not a check per task)."""
     seen: dict[str, TaskRecord] = {}
+    tasks = state.tasks
+    queued = TaskStatus.QUEUED
     for _, key in state.ready:
-        task = state.tasks.get(key)
-        if task is not None and task.status is TaskStatus.QUEUED:
+        task = tasks.get(key)
+        if task is not None and task.status is queued and (
+                not only_demanding or task.restrict or task.resources):
             seen[key] = task
     for key, task in state.unplaceable.items():
         # set aside (``ops.set_aside``): WAITING outside the heap until room frees
@@ -53,7 +60,9 @@ def tick(state: SchedulerState, now: float) -> None:
     workers = runnable_workers(state)
     still: dict[str, float] = {}
     doomed: list[tuple[TaskRecord, str]] = []
-    for task in queued_tasks(state):
+    # (with a worker running, ``runnable.CHECKS`` can only fail for a task restricted to
+    # workers or needing resources)
+    for task in queued_tasks(state, only_demanding=bool(workers)):
         reason = why_unrunnable(state, task, workers)
         if reason is None:
             continue
