@@ -69,12 +69,28 @@ def _rss_bytes(pid: int) -> int | None:
     return None
 
 
+def _children(pid: int) -> list[int]:
+    """Processes whose parent is ``pid`` (the scheduler, when it runs as its own process)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", encoding="ascii", errors="replace") as f:
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        if ppid == pid:
+            found.append(int(entry))
+    return found
+
+
 def async_recursion(cluster: Cluster, n: int, small: int) -> dict[str, Any]:
     """A large ``async def`` recursion (fib(28): 1,028,457 tasks) and its memory.
 
     Memory is bounded when what the processes keep does not grow with the tasks run:
-    the peak resident memory of every process (workers, and this one, which hosts the
-    client and the scheduler) is measured after a ``fib(small)`` run and again after
+    the peak resident memory of every process (workers, the scheduler, and this one,
+    which holds the client) is measured after a ``fib(small)`` run and again after
     the ``fib(n)`` run, each against the resident memory after the warm-up. Rows:
     ``async_rec_<tasks>`` with ``us_per_task`` (wall time per task) and
     ``bytes_per_task`` (the growth of the big run over its tasks), and the growth of
@@ -86,7 +102,8 @@ def async_recursion(cluster: Cluster, n: int, small: int) -> dict[str, Any]:
     """
     fn = cluster.task("async_fib")
     cluster.result(cluster.submit(fn, 5))  # warm-up
-    pids = [*cluster.worker_pids(), os.getpid()]
+    me = os.getpid()  # (the client; and the scheduler too in the in-process shape)
+    pids = sorted({*cluster.worker_pids(), *_children(me), me})
     base = [_rss_bytes(p) for p in pids]
 
     def growth() -> float | None:
