@@ -262,3 +262,52 @@ async def test_input_fetch_failure_hands_the_run_back_then_recomputes(caplog):
                 handed = [r for r in caplog.records if "handing it back" in r.getMessage()
                           and doomed.key in r.getMessage()]
                 assert len(handed) == 3
+
+
+# ------------------------------------------------------------------ the holder KeyFinished names
+
+
+def _counting_get_data(cluster) -> list[int]:
+    """Count the GetData messages the scheduler receives from now on."""
+    core, count = cluster.scheduler.core, [0]
+    handle = core.handle
+
+    def counting(event):
+        count[0] += sum(type(m) is trioflow.protocol.GetData
+                        for m in getattr(event, "messages", ()))
+        return handle(event)
+
+    core.handle = counting
+    return count
+
+
+def _big(n: int) -> bytes:
+    return bytes(range(256)) * (n // 256)
+
+
+async def test_a_large_result_is_fetched_from_the_holder_named_with_no_scheduler_round_trip():
+    with trio.fail_after(30):
+        async with cluster_client(2, 1) as (cluster, client):
+            asked = _counting_get_data(cluster)
+            future = client.submit(_big, 4 * MB, pure=False)
+            assert await future == _big(4 * MB)
+            holder = future._state.holder
+            assert holder in [w.data_address for w in cluster.workers]
+            assert asked[0] == 0
+
+
+@pytest.mark.parametrize("hint", ["other worker", "nobody listening"])
+async def test_a_holder_hint_out_of_date_falls_back_to_asking_the_scheduler(hint):
+    with trio.fail_after(30):
+        async with cluster_client(2, 1) as (cluster, client):
+            future = client.submit(_big, 4 * MB, workers=["worker-0"], pure=False)
+            await trioflow.wait_async([future])
+            asked = _counting_get_data(cluster)
+            if hint == "other worker":  # as if the value had moved: that worker lacks it
+                future._state.holder = cluster.workers[1].data_address
+            else:  # as if its worker had left
+                with socket.socket() as s:
+                    s.bind(("127.0.0.1", 0))
+                    future._state.holder = f"tcp://127.0.0.1:{s.getsockname()[1]}"
+            assert await future == _big(4 * MB)
+            assert asked[0] == 1

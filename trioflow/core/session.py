@@ -196,6 +196,7 @@ class KeyRecord(Protocol):
     nbytes: int
     type_name: str
     error: Any
+    holder: str
 
 
 R = TypeVar("R", bound=KeyRecord)
@@ -286,6 +287,7 @@ class SessionKeys(Generic[R]):
             rec.inline = msg.inline
         rec.nbytes = msg.nbytes
         rec.type_name = msg.type_name
+        rec.holder = msg.holder
         return rec
 
     def finished_here(self, report: p.TaskFinished) -> R | None:

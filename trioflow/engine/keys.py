@@ -38,8 +38,8 @@ class KeyState:
     """What this session knows about one key it holds futures for (the record its
     ``core.session.SessionKeys`` table keeps), and who waits on it."""
 
-    __slots__ = ("error", "event", "held", "inline", "key", "nbytes", "refs", "status",
-                 "type_name", "value", "waiters")
+    __slots__ = ("error", "event", "held", "holder", "inline", "key", "nbytes", "refs",
+                 "status", "type_name", "value", "waiters")
 
     def __init__(self, key: str) -> None:
         self.key = key
@@ -49,6 +49,8 @@ class KeyState:
         self.error: p.KeyErred | BaseException | None = None
         self.nbytes = 0
         self.type_name = ""
+        #: a holder's bulk address, from KeyFinished ("": ask the scheduler)
+        self.holder = ""
         self.refs = 0
         self.event: trio.Event | None = None
         self.waiters: list[SyncWaiter | AsyncWaiter] = []

@@ -103,7 +103,8 @@ class Session:
             weakref.WeakValueDictionary())
         #: set by ``start``: where bulk transfers run, and how
         self.data_path = DataPath()
-        self.fetcher = Fetcher(lock=self.lock, post=self.post, wait_sync=self.wait_sync,
+        self.fetcher = Fetcher(lock=self.lock, post=self.post, call=self.call_in_order,
+                               wait_sync=self.wait_sync,
                                wait_async=self.wait_async, on_loop=self.on_loop, host=worker,
                                bulk=self.data_path)
         self.scatterer = Scatterer(lock=self.lock, keys=self.keys, lookup=self.table.lookup,

@@ -5,8 +5,9 @@ Two objects a ``Session`` is built from, each given what it uses by its construc
 once the connection is up (``start``):
 
 * A result comes inline with ``KeyFinished`` when small; else from this worker's own
-  memory (in-task clients); else ``GetData`` asks the scheduler where it is and it is
-  fetched from the holder over the bulk data path (``net/bulk.py``). A fetch that fails
+  memory (in-task clients); else from the holder ``KeyFinished`` named, over the bulk
+  data path (``net/bulk.py``), or, when that holder no longer has it (or none was
+  named), ``GetData`` asks the scheduler where it is now. A fetch that fails
   because the holder vanished is retried with backoff: by then the scheduler either
   knows (the key is pending again, being recomputed) or says where else it is.
 * A large ``scatter`` is serialized at once (errors surface in the caller) and uploaded
@@ -170,6 +171,7 @@ class Fetcher:
     Args:
         lock: the session's lock.
         post: the session's ordered, thread-safe send.
+        call: runs a function on the loop, in order with ``post`` (from any thread).
         wait_sync, wait_async: the session's waits (a lost value being recomputed is
             waited for again).
         store: the worker's values, for in-task clients (read in place, no copy).
@@ -177,6 +179,7 @@ class Fetcher:
     """
 
     def __init__(self, *, lock: threading.Lock, post: Callable[..., None],
+                 call: Callable[..., None],
                  wait_sync: Callable[[list[KeyState]], None],
                  wait_async: Callable[[list[KeyState]], Awaitable[None]],
                  on_loop: Callable[[], bool], host: HostWorker | None,
@@ -184,6 +187,7 @@ class Fetcher:
         self.lock = lock
         self.on_loop = on_loop
         self.post = post
+        self.call = call
         self.wait_sync = wait_sync
         self.wait_async = wait_async
         self.host = host
@@ -278,13 +282,26 @@ class Fetcher:
 
     # ------------------------------------------------------------------ fetching large results
 
-    def _request(self, keys: list[str], done: Callable[[], None]) -> _Request:
+    def _request(self, states: list[KeyState], done: Callable[[], None]) -> _Request:
+        keys = [ks.key for ks in states]
         rid = next(self._request_ids)
         req = _Request(set(keys), done)
         with self.lock:
             self._requests[rid] = req
-        self.post(p.GetData(rid, keys))
+        holders = {ks.holder for ks in states}
+        if len(holders) == 1 and "" not in holders:
+            # the holder KeyFinished named: no round trip to the scheduler first
+            self.call(self._fetch_named, rid, holders.pop(), keys)
+        else:
+            self.post(p.GetData(rid, keys))
         return req
+
+    def _fetch_named(self, rid: int, address: str, keys: list[str]) -> None:
+        """On the loop: fetch ``keys`` from ``address``; whatever it lacks, ask for."""
+        if self.bulk.nursery is None:
+            self.post(p.GetData(rid, keys))
+        else:
+            self.bulk.nursery.start_soon(self._fetch_far, rid, address, keys, True)
 
     def fail_all(self, error: BaseException) -> None:
         """The connection is gone: every fetch in flight fails with ``error``."""
@@ -310,16 +327,26 @@ class Fetcher:
             else:
                 self.bulk.nursery.start_soon(self._fetch_far, msg.request_id, address, keys)
 
-    async def _fetch_far(self, rid: int, address: str, keys: list[str]) -> None:
+    async def _fetch_far(self, rid: int, address: str, keys: list[str],
+                         ask_if_missing: bool = False) -> None:
+        """Fetch ``keys`` from their holder at ``address``. With ``ask_if_missing`` (the
+        holder came with KeyFinished and may be out of date: the value moved, its worker
+        left), what it cannot give is asked of the scheduler (``GetData``) instead of
+        failing."""
         try:
             assert self.bulk.pool is not None
             got, missing = await self.bulk.pool.get(address, keys)
         except Exception as exc:
+            if ask_if_missing:
+                self.post(p.GetData(rid, keys))
+                return
             self._request_got(rid, {}, WorkerLost(f"could not fetch {keys[:3]} from {address}: "
                                                   f"{type(exc).__name__}: {exc}"))
             return
         error = None
-        if missing:
+        if missing and ask_if_missing:
+            self.post(p.GetData(rid, missing))
+        elif missing:
             error = WorkerLost(f"worker {address} no longer holds {missing[:3]}")
         self._request_got(rid, got, error)
 
@@ -341,7 +368,7 @@ class Fetcher:
     def _fetch_sync(self, states: list[KeyState]) -> dict[str, Any]:
         """Serialized values (bytes or frames) of ``states``, from this thread."""
         event = threading.Event()
-        req = self._request([ks.key for ks in states], event.set)
+        req = self._request(states, event.set)
         event.wait()
         if req.error is not None:
             raise req.error
@@ -349,7 +376,7 @@ class Fetcher:
 
     async def _fetch_async(self, states: list[KeyState]) -> dict[str, Any]:
         event = trio.Event()
-        req = self._request([ks.key for ks in states], event.set)
+        req = self._request(states, event.set)
         await event.wait()
         if req.error is not None:
             raise req.error

@@ -19,6 +19,12 @@ A new ``bytes`` object written before anyone else holds a reference is what C co
 does with ``PyBytes_FromStringAndSize(NULL, n)``; the object is returned only when
 filled (its hash is never computed before).
 
+A large new object's memory is fresh: filling it costs a page fault per 4 KiB page
+(25,000 for 100 MB, about three quarters of the copy's time here). Its 2 MiB-aligned
+middle is ``madvise(MADV_HUGEPAGE)``d first, so it faults in 2 MiB pages (a 100 MB copy
+into a new object: 48 -> 11 ms here). The kernel may compact memory to find huge pages
+when it is fragmented; ``TRIOFLOW_HUGE_PAGES=0`` turns this off.
+
 Every function here blocks (a copy of the whole value): callers run them in a thread.
 """
 
@@ -35,6 +41,10 @@ from typing import Any
 NONCE = secrets.token_bytes(16)
 #: one system call copies at most this much (the kernel's limit is about 2 GiB)
 _CHUNK = 1 << 30
+#: new objects at least this large ask for huge pages (see the module docstring)
+_HUGE_MIN = 8 << 20
+_HUGE = 1 << 21
+_MADV_HUGEPAGE = 14
 
 
 class _IoVec(ctypes.Structure):
@@ -61,6 +71,32 @@ def _calls() -> tuple[Any, Any] | None:
     return readv, new
 
 
+@functools.cache
+def _madvise() -> Any:
+    """libc's ``madvise``, or None (off, or not there)."""
+    if os.environ.get("TRIOFLOW_HUGE_PAGES", "1") == "0":
+        return None
+    try:
+        madvise = ctypes.CDLL(None, use_errno=True).madvise
+    except (OSError, AttributeError):
+        return None
+    madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+    madvise.restype = ctypes.c_int
+    return madvise
+
+
+def _fresh(new: Any, n: int) -> bytes:
+    """A new, uninitialized ``bytes`` of ``n`` bytes, in huge pages where it is large."""
+    out: bytes = new(None, n)
+    madvise = _madvise() if n >= _HUGE_MIN else None
+    if madvise is not None:
+        base = address_of(out)
+        start, end = (base + _HUGE - 1) & -_HUGE, (base + n) & -_HUGE
+        if end > start:
+            madvise(start, end - start, _MADV_HUGEPAGE)  # advice: a failure changes nothing
+    return out
+
+
 def available() -> bool:
     return _calls() is not None
 
@@ -84,7 +120,7 @@ def new_bytes(n: int) -> tuple[bytes, memoryview]:
     calls = _calls()
     if calls is None:
         raise OSError(38, "uninitialized bytes are not available here")
-    out: bytes = calls[1](None, n)
+    out = _fresh(calls[1], n)
     if n == 0:
         return out, memoryview(bytearray())
     view = memoryview((ctypes.c_char * n).from_address(address_of(out))).cast("B")
@@ -102,7 +138,7 @@ def read(pid: int, address: int, n: int) -> bytes:
     if calls is None:
         raise OSError(38, "process_vm_readv is not available here")
     readv, new = calls
-    out: bytes = new(None, n)
+    out = _fresh(new, n)
     if n == 0:
         return out
     base = address_of(out)

@@ -347,6 +347,9 @@ class KeyFinished:
     nbytes: int
     inline: bytes | None
     type_name: str = ""
+    #: a worker holding the value when it is not inline (its bulk data address), so a
+    #: client fetches it from there without asking the scheduler first ("": ask)
+    holder: str = ""
 
 
 @message("key-erred")

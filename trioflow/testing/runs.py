@@ -144,6 +144,7 @@ class SimKey:
     nbytes: int = 0
     type_name: str = ""
     error: Any = None
+    holder: str = ""
     #: what the key's future gives: its value or its error (once done)
     outcome: Outcome | None = None
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from ... import protocol as p
 from . import ops
-from .records import TaskRecord, TaskStatus, WorkerRecord
+from .records import TaskRecord, TaskStatus
 from .state import SchedulerState
 
 
@@ -102,13 +102,7 @@ def get_data(state: SchedulerState, peer_id: str, msg: p.GetData) -> None:
             blobs.append(task.inline)
         elif task.who_has:
             far_keys.append(key)
-            far.append(_holder(state, task).data_address)
+            far.append(ops.holder_of(state, task).data_address)
         else:
             missing.append(key)
     state.send(peer_id, p.DataReply(msg.request_id, keys, blobs, missing, far_keys, far))
-
-
-def _holder(state: SchedulerState, task: TaskRecord) -> WorkerRecord:
-    """The worker to fetch ``task``'s value from: the one with the fewest runs."""
-    return min((state.workers[w] for w in task.who_has),
-               key=lambda w: (len(w.processing), w.id))

@@ -39,10 +39,22 @@ def want(state: SchedulerState, peer_id: str, task: TaskRecord) -> None:
     task.wanted_by.add(peer_id)
     state.peers[peer_id].wants.add(task.key)
     if task.status is TaskStatus.MEMORY:
-        state.send(peer_id, p.KeyFinished(task.key, task.nbytes, task.inline, task.type_name))
+        state.send(peer_id, finished_message(state, task))
     elif task.status is TaskStatus.ERRED:
         assert task.error is not None  # (set by ``fail`` with the status)
         state.send(peer_id, error_for(task, task.error))
+
+
+def finished_message(state: SchedulerState, task: TaskRecord) -> p.KeyFinished:
+    """``task`` is done: its value inline when small, else where to fetch it from."""
+    where = "" if task.inline is not None or not task.who_has else holder_of(state, task).data_address
+    return p.KeyFinished(task.key, task.nbytes, task.inline, task.type_name, where)
+
+
+def holder_of(state: SchedulerState, task: TaskRecord) -> WorkerRecord:
+    """The worker to fetch ``task``'s value from: the one with the fewest runs."""
+    return min((state.workers[w] for w in task.who_has),
+               key=lambda w: (len(w.processing), w.id))
 
 
 def maybe_release(state: SchedulerState, task: TaskRecord) -> None:
@@ -161,9 +173,11 @@ def reached_memory(state: SchedulerState, task: TaskRecord, holder: str | None) 
     (``SessionKeys.finished_here``), before it sent the ``TaskFinished`` this answers.
     """
     task.status = TaskStatus.MEMORY
+    message = None
     for wanter in sorted(task.wanted_by):
         if wanter != holder:
-            state.send(wanter, p.KeyFinished(task.key, task.nbytes, task.inline, task.type_name))
+            message = message or finished_message(state, task)
+            state.send(wanter, message)
     unblock_waiters(state, task)
     for dep_key in sorted(task._dependents or ()):
         dependent = state.tasks[dep_key]
