@@ -4,6 +4,7 @@ import pytest
 import trio
 
 import trioflow
+from trioflow.engine import session as engine_session
 
 from .conftest import cluster_client
 from .tasks import fib_no_secede
@@ -220,3 +221,13 @@ async def test_an_async_task_may_await_futures_concurrently(shape):
     """Overlapping waits of one run give its slot back once and take it once after."""
     async with cluster_client(*shape) as (_cluster, client):
         assert await client.submit(fib_concurrent, 8) == 21
+
+
+async def test_a_run_end_never_overtakes_the_slot_passed_to_it(monkeypatch):
+    # a flush that yields after every round (as it does after eight under load): a run
+    # that was passed its slot by another thread ends through the session queue, behind
+    # that thread's commands; a run_sync_soon of its own ran first and released a token
+    # the run did not hold yet (RuntimeError on the worker's loop)
+    monkeypatch.setattr(engine_session, "_FLUSH_ROUNDS", 1)
+    async with cluster_client(2, 1) as (_, client):
+        assert await client.submit(STYLES["worker_client"], 12) == 144

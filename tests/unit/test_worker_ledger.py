@@ -104,7 +104,44 @@ def test_hand_over_declines_and_changes_nothing():
     ws.check()
 
 
-@given(st.integers(1, 4), st.lists(st.tuples(st.sampled_from("asreh"), st.integers(0, 7)),
+def test_a_run_ending_on_its_thread_passes_the_slot_to_the_first_sync_rejoiner():
+    ws = w.WorkerState(1)
+    for key in "abcq":
+        ws.task_assigned(spec(key), False)
+    a, b, c = ws.runs["a"], ws.runs["b"], ws.runs["c"]
+    ws.secede(a)  # b starts
+    ws.secede(b)  # c starts
+    ws.rejoin(a)
+    ws.rejoin(b)
+    assert ws.hand_over(c, "done-c", lambda run: True) == (None, [])  # rejoiners first
+    assert ws.pass_to_rejoiner(c, "done-c", lambda run: False) == (None, [])  # not allowed
+    nxt, cmds = ws.pass_to_rejoiner(c, "done-c", lambda run: True)
+    assert nxt is a and a.state is w.RunState.RUNNING  # the oldest rejoiner
+    # what run_ended then the GrantRejoin of _fill would say, with the token passed on
+    assert cmds == [w.SendMessage("done-c"), w.PassSlot(c, a), w.SendMessage(p.Rejoined("a", 1))]
+    assert "c" not in ws.runs and ws.holding == 1 and b.state is w.RunState.REJOINING
+    assert ws.runs["q"].state is w.RunState.QUEUED
+    ws.check()
+    sink = RecordingSink()
+    w.execute(cmds, sink)
+    assert sink.calls == [("send", "str"), ("release", "c"), ("acquire", "a"), ("send", "Rejoined")]
+
+
+def test_passing_to_a_rejoiner_declines_and_changes_nothing():
+    ws = w.WorkerState(1)
+    ws.task_assigned(spec("a"), False)
+    ws.task_assigned(spec("b"), False)
+    a = ws.runs["a"]
+    assert ws.pass_to_rejoiner(a, "r", lambda run: True) == (None, [])  # nobody rejoins
+    ws.secede(a)  # b starts
+    b = ws.runs["b"]
+    ws.rejoin(a)
+    ws.secede(b)  # (the slot it gave back went to the rejoiner a)
+    assert ws.pass_to_rejoiner(b, "r", lambda run: True) == (None, [])  # b holds no slot
+    ws.check()
+
+
+@given(st.integers(1, 4), st.lists(st.tuples(st.sampled_from("asrehp"), st.integers(0, 7)),
                                    max_size=60))
 def test_ledger_never_oversubscribes(nthreads, ops):
     """Random assign/secede/rejoin/end sequences keep holding == running <= nthreads."""
@@ -126,6 +163,10 @@ def test_ledger_never_oversubscribes(nthreads, ops):
             elif op == "h" and run.state is w.RunState.RUNNING:
                 allowed = i % 2 == 0
                 if ws.hand_over(run, "r", lambda r, allowed=allowed: allowed)[0] is None:
+                    ws.run_ended(run, "r")
+            elif op == "p" and run.state is w.RunState.RUNNING:
+                allowed = i % 2 == 0
+                if ws.pass_to_rejoiner(run, "r", lambda r, allowed=allowed: allowed)[0] is None:
                     ws.run_ended(run, "r")
         ws.check()
         queued = sum(r.state is w.RunState.QUEUED for r in ws.runs.values())

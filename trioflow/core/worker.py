@@ -183,6 +183,13 @@ def thread_may_take(run: LocalRun) -> bool:
     return not run.spec.is_async
 
 
+def thread_may_grant(run: LocalRun) -> bool:
+    """Whether a task thread whose run ended may pass its slot to the rejoining ``run``
+    and wake it (:meth:`WorkerState.pass_to_rejoiner`): sync runs only (they sleep on a
+    lock any thread can release; async ones await a trio.Event, loop only)."""
+    return not run.spec.is_async
+
+
 class WorkerState:
     """Runs and slots of one worker.
 
@@ -303,6 +310,29 @@ class WorkerState:
         nxt.state = RunState.RUNNING
         self._out.append(SendMessage(report))
         self._out.append(PassSlot(run, nxt))
+        return nxt, self._flush()
+
+    def pass_to_rejoiner(
+        self, run: LocalRun, report: RunReport, may_grant: Callable[[LocalRun], bool]
+    ) -> tuple[LocalRun | None, list[WorkerCommand]]:
+        """A RUNNING ``run`` ended on its thread while runs wait to rejoin: its slot goes
+        to the first of them, if ``may_grant(it)`` (its thread can be woken from here).
+
+        Then ``run`` is done, the rejoiner is RUNNING, ``holding`` is unchanged, and the
+        commands are ``SendMessage(report)``, ``PassSlot(run, rejoiner)``,
+        ``SendMessage(Rejoined)``: the messages and order of ``run_ended`` followed by
+        the ``GrantRejoin`` its ``_fill`` would give; the caller wakes the rejoiner.
+        Otherwise nothing changes and ``(None, [])`` is returned.
+        """
+        if (self.runs.get(run.key) is not run or run.state is not RunState.RUNNING
+                or not self._rejoining or not may_grant(self._rejoining[0])):
+            return None, []
+        nxt = self._rejoining.popleft()
+        del self.runs[run.key]
+        nxt.state = RunState.RUNNING
+        self._out.append(SendMessage(report))
+        self._out.append(PassSlot(run, nxt))
+        self._out.append(SendMessage(p.Rejoined(nxt.key, nxt.run_id)))
         return nxt, self._flush()
 
     def secede(self, run: LocalRun) -> list[WorkerCommand]:

@@ -26,7 +26,7 @@ from .. import protocol as p
 from ..core.session import GiveSlot, Post, TakeSlot, TaskCommand, TaskView, WaitEnd
 from ..core.worker import LocalRun
 from ..errors import DeadlockError
-from .keys import SyncWaiter
+from .keys import AsyncWaiter, SyncWaiter
 from .protocols import BoundClient, FutureSession, HostWorker, Wakeup
 from .replies import PendingReply
 
@@ -159,8 +159,9 @@ class RunContext:
             self._resources_answer(pending)
         event = trio.Event()
         self.session.call_in_order(self.host.rejoin_run, self.run, event)
-        with trio.CancelScope(shield=True):  # the grant comes soon; the ledger expects it taken
-            await event.wait()
+        if not event.is_set():  # (on the loop, a free slot is often granted in the call)
+            with trio.CancelScope(shield=True):  # the grant comes soon; the ledger expects it taken
+                await event.wait()
         self.rejoin_event = None
         self.view.rejoined()
 
@@ -242,6 +243,32 @@ class RunContext:
                 raise self.wait_failure
         finally:
             self.wait_scope = None
+            if self._post(self.view.end_wait(how)) is not None:
+                await self._take_slot_async()
+
+    async def wait_keys_async(self, keys: list[str], waiter: AsyncWaiter) -> None:
+        """``wait_async`` for a gather: wait on ``waiter`` (registered on ``keys``), which
+        a ``WaitFailed`` fails directly (no cancel scope per wait).
+
+        Raises the ``DeadlockError`` a WaitFailed brought. Cancellation: as
+        ``wait_async``.
+        """
+        self._post(self.view.begin_wait(keys, give_slot=True))
+        how = WaitEnd.ABANDONED
+        self.waiter = waiter
+        try:
+            await waiter.done.wait()
+            if waiter.failure is not None:
+                how = WaitEnd.FAILED
+                failure, waiter.failure = waiter.failure, None
+                try:
+                    raise failure
+                finally:
+                    del failure  # no cycle: traceback -> this frame -> the exception
+            how = WaitEnd.DONE
+        finally:
+            if self.waiter is waiter:
+                self.waiter = None
             if self._post(self.view.end_wait(how)) is not None:
                 await self._take_slot_async()
 

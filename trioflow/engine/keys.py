@@ -53,7 +53,7 @@ class KeyState:
         self.holder = ""
         self.refs = 0
         self.event: trio.Event | None = None
-        self.waiters: list[SyncWaiter] = []
+        self.waiters: list[SyncWaiter | AsyncWaiter] = []
         #: futures this key's task needs while it lives (its out-of-band arguments)
         self.held: list[Any] | None = None
 
@@ -113,6 +113,41 @@ class SyncWaiter:
             job()  # helping: run another task's job in this parked thread
             if self.pool is not None:
                 self.pool.add_helper(self)
+
+
+class AsyncWaiter:
+    """A Trio task waiting until ``remaining`` keys are done, or its wait fails: one
+    ``trio.Event`` however many keys, set once (a per-key event costs one wake-up and one
+    checkpoint per key).
+
+    ``key_done`` is called under the session's lock, on its loop (``Session._notify``) or
+    from another thread (``Session.cancel``, which then hands the count to the loop).
+    ``fail`` is called on the loop (a ``WaitFailed``).
+    """
+
+    __slots__ = ("done", "failure", "loop_thread", "remaining", "token")
+
+    def __init__(self, remaining: int, token: trio.lowlevel.TrioToken, loop_thread: int) -> None:
+        self.remaining = remaining
+        self.done = trio.Event()
+        self.failure: BaseException | None = None
+        self.token = token
+        self.loop_thread = loop_thread
+
+    def key_done(self) -> None:
+        if threading.get_ident() != self.loop_thread:
+            try:
+                self.token.run_sync_soon(self.key_done)
+            except trio.RunFinishedError:
+                pass
+            return
+        self.remaining -= 1
+        if self.remaining <= 0:
+            self.done.set()
+
+    def fail(self, exc: BaseException) -> None:
+        self.failure = exc
+        self.done.set()
 
 
 def error_to_exception(err: p.KeyErred | BaseException | None) -> BaseException:

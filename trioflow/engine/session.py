@@ -42,7 +42,7 @@ from ..errors import CancelledError, ClientClosedError, WorkerLost
 from . import large_args
 from .context import RunContext, current_run
 from .futures import Future
-from .keys import ERRED, FINISHED, NO_VALUE, PENDING, KeyState, SyncWaiter
+from .keys import ERRED, FINISHED, NO_VALUE, PENDING, AsyncWaiter, KeyState, SyncWaiter
 from .protocols import BulkTransport, Connection, HostWorker
 from .replies import ReplyTable
 from .transfers import DataPath, Fetcher, Scatterer
@@ -87,6 +87,7 @@ class Session:
         self.loop_thread = threading.get_ident()
         self._queue: list[Any] = []
         self._flush_scheduled = False
+        self._flushing = False  # _flush is running (on the loop)
         self._release_scheduled = False  # a flush of the table's releases is scheduled
         self._status_waiters: dict[int, _StatusWait] = {}
         self._status_ids = itertools.count(1)
@@ -139,9 +140,9 @@ class Session:
                 return
             self._flush_scheduled = True
             if not on_loop:
-                # scheduled under the lock: a thread that sees the flag set and then
-                # calls run_sync_soon itself (WorkerNode._run_done) is queued behind
-                # this flush, so what it posted before still goes first
+                # (what must follow a thread's posts goes through this queue too, as
+                # call_in_order: the flag may mean a flush under way, which a
+                # run_sync_soon of the thread's own could overtake)
                 try:
                     self.trio_token.run_sync_soon(self._flush)
                 except trio.RunFinishedError:
@@ -159,15 +160,40 @@ class Session:
         self.post(_Call(fn, args))
 
     def _flush(self) -> None:
-        with self.lock:
-            batch, self._queue = self._queue, []
-            self._flush_scheduled = False
+        """Send (or call) everything queued, in order, until the queue is empty (loop).
+
+        Not reentrant: an item that posts on the loop (``_flush_releases``) only queues,
+        and this loop sends it after the items queued before it; a nested flush would
+        run items posted later before the rest of this batch (a slot passed on before it
+        was passed here: ``SlotAccountingError``). Threads posting meanwhile see the
+        flush scheduled and only queue, too.
+        """
+        if self._flushing:
+            return
+        self._flushing = True
         send = self.conn.send
-        for item in batch:
-            if type(item) is _Call:
-                item.fn(*item.args)
-            else:
-                send(item)
+        try:
+            for _ in range(_FLUSH_ROUNDS):
+                with self.lock:
+                    batch, self._queue = self._queue, []
+                    if not batch:
+                        self._flush_scheduled = False
+                        return
+                for item in batch:
+                    if type(item) is _Call:
+                        item.fn(*item.args)
+                    else:
+                        send(item)
+            # threads keep posting: let the loop do other work, and come back (the flag
+            # stays set, so the order of what they post holds)
+            with contextlib.suppress(trio.RunFinishedError):
+                self.trio_token.run_sync_soon(self._flush)
+        except BaseException:
+            with self.lock:  # (a bug in an item: later posts must still schedule a flush)
+                self._flush_scheduled = False
+            raise
+        finally:
+            self._flushing = False
 
     # ------------------------------------------------------------------ futures
 
@@ -187,6 +213,16 @@ class Session:
             # send one ReleaseKeys for all of them on the loop's next turn
             self.table.release(ks)
             scheduled, self._release_scheduled = self._release_scheduled, True
+            if not scheduled and not self.on_loop():
+                # from a thread (a task's futures die as it returns, just before it
+                # reports its end): ride the flush that report schedules anyway, not a
+                # loop wake-up of its own
+                scheduled = True
+                self._queue.append(_Call(self._flush_releases, ()))
+                if not self._flush_scheduled:
+                    self._flush_scheduled = True
+                    with contextlib.suppress(trio.RunFinishedError):
+                        self.trio_token.run_sync_soon(self._flush)
         del held
         if scheduled:
             return
@@ -458,23 +494,24 @@ class Session:
             return
         with self.lock:
             pending = [ks for ks in states if ks.status is PENDING]
-            events = []
-            for ks in pending:
-                if ks.event is None:
-                    ks.event = trio.Event()
-                events.append(ks.event)
+            if pending:
+                waiter = AsyncWaiter(len(pending), self.trio_token, self.loop_thread)
+                for ks in pending:
+                    ks.waiters.append(waiter)
         if not pending:
             return
-
-        async def all_done() -> None:
-            for event in events:
-                await event.wait()
-
-        ctx = self._run_here()
-        if ctx is None:
-            await all_done()
-        else:
-            await ctx.wait_async([k.key for k in pending], all_done)
+        try:
+            ctx = self._run_here()
+            if ctx is None:
+                await waiter.done.wait()
+            else:
+                await ctx.wait_keys_async([k.key for k in pending], waiter)
+        finally:
+            if waiter.remaining > 0:  # ended early (cancelled, failed): unregister
+                with self.lock:
+                    for ks in pending:
+                        if waiter in ks.waiters:
+                            ks.waiters.remove(waiter)
 
     async def status(self, with_keys: bool = False) -> p.StatusReply:
         """The scheduler's snapshot of the cluster (``with_keys``: also the keys each
@@ -553,6 +590,10 @@ class Session:
             raise wait.error
         assert wait.reply is not None
         return wait.reply
+
+
+#: batches one ``Session._flush`` sends before it yields to the rest of the loop
+_FLUSH_ROUNDS = 8
 
 
 class _Call:

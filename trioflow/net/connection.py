@@ -67,6 +67,7 @@ class PeerConnection:
         #: optional hook: True while more messages are about to be queued (a worker
         #: with short tasks running); the writer then waits for them, briefly
         self.linger: Callable[[], bool] | None = None
+        self._lingering = False  # the writer is in _linger: send wakes it less often
         self.heartbeat_interval = HEARTBEAT_INTERVAL
         self.send_timeout = SEND_TIMEOUT
         #: drop the connection once nothing (not even a heartbeat) arrived for this
@@ -88,7 +89,12 @@ class PeerConnection:
         """Queue ``message``; the writer sends it with whatever else is queued."""
         if self.closed:
             return
-        self._outbox.append(message)
+        outbox = self._outbox
+        outbox.append(message)
+        if self._lingering and len(outbox) < LINGER_MESSAGES and self.linger():  # type: ignore[misc]
+            # the writer holds this frame anyway: waking it per message costs a task
+            # switch each, and it would only go back to sleep
+            return
         self._wakeup.set()
 
     async def receive(self) -> list[Any]:
@@ -123,14 +129,22 @@ class PeerConnection:
         return self._encode(messages[:half]) + self._encode(messages[half:])
 
     async def _linger(self) -> None:
-        """Hold the frame while ``linger()`` says more is coming, up to LINGER_MAX."""
-        deadline = trio.current_time() + LINGER_MAX
-        while self.linger() and len(self._outbox) < LINGER_MESSAGES:  # type: ignore[misc]
-            self._wakeup = trio.Event()
-            with trio.move_on_at(deadline) as scope:
-                await self._wakeup.wait()
-            if scope.cancelled_caught:
-                return
+        """Hold the frame while ``linger()`` says more is coming, up to LINGER_MAX.
+
+        Meanwhile ``send`` wakes the writer only once ``linger()`` turns false or
+        LINGER_MESSAGES are queued, and one cancel scope covers the whole wait: a wake-up
+        and a scope per message queued cost more than the frame they save.
+        """
+        if not (self.linger() and len(self._outbox) < LINGER_MESSAGES):  # type: ignore[misc]
+            return
+        self._lingering = True
+        try:
+            with trio.move_on_after(LINGER_MAX):
+                while self.linger() and len(self._outbox) < LINGER_MESSAGES:  # type: ignore[misc]
+                    self._wakeup = trio.Event()
+                    await self._wakeup.wait()
+        finally:
+            self._lingering = False
 
     def _take_batch(self) -> list[Any]:
         """The next frame's messages: everything queued, up to MAX_BATCH_MESSAGES (the
@@ -259,6 +273,7 @@ class LocalConnection:
         #: set when the other end closed: (code, reason)
         self._close_reason: CloseReason | None = None
         self.linger: Callable[[], bool] | None = None
+        self._lingering = False  # the writer is in _linger: send wakes it less often
         self.frames_sent = 0
         self.messages_sent = 0
         self.heartbeat_interval = HEARTBEAT_INTERVAL

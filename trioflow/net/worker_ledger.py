@@ -1,7 +1,8 @@
 """The worker's ledger behind a lock: the one place task threads touch the slot state.
 
 The loop feeds the ledger every event but one: a task thread whose run ended takes the
-next queued run itself (``hand_over``). Both go through ``LockedLedger``.
+next queued run itself (``hand_over``), or passes its slot to a sync run waiting to
+rejoin (``pass_to_rejoiner``). Both go through ``LockedLedger``.
 """
 
 from __future__ import annotations
@@ -17,10 +18,10 @@ from ..core import worker as wcore
 class LockedLedger:
     """The worker's ``WorkerState`` behind a lock.
 
-    Task threads call ``hand_over`` while the loop calls everything else, so every event
-    takes the lock. The reads ``runs`` and ``holding`` take no lock and are for the
-    loop: a task thread only changes the run that just ended on it and the queued run
-    it takes, never what the loop reads.
+    Task threads call ``end_on_thread`` while the loop calls everything else, so every
+    event takes the lock. The reads ``runs`` and ``holding`` take no lock and are for the
+    loop: a task thread only changes the run that just ended on it and the queued or
+    rejoining run it passes the slot to, never what the loop reads.
     """
 
     def __init__(self, state: wcore.WorkerState) -> None:
@@ -71,6 +72,21 @@ class LockedLedger:
                   ) -> tuple[wcore.LocalRun | None, list[Any]]:
         with self.lock:
             return self.state.hand_over(run, report, may_take)
+
+    def end_on_thread(self, run: wcore.LocalRun, report: Any,
+                      may_take: Callable[[wcore.LocalRun], bool],
+                      may_grant: Callable[[wcore.LocalRun], bool],
+                      ) -> tuple[wcore.LocalRun | None, bool, list[Any]]:
+        """A task thread's run ended: under one lock, ``hand_over`` its slot to the best
+        queued run, else ``pass_to_rejoiner``. Returns (the run that has the slot now,
+        whether it is a rejoiner, the commands); (None, False, []) if neither."""
+        with self.lock:
+            state = self.state
+            nxt, commands = state.hand_over(run, report, may_take)
+            if nxt is not None:
+                return nxt, False, commands
+            nxt, commands = state.pass_to_rejoiner(run, report, may_grant)
+            return nxt, nxt is not None, commands
 
     def secede(self, run: wcore.LocalRun) -> list[Any]:
         with self.lock:

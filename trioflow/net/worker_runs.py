@@ -10,7 +10,9 @@ and the inputs fetched for queued runs.
 * Inputs come from the message (small results), this worker's memory, or were fetched
   from their holders before the run was queued (``_fetch_inputs``: run state FETCHING).
 * A sync run that ends on its thread may start the next queued sync run right there
-  (``_hand_over``): a stream of short tasks then costs no loop round trip per task.
+  (``_hand_over``): a stream of short tasks then costs no loop round trip per task. If
+  a sync run waits to rejoin, it gets the slot instead, and this thread wakes it
+  (``_passed``): a parent whose children are done rejoins without a loop round trip.
 * The result is kept here; ``_pack`` pickles it for the scheduler when it is small.
 
 Cancellation: async runs are cancelled with the worker's nursery; a sync run's thread
@@ -35,7 +37,7 @@ from ..core import worker as wcore
 from ..engine.context import RunContext, enter_run, leave_run
 from ..engine.protocols import HostWorker
 from ..engine.session import Session
-from ..errors import WorkerLost
+from ..errors import ClientClosedError, WorkerLost
 from .slots import SlotThreads
 from .worker_data import DataStore
 from .worker_ledger import LockedLedger
@@ -232,39 +234,74 @@ class RunExecutor:
         finally:
             leave_run(reset)
         if may_hand_over:
-            next_ctx = self._hand_over(ctx, ok, value, blob, report)
-            if next_ctx is not None:
+            ended, next_ctx = self._hand_over(ctx, ok, value, blob, report)
+            if ended:
                 return next_ctx
+        session = self.session
         try:
-            self.call_on_loop(self._run_done, ctx, ok, value, blob, report)
-        except trio.RunFinishedError:
+            if session is not None and session.closed is None:
+                # through the session's queue, behind everything this run posted (and
+                # the commands of a thread that passed it its slot): a run_sync_soon of
+                # its own could overtake them while a flush is under way
+                session.call_in_order(self._run_done, ctx, ok, value, blob, report)
+            else:
+                self.call_on_loop(self._run_done, ctx, ok, value, blob, report)
+        except (trio.RunFinishedError, ClientClosedError):
             pass  # the worker stopped while this thread ran
         return None
 
     def _hand_over(self, ctx: RunContext, ok: bool, value: Any, blob: bytes | None,
-                   report: Report) -> RunContext | None:
+                   report: Report) -> tuple[bool, RunContext | None]:
         """On ``ctx``'s thread: end its run and start the best queued sync run on its
-        slot, if the ledger allows. The loop learns of both in order with what the run
-        sent (``_handed_over``), so the scheduler sees the report after the run's own
-        messages, as with ``_run_done``."""
+        slot, or give the slot to a sync run waiting to rejoin, if the ledger allows.
+        The loop learns of both in order with what the run sent (``_handed_over``), so
+        the scheduler sees the report after the run's own messages, as with
+        ``_run_done``. Returns whether the run was ended here, and the context of the
+        run this thread goes on with (None: none)."""
         session = self.session
         if session is None or session.closed is not None or self.closing:
-            return None
+            return False, None
         run = ctx.run
-        nxt, commands = self.ledger.hand_over(run, report, wcore.thread_may_take)
+        nxt, rejoiner, commands = self.ledger.end_on_thread(
+            run, report, wcore.thread_may_take, self._may_wake)
         if nxt is None:
-            return None
+            return False, None
+        if rejoiner:
+            self._passed(session, ctx, ok, value, blob, commands, nxt)
+            return True, None
         next_ctx = RunContext(self.host, session, nxt, False)
         self.contexts[nxt.key] = next_ctx
         try:
             session.call_in_order(self._handed_over, ctx, ok, value, blob, commands, next_ctx)
         except Exception:  # the connection closed: the worker is stopping
-            return None
-        return next_ctx
+            return False, None
+        return True, next_ctx
+
+    def _may_wake(self, run: wcore.LocalRun) -> bool:
+        """Whether this thread may grant the rejoining ``run`` its slot and wake it: a
+        sync run whose rejoin() sleeps on a waiter (set on the loop before it queued)."""
+        if not wcore.thread_may_grant(run):
+            return False
+        ctx = self.contexts.get(run.key)
+        return ctx is not None and ctx.run is run and ctx.rejoin_event is not None
+
+    def _passed(self, session: Session, ctx: RunContext, ok: bool, value: Any,
+                blob: bytes | None, commands: list[Any], rejoiner: wcore.LocalRun) -> None:
+        """On ``ctx``'s thread: its run ended and its slot went to ``rejoiner``, which
+        wakes now, without a trip through the loop. The loop applies the commands later
+        (``_handed_over``), before anything the woken run posts: that is queued first."""
+        waiter = self.contexts[rejoiner.key].rejoin_event
+        assert waiter is not None  # (checked by _may_wake under the ledger lock)
+        try:
+            session.call_in_order(self._handed_over, ctx, ok, value, blob, commands, None)
+        except Exception:  # the connection closed: the worker is stopping
+            pass
+        waiter.set()
 
     def _handed_over(self, ctx: RunContext, ok: bool, value: Any, blob: bytes | None,
-                     commands: list[Any], next_ctx: RunContext) -> None:
-        """On the loop: ``ctx``'s run ended and ``next_ctx``'s started on its slot."""
+                     commands: list[Any], next_ctx: RunContext | None) -> None:
+        """On the loop: ``ctx``'s run ended and ``next_ctx``'s started on its slot (None:
+        a rejoiner got the slot, and is already awake)."""
         first = commands[0]
         assert type(first) is wcore.SendMessage  # the ledger reports the ended run first
         report = first.message
@@ -272,6 +309,8 @@ class RunExecutor:
         self._execute(commands)
         if ok and self.session is not None:
             self.session.finished_here(ctx.run.key, report)
+        if next_ctx is None:
+            return
         if self._durations.get(next_ctx.run.spec.fn_id, 1.0) < SHORT_RUN:
             next_ctx.short = True
             self.short_running += 1

@@ -27,7 +27,8 @@ class SimWorker:
     (``core.worker.execute``; this class is its ``CommandSink``), and ends runs the way
     ``net/worker_runs.py`` does: a sync run ends on its thread, which takes the best
     queued sync run itself when the ledger allows (``WorkerState.hand_over``:
-    ``PassSlot``); otherwise, and for async runs, the ledger ends it
+    ``PassSlot``), or else passes the slot to a sync run waiting to rejoin and wakes it
+    (``WorkerState.pass_to_rejoiner``); otherwise, and for async runs, the ledger ends it
     (``run_ended``). Every simulated thread is at the top of its stack (nothing helps),
     so a sync run may always try to hand over.
     """
@@ -48,6 +49,8 @@ class SimWorker:
     ended: int = 0
     #: runs that took over the thread of a run that ended (``PassSlot``)
     handed_over: int = 0
+    #: slots a thread whose run ended passed to a sync run waiting to rejoin
+    passed_to_rejoiner: int = 0
     #: (key, run id) of every run started here since the simulator last looked
     starts: list[tuple[str, int]] = attrs.Factory(list)
 
@@ -120,6 +123,20 @@ class SimWorker:
                 self.execute(commands)
                 if value is not None:
                     self.session.finished_here(report)
+                return
+            nxt, commands = self.ledger.pass_to_rejoiner(run.local, report,
+                                                         wcore.thread_may_grant)
+            if nxt is not None:
+                # the slot goes to a sync run waiting to rejoin, which the thread wakes
+                # itself (_passed); the loop learns of both in order (_handed_over)
+                self.passed_to_rejoiner += 1
+                self._ended(run, value)
+                self.execute(commands)
+                if value is not None:
+                    self.session.finished_here(report)
+                rejoiner = self.runs.get(nxt.key)
+                if rejoiner is not None and rejoiner.local is nxt:
+                    rejoiner.granted()
                 return
         self._ended(run, value)
         if self.ledger.runs.get(run.key) is run.local:
