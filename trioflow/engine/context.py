@@ -18,7 +18,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 from collections.abc import Awaitable, Callable
-from typing import Protocol
+from typing import Any, Protocol
 
 import trio
 
@@ -200,11 +200,7 @@ class RunContext:
                 done = waiter.wait(timeout)
             if waiter.failure is not None:
                 how = WaitEnd.FAILED
-                failure, waiter.failure = waiter.failure, None
-                try:
-                    raise failure
-                finally:
-                    del failure  # no cycle: traceback -> this frame -> the exception
+                _raise_failure(waiter)
             if done:
                 how = WaitEnd.DONE
             return done
@@ -260,11 +256,7 @@ class RunContext:
             await waiter.done.wait()
             if waiter.failure is not None:
                 how = WaitEnd.FAILED
-                failure, waiter.failure = waiter.failure, None
-                try:
-                    raise failure
-                finally:
-                    del failure  # no cycle: traceback -> this frame -> the exception
+                _raise_failure(waiter)
             how = WaitEnd.DONE
         finally:
             if self.waiter is waiter:
@@ -279,6 +271,15 @@ class RunContext:
         if self.wait_scope is not None:
             self.wait_failure = exc
             self.wait_scope.cancel()
+
+
+def _raise_failure(waiter: Any) -> None:
+    """Raise the failure a ``WaitFailed`` left on ``waiter``, and forget it there."""
+    failure, waiter.failure = waiter.failure, None
+    try:
+        raise failure
+    finally:
+        del failure  # no cycle: traceback -> this frame -> the exception
 
 
 # ---------------------------------------------------------------------- default clients
