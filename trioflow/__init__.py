@@ -17,33 +17,123 @@ See docs/ for the API, the slot rules (secede/rejoin) and the architecture.
 
 from __future__ import annotations
 
-from .client import AsyncClient, Client
-from .cluster import open_local_cluster
-from .delayed import Delayed, compute, compute_async, delayed
-from .engine.futures import Future, fire_and_forget
-from .engine.waiting import DoneAndNotDoneFutures, as_completed, wait, wait_async
-from .errors import (
-    AddressError,
-    AuthenticationError,
-    CancelledError,
-    ClientClosedError,
-    DeadlockError,
-    KilledWorker,
-    NoClientError,
-    NotInTaskError,
-    NoWorkersError,
-    RemoteProtocolError,
-    SerializationError,
-    TaskFailed,
-    TrioflowError,
-    WorkerLost,
-)
-from .executor import ClusterExecutor
-from .in_task import WorkerInfo, get_client, get_worker, rejoin, secede, worker_client
-from .local_cluster import LocalCluster
-from .primitives import Event, Lock, Queue, Semaphore, Variable
-from .progress import progress
-from .run import run
+import importlib
+import sys
+import types
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .client import AsyncClient, Client
+    from .cluster import open_local_cluster
+    from .delayed import Delayed, compute, compute_async, delayed
+    from .engine.futures import Future, fire_and_forget
+    from .engine.waiting import DoneAndNotDoneFutures, as_completed, wait, wait_async
+    from .errors import (
+        AddressError,
+        AuthenticationError,
+        CancelledError,
+        ClientClosedError,
+        DeadlockError,
+        KilledWorker,
+        NoClientError,
+        NotInTaskError,
+        NoWorkersError,
+        RemoteProtocolError,
+        SerializationError,
+        TaskFailed,
+        TrioflowError,
+        WorkerLost,
+    )
+    from .executor import ClusterExecutor
+    from .in_task import WorkerInfo, get_client, get_worker, rejoin, secede, worker_client
+    from .local_cluster import LocalCluster
+    from .primitives import Event, Lock, Queue, Semaphore, Variable
+    from .progress import progress
+    from .run import run
+
+#: public name -> the module (relative to this package) that defines it. A name is imported
+#: on first use (PEP 562), so a process pays only for what it touches: the scheduler and
+#: worker command lines never load the client, the dashboard or asyncio support, and start
+#: faster (issue 12, start to first result). ``tests/unit/test_package.py`` checks this table
+#: against the ``TYPE_CHECKING`` imports above, which is what mypy and the layer test read.
+_LAZY: dict[str, str] = {
+    "AsyncClient": "client",
+    "Client": "client",
+    "open_local_cluster": "cluster",
+    "Delayed": "delayed",
+    "compute": "delayed",
+    "compute_async": "delayed",
+    "delayed": "delayed",
+    "Future": "engine.futures",
+    "fire_and_forget": "engine.futures",
+    "DoneAndNotDoneFutures": "engine.waiting",
+    "as_completed": "engine.waiting",
+    "wait": "engine.waiting",
+    "wait_async": "engine.waiting",
+    "AddressError": "errors",
+    "AuthenticationError": "errors",
+    "CancelledError": "errors",
+    "ClientClosedError": "errors",
+    "DeadlockError": "errors",
+    "KilledWorker": "errors",
+    "NoClientError": "errors",
+    "NotInTaskError": "errors",
+    "NoWorkersError": "errors",
+    "RemoteProtocolError": "errors",
+    "SerializationError": "errors",
+    "TaskFailed": "errors",
+    "TrioflowError": "errors",
+    "WorkerLost": "errors",
+    "ClusterExecutor": "executor",
+    "WorkerInfo": "in_task",
+    "get_client": "in_task",
+    "get_worker": "in_task",
+    "rejoin": "in_task",
+    "secede": "in_task",
+    "worker_client": "in_task",
+    "LocalCluster": "local_cluster",
+    "Event": "primitives",
+    "Lock": "primitives",
+    "Queue": "primitives",
+    "Semaphore": "primitives",
+    "Variable": "primitives",
+    "progress": "progress",
+    "run": "run",
+}
+
+
+def __getattr__(name: str) -> Any:
+    """The public name ``name``, imported from its module on first use and then cached."""
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'trioflow' has no attribute {name!r}")
+    value = getattr(importlib.import_module("." + module, __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
+
+class _Package(types.ModuleType):
+    """The package's module type: a public name stays itself when its namesake loads.
+
+    ``trioflow.delayed``, ``trioflow.run`` and ``trioflow.progress`` are functions defined
+    in submodules of the same name. Importing a submodule sets it as an attribute of the
+    package (anyone may import it first, e.g. unpickling a task on a worker); this keeps the
+    function there instead, as the eager imports did.
+    """
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if (isinstance(value, types.ModuleType) and _LAZY.get(name) == name
+                and value.__name__ == f"{__name__}.{name}"):
+            value = getattr(value, name)
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package
+
 
 __version__ = "0.2.0"
 

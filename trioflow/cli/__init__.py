@@ -13,8 +13,28 @@ One module per command: ``scheduler``, ``worker`` and ``tools`` (``trioflow stat
 inside the entry points, not at the top, so ``--help`` and usage errors stay fast.
 """
 
-from .scheduler import scheduler_main
-from .tools import format_status, main
-from .worker import worker_main
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .scheduler import scheduler_main
+    from .tools import format_status, main
+    from .worker import worker_main
 
 __all__ = ["format_status", "main", "scheduler_main", "worker_main"]
+
+#: entry point -> its module, imported on first use (PEP 562) so that the
+#: ``trioflow-scheduler`` script does not load the worker's modules, nor the reverse
+_LAZY = {"format_status": "tools", "main": "tools", "scheduler_main": "scheduler",
+         "worker_main": "worker"}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'trioflow.cli' has no attribute {name!r}")
+    value = getattr(importlib.import_module("." + module, __name__), name)
+    globals()[name] = value
+    return value

@@ -10,17 +10,19 @@ from typing import Any
 import trio
 
 from .common import EXIT_USAGE, address_or_usage_error, read_token, ssl_client_context
-from .scheduler import scheduler_main
-from .worker import worker_main
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``trioflow``: ``trioflow status ADDRESS [--task KEY]``,
     ``trioflow why ADDRESS KEY``, ``trioflow worker ...``, ``trioflow scheduler ...``."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    # each node command imports only its own modules: a scheduler process never loads the
+    # worker's (engine, dask support), which is start-up time on every node
     if argv and argv[0] == "worker":
+        from .worker import worker_main
         return worker_main(argv[1:])
     if argv and argv[0] == "scheduler":
+        from .scheduler import scheduler_main
         return scheduler_main(argv[1:])
     parser = argparse.ArgumentParser(prog="trioflow", description="trioflow cluster tools.")
     sub = parser.add_subparsers(dest="command", required=True)

@@ -7,26 +7,66 @@ no pickle. Events in, commands out.
 * :mod:`.validate`: the invariants of both, as checks that raise ``InvalidTransition``.
 """
 
-from .events import (
-    Close,
-    MessagesReceived,
-    PeerJoined,
-    PeerLeft,
-    SchedulerCommand,
-    SchedulerEvent,
-    Send,
-)
-from .scheduler import (
-    DEFAULT_ALLOWED_FAILURES,
-    DEFAULT_INLINE_LIMIT,
-    PeerRecord,
-    Scheduler,
-    SchedulerState,
-    TaskRecord,
-    TaskStatus,
-    WorkerRecord,
-)
-from .worker import LocalRun, RunState, WorkerCommand, WorkerState
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .events import (
+        Close,
+        MessagesReceived,
+        PeerJoined,
+        PeerLeft,
+        SchedulerCommand,
+        SchedulerEvent,
+        Send,
+    )
+    from .scheduler import (
+        DEFAULT_ALLOWED_FAILURES,
+        DEFAULT_INLINE_LIMIT,
+        PeerRecord,
+        Scheduler,
+        SchedulerState,
+        TaskRecord,
+        TaskStatus,
+        WorkerRecord,
+    )
+    from .worker import LocalRun, RunState, WorkerCommand, WorkerState
+
+#: re-exported name -> its submodule, imported on first use (PEP 562): a worker or a client
+#: that needs ``core.worker`` or ``core.session`` does not load the scheduler machine
+_LAZY = {
+    "Close": "events",
+    "MessagesReceived": "events",
+    "PeerJoined": "events",
+    "PeerLeft": "events",
+    "SchedulerCommand": "events",
+    "SchedulerEvent": "events",
+    "Send": "events",
+    "DEFAULT_ALLOWED_FAILURES": "scheduler",
+    "DEFAULT_INLINE_LIMIT": "scheduler",
+    "PeerRecord": "scheduler",
+    "Scheduler": "scheduler",
+    "SchedulerState": "scheduler",
+    "TaskRecord": "scheduler",
+    "TaskStatus": "scheduler",
+    "WorkerRecord": "scheduler",
+    "LocalRun": "worker",
+    "RunState": "worker",
+    "WorkerCommand": "worker",
+    "WorkerState": "worker",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'trioflow.core' has no attribute {name!r}")
+    value = getattr(importlib.import_module("." + module, __name__), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "DEFAULT_ALLOWED_FAILURES",

@@ -21,14 +21,21 @@ tasks are not affected.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-from typing import Any
+import sys
+from typing import TYPE_CHECKING, Any
 
 import trio
 
 from .keys import ERRED, NO_VALUE, PENDING, KeyState, SyncWaiter
 from .protocols import FutureSession
+
+if TYPE_CHECKING:
+    import asyncio
+
+# asyncio is imported inside the functions that run on an asyncio loop, never at the top:
+# only an asyncio program needs it, it is a tenth of a worker's start-up imports, and such
+# a program has imported it already (the import there is a dict lookup)
 
 
 def running_asyncio() -> bool:
@@ -39,8 +46,11 @@ def running_asyncio() -> bool:
         pass
     else:
         return False
+    aio = sys.modules.get("asyncio")
+    if aio is None:  # no asyncio loop can run before asyncio is imported
+        return False
     try:
-        asyncio.get_running_loop()
+        aio.get_running_loop()
     except RuntimeError:
         return False
     return True
@@ -78,6 +88,8 @@ def _resolve(future: asyncio.Future[None]) -> None:
 
 async def wait_states(session: FutureSession, states: list[KeyState]) -> None:
     """Wait on the asyncio loop until every state is done."""
+    import asyncio
+
     loop = asyncio.get_running_loop()
     done: asyncio.Future[None] = loop.create_future()
     with session.lock:
@@ -101,6 +113,8 @@ async def value(session: FutureSession, ks: KeyState) -> Any:
     default executor (a fetch blocks its thread)."""
     if ks.status is ERRED or ks.value is not NO_VALUE or ks.inline is not None:
         return session.value(ks)
+    import asyncio
+
     return await asyncio.get_running_loop().run_in_executor(None, session.value, ks)
 
 
@@ -111,6 +125,8 @@ class AsyncioWakeup:
     __slots__ = ("future", "loop")
 
     def __init__(self) -> None:
+        import asyncio
+
         self.loop = asyncio.get_running_loop()
         self.future: asyncio.Future[None] = self.loop.create_future()
 

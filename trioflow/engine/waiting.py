@@ -11,7 +11,6 @@ awaitable, as it used to, with a ``DeprecationWarning`` pointing to ``wait_async
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import math
 import sys
@@ -168,6 +167,8 @@ async def wait_async(futures: Future[T] | Iterable[Future[T]], timeout: float | 
 
 async def _wait_asyncio(futures: list[Future[T]], timeout: float | None,
                         return_when: str) -> DoneAndNotDoneFutures[T]:
+    import asyncio  # only under asyncio (already loaded then); see asyncio_waits
+
     async def waiting() -> None:
         if return_when == "ALL_COMPLETED":
             for group in _by_session(futures):
@@ -529,6 +530,8 @@ class _AsyncioIteration(Generic[Item]):
         return self
 
     async def __anext__(self) -> Item:
+        import asyncio  # only under asyncio (already loaded then); see asyncio_waits
+
         ac = self._ac
         loop = asyncio.get_running_loop()
         if not self._started:
