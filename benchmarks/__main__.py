@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from . import report
-from .harness import REPO, Outcome, run_isolated
+from .harness import REPO, Outcome, compile_bytecode, run_isolated
 from .systems import SHAPE_ENV, SHAPES, unavailable_reason
 from .workloads import WORKLOADS, Workload, startup
 
@@ -188,6 +188,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ[SHAPE_ENV] = args.cluster  # the runs' subprocesses read it
     full = not args.quick and not args.only
     started, t0 = datetime.datetime.now(datetime.timezone.utc), time.monotonic()
+    bytecode = compile_bytecode()  # as installed: see its docstring
     runs = run_all(workloads, systems, args.quick, repeats)
     loads = [r["foreign_load"] for r in runs if r["foreign_load"] is not None]
     meta = {
@@ -195,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
         "command": "python -m benchmarks " + shlex.join(argv if argv is not None else sys.argv[1:]),
         "elapsed_min": (time.monotonic() - t0) / 60, "quick": args.quick, "repeats": repeats,
         "repeat_caps": {w.name: w.max_repeats for w in workloads if w.max_repeats},
-        "systems": systems, "cluster": args.cluster, "skipped": skipped, "machine": report.describe_machine(),
+        "bytecode": bytecode, "systems": systems, "cluster": args.cluster, "skipped": skipped, "machine": report.describe_machine(),
         "foreign_load": [min(loads, default=None), max(loads, default=None),
                          sum(loads) / len(loads) if loads else None],
     }
