@@ -38,6 +38,7 @@ from .engine.background import BackgroundContext
 from .engine.context import push_default, remove_default
 from .engine.futures import Future, task_error
 from .engine.keys import ERRED
+from .engine.nested import assemble, by_session, futures_in, key_of, scattered, split_scatter
 from .engine.session import Session
 from .local_cluster import LocalCluster as BackgroundCluster
 from .local_cluster import dask_shape
@@ -45,7 +46,6 @@ from .net import handshake
 from .net.bulk import BulkPool
 from .net.connection import AnyConnection, open_connection
 from .net.scheduler_server import SchedulerServer
-from .serialize import is_namedtuple
 from .task_options import take_dask_options
 
 logger = logging.getLogger(__name__)
@@ -149,7 +149,7 @@ class _ClientAPI:
                reason: str = "cancelled") -> None:
         """Cancel tasks: queued ones never run; their futures raise CancelledError."""
         fs = [futures] if isinstance(futures, Future) else list(futures)
-        for session, group in _by_session(fs):
+        for session, group in by_session(fs):
             session.cancel([f._state for f in group], reason)
 
     @property
@@ -171,54 +171,6 @@ class _ClientAPI:
         board = f", dashboard {self.dashboard_link}" if self.dashboard_link else ""
         return (f"<{type(self).__name__}{where} {state}{workers}{board}, "
                 f"{len(s.keys) if s else 0} futures>")
-
-
-def _by_session(futures: list[Future[Any]]) -> list[tuple[Any, list[Future[Any]]]]:
-    """Futures grouped by the session they belong to (a cancel is sent per session)."""
-    groups: dict[int, tuple[Any, list[Future[Any]]]] = {}
-    for f in futures:
-        groups.setdefault(id(f._session), (f._session, []))[1].append(f)
-    return list(groups.values())
-
-
-def _collect(obj: Any, out: list[Future[Any]]) -> None:
-    if type(obj) is Future:
-        out.append(obj)
-    elif type(obj) in (list, tuple, set, frozenset) or is_namedtuple(obj):
-        for x in obj:
-            _collect(x, out)
-    elif type(obj) is dict:
-        for x in obj.values():
-            _collect(x, out)
-
-
-def _gathered(futures: Any, errors: str) -> list[Future[Any]]:
-    """The futures inside ``futures`` (checking ``errors``), for gather."""
-    if errors not in ("raise", "skip"):
-        raise ValueError(f"errors must be 'raise' or 'skip', got {errors!r}")
-    found: list[Future[Any]] = []
-    _collect(futures, found)
-    return found
-
-
-def _assemble(futures: Any, values: dict[str, Any], errors: str) -> Any:
-    """``futures`` with values in place of Futures (failed ones left out with "skip")."""
-    if errors == "skip" and isinstance(futures, list):
-        futures = [f for f in futures if type(f) is not Future or f.key in values]
-    return _substitute(futures, values)
-
-
-def _substitute(obj: Any, values: dict[str, Any]) -> Any:
-    t = type(obj)
-    if t is Future:
-        return values[obj.key]
-    if t in (list, tuple, set, frozenset):
-        return t(_substitute(x, values) for x in obj)
-    if is_namedtuple(obj):
-        return t(*(_substitute(x, values) for x in obj))
-    if t is dict:
-        return {k: _substitute(v, values) for k, v in obj.items()}
-    return obj
 
 
 class AsyncClient(_ClientAPI, DaskCollections, AsyncClusterQueries, AsyncioSupport):
@@ -348,9 +300,9 @@ class AsyncClient(_ClientAPI, DaskCollections, AsyncClusterQueries, AsyncioSuppo
             errors: "raise" raises the first failure; "skip" leaves failed ones out
                 (lists only).
         """
-        found = _gathered(futures, errors)
+        found = futures_in(futures, errors)
         if self._background is not None:
-            return _assemble(futures, await self._gather_asyncio(found, errors), errors)
+            return assemble(futures, await self._gather_asyncio(found, errors), errors)
         session = self._session
         await session.wait_async([f._state for f in found])
         await session.prefetch_async([f._state for f in found])
@@ -365,14 +317,14 @@ class AsyncClient(_ClientAPI, DaskCollections, AsyncClusterQueries, AsyncioSuppo
             except Exception:
                 if errors == "raise":
                     raise
-        return _assemble(futures, values, errors)
+        return assemble(futures, values, errors)
 
     async def scatter(self, data: Any, broadcast: bool = False) -> Any:
         """Place data on the cluster; Futures in the same shape (list, dict or one).
         ``broadcast=True``: then copy each to every worker (``replicate``)."""
-        futures = _scatter(self._session, data)
+        futures = split_scatter(self._session, data)
         if broadcast:
-            await self.replicate(_scattered(futures))
+            await self.replicate(scattered(futures))
         return futures
 
     async def wait_for_workers(self, n: int = 1, timeout: float | None = None) -> None:
@@ -410,37 +362,7 @@ class AsyncClient(_ClientAPI, DaskCollections, AsyncClusterQueries, AsyncioSuppo
     async def why(self, future: Future | str) -> str:
         """Why ``future`` (or the task with that key) has not finished: the chain of
         reasons the scheduler sees, one per line (see docs/failures.md)."""
-        return await self._session.why(_key_of(future))
-
-
-def _key_of(future: Future | str) -> str:
-    if isinstance(future, str):
-        return future
-    key = getattr(future, "key", None)
-    if not isinstance(key, str):
-        raise TypeError(f"why() takes a future or a key, not {type(future).__name__}")
-    return key
-
-
-def _scatter(session: Session, data: Any) -> Any:
-    # as dask: only a plain dict, list or tuple (or a namedtuple) is split into one
-    # future per item; any other value, a dict or list subclass too, is one future
-    # (so its type survives)
-    t = type(data)
-    if t is dict:
-        return {k: session.scatter_one(v) for k, v in data.items()}
-    if t is list or t is tuple:
-        return t(session.scatter_one(v) for v in data)
-    if is_namedtuple(data):
-        return t(*(session.scatter_one(v) for v in data))
-    return session.scatter_one(data)
-
-
-def _scattered(futures: Any) -> list[Future[Any]]:
-    """The futures ``_scatter`` returned, whatever their shape."""
-    if isinstance(futures, Future):
-        return [futures]
-    return list(futures.values() if type(futures) is dict else futures)
+        return await self._session.why(key_of(future))
 
 
 class Client(_ClientAPI, DaskScheduler, SyncClusterQueries):
@@ -507,7 +429,7 @@ class Client(_ClientAPI, DaskScheduler, SyncClusterQueries):
         Inside a task this wait is seen by the scheduler: secede first (or use
         ``worker_client``), or it holds the slot while waiting.
         """
-        found = _gathered(futures, errors)
+        found = futures_in(futures, errors)
         session = self._session
         session.wait_sync([f._state for f in found], timeout)
         session.prefetch_sync([f._state for f in found])
@@ -522,14 +444,14 @@ class Client(_ClientAPI, DaskScheduler, SyncClusterQueries):
             except Exception:
                 if errors == "raise":
                     raise
-        return _assemble(futures, values, errors)
+        return assemble(futures, values, errors)
 
     def scatter(self, data: Any, broadcast: bool = False) -> Any:
         """Place data on the cluster; Futures in the same shape. ``broadcast=True``:
         then copy each to every worker (``replicate``)."""
-        futures = _scatter(self._session, data)
+        futures = split_scatter(self._session, data)
         if broadcast:
-            self.replicate(_scattered(futures))
+            self.replicate(scattered(futures))
         return futures
 
     def status(self, timeout: float = CLIENT_CALL_TIMEOUT) -> dict[str, Any]:
@@ -550,7 +472,7 @@ class Client(_ClientAPI, DaskScheduler, SyncClusterQueries):
     def why(self, future: Future | str, timeout: float = CLIENT_CALL_TIMEOUT) -> str:
         """Why ``future`` (or the task with that key) has not finished: the chain of
         reasons the scheduler sees, one per line (see docs/failures.md)."""
-        text: str = self._on_loop(partial(self._session.why, _key_of(future)), timeout)
+        text: str = self._on_loop(partial(self._session.why, key_of(future)), timeout)
         return text
 
     def wait_for_workers(self, n: int = 1, timeout: float | None = None) -> None:

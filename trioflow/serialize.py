@@ -120,6 +120,8 @@ def loads_function(blob: bytes) -> Callable[..., Any]:
 # ------------------------------------------------------------------ arguments
 
 _CONTAINERS = (list, tuple, dict, set, frozenset)
+#: how deep inside nested arguments futures are found (deeper ones are pickled as they are)
+_MAX_DEPTH = 20
 
 
 def is_namedtuple(obj: Any) -> bool:
@@ -132,23 +134,37 @@ def _may_hold_futures(obj: Any, is_future: Callable[[Any], bool]) -> bool:
     return is_future(obj) or type(obj) in _CONTAINERS or is_namedtuple(obj)
 
 
-def _replace(obj: Any, is_future: Callable[[Any], bool], deps: list[str], depth: int = 0) -> Any:
-    if is_future(obj):
-        deps.append(obj.key)
-        return Dep(obj.key)
-    if depth > 20:
+#: what a ``map_nested`` callback returns for "not a leaf of mine: look inside"
+DESCEND: Any = object()
+
+
+def map_nested(obj: Any, leaf: Callable[[Any], Any], max_depth: int = 20,
+               _depth: int = 0) -> Any:
+    """``obj`` rebuilt with ``leaf(x)`` in place of each ``x`` inside it for which
+    ``leaf`` does not return ``DESCEND``: through lists, tuples, sets, frozensets,
+    namedtuples (as their own type) and dict values, ``max_depth`` levels deep.
+
+    The one walk of nested arguments and results: futures become placeholders when a
+    task is pickled (``dumps_payload``), placeholders become values when it runs
+    (``loads_payload``), futures become values in ``gather`` (``engine/nested.py``).
+    """
+    found = leaf(obj)
+    if found is not DESCEND:
+        return found
+    if _depth >= max_depth:
         return obj
     t = type(obj)
+    d = _depth + 1
     if t is list:
-        return [_replace(x, is_future, deps, depth + 1) for x in obj]
+        return [map_nested(x, leaf, max_depth, d) for x in obj]
     if t is tuple:
-        return tuple(_replace(x, is_future, deps, depth + 1) for x in obj)
+        return tuple(map_nested(x, leaf, max_depth, d) for x in obj)
     if t is dict:
-        return {k: _replace(v, is_future, deps, depth + 1) for k, v in obj.items()}
+        return {k: map_nested(v, leaf, max_depth, d) for k, v in obj.items()}
     if t is set or t is frozenset:
-        return t(_replace(x, is_future, deps, depth + 1) for x in obj)
+        return t(map_nested(x, leaf, max_depth, d) for x in obj)
     if is_namedtuple(obj):
-        return t(*(_replace(x, is_future, deps, depth + 1) for x in obj))
+        return t(*(map_nested(x, leaf, max_depth, d) for x in obj))
     return obj
 
 
@@ -167,8 +183,14 @@ def dumps_payload(
     if any(_may_hold_futures(a, is_future) for a in args) or any(
         _may_hold_futures(v, is_future) for v in kwargs.values()
     ):
-        args = _replace(args, is_future, deps)
-        kwargs = _replace(kwargs, is_future, deps)
+        def placeholder(obj: Any) -> Any:
+            if not is_future(obj):
+                return DESCEND
+            deps.append(obj.key)
+            return Dep(obj.key)
+
+        args = map_nested(args, placeholder, _MAX_DEPTH + 1)
+        kwargs = map_nested(kwargs, placeholder, _MAX_DEPTH + 1)
     try:
         blob = _dumps((args, kwargs))
     except Exception as exc:
@@ -186,31 +208,15 @@ def dumps_payload(
     return blob, list(dict.fromkeys(deps))
 
 
-def _restore(obj: Any, values: dict[str, Any], depth: int = 0) -> Any:
-    t = type(obj)
-    if t is Dep:
-        return values[obj.key]
-    if depth > 20:
-        return obj
-    if t is list:
-        return [_restore(x, values, depth + 1) for x in obj]
-    if t is tuple:
-        return tuple(_restore(x, values, depth + 1) for x in obj)
-    if t is dict:
-        return {k: _restore(v, values, depth + 1) for k, v in obj.items()}
-    if t is set or t is frozenset:
-        return t(_restore(x, values, depth + 1) for x in obj)
-    if is_namedtuple(obj):
-        return t(*(_restore(x, values, depth + 1) for x in obj))
-    return obj
-
-
 def loads_payload(blob: bytes, values: dict[str, Any]) -> tuple[tuple[Any, ...], dict[str, Any]]:
     """Unpickle ``(args, kwargs)`` and put dependency values where the futures were."""
     args, kwargs = pickle.loads(blob)
     if values:
-        args = _restore(args, values)
-        kwargs = _restore(kwargs, values)
+        def value(obj: Any) -> Any:
+            return values[obj.key] if type(obj) is Dep else DESCEND
+
+        args = map_nested(args, value, _MAX_DEPTH + 1)
+        kwargs = map_nested(kwargs, value, _MAX_DEPTH + 1)
     return args, kwargs
 
 

@@ -7,7 +7,6 @@ the test's Trio loop; the client's Trio loop runs in its own background thread.
 
 import asyncio
 import io
-import threading
 
 import pytest
 import trio
@@ -16,21 +15,7 @@ import trioflow
 from trioflow.engine.asyncio_waits import running_asyncio
 
 from .conftest import cluster_client
-
-GATE = threading.Event()
-
-
-def inc(x):
-    return x + 1
-
-
-def boom():
-    raise ValueError("boom")
-
-
-def wait_gate():
-    assert GATE.wait(30)
-    return "gate"
+from .tasks import GATE, boom, inc, wait_gate
 
 
 async def run_asyncio(program, *args):

@@ -15,11 +15,7 @@ from trioflow.dashboard.server import Dashboard
 
 from .conftest import cluster_client, quiesce
 from .dashboard_helpers import events, get
-from .tasks import fib_no_secede
-
-
-def inc(x):
-    return x + 1
+from .tasks import fib_no_secede, inc
 
 
 def spawner(n):

@@ -14,7 +14,7 @@ import trioflow
 
 from .browser import chromium, chromium_on_loop, require_browser, wait_until
 from .conftest import cluster_client
-from .tasks import fib_no_secede
+from .tasks import fib_no_secede, inc
 
 pytestmark = pytest.mark.slow
 
@@ -22,10 +22,6 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(autouse=True)
 def _browser():
     require_browser()
-
-
-def inc(x):
-    return x + 1
 
 
 def slow_inc(x):

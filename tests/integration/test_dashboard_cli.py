@@ -12,12 +12,9 @@ import trioflow
 
 from .clihelpers import PY, cli_scheduler, start_worker, stop
 from .dashboard_helpers import get
+from .tasks import inc
 
 pytestmark = pytest.mark.slow
-
-
-def inc(x):
-    return x + 1
 
 
 async def test_the_scheduler_process_serves_its_dashboard_and_status_watches():

@@ -13,22 +13,9 @@ import trio
 import trioflow
 
 from .conftest import cluster_client
+from .tasks import GATE, boom, inc, wait_gate
 
-GATE = threading.Event()
 RAN = threading.Event()
-
-
-def inc(x):
-    return x + 1
-
-
-def boom():
-    raise ValueError("boom")
-
-
-def wait_gate():
-    assert GATE.wait(30)
-    return "gate"
 
 
 def mark_ran(_):

@@ -16,6 +16,7 @@ import trio
 import trioflow
 
 from .conftest import cluster_client
+from .tasks import boom, inc
 
 P = collections.namedtuple("P", "a b")
 PACKAGE = str(pathlib.Path(trioflow.__file__).parent)
@@ -25,20 +26,12 @@ class Box(dict):
     """A dict subclass: scattered as one value, keeping its type (as dask does)."""
 
 
-def inc(x):
-    return x + 1
-
-
 def ident(x):
     return x
 
 
 def kwargs_of(**kwargs):
     return kwargs
-
-
-def boom():
-    raise ValueError("boom")
 
 
 async def test_as_completed_frees_its_futures_without_gc():

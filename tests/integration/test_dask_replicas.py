@@ -11,12 +11,9 @@ import trio
 import trioflow
 
 from .conftest import cluster_client
+from .tasks import boom
 
 BIG = 300_000  # pickled larger than the inline limit: kept by workers, not the scheduler
-
-
-def boom():
-    raise ValueError("boom")
 
 
 def holders(cluster, key):

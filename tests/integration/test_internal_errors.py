@@ -15,12 +15,10 @@ from trioflow.core.scheduler import machine
 from trioflow.errors import InternalError, InvalidTransition
 from trioflow.net.scheduler_server import SchedulerServer
 
+from .tasks import inc
+
 if sys.version_info < (3, 11):
     from exceptiongroup import BaseExceptionGroup
-
-
-def inc(x):
-    return x + 1
 
 
 def leaves(exc: BaseException) -> list[BaseException]:

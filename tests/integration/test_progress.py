@@ -11,12 +11,9 @@ import trio
 import trioflow
 
 from .conftest import cluster_client
+from .tasks import inc
 
 GATE = threading.Event()
-
-
-def inc(x):
-    return x + 1
 
 
 def gated(x):

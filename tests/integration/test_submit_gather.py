@@ -10,10 +10,7 @@ import trio
 import trioflow
 
 from .conftest import cluster_client
-
-
-def inc(x):
-    return x + 1
+from .tasks import inc
 
 
 def add(*xs):

@@ -9,7 +9,6 @@ is where a corrupted stack shows.
 """
 
 import gc
-import threading
 import warnings
 import weakref
 
@@ -19,19 +18,7 @@ import trio
 import trioflow
 
 from .conftest import cluster_client
-
-
-def inc(x):
-    return x + 1
-
-
-GATE = threading.Event()
-
-
-def wait_gate():
-    # module-level: pickled by reference, so the in-process worker sees the same Event
-    assert GATE.wait(30)
-    return "gate"
+from .tasks import GATE, inc, wait_gate
 
 
 @pytest.fixture

@@ -31,30 +31,23 @@ import weakref
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-import attrs
 import trio
 
 from .. import protocol as p
 from .. import serialize
 from ..core import resource_spec
 from ..core.session import SessionKeys
-from ..errors import CancelledError, ClientClosedError, WorkerLost
+from ..errors import CancelledError, ClientClosedError
 from . import large_args
 from .context import RunContext, current_run
 from .futures import Future
 from .keys import ERRED, FINISHED, NO_VALUE, PENDING, AsyncWaiter, KeyState, SyncWaiter
 from .protocols import BulkTransport, Connection, HostWorker
 from .replies import ReplyTable
+from .services import ServiceCalls
 from .transfers import DataPath, Fetcher, Scatterer
 
 logger = logging.getLogger(__name__)
-
-
-@attrs.define(eq=False)
-class _StatusWait:
-    event: trio.Event = attrs.Factory(trio.Event)
-    reply: p.StatusReply | p.WhyReply | p.RunsReply | p.ReplicateReply | p.RestartReply | None = None
-    error: BaseException | None = None
 
 
 class Session:
@@ -89,10 +82,16 @@ class Session:
         self._flush_scheduled = False
         self._flushing = False  # _flush is running (on the loop)
         self._release_scheduled = False  # a flush of the table's releases is scheduled
-        self._status_waiters: dict[int, _StatusWait] = {}
-        self._status_ids = itertools.count(1)
-        #: coordination primitives' requests waiting for their PrimitiveReply
+        #: requests waiting for their one answer: coordination primitives' and the
+        #: services' (``services``)
         self.replies = ReplyTable()
+        #: status, why, run history, replicas, restart (``engine/services.py``)
+        self.services = ServiceCalls(self.post, self.replies)
+        self.status = self.services.status
+        self.runs = self.services.runs
+        self.why = self.services.why
+        self.replicate = self.services.replicate
+        self.restart = self.services.restart
         # unique across sessions, processes and hosts: clients share one key space
         self._prefix = secrets.token_hex(5)
         self._counter = itertools.count(1)
@@ -366,13 +365,8 @@ class Session:
             self.fetcher.data_reply(msg)
         elif t is p.ScatterTo:
             self.scatterer.upload(msg)
-        elif (t is p.StatusReply or t is p.WhyReply or t is p.RunsReply
-              or t is p.ReplicateReply or t is p.RestartReply):
-            waiter = self._status_waiters.pop(msg.request_id, None)
-            if waiter is not None:
-                waiter.reply = msg
-                waiter.event.set()
-        elif t is p.PrimitiveReply:
+        elif (t is p.PrimitiveReply or t is p.StatusReply or t is p.WhyReply
+              or t is p.RunsReply or t is p.ReplicateReply or t is p.RestartReply):
             self.replies.reply(msg)
 
     def finished_here(self, key: str, report: p.TaskFinished) -> None:
@@ -431,13 +425,8 @@ class Session:
                     ks.status = ERRED
                     ks.error = ClientClosedError(f"lost the scheduler: {reason}")
                     self._notify(ks)
-            status_waits = list(self._status_waiters.values())
-            self._status_waiters.clear()
         self.fetcher.fail_all(ClientClosedError(f"lost the scheduler: {reason}"))
         self.replies.fail_all(ClientClosedError(f"lost the scheduler: {reason}"))
-        for wait in status_waits:
-            wait.error = ClientClosedError(f"lost the scheduler: {reason}")
-            wait.event.set()
 
     # ------------------------------------------------------------------ waiting
 
@@ -512,84 +501,6 @@ class Session:
                     for ks in pending:
                         if waiter in ks.waiters:
                             ks.waiters.remove(waiter)
-
-    async def status(self, with_keys: bool = False) -> p.StatusReply:
-        """The scheduler's snapshot of the cluster (``with_keys``: also the keys each
-        worker holds).
-
-        Raises:
-            ClientClosedError: the session is closed, or closes before the reply.
-
-        Cancellation: the request is forgotten (a late reply is ignored).
-        """
-        reply = await self._request(p.StatusRequest, with_keys)
-        assert type(reply) is p.StatusReply
-        return reply
-
-    async def runs(self, since: int, limit: int) -> p.RunsReply:
-        """Finished runs from number ``since`` on, at most ``limit`` (see ``RunsReply``).
-
-        Raises and cancellation: as ``status``.
-        """
-        reply = await self._request(p.RunsRequest, since, limit)
-        assert type(reply) is p.RunsReply
-        return reply
-
-    async def why(self, key: str) -> str:
-        """The scheduler's explanation of why ``key`` has not finished (same errors
-        and cancellation as ``status``)."""
-        reply = await self._request(p.WhyRequest, key)
-        assert type(reply) is p.WhyReply
-        return reply.text
-
-    async def replicate(self, keys: list[str], n: int, workers: list[str]) -> None:
-        """Have ``n`` workers (0: all) among ``workers`` (empty: all) hold each key
-        (``core/scheduler/replicas.py``); returns once they do.
-
-        Raises:
-            ValueError: an unknown worker, or a key without a result.
-            WorkerLost: some copy could not be made (its worker or holder was lost).
-            ClientClosedError: as ``status``.
-
-        Cancellation: the request is forgotten; copies under way are still made.
-        """
-        reply = await self._request(p.ReplicateRequest, keys, n, workers)
-        assert type(reply) is p.ReplicateReply
-        if reply.kind == "value":
-            raise ValueError(reply.text)
-        if reply.kind:
-            raise WorkerLost(reply.text)
-
-    async def restart(self) -> list[str]:
-        """Have the scheduler cancel every task and restart every worker
-        (``core/scheduler/restart.py``); the ids of the workers restarting. Returns
-        when the scheduler has done so (this session's futures are cancelled by then:
-        the cancellations come first on the connection); the workers come back later.
-
-        Raises:
-            RuntimeError: refused (a worker cannot be restarted); nothing was done.
-            ClientClosedError: as ``status``.
-        """
-        reply = await self._request(p.RestartRequest)
-        assert type(reply) is p.RestartReply
-        if reply.kind:
-            raise RuntimeError(reply.text)
-        return list(reply.workers)
-
-    async def _request(self, kind: Any, *args: Any
-                       ) -> p.StatusReply | p.WhyReply | p.RunsReply | p.ReplicateReply | p.RestartReply:
-        """Send ``kind(request_id, *args)``; the reply with that request id."""
-        rid = next(self._status_ids)
-        wait = self._status_waiters[rid] = _StatusWait()
-        try:
-            self.post(kind(rid, *args))  # raises ClientClosedError once closed
-            await wait.event.wait()
-        finally:
-            self._status_waiters.pop(rid, None)
-        if wait.error is not None:
-            raise wait.error
-        assert wait.reply is not None
-        return wait.reply
 
 
 #: batches one ``Session._flush`` sends before it yields to the rest of the loop
