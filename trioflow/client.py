@@ -265,12 +265,21 @@ class AsyncClient(_ClientAPI, DaskCollections, AsyncClusterQueries, AsyncioSuppo
     async def _read(self, conn: AnyConnection) -> None:
         reason = "the scheduler closed the connection"
         try:
+            # the scheduler heartbeats every second: PEER_TIMEOUT of silence means it is
+            # gone. One deadline per PEER_TIMEOUT, not a cancel scope per frame (a scope
+            # costs more than reading a small frame): when the scope's deadline passes,
+            # the silence is measured from the last frame, and the scope is renewed if
+            # the scheduler spoke since. A receive cancelled so loses nothing.
+            heard = trio.current_time()
             while True:
-                # the scheduler heartbeats every second: silence means it is gone
-                with trio.fail_after(PEER_TIMEOUT):
-                    messages = await conn.receive()
-                for msg in messages:
-                    self._session.handle(msg)
+                with trio.move_on_at(heard + PEER_TIMEOUT):
+                    while True:
+                        messages = await conn.receive()
+                        heard = trio.current_time()
+                        for msg in messages:
+                            self._session.handle(msg)
+                if trio.current_time() >= heard + PEER_TIMEOUT:
+                    raise trio.TooSlowError
         except ConnectionClosed as exc:
             why = exc.reason
             reason = ("connection closed" if why is None else
