@@ -120,7 +120,7 @@ async def test_a_read_that_finds_data_waiting_is_still_a_checkpoint():
 async def test_a_reset_peer_ends_the_connection_with_1006():
     with trio.fail_after(10):
         c, s = await tcp_pair()
-        a, b = ws_pair(c, s)
+        _a, b = ws_pair(c, s)
         # SO_LINGER 0: close sends a reset, not a FIN
         c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         await c.aclose()
@@ -133,7 +133,7 @@ async def test_a_reset_peer_ends_the_connection_with_1006():
 
 async def test_closing_the_stream_ends_a_receive_waiting_on_the_socket():
     with trio.fail_after(10):
-        a, b = ws_pair(*await tcp_pair())
+        _a, b = ws_pair(*await tcp_pair())
         async with trio.open_nursery() as nursery:
             ended: list[int] = []
 

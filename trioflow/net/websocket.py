@@ -268,7 +268,7 @@ class WebSocket:
             self._close_sent = True
         await self._send_bytes(wsframe.encode_frame(opcode, payload, masked=self._client))
 
-    async def _receive_some(self) -> bytes:
+    async def _receive_some(self) -> bytes | bytearray:
         """The next bytes off the stream (b"" once it ended or broke).
 
         On a plain TCP stream the socket is read directly: what

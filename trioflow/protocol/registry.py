@@ -3,6 +3,9 @@ checks a decoded field must pass (the rules are in :mod:`.messages`)."""
 
 from __future__ import annotations
 
+import inspect
+import operator
+import sys
 import types
 import typing
 from collections.abc import Callable
@@ -49,6 +52,52 @@ def _checker(tp: Any) -> Callable[[Any], bool]:
     raise TypeError(f"unsupported message field type {tp!r}")  # pragma: no cover
 
 
+#: message class -> its field values as one value (a tuple, but for one field)
+_VALUES: dict[type, Callable[[Any], Any]] = {}
+#: (module, annotation text) -> the type it names
+_ANNOTATIONS: dict[tuple[str, str], Any] = {}
+
+
+def _evaluated(cls: type) -> dict[str, Any]:
+    """``cls``'s own annotations, each string evaluated in its module (as
+    ``typing.get_type_hints`` would; the texts are our own message definitions)."""
+    module = cls.__module__
+    namespace = vars(sys.modules[module])
+    out: dict[str, Any] = {}
+    for name, tp in inspect.get_annotations(cls).items():
+        if isinstance(tp, str):
+            known = _ANNOTATIONS.get((module, tp), _MISSING)
+            if known is _MISSING:
+                known = _ANNOTATIONS[(module, tp)] = eval(tp, namespace)
+            tp = known
+        out[name] = tp
+    return out
+
+
+_MISSING = object()
+
+
+def _no_values(msg: Any) -> tuple[()]:
+    return ()
+
+
+def _eq(self: Any, other: Any) -> Any:
+    if other.__class__ is not self.__class__:
+        return NotImplemented
+    values = _VALUES[self.__class__]
+    return bool(values(self) == values(other))
+
+
+def _hash(self: Any) -> int:
+    return hash((self.__class__, _VALUES[self.__class__](self)))
+
+
+def _repr(self: Any) -> str:
+    names = SPECS[self.__class__][3]
+    inner = ", ".join(f"{n}={getattr(self, n)!r}" for n in names)
+    return f"{self.__class__.__qualname__}({inner})"
+
+
 @dataclass_transform(frozen_default=True)
 def message(tag: str) -> Callable[[type[_M]], type[_M]]:
     """Class decorator: make ``cls`` an immutable attrs message with wire tag ``tag``."""
@@ -59,16 +108,27 @@ def message(tag: str) -> Callable[[type[_M]], type[_M]]:
         # at run time: a frozen attrs class's ``__init__`` sets each field through
         # ``object.__setattr__``, about 3x the cost of a plain slotted one (1 us against
         # 0.34 us for a SubmitTask, process time), and every task builds and decodes
-        # several messages in each process it crosses. ``unsafe_hash``: hashable by
-        # value, as frozen classes are.
-        cls = attrs.define(cls, unsafe_hash=True)
-        attrs.resolve_types(cls)  # type: ignore[type-var]  # (attrs' own types: an attrs class)
+        # several messages in each process it crosses.
+        #
+        # Start-up (every process defines all ~50 messages, and it was the largest item
+        # of a node's imports): the annotations are evaluated here, once per distinct
+        # text, instead of by ``attrs.resolve_types`` per class; and ``__eq__``,
+        # ``__hash__`` (by value, as frozen classes hash) and ``__repr__`` are shared
+        # functions (below) instead of code attrs generates and compiles per class.
+        # Only ``__init__``, the hot one, is generated.
+        cls.__annotations__ = _evaluated(cls)
+        cls = attrs.define(cls, repr=False, eq=False)
         fields = attrs.fields(cls)  # type: ignore[arg-type]
+        names = tuple(f.name for f in fields)
+        _VALUES[cls] = operator.attrgetter(*names) if names else _no_values
+        type.__setattr__(cls, "__eq__", _eq)
+        type.__setattr__(cls, "__hash__", _hash)
+        type.__setattr__(cls, "__repr__", _repr)
         checks = tuple(_checker(f.type) for f in fields)
         if tag in TAGS:  # pragma: no cover - programming error
             raise ValueError(f"duplicate message tag {tag!r}")
         TAGS[tag] = cls
-        SPECS[cls] = (tag, len(fields), checks, tuple(f.name for f in fields))
+        SPECS[cls] = (tag, len(fields), checks, names)
         return cls
 
     return wrap
