@@ -20,6 +20,7 @@ each given the lock, the key table and ``post`` they use.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import hashlib
 import inspect
@@ -82,6 +83,8 @@ class Session:
         self._flush_scheduled = False
         self._flushing = False  # _flush is running (on the loop)
         self._release_scheduled = False  # a flush of the table's releases is scheduled
+        #: decrefs that found the lock taken, for the loop to apply (``decref``)
+        self._dying: collections.deque[KeyState] = collections.deque()
         #: requests waiting for their one answer: coordination primitives' and the
         #: services' (``services``)
         self.replies = ReplyTable()
@@ -201,7 +204,29 @@ class Session:
             ks.refs += 1
 
     def decref(self, ks: KeyState) -> None:
-        """A Future died (any thread, also during garbage collection)."""
+        """A Future died (any thread, also during garbage collection).
+
+        Never waits for the session's lock: the garbage collector may finalize a Future
+        in a thread that holds it already (the loop thread in ``handle``, a cycle
+        collected at an allocation), and the lock is not reentrant, so waiting would
+        deadlock that thread. When the lock is taken, the decref is handed to the loop
+        (``_decref_dying``, in order); the release it may cause is asynchronous anyway.
+        """
+        if not self.lock.acquire(blocking=False):
+            self._dying.append(ks)
+            with contextlib.suppress(trio.RunFinishedError):
+                self.trio_token.run_sync_soon(self._decref_dying)
+            return
+        self.lock.release()  # (re-taken below: the common, uncontended case)
+        self._decref(ks)
+
+    def _decref_dying(self) -> None:
+        """Apply the decrefs handed over by ``decref`` (loop, outside any lock)."""
+        dying = self._dying
+        while dying:
+            self._decref(dying.popleft())
+
+    def _decref(self, ks: KeyState) -> None:
         with self.lock:
             ks.refs -= 1
             if ks.refs > 0 or self.closed is not None:
