@@ -17,6 +17,7 @@ See docs/ for the API, the slot rules (secede/rejoin) and the architecture.
 
 from __future__ import annotations
 
+import copyreg
 import importlib
 import sys
 import types
@@ -132,7 +133,15 @@ class _Package(types.ModuleType):
         super().__setattr__(name, value)
 
 
+def _reduce_package(package: types.ModuleType) -> tuple[Any, tuple[str]]:
+    return importlib.import_module, (package.__name__,)
+
+
 sys.modules[__name__].__class__ = _Package
+# pickled by reference, as any module is: a function defined in ``__main__`` that names
+# ``trioflow`` carries it in its globals to the workers (cloudpickle, and pickle, find a
+# module's reducer by its exact type, which is now ``_Package``)
+copyreg.pickle(_Package, _reduce_package)
 
 
 __version__ = "0.2.0"

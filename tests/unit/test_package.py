@@ -126,3 +126,17 @@ def test_asyncio_waits_work_once_asyncio_runs():
         return running_asyncio()
 
     assert asyncio.run(main()) is True
+
+
+def test_the_package_pickles_by_reference_inside_a_function():
+    """A ``__main__`` function that names ``trioflow`` travels with it in its globals
+    (cloudpickle pickles such functions by value)."""
+    import pickle
+
+    import cloudpickle
+
+    namespace = {"trioflow": trioflow, "__name__": "__main__"}
+    exec("def uses_it():\n    return trioflow.Client", namespace)
+    fn = pickle.loads(cloudpickle.dumps(namespace["uses_it"]))
+    assert fn() is trioflow.Client
+    assert pickle.loads(pickle.dumps(trioflow)) is trioflow
