@@ -21,6 +21,7 @@ from .client import AsyncClient, Client
 from .cluster import open_local_cluster
 from .delayed import Delayed, compute, compute_async, delayed
 from .engine.futures import Future, fire_and_forget
+from .engine.nested import futures_of
 from .engine.waiting import DoneAndNotDoneFutures, as_completed, wait, wait_async
 from .errors import (
     AddressError,
@@ -81,6 +82,7 @@ __all__ = [
     "compute_async",
     "delayed",
     "fire_and_forget",
+    "futures_of",
     "get_client",
     "get_worker",
     "open_local_cluster",

@@ -35,7 +35,7 @@ from .dashboard.trace import collect_runs, write_report
 from .dask_integration import DaskCollections, DaskScheduler, watch_for_dask
 from .engine.asyncio_waits import running_asyncio
 from .engine.background import BackgroundContext
-from .engine.context import push_default, remove_default
+from .engine.context import pop_default, push_default, remove_default
 from .engine.futures import Future, task_error
 from .engine.keys import ERRED
 from .engine.nested import assemble, by_session, futures_in, key_of, scattered, split_scatter
@@ -146,11 +146,24 @@ class _ClientAPI:
         ]
 
     def cancel(self, futures: Future[Any] | Iterable[Future[Any]],
-               reason: str = "cancelled") -> None:
-        """Cancel tasks: queued ones never run; their futures raise CancelledError."""
+               reason: str = "cancelled", *, force: bool = True, msg: str | None = None,
+               asynchronous: bool | None = None) -> None:
+        """Cancel tasks: queued ones never run; their futures raise CancelledError.
+
+        ``msg`` (dask's name) is the reason the futures' ``CancelledError`` gives.
+        ``force`` is accepted for dask's sake and changes nothing: a finished future is
+        always cancelled for every client holding it (dask's ``force=True``).
+        """
+        if msg is not None:
+            reason = msg
         fs = [futures] if isinstance(futures, Future) else list(futures)
         for session, group in by_session(fs):
             session.cancel([f._state for f in group], reason)
+
+    @property
+    def id(self) -> str:
+        """This client's id, as the scheduler knows it (in ``status`` and ``why``)."""
+        return self._session.peer_id
 
     @property
     def dashboard_link(self) -> str:
@@ -285,15 +298,19 @@ class AsyncClient(_ClientAPI, DaskCollections, AsyncClusterQueries, AsyncioSuppo
             self._session.close(reason)
 
     @overload
-    async def gather(self, futures: Future[T], errors: str = "raise") -> T: ...
+    async def gather(self, futures: Future[T], errors: str = "raise",
+                     direct: bool | None = None) -> T: ...
 
     @overload
-    async def gather(self, futures: list[Future[T]], errors: str = "raise") -> list[T]: ...
+    async def gather(self, futures: list[Future[T]], errors: str = "raise",
+                     direct: bool | None = None) -> list[T]: ...
 
     @overload
-    async def gather(self, futures: Any, errors: str = "raise") -> Any: ...
+    async def gather(self, futures: Any, errors: str = "raise",
+                     direct: bool | None = None) -> Any: ...
 
-    async def gather(self, futures: Any, errors: str = "raise") -> Any:
+    async def gather(self, futures: Any, errors: str = "raise",
+                     direct: bool | None = None) -> Any:
         """The values of futures (a Future, or lists/tuples/dicts of them), same shape.
 
         Args:
@@ -327,16 +344,24 @@ class AsyncClient(_ClientAPI, DaskCollections, AsyncClusterQueries, AsyncioSuppo
             await self.replicate(scattered(futures))
         return futures
 
-    async def wait_for_workers(self, n: int = 1, timeout: float | None = None) -> None:
-        """Return once at least ``n`` workers are connected."""
+    async def wait_for_workers(self, n_workers: int = 1, timeout: float | None = None, *,
+                               n: int | None = None) -> None:
+        """Return once at least ``n_workers`` (or ``n``) workers are connected.
+
+        Raises:
+            TimeoutError: fewer after ``timeout`` seconds.
+        """
+        n = _worker_count(n_workers, n)
         if self._background is not None:
             return await self._call_blocking("wait_for_workers", n, timeout)
-        with trio.fail_after(timeout if timeout is not None else float("inf")):
+        with trio.move_on_after(timeout if timeout is not None else float("inf")):
             while True:
                 reply = await self._session.status()
                 if len(reply.workers) >= n:
                     return
                 await trio.sleep(0.05)
+        # (TimeoutError, as the blocking client and dask raise; not trio's TooSlowError)
+        raise TimeoutError(f"fewer than {n} workers after {timeout}s")
 
     async def status(self) -> dict[str, Any]:
         """A snapshot of the cluster: workers with their slots, tasks by state."""
@@ -401,6 +426,8 @@ class Client(_ClientAPI, DaskScheduler, SyncClusterQueries):
         client, cluster = self._held.value
         self._session = client._session
         self.cluster = cluster if given is None else given
+        #: the LocalCluster given as ``Client(cluster)``: ``shutdown`` closes it too
+        self._given = given
         push_default(self, self._session)
         watch_for_dask()  # the current client is dask's default scheduler, as in dask
 
@@ -414,20 +441,23 @@ class Client(_ClientAPI, DaskScheduler, SyncClusterQueries):
 
     @overload
     def gather(self, futures: Future[T], errors: str = "raise",
-               timeout: float | None = None) -> T: ...
+               timeout: float | None = None, direct: bool | None = None) -> T: ...
 
     @overload
     def gather(self, futures: list[Future[T]], errors: str = "raise",
-               timeout: float | None = None) -> list[T]: ...
+               timeout: float | None = None, direct: bool | None = None) -> list[T]: ...
 
     @overload
-    def gather(self, futures: Any, errors: str = "raise", timeout: float | None = None) -> Any: ...
+    def gather(self, futures: Any, errors: str = "raise", timeout: float | None = None,
+               direct: bool | None = None) -> Any: ...
 
-    def gather(self, futures: Any, errors: str = "raise", timeout: float | None = None) -> Any:
+    def gather(self, futures: Any, errors: str = "raise", timeout: float | None = None,
+               direct: bool | None = None) -> Any:
         """Block until futures are done; their values in the same shape.
 
         Inside a task this wait is seen by the scheduler: secede first (or use
-        ``worker_client``), or it holds the slot while waiting.
+        ``worker_client``), or it holds the slot while waiting. ``direct`` is accepted
+        for dask's sake: large values always come straight from a worker holding them.
         """
         found = futures_in(futures, errors)
         session = self._session
@@ -475,8 +505,14 @@ class Client(_ClientAPI, DaskScheduler, SyncClusterQueries):
         text: str = self._on_loop(partial(self._session.why, key_of(future)), timeout)
         return text
 
-    def wait_for_workers(self, n: int = 1, timeout: float | None = None) -> None:
-        """Block until at least ``n`` workers are connected."""
+    def wait_for_workers(self, n_workers: int = 1, timeout: float | None = None, *,
+                         n: int | None = None) -> None:
+        """Block until at least ``n_workers`` (or ``n``) workers are connected.
+
+        Raises:
+            TimeoutError: fewer after ``timeout`` seconds.
+        """
+        n = _worker_count(n_workers, n)
         deadline = None if timeout is None else time.monotonic() + timeout
         while len(self.status()["workers"]) < n:
             if deadline is not None and time.monotonic() > deadline:
@@ -499,6 +535,36 @@ class Client(_ClientAPI, DaskScheduler, SyncClusterQueries):
         if self._held is not None:
             self._held.close()
 
+    def shutdown(self) -> None:
+        """Close this client and the local cluster it runs on (one it started, or the
+        ``trioflow.LocalCluster`` it was given), as dask's ``shutdown`` does. (A cluster
+        of ``open_local_cluster`` closes when its ``async with`` block ends.)
+
+        Raises:
+            RuntimeError: the cluster is a remote one (an address): trioflow clients do
+                not stop schedulers; this client is closed, the cluster keeps running.
+        """
+        cluster, given = self.cluster, getattr(self, "_given", None)
+        self.close()
+        if isinstance(given, BackgroundCluster):
+            given.close()
+        elif cluster is None:
+            raise RuntimeError(
+                "shutdown() stops the local cluster a Client runs on; this one is "
+                "connected to a remote scheduler, which keeps running (this client is "
+                "closed). Stop the scheduler itself (SIGTERM to `trioflow-scheduler`) to "
+                "shut the cluster down")
+
+    @contextlib.contextmanager
+    def as_current(self) -> Iterator[Client]:
+        """``with client.as_current():`` makes ``get_client()`` (and dask's default
+        scheduler) this client inside the block, as in dask."""
+        push_default(self, self._session)
+        try:
+            yield self
+        finally:
+            pop_default(self)
+
     def __enter__(self) -> Client:
         return self
 
@@ -511,6 +577,14 @@ class Client(_ClientAPI, DaskScheduler, SyncClusterQueries):
             with contextlib.suppress(Exception):
                 self.close()
 
+
+
+def _worker_count(n_workers: int, n: int | None) -> int:
+    """``wait_for_workers``'s count: dask's ``n_workers``, or trioflow's ``n``."""
+    count = n_workers if n is None else n
+    if isinstance(count, bool) or not isinstance(count, int) or count < 0:
+        raise ValueError(f"wait_for_workers needs a number of workers >= 0, got {count!r}")
+    return count
 
 
 @contextlib.asynccontextmanager

@@ -299,6 +299,14 @@ def remove_default(client: BoundClient) -> None:
             del _defaults[i]
 
 
+def pop_default(client: BoundClient) -> None:
+    """Undo ``client``'s newest ``push_default`` (a ``with client.as_current():`` left)."""
+    for i in range(len(_defaults) - 1, -1, -1):
+        if _defaults[i][0] is client:
+            del _defaults[i]
+            return
+
+
 def default_client() -> tuple[BoundClient, FutureSession] | None:
     """The newest open default client and its session, if any."""
     for client, session in reversed(_defaults):
