@@ -46,7 +46,7 @@ from .primitives import Event, Lock, Queue, Semaphore, Variable
 from .progress import progress
 from .run import run
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"
 
 __all__ = [
     "AddressError",

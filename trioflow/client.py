@@ -33,6 +33,7 @@ from .config import CLIENT_CALL_TIMEOUT, PEER_TIMEOUT, STARTUP_TIMEOUT
 from .dashboard.server import link
 from .dashboard.trace import collect_runs, write_report
 from .dask_integration import DaskCollections, DaskScheduler, watch_for_dask
+from .datasets import AsyncDatasets, SyncDatasets
 from .engine.asyncio_waits import running_asyncio
 from .engine.background import BackgroundContext
 from .engine.context import pop_default, push_default, remove_default
@@ -186,7 +187,8 @@ class _ClientAPI:
                 f"{len(s.keys) if s else 0} futures>")
 
 
-class AsyncClient(_ClientAPI, DaskCollections, AsyncClusterQueries, AsyncioSupport):
+class AsyncClient(_ClientAPI, DaskCollections, AsyncClusterQueries, AsyncDatasets,
+                  AsyncioSupport):
     """A trio-native client: ``async with AsyncClient(address) as client: ...``.
 
     Args:
@@ -390,7 +392,7 @@ class AsyncClient(_ClientAPI, DaskCollections, AsyncClusterQueries, AsyncioSuppo
         return await self._session.why(key_of(future))
 
 
-class Client(_ClientAPI, DaskScheduler, SyncClusterQueries):
+class Client(_ClientAPI, DaskScheduler, SyncClusterQueries, SyncDatasets):
     """A blocking client, for plain (non-async) programs and sync tasks.
 
     ``Client()`` starts a local cluster (subprocess workers) in a background thread;

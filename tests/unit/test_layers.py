@@ -34,6 +34,7 @@ LAYERS = {
     "trioflow.task_options": 6,
     "trioflow.dask_integration": 6,
     "trioflow.cluster_queries": 6,
+    "trioflow.datasets": 6,
     "trioflow.executor": 6,
     "trioflow.local_cluster": 6,
     "trioflow.asyncio_client": 6,

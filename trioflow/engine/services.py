@@ -77,6 +77,13 @@ class ServiceCalls:
             raise RuntimeError(reply.text)
         return list(reply.workers)
 
+    async def dataset(self, op: str, name: str = "", blob: bytes = b"",
+                      keys: list[str] | None = None, override: bool = False) -> p.DatasetReply:
+        """One operation on the named datasets (``trioflow/datasets.py`` checks the
+        answer's status)."""
+        return await self._request(p.DatasetReply, p.DatasetRequest, op, name, blob,
+                                   list(keys or ()), override)
+
     async def _request(self, expect: type[R], kind: Any, *args: Any) -> R:
         """Send ``kind(request_id, *args)``; its reply, a message of type ``expect``."""
         pending = self._replies.open(True, expect)  # raises ClientClosedError once closed

@@ -214,3 +214,34 @@ class RestartReply:
 class RestartWorker:
     """Scheduler -> worker: exit now with ``config.EXIT_RESTART``; the nanny starts a
     fresh process."""
+
+
+# ------------------------------------------------------------------ datasets (Client.publish_dataset)
+
+
+@message("dataset-request")
+class DatasetRequest:
+    """Client -> scheduler: one operation on the cluster's named datasets. ``op`` is
+    "publish" (``blob``: the pickled data, opaque here; ``keys``: the futures inside it,
+    which the scheduler holds from then on, until the dataset is deleted; ``override``:
+    replace a dataset of that name), "get", "delete" or "list"."""
+
+    request_id: int
+    op: str
+    name: str = ""
+    blob: bytes = b""
+    keys: list[str] = attrs.Factory(list)
+    override: bool = False
+
+
+@message("dataset-reply")
+class DatasetReply:
+    """The answer to a ``DatasetRequest``: ``status`` "ok", "missing" (no dataset of
+    that name), "exists" (a publish without ``override``) or "invalid" (``text`` says
+    why); ``blob``: the data of a "get"; ``names``: the datasets of a "list"."""
+
+    request_id: int
+    status: str
+    text: str = ""
+    blob: bytes = b""
+    names: list[str] = attrs.Factory(list)
