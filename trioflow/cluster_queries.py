@@ -25,6 +25,8 @@ from typing import Any, Literal, overload
 
 import trio
 
+from . import protocol as p
+from .config import CLIENT_CALL_TIMEOUT
 from .engine.futures import Future, fire_and_forget
 from .engine.keys import error_to_exception
 from .engine.session import Session
@@ -178,6 +180,30 @@ async def _restart(session: Session, timeout: float, wait_for_workers: bool = Tr
             await trio.sleep(0.05)  # (no "worker joined" event for clients to wait on)
 
 
+def _retry_keys(futures: Any) -> list[str]:
+    """The keys ``retry`` asks for.
+
+    Raises:
+        TypeError: something other than futures.
+    """
+    fs = [futures] if isinstance(futures, Future) else list(futures)
+    bad = [f for f in fs if not isinstance(f, Future)]
+    if bad:
+        raise TypeError(f"retry takes futures, not {type(bad[0]).__name__}")
+    return [f.key for f in fs]
+
+
+def _retried(reply: p.RetryReply) -> None:
+    """Raise what ``retry`` could not do (the rest is running again by now).
+
+    Raises:
+        ValueError: some keys cannot run again; says which and why.
+    """
+    if reply.refused:
+        done = f"; running again: {reply.retried}" if reply.retried else ""
+        raise ValueError(f"retry: these cannot run again:\n{reply.text}{done}")
+
+
 def _restart_timed_out(timeout: float) -> TimeoutError:
     return TimeoutError(f"restart: the workers were not all back after {timeout}s (their "
                         f"tasks were cancelled and they were restarted; check the "
@@ -288,6 +314,19 @@ class SyncClusterQueries:
                 raise TimeoutError(f"workers {names} still connected after {timeout}s")
             time.sleep(0.05)
         return names
+
+    def retry(self, futures: Any) -> None:
+        """Run failed futures' tasks again, with the failed tasks they depend on (as
+        dask's ``retry``); their futures are pending again when this returns. Futures
+        that did not fail are left alone.
+
+        Raises:
+            ValueError: some cannot run again (cancelled, an input released, ...); the
+                others run again anyway.
+        """
+        keys = _retry_keys(futures)
+        services = self._session.services
+        _retried(self._on_loop(lambda: services.retry(keys), CLIENT_CALL_TIMEOUT))  # type: ignore[attr-defined]
 
     def replicate(self, futures: Any, n: int | None = None,
                   workers: Iterable[str] | None = None, timeout: float = 60.0,
@@ -402,6 +441,12 @@ class AsyncClusterQueries:
             RuntimeError: always; says what to use instead.
         """
         raise RuntimeError(_NO_SCHEDULER_CODE)
+
+    async def retry(self, futures: Any) -> None:
+        """See the blocking client's ``retry``."""
+        keys = _retry_keys(futures)
+        services = self._session.services
+        _retried(await self._on_trio(lambda: services.retry(keys)))  # type: ignore[attr-defined]
 
     async def replicate(self, futures: Any, n: int | None = None,
                         workers: Iterable[str] | None = None, timeout: float = 60.0,

@@ -113,6 +113,8 @@ WIRE_V3: dict[str, list[str]] = {
     "restart-reply": ["request_id: int", "kind: str", "text: str", "workers: list[str]"],
     "restart-request": ["request_id: int"],
     "restart-worker": [],
+    "retry-reply": ["request_id: int", "retried: list[str]", "refused: list[str]", "text: str"],
+    "retry-request": ["request_id: int", "keys: list[str]"],
     "runs-reply": ["request_id: int", "start: int", "end: int", "total: int", "runs: list[Any]"],
     "runs-request": ["request_id: int", "since: int", "limit: int"],
     "scatter-data": ["key: str", "blob: bytes", "nbytes: int"],

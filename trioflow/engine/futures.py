@@ -110,6 +110,25 @@ class Future(Generic[T_co]):
         except (tblib.TracebackParseError, ValueError):
             return None
 
+    def retry(self) -> None:
+        """Run this failed future's task again (see ``Client.retry``), blocking this
+        thread until the scheduler has done so; on an event loop use
+        ``await client.retry([future])``.
+
+        Raises:
+            ValueError: it cannot run again (cancelled, an input released, ...).
+        """
+        session = self._session
+        if session is _RELEASED:
+            raise ValueError(f"retry: future {self.key!r} was released")
+        if session.on_loop():
+            raise RuntimeError("Future.retry() blocks, and this is the event loop's thread: "
+                               "use `await client.retry([future])` there")
+        reply = trio.from_thread.run(session.services.retry, [self.key],
+                                     trio_token=session.trio_token)
+        if reply.refused:
+            raise ValueError(f"retry: {reply.text}")
+
     def cancel(self, reason: str = "cancelled") -> None:
         """Cancel the task: if queued it never runs; this future and every task that
         depends on it fail with CancelledError, at once. A finished task is cancelled

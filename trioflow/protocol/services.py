@@ -245,3 +245,26 @@ class DatasetReply:
     text: str = ""
     blob: bytes = b""
     names: list[str] = attrs.Factory(list)
+
+
+# ------------------------------------------------------------------ retry (Client.retry)
+
+
+@message("retry-request")
+class RetryRequest:
+    """Client -> scheduler: run these failed tasks again, and the failed tasks they
+    depend on; answered by ``RetryReply`` after the ``KeyRestarted`` of each."""
+
+    request_id: int
+    keys: list[str]
+
+
+@message("retry-reply")
+class RetryReply:
+    """The end of a ``RetryRequest``: ``retried`` the keys running again; ``refused``
+    those that cannot (``text`` says why for each, one per line)."""
+
+    request_id: int
+    retried: list[str]
+    refused: list[str] = attrs.Factory(list)
+    text: str = ""

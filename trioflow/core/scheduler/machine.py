@@ -11,7 +11,7 @@ Theory of operation:
   messages in :mod:`.lifecycle`, membership in :mod:`.peers`, values in :mod:`.data`,
   waits and secession in :mod:`.waits`, placement and stealing in :mod:`.placement`,
   Lock/Semaphore/Queue/Event/Variable in :mod:`.coordination`, named datasets in
-  :mod:`.datasets`,
+  :mod:`.datasets`, ``Client.retry`` in :mod:`.retry`,
   tasks no worker can run in :mod:`.starvation` (on ``TimePassed``), why a task
   waits in :mod:`.explain`;
   they share the primitives of :mod:`.ops` and never import one another. Only this
@@ -50,6 +50,7 @@ from . import (
     placement,
     replicas,
     restart,
+    retry,
     starvation,
     timeline,
     waits,
@@ -96,6 +97,7 @@ HANDLERS: dict[type, Handler] = {
     p.ReplicasFetched: replicas.replicas_fetched,
     p.RestartRequest: restart.restart_request,
     p.DatasetRequest: datasets.request,
+    p.RetryRequest: retry.retry_request,
 }
 
 

@@ -164,6 +164,25 @@ def requeue(state: SchedulerState, task: TaskRecord) -> None:
 # ----------------------------------------------------------------------- results
 
 
+def run_again(state: SchedulerState, task: TaskRecord) -> None:
+    """A failed ``task`` is to run again (``Client.retry``): it waits for its inputs
+    as if just submitted, and its holders are told to wait for it again. Its inputs
+    exist (the caller checked); failed ones were set running again first."""
+    task.status = TaskStatus.WAITING
+    task.error = None
+    if task._deaths:
+        task._deaths.clear()
+    for dep_key in task.deps:
+        dep = state.tasks[dep_key]
+        dep.dependents.add(task.key)
+        if dep.status is not TaskStatus.MEMORY:
+            task.waiting_on.add(dep_key)
+    for wanter in sorted(task.wanted_by):
+        state.send(wanter, p.KeyRestarted(task.key))
+    if not task._waiting_on:
+        state.push_ready(task)
+
+
 def let_go_dataset(state: SchedulerState, dataset: Dataset) -> None:
     """A published dataset is gone (datasets.py): release the results no other dataset
     (and nobody else) holds."""
