@@ -13,6 +13,7 @@ the Future comes back at once). They differ in how they wait: ``AsyncClient`` aw
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import itertools
 import logging
@@ -46,6 +47,7 @@ from .local_cluster import dask_shape
 from .net import handshake
 from .net.bulk import BulkPool
 from .net.connection import AnyConnection, open_connection
+from .net.scheduler_file import read_scheduler_file
 from .net.scheduler_server import SchedulerServer
 from .task_options import take_dask_options
 
@@ -195,6 +197,8 @@ class AsyncClient(_ClientAPI, DaskCollections, AsyncClusterQueries, AsyncDataset
         address: ``ws://host:port`` (or ``wss://``) of the scheduler.
         token: the cluster token (default: ``$TRIOFLOW_TOKEN``).
         ssl_context: for ``wss://`` addresses.
+        scheduler_file: instead of ``address``, the file ``trioflow-scheduler
+            --scheduler-file`` writes it into (waited for, up to the start-up timeout).
 
     Cancellation: leaving the ``async with`` block (normally or by cancellation) closes
     the connection; the scheduler then releases everything this client held.
@@ -202,8 +206,13 @@ class AsyncClient(_ClientAPI, DaskCollections, AsyncClusterQueries, AsyncDataset
 
     def __init__(self, address: str | None = None, *, token: str | None = None,
                  ssl_context: ssl.SSLContext | None = None, name: str = "",
+                 scheduler_file: str | os.PathLike[str] | None = None,
                  _scheduler: SchedulerServer | None = None) -> None:
+        if address is not None and scheduler_file is not None:
+            raise TypeError("give the scheduler's address or scheduler_file=, not both")
         self.address = address
+        #: read for the address on entering (``trioflow-scheduler --scheduler-file``)
+        self._scheduler_file = scheduler_file
         self.token = token if token is not None else os.environ.get("TRIOFLOW_TOKEN")
         self.ssl_context = ssl_context
         self.name = name or f"client-{os.getpid()}"
@@ -218,11 +227,17 @@ class AsyncClient(_ClientAPI, DaskCollections, AsyncClusterQueries, AsyncDataset
         self.address = None
         self.token = None
         self._scheduler = None
+        self._scheduler_file = None
         self._session = session
         self._stack = None
         return self
 
     async def __aenter__(self) -> AsyncClient:
+        if self.address is None and self._scheduler_file is not None:
+            # (it may not be written yet: wait for it in a thread, not on the loop)
+            read = partial(read_scheduler_file, self._scheduler_file, STARTUP_TIMEOUT)
+            self.address = (await asyncio.get_running_loop().run_in_executor(None, read)
+                            if running_asyncio() else await trio.to_thread.run_sync(read))
         if self.address is None:
             raise ValueError("AsyncClient needs an address; use trioflow.run(main) or "
                              "trioflow.open_local_cluster() to start a cluster")
@@ -405,6 +420,8 @@ class Client(_ClientAPI, DaskScheduler, SyncClusterQueries, SyncDatasets):
         workers (or dask's ``n_workers``), threads_per_worker, processes: the local
             cluster's shape.
         token: the cluster token (default: ``$TRIOFLOW_TOKEN``).
+        scheduler_file: instead of ``address``, the file ``trioflow-scheduler
+            --scheduler-file`` writes it into (waited for, up to ``timeout``).
         **options: more local-cluster options (``auto_secede``, ``max_parked_threads``).
     """
 
@@ -412,7 +429,12 @@ class Client(_ClientAPI, DaskScheduler, SyncClusterQueries, SyncDatasets):
                  workers: int | None = None,
                  threads_per_worker: int | None = None, processes: bool = True,
                  token: str | None = None, ssl_context: ssl.SSLContext | None = None,
-                 timeout: float = STARTUP_TIMEOUT, **options: Any) -> None:
+                 timeout: float = STARTUP_TIMEOUT,
+                 scheduler_file: str | os.PathLike[str] | None = None, **options: Any) -> None:
+        if scheduler_file is not None:  # dask's: where trioflow-scheduler wrote its address
+            if address is not None:
+                raise TypeError("give the scheduler's address or scheduler_file=, not both")
+            address = read_scheduler_file(scheduler_file, timeout)
         given = address if isinstance(address, LocalCluster | BackgroundCluster) else None
         if given is not None:  # dask's Client(cluster)
             address = given.address
