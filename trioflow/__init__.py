@@ -45,6 +45,7 @@ from .local_cluster import LocalCluster
 from .primitives import Event, Lock, Queue, Semaphore, Variable
 from .progress import progress
 from .run import run
+from .task_stream import get_task_stream, performance_report
 
 __version__ = "0.3.0"
 
@@ -84,8 +85,10 @@ __all__ = [
     "fire_and_forget",
     "futures_of",
     "get_client",
+    "get_task_stream",
     "get_worker",
     "open_local_cluster",
+    "performance_report",
     "progress",
     "rejoin",
     "run",

@@ -43,6 +43,7 @@ LAYERS = {
     "trioflow.run": 7,
     "trioflow.primitives": 7,
     "trioflow.progress": 7,
+    "trioflow.task_stream": 7,
     "trioflow.cli": 8,
     "trioflow.testing": 8,
     "trioflow": 8,  # the package's __init__: public re-exports only
