@@ -20,9 +20,17 @@ import logging
 import os
 import ssl
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping
+from collections.abc import (
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Generator,
+    Iterable,
+    Iterator,
+    Mapping,
+)
 from functools import partial
-from typing import Any, TypeVar, overload
+from typing import Any, Literal, TypeVar, overload
 
 import trio
 from trio_websocket import ConnectionClosed
@@ -182,11 +190,15 @@ class _ClientAPI:
         state = "closed" if self.closed else f"connected as {s.peer_id}" if s else "not connected"
         where = f" {s.address}" if s is not None and s.address else ""
         cluster = getattr(self, "cluster", None)
-        workers = (f", {len(cluster.workers) or len(cluster.processes)} workers"
-                   if cluster is not None else "")
+        count = len(cluster.workers) or len(cluster.processes) if cluster is not None else 0
+        workers = f", {_plural(count, 'worker')}" if cluster is not None else ""
         board = f", dashboard {self.dashboard_link}" if self.dashboard_link else ""
         return (f"<{type(self).__name__}{where} {state}{workers}{board}, "
-                f"{len(s.keys) if s else 0} futures>")
+                f"{_plural(len(s.keys) if s else 0, 'future')}>")
+
+
+def _plural(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
 class AsyncClient(_ClientAPI, DaskCollections, AsyncClusterQueries, AsyncDatasets,
@@ -279,6 +291,11 @@ class AsyncClient(_ClientAPI, DaskCollections, AsyncClusterQueries, AsyncDataset
 
     async def __aexit__(self, *exc: Any) -> None:
         await self.close()
+
+    def __await__(self) -> Generator[Any, None, AsyncClient]:
+        """``client = await AsyncClient(address)`` (dask's spelling of ``async with``):
+        connected when the await returns; ``await client.close()`` when done."""
+        return self.__aenter__().__await__()
 
     async def close(self) -> None:
         """Close the connection (idempotent)."""
@@ -425,12 +442,37 @@ class Client(_ClientAPI, DaskScheduler, SyncClusterQueries, SyncDatasets):
         **options: more local-cluster options (``auto_secede``, ``max_parked_threads``).
     """
 
+    @overload
+    def __new__(  # type: ignore[misc]  # (mypy sees a Client: only a subclass may come)
+            cls, address: str | LocalCluster | BackgroundCluster | None = None, *,
+            asynchronous: Literal[True], **options: Any) -> AsyncClient: ...
+
+    @overload
+    def __new__(cls, address: str | LocalCluster | BackgroundCluster | None = None, *,
+                asynchronous: Literal[False] = False, **options: Any) -> Client: ...
+
+    def __new__(cls, address: str | LocalCluster | BackgroundCluster | None = None, *,
+                asynchronous: bool = False, **options: Any) -> Any:
+        """``Client(address, asynchronous=True)`` is dask's spelling of an async client:
+        it returns an ``AsyncClient`` (``async with`` it, or ``await`` it)."""
+        if not asynchronous:
+            return super().__new__(cls)
+        if isinstance(address, LocalCluster | BackgroundCluster):
+            address = address.address
+        allowed = {"token", "ssl_context", "name", "scheduler_file"}
+        extra = sorted(set(options) - allowed)
+        if extra:
+            raise TypeError(f"Client(asynchronous=True) is an AsyncClient, which takes "
+                            f"address, token, ssl_context, name and scheduler_file, not {extra}")
+        return AsyncClient(address, **options)
+
     def __init__(self, address: str | LocalCluster | BackgroundCluster | None = None, *,
                  workers: int | None = None,
                  threads_per_worker: int | None = None, processes: bool = True,
                  token: str | None = None, ssl_context: ssl.SSLContext | None = None,
                  timeout: float = STARTUP_TIMEOUT,
-                 scheduler_file: str | os.PathLike[str] | None = None, **options: Any) -> None:
+                 scheduler_file: str | os.PathLike[str] | None = None,
+                 asynchronous: bool = False, **options: Any) -> None:
         if scheduler_file is not None:  # dask's: where trioflow-scheduler wrote its address
             if address is not None:
                 raise TypeError("give the scheduler's address or scheduler_file=, not both")

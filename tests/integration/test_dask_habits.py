@@ -105,3 +105,17 @@ def _blocking_habits():
 
 async def test_blocking_client_compute_as_current_and_shutdown():
     await trio.to_thread.run_sync(_blocking_habits)
+
+
+async def test_client_asynchronous_true_is_an_async_client_to_enter_or_await():
+    async with cluster_client(1, 1) as (cluster, _):
+        async with trioflow.Client(cluster.address, asynchronous=True) as client:
+            assert isinstance(client, trioflow.AsyncClient)
+            assert await client.submit(inc, 1) == 2
+        awaited = await trioflow.Client(cluster.address, asynchronous=True)
+        try:
+            assert await awaited.submit(inc, 2) == 3
+        finally:
+            await awaited.close()
+        with pytest.raises(TypeError, match="not \\['workers'\\]"):
+            trioflow.Client(cluster.address, asynchronous=True, workers=2)
