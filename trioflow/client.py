@@ -51,7 +51,7 @@ from .engine.keys import ERRED
 from .engine.nested import assemble, by_session, futures_in, key_of, scattered, split_scatter
 from .engine.session import Session
 from .local_cluster import LocalCluster as BackgroundCluster
-from .local_cluster import dask_shape
+from .local_cluster import dask_shape, drop_dask_only
 from .net import handshake
 from .net.bulk import BulkPool
 from .net.connection import AnyConnection, open_connection
@@ -482,6 +482,7 @@ class Client(_ClientAPI, DaskScheduler, SyncClusterQueries, SyncDatasets):
             address = given.address
         assert address is None or isinstance(address, str)
         workers = dask_shape(options.pop("n_workers", None), workers)  # dask's spelling
+        options = drop_dask_only(options)
         self._held: BackgroundContext[tuple[AsyncClient, LocalCluster | None]] | None
         self._held = BackgroundContext(
             lambda: open_client(address, workers=workers, threads_per_worker=threads_per_worker,
