@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from .cluster import open_local_cluster
     from .delayed import Delayed, compute, compute_async, delayed
     from .engine.futures import Future, fire_and_forget
+    from .engine.nested import futures_of
     from .engine.waiting import DoneAndNotDoneFutures, as_completed, wait, wait_async
     from .errors import (
         AddressError,
@@ -51,6 +52,7 @@ if TYPE_CHECKING:
     from .primitives import Event, Lock, Queue, Semaphore, Variable
     from .progress import progress
     from .run import run
+    from .task_stream import get_task_stream, performance_report
 
 #: public name -> the module (relative to this package) that defines it. A name is imported
 #: on first use (PEP 562), so a process pays only for what it touches: the scheduler and
@@ -67,6 +69,7 @@ _LAZY: dict[str, str] = {
     "delayed": "delayed",
     "Future": "engine.futures",
     "fire_and_forget": "engine.futures",
+    "futures_of": "engine.nested",
     "DoneAndNotDoneFutures": "engine.waiting",
     "as_completed": "engine.waiting",
     "wait": "engine.waiting",
@@ -100,6 +103,8 @@ _LAZY: dict[str, str] = {
     "Variable": "primitives",
     "progress": "progress",
     "run": "run",
+    "get_task_stream": "task_stream",
+    "performance_report": "task_stream",
 }
 
 
@@ -144,7 +149,7 @@ sys.modules[__name__].__class__ = _Package
 copyreg.pickle(_Package, _reduce_package)
 
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"
 
 __all__ = [
     "AddressError",
@@ -180,9 +185,12 @@ __all__ = [
     "compute_async",
     "delayed",
     "fire_and_forget",
+    "futures_of",
     "get_client",
+    "get_task_stream",
     "get_worker",
     "open_local_cluster",
+    "performance_report",
     "progress",
     "rejoin",
     "run",
