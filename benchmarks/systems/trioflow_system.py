@@ -19,6 +19,12 @@ from typing import Any
 
 import trioflow
 
+# imported here, as a program's `from trioflow import Client` does: `import trioflow`
+# alone imports nothing until a name is used, and the start-up row counts from the end of
+# the system's import (workloads/startup.py), as `from dask.distributed import Client`
+# imports dask's client
+from trioflow import Client
+
 from ..task_bodies import noop, pid
 from . import cluster_shape
 from .processes import process_cluster
@@ -77,7 +83,7 @@ class TrioflowCluster:
     name = "trioflow"
     unsupported: frozenset[str] = frozenset()
 
-    def __init__(self, client: trioflow.Client) -> None:
+    def __init__(self, client: Client) -> None:
         self.client = client
 
     def submit(self, fn: Callable[..., Any], *args: Any, worker: int | None = None) -> Any:
@@ -140,7 +146,7 @@ ADDRESS_PATTERN = r"^(wss?://\S+)"
 def open_cluster() -> Iterator[TrioflowCluster]:
     """A trioflow cluster of 2 worker processes x 1 thread (shape: module doc)."""
     if cluster_shape() == "in-process":
-        client = trioflow.Client(workers=WORKERS, threads_per_worker=1)
+        client = Client(workers=WORKERS, threads_per_worker=1)
         try:
             yield TrioflowCluster(client)
         finally:
@@ -148,7 +154,7 @@ def open_cluster() -> Iterator[TrioflowCluster]:
         return
     with process_cluster(scheduler_argv, "stdout", ADDRESS_PATTERN, address_for, worker_argv,
                          WORKERS, "trioflow") as address:
-        client = trioflow.Client(address)
+        client = Client(address)
         try:
             client.wait_for_workers(WORKERS)
             yield TrioflowCluster(client)
