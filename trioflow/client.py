@@ -38,7 +38,13 @@ from trio_websocket import ConnectionClosed
 from .asyncio_client import AsyncioSupport
 from .cluster import LocalCluster, open_local_cluster
 from .cluster_queries import AsyncClusterQueries, SyncClusterQueries
-from .config import CLIENT_CALL_TIMEOUT, PEER_TIMEOUT, STARTUP_TIMEOUT
+from .config import (
+    CLIENT_CALL_TIMEOUT,
+    PEER_TIMEOUT,
+    STARTUP_TIMEOUT,
+    WAIT_FOR_WORKERS_FIRST_POLL,
+    WAIT_FOR_WORKERS_LAST_POLL,
+)
 from .dashboard.server import link
 from .dashboard.trace import collect_runs, write_report
 from .dask_integration import DaskCollections, DaskScheduler, watch_for_dask
@@ -398,11 +404,13 @@ class AsyncClient(_ClientAPI, DaskCollections, AsyncClusterQueries, AsyncDataset
         if self._background is not None:
             return await self._call_blocking("wait_for_workers", n, timeout)
         with trio.move_on_after(timeout if timeout is not None else float("inf")):
+            delay = WAIT_FOR_WORKERS_FIRST_POLL
             while True:
                 reply = await self._session.status()
                 if len(reply.workers) >= n:
                     return
-                await trio.sleep(0.05)
+                await trio.sleep(delay)
+                delay = min(delay * 2, WAIT_FOR_WORKERS_LAST_POLL)
         # (TimeoutError, as the blocking client and dask raise; not trio's TooSlowError)
         raise TimeoutError(f"fewer than {n} workers after {timeout}s")
 
@@ -590,10 +598,12 @@ class Client(_ClientAPI, DaskScheduler, SyncClusterQueries, SyncDatasets):
         """
         n = _worker_count(n_workers, n)
         deadline = None if timeout is None else time.monotonic() + timeout
+        delay = WAIT_FOR_WORKERS_FIRST_POLL
         while len(self.status()["workers"]) < n:
             if deadline is not None and time.monotonic() > deadline:
                 raise TimeoutError(f"fewer than {n} workers after {timeout}s")
-            time.sleep(0.05)
+            time.sleep(delay)
+            delay = min(delay * 2, WAIT_FOR_WORKERS_LAST_POLL)
 
     def _on_loop(self, afn: Any, timeout: float) -> Any:
         if self._session.on_loop():

@@ -135,3 +135,9 @@ TICK_INTERVAL = 1.0
 #: Measured on fan-out of 1,000 no-ops (2 workers x 1 thread): 64 gave 7-11k tasks/s
 #: (the overflow pays the round trip it avoids), 1024 gave 18-19k.
 LOCAL_QUEUE_PER_SLOT = 1024
+
+#: ``wait_for_workers`` asks the scheduler again after this many seconds, then twice as
+#: long each time up to ``WAIT_FOR_WORKERS_LAST_POLL``: the workers of a cluster that is
+#: starting join within milliseconds, and a fixed 50 ms poll cost start-up 25 ms on average
+WAIT_FOR_WORKERS_FIRST_POLL = 0.005
+WAIT_FOR_WORKERS_LAST_POLL = 0.05
