@@ -13,7 +13,10 @@ here, ~24 us for the bare bytes on a Trio stream):
   general frame machinery (which stays in charge of the HTTP upgrade, where its
   checks matter and its cost is paid once);
 * sending takes the send lock without a checkpoint when nobody holds it (always, but
-  for a pong or a close racing the writer).
+  for a pong or a close racing the writer);
+* on a plain TCP stream the socket is read and written directly, without
+  ``SocketStream``'s wrappers, and a frame the kernel takes whole costs no loop turn
+  (``_receive_some``, ``_send_bytes``; TLS and other streams use the stream's methods).
 
 Errors are trio-websocket's ``ConnectionClosed`` with a ``CloseReason``, so callers
 catch one type whichever library made the connection (tests still use trio-websocket
