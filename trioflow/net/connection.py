@@ -68,6 +68,10 @@ class PeerConnection:
         #: with short tasks running); the writer then waits for them, briefly
         self.linger: Callable[[], bool] | None = None
         self._lingering = False  # the writer is in _linger: send wakes it less often
+        #: optional hook: ``fold(last_queued, message)`` returns one message standing for
+        #: both, or None; ``send`` then replaces the last unsent message with it (a worker
+        #: folds its slot reports, ``core.fold``)
+        self.fold: Callable[[Any, Any], Any | None] | None = None
         self.heartbeat_interval = HEARTBEAT_INTERVAL
         self.send_timeout = SEND_TIMEOUT
         #: drop the connection once nothing (not even a heartbeat) arrived for this
@@ -90,7 +94,15 @@ class PeerConnection:
         if self.closed:
             return
         outbox = self._outbox
-        outbox.append(message)
+        fold = self.fold
+        if fold is not None and outbox:
+            merged = fold(outbox[-1], message)
+            if merged is not None:
+                outbox[-1] = merged
+            else:
+                outbox.append(message)
+        else:
+            outbox.append(message)
         if self._lingering and len(outbox) < LINGER_MESSAGES and self.linger():  # type: ignore[misc]
             # the writer holds this frame anyway: waking it per message costs a task
             # switch each, and it would only go back to sleep
@@ -274,6 +286,10 @@ class LocalConnection:
         self._close_reason: CloseReason | None = None
         self.linger: Callable[[], bool] | None = None
         self._lingering = False  # the writer is in _linger: send wakes it less often
+        #: optional hook: ``fold(last_queued, message)`` returns one message standing for
+        #: both, or None; ``send`` then replaces the last unsent message with it (a worker
+        #: folds its slot reports, ``core.fold``)
+        self.fold: Callable[[Any, Any], Any | None] | None = None
         self.frames_sent = 0
         self.messages_sent = 0
         self.heartbeat_interval = HEARTBEAT_INTERVAL
