@@ -71,7 +71,7 @@ def test_a_malformed_fold_closes_the_worker(reports):
     out = s.handle(MessagesReceived("w1", [p.ReleaseKeys([], slot_reports=reports)]))
     (close,) = [c for c in out if type(c) is Close]
     assert close.to == "w1" and close.code == p.CLOSE_PROTOCOL_ERROR
-    with pytest.raises(ValueError, match="slot.report"):
+    with pytest.raises(ValueError, match=r"slot.report"):
         fold.reports_of(reports)
 
 
