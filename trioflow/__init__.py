@@ -21,6 +21,7 @@ from .client import AsyncClient, Client
 from .cluster import open_local_cluster
 from .delayed import Delayed, compute, compute_async, delayed
 from .engine.futures import Future, fire_and_forget
+from .engine.nested import futures_of
 from .engine.waiting import DoneAndNotDoneFutures, as_completed, wait, wait_async
 from .errors import (
     AddressError,
@@ -44,8 +45,9 @@ from .local_cluster import LocalCluster
 from .primitives import Event, Lock, Queue, Semaphore, Variable
 from .progress import progress
 from .run import run
+from .task_stream import get_task_stream, performance_report
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"
 
 __all__ = [
     "AddressError",
@@ -81,9 +83,12 @@ __all__ = [
     "compute_async",
     "delayed",
     "fire_and_forget",
+    "futures_of",
     "get_client",
+    "get_task_stream",
     "get_worker",
     "open_local_cluster",
+    "performance_report",
     "progress",
     "rejoin",
     "run",

@@ -13,15 +13,24 @@ the Future comes back at once). They differ in how they wait: ``AsyncClient`` aw
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import itertools
 import logging
 import os
 import ssl
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping
+from collections.abc import (
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Generator,
+    Iterable,
+    Iterator,
+    Mapping,
+)
 from functools import partial
-from typing import Any, TypeVar, overload
+from typing import Any, Literal, TypeVar, overload
 
 import trio
 from trio_websocket import ConnectionClosed
@@ -33,18 +42,20 @@ from .config import CLIENT_CALL_TIMEOUT, PEER_TIMEOUT, STARTUP_TIMEOUT
 from .dashboard.server import link
 from .dashboard.trace import collect_runs, write_report
 from .dask_integration import DaskCollections, DaskScheduler, watch_for_dask
+from .datasets import AsyncDatasets, SyncDatasets
 from .engine.asyncio_waits import running_asyncio
 from .engine.background import BackgroundContext
-from .engine.context import push_default, remove_default
+from .engine.context import pop_default, push_default, remove_default
 from .engine.futures import Future, task_error
 from .engine.keys import ERRED
 from .engine.nested import assemble, by_session, futures_in, key_of, scattered, split_scatter
 from .engine.session import Session
 from .local_cluster import LocalCluster as BackgroundCluster
-from .local_cluster import dask_shape
+from .local_cluster import dask_shape, drop_dask_only
 from .net import handshake
 from .net.bulk import BulkPool
 from .net.connection import AnyConnection, open_connection
+from .net.scheduler_file import read_scheduler_file
 from .net.scheduler_server import SchedulerServer
 from .task_options import take_dask_options
 
@@ -146,11 +157,24 @@ class _ClientAPI:
         ]
 
     def cancel(self, futures: Future[Any] | Iterable[Future[Any]],
-               reason: str = "cancelled") -> None:
-        """Cancel tasks: queued ones never run; their futures raise CancelledError."""
+               reason: str = "cancelled", *, force: bool = True, msg: str | None = None,
+               asynchronous: bool | None = None) -> None:
+        """Cancel tasks: queued ones never run; their futures raise CancelledError.
+
+        ``msg`` (dask's name) is the reason the futures' ``CancelledError`` gives.
+        ``force`` is accepted for dask's sake and changes nothing: a finished future is
+        always cancelled for every client holding it (dask's ``force=True``).
+        """
+        if msg is not None:
+            reason = msg
         fs = [futures] if isinstance(futures, Future) else list(futures)
         for session, group in by_session(fs):
             session.cancel([f._state for f in group], reason)
+
+    @property
+    def id(self) -> str:
+        """This client's id, as the scheduler knows it (in ``status`` and ``why``)."""
+        return self._session.peer_id
 
     @property
     def dashboard_link(self) -> str:
@@ -166,20 +190,27 @@ class _ClientAPI:
         state = "closed" if self.closed else f"connected as {s.peer_id}" if s else "not connected"
         where = f" {s.address}" if s is not None and s.address else ""
         cluster = getattr(self, "cluster", None)
-        workers = (f", {len(cluster.workers) or len(cluster.processes)} workers"
-                   if cluster is not None else "")
+        count = len(cluster.workers) or len(cluster.processes) if cluster is not None else 0
+        workers = f", {_plural(count, 'worker')}" if cluster is not None else ""
         board = f", dashboard {self.dashboard_link}" if self.dashboard_link else ""
         return (f"<{type(self).__name__}{where} {state}{workers}{board}, "
-                f"{len(s.keys) if s else 0} futures>")
+                f"{_plural(len(s.keys) if s else 0, 'future')}>")
 
 
-class AsyncClient(_ClientAPI, DaskCollections, AsyncClusterQueries, AsyncioSupport):
+def _plural(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
+class AsyncClient(_ClientAPI, DaskCollections, AsyncClusterQueries, AsyncDatasets,
+                  AsyncioSupport):
     """A trio-native client: ``async with AsyncClient(address) as client: ...``.
 
     Args:
         address: ``ws://host:port`` (or ``wss://``) of the scheduler.
         token: the cluster token (default: ``$TRIOFLOW_TOKEN``).
         ssl_context: for ``wss://`` addresses.
+        scheduler_file: instead of ``address``, the file ``trioflow-scheduler
+            --scheduler-file`` writes it into (waited for, up to the start-up timeout).
 
     Cancellation: leaving the ``async with`` block (normally or by cancellation) closes
     the connection; the scheduler then releases everything this client held.
@@ -187,8 +218,13 @@ class AsyncClient(_ClientAPI, DaskCollections, AsyncClusterQueries, AsyncioSuppo
 
     def __init__(self, address: str | None = None, *, token: str | None = None,
                  ssl_context: ssl.SSLContext | None = None, name: str = "",
+                 scheduler_file: str | os.PathLike[str] | None = None,
                  _scheduler: SchedulerServer | None = None) -> None:
+        if address is not None and scheduler_file is not None:
+            raise TypeError("give the scheduler's address or scheduler_file=, not both")
         self.address = address
+        #: read for the address on entering (``trioflow-scheduler --scheduler-file``)
+        self._scheduler_file = scheduler_file
         self.token = token if token is not None else os.environ.get("TRIOFLOW_TOKEN")
         self.ssl_context = ssl_context
         self.name = name or f"client-{os.getpid()}"
@@ -203,11 +239,17 @@ class AsyncClient(_ClientAPI, DaskCollections, AsyncClusterQueries, AsyncioSuppo
         self.address = None
         self.token = None
         self._scheduler = None
+        self._scheduler_file = None
         self._session = session
         self._stack = None
         return self
 
     async def __aenter__(self) -> AsyncClient:
+        if self.address is None and self._scheduler_file is not None:
+            # (it may not be written yet: wait for it in a thread, not on the loop)
+            read = partial(read_scheduler_file, self._scheduler_file, STARTUP_TIMEOUT)
+            self.address = (await asyncio.get_running_loop().run_in_executor(None, read)
+                            if running_asyncio() else await trio.to_thread.run_sync(read))
         if self.address is None:
             raise ValueError("AsyncClient needs an address; use trioflow.run(main) or "
                              "trioflow.open_local_cluster() to start a cluster")
@@ -250,6 +292,11 @@ class AsyncClient(_ClientAPI, DaskCollections, AsyncClusterQueries, AsyncioSuppo
     async def __aexit__(self, *exc: Any) -> None:
         await self.close()
 
+    def __await__(self) -> Generator[Any, None, AsyncClient]:
+        """``client = await AsyncClient(address)`` (dask's spelling of ``async with``):
+        connected when the await returns; ``await client.close()`` when done."""
+        return self.__aenter__().__await__()
+
     async def close(self) -> None:
         """Close the connection (idempotent)."""
         if self._background is not None:
@@ -285,15 +332,19 @@ class AsyncClient(_ClientAPI, DaskCollections, AsyncClusterQueries, AsyncioSuppo
             self._session.close(reason)
 
     @overload
-    async def gather(self, futures: Future[T], errors: str = "raise") -> T: ...
+    async def gather(self, futures: Future[T], errors: str = "raise",
+                     direct: bool | None = None) -> T: ...
 
     @overload
-    async def gather(self, futures: list[Future[T]], errors: str = "raise") -> list[T]: ...
+    async def gather(self, futures: list[Future[T]], errors: str = "raise",
+                     direct: bool | None = None) -> list[T]: ...
 
     @overload
-    async def gather(self, futures: Any, errors: str = "raise") -> Any: ...
+    async def gather(self, futures: Any, errors: str = "raise",
+                     direct: bool | None = None) -> Any: ...
 
-    async def gather(self, futures: Any, errors: str = "raise") -> Any:
+    async def gather(self, futures: Any, errors: str = "raise",
+                     direct: bool | None = None) -> Any:
         """The values of futures (a Future, or lists/tuples/dicts of them), same shape.
 
         Args:
@@ -327,16 +378,24 @@ class AsyncClient(_ClientAPI, DaskCollections, AsyncClusterQueries, AsyncioSuppo
             await self.replicate(scattered(futures))
         return futures
 
-    async def wait_for_workers(self, n: int = 1, timeout: float | None = None) -> None:
-        """Return once at least ``n`` workers are connected."""
+    async def wait_for_workers(self, n_workers: int = 1, timeout: float | None = None, *,
+                               n: int | None = None) -> None:
+        """Return once at least ``n_workers`` (or ``n``) workers are connected.
+
+        Raises:
+            TimeoutError: fewer after ``timeout`` seconds.
+        """
+        n = _worker_count(n_workers, n)
         if self._background is not None:
             return await self._call_blocking("wait_for_workers", n, timeout)
-        with trio.fail_after(timeout if timeout is not None else float("inf")):
+        with trio.move_on_after(timeout if timeout is not None else float("inf")):
             while True:
                 reply = await self._session.status()
                 if len(reply.workers) >= n:
                     return
                 await trio.sleep(0.05)
+        # (TimeoutError, as the blocking client and dask raise; not trio's TooSlowError)
+        raise TimeoutError(f"fewer than {n} workers after {timeout}s")
 
     async def status(self) -> dict[str, Any]:
         """A snapshot of the cluster: workers with their slots, tasks by state."""
@@ -365,7 +424,7 @@ class AsyncClient(_ClientAPI, DaskCollections, AsyncClusterQueries, AsyncioSuppo
         return await self._session.why(key_of(future))
 
 
-class Client(_ClientAPI, DaskScheduler, SyncClusterQueries):
+class Client(_ClientAPI, DaskScheduler, SyncClusterQueries, SyncDatasets):
     """A blocking client, for plain (non-async) programs and sync tasks.
 
     ``Client()`` starts a local cluster (subprocess workers) in a background thread;
@@ -378,19 +437,52 @@ class Client(_ClientAPI, DaskScheduler, SyncClusterQueries):
         workers (or dask's ``n_workers``), threads_per_worker, processes: the local
             cluster's shape.
         token: the cluster token (default: ``$TRIOFLOW_TOKEN``).
+        scheduler_file: instead of ``address``, the file ``trioflow-scheduler
+            --scheduler-file`` writes it into (waited for, up to ``timeout``).
         **options: more local-cluster options (``auto_secede``, ``max_parked_threads``).
     """
+
+    @overload
+    def __new__(  # type: ignore[misc]  # (mypy sees a Client: only a subclass may come)
+            cls, address: str | LocalCluster | BackgroundCluster | None = None, *,
+            asynchronous: Literal[True], **options: Any) -> AsyncClient: ...
+
+    @overload
+    def __new__(cls, address: str | LocalCluster | BackgroundCluster | None = None, *,
+                asynchronous: Literal[False] = False, **options: Any) -> Client: ...
+
+    def __new__(cls, address: str | LocalCluster | BackgroundCluster | None = None, *,
+                asynchronous: bool = False, **options: Any) -> Any:
+        """``Client(address, asynchronous=True)`` is dask's spelling of an async client:
+        it returns an ``AsyncClient`` (``async with`` it, or ``await`` it)."""
+        if not asynchronous:
+            return super().__new__(cls)
+        if isinstance(address, LocalCluster | BackgroundCluster):
+            address = address.address
+        allowed = {"token", "ssl_context", "name", "scheduler_file"}
+        extra = sorted(set(options) - allowed)
+        if extra:
+            raise TypeError(f"Client(asynchronous=True) is an AsyncClient, which takes "
+                            f"address, token, ssl_context, name and scheduler_file, not {extra}")
+        return AsyncClient(address, **options)
 
     def __init__(self, address: str | LocalCluster | BackgroundCluster | None = None, *,
                  workers: int | None = None,
                  threads_per_worker: int | None = None, processes: bool = True,
                  token: str | None = None, ssl_context: ssl.SSLContext | None = None,
-                 timeout: float = STARTUP_TIMEOUT, **options: Any) -> None:
+                 timeout: float = STARTUP_TIMEOUT,
+                 scheduler_file: str | os.PathLike[str] | None = None,
+                 asynchronous: bool = False, **options: Any) -> None:
+        if scheduler_file is not None:  # dask's: where trioflow-scheduler wrote its address
+            if address is not None:
+                raise TypeError("give the scheduler's address or scheduler_file=, not both")
+            address = read_scheduler_file(scheduler_file, timeout)
         given = address if isinstance(address, LocalCluster | BackgroundCluster) else None
         if given is not None:  # dask's Client(cluster)
             address = given.address
         assert address is None or isinstance(address, str)
         workers = dask_shape(options.pop("n_workers", None), workers)  # dask's spelling
+        options = drop_dask_only(options)
         self._held: BackgroundContext[tuple[AsyncClient, LocalCluster | None]] | None
         self._held = BackgroundContext(
             lambda: open_client(address, workers=workers, threads_per_worker=threads_per_worker,
@@ -401,6 +493,8 @@ class Client(_ClientAPI, DaskScheduler, SyncClusterQueries):
         client, cluster = self._held.value
         self._session = client._session
         self.cluster = cluster if given is None else given
+        #: the LocalCluster given as ``Client(cluster)``: ``shutdown`` closes it too
+        self._given = given
         push_default(self, self._session)
         watch_for_dask()  # the current client is dask's default scheduler, as in dask
 
@@ -414,20 +508,23 @@ class Client(_ClientAPI, DaskScheduler, SyncClusterQueries):
 
     @overload
     def gather(self, futures: Future[T], errors: str = "raise",
-               timeout: float | None = None) -> T: ...
+               timeout: float | None = None, direct: bool | None = None) -> T: ...
 
     @overload
     def gather(self, futures: list[Future[T]], errors: str = "raise",
-               timeout: float | None = None) -> list[T]: ...
+               timeout: float | None = None, direct: bool | None = None) -> list[T]: ...
 
     @overload
-    def gather(self, futures: Any, errors: str = "raise", timeout: float | None = None) -> Any: ...
+    def gather(self, futures: Any, errors: str = "raise", timeout: float | None = None,
+               direct: bool | None = None) -> Any: ...
 
-    def gather(self, futures: Any, errors: str = "raise", timeout: float | None = None) -> Any:
+    def gather(self, futures: Any, errors: str = "raise", timeout: float | None = None,
+               direct: bool | None = None) -> Any:
         """Block until futures are done; their values in the same shape.
 
         Inside a task this wait is seen by the scheduler: secede first (or use
-        ``worker_client``), or it holds the slot while waiting.
+        ``worker_client``), or it holds the slot while waiting. ``direct`` is accepted
+        for dask's sake: large values always come straight from a worker holding them.
         """
         found = futures_in(futures, errors)
         session = self._session
@@ -475,8 +572,14 @@ class Client(_ClientAPI, DaskScheduler, SyncClusterQueries):
         text: str = self._on_loop(partial(self._session.why, key_of(future)), timeout)
         return text
 
-    def wait_for_workers(self, n: int = 1, timeout: float | None = None) -> None:
-        """Block until at least ``n`` workers are connected."""
+    def wait_for_workers(self, n_workers: int = 1, timeout: float | None = None, *,
+                         n: int | None = None) -> None:
+        """Block until at least ``n_workers`` (or ``n``) workers are connected.
+
+        Raises:
+            TimeoutError: fewer after ``timeout`` seconds.
+        """
+        n = _worker_count(n_workers, n)
         deadline = None if timeout is None else time.monotonic() + timeout
         while len(self.status()["workers"]) < n:
             if deadline is not None and time.monotonic() > deadline:
@@ -499,6 +602,36 @@ class Client(_ClientAPI, DaskScheduler, SyncClusterQueries):
         if self._held is not None:
             self._held.close()
 
+    def shutdown(self) -> None:
+        """Close this client and the local cluster it runs on (one it started, or the
+        ``trioflow.LocalCluster`` it was given), as dask's ``shutdown`` does. (A cluster
+        of ``open_local_cluster`` closes when its ``async with`` block ends.)
+
+        Raises:
+            RuntimeError: the cluster is a remote one (an address): trioflow clients do
+                not stop schedulers; this client is closed, the cluster keeps running.
+        """
+        cluster, given = self.cluster, getattr(self, "_given", None)
+        self.close()
+        if isinstance(given, BackgroundCluster):
+            given.close()
+        elif cluster is None:
+            raise RuntimeError(
+                "shutdown() stops the local cluster a Client runs on; this one is "
+                "connected to a remote scheduler, which keeps running (this client is "
+                "closed). Stop the scheduler itself (SIGTERM to `trioflow-scheduler`) to "
+                "shut the cluster down")
+
+    @contextlib.contextmanager
+    def as_current(self) -> Iterator[Client]:
+        """``with client.as_current():`` makes ``get_client()`` (and dask's default
+        scheduler) this client inside the block, as in dask."""
+        push_default(self, self._session)
+        try:
+            yield self
+        finally:
+            pop_default(self)
+
     def __enter__(self) -> Client:
         return self
 
@@ -511,6 +644,14 @@ class Client(_ClientAPI, DaskScheduler, SyncClusterQueries):
             with contextlib.suppress(Exception):
                 self.close()
 
+
+
+def _worker_count(n_workers: int, n: int | None) -> int:
+    """``wait_for_workers``'s count: dask's ``n_workers``, or trioflow's ``n``."""
+    count = n_workers if n is None else n
+    if isinstance(count, bool) or not isinstance(count, int) or count < 0:
+        raise ValueError(f"wait_for_workers needs a number of workers >= 0, got {count!r}")
+    return count
 
 
 @contextlib.asynccontextmanager

@@ -100,6 +100,7 @@ async def open_local_cluster(
     no_workers_timeout: float | None = NO_WORKERS_TIMEOUT,
     peer_timeout: float | None = None,
     resources: Mapping[str, float] | str | None = None,
+    local_directory: str | os.PathLike[str] | None = None,
 ) -> AsyncIterator[LocalCluster]:
     """Start a scheduler and workers; yield once all workers have joined.
 
@@ -111,7 +112,8 @@ async def open_local_cluster(
     ``RestartPolicy()``). ``no_workers_timeout``: seconds a task may have no connected
     worker able to run it before it fails with ``NoWorkersError`` (None or 0: never).
     ``peer_timeout``: the scheduler's and the worker processes' silence limit (default
-    ``config.PEER_TIMEOUT``).
+    ``config.PEER_TIMEOUT``). ``local_directory``: where the workers spill values
+    (default: the system's temp directory).
 
     Cancellation: leaving the block cancels everything started here and terminates the
     worker processes.
@@ -160,6 +162,8 @@ async def open_local_cluster(
                             argv += ["--max-parked-threads", str(max_parked_threads)]
                         if limit is not None:
                             argv += ["--memory-limit", str(limit)]
+                        if local_directory is not None:
+                            argv += ["--local-directory", os.fspath(local_directory)]
                         if offered:
                             argv += ["--resources",
                                      ",".join(f"{k}={v!r}" for k, v in offered.items())]
@@ -177,6 +181,8 @@ async def open_local_cluster(
                             opts["memory_limit"] = limit
                         if offered:
                             opts["resources"] = offered
+                        if local_directory is not None:
+                            opts["local_directory"] = os.fspath(local_directory)
                         node = WorkerNode(address, nthreads=nthreads, name=f"worker-{i}",
                                           token=token, auto_secede=auto_secede, host=host,
                                           **opts)

@@ -21,11 +21,14 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, Literal, overload
 
 import trio
 
-from .engine.futures import Future
+from . import protocol as p
+from .config import CLIENT_CALL_TIMEOUT
+from .engine.futures import Future, fire_and_forget
+from .engine.keys import error_to_exception
 from .engine.session import Session
 from .engine.waiting import wait, wait_async
 from .executor import ClusterExecutor
@@ -45,6 +48,7 @@ def _scheduler_info(session: Session, workers: list[Any]) -> dict[str, Any]:
     return {
         "type": "Scheduler",
         "id": session.scheduler_id,
+        "address": session.address,  # (as this client reached it)
         "n_workers": len(infos),
         "total_threads": sum(w["nthreads"] for w in infos.values()),
         "workers": infos,
@@ -90,6 +94,40 @@ def _run_futures(session: Session, fn: Callable[..., Any], args: tuple[Any, ...]
     # ahead of queued work, as dask's run does not queue behind tasks at all
     return {name: session.submit(fn, args, kwargs, workers=[name], priority=1_000_000)
             for name in names}
+
+
+def _run_options(nanny: bool, on_error: str) -> None:
+    """Check dask's ``run`` options that trioflow has an answer for.
+
+    Raises:
+        ValueError: ``on_error`` is not "raise", "return" or "ignore".
+        NotImplementedError: ``nanny=True`` (a nanny runs no user code here).
+    """
+    if on_error not in ("raise", "return", "ignore"):
+        raise ValueError(f"run: on_error must be 'raise', 'return' or 'ignore', got {on_error!r}")
+    if nanny:
+        raise NotImplementedError(
+            "run(nanny=True): a trioflow nanny runs no user code; leave nanny out to run "
+            "the function on the workers themselves")
+
+
+def _run_answer(futures: dict[str, Future[Any]], values: list[Any],
+                on_error: str) -> dict[str, Any]:
+    """``run``'s answer from its done futures and the values of those that finished
+    (gathered in order): by worker name, a failure raised ("raise"), given as the
+    exception ("return") or left out ("ignore")."""
+    got = iter(values)
+    out: dict[str, Any] = {}
+    for name, fut in futures.items():
+        if fut.status == "finished":
+            out[name] = next(got)
+            continue
+        error = error_to_exception(fut._state.error)
+        if on_error == "raise":
+            raise error
+        if on_error == "return":
+            out[name] = error
+    return out
 
 
 def _replicate_args(futures: Any, n: int | None, workers: Iterable[str] | None
@@ -142,6 +180,30 @@ async def _restart(session: Session, timeout: float, wait_for_workers: bool = Tr
             await trio.sleep(0.05)  # (no "worker joined" event for clients to wait on)
 
 
+def _retry_keys(futures: Any) -> list[str]:
+    """The keys ``retry`` asks for.
+
+    Raises:
+        TypeError: something other than futures.
+    """
+    fs = [futures] if isinstance(futures, Future) else list(futures)
+    bad = [f for f in fs if not isinstance(f, Future)]
+    if bad:
+        raise TypeError(f"retry takes futures, not {type(bad[0]).__name__}")
+    return [f.key for f in fs]
+
+
+def _retried(reply: p.RetryReply) -> None:
+    """Raise what ``retry`` could not do (the rest is running again by now).
+
+    Raises:
+        ValueError: some keys cannot run again; says which and why.
+    """
+    if reply.refused:
+        done = f"; running again: {reply.retried}" if reply.retried else ""
+        raise ValueError(f"retry: these cannot run again:\n{reply.text}{done}")
+
+
 def _restart_timed_out(timeout: float) -> TimeoutError:
     return TimeoutError(f"restart: the workers were not all back after {timeout}s (their "
                         f"tasks were cancelled and they were restarted; check the "
@@ -174,14 +236,35 @@ class SyncClusterQueries:
         Small results kept by the scheduler itself are held by no worker."""
         return _who_has(self._status_workers(with_keys=True), futures)
 
+    @overload
     def run(self, fn: Callable[..., Any], *args: Any, workers: Iterable[str] | None = None,
-            **kwargs: Any) -> dict[str, Any]:
+            wait: Literal[True] = True, nanny: bool = False, on_error: str = "raise",
+            **kwargs: Any) -> dict[str, Any]: ...
+
+    @overload
+    def run(self, fn: Callable[..., Any], *args: Any, workers: Iterable[str] | None = None,
+            wait: Literal[False], nanny: bool = False, on_error: str = "raise",
+            **kwargs: Any) -> None: ...
+
+    def run(self, fn: Callable[..., Any], *args: Any, workers: Iterable[str] | None = None,
+            wait: bool = True, nanny: bool = False, on_error: str = "raise",
+            **kwargs: Any) -> dict[str, Any] | None:
         """``fn(*args, **kwargs)`` once on every worker (or on ``workers``); the results
-        by worker name. Each call is a task restricted to its worker."""
+        by worker name. Each call is a task restricted to its worker.
+
+        As in dask: ``wait=False`` returns None at once and lets the calls run;
+        ``on_error="return"`` gives a failed call's exception as its result,
+        ``"ignore"`` leaves it out, ``"raise"`` (the default) raises the first.
+        """
+        _run_options(nanny, on_error)
         names = list(workers) if workers is not None else list(self.nthreads())
         futures = _run_futures(self._session, fn, args, kwargs, names)
-        values = self.gather(list(futures.values()))  # type: ignore[attr-defined]
-        return dict(zip(futures, values))
+        if not wait:
+            fire_and_forget(list(futures.values()))
+            return None
+        self._session.wait_sync([f._state for f in futures.values()])
+        values = self.gather(list(futures.values()), errors="skip")  # type: ignore[attr-defined]
+        return _run_answer(futures, values, on_error)
 
     def upload_file(self, path: str | os.PathLike[str]) -> dict[str, str]:
         """Send a ``.py`` (imported, or reloaded) or ``.zip``/``.egg`` file to every
@@ -231,6 +314,19 @@ class SyncClusterQueries:
                 raise TimeoutError(f"workers {names} still connected after {timeout}s")
             time.sleep(0.05)
         return names
+
+    def retry(self, futures: Any) -> None:
+        """Run failed futures' tasks again, with the failed tasks they depend on (as
+        dask's ``retry``); their futures are pending again when this returns. Futures
+        that did not fail are left alone.
+
+        Raises:
+            ValueError: some cannot run again (cancelled, an input released, ...); the
+                others run again anyway.
+        """
+        keys = _retry_keys(futures)
+        services = self._session.services
+        _retried(self._on_loop(lambda: services.retry(keys), CLIENT_CALL_TIMEOUT))  # type: ignore[attr-defined]
 
     def replicate(self, futures: Any, n: int | None = None,
                   workers: Iterable[str] | None = None, timeout: float = 60.0,
@@ -305,14 +401,32 @@ class AsyncClusterQueries:
         """The workers holding each future's result (every held key without futures)."""
         return _who_has(await self._status_workers(with_keys=True), futures)
 
+    @overload
     async def run(self, fn: Callable[..., Any], *args: Any,
-                  workers: Iterable[str] | None = None, **kwargs: Any) -> dict[str, Any]:
+                  workers: Iterable[str] | None = None, wait: Literal[True] = True,
+                  nanny: bool = False, on_error: str = "raise",
+                  **kwargs: Any) -> dict[str, Any]: ...
+
+    @overload
+    async def run(self, fn: Callable[..., Any], *args: Any,
+                  workers: Iterable[str] | None = None, wait: Literal[False],
+                  nanny: bool = False, on_error: str = "raise", **kwargs: Any) -> None: ...
+
+    async def run(self, fn: Callable[..., Any], *args: Any,
+                  workers: Iterable[str] | None = None, wait: bool = True,
+                  nanny: bool = False, on_error: str = "raise",
+                  **kwargs: Any) -> dict[str, Any] | None:
         """``fn(*args, **kwargs)`` once on every worker (or on ``workers``); the results
-        by worker name. Each call is a task restricted to its worker."""
+        by worker name (``wait`` and ``on_error`` as for the blocking client's ``run``)."""
+        _run_options(nanny, on_error)
         names = list(workers) if workers is not None else list(await self.nthreads())
         futures = _run_futures(self._session, fn, args, kwargs, names)
-        values = await self.gather(list(futures.values()))  # type: ignore[attr-defined]
-        return dict(zip(futures, values))
+        if not wait:
+            fire_and_forget(list(futures.values()))
+            return None
+        await self._session.wait_async([f._state for f in futures.values()])
+        values = await self.gather(list(futures.values()), errors="skip")  # type: ignore[attr-defined]
+        return _run_answer(futures, values, on_error)
 
     async def upload_file(self, path: str | os.PathLike[str]) -> dict[str, str]:
         """Send a ``.py`` or ``.zip``/``.egg`` file to every worker (see the blocking
@@ -327,6 +441,12 @@ class AsyncClusterQueries:
             RuntimeError: always; says what to use instead.
         """
         raise RuntimeError(_NO_SCHEDULER_CODE)
+
+    async def retry(self, futures: Any) -> None:
+        """See the blocking client's ``retry``."""
+        keys = _retry_keys(futures)
+        services = self._session.services
+        _retried(await self._on_trio(lambda: services.retry(keys)))  # type: ignore[attr-defined]
 
     async def replicate(self, futures: Any, n: int | None = None,
                         workers: Iterable[str] | None = None, timeout: float = 60.0,

@@ -141,15 +141,15 @@ def compute(session: Session, collections: Any, optimize_graph: bool = True,
             priority: int = 0, retries: int = 0) -> Any:
     """Submit dask collections; a Future per collection (one Future if given one),
     others passed through, as ``dask.distributed.Client.compute``."""
-    dask = _dask()
-    from dask._expr import FinalizeCompute
-    from dask.base import collections_to_expr
-
     singleton = not isinstance(collections, list | tuple | set | frozenset)
     items = [collections] if singleton else list(collections)
-    variables = [c for c in items if dask.is_dask_collection(c)]
+    variables = [c for c in items if is_dask_collection(c)]
     futures: list[Any] = []
     if variables:
+        dask = _dask()
+        from dask._expr import FinalizeCompute
+        from dask.base import collections_to_expr
+
         expr = FinalizeCompute(collections_to_expr(variables, optimize_graph)).optimize()
         names = list(_flatten(expr.__dask_keys__()))
         by_key = graph_to_futures(session, expr, names, priority, retries)
@@ -301,11 +301,21 @@ class DaskCollections:
 
     def compute(self, collections: Any, *, optimize_graph: bool = True, priority: int = 0,
                 retries: int = 0, sync: bool = False) -> Any:
-        """Start computing dask collections; a Future per collection (one if given one).
+        """Start computing dask collections (or a ``trioflow.delayed`` call); a Future
+        per collection (one if given one).
 
         With ``sync=True`` (blocking ``Client`` only) block for the values instead.
         """
-        futures = compute(self._session, collections, optimize_graph, priority, retries)
+        singleton = not isinstance(collections, list | tuple | set | frozenset)
+        items = [collections] if singleton else list(collections)
+        # trioflow's own ``Delayed`` (delayed.py, a layer above: hence the hook) becomes
+        # its Future here; dask's collections below; anything else passes through
+        memo: dict[int, Any] = {}
+        items = [c.__trioflow_submit__(self, memo)
+                 if callable(getattr(type(c), "__trioflow_submit__", None)) else c
+                 for c in items]
+        futures = compute(self._session, items[0] if singleton else items, optimize_graph,
+                          priority, retries)
         if sync:
             gather = getattr(self, "gather")  # noqa: B009 - the client's own gather
             return gather(futures)

@@ -65,6 +65,13 @@ class Delayed(Generic[T]):
         """
         return cast(T, (await _compute_async((self,)))[0])
 
+    def __trioflow_submit__(self, client: Client | AsyncClient,
+                            memo: dict[int, Future[Any]]) -> Future[T]:
+        """Submit this call and what it depends on through ``client``: its Future
+        (``client.compute(d)``, as dask's client computes a ``dask.delayed``). ``memo``
+        is shared by one ``compute``: a call several of its arguments share runs once."""
+        return cast("Future[T]", _submit(client, self, memo))
+
     def __repr__(self) -> str:
         return f"Delayed({self.key!r})"
 

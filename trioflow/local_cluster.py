@@ -27,6 +27,19 @@ def dask_shape(n_workers: int | None, workers: int | None) -> int | None:
     return n_workers if n_workers is not None else workers
 
 
+#: dask's local-cluster options that change nothing here, and why
+DASK_ONLY = {
+    # dask sets its loggers' level with it; trioflow never configures logging (set the
+    # level of the "trioflow" logger yourself)
+    "silence_logs",
+}
+
+
+def drop_dask_only(options: dict[str, Any]) -> dict[str, Any]:
+    """``options`` without the dask-only ones (``DASK_ONLY``), accepted and ignored."""
+    return {k: v for k, v in options.items() if k not in DASK_ONLY}
+
+
 class LocalCluster:
     """A scheduler and workers on this machine, running in a background thread.
 
@@ -46,6 +59,7 @@ class LocalCluster:
                  processes: bool = True, *, workers: int | None = None,
                  timeout: float = STARTUP_TIMEOUT, **options: Any) -> None:
         n = dask_shape(n_workers, workers)
+        options = drop_dask_only(options)
         self._held = BackgroundContext(
             lambda: _cluster.open_local_cluster(n, threads_per_worker, processes=processes,
                                                 **options),

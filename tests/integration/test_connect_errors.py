@@ -73,8 +73,8 @@ async def test_http_server_that_is_not_trioflow():
 @pytest.mark.parametrize("hello, kind, says", [
     (p.Hello("client", "old", [999]), trioflow.errors.ProtocolVersionError,
      "same trioflow version"),
-    (p.Hello("client", "v1", [1]), trioflow.errors.ProtocolVersionError,
-     r"speaks protocol versions \[1\], this scheduler speaks \[2\]"),
+    (p.Hello("client", "v2", [2]), trioflow.errors.ProtocolVersionError,
+     r"speaks protocol versions \[2\], this scheduler speaks \[3\]"),
     (p.Hello("dashboard", "who", list(p.SUPPORTED_VERSIONS)), trioflow.ClientClosedError, "unknown role 'dashboard'"),
 ])
 async def test_wrong_protocol_version_and_wrong_role(hello, kind, says):

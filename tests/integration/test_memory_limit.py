@@ -175,6 +175,18 @@ async def test_unspillable_values_stay_in_memory_and_spilled_ones_are_served():
             assert odd.key in memory.unspillable and odd.key not in memory.on_disk
 
 
+async def test_a_local_clusters_workers_spill_into_its_local_directory(tmp_path):
+    async with trioflow.open_local_cluster(1, 1, memory_limit="10MB",
+                                           local_directory=tmp_path) as cluster:
+        memory = cluster.workers[0].store.memory
+        assert memory is not None and memory.base == str(tmp_path)
+        async with trioflow.AsyncClient(cluster.address) as client:
+            big, other = client.submit(make_bytes, 8 * MB), client.submit(make_bytes, 7 * MB)
+            await trioflow.wait_async([big, other])
+            await memory.wait_for(lambda m: bool(m.on_disk))
+            assert any(p.name.startswith(SPILL_PREFIX) for p in tmp_path.iterdir())
+
+
 async def test_auto_shares_the_machine_among_a_local_clusters_workers():
     async with trioflow.open_local_cluster(2, 1, memory_limit="auto") as cluster:
         limits = {node.store.memory.limit for node in cluster.workers}

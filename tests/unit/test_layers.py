@@ -34,6 +34,7 @@ LAYERS = {
     "trioflow.task_options": 6,
     "trioflow.dask_integration": 6,
     "trioflow.cluster_queries": 6,
+    "trioflow.datasets": 6,
     "trioflow.executor": 6,
     "trioflow.local_cluster": 6,
     "trioflow.asyncio_client": 6,
@@ -42,6 +43,7 @@ LAYERS = {
     "trioflow.run": 7,
     "trioflow.primitives": 7,
     "trioflow.progress": 7,
+    "trioflow.task_stream": 7,
     "trioflow.cli": 8,
     "trioflow.testing": 8,
     "trioflow": 8,  # the package's __init__: public re-exports only

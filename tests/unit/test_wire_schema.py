@@ -1,9 +1,9 @@
-"""The wire's compatibility rule, checked against a record of protocol version 2.
+"""The wire's compatibility rule, checked against a record of protocol version 3.
 
 Within one protocol version a message only ever gains fields at its end, with defaults
 (docs/protocol.md, "Versioning and compatibility"): peers of the same version but
-different releases then still understand each other. ``WIRE_V2`` records every message
-of version 2, its fields in order, as released. A change that breaks the rule
+different releases then still understand each other. ``WIRE_V3`` records every message
+of version 3, its fields in order, as released. A change that breaks the rule
 (a field renamed, retyped, reordered, removed; a message removed or added) fails here,
 and the fix is a new protocol version: bump ``PROTOCOL_VERSION`` and start a new record.
 Appending a field with a default passes and needs no record change.
@@ -24,8 +24,8 @@ def describe(tp: object) -> str:
     return str(tp).replace("typing.", "")
 
 
-#: every message of protocol version 2: tag -> "name: type" of each field, in wire order
-WIRE_V2: dict[str, list[str]] = {
+#: every message of protocol version 3: tag -> "name: type" of each field, in wire order
+WIRE_V3: dict[str, list[str]] = {
     "acquire-keys": ["keys: list[str]"],
     "cancel-keys": ["keys: list[str]", "reason: str"],
     "compute-task": [
@@ -48,6 +48,10 @@ WIRE_V2: dict[str, list[str]] = {
         "far_keys: list[str]",
         "far_addresses: list[str]",
     ],
+    "dataset-reply": ["request_id: int", "status: str", "text: str", "blob: bytes",
+                      "names: list[str]"],
+    "dataset-request": ["request_id: int", "op: str", "name: str", "blob: bytes",
+                        "keys: list[str]", "override: bool"],
     "expect-data": ["keys: list[str]"],
     "fetch-replicas": ["keys: list[str]", "holders: list[str]"],
     "free-keys": ["keys: list[str]"],
@@ -109,6 +113,8 @@ WIRE_V2: dict[str, list[str]] = {
     "restart-reply": ["request_id: int", "kind: str", "text: str", "workers: list[str]"],
     "restart-request": ["request_id: int"],
     "restart-worker": [],
+    "retry-reply": ["request_id: int", "retried: list[str]", "refused: list[str]", "text: str"],
+    "retry-request": ["request_id: int", "keys: list[str]"],
     "runs-reply": ["request_id: int", "start: int", "end: int", "total: int", "runs: list[Any]"],
     "runs-request": ["request_id: int", "since: int", "limit: int"],
     "scatter-data": ["key: str", "blob: bytes", "nbytes: int"],
@@ -198,29 +204,29 @@ def current() -> dict[str, list[str]]:
 
 
 def test_the_record_is_of_the_version_spoken():
-    assert p.PROTOCOL_VERSION == 2, "a new protocol version starts a new record (WIRE_V3)"
+    assert p.PROTOCOL_VERSION == 3, "a new protocol version starts a new record (WIRE_V4)"
 
 
 def test_messages_only_gain_fields_at_their_end():
     now = current()
     broken = []
-    for tag, fields in WIRE_V2.items():
+    for tag, fields in WIRE_V3.items():
         if tag not in now:
             broken.append(f"{tag}: removed")
         elif now[tag][: len(fields)] != fields:
             broken.append(f"{tag}: was {fields}, now {now[tag]}")
-    assert not broken, "incompatible within protocol version 2:\n" + "\n".join(broken)
+    assert not broken, "incompatible within protocol version 3:\n" + "\n".join(broken)
 
 
 def test_no_message_is_new_within_the_version():
-    new = sorted(set(current()) - set(WIRE_V2))
-    assert not new, (f"messages {new} are not in protocol version 2: a peer of the same "
+    new = sorted(set(current()) - set(WIRE_V3))
+    assert not new, (f"messages {new} are not in protocol version 3: a peer of the same "
                      "version would close the connection on them (bump the version)")
 
 
 def test_appended_fields_have_defaults():
     for cls, (tag, *_) in SPECS.items():
-        if tag not in WIRE_V2:
+        if tag not in WIRE_V3:
             continue
-        for f in attrs.fields(cls)[len(WIRE_V2[tag]):]:
+        for f in attrs.fields(cls)[len(WIRE_V3[tag]):]:
             assert f.default is not attrs.NOTHING, f"{tag}.{f.name} was appended without a default"

@@ -48,6 +48,10 @@ def scheduler_main(argv: list[str] | None = None) -> int:
                         help="fail a task with NoWorkersError when no connected worker could "
                         "run it for this many seconds (default "
                         f"{config.NO_WORKERS_TIMEOUT:g}; 0 or inf: wait forever)")
+    parser.add_argument("--scheduler-file", default=None,
+                        help="also write where it listens into this file (JSON, as dask's), "
+                        "for `trioflow-worker --scheduler-file` and "
+                        "`Client(scheduler_file=...)`")
     parser.add_argument("--log-level", default="info", help="debug, info, warning or error")
     args = parser.parse_args(argv)
     setup_logging(args.log_level)
@@ -94,6 +98,11 @@ def scheduler_main(argv: list[str] | None = None) -> int:
                     await nursery.start(board.serve, board_host, 0)
                 logger.info("dashboard at %s", board.address)
             address = await nursery.start(server.serve, args.host, args.port)
+            if args.scheduler_file:
+                from ..net.scheduler_file import write_scheduler_file
+
+                write_scheduler_file(args.scheduler_file, address, server.state.scheduler_id,
+                                     board.address if board_address is not None else "")
             print(address, flush=True)
             nursery.start_soon(until_signal, nursery)
 

@@ -39,7 +39,12 @@ def worker_main(argv: list[str] | None = None) -> int:
         description="Run a trioflow worker connected to the scheduler at ADDRESS "
         "(ws://host:port or wss://host:port).",
     )
-    parser.add_argument("address", help="the scheduler's address, as it printed it")
+    parser.add_argument("address", nargs="?", default=None,
+                        help="the scheduler's address, as it printed it")
+    parser.add_argument("--scheduler-file", default=None,
+                        help="read the scheduler's address from this file (written by "
+                        "trioflow-scheduler --scheduler-file), waiting for it to appear "
+                        "up to --death-timeout")
     parser.add_argument("--nthreads", type=int, default=1, help="slots: tasks run at once (default 1)")
     parser.add_argument("--name", default=None, help="worker name (default: worker-PID)")
     parser.add_argument("--token-file", help="file holding the cluster token (or set TRIOFLOW_TOKEN)")
@@ -95,6 +100,16 @@ def worker_main(argv: list[str] | None = None) -> int:
     if args.no_nanny and args.nworkers is None:
         parser.error("--no-nanny goes with --nworkers (a plain trioflow-worker is not "
                      "supervised)")
+    if (args.address is None) == (args.scheduler_file is None):
+        parser.error("give the scheduler's ADDRESS or --scheduler-file (one of them)")
+    if args.scheduler_file is not None:
+        from ..net.scheduler_file import read_scheduler_file
+
+        try:
+            args.address = read_scheduler_file(args.scheduler_file, args.death_timeout)
+        except (TimeoutError, ValueError, OSError) as exc:
+            print(f"trioflow-worker: error: {exc}", file=sys.stderr)
+            return EXIT_USAGE
     args.address = address_or_usage_error("trioflow-worker", args.address)
     if args.address is None:
         return EXIT_USAGE

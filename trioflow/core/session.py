@@ -320,11 +320,12 @@ class SessionKeys(Generic[R]):
         return rec
 
     def restarted(self, msg: p.KeyRestarted) -> R | None:
-        """A finished key is being computed again (its holder was lost): its record, now
-        pending again, if it was finished here."""
+        """A finished key is being computed again (its holder was lost), or a failed one
+        (``Client.retry``): its record, now pending again, if it was done here."""
         rec = self.keys.get(msg.key)
-        if rec is None or rec.status is not FINISHED:
+        if rec is None or rec.status is PENDING:
             return None
         rec.status = PENDING
         rec.inline = None
+        rec.error = None
         return rec

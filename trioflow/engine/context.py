@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any, Protocol
 
 import trio
@@ -32,6 +32,10 @@ from .replies import PendingReply
 
 _current: contextvars.ContextVar[RunContext | None] = contextvars.ContextVar(
     "trioflow_run", default=None
+)
+#: the session futures unpickled here belong to, when set (``binding_futures_to``)
+_binding: contextvars.ContextVar[FutureSession | None] = contextvars.ContextVar(
+    "trioflow_binding", default=None
 )
 
 
@@ -332,6 +336,14 @@ def remove_default(client: BoundClient) -> None:
             del _defaults[i]
 
 
+def pop_default(client: BoundClient) -> None:
+    """Undo ``client``'s newest ``push_default`` (a ``with client.as_current():`` left)."""
+    for i in range(len(_defaults) - 1, -1, -1):
+        if _defaults[i][0] is client:
+            del _defaults[i]
+            return
+
+
 def default_client() -> tuple[BoundClient, FutureSession] | None:
     """The newest open default client and its session, if any."""
     for client, session in reversed(_defaults):
@@ -340,9 +352,23 @@ def default_client() -> tuple[BoundClient, FutureSession] | None:
     return None
 
 
+@contextlib.contextmanager
+def binding_futures_to(session: FutureSession) -> Iterator[None]:
+    """Futures unpickled inside the block belong to ``session``: data one client asked
+    for (a dataset) holds that client's futures, whichever client is the default."""
+    token = _binding.set(session)
+    try:
+        yield
+    finally:
+        _binding.reset(token)
+
+
 def current_session() -> FutureSession | None:
-    """The session a future met here belongs to: the running task's worker session,
-    else the default client's."""
+    """The session a future met here belongs to: the one of ``binding_futures_to``,
+    else the running task's worker session, else the default client's."""
+    bound = _binding.get()
+    if bound is not None:
+        return bound
     ctx = _current.get()
     if ctx is not None:
         return ctx.session

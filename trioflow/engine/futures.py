@@ -10,11 +10,14 @@ from __future__ import annotations
 import concurrent.futures
 import logging
 import threading
+import types
 from collections.abc import Callable, Generator, Iterable
 from typing import Any, Generic, TypeVar, cast
 
+import tblib
 import trio
 
+from .. import protocol as p
 from ..errors import CancelledError, ClientClosedError
 from . import asyncio_waits
 from .asyncio_waits import running_asyncio
@@ -68,6 +71,11 @@ class Future(Generic[T_co]):
         """Whether the task finished or failed."""
         return self._state.status is not PENDING
 
+    def cancelled(self) -> bool:
+        """Whether the task was cancelled (``status == "cancelled"``)."""
+        st = self._state
+        return st.status is ERRED and _is_cancel(st.error)
+
     def result(self, timeout: float | None = None) -> T_co:
         """Block until done; return the value or raise the task's exception.
 
@@ -85,6 +93,41 @@ class Future(Generic[T_co]):
         if self._state.status is ERRED:
             return error_to_exception(self._state.error)
         return None
+
+    def traceback(self, timeout: float | None = None) -> types.TracebackType | None:
+        """Block until done; the traceback of the task's exception as it was raised on
+        the worker (a real traceback object: ``traceback.print_tb(f.traceback())``), or
+        None if it succeeded or failed without running user code (cancelled, lost)."""
+        self._session.wait_sync([self._state], timeout)
+        st = self._state
+        text = st.error.traceback if st.status is ERRED and type(st.error) is p.KeyErred else ""
+        if not text.strip():
+            return None
+        # (tblib rebuilds frames from the text the worker formatted: the scheduler and
+        # this client never unpickle a traceback, and the lines read as on the worker)
+        try:
+            return tblib.Traceback.from_string(text, strict=False).as_traceback()
+        except (tblib.TracebackParseError, ValueError):
+            return None
+
+    def retry(self) -> None:
+        """Run this failed future's task again (see ``Client.retry``), blocking this
+        thread until the scheduler has done so; on an event loop use
+        ``await client.retry([future])``.
+
+        Raises:
+            ValueError: it cannot run again (cancelled, an input released, ...).
+        """
+        session = self._session
+        if session is _RELEASED:
+            raise ValueError(f"retry: future {self.key!r} was released")
+        if session.on_loop():
+            raise RuntimeError("Future.retry() blocks, and this is the event loop's thread: "
+                               "use `await client.retry([future])` there")
+        reply = trio.from_thread.run(session.services.retry, [self.key],
+                                     trio_token=session.trio_token)
+        if reply.refused:
+            raise ValueError(f"retry: {reply.text}")
 
     def cancel(self, reason: str = "cancelled") -> None:
         """Cancel the task: if queued it never runs; this future and every task that

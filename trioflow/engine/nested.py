@@ -79,3 +79,25 @@ def scattered(futures: Any) -> list[Future[Any]]:
     if isinstance(futures, Future):
         return [futures]
     return list(futures.values() if type(futures) is dict else futures)
+
+
+def futures_of(obj: Any) -> list[Future[Any]]:
+    """The futures inside ``obj``, each once, in the order found (dask's
+    ``futures_of``): inside containers, as ``gather`` finds them, and inside the graphs
+    of dask collections (a persisted collection is backed by futures)."""
+    found: list[Future[Any]] = []
+
+    def collect(x: Any) -> Any:
+        if type(x) is Future:
+            found.append(x)
+            return x
+        graph = getattr(x, "__dask_graph__", None)  # dask's protocol: no dask import
+        if graph is not None and not isinstance(x, type) and callable(graph):
+            for node in dict(graph()).values():
+                # (a graph node is a value, or a dask task spec whose data sits in .value)
+                map_nested(getattr(node, "value", node), collect, _DEPTH)
+            return x
+        return DESCEND
+
+    map_nested(obj, collect, _DEPTH)
+    return list(dict.fromkeys(found))

@@ -25,6 +25,7 @@ from .. import protocol as p
 from ..core.worker import LocalRun
 from .keys import HelpingPool, KeyState
 from .replies import ReplyTable
+from .services import ServiceCalls
 
 
 class Connection(Protocol):
@@ -136,6 +137,11 @@ class FutureSession(TaskSession, Protocol):
     @property
     def replies(self) -> ReplyTable:
         """Requests waiting for their one answer (coordination primitives, resources)."""
+        ...
+
+    @property
+    def services(self) -> ServiceCalls:
+        """The scheduler's services (``Future.retry`` asks through them)."""
         ...
 
     def on_loop(self) -> bool: ...

@@ -77,6 +77,18 @@ class ServiceCalls:
             raise RuntimeError(reply.text)
         return list(reply.workers)
 
+    async def dataset(self, op: str, name: str = "", blob: bytes = b"",
+                      keys: list[str] | None = None, override: bool = False) -> p.DatasetReply:
+        """One operation on the named datasets (``trioflow/datasets.py`` checks the
+        answer's status)."""
+        return await self._request(p.DatasetReply, p.DatasetRequest, op, name, blob,
+                                   list(keys or ()), override)
+
+    async def retry(self, keys: list[str]) -> p.RetryReply:
+        """Run these failed tasks again, with the failed tasks they depend on
+        (``core/scheduler/retry.py``); the reply comes after their ``KeyRestarted``."""
+        return await self._request(p.RetryReply, p.RetryRequest, list(keys))
+
     async def _request(self, expect: type[R], kind: Any, *args: Any) -> R:
         """Send ``kind(request_id, *args)``; its reply, a message of type ``expect``."""
         pending = self._replies.open(True, expect)  # raises ClientClosedError once closed

@@ -366,7 +366,8 @@ class Session:
         elif t is p.ScatterTo:
             self.scatterer.upload(msg)
         elif (t is p.PrimitiveReply or t is p.StatusReply or t is p.WhyReply
-              or t is p.RunsReply or t is p.ReplicateReply or t is p.RestartReply):
+              or t is p.RunsReply or t is p.ReplicateReply or t is p.RestartReply
+              or t is p.DatasetReply or t is p.RetryReply):
             self.replies.reply(msg)
 
     def finished_here(self, key: str, report: p.TaskFinished) -> None:

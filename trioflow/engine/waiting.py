@@ -30,7 +30,7 @@ from . import asyncio_waits
 from .asyncio_waits import running_asyncio
 from .context import RunContext, current_run
 from .futures import Future
-from .keys import ERRED, PENDING, SyncWaiter
+from .keys import ERRED, PENDING, SyncWaiter, error_to_exception
 
 T = TypeVar("T")
 #: what an as_completed yields: a Future, or (Future, value) with ``with_results=True``
@@ -231,7 +231,8 @@ class as_completed(Generic[Item]):
     thread, ``async for f in as_completed(fs)`` awaits on the event loop.
 
     ``add(future)`` adds more while iterating. With ``with_results=True`` it yields
-    ``(future, value)`` pairs (a failed future raises its exception). ``timeout`` counts
+    ``(future, value)`` pairs: a failed future raises its exception, or with
+    ``raise_errors=False`` is yielded as ``(future, exception)``. ``timeout`` counts
     from the start of an iteration; when it passes with futures still pending, the
     iteration raises ``TimeoutError``.
 
@@ -242,18 +243,26 @@ class as_completed(Generic[Item]):
 
     @overload
     def __init__(self: as_completed[Future[T]], futures: Iterable[Future[T]] = (),
-                 timeout: float | None = None, with_results: Literal[False] = False) -> None: ...
+                 timeout: float | None = None, with_results: Literal[False] = False,
+                 raise_errors: bool = True) -> None: ...
 
     @overload
     def __init__(self: as_completed[tuple[Future[T], T]], futures: Iterable[Future[T]],
-                 timeout: float | None = None, *, with_results: Literal[True]) -> None: ...
+                 timeout: float | None = None, *, with_results: Literal[True],
+                 raise_errors: Literal[True] = True) -> None: ...
+
+    @overload
+    def __init__(self: as_completed[tuple[Future[T], T | BaseException]],
+                 futures: Iterable[Future[T]], timeout: float | None = None, *,
+                 with_results: Literal[True], raise_errors: Literal[False]) -> None: ...
 
     @overload
     def __init__(self: as_completed[Any], futures: Iterable[Future[Any]] = (),
-                 timeout: float | None = None, with_results: bool = False) -> None: ...
+                 timeout: float | None = None, with_results: bool = False,
+                 raise_errors: bool = True) -> None: ...
 
     def __init__(self, futures: Iterable[Future[Any]] = (), timeout: float | None = None,
-                 with_results: bool = False) -> None:
+                 with_results: bool = False, raise_errors: bool = True) -> None:
         #: pending futures by id(their KeyState): an _Arrival finds its future in O(1)
         self._pending: dict[int, list[Future[Any]]] = {}
         self._done: deque[Future[Any]] = deque()
@@ -263,6 +272,9 @@ class as_completed(Generic[Item]):
         self._ref = weakref.ref(self)
         self.timeout = timeout
         self.with_results = with_results
+        #: with results: a failed future's exception is raised (True), or yielded as
+        #: its result (False), as dask's ``raise_errors``
+        self.raise_errors = raise_errors
         self._failure: BaseException | None = None
         for f in futures:
             self.add(f)
@@ -399,7 +411,19 @@ class as_completed(Generic[Item]):
         return None
 
     def _sync_item(self, f: Future[Any]) -> Item:
-        return cast(Item, (f, f.result()) if self.with_results else f)
+        if not self.with_results:
+            return cast(Item, f)
+        if not self.raise_errors and f.status != "finished":
+            return cast(Item, (f, f.exception()))
+        return cast(Item, (f, f.result()))
+
+    async def _async_item(self, f: Future[Any]) -> Item:
+        """``_sync_item`` on the event loop (Trio's or asyncio's)."""
+        if not self.with_results:
+            return cast(Item, f)
+        if not self.raise_errors and f.status != "finished":
+            return cast(Item, (f, error_to_exception(f._state.error)))
+        return cast(Item, (f, await f))
 
     # ------------------------------------------------------------------ async for
 
@@ -472,15 +496,12 @@ class _AsyncIteration(Generic[Item]):
             await wait()
 
     async def _item(self, f: Future[Any]) -> Item:
-        if not self._ac.with_results:
-            return cast(Item, f)
         try:
-            value = await f
+            return await self._ac._async_item(f)
         except trio.Cancelled:
             with self._ac._lock:
                 self._ac._done.appendleft(f)  # yield it next time instead
             raise
-        return cast(Item, (f, value))
 
 
 
@@ -509,8 +530,7 @@ class _Batches(Generic[Item]):
                 first = await it.__anext__()
             except StopAsyncIteration:
                 return
-            rest = [cast(Item, (f, await f)) if ac.with_results else cast(Item, f)
-                    for f in ac._take_done()]
+            rest = [await ac._async_item(f) for f in ac._take_done()]
             yield [first, *rest]
 
 
@@ -557,12 +577,9 @@ class _AsyncioIteration(Generic[Item]):
                 with ac._lock:
                     if wakeup in ac._wakeups:
                         ac._wakeups.remove(wakeup)
-        if not ac.with_results:
-            return cast(Item, f)
         try:
-            value = await f
+            return await ac._async_item(f)
         except asyncio.CancelledError:
             with ac._lock:
                 ac._done.appendleft(f)  # yield it next time instead
             raise
-        return cast(Item, (f, value))

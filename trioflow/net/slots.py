@@ -82,7 +82,7 @@ class SlotThreads:
                         return
                 self.overflow += 1
                 if self.overflow == 1:
-                    logger.warning("%s: %d threads in use and none may help; starting more "
+                    logger.warning("%s: all %d task threads are in use and none may help; starting more "
                                    "(raise max_parked_threads if this is common)",
                                    self.name, self.threads)
             self.threads += 1

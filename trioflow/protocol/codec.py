@@ -27,8 +27,8 @@ from .registry import SPECS, TAGS, from_wire, to_wire
 #: the worker that computed a key, and the messages of services added in 0.1's issues
 #: (primitives, replicas, restart, run history); a version-1 peer is refused at its
 #: hello with a message that names both versions, not closed in the middle of a run.
-PROTOCOL_VERSION = 2
-SUPPORTED_VERSIONS = (2,)
+PROTOCOL_VERSION = 3
+SUPPORTED_VERSIONS = (3,)
 
 #: Application close codes (RFC 6455 leaves 4000-4999 to applications). The codes of
 #: errors are the errors' own ``close_code``: one home for each.

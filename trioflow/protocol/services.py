@@ -214,3 +214,57 @@ class RestartReply:
 class RestartWorker:
     """Scheduler -> worker: exit now with ``config.EXIT_RESTART``; the nanny starts a
     fresh process."""
+
+
+# ------------------------------------------------------------------ datasets (Client.publish_dataset)
+
+
+@message("dataset-request")
+class DatasetRequest:
+    """Client -> scheduler: one operation on the cluster's named datasets. ``op`` is
+    "publish" (``blob``: the pickled data, opaque here; ``keys``: the futures inside it,
+    which the scheduler holds from then on, until the dataset is deleted; ``override``:
+    replace a dataset of that name), "get", "delete" or "list"."""
+
+    request_id: int
+    op: str
+    name: str = ""
+    blob: bytes = b""
+    keys: list[str] = attrs.Factory(list)
+    override: bool = False
+
+
+@message("dataset-reply")
+class DatasetReply:
+    """The answer to a ``DatasetRequest``: ``status`` "ok", "missing" (no dataset of
+    that name), "exists" (a publish without ``override``) or "invalid" (``text`` says
+    why); ``blob``: the data of a "get"; ``names``: the datasets of a "list"."""
+
+    request_id: int
+    status: str
+    text: str = ""
+    blob: bytes = b""
+    names: list[str] = attrs.Factory(list)
+
+
+# ------------------------------------------------------------------ retry (Client.retry)
+
+
+@message("retry-request")
+class RetryRequest:
+    """Client -> scheduler: run these failed tasks again, and the failed tasks they
+    depend on; answered by ``RetryReply`` after the ``KeyRestarted`` of each."""
+
+    request_id: int
+    keys: list[str]
+
+
+@message("retry-reply")
+class RetryReply:
+    """The end of a ``RetryRequest``: ``retried`` the keys running again; ``refused``
+    those that cannot (``text`` says why for each, one per line)."""
+
+    request_id: int
+    retried: list[str]
+    refused: list[str] = attrs.Factory(list)
+    text: str = ""

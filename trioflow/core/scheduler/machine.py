@@ -10,7 +10,8 @@ Theory of operation:
   the passes here. Handlers are module-level functions grouped by concern, task
   messages in :mod:`.lifecycle`, membership in :mod:`.peers`, values in :mod:`.data`,
   waits and secession in :mod:`.waits`, placement and stealing in :mod:`.placement`,
-  Lock/Semaphore/Queue/Event/Variable in :mod:`.coordination`,
+  Lock/Semaphore/Queue/Event/Variable in :mod:`.coordination`, named datasets in
+  :mod:`.datasets`, ``Client.retry`` in :mod:`.retry`,
   tasks no worker can run in :mod:`.starvation` (on ``TimePassed``), why a task
   waits in :mod:`.explain`;
   they share the primitives of :mod:`.ops` and never import one another. Only this
@@ -42,6 +43,7 @@ from ..events import (
 from . import (
     coordination,
     data,
+    datasets,
     deadlock,
     explain,
     lifecycle,
@@ -49,6 +51,7 @@ from . import (
     placement,
     replicas,
     restart,
+    retry,
     starvation,
     timeline,
     waits,
@@ -94,6 +97,8 @@ HANDLERS: dict[type, Handler] = {
     p.ReplicateRequest: replicas.replicate_request,
     p.ReplicasFetched: replicas.replicas_fetched,
     p.RestartRequest: restart.restart_request,
+    p.DatasetRequest: datasets.request,
+    p.RetryRequest: retry.retry_request,
 }
 
 

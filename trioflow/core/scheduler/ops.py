@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from ... import protocol as p
 from . import resources
-from .records import TaskRecord, TaskStatus, WorkerRecord
+from .records import DATASETS, Dataset, TaskRecord, TaskStatus, WorkerRecord
 from .state import SchedulerState
 
 #: placements of one scatter (first upload + re-uploads after failures) before it fails
@@ -162,6 +162,48 @@ def requeue(state: SchedulerState, task: TaskRecord) -> None:
 
 
 # ----------------------------------------------------------------------- results
+
+
+def run_again(state: SchedulerState, task: TaskRecord) -> None:
+    """A failed ``task`` is to run again (``Client.retry``): it waits for its inputs
+    as if just submitted, and its holders are told to wait for it again. Its inputs
+    exist (the caller checked); failed ones were set running again first."""
+    task.status = TaskStatus.WAITING
+    task.error = None
+    if task._deaths:
+        task._deaths.clear()
+    for dep_key in task.deps:
+        dep = state.tasks[dep_key]
+        dep.dependents.add(task.key)
+        if dep.status is not TaskStatus.MEMORY:
+            task.waiting_on.add(dep_key)
+    for wanter in sorted(task.wanted_by):
+        state.send(wanter, p.KeyRestarted(task.key))
+    if not task._waiting_on:
+        state.push_ready(task)
+
+
+def let_go_dataset(state: SchedulerState, dataset: Dataset) -> None:
+    """A published dataset is gone (datasets.py): release the results no other dataset
+    (and nobody else) holds."""
+    holds = state.dataset_holds
+    for key in dataset.keys:
+        left = holds[key] - 1
+        if left:
+            holds[key] = left
+            continue
+        del holds[key]
+        task = state.tasks.get(key)
+        if task is not None:
+            task.wanted_by.discard(DATASETS)
+            maybe_release(state, task)
+
+
+def forget_datasets(state: SchedulerState) -> None:
+    """Every dataset is deleted (``Client.restart`` cancels the work they hold)."""
+    datasets, state.datasets = state.datasets, {}
+    for dataset in datasets.values():
+        let_go_dataset(state, dataset)
 
 
 def reached_memory(state: SchedulerState, task: TaskRecord, holder: str | None) -> None:

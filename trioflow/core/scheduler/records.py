@@ -61,7 +61,8 @@ class TaskRecord:
     _waiting_on: set[str] | None = None
     #: unfinished tasks that need this one's result
     _dependents: set[str] | None = None
-    #: peer ids holding at least one future for this key
+    #: peer ids holding at least one future for this key, and ``DATASETS`` while a
+    #: published dataset holds it (datasets.py)
     wanted_by: set[str] = attrs.Factory(set)
     #: keys of runs blocked on this key
     _waiters: set[str] | None = None
@@ -164,6 +165,20 @@ class WorkerRecord:
             f"<WorkerRecord {self.name!r} slots={self.nthreads} occupying={self.occupying} "
             f"blocked={self.blocked} processing={len(self.processing)}>"
         )
+
+
+#: the holder that stands for the published datasets in ``TaskRecord.wanted_by``: no
+#: peer has this id (ids never start with a NUL), so what is sent to it goes nowhere
+DATASETS = "\x00datasets"
+
+
+@attrs.define(eq=False, repr=False)
+class Dataset:
+    """One published dataset: the client's pickled data (never unpickled here) and the
+    keys of the futures inside it, which it holds."""
+
+    blob: bytes
+    keys: list[str]
 
 
 @attrs.define(eq=False, repr=False)

@@ -1,9 +1,9 @@
 """``Client.restart``: forget the work, restart every worker.
 
 As in dask, every task of every client is cancelled (their futures raise
-``CancelledError``), results are dropped, and every worker gets a fresh process: a
-worker run by a nanny (local clusters, ``trioflow-worker --nworkers``) says so in its
-Hello and exits with ``config.EXIT_RESTART`` when told (``RestartWorker``); its nanny
+``CancelledError``), results are dropped (and the named datasets holding them are
+deleted), and every worker gets a fresh process: a worker run by a nanny (local
+clusters, ``trioflow-worker --nworkers``) says so in its Hello and exits with ``config.EXIT_RESTART`` when told (``RestartWorker``); its nanny
 starts it again at once and it joins as a new peer. A cluster with any worker that
 cannot be restarted (no nanny) is refused, before anything is cancelled. The client
 waits for as many new workers as there were.
@@ -32,6 +32,7 @@ def restart_request(state: SchedulerState, peer_id: str, msg: p.RestartRequest) 
             f"of processes, Client() or LocalCluster(), or trioflow-worker --nworkers N), "
             f"or restart them yourself", []))
         return
+    ops.forget_datasets(state)  # (their results are dropped below)
     for task in list(state.tasks.values()):
         if state.tasks.get(task.key) is not task or task.status is TaskStatus.ERRED:
             continue  # (released by an earlier failure in this loop, or failed before)

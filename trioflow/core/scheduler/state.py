@@ -19,7 +19,7 @@ from typing import Any
 from ... import protocol as p
 from ...config import ALLOWED_FAILURES, INLINE_LIMIT, RUN_LOG_LENGTH
 from ..events import Close, SchedulerCommand, Send
-from .records import PeerRecord, PrimitiveRecord, TaskRecord, TaskStatus, WorkerRecord
+from .records import Dataset, PeerRecord, PrimitiveRecord, TaskRecord, TaskStatus, WorkerRecord
 
 #: results up to this many pickled bytes travel inside messages and are kept here too;
 #: a task that was running on this many dying workers fails with KilledWorker
@@ -100,6 +100,9 @@ class SchedulerState:
         self.deadlocks: list[str] = []
         #: coordination primitives by (kind, name) (see coordination.py)
         self.primitives: dict[tuple[str, str], PrimitiveRecord] = {}
+        #: published datasets by name, and how many of them hold each key (datasets.py)
+        self.datasets: dict[str, Dataset] = {}
+        self.dataset_holds: dict[str, int] = {}
         #: the latest finished runs, oldest first, as ``RunRecord`` tuples; read (never
         #: written) by the dashboard and performance reports
         self.runs: deque[RunRecord] = deque(maxlen=RUN_LOG_LENGTH)

@@ -1,0 +1,121 @@
+"""dask.distributed spellings a user brings along, each with dask's meaning: the
+keywords dask's calls take (``wait_for_workers(n_workers=)``, ``cancel(force=, msg=)``,
+``gather(direct=)``, ``run(wait=, on_error=)``), ``Future.cancelled``/``traceback``,
+``futures_of``, ``as_completed(raise_errors=False)``, ``client.compute`` of a
+``trioflow.delayed`` call, ``as_current``, ``id`` and ``shutdown``."""
+
+import traceback
+
+import pytest
+import trio
+
+import trioflow
+
+from .conftest import cluster_client
+from .tasks import inc
+
+
+def fails(x):
+    raise ValueError(f"bad {x}")
+
+
+async def test_waits_and_cancels_take_dasks_keywords():
+    async with cluster_client(2, 1) as (_, client):
+        await client.wait_for_workers(n_workers=2, timeout=30)
+        await client.wait_for_workers(n=2)  # trioflow's own spelling still works
+        with pytest.raises(ValueError, match="number of workers"):
+            await client.wait_for_workers(n_workers=-1)
+        with pytest.raises(TimeoutError):
+            await client.wait_for_workers(n_workers=3, timeout=0.2)
+        f = client.submit(inc, 1)
+        assert await client.gather([f], direct=True) == [2]
+        assert not f.cancelled()
+        client.cancel([f], force=True, msg="no longer needed")
+        with pytest.raises(trioflow.CancelledError, match="no longer needed"):
+            await f
+        assert f.cancelled() and f.status == "cancelled"
+
+
+async def test_failed_futures_give_their_worker_traceback_and_can_be_yielded():
+    async with cluster_client(1, 1) as (_, client):
+        bad, good = client.submit(fails, 3), client.submit(inc, 3)
+        await trioflow.wait_async([bad, good])
+        tb = await trio.to_thread.run_sync(bad.traceback)
+        lines = traceback.format_tb(tb)
+        assert any("in fails" in line and "raise ValueError" in line for line in lines), lines
+        assert await trio.to_thread.run_sync(good.traceback) is None
+        assert not bad.cancelled()
+        got = {}
+        async for fut, value in trioflow.as_completed([bad, good], with_results=True,
+                                                      raise_errors=False):
+            got[fut.key] = value
+        assert got[good.key] == 4
+        assert isinstance(got[bad.key], ValueError) and "bad 3" in str(got[bad.key])
+        with pytest.raises(ValueError, match="bad 3"):
+            async for _ in trioflow.as_completed([bad], with_results=True):
+                pass
+
+
+async def test_run_waits_or_not_and_reports_failures_as_asked():
+    async with cluster_client(2, 1) as (_, client):
+        assert await client.run(inc, 1) == {"worker-0": 2, "worker-1": 2}
+        returned = await client.run(fails, 1, on_error="return")
+        assert set(returned) == {"worker-0", "worker-1"}
+        assert all(isinstance(e, ValueError) for e in returned.values())
+        assert await client.run(fails, 1, on_error="ignore") == {}
+        with pytest.raises(ValueError, match="bad 1"):
+            await client.run(fails, 1)
+        assert await client.run(inc, 1, wait=False) is None
+        with pytest.raises(ValueError, match="on_error"):
+            await client.run(inc, 1, on_error="shrug")
+        with pytest.raises(NotImplementedError, match="nanny"):
+            await client.run(inc, 1, nanny=True)
+
+
+async def test_futures_of_finds_each_future_once_in_any_shape():
+    async with cluster_client(1, 1) as (_, client):
+        a, b = client.submit(inc, 1), client.submit(inc, 2)
+        assert trioflow.futures_of([a, {"x": (b, a)}, {b}, 7]) == [a, b]
+        assert trioflow.futures_of("no futures") == []
+
+
+def _blocking_habits():
+    with trioflow.Client(n_workers=1, threads_per_worker=1, processes=False) as client:
+        assert client.id and client.id in repr(client)
+        lazy = trioflow.delayed(inc)(trioflow.delayed(inc)(1))
+        fut = client.compute(lazy)
+        assert isinstance(fut, trioflow.Future) and fut.result(30) == 3
+        assert client.compute(lazy, sync=True) == 3
+        both = client.compute([lazy, trioflow.delayed(inc)(10)])
+        assert [f.result(30) for f in both] == [3, 11]
+        other = trioflow.Client(client.scheduler_info()["address"])
+        try:
+            assert trioflow.get_client() is other  # the newest client is the current one
+            with client.as_current():
+                assert trioflow.get_client() is client
+            assert trioflow.get_client() is other
+            with pytest.raises(RuntimeError, match="remote scheduler"):
+                other.shutdown()  # not its cluster to stop: only this client closes
+            assert other.closed
+        finally:
+            other.close()
+        client.shutdown()
+        assert client.closed
+
+
+async def test_blocking_client_compute_as_current_and_shutdown():
+    await trio.to_thread.run_sync(_blocking_habits)
+
+
+async def test_client_asynchronous_true_is_an_async_client_to_enter_or_await():
+    async with cluster_client(1, 1) as (cluster, _):
+        async with trioflow.Client(cluster.address, asynchronous=True) as client:
+            assert isinstance(client, trioflow.AsyncClient)
+            assert await client.submit(inc, 1) == 2
+        awaited = await trioflow.Client(cluster.address, asynchronous=True)
+        try:
+            assert await awaited.submit(inc, 2) == 3
+        finally:
+            await awaited.close()
+        with pytest.raises(TypeError, match="not \\['workers'\\]"):
+            trioflow.Client(cluster.address, asynchronous=True, workers=2)
