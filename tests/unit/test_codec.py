@@ -65,9 +65,11 @@ def test_version_mismatch():
         p.decode_frame(msgpack.packb([99, []]))
     with pytest.raises(ProtocolVersionError, match="same trioflow version"):
         p.choose_version([7, 8])
-    assert p.choose_version([0, 1, 2, 5]) == 2
+    assert p.choose_version([0, 1, 2, 3, 5]) == 3
     with pytest.raises(ProtocolVersionError):  # 0.1's workers and clients speak 1
         p.choose_version([1])
+    with pytest.raises(ProtocolVersionError):  # 0.2's speak 2
+        p.choose_version([2])
 
 
 # the codec's compiled encoders and decoders must agree with to_wire/from_wire exactly
