@@ -307,16 +307,7 @@ class LocalConnection:
         self._close_reason: CloseReason | None = None
         self.linger: Callable[[], bool] | None = None
         self._lingering = False  # the writer is in _linger: send wakes it less often
-        #: while lingering: the first message queued from this time on ends the linger
-        self._linger_until = 0.0
-        #: optional hook: ``fold(last_queued, message)`` returns one message standing for
-        #: both, or None; ``send`` then replaces the last unsent message with it (a worker
-        #: folds its slot reports, ``core.fold``)
-        self.fold: Callable[[Any, Any], Any | None] | None = None
         self.frames_sent = 0
-        #: lingers so far, and how many of them the LINGER_MAX deadline ended
-        self.lingers = 0
-        self.lingers_timed_out = 0
         self.messages_sent = 0
         self.heartbeat_interval = HEARTBEAT_INTERVAL
         self.last_received = trio.current_time()

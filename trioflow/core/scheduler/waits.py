@@ -95,8 +95,8 @@ def rejoined(state: SchedulerState, peer_id: str, msg: p.Rejoined) -> None:
 
 
 #: folded report kind (``core.fold``) -> its handler
-_FOLDED: dict[int, Callable[[SchedulerState, str, Any], None]] = {fold.SECEDED: seceded, fold.REJOIN_REQUESTED: rejoin_requested,
-           fold.REJOINED: rejoined}
+_FOLDED: dict[int, Callable[[SchedulerState, str, Any], None]] = {
+    fold.SECEDED: seceded, fold.REJOIN_REQUESTED: rejoin_requested, fold.REJOINED: rejoined}
 
 
 def folded_reports(state: SchedulerState, peer_id: str, reports: list[int | str]) -> None:
