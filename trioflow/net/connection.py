@@ -41,10 +41,9 @@ LINGER_MAX = 0.0005
 LINGER_MESSAGES = 256
 #: Part of LINGER_MAX after which the next message queued ends the linger (by its
 #: timestamp, on the send path). A busy worker queues messages every few tens of
-#: microseconds, so its lingers end this way, before the LINGER_MAX deadline: a
-#: deadline that fires is a Trio cancellation (about 100 us on a loaded worker loop),
-#: one that is left unfired costs next to nothing. The deadline still ends a linger
-#: nothing more is queued in.
+#: microseconds, so most of its lingers end this way, before the LINGER_MAX deadline,
+#: which then never delivers a Trio cancellation. The deadline still ends a linger
+#: nothing more is queued in, so no linger lasts longer than LINGER_MAX.
 LINGER_SOFT = 0.75
 #: Most messages in one frame. Past a few hundred the per-frame cost is noise, while a
 #: bounded frame lets the receiver act on the first messages (a scheduler assigns the
