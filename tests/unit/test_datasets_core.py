@@ -4,10 +4,9 @@ overlapping datasets release only what nothing else holds; restart deletes them.
 
 from trioflow import protocol as p
 from trioflow.core.events import PeerLeft
-from trioflow.core.scheduler import Scheduler
 from trioflow.core.validate import check_scheduler
 
-from .test_scheduler_core import finish, join, recv, sent, submit
+from .test_scheduler_core import finish, join, recv, sent, submit, with_worker
 
 
 def ds(rid, op, name="", blob=b"", keys=(), override=False):
@@ -26,16 +25,9 @@ def computed(s, *keys):
         recv(s, "w", finish(key))
 
 
-def setup():
-    s = Scheduler()
-    join(s, "c")
-    join(s, "w", role="worker", nthreads=1)
-    recv(s, "c", p.RegisterFunction("f", b"fn-blob"))
-    return s
-
 
 def test_a_dataset_outlives_its_publisher_until_deleted():
-    s = setup()
+    s = with_worker()
     computed(s, "x", "y")
     assert reply(recv(s, "c", ds(1, "publish", "d", b"pickled", ["x"]))).status == "ok"
     s.handle(PeerLeft("c"))  # the publisher goes: "y" is released, "x" is held
@@ -56,7 +48,7 @@ def test_a_dataset_outlives_its_publisher_until_deleted():
 
 
 def test_names_clash_unless_overridden_and_overlaps_release_only_the_unheld():
-    s = setup()
+    s = with_worker()
     computed(s, "a", "b", "c")
     recv(s, "c", ds(1, "publish", "one", b"1", ["a", "b"]))
     recv(s, "c", ds(2, "publish", "two", b"2", ["b"]))
@@ -76,7 +68,7 @@ def test_names_clash_unless_overridden_and_overlaps_release_only_the_unheld():
 
 
 def test_bad_requests_are_answered_not_crashed_on():
-    s = setup()
+    s = with_worker()
     computed(s, "x")
     assert reply(recv(s, "c", ds(1, "get", "nope"))).status == "missing"
     assert reply(recv(s, "c", ds(2, "delete", "nope"))).status == "missing"
@@ -88,7 +80,7 @@ def test_bad_requests_are_answered_not_crashed_on():
 
 
 def test_restart_deletes_the_datasets_with_the_work():
-    s = setup()
+    s = with_worker()
     s.state.workers["w"].restartable = True
     computed(s, "x")
     recv(s, "c", ds(1, "publish", "d", b"", ["x"]))

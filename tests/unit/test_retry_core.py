@@ -3,26 +3,18 @@ chain runs again inputs first, holders hear ``KeyRestarted`` before the reply, a
 cannot run again is refused with its reason."""
 
 from trioflow import protocol as p
-from trioflow.core.scheduler import Scheduler
 from trioflow.core.validate import check_scheduler
 
-from .test_scheduler_core import join, recv, sent, submit
+from .test_scheduler_core import recv, sent, submit, with_worker
 
 
 def erred(key, run_id=1):
     return p.TaskErred(key, run_id, b"exc", "builtins.OSError", "transient")
 
 
-def setup():
-    s = Scheduler()
-    join(s, "c")
-    join(s, "w", role="worker", nthreads=1)
-    recv(s, "c", p.RegisterFunction("f", b"fn-blob"))
-    return s
-
 
 def test_the_failed_chain_runs_again_inputs_first():
-    s = setup()
+    s = with_worker()
     recv(s, "c", submit("a"), submit("b", deps=["a"]))
     recv(s, "w", erred("a"))
     assert s.state.tasks["b"].status.name == "ERRED"
@@ -38,7 +30,7 @@ def test_the_failed_chain_runs_again_inputs_first():
 
 
 def test_scatters_unknown_keys_and_their_dependents_are_refused():
-    s = setup()
+    s = with_worker()
     recv(s, "c", p.ScatterData("s", b"v", 1), submit("t", deps=["s"]))
     recv(s, "c", p.CancelKeys(["s"], "no"))  # s and t fail (cancelled)
     (reply,) = sent(recv(s, "c", p.RetryRequest(2, ["t", "gone"])), to="c", kind=p.RetryReply)

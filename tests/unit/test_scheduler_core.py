@@ -30,6 +30,15 @@ def finish(key, run_id=1, inline=b"v"):
     return p.TaskFinished(key, run_id, len(inline or b"xx"), inline, 0.001, "builtins.int")
 
 
+def with_worker():
+    """A scheduler with client "c" (function "f" registered) and a 1-slot worker "w"."""
+    s = Scheduler()
+    join(s, "c")
+    join(s, "w", role="worker", nthreads=1)
+    recv(s, "c", p.RegisterFunction("f", b"fn-blob"))
+    return s
+
+
 @pytest.fixture
 def sched():
     s = Scheduler()
