@@ -22,6 +22,7 @@ import threading
 import pytest
 
 import trioflow
+from trioflow.core import fold
 from trioflow.engine.context import current_run
 
 from .conftest import cluster_client
@@ -239,3 +240,49 @@ async def test_a_deadlock_of_placed_children_only_is_reported(shape):
             await client.submit(fib_no_secede, 3)
         assert sum(w.placed for w in cluster.scheduler.state.workers.values()) >= 2
         assert len(cluster.scheduler.state.deadlocks) == 1
+
+
+# ----------------------------------------------------------- folded slot reports
+
+
+def fib_wc(n: int) -> int:
+    if n < 2:
+        return n
+    with trioflow.worker_client() as client:
+        a, b = client.submit(fib_wc, n - 1), client.submit(fib_wc, n - 2)
+        return sum(client.gather([a, b]))
+
+
+def parent_of_one_held_child(token: str) -> str:
+    with trioflow.worker_client() as client:
+        return client.submit(hold, token).result()
+
+
+async def test_the_worker_folds_for_a_scheduler_that_applies_folds_and_its_view_stays_true():
+    async with cluster_client(1, 1) as (cluster, client):
+        (node,) = cluster.workers
+        assert node.conn.fold is fold.fold  # the Welcome said so
+        token = _token()
+        future = client.submit(parent_of_one_held_child, token)
+        state = cluster.scheduler.state
+        # while the child holds the slot, the scheduler counts the parent as seceded and
+        # the slot as the child's: the Seceded arrived, whether folded or on its own
+        await cluster.scheduler.wait_for(
+            lambda: future.key in state.seceded and len(state.tasks) == 2)
+        assert state.workers[node.peer_id].occupying == 1
+        assert future.key in state.seceded
+        _GATES[token].set()
+        assert await future == node.name
+
+
+@pytest.mark.parametrize("folding", [True, False], ids=["folded", "separate"])
+async def test_recursion_leaves_the_scheduler_exact_with_reports_folded_or_separate(folding):
+    # cluster_client checks on exit that every worker's ledger, its limiter and the
+    # scheduler's occupying/blocked counts are back to zero: a folded report dropped or
+    # applied twice would leave them off
+    async with cluster_client(2, 1) as (cluster, client):
+        for node in cluster.workers:
+            if not folding:
+                node.conn.fold = None  # as towards an older scheduler
+        assert await client.submit(fib_wc, 12) == 144
+        assert not cluster.scheduler.state.seceded

@@ -24,8 +24,8 @@ def test_round_trip_batch():
 
 def test_trailing_fields_are_optional_and_extra_ones_ignored():
     # a peer from the future appends a field; an older peer omits defaulted ones
-    frame = msgpack.packb([p.PROTOCOL_VERSION, [["release-keys", ["a"], "future-field"], ["cancel-keys", ["b"]]]])
-    assert p.decode_frame(frame) == [p.ReleaseKeys(["a"]), p.CancelKeys(["b"], "cancelled")]
+    frame = msgpack.packb([p.PROTOCOL_VERSION, [["free-keys", ["a"], "future-field"], ["cancel-keys", ["b"]]]])
+    assert p.decode_frame(frame) == [p.FreeKeys(["a"]), p.CancelKeys(["b"], "cancelled")]
 
 
 def test_trailing_defaults_are_left_out_of_the_wire_form():
@@ -68,6 +68,8 @@ def test_version_mismatch():
     assert p.choose_version([0, 1, 2, 3, 5]) == 3
     with pytest.raises(ProtocolVersionError):  # 0.1's workers and clients speak 1
         p.choose_version([1])
+    with pytest.raises(ProtocolVersionError):  # 0.2's speak 2
+        p.choose_version([2])
 
 
 # the codec's compiled encoders and decoders must agree with to_wire/from_wire exactly

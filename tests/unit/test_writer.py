@@ -4,7 +4,14 @@ import trio
 import trio.testing
 
 from trioflow import protocol as p
-from trioflow.net.connection import CLOSE_TOO_SLOW, MAX_BATCH_MESSAGES, PeerConnection
+from trioflow.core import fold
+from trioflow.net.connection import (
+    CLOSE_TOO_SLOW,
+    LINGER_MAX,
+    LINGER_SOFT,
+    MAX_BATCH_MESSAGES,
+    PeerConnection,
+)
 
 
 class StubSocket:
@@ -113,3 +120,84 @@ async def test_a_peer_silent_for_the_silence_timeout_is_dropped(autojump_clock):
         elapsed = trio.current_time() - start
     assert ws.closed_with == "aborted" and conn.closed
     assert 10.0 <= elapsed <= 10.5
+
+
+class TimedSocket(StubSocket):
+    """Also records when (Trio time) each frame went out."""
+
+    def __init__(self):
+        super().__init__()
+        self.times = []
+
+    async def send_message(self, frame):
+        self.times.append(trio.current_time())
+        await super().send_message(frame)
+
+
+async def test_a_message_queued_late_in_a_linger_ends_it_without_the_deadline(autojump_clock):
+    ws = TimedSocket()
+    conn = PeerConnection(ws)
+    conn.linger = lambda: True  # as a worker with short tasks running says
+    with trio.fail_after(5):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(conn.run_writer)
+            start = trio.current_time()
+            conn.send(p.FreeKeys(["a"]))
+            await trio.sleep(LINGER_SOFT * LINGER_MAX / 2)  # early: held, writer not woken
+            conn.send(p.FreeKeys(["b"]))
+            await trio.testing.wait_all_tasks_blocked()
+            assert ws.frames == []
+            await trio.sleep(LINGER_SOFT * LINGER_MAX / 2 + (1 - LINGER_SOFT) * LINGER_MAX / 2)
+            conn.send(p.FreeKeys(["c"]))  # past the soft point, before the deadline
+            await trio.testing.wait_all_tasks_blocked()
+            nursery.cancel_scope.cancel()
+    assert ws.frames == [[p.FreeKeys(["a"]), p.FreeKeys(["b"]), p.FreeKeys(["c"])]]
+    assert ws.times[0] - start < LINGER_MAX
+    assert (conn.lingers, conn.lingers_timed_out) == (1, 0)
+
+
+async def test_a_linger_nothing_more_comes_in_ends_at_the_deadline(autojump_clock):
+    ws = TimedSocket()
+    conn = PeerConnection(ws)
+    conn.linger = lambda: True
+    with trio.fail_after(5):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(conn.run_writer)
+            start = trio.current_time()
+            conn.send(p.FreeKeys(["a"]))
+            await trio.sleep(10 * LINGER_MAX)
+            nursery.cancel_scope.cancel()
+    assert ws.frames == [[p.FreeKeys(["a"])]]
+    assert LINGER_MAX <= ws.times[0] - start < 2 * LINGER_MAX
+    assert (conn.lingers, conn.lingers_timed_out) == (1, 1)
+
+
+async def test_an_idle_connection_does_not_linger():
+    ws = StubSocket()
+    conn = PeerConnection(ws)
+    conn.linger = lambda: False
+    with trio.fail_after(5):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(conn.run_writer)
+            conn.send(p.FreeKeys(["a"]))
+            await trio.testing.wait_all_tasks_blocked()
+            assert ws.frames == [[p.FreeKeys(["a"])]]
+            nursery.cancel_scope.cancel()
+    assert conn.lingers == 0
+
+
+async def test_the_fold_hook_merges_a_slot_report_into_the_message_queued_before_it():
+    ws = StubSocket()
+    conn = PeerConnection(ws)
+    conn.fold = fold.fold
+    done = p.TaskFinished("a", 1, 0, None)
+    with trio.fail_after(5):
+        async with trio.open_nursery() as nursery:
+            conn.send(p.Seceded("p", 1))  # first in the outbox: on its own
+            conn.send(done)
+            conn.send(p.Rejoined("p", 1))
+            nursery.start_soon(conn.run_writer)
+            await trio.testing.wait_all_tasks_blocked()
+            nursery.cancel_scope.cancel()
+    assert ws.frames == [[p.Seceded("p", 1), fold.fold(done, p.Rejoined("p", 1))]]
+    assert conn.messages_sent == 2

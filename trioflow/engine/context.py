@@ -59,6 +59,40 @@ class Failable(Protocol):
     def fail(self, exc: BaseException) -> None: ...
 
 
+class Grant:
+    """The slot grant an async run waits for to rejoin (a ``Wakeup``; loop only).
+
+    ``wait`` cannot be cancelled, as if shielded: the grant comes soon, and the ledger
+    expects the slot taken once it is granted. Without a cancel scope: a shielded
+    scope per rejoin was a visible part of an async task's cost.
+    """
+
+    __slots__ = ("_task", "granted")
+
+    def __init__(self) -> None:
+        self.granted = False
+        self._task: trio.lowlevel.Task | None = None
+
+    def set(self) -> None:
+        """The slot is the run's (on the loop): wake its wait."""
+        self.granted = True
+        task, self._task = self._task, None
+        if task is not None:
+            trio.lowlevel.reschedule(task)
+
+    async def wait(self) -> None:
+        """Until ``set``; cancellation is held off until then (the caller's next
+        checkpoint sees it)."""
+        if self.granted:
+            return
+        self._task = trio.lowlevel.current_task()
+        await trio.lowlevel.wait_task_rescheduled(_refuse_abort)
+
+
+def _refuse_abort(_: Any) -> trio.lowlevel.Abort:
+    return trio.lowlevel.Abort.FAILED
+
+
 class RunContext:
     """One run of a task, as the task itself sees it, bound to its worker.
 
@@ -161,11 +195,10 @@ class RunContext:
                     self.session.post(p.PrimitiveCancel(pending.id))
                 raise
             self._resources_answer(pending)
-        event = trio.Event()
-        self.session.call_in_order(self.host.rejoin_run, self.run, event)
-        if not event.is_set():  # (on the loop, a free slot is often granted in the call)
-            with trio.CancelScope(shield=True):  # the grant comes soon; the ledger expects it taken
-                await event.wait()
+        grant = Grant()
+        self.session.call_in_order(self.host.rejoin_run, self.run, grant)
+        if not grant.granted:  # (on the loop, a free slot is often granted in the call)
+            await grant.wait()
         self.rejoin_event = None
         self.view.rejoined()
 

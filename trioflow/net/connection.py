@@ -39,6 +39,12 @@ RECEIVE_BUFFER_SIZE = 256 * 1024
 #: each one is a wake-up, a syscall and a WebSocket parse on both ends.
 LINGER_MAX = 0.0005
 LINGER_MESSAGES = 256
+#: Part of LINGER_MAX after which the next message queued ends the linger (by its
+#: timestamp, on the send path). A busy worker queues messages every few tens of
+#: microseconds, so most of its lingers end this way, before the LINGER_MAX deadline,
+#: which then never delivers a Trio cancellation. The deadline still ends a linger
+#: nothing more is queued in, so no linger lasts longer than LINGER_MAX.
+LINGER_SOFT = 0.75
 #: Most messages in one frame. Past a few hundred the per-frame cost is noise, while a
 #: bounded frame lets the receiver act on the first messages (a scheduler assigns the
 #: first tasks of a large submission) while the rest are still being encoded and sent.
@@ -63,11 +69,20 @@ class PeerConnection:
         self._wakeup = trio.Event()
         self.closed = False
         self.frames_sent = 0
+        #: lingers so far, and how many of them the LINGER_MAX deadline ended
+        self.lingers = 0
+        self.lingers_timed_out = 0
         self.messages_sent = 0
         #: optional hook: True while more messages are about to be queued (a worker
         #: with short tasks running); the writer then waits for them, briefly
         self.linger: Callable[[], bool] | None = None
         self._lingering = False  # the writer is in _linger: send wakes it less often
+        #: while lingering: the first message queued from this time on ends the linger
+        self._linger_until = 0.0
+        #: optional hook: ``fold(last_queued, message)`` returns one message standing for
+        #: both, or None; ``send`` then replaces the last unsent message with it (a worker
+        #: folds its slot reports, ``core.fold``)
+        self.fold: Callable[[Any, Any], Any | None] | None = None
         self.heartbeat_interval = HEARTBEAT_INTERVAL
         self.send_timeout = SEND_TIMEOUT
         #: drop the connection once nothing (not even a heartbeat) arrived for this
@@ -90,8 +105,17 @@ class PeerConnection:
         if self.closed:
             return
         outbox = self._outbox
-        outbox.append(message)
-        if self._lingering and len(outbox) < LINGER_MESSAGES and self.linger():  # type: ignore[misc]
+        fold = self.fold
+        if fold is not None and outbox:
+            merged = fold(outbox[-1], message)
+            if merged is not None:
+                outbox[-1] = merged
+            else:
+                outbox.append(message)
+        else:
+            outbox.append(message)
+        if (self._lingering and len(outbox) < LINGER_MESSAGES
+                and self.linger() and trio.current_time() < self._linger_until):  # type: ignore[misc]
             # the writer holds this frame anyway: waking it per message costs a task
             # switch each, and it would only go back to sleep
             return
@@ -131,18 +155,26 @@ class PeerConnection:
     async def _linger(self) -> None:
         """Hold the frame while ``linger()`` says more is coming, up to LINGER_MAX.
 
-        Meanwhile ``send`` wakes the writer only once ``linger()`` turns false or
-        LINGER_MESSAGES are queued, and one cancel scope covers the whole wait: a wake-up
-        and a scope per message queued cost more than the frame they save.
+        Meanwhile ``send`` wakes the writer only once ``linger()`` turns false,
+        LINGER_MESSAGES are queued, or the linger is LINGER_SOFT of LINGER_MAX old, and
+        one cancel scope covers the whole wait: a wake-up and a scope per message queued
+        cost more than the frame they save. The scope's deadline (LINGER_MAX) ends only
+        a linger that nothing was queued in since LINGER_SOFT: ending by timestamp in
+        ``send`` spares the Trio cancellation a fired deadline is.
         """
         if not (self.linger() and len(self._outbox) < LINGER_MESSAGES):  # type: ignore[misc]
             return
+        now = trio.current_time()
+        self._linger_until = now + LINGER_SOFT * LINGER_MAX
         self._lingering = True
         try:
-            with trio.move_on_after(LINGER_MAX):
-                while self.linger() and len(self._outbox) < LINGER_MESSAGES:  # type: ignore[misc]
+            with trio.CancelScope(deadline=now + LINGER_MAX) as scope:
+                while (self.linger() and len(self._outbox) < LINGER_MESSAGES  # type: ignore[misc]
+                       and trio.current_time() < self._linger_until):
                     self._wakeup = trio.Event()
                     await self._wakeup.wait()
+            self.lingers += 1
+            self.lingers_timed_out += scope.cancelled_caught
         finally:
             self._lingering = False
 

@@ -284,7 +284,8 @@ class SchedulerServer:
         conn.name = f"{hello.role} {hello.name or peer_id} ({peer_id})"
         self.conns[peer_id] = conn
         conn.send(p.Welcome(conn.version, peer_id, self.state.scheduler_id,
-                            self.state.inline_limit, self.dashboard_address))
+                            self.state.inline_limit, self.dashboard_address,
+                            folds_slot_reports=True))
         logger.info("%s joined from %s", conn.name, remote)
         dropped = False
         try:

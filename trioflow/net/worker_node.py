@@ -39,7 +39,7 @@ from trio_websocket import ConnectionClosed
 
 from .. import config
 from .. import protocol as p
-from ..core import resource_spec
+from ..core import fold, resource_spec
 from ..core import worker as wcore
 from ..engine.protocols import Wakeup
 from ..engine.session import Session
@@ -183,6 +183,8 @@ class WorkerNode:
             welcome = await handshake.expect_welcome(conn)
             self.conn = conn
             conn.linger = self._linger
+            if welcome.folds_slot_reports:
+                conn.fold = fold.fold
             conn.silence_timeout = self.peer_timeout
             self.peer_id = welcome.peer_id
             self.session = Session(conn, welcome.peer_id, worker=self,

@@ -59,6 +59,9 @@ class Welcome:
     inline_limit: int = INLINE_LIMIT
     #: the scheduler's dashboard (``http://host:port``), "" if it serves none
     dashboard: str = ""
+    #: the scheduler applies slot reports folded into other messages
+    #: (``slot_reports``); a worker folds only when this is True
+    folds_slot_reports: bool = False
 
 
 # --------------------------------------------------------------------- client -> scheduler
@@ -96,6 +99,10 @@ class ReleaseKeys:
     """The sender holds no future for these keys any more."""
 
     keys: list[str]
+    #: slot reports (Seceded/RejoinRequested/Rejoined) that followed this message in
+    #: the worker's stream, folded in: (kind, key, run_id) triples, applied after it
+    #: in order (``core.fold``; only to a scheduler that ``folds_slot_reports``)
+    slot_reports: list[int | str] = attrs.Factory(list)
 
 
 @message("acquire-keys")
@@ -149,6 +156,10 @@ class WaitKeys:
     keys: list[str]
     has_timeout: bool = False
     any_of: bool = False  # wakes when any key is done (as_completed), not all
+    #: slot reports (Seceded/RejoinRequested/Rejoined) that followed this message in
+    #: the worker's stream, folded in: (kind, key, run_id) triples, applied after it
+    #: in order (``core.fold``; only to a scheduler that ``folds_slot_reports``)
+    slot_reports: list[int | str] = attrs.Factory(list)
 
 
 @message("wait-ended")
@@ -176,6 +187,10 @@ class TaskFinished:
     #: dashboard's task stream and performance reports
     start: float = 0.0
     thread: str = ""
+    #: slot reports (Seceded/RejoinRequested/Rejoined) that followed this message in
+    #: the worker's stream, folded in: (kind, key, run_id) triples, applied after it
+    #: in order (``core.fold``; only to a scheduler that ``folds_slot_reports``)
+    slot_reports: list[int | str] = attrs.Factory(list)
 
 
 @message("task-erred")
@@ -398,3 +413,7 @@ class TaskPlaced:
     retries: int = 0
     priority: int = 0
     run_once: bool = False
+    #: slot reports (Seceded/RejoinRequested/Rejoined) that followed this message in
+    #: the worker's stream, folded in: (kind, key, run_id) triples, applied after it
+    #: in order (``core.fold``; only to a scheduler that ``folds_slot_reports``)
+    slot_reports: list[int | str] = attrs.Factory(list)

@@ -58,6 +58,7 @@ from typing import Any, Protocol
 import attrs
 
 from .. import protocol as p
+from ..core import fold
 from ..core import worker as wcore
 from ..core.session import (
     PENDING,
@@ -178,7 +179,7 @@ class SimSession:
 
     def post(self, msg: Any) -> None:
         """Send a message to the scheduler (FIFO, like ``Session.post``)."""
-        self.link.append(msg)
+        fold.append_folded(self.link, msg)  # as a worker's connection does (core.fold)
 
     def submit(self, program: Program, path: str, parent: str = "", depth: int = 0) -> str:
         """Submit ``program`` as a task; returns its key.

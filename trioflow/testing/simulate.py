@@ -14,6 +14,10 @@ Theory of operation:
   the real node's executor (:class:`SimWorker` is its sink), and end sync runs as the
   node does: the ending run's thread takes the best queued sync run itself when the
   ledger allows (``hand_over``, ``PassSlot``).
+* Workers fold their slot reports into the message before them on their link, as a
+  real worker's connection does for a scheduler that applies folds (``core.fold``):
+  anything not yet delivered may carry them, so the folded and the separate streams
+  are both explored (a delivery of one message leaves the next report on its own).
 * Nothing happens by itself. An :class:`Action` says what happens next: a link delivers
   its next ``count`` messages (to the scheduler: as one frame), a run does its next op
   (see :mod:`.runs`), a root program is submitted, a worker joins or leaves.

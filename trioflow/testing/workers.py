@@ -14,6 +14,7 @@ from typing import Any
 import attrs
 
 from .. import protocol as p
+from ..core import fold
 from ..core import worker as wcore
 from ..errors import SlotAccountingError
 from .runs import SimRun, SimSession
@@ -61,7 +62,7 @@ class SimWorker:
     # -------------------------------------------------------------- CommandSink
 
     def send_message(self, message: Any) -> None:
-        self.link.append(message)
+        fold.append_folded(self.link, message)  # as the real worker's connection does
 
     def acquire_slot(self, run: wcore.LocalRun) -> None:
         token = (run.key, run.run_id)
@@ -90,7 +91,7 @@ class SimWorker:
         """``WorkerNode.place_child``: queue a child of a run here, or submit it."""
         commands = self.ledger.task_placed(wcore.placed_spec(msg, depth), msg)
         if commands is None:
-            self.link.append(wcore.submit_equivalent(msg))
+            fold.append_folded(self.link, wcore.submit_equivalent(msg))
         else:
             self.execute(commands)
 

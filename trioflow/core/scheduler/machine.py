@@ -31,6 +31,7 @@ from typing import Any
 
 from ... import protocol as p
 from ...errors import InternalError, InvalidTransition
+from .. import fold
 from ..events import (
     MessagesReceived,
     PeerJoined,
@@ -99,6 +100,23 @@ HANDLERS: dict[type, Handler] = {
     p.DatasetRequest: datasets.request,
     p.RetryRequest: retry.retry_request,
 }
+
+
+def _then_folded_reports(handler: Handler) -> Handler:
+    """``handler``, followed by the slot reports folded into its message (``core.fold``):
+    they applied right after it, in order, as when they came on their own."""
+
+    def handle(state: SchedulerState, peer_id: str, msg: Any) -> None:
+        handler(state, peer_id, msg)
+        if msg.slot_reports:
+            waits.folded_reports(state, peer_id, msg.slot_reports)
+
+    handle.__name__ = handler.__name__
+    return handle
+
+
+for _carrier in fold.CARRIERS:
+    HANDLERS[_carrier] = _then_folded_reports(HANDLERS[_carrier])
 
 
 class Scheduler:

@@ -11,7 +11,11 @@ gone) are dropped.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 from ... import protocol as p
+from .. import fold
 from . import ops, resources
 from .records import TERMINAL, TaskRecord
 from .state import SchedulerState
@@ -88,3 +92,21 @@ def rejoined(state: SchedulerState, peer_id: str, msg: p.Rejoined) -> None:
     if run.blocked_on is not None and not run.blocked_timeout:
         worker.blocked += 1
     state.deadlock_dirty = True
+
+
+#: folded report kind (``core.fold``) -> its handler
+_FOLDED: dict[int, Callable[[SchedulerState, str, Any], None]] = {
+    fold.SECEDED: seceded, fold.REJOIN_REQUESTED: rejoin_requested, fold.REJOINED: rejoined}
+
+
+def folded_reports(state: SchedulerState, peer_id: str, reports: list[int | str]) -> None:
+    """Apply the slot reports folded into a message (its ``slot_reports``), in order, as
+    if each had arrived on its own right after it. A malformed list is a protocol error
+    of the peer: it is closed and nothing of the list is applied."""
+    try:
+        messages = fold.reports_of(reports)
+    except ValueError as exc:
+        state.close(peer_id, p.CLOSE_PROTOCOL_ERROR, str(exc))
+        return
+    for msg in messages:
+        _FOLDED[fold.KINDS[type(msg)]](state, peer_id, msg)
