@@ -31,6 +31,7 @@ LAYERS = {
     "trioflow.cluster": 5,
     "trioflow.nanny": 5,
     "trioflow.client": 6,
+    "trioflow.client_api": 6,
     "trioflow.task_options": 6,
     "trioflow.dask_integration": 6,
     "trioflow.cluster_queries": 6,
