@@ -49,6 +49,7 @@ if TYPE_CHECKING:
     from .executor import ClusterExecutor
     from .in_task import WorkerInfo, get_client, get_worker, rejoin, secede, worker_client
     from .local_cluster import LocalCluster
+    from .plugins import PluginWorker, WorkerPlugin
     from .primitives import Event, Lock, Queue, Semaphore, Variable
     from .progress import progress
     from .run import run
@@ -102,6 +103,8 @@ _LAZY: dict[str, str] = {
     "Semaphore": "primitives",
     "Variable": "primitives",
     "progress": "progress",
+    "PluginWorker": "plugins",
+    "WorkerPlugin": "plugins",
     "run": "run",
     "get_task_stream": "task_stream",
     "performance_report": "task_stream",
@@ -170,6 +173,7 @@ __all__ = [
     "NoClientError",
     "NoWorkersError",
     "NotInTaskError",
+    "PluginWorker",
     "Queue",
     "RemoteProtocolError",
     "Semaphore",
@@ -179,6 +183,7 @@ __all__ = [
     "Variable",
     "WorkerInfo",
     "WorkerLost",
+    "WorkerPlugin",
     "__version__",
     "as_completed",
     "compute",

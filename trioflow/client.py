@@ -59,6 +59,7 @@ from .net.bulk import BulkPool
 from .net.connection import AnyConnection, open_connection
 from .net.scheduler_file import read_scheduler_file
 from .net.scheduler_server import SchedulerServer
+from .plugins import AsyncPlugins, SyncPlugins
 
 logger = logging.getLogger(__name__)
 
@@ -66,7 +67,7 @@ T = TypeVar("T")
 
 
 class AsyncClient(ClientAPI, DaskCollections, AsyncClusterQueries, AsyncDatasets,
-                  AsyncioSupport):
+                  AsyncPlugins, AsyncioSupport):
     """A trio-native client: ``async with AsyncClient(address) as client: ...``.
 
     Args:
@@ -299,7 +300,7 @@ class AsyncClient(ClientAPI, DaskCollections, AsyncClusterQueries, AsyncDatasets
         return await self._session.why(key_of(future))
 
 
-class Client(ClientAPI, DaskScheduler, SyncClusterQueries, SyncDatasets):
+class Client(ClientAPI, DaskScheduler, SyncClusterQueries, SyncDatasets, SyncPlugins):
     """A blocking client, for plain (non-async) programs and sync tasks.
 
     ``Client()`` starts a local cluster (subprocess workers) in a background thread;

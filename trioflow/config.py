@@ -20,6 +20,9 @@ ALLOWED_FAILURES = 3
 #: process is ever this quiet.
 PEER_TIMEOUT = 30.0
 
+#: Seconds a stopping worker gives its plugins' teardowns (``Client.register_plugin``).
+PLUGIN_TEARDOWN_TIMEOUT = 10.0
+
 #: A connection quiet for this long sends a Heartbeat (seconds).
 HEARTBEAT_INTERVAL = 1.0
 

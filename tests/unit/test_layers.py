@@ -36,6 +36,7 @@ LAYERS = {
     "trioflow.dask_integration": 6,
     "trioflow.cluster_queries": 6,
     "trioflow.datasets": 6,
+    "trioflow.plugins": 6,
     "trioflow.executor": 6,
     "trioflow.local_cluster": 6,
     "trioflow.asyncio_client": 6,

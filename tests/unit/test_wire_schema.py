@@ -70,6 +70,7 @@ WIRE_V3: dict[str, list[str]] = {
         "resource_amounts: list[float]",
         "restartable: bool",
     ],
+    "install-plugin": ["name: str", "blob: bytes"],
     "key-erred": [
         "key: str",
         "kind: str",
@@ -81,6 +82,10 @@ WIRE_V3: dict[str, list[str]] = {
     ],
     "key-finished": ["key: str", "nbytes: int", "inline: bytes | None", "type_name: str"],
     "key-restarted": ["key: str"],
+    "plugin-installed": ["name: str", "error: str"],
+    "plugin-reply": ["request_id: int", "status: str", "text: str", "results: list[Any]"],
+    "plugin-request": ["request_id: int", "op: str", "name: str", "blob: bytes",
+                       "idempotent: bool"],
     "primitive-cancel": ["request_id: int"],
     "primitive-handles": ["kind: str", "name: str", "delta: int"],
     "primitive-reply": [
@@ -107,6 +112,7 @@ WIRE_V3: dict[str, list[str]] = {
     "rejoin-requested": ["key: str", "run_id: int"],
     "rejoined": ["key: str", "run_id: int"],
     "release-keys": ["keys: list[str]", "slot_reports: list[int | str]"],
+    "remove-plugin": ["name: str"],
     "replicas-fetched": ["keys: list[str]", "failed: list[str]"],
     "replicate-reply": ["request_id: int", "kind: str", "text: str"],
     "replicate-request": ["request_id: int", "keys: list[str]", "n: int", "workers: list[str]"],

@@ -84,6 +84,12 @@ class ServiceCalls:
         return await self._request(p.DatasetReply, p.DatasetRequest, op, name, blob,
                                    list(keys or ()), override)
 
+    async def plugin(self, op: str, name: str, blob: bytes = b"",
+                     idempotent: bool = False) -> p.PluginReply:
+        """Register or unregister a worker plugin (``core/scheduler/plugins.py``); a
+        registration's reply comes once the workers connected now have set it up."""
+        return await self._request(p.PluginReply, p.PluginRequest, op, name, blob, idempotent)
+
     async def retry(self, keys: list[str]) -> p.RetryReply:
         """Run these failed tasks again, with the failed tasks they depend on
         (``core/scheduler/retry.py``); the reply comes after their ``KeyRestarted``."""

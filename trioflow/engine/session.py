@@ -392,7 +392,7 @@ class Session:
             self.scatterer.upload(msg)
         elif (t is p.PrimitiveReply or t is p.StatusReply or t is p.WhyReply
               or t is p.RunsReply or t is p.ReplicateReply or t is p.RestartReply
-              or t is p.DatasetReply or t is p.RetryReply):
+              or t is p.DatasetReply or t is p.RetryReply or t is p.PluginReply):
             self.replies.reply(msg)
 
     def finished_here(self, key: str, report: p.TaskFinished) -> None:

@@ -49,6 +49,7 @@ from .connection import PeerConnection, open_connection
 from .slots import SlotThreads
 from .worker_data import DataStore
 from .worker_ledger import LockedLedger
+from .worker_plugins import PluginWorker, WorkerPlugins
 from .worker_runs import RunExecutor
 from .worker_threads import report_threads
 
@@ -124,9 +125,12 @@ class WorkerNode:
                                on_memory_terminate=on_memory_terminate,
                                notify=self._notify)
         self.data = self.store.data  # values by key
+        #: ``Client.register_plugin``'s plugins; runs wait at its gate while one sets up
+        self.plugins = WorkerPlugins(self._as_plugins_see_it)
         self.runs = RunExecutor(name=self.name, host=self, ledger=self.ledger,
                                 threads=self.threads, store=self.store, execute=self._execute,
-                                call_on_loop=self.call_on_loop, inline_limit=inline_limit)
+                                call_on_loop=self.call_on_loop, inline_limit=inline_limit,
+                                plugins=self.plugins)
         self.session: Session | None = None
         self.conn: PeerConnection | None = None
         self.peer_id = ""
@@ -155,6 +159,10 @@ class WorkerNode:
                 await self._connect_and_run(task_status)
                 nursery.cancel_scope.cancel()
         finally:
+            if self.plugins.installed:  # (their teardowns run even when cancelled)
+                with trio.CancelScope(shield=True), trio.move_on_after(
+                        config.PLUGIN_TEARDOWN_TIMEOUT):
+                    await self.plugins.teardown_all()
             # from here on no run may start: thread runs that finish now still call back
             # to the loop, and the ledger would start queued runs in a closed nursery
             self._stopped = True
@@ -215,6 +223,8 @@ class WorkerNode:
             p.FetchReplicas: self._fetch_replicas,
             p.RestartWorker: self._restart,
             p.WaitFailed: self._wait_failed,
+            p.InstallPlugin: lambda m: self._install_plugin(conn, m),
+            p.RemovePlugin: self._remove_plugin,
         }
         session = self.session
         assert session is not None
@@ -234,6 +244,19 @@ class WorkerNode:
                     handler(msg)
                 else:
                     session.handle(msg)
+
+    # ------------------------------------------------------------------ plugins
+
+    def _as_plugins_see_it(self) -> PluginWorker:
+        return PluginWorker(self.name, self.peer_id, self.nthreads, self.data_address)
+
+    def _install_plugin(self, conn: PeerConnection, msg: p.InstallPlugin) -> None:
+        assert self._nursery is not None
+        self.plugins.install(self._nursery, msg, conn.send)
+
+    def _remove_plugin(self, msg: p.RemovePlugin) -> None:
+        assert self._nursery is not None
+        self.plugins.remove(self._nursery, msg.name)
 
     # ------------------------------------------------------------------ loop-side helpers
 

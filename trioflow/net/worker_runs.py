@@ -41,6 +41,7 @@ from ..errors import ClientClosedError, WorkerLost
 from .slots import SlotThreads
 from .worker_data import DataStore
 from .worker_ledger import LockedLedger
+from .worker_plugins import WorkerPlugins
 
 if sys.version_info < (3, 11):  # pragma: no cover
     from exceptiongroup import BaseExceptionGroup
@@ -72,13 +73,16 @@ class RunExecutor:
         execute: carries out ledger commands (loop only).
         call_on_loop: runs a call on the worker's loop, from any thread.
         inline_limit: results up to this many bytes travel inline.
+        plugins: the worker's plugins; a run waits at their gate while one sets up.
     """
 
     def __init__(self, *, name: str, host: HostWorker, ledger: LockedLedger,
                  threads: SlotThreads, store: DataStore,
                  execute: Callable[[list[Any]], None],
-                 call_on_loop: Callable[..., None], inline_limit: int) -> None:
+                 call_on_loop: Callable[..., None], inline_limit: int,
+                 plugins: WorkerPlugins) -> None:
         self.name = name
+        self.plugins = plugins
         self.host = host
         self.ledger = ledger
         self.threads = threads
@@ -221,6 +225,8 @@ class RunExecutor:
         t0: float | None = None
         try:
             self.store.gate_sync()  # (memory: no new work while paused)
+            if self.plugins.pending:  # (a plugin is setting up: it comes first)
+                self.plugins.gate_sync()
             fn = self._function(spec.fn_id)
             args, kwargs = serialize.loads_payload(spec.payload, self._inputs(spec))
             t0 = time.perf_counter()
@@ -323,6 +329,8 @@ class RunExecutor:
         t0: float | None = None
         try:
             await self.store.gate_async()  # (memory: no new work while paused)
+            if self.plugins.pending:
+                await self.plugins.gate_async()
             fn = self._function(spec.fn_id)
             args, kwargs = serialize.loads_payload(spec.payload, self._inputs(spec))
             t0 = time.perf_counter()

@@ -268,3 +268,58 @@ class RetryReply:
     retried: list[str]
     refused: list[str] = attrs.Factory(list)
     text: str = ""
+
+
+# ------------------------------------------------------------------ worker plugins (Client.register_plugin)
+
+
+@message("plugin-request")
+class PluginRequest:
+    """Client -> scheduler: ``op`` "register" (``blob``: the pickled plugin, opaque here;
+    every worker, and every worker that joins later, sets it up; ``idempotent``: keep a
+    plugin already registered under ``name``) or "unregister"; answered by one
+    ``PluginReply``."""
+
+    request_id: int
+    op: str
+    name: str
+    blob: bytes = b""
+    idempotent: bool = False
+
+
+@message("plugin-reply")
+class PluginReply:
+    """The answer to a ``PluginRequest``: ``status`` "ok", "missing" (no plugin of that
+    name) or "invalid" (``text`` says why). A registration is answered once every worker
+    connected at the time has set the plugin up or left: ``results`` holds [worker
+    name, error text ("" when its setup returned)] for each."""
+
+    request_id: int
+    status: str
+    text: str = ""
+    results: list[Any] = attrs.Factory(list)
+
+
+@message("install-plugin")
+class InstallPlugin:
+    """Scheduler -> worker: set up plugin ``name`` (``blob``: pickled by the client),
+    replacing one of that name, before any run starts; answer ``PluginInstalled``."""
+
+    name: str
+    blob: bytes
+
+
+@message("remove-plugin")
+class RemovePlugin:
+    """Scheduler -> worker: tear plugin ``name`` down and forget it."""
+
+    name: str
+
+
+@message("plugin-installed")
+class PluginInstalled:
+    """Worker -> scheduler: plugin ``name`` is set up (``error`` empty), or its setup
+    failed (``error``: what it raised, as text)."""
+
+    name: str
+    error: str = ""

@@ -11,7 +11,7 @@ Theory of operation:
   messages in :mod:`.lifecycle`, membership in :mod:`.peers`, values in :mod:`.data`,
   waits and secession in :mod:`.waits`, placement and stealing in :mod:`.placement`,
   Lock/Semaphore/Queue/Event/Variable in :mod:`.coordination`, named datasets in
-  :mod:`.datasets`, ``Client.retry`` in :mod:`.retry`,
+  :mod:`.datasets`, ``Client.retry`` in :mod:`.retry`, worker plugins in :mod:`.plugins`,
   tasks no worker can run in :mod:`.starvation` (on ``TimePassed``), why a task
   waits in :mod:`.explain`;
   they share the primitives of :mod:`.ops` and never import one another. Only this
@@ -49,6 +49,7 @@ from . import (
     lifecycle,
     peers,
     placement,
+    plugins,
     replicas,
     restart,
     retry,
@@ -99,6 +100,8 @@ HANDLERS: dict[type, Handler] = {
     p.RestartRequest: restart.restart_request,
     p.DatasetRequest: datasets.request,
     p.RetryRequest: retry.retry_request,
+    p.PluginRequest: plugins.request,
+    p.PluginInstalled: plugins.installed,
 }
 
 
@@ -194,10 +197,12 @@ class Scheduler:
                 handler(state, peer_id, msg)
         elif type(event) is PeerJoined:
             peers.peer_joined(state, event.peer_id, event.hello)
+            plugins.worker_joined(state, event.peer_id)
         elif type(event) is PeerLeft:
             peers.peer_left(state, event.peer_id)
             coordination.peer_left(state, event.peer_id)
             replicas.peer_left(state, event.peer_id)
+            plugins.peer_left(state, event.peer_id)
         elif type(event) is TimePassed:
             starvation.tick(state, event.now)
         else:

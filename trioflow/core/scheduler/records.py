@@ -182,6 +182,20 @@ class Dataset:
 
 
 @attrs.define(eq=False, repr=False)
+class PluginWait:
+    """A ``Client.register_plugin`` waiting for the workers connected when it came to
+    set the plugin up (or leave)."""
+
+    peer_id: str
+    request_id: int
+    name: str
+    #: worker ids still to answer
+    waiting: set[str]
+    #: [worker name, error text] of those that did
+    results: list[list[str]] = attrs.Factory(list)
+
+
+@attrs.define(eq=False, repr=False)
 class PeerRecord:
     """One connection: a client, or a worker acting as a client for its tasks."""
 

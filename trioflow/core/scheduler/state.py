@@ -19,7 +19,15 @@ from typing import Any
 from ... import protocol as p
 from ...config import ALLOWED_FAILURES, INLINE_LIMIT, RUN_LOG_LENGTH
 from ..events import Close, SchedulerCommand, Send
-from .records import Dataset, PeerRecord, PrimitiveRecord, TaskRecord, TaskStatus, WorkerRecord
+from .records import (
+    Dataset,
+    PeerRecord,
+    PluginWait,
+    PrimitiveRecord,
+    TaskRecord,
+    TaskStatus,
+    WorkerRecord,
+)
 
 #: results up to this many pickled bytes travel inside messages and are kept here too;
 #: a task that was running on this many dying workers fails with KilledWorker
@@ -100,6 +108,10 @@ class SchedulerState:
         self.deadlocks: list[str] = []
         #: coordination primitives by (kind, name) (see coordination.py)
         self.primitives: dict[tuple[str, str], PrimitiveRecord] = {}
+        #: worker plugins by name (pickled by their clients; plugins.py), and the
+        #: registrations waiting for their workers' setups
+        self.plugins: dict[str, bytes] = {}
+        self.plugin_waits: list[PluginWait] = []
         #: published datasets by name, and how many of them hold each key (datasets.py)
         self.datasets: dict[str, Dataset] = {}
         self.dataset_holds: dict[str, int] = {}
