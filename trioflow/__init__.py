@@ -23,6 +23,8 @@ import sys
 import types
 from typing import TYPE_CHECKING, Any
 
+from .lazy_exports import lazy_exports
+
 if TYPE_CHECKING:
     from .client import AsyncClient, Client
     from .cluster import open_local_cluster
@@ -111,14 +113,7 @@ _LAZY: dict[str, str] = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    """The public name ``name``, imported from its module on first use and then cached."""
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'trioflow' has no attribute {name!r}")
-    value = getattr(importlib.import_module("." + module, __name__), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_exports(__name__, _LAZY, globals())
 
 
 def __dir__() -> list[str]:

@@ -22,6 +22,7 @@ ROOT = pathlib.Path(trioflow.__file__).parent
 LAYERS = {
     "trioflow.errors": 0,
     "trioflow.config": 0,
+    "trioflow.lazy_exports": 0,
     "trioflow.protocol": 1,
     "trioflow.serialize": 1,
     "trioflow.core": 2,

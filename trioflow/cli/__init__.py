@@ -15,8 +15,9 @@ inside the entry points, not at the top, so ``--help`` and usage errors stay fas
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING, Any
+
+from ..lazy_exports import lazy_exports
 
 if TYPE_CHECKING:
     from .scheduler import scheduler_main
@@ -31,10 +32,4 @@ _LAZY = {"format_status": "tools", "main": "tools", "scheduler_main": "scheduler
          "worker_main": "worker"}
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'trioflow.cli' has no attribute {name!r}")
-    value = getattr(importlib.import_module("." + module, __name__), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_exports(__name__, _LAZY, globals())

@@ -18,10 +18,10 @@ Command line: ``python -m trioflow.testing deadlocks`` (see ``__main__``).
 
 from __future__ import annotations
 
-import importlib
 from typing import Any
 
 from ..cluster import open_local_cluster
+from ..lazy_exports import lazy_exports
 from .program import (
     ALL_WAITS,
     RELEASING_WAITS,
@@ -78,11 +78,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'trioflow.testing' has no attribute {name!r}")
-    return getattr(importlib.import_module(f"{__name__}.{module}"), name)
+__getattr__ = lazy_exports(__name__, _LAZY, globals())
 
 
 __all__ = [
