@@ -8,35 +8,26 @@ from __future__ import annotations
 
 import pytest
 import trio
-from trio_websocket import serve_websocket
 
 import trioflow
 import trioflow.client
 from trioflow import protocol as p
+
+from .fake_scheduler import FakeScheduler
 
 #: the client's silence limit in these tests (monkeypatched): far above the fake's
 #: 20 ms between frames, so a loaded machine cannot make a talking scheduler look silent
 TIMEOUT = 1.0
 
 
-class TalkingScheduler:
+class TalkingScheduler(FakeScheduler):
     """Welcomes one client; sends a Heartbeat every 20 ms until ``hush()``."""
 
     def __init__(self) -> None:
-        self.address = ""
+        super().__init__()
         self._hush = trio.Event()
 
-    async def serve(self, task_status=trio.TASK_STATUS_IGNORED) -> None:
-        async with trio.open_nursery() as nursery:
-            server = await nursery.start(serve_websocket, self._handle, "127.0.0.1", 0, None)
-            self.address = f"ws://127.0.0.1:{server.port}"
-            task_status.started()
-
-    async def _handle(self, request) -> None:
-        ws = await request.accept()
-        await ws.get_message()  # the Hello
-        await ws.send_message(p.encode_frame([p.Welcome(p.PROTOCOL_VERSION, "c1")],
-                                             p.PROTOCOL_VERSION))
+    async def talk(self, ws) -> None:
         async with trio.open_nursery() as nursery:
             async def swallow() -> None:
                 while True:

@@ -5,33 +5,25 @@ from __future__ import annotations
 
 import pytest
 import trio
-from trio_websocket import serve_websocket
 
 import trioflow
 from trioflow import protocol as p
+
+from .fake_scheduler import FakeScheduler
 
 #: far longer than the test may take: a waiter that is not woken fails the test
 LONG = 120
 
 
-class FakeScheduler:
+class DroppingScheduler(FakeScheduler):
     """Welcomes one client, then swallows everything until ``drop()``."""
 
     def __init__(self) -> None:
+        super().__init__()
         self.status_requested = trio.Event()
         self._drop = trio.Event()
-        self.address = ""
 
-    async def serve(self, task_status=trio.TASK_STATUS_IGNORED) -> None:
-        async with trio.open_nursery() as nursery:
-            server = await nursery.start(serve_websocket, self._handle, "127.0.0.1", 0, None)
-            self.address = f"ws://127.0.0.1:{server.port}"
-            task_status.started()
-
-    async def _handle(self, request) -> None:
-        ws = await request.accept()
-        await ws.get_message()  # the Hello
-        await ws.send_message(p.encode_frame([p.Welcome(p.PROTOCOL_VERSION, "c1")], p.PROTOCOL_VERSION))
+    async def talk(self, ws) -> None:
         async with trio.open_nursery() as nursery:
 
             async def swallow():
@@ -59,7 +51,7 @@ async def _outcome(afn):
 
 @pytest.mark.parametrize("how", ["scheduler_leaves", "client_closes"])
 async def test_closing_wakes_every_async_waiter_at_once(how):
-    fake = FakeScheduler()
+    fake = DroppingScheduler()
     outcomes = {}
     all_woken = trio.Event()
 
@@ -94,7 +86,7 @@ async def test_closing_wakes_every_async_waiter_at_once(how):
 
 
 async def test_blocking_client_status_and_result_wake_when_the_scheduler_leaves():
-    fake = FakeScheduler()
+    fake = DroppingScheduler()
     async with trio.open_nursery() as nursery:
         await nursery.start(fake.serve)
         client = await trio.to_thread.run_sync(trioflow.Client, fake.address)
