@@ -2,6 +2,9 @@
 the results stay alive after the publishing client has gone, another client gets them
 by name, and unpublishing releases them."""
 
+import os
+import signal
+
 import pytest
 import trio
 
@@ -9,6 +12,11 @@ import trioflow
 
 from .conftest import cluster_client, quiesce
 from .tasks import inc
+
+
+def made_here():
+    """Large (held by its worker, not the scheduler), and says which process made it."""
+    return os.getpid(), bytes(300_000)
 
 
 def big(n):
@@ -75,3 +83,18 @@ async def test_a_persisted_dask_collection_as_a_dataset():
         back = await client.get_dataset("arr")
         assert await client.gather(client.compute(back.sum())) == 132
         await client.unpublish_dataset("arr")
+
+
+async def test_a_datasets_result_lost_with_its_worker_is_computed_again():
+    async with trioflow.open_local_cluster(1, 1, processes=True) as cluster:
+        async with trioflow.AsyncClient(cluster.address) as first:
+            made = first.submit(made_here)
+            maker, _ = await made
+            await first.publish_dataset(held=made)
+        # the publisher is gone; the only copy dies with its worker (its nanny restarts it)
+        os.kill(maker, signal.SIGKILL)
+        await cluster.scheduler.wait_for(lambda: cluster.nannies[0].restarts == 1)
+        async with trioflow.AsyncClient(cluster.address) as second:
+            again = await second.get_dataset("held")
+            remaker, data = await again
+            assert remaker != maker and data == bytes(300_000)
