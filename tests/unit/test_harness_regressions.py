@@ -7,8 +7,6 @@ regressions.
 
 from __future__ import annotations
 
-import pytest
-
 from trioflow import protocol as p
 from trioflow.core.events import MessagesReceived, PeerJoined, Send
 from trioflow.core.scheduler import Scheduler
@@ -164,18 +162,15 @@ def test_the_scheduler_tells_each_worker_its_victims_in_one_message():
     assert fails[0].run_ids == [1, 1]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "open (session 6): the simulator submits an async run's children and gives its slot "
-    "back in one step, but on a real worker a sync child placed in a free slot starts on "
-    "its thread at once and can submit its own child before the async parent's next "
-    "submit; that deeper child then takes the slot the parent gives back"))
 def test_a_child_can_start_before_its_async_parents_next_submit():
     """Found by the fuzz profile (``test_real_cluster_outcome_is_reachable_in_simulator``):
     on 1 worker x 2 slots, an async root with two slot-holding children that each wait on
-    a leaf finished on the real cluster (value 5), and the simulator reaches only a
-    deadlock, under every schedule (``reachable_outcomes``, 200,000 worlds, 38 s: too
-    slow here; 18 sampled schedules say the same). While the simulator lacks that
-    interleaving, the sweeps do not cover it."""
+    a leaf finished on the real cluster (value 5), while the simulator reached only a
+    deadlock under every schedule. On a worker a sync child placed in a free slot starts
+    on its thread at once and can submit its own, deeper child before the async parent's
+    next submit; that grandchild then takes the slot the parent gives back. The simulator
+    submitted an async run's children and gave its slot back in one step; its submits
+    are separate steps now (``runs.ops_for``)."""
     program = Program(wait=Wait.ASYNC, children=(Program(children=(Program(),)),
                                                   Program(children=(Program(),))))
     shape = ClusterShape(workers=1, slots=2)

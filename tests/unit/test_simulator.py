@@ -264,7 +264,8 @@ def test_runs_produce_their_messages_with_the_shared_task_view():
     takes it again after: the order core.session.TaskView produces."""
     sim, w = _lone_worker()
     _assign(w, "t", Program(wait=Wait.ASYNC, children=(Program(),)))
-    sim.apply(Step("w1", "t", 1))
+    sim.apply(Step("w1", "t", 1))  # the submit
+    sim.apply(Step("w1", "t", 1))  # the wait
     kinds = [type(m) for m in sim.links[("w1", SCHEDULER)]]
     assert kinds == [p.RegisterFunction, p.SubmitTask, p.Seceded, p.WaitKeys]
     assert w.runs["t"].view.seceded and w.runs["t"].view.waiting

@@ -27,9 +27,13 @@ leaf                      END
                           ``secede(); gather(); rejoin()`` raises out of ``gather``)
 ``Wait.WORKER_CLIENT``    SECEDE, SUBMIT x n, WAIT, REJOIN, END (REJOIN always: it is
                           the ``with`` block's exit)
-``Wait.ASYNC``            ASYNC_WAIT (submit all, then the wait: no await between
-                          them), END; the wait gives its slot back and takes it again
-                          when it ends (``RunContext.wait_async``)
+``Wait.ASYNC``            SUBMIT x n, ASYNC_WAIT, END; the wait gives its slot back
+                          and takes it again when it ends (``RunContext.wait_async``).
+                          The task does not await between its submits, but a sync
+                          child placed in a free slot starts on its thread at once and
+                          may submit its own children before the next submit: so each
+                          submit is a step of its own (what else may step between them
+                          is over-approximated, never under)
 ========================  ===========================================================
 
 A task that uses a primitive (``Program.uses``) does it first: ACQUIRE (the lock, held
@@ -124,7 +128,7 @@ def _base_ops(program: Program) -> list[Op]:
         return [Op.SUBMIT] * n + [Op.SECEDE, Op.WAIT, Op.REJOIN, Op.END]
     if wait is Wait.WORKER_CLIENT:
         return [Op.SECEDE] + [Op.SUBMIT] * n + [Op.WAIT, Op.REJOIN, Op.END]
-    return [Op.ASYNC_WAIT, Op.END]
+    return [Op.SUBMIT] * n + [Op.ASYNC_WAIT, Op.END]
 
 
 def encode_value(value: int) -> bytes:
@@ -416,8 +420,6 @@ class SimRun:
         elif op is Op.WAIT:
             self._wait(worker)
         elif op is Op.ASYNC_WAIT:
-            while len(self.futures) < len(self.program.children):
-                self._submit_next(session)
             self._wait(worker, give_slot=True)
         elif op is Op.REJOIN:
             self.pc += 1
