@@ -25,7 +25,6 @@ from typing import Any, Literal, overload
 
 import trio
 
-from . import protocol as p
 from .config import CLIENT_CALL_TIMEOUT
 from .engine.futures import Future, fire_and_forget
 from .engine.keys import error_to_exception
@@ -193,17 +192,6 @@ def _retry_keys(futures: Any) -> list[str]:
     return [f.key for f in fs]
 
 
-def _retried(reply: p.RetryReply) -> None:
-    """Raise what ``retry`` could not do (the rest is running again by now).
-
-    Raises:
-        ValueError: some keys cannot run again; says which and why.
-    """
-    if reply.refused:
-        done = f"; running again: {reply.retried}" if reply.retried else ""
-        raise ValueError(f"retry: these cannot run again:\n{reply.text}{done}")
-
-
 def _restart_timed_out(timeout: float) -> TimeoutError:
     return TimeoutError(f"restart: the workers were not all back after {timeout}s (their "
                         f"tasks were cancelled and they were restarted; check the "
@@ -326,7 +314,7 @@ class SyncClusterQueries:
         """
         keys = _retry_keys(futures)
         services = self._session.services
-        _retried(self._on_loop(lambda: services.retry(keys), CLIENT_CALL_TIMEOUT))  # type: ignore[attr-defined]
+        self._on_loop(lambda: services.retry(keys), CLIENT_CALL_TIMEOUT)  # type: ignore[attr-defined]
 
     def replicate(self, futures: Any, n: int | None = None,
                   workers: Iterable[str] | None = None, timeout: float = 60.0,
@@ -446,7 +434,7 @@ class AsyncClusterQueries:
         """See the blocking client's ``retry``."""
         keys = _retry_keys(futures)
         services = self._session.services
-        _retried(await self._on_trio(lambda: services.retry(keys)))  # type: ignore[attr-defined]
+        await self._on_trio(lambda: services.retry(keys))  # type: ignore[attr-defined]
 
     async def replicate(self, futures: Any, n: int | None = None,
                         workers: Iterable[str] | None = None, timeout: float = 60.0,

@@ -124,10 +124,7 @@ class Future(Generic[T_co]):
         if session.on_loop():
             raise RuntimeError("Future.retry() blocks, and this is the event loop's thread: "
                                "use `await client.retry([future])` there")
-        reply = trio.from_thread.run(session.services.retry, [self.key],
-                                     trio_token=session.trio_token)
-        if reply.refused:
-            raise ValueError(f"retry: {reply.text}")
+        trio.from_thread.run(session.services.retry, [self.key], trio_token=session.trio_token)
 
     def cancel(self, reason: str = "cancelled") -> None:
         """Cancel the task: if queued it never runs; this future and every task that

@@ -90,10 +90,20 @@ class ServiceCalls:
         registration's reply comes once the workers connected now have set it up."""
         return await self._request(p.PluginReply, p.PluginRequest, op, name, blob, idempotent)
 
-    async def retry(self, keys: list[str]) -> p.RetryReply:
+    async def retry(self, keys: list[str]) -> list[str]:
         """Run these failed tasks again, with the failed tasks they depend on
-        (``core/scheduler/retry.py``); the reply comes after their ``KeyRestarted``."""
-        return await self._request(p.RetryReply, p.RetryRequest, list(keys))
+        (``core/scheduler/retry.py``); the keys running again. The reply comes after
+        their ``KeyRestarted``, so their futures are pending when this returns.
+
+        Raises:
+            ValueError: some keys cannot run again; says which and why (the others run
+                again anyway).
+        """
+        reply = await self._request(p.RetryReply, p.RetryRequest, list(keys))
+        if reply.refused:
+            done = f"; running again: {reply.retried}" if reply.retried else ""
+            raise ValueError(f"retry: these cannot run again:\n{reply.text}{done}")
+        return list(reply.retried)
 
     async def _request(self, expect: type[R], kind: Any, *args: Any) -> R:
         """Send ``kind(request_id, *args)``; its reply, a message of type ``expect``."""

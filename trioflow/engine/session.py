@@ -390,9 +390,7 @@ class Session:
             self.fetcher.data_reply(msg)
         elif t is p.ScatterTo:
             self.scatterer.upload(msg)
-        elif (t is p.PrimitiveReply or t is p.StatusReply or t is p.WhyReply
-              or t is p.RunsReply or t is p.ReplicateReply or t is p.RestartReply
-              or t is p.DatasetReply or t is p.RetryReply or t is p.PluginReply):
+        elif t in _ANSWERS:
             self.replies.reply(msg)
 
     def finished_here(self, key: str, report: p.TaskFinished) -> None:
@@ -528,6 +526,11 @@ class Session:
                         if waiter in ks.waiters:
                             ks.waiters.remove(waiter)
 
+
+#: the replies to requests of ``replies`` (primitives, services): matched by request id
+_ANSWERS = frozenset({p.PrimitiveReply, p.StatusReply, p.WhyReply, p.RunsReply,
+                      p.ReplicateReply, p.RestartReply, p.DatasetReply, p.RetryReply,
+                      p.PluginReply})
 
 #: batches one ``Session._flush`` sends before it yields to the rest of the loop
 _FLUSH_ROUNDS = 8
