@@ -294,7 +294,7 @@ class WorkerNode:
     def _execute(self, commands: list[Any]) -> None:
         """Carry out ledger commands (``LockedLedger`` calls this under its lock, on the
         thread of the event)."""
-        if not self.ledger.runs:
+        if not self.ledger.state.runs:  # (the state's own dict: this runs per event)
             if threading.get_ident() == self._loop_thread:
                 self._set_idle()
             else:
