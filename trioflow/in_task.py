@@ -24,7 +24,8 @@ from collections.abc import Iterator
 import attrs
 
 from .client import AsyncClient, Client
-from .engine.context import RunContext, current_run, default_client
+from .engine import context
+from .engine.context import RunContext, current_run
 from .errors import NoClientError, NotInTaskError
 
 
@@ -84,7 +85,7 @@ def get_client() -> Client | AsyncClient:
     ctx = current_run()
     if ctx is not None:
         return _task_client(ctx)
-    found = default_client()
+    found = context.default_client()
     if found is not None:
         client = found[0]
         assert isinstance(client, Client | AsyncClient)
@@ -93,6 +94,15 @@ def get_client() -> Client | AsyncClient:
         "no trioflow client here: call get_client() inside trioflow.run(main), inside a "
         "task, or after creating a trioflow.Client"
     )
+
+
+def default_client(c: Client | AsyncClient | None = None) -> Client | AsyncClient:
+    """dask's ``default_client``: ``c`` if given, else ``get_client()``.
+
+    Raises:
+        NoClientError: no client is known here (also a ``ValueError``, as dask's).
+    """
+    return c if c is not None else get_client()
 
 
 @contextlib.contextmanager

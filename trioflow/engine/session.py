@@ -71,6 +71,8 @@ class Session:
         #: ``client.dashboard_link`` (set by the client that opened the connection)
         self.address = ""
         self.dashboard_link = ""
+        #: the scheduler's host and package versions, from its Welcome (get_versions)
+        self.scheduler_versions: dict[str, Any] = {}
         self.lock = threading.Lock()
         #: the key table (pure; changed under ``lock``): futures' keys, functions sent,
         #: releases pending, and the messages they cost
@@ -530,7 +532,7 @@ class Session:
 #: the replies to requests of ``replies`` (primitives, services): matched by request id
 _ANSWERS = frozenset({p.PrimitiveReply, p.StatusReply, p.WhyReply, p.RunsReply,
                       p.ReplicateReply, p.RestartReply, p.DatasetReply, p.RetryReply,
-                      p.PluginReply})
+                      p.PluginReply, p.MetadataReply, p.EventReply})
 
 #: batches one ``Session._flush`` sends before it yields to the rest of the loop
 _FLUSH_ROUNDS = 8
