@@ -22,6 +22,7 @@ import time
 from collections.abc import (
     AsyncIterator,
     Generator,
+    Iterable,
     Iterator,
 )
 from functools import partial
@@ -50,7 +51,7 @@ from .engine.background import BackgroundContext
 from .engine.context import pop_default, push_default, remove_default
 from .engine.futures import Future, task_error
 from .engine.keys import ERRED
-from .engine.nested import assemble, futures_in, key_of, scattered, split_scatter
+from .engine.nested import assemble, futures_in, key_of, scatter_workers, scattered, split_scatter
 from .engine.session import Session
 from .local_cluster import LocalCluster as BackgroundCluster
 from .local_cluster import dask_shape, drop_dask_only
@@ -252,12 +253,18 @@ class AsyncClient(ClientAPI, DaskCollections, AsyncClusterQueries, AsyncDatasets
                     raise
         return assemble(futures, values, errors)
 
-    async def scatter(self, data: Any, broadcast: bool = False) -> Any:
+    async def scatter(self, data: Any, workers: Iterable[str] | str | None = None,
+                      broadcast: bool = False, direct: bool | None = None,
+                      hash: bool = True, timeout: float | None = None) -> Any:
         """Place data on the cluster; Futures in the same shape (list, dict or one).
-        ``broadcast=True``: then copy each to every worker (``replicate``)."""
-        futures = split_scatter(self._session, data)
+        ``workers``: names of the workers large values go to (small ones stay with the
+        scheduler); ``broadcast=True``: then copy each to every worker (of
+        ``workers``, when given; ``replicate``). dask's ``direct``, ``hash`` and
+        ``timeout`` are accepted: every scatter gets a key of its own (dask's
+        ``hash=False``), and uploads go straight to the worker anyway."""
+        futures = split_scatter(self._session, data, workers)
         if broadcast:
-            await self.replicate(scattered(futures))
+            await self.replicate(scattered(futures), workers=scatter_workers(workers) or None)
         return futures
 
     async def wait_for_workers(self, n_workers: int = 1, timeout: float | None = None, *,
@@ -438,12 +445,14 @@ class Client(ClientAPI, DaskScheduler, SyncClusterQueries, SyncDatasets, SyncPlu
                     raise
         return assemble(futures, values, errors)
 
-    def scatter(self, data: Any, broadcast: bool = False) -> Any:
-        """Place data on the cluster; Futures in the same shape. ``broadcast=True``:
-        then copy each to every worker (``replicate``)."""
-        futures = split_scatter(self._session, data)
+    def scatter(self, data: Any, workers: Iterable[str] | str | None = None,
+                broadcast: bool = False, direct: bool | None = None, hash: bool = True,
+                timeout: float | None = None) -> Any:
+        """Place data on the cluster; Futures in the same shape (see
+        ``AsyncClient.scatter`` for ``workers``, ``broadcast`` and dask's others)."""
+        futures = split_scatter(self._session, data, workers)
         if broadcast:
-            self.replicate(scattered(futures))
+            self.replicate(scattered(futures), workers=scatter_workers(workers) or None)
         return futures
 
     def status(self, timeout: float = CLIENT_CALL_TIMEOUT) -> dict[str, Any]:

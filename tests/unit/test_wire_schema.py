@@ -128,7 +128,7 @@ WIRE_V3: dict[str, list[str]] = {
     "retry-request": ["request_id: int", "keys: list[str]"],
     "runs-reply": ["request_id: int", "start: int", "end: int", "total: int", "runs: list[Any]"],
     "runs-request": ["request_id: int", "since: int", "limit: int"],
-    "scatter-data": ["key: str", "blob: bytes", "nbytes: int"],
+    "scatter-data": ["key: str", "blob: bytes", "nbytes: int", "workers: list[str]"],
     "scatter-failed": ["key: str", "address: str", "text: str"],
     "scatter-to": ["key: str", "address: str"],
     "seceded": ["key: str", "run_id: int"],

@@ -345,14 +345,16 @@ class Session:
             self.post(*msgs)
         return fut
 
-    def scatter_one(self, value: Any, key: str | None = None) -> Future[Any]:
-        """Place ``value`` on the cluster under a new key (any thread); see ``Scatterer``.
+    def scatter_one(self, value: Any, key: str | None = None,
+                    workers: tuple[str, ...] = ()) -> Future[Any]:
+        """Place ``value`` on the cluster under a new key (any thread), a large one on
+        one of ``workers`` when given; see ``Scatterer``.
 
         Raises:
             SerializationError: ``value`` cannot be pickled; says where.
         """
         key = key or f"{type(value).__name__}-{self._prefix}-{next(self._counter)}"
-        return Future(self, self.scatterer.scatter_one(value, key))
+        return Future(self, self.scatterer.scatter_one(value, key, workers))
 
     def _own_future(self, obj: object) -> bool:
         """Whether ``obj`` is a Future (a dependency); one of another cluster is refused."""

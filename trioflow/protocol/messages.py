@@ -140,6 +140,8 @@ class ScatterData:
     key: str
     blob: bytes
     nbytes: int
+    #: names of the workers a large value may be uploaded to (empty: any)
+    workers: list[str] = attrs.Factory(list)
 
 
 @message("scatter-failed")
