@@ -136,12 +136,11 @@ def make_point(x):
 async def test_cluster_views_versions_and_result_types():
     async with cluster_client(2, 1) as (_, client):
         assert await client.ncores() == await client.nthreads() == {"worker-0": 1, "worker-1": 1}
-        gate = trioflow.Event("processing-gate")
-        held = client.submit(_waits_for, "processing-gate", workers=["worker-1"])
-        await client.wait_for_workers(2)
-        with trio.fail_after(30):
-            while held.key not in (await client.processing()).get("worker-1", []):
-                await trio.sleep(0.01)  # (no "task started" event a client can await)
+        gate, started = trioflow.Event("processing-gate"), trioflow.Event("started")
+        held = client.submit(_signals_then_waits, "started", "processing-gate",
+                             workers=["worker-1"])
+        await started.wait_async()
+        assert (await client.processing()) == {"worker-0": [], "worker-1": [held.key]}
         assert await client.processing(workers=["worker-0"]) == {"worker-0": []}
         await gate.set_async()
         assert await held == "opened"
@@ -167,6 +166,11 @@ async def test_cluster_views_versions_and_result_types():
             await client.get_task_stream(plot=True)
 
 
+def _signals_then_waits(started, gate):
+    trioflow.Event(started).set()
+    return _waits_for(gate)
+
+
 def _waits_for(name):
     trioflow.Event(name).wait()
     return "opened"
@@ -188,3 +192,21 @@ async def test_default_client_and_timeout_error_as_in_dask():
     assert trioflow.TimeoutError is TimeoutError
     async with cluster_client(1, 1) as (cluster, _):
         await trio.to_thread.run_sync(_blocking_defaults, cluster.address)
+
+
+def evil_name(x):
+    return x
+
+
+async def test_notebook_views_escape_and_futures_lists_what_the_client_holds():
+    async with cluster_client(1, 1) as (_, client):
+        assert client.futures == {}
+        f = client.submit(evil_name, 1, key="<script>alert(1)</script>")
+        await f
+        assert list(client.futures) == [f.key]
+        page = f._repr_html_()
+        assert "<script>" not in page and "&lt;script&gt;" in page and "finished" in page
+        board = client._repr_html_()
+        assert "trioflow AsyncClient" in board and "<th>futures</th><td>1</td>" in board
+        del f, page  # (the last reference: released at once, on this loop)
+        assert client.futures == {}

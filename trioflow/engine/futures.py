@@ -8,6 +8,7 @@ small, with the scheduler) until the last Future for the key is garbage collecte
 from __future__ import annotations
 
 import concurrent.futures
+import html
 import logging
 import sys
 import threading
@@ -189,6 +190,13 @@ class Future(Generic[T_co]):
         st = self._state
         extra = f" type={st.type_name.rsplit('.', 1)[-1]}" if st.type_name else ""
         return f"<Future {self.key} status={self.status}{extra}>"
+
+    def _repr_html_(self) -> str:
+        """The future in a notebook: key, status and result type, escaped."""
+        st = self._state
+        kind = f", type: {html.escape(st.type_name)}" if st.type_name else ""
+        return (f"<strong>Future: {html.escape(self.key)}</strong> "
+                f"<span>status: {html.escape(self.status)}{kind}</span>")
 
     def __hash__(self) -> int:
         return hash(self.key)
