@@ -210,3 +210,29 @@ async def test_notebook_views_escape_and_futures_lists_what_the_client_holds():
         assert "trioflow AsyncClient" in board and "<th>futures</th><td>1</td>" in board
         del f, page  # (the last reference: released at once, on this loop)
         assert client.futures == {}
+
+
+def keeps_its_slot(n):
+    with trioflow.worker_client(separate_thread=False, timeout=5) as c:
+        seceded = trioflow.get_worker().key  # (still a task of its own, slot held)
+        value = c.submit(inc, n).result()
+    trioflow.get_worker().log_event("kept", {"n": n, "key": seceded})
+    return value
+
+
+def gives_its_slot(n):
+    with trioflow.worker_client(separate_thread=True) as c:
+        return c.submit(inc, n).result()
+
+
+async def test_worker_client_takes_dasks_arguments():
+    async with cluster_client(2, 1) as (_, client):
+        # on 2 one-slot workers, the child runs in the other worker's free slot
+        assert await client.submit(keeps_its_slot, 1) == 2
+        (_, msg), = await client.get_events("kept")
+        assert msg["n"] == 1
+        assert await client.submit(gives_its_slot, 2) == 3
+    async with cluster_client(1, 1) as (_, client):
+        # one slot, held while waiting on a child that needs it: the deadlock rule says so
+        with pytest.raises(trioflow.DeadlockError, match="without seceding"):
+            await client.submit(keeps_its_slot, 3)
