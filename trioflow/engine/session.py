@@ -518,7 +518,8 @@ class Session:
             pending = [ks for ks in states if ks.status is PENDING]
             if not pending:
                 return
-            waiter = SyncWaiter(len(pending), ctx.depth if ctx is not None else 0)
+            waiter = (SyncWaiter(len(pending), ctx.depth, frozenset(k.key for k in pending))
+                      if ctx is not None else SyncWaiter(len(pending)))
             for ks in pending:
                 ks.waiters.append(waiter)
         try:

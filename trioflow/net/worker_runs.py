@@ -37,7 +37,7 @@ import trio
 from .. import protocol as p
 from .. import serialize
 from ..core import worker as wcore
-from ..engine.context import RunContext, enter_run, leave_run
+from ..engine.context import RunContext, current_run, enter_run, leave_run
 from ..engine.protocols import HostWorker
 from ..engine.session import Session
 from ..errors import ClientClosedError, WorkerLost
@@ -160,7 +160,7 @@ class RunExecutor:
                 del self.contexts[run.key]
         else:
             self._maybe_short(ctx)
-            self.threads.submit(partial(self._run_sync, ctx), ctx.depth)
+            self.threads.submit(partial(self._run_sync, ctx), ctx.depth, run.key)
 
     def _function(self, fn_id: str) -> Any:
         fn = self._functions.get(fn_id)
@@ -213,28 +213,36 @@ class RunExecutor:
     def _run_sync(self, ctx: RunContext) -> None:
         """A sync run on a task thread, then the queued runs it hands its slot to.
 
-        At the top of a thread's stack, a run that ends takes the best queued run itself
-        (``hand_over``) instead of a round trip through the loop per task. Not while
-        helping (a job run inside a waiting task): that thread must return to its own
-        wait, and helping is limited to deeper work.
+        A run that ends takes the best queued sync run itself (``hand_over``) instead of
+        a round trip through the loop per task. At the top of a thread's stack any; in
+        a job run by a waiting task (helping), only a deeper run of a key that task
+        waits on (so the nesting on a stack stays bounded by the depth of the tree, and
+        the thread runs nothing else that could wait on the task below it: see
+        ``SlotThreads.submit``).
         """
         nesting = self._thread_runs
         depth = nesting.depth = getattr(nesting, "depth", 0) + 1
+        helped = current_run() if depth > 1 else None  # (the task waiting below this job)
+        waiter = helped.waiter if helped is not None else None
+        may_take = (wcore.thread_may_take if helped is None
+                    else partial(_awaited_by, getattr(waiter, "awaits", frozenset()),
+                                 helped.depth))
         try:
             next_ctx: RunContext | None = ctx
             while next_ctx is not None:
-                next_ctx = self._run_one_sync(next_ctx, depth == 1)
+                next_ctx = self._run_one_sync(next_ctx, may_take)
         finally:
             nesting.depth = depth - 1
 
-    def _run_one_sync(self, ctx: RunContext, may_hand_over: bool) -> RunContext | None:
+    def _run_one_sync(self, ctx: RunContext,
+                      may_take: Callable[[wcore.LocalRun], bool]) -> RunContext | None:
         """Run ``ctx``'s task; return the context of the run taken next, if any."""
         spec = ctx.run.spec
         reset = enter_run(ctx)
         value = blob = None
         ok = False
-        report: Report = p.TaskErred(spec.key, spec.run_id, b"", "builtins.RuntimeError",
-                                  "the worker failed while running this task")
+        # (every way out of the try sets it: no default report built per task)
+        report: Report
         t0: float | None = None
         try:
             self.store.gate_sync()  # (memory: no new work while paused)
@@ -252,24 +260,26 @@ class RunExecutor:
             report, ok = self.erred(spec, exc, t0), False
         finally:
             leave_run(reset)
-        return self._end_on_thread(ctx, ok, value, blob, report, may_hand_over)
+        return self._end_on_thread(ctx, ok, value, blob, report, may_take)
 
     def _end_on_thread(self, ctx: RunContext, ok: bool, value: Any, blob: bytes | None,
-                       report: Report, may_hand_over: bool) -> RunContext | None:
+                       report: Report,
+                       may_take: Callable[[wcore.LocalRun], bool] | None,
+                       ) -> RunContext | None:
         """On ``ctx``'s thread: end its run in the ledger, and go on from there. The
         ledger sends the report behind what the run posted; then its slot goes to the
-        best queued sync run (returned: this thread runs it next) if ``may_hand_over``,
+        best queued run (returned: this thread runs it next) if ``may_take(it)``,
         else to a sync run waiting to rejoin (woken here), else back to the ledger;
         and a task here waiting on the result is woken here (``finished_here``)."""
         run = ctx.run
         session = self.session
         live = session is not None and session.closed is None
-        may_take = (wcore.thread_may_take if may_hand_over and live and not self.closing
-                    else None)
+        if not live or self.closing:
+            may_take = None
         self._ended(ctx, ok, value, blob, report)  # (the value first: a waiter reads it)
         try:
-            nxt, rejoiner, current = self.ledger.end_on_thread(run, report, may_take,
-                                                               self._may_wake)
+            nxt, rejoiner, current = self.ledger.end_on_thread(
+                run, report, may_take, self._may_wake)
         except (trio.RunFinishedError, ClientClosedError):
             return None  # the worker stopped while this thread ran
         if not current or session is None:
@@ -412,6 +422,14 @@ class RunExecutor:
             self._fetched[run.key] = fetched
             self.ledger.inputs_arrived(run)
 
+
+
+def _awaited_by(awaits: frozenset[str], depth: int, run: wcore.LocalRun) -> bool:
+    """Whether a thread helping a waiting task (``depth`` deep, waiting on ``awaits``)
+    may take ``run`` next: a sync run of a key it waits on, deeper in the tree
+    (``RunContext.depth`` is ``-priority[1]``)."""
+    return (run.key in awaits and -run.priority[1] > depth
+            and wcore.thread_may_take(run))
 
 
 def _cancelled_by_us(exc: BaseException) -> bool:
