@@ -105,3 +105,59 @@ async def test_fib_with_worker_client_on_two_threads_keeps_tokens_and_scheduler_
     async with cluster_client(2, 2) as (_, client):
         assert await client.submit(fib_wc, 14) == 377
         assert await client.submit(rejoins_in_a_free_slot, 10) == 45
+
+
+def seceding_gated(first: str, then: str) -> int:
+    """Holds the slot until ``first`` opens, then gives it back (so the slot's next
+    run starts while the parent waits) and waits for ``then``."""
+    if not _GATES[first].wait(30):
+        raise AssertionError("the gate was never opened")
+    trioflow.secede()
+    if not _GATES[then].wait(30):
+        raise AssertionError("the gate was never opened")
+    trioflow.rejoin()
+    return 1
+
+
+def gated_returns(name: str) -> int:
+    """Returns once its gate opens, or after 20 s: run on the parent's thread by a timed
+    wait, it would make that wait return its value instead of timing out."""
+    _GATES[name].wait(20)
+    return 7
+
+
+def times_out_on_a_child_that_starts_while_it_waits(name: str) -> str:
+    client = trioflow.get_client()
+    holder = client.submit(seceding_gated, f"{name}-1", f"{name}-3")
+    child = client.submit(gated_returns, f"{name}-2")  # queued behind the holder
+    trioflow.secede()  # the holder takes the slot; the child stays queued
+    try:
+        child.result(timeout=5)
+        outcome = "returned"
+    except TimeoutError:
+        outcome = "timed out"
+    # the child holds the slot until its gate opens; the holder waits for its own
+    _GATES[f"{name}-2"].set()
+    _GATES[f"{name}-3"].set()
+    trioflow.rejoin()
+    del holder
+    return outcome
+
+
+async def test_a_timed_wait_does_not_run_the_child_it_waits_on_and_ends_on_time():
+    # the child starts (the holder secedes) while the parent's timed wait is under
+    # way: run on the parent's thread, it would hold the wait past its timeout
+    name = "timed"
+    for i in (1, 2, 3):
+        _GATES[f"{name}-{i}"] = threading.Event()
+    async with cluster_client(1, 1) as (cluster, client):
+        fut = client.submit(times_out_on_a_child_that_starts_while_it_waits, name)
+        state = cluster.scheduler.state
+        await cluster.scheduler.wait_for(
+            lambda: any(t.blocked_on for t in state.tasks.values()))
+        _GATES[f"{name}-1"].set()
+        try:
+            assert await fut == "timed out"
+        finally:
+            _GATES[f"{name}-2"].set()
+            _GATES[f"{name}-3"].set()

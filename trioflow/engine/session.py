@@ -518,7 +518,11 @@ class Session:
             pending = [ks for ks in states if ks.status is PENDING]
             if not pending:
                 return
-            waiter = (SyncWaiter(len(pending), ctx.depth, frozenset(k.key for k in pending))
+            # (a task waiting without a timeout may run the runs of these keys on its
+            # own thread, SlotThreads.submit; a timed wait must end on time)
+            waiter = (SyncWaiter(len(pending), ctx.depth,
+                                 frozenset(k.key for k in pending) if timeout is None
+                                 else frozenset())
                       if ctx is not None else SyncWaiter(len(pending)))
             for ks in pending:
                 ks.waiters.append(waiter)
