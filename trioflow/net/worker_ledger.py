@@ -19,43 +19,58 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+import trio
+
 from .. import protocol as p
 from ..core import worker as wcore
 from ..errors import SlotAccountingError
 
 
 class SlotTokens:
-    """The worker's slots as tokens, each held by one run (the ledger's mirror).
+    """The worker's slots: a ``trio.CapacityLimiter`` of ``nthreads`` tokens, each held
+    by one run (``secede`` gives its token back, ``rejoin`` takes one again), mirroring
+    the ledger.
 
-    Thread-safe through the ledger's lock: it is only changed by commands carried out
-    under it. The names are ``trio.CapacityLimiter``'s, which it replaces: nothing ever
-    waited on that limiter, and a loop-only limiter could not move at an event applied
-    on a task thread (a release deferred to the loop let a loop-side grant find no token).
+    Changed only by commands carried out under the ledger's lock, on whichever thread
+    the event happens (the loop, or a task thread). That is safe for a Trio object here
+    because no Trio task ever waits on this limiter: its ``*_on_behalf_of`` methods only
+    touch its own sets then, and wake nobody (``ParkingLot.unpark`` of an empty lot), so
+    the lock alone orders them. Every integration test checks that no task waits on it
+    (``tests/integration/conftest.py``). A limiter moved only on the loop could not move
+    at an event applied on a task thread: a release deferred to the loop let a loop-side
+    grant find no token.
+
+    The limiter's own errors become ``SlotAccountingError``: each means the ledger and
+    the tokens disagree, a bug.
     """
 
-    __slots__ = ("_borrowers", "total_tokens")
+    __slots__ = ("limiter",)
 
     def __init__(self, total_tokens: int) -> None:
-        self.total_tokens = total_tokens
-        self._borrowers: set[Any] = set()
+        self.limiter = trio.CapacityLimiter(total_tokens)
+
+    @property
+    def total_tokens(self) -> int:
+        return int(self.limiter.total_tokens)
 
     @property
     def borrowed_tokens(self) -> int:
-        return len(self._borrowers)
+        return self.limiter.borrowed_tokens
 
     def acquire_on_behalf_of_nowait(self, borrower: Any) -> None:
         """Raises ``SlotAccountingError`` if no token is free or ``borrower`` holds one."""
-        if len(self._borrowers) >= self.total_tokens or borrower in self._borrowers:
+        try:
+            self.limiter.acquire_on_behalf_of_nowait(borrower)
+        except (trio.WouldBlock, RuntimeError):
             raise SlotAccountingError(
-                f"the ledger granted a slot to {borrower!r} but the limiter has none "
-                f"({len(self._borrowers)}/{self.total_tokens} borrowed)")
-        self._borrowers.add(borrower)
+                f"the ledger granted a slot to {borrower!r} but the limiter has none for it "
+                f"({self.limiter.borrowed_tokens}/{self.total_tokens} borrowed)") from None
 
     def release_on_behalf_of(self, borrower: Any) -> None:
         """Raises ``SlotAccountingError`` if ``borrower`` holds no token."""
         try:
-            self._borrowers.remove(borrower)
-        except KeyError:
+            self.limiter.release_on_behalf_of(borrower)
+        except RuntimeError:
             raise SlotAccountingError(f"{borrower!r} released a slot it does not hold") from None
 
 

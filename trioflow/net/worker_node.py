@@ -13,7 +13,8 @@ Theory of operation:
   command is a bug and raises. So a child placed by a task thread starts on an idle
   thread, and a parent whose child ended wakes on that child's thread, without a loop
   round trip; the loop only does I/O for them.
-* Slots are ``SlotTokens(nthreads)`` (the ledger's mirror, checked by tests); each run
+* Slots are a ``trio.CapacityLimiter(nthreads)`` (in ``SlotTokens``, the ledger's mirror,
+  checked by tests) moved under the ledger's lock on any thread; each run
   is its own borrower, so a run gives back exactly its own token.
 * Runs execute in a ``RunExecutor`` (``worker_runs.py``): sync tasks on
   ``SlotThreads``, ``async def`` tasks as Trio tasks here, giving their slot back
