@@ -60,6 +60,11 @@ class TakeSlot:
 
 TaskCommand = Post | GiveSlot | TakeSlot
 
+#: the one instance of each field-less command (frozen: every wait shares them, instead
+#: of building two objects per async task's gather)
+GIVE_SLOT = GiveSlot()
+TAKE_SLOT = TakeSlot()
+
 
 class WaitEnd(enum.Enum):
     """How a wait ended."""
@@ -111,7 +116,7 @@ class TaskView:
         if self.seceded:
             raise NotInTaskError("this task has already seceded; call rejoin() first")
         self.seceded = True
-        return [GiveSlot()]
+        return [GIVE_SLOT]
 
     def rejoin(self) -> list[TaskCommand]:
         """The task wants its slot back (``trioflow.rejoin``); it blocks until
@@ -122,7 +127,7 @@ class TaskView:
         """
         if not self.seceded:
             raise NotInTaskError("rejoin() without secede(): this task holds its slot already")
-        return [TakeSlot()]
+        return [TAKE_SLOT]
 
     def rejoined(self) -> None:
         """The worker granted the slot a ``TakeSlot`` asked for."""
@@ -148,7 +153,7 @@ class TaskView:
         if give_slot and not self.seceded:
             self._wait_gave_slot = True
             self.seceded = True
-            out.append(GiveSlot())
+            out.append(GIVE_SLOT)
         self.waits += 1
         out.append(Post(p.WaitKeys(self.key, self.run_id, list(keys), timed, any_of)))
         return out
@@ -169,7 +174,7 @@ class TaskView:
             out.append(Post(p.WaitEnded(self.key, self.run_id)))
         if self._wait_gave_slot and not self.waits:
             self._wait_gave_slot = False
-            out.append(TakeSlot())
+            out.append(TAKE_SLOT)
         return out
 
 

@@ -106,6 +106,11 @@ class RunContext:
     in progress; the slot is still taken back before the task unwinds.
     """
 
+    # (one per run, built on the run's hot path: slots make it smaller and its
+    # attributes cheaper)
+    __slots__ = ("client", "host", "is_async", "rejoin_event", "run", "session", "short",
+                 "view", "wait_failure", "wait_scope", "waiter", "worker_client_depth")
+
     def __init__(self, host: HostWorker, session: FutureSession, run: LocalRun,
                  is_async: bool) -> None:
         self.host = host
@@ -293,7 +298,7 @@ class RunContext:
         how = WaitEnd.ABANDONED
         self.waiter = waiter
         try:
-            await waiter.done.wait()
+            await waiter.wait()
             if waiter.failure is not None:
                 how = WaitEnd.FAILED
                 _raise_failure(waiter)

@@ -121,22 +121,30 @@ class SyncWaiter:
 
 class AsyncWaiter:
     """A Trio task waiting until ``remaining`` keys are done, or its wait fails: one
-    ``trio.Event`` however many keys, set once (a per-key event costs one wake-up and one
-    checkpoint per key).
+    wake-up however many keys (a per-key event costs one wake-up and one checkpoint per
+    key).
+
+    The task parks itself directly (``wait_task_rescheduled``), like ``Grant``: a
+    ``trio.Event`` per wait cost an object, its ParkingLot and their calls for each
+    ``async def`` task that gathers (one wait per parent; the Event's generality, many
+    waiters and re-arming, is never used here).
 
     ``key_done`` is called under the session's lock, on its loop (``Session._notify``) or
     from another thread (``Session.cancel``, which then hands the count to the loop).
     ``fail`` is called on the loop (a ``WaitFailed``).
     """
 
-    __slots__ = ("done", "failure", "loop_thread", "remaining", "token")
+    __slots__ = ("_task", "done", "failure", "loop_thread", "remaining", "token")
 
     def __init__(self, remaining: int, token: trio.lowlevel.TrioToken, loop_thread: int) -> None:
         self.remaining = remaining
-        self.done = trio.Event()
+        #: every key is done, or the wait failed (set once, on the loop)
+        self.done = False
         self.failure: BaseException | None = None
         self.token = token
         self.loop_thread = loop_thread
+        #: the task parked in ``wait``, until it is woken or its wait is cancelled
+        self._task: trio.lowlevel.Task | None = None
 
     def key_done(self) -> None:
         if threading.get_ident() != self.loop_thread:
@@ -147,11 +155,34 @@ class AsyncWaiter:
             return
         self.remaining -= 1
         if self.remaining <= 0:
-            self.done.set()
+            self._wake()
 
     def fail(self, exc: BaseException) -> None:
         self.failure = exc
-        self.done.set()
+        self._wake()
+
+    def _wake(self) -> None:
+        """Done (loop): the parked task, if any, goes on; later wakes do nothing."""
+        self.done = True
+        task, self._task = self._task, None
+        if task is not None:
+            trio.lowlevel.reschedule(task)
+
+    async def wait(self) -> None:
+        """Until done or failed (loop; one task at a time).
+
+        Cancellation: the wait stops (``trio.Cancelled``); the waiter stays registered
+        on its keys until its owner removes it, and a later wake finds nobody parked.
+        """
+        if self.done:
+            await trio.lowlevel.checkpoint()  # (a trio wait always checkpoints)
+            return
+        self._task = trio.lowlevel.current_task()
+        await trio.lowlevel.wait_task_rescheduled(self._abort)
+
+    def _abort(self, _: Any) -> trio.lowlevel.Abort:
+        self._task = None
+        return trio.lowlevel.Abort.SUCCEEDED
 
 
 def error_to_exception(err: p.KeyErred | BaseException | None) -> BaseException:

@@ -134,24 +134,38 @@ class Session:
         return threading.get_ident() == self.loop_thread
 
     def post(self, *messages: Any) -> None:
-        """Send messages, in order, from any thread. Never blocks."""
-        on_loop = self.on_loop()
+        """Send messages, in order, from any thread. Never blocks.
+
+        On the loop, with nothing queued and no flush under way, one message (not a
+        call) goes to the connection at once: nothing posted before is left to
+        overtake, and a flush round per message (an async task's WaitKeys, a
+        ReleaseKeys) costs a second lock and a batch list for nothing.
+        """
+        on_loop = threading.get_ident() == self.loop_thread
         with self.lock:
             if self.closed is not None:
                 raise ClientClosedError(f"the client is closed: {self.closed}")
-            self._queue.extend(messages)
-            if self._flush_scheduled:
-                return
-            self._flush_scheduled = True
-            if not on_loop:
-                # (what must follow a thread's posts goes through this queue too, as
-                # call_in_order: the flag may mean a flush under way, which a
-                # run_sync_soon of the thread's own could overtake)
-                try:
-                    self.trio_token.run_sync_soon(self._flush)
-                except trio.RunFinishedError:
-                    raise ClientClosedError("the client's event loop has stopped") from None
-        if on_loop:
+            direct = (on_loop and len(messages) == 1 and not self._queue
+                      and not self._flushing and type(messages[0]) is not _Call)
+            if not direct:
+                self._queue.extend(messages)
+                if self._flush_scheduled:
+                    return
+                self._flush_scheduled = True
+                if not on_loop:
+                    # (what must follow a thread's posts goes through this queue too, as
+                    # call_in_order: the flag may mean a flush under way, which a
+                    # run_sync_soon of the thread's own could overtake)
+                    try:
+                        self.trio_token.run_sync_soon(self._flush)
+                    except trio.RunFinishedError:
+                        raise ClientClosedError(
+                            "the client's event loop has stopped") from None
+        if direct:
+            # (outside the lock, as send_in_order: a thread posting meanwhile only
+            # queues, for a flush that runs on this loop after this call)
+            self.conn.send(messages[0])
+        elif on_loop:
             self._flush()
 
     def send_in_order(self, message: Any) -> None:
@@ -562,7 +576,7 @@ class Session:
         try:
             ctx = self._run_here()
             if ctx is None:
-                await waiter.done.wait()
+                await waiter.wait()
             else:
                 await ctx.wait_keys_async([k.key for k in pending], waiter)
         finally:

@@ -113,11 +113,15 @@ class RunExecutor:
         self.closing = False
         #: run key -> times its inputs could not be fetched and it was handed back
         self._fetch_handbacks: dict[str, int] = {}
+        #: the loop thread's name, where async runs run (for their reports; ``attach``)
+        self._loop_thread_name = ""
 
     def attach(self, session: Session, nursery: trio.Nursery) -> None:
-        """A connection is up: runs post through ``session`` and live in ``nursery``."""
+        """A connection is up: runs post through ``session`` and live in ``nursery``
+        (on the loop)."""
         self.session = session
         self.nursery = nursery
+        self._loop_thread_name = threading.current_thread().name
 
     def add_function(self, msg: p.Function) -> None:
         self.fn_blobs[msg.fn_id] = msg.blob
@@ -184,13 +188,16 @@ class RunExecutor:
                 raise WorkerLost(f"input {dep!r} of {spec.key!r} is not on this worker")
         return values
 
-    def _pack(self, spec: p.ComputeTask, value: Any,
-              duration: float) -> tuple[p.TaskFinished, bytes | None]:
-        """The TaskFinished report for ``value`` and its pickled form (if made)."""
+    def _pack(self, spec: p.ComputeTask, value: Any, duration: float,
+              thread: str | None = None) -> tuple[p.TaskFinished, bytes | None]:
+        """The TaskFinished report for ``value`` and its pickled form (if made);
+        ``thread``: the name of the thread it ran on (default: this one's)."""
         size = serialize.buffer_size(value)
         # when and where it ran, for the dashboard's task stream (called on the run's
         # own thread: a slot thread, or the loop's for async runs)
-        start, thread = time.time() - duration, threading.current_thread().name
+        start = time.time() - duration
+        if thread is None:
+            thread = threading.current_thread().name
         if size is not None and size > self.inline_limit:
             return p.TaskFinished(spec.key, spec.run_id, size, None, duration,
                                   serialize.type_name(value), start, thread), None
@@ -328,7 +335,8 @@ class RunExecutor:
             args, kwargs = serialize.loads_payload(spec.payload, self._inputs(spec))
             t0 = time.perf_counter()
             value = await fn(*args, **kwargs)
-            report, blob = self._pack(spec, value, time.perf_counter() - t0)
+            report, blob = self._pack(spec, value, time.perf_counter() - t0,
+                                      self._loop_thread_name)
             ok = True
         except BaseException as exc:
             if _cancelled_by_us(exc):
@@ -341,11 +349,24 @@ class RunExecutor:
 
     def _run_done(self, ctx: RunContext, ok: bool, value: Any, blob: bytes | None,
                   report: Report) -> None:
-        """An async run ended (loop)."""
+        """An async run ended (loop).
+
+        Lighter than a sync run's ``_ended``: an async run is never "short" (no frame
+        is held back for it) and its mean duration is never read (``_maybe_short`` is
+        for sync runs, and a function is either), so neither is kept; ``stored`` runs
+        only when it has something to do (``stored_needs_loop``)."""
         run = ctx.run
-        self._ended(ctx, ok, value, blob, report)
-        if ok and type(report) is p.TaskFinished:
-            self.store.stored(run.key, report.nbytes)
+        key = run.key
+        if ok:
+            store = self.store
+            store.data[key] = value
+            if blob is not None:
+                store.blobs[key] = blob
+            if type(report) is p.TaskFinished and store.stored_needs_loop(key, report.nbytes):
+                store.stored(key, report.nbytes)
+        contexts = self.contexts
+        if contexts.get(key) is ctx:
+            del contexts[key]
         if self.ledger.run_ended(run, report):
             if ok and type(report) is p.TaskFinished and self.session is not None:
                 # a task here waiting on this one wakes now, not a scheduler round trip
