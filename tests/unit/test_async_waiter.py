@@ -113,11 +113,10 @@ async def test_post_inside_a_flushed_item_goes_behind_the_rest_of_the_batch():
     def item():
         session.post("from-item")  # on the loop, while a flush runs: queued
 
-    def queue_from_thread():
-        session.call_in_order(item)
-        session.send_in_order("after-item")
-
-    await trio.to_thread.run_sync(queue_from_thread)
+    loop_thread, session.loop_thread = session.loop_thread, -1  # (as if from a thread)
+    session.call_in_order(item)
+    session.send_in_order("after-item")
+    session.loop_thread = loop_thread
     await trio.testing.wait_all_tasks_blocked()
     assert conn.sent == ["after-item", "from-item"]
 
@@ -127,3 +126,29 @@ async def test_post_after_close_raises():
     session.close("gone")
     with pytest.raises(ClientClosedError):
         session.post("late")
+
+
+async def test_futures_dying_on_the_loop_are_released_by_the_releases_task_in_one_message():
+    conn = Conn()
+    session = Session(conn, "me")
+    async with trio.open_nursery() as nursery:
+        session.start(nursery, None, 1000)  # type: ignore[arg-type]
+        await trio.testing.wait_all_tasks_blocked()  # (the releases task is parked)
+        states = [session.adopt(k) for k in ("a", "b", "c")]
+        for ks in states:
+            ks.refs = 1
+        del conn.sent[:]
+        for ks in states:  # a burst, in one step of this task
+            session.decref(ks)
+        assert conn.sent == []  # not in the call: after the burst
+        await trio.testing.wait_all_tasks_blocked()
+        (release,) = conn.sent
+        assert release.keys == ["a", "b", "c"]
+        nursery.cancel_scope.cancel()
+    # the releases task is gone: a decref on the loop still releases (run_sync_soon)
+    late = session.adopt("d")
+    late.refs = 1
+    del conn.sent[:]
+    session.decref(late)
+    await trio.testing.wait_all_tasks_blocked()
+    assert [m.keys for m in conn.sent] == [["d"]]

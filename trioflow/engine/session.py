@@ -85,6 +85,8 @@ class Session:
         self._flush_scheduled = False
         self._flushing = False  # _flush is running (on the loop)
         self._release_scheduled = False  # a flush of the table's releases is scheduled
+        #: the task that flushes releases, while it is parked (``_run_releases``)
+        self._release_task: trio.lowlevel.Task | None = None
         #: decrefs that found the lock taken, for the loop to apply (``decref``)
         self._dying: collections.deque[KeyState] = collections.deque()
         #: requests waiting for their one answer: coordination primitives' and the
@@ -123,6 +125,28 @@ class Session:
         through ``pool``; the scheduler's ``inline_limit`` decides which values travel
         inline."""
         self.data_path.start(nursery, pool, inline_limit)
+        nursery.start_soon(self._run_releases, name="session releases")
+
+    async def _run_releases(self) -> None:
+        """Send the table's releases whenever a decref on the loop asks (``_decref``).
+
+        Futures that die on the loop thread (an async task's, as it returns) have their
+        ReleaseKeys sent once their burst is over: a wake-up of this task, parked
+        without any object (``reschedule``), costs no syscall. Through
+        ``run_sync_soon`` every such burst wrote the loop's wake-up socket, and woke
+        the loop's entry-queue task to read it.
+
+        Cancellation: it stops (with the nursery, when the connection goes); a decref
+        after that uses ``run_sync_soon`` again.
+        """
+        while True:
+            self._release_task = trio.lowlevel.current_task()
+            await trio.lowlevel.wait_task_rescheduled(self._unpark_releases)
+            self._flush_releases()
+
+    def _unpark_releases(self, _: Any) -> trio.lowlevel.Abort:
+        self._release_task = None
+        return trio.lowlevel.Abort.SUCCEEDED
 
     @property
     def inline_limit(self) -> int:
@@ -291,6 +315,11 @@ class Session:
                         self.trio_token.run_sync_soon(self._flush)
         del held
         if scheduled:
+            return
+        task = self._release_task
+        if task is not None and not _running_now(task):  # (on the loop: this thread)
+            self._release_task = None
+            trio.lowlevel.reschedule(task)
             return
         try:
             self.trio_token.run_sync_soon(self._flush_releases)
@@ -594,6 +623,16 @@ _ANSWERS = frozenset({p.PrimitiveReply, p.StatusReply, p.WhyReply, p.RunsReply,
 
 #: batches one ``Session._flush`` sends before it yields to the rest of the loop
 _FLUSH_ROUNDS = 8
+
+
+def _running_now(task: trio.lowlevel.Task) -> bool:
+    """Whether ``task`` is the one running (loop thread). A finalizer (a Future that a
+    collection ends) can run in the releases task itself, between its noting that it
+    parks and its parking: rescheduling it then would wake a task that is not asleep."""
+    try:
+        return trio.lowlevel.current_task() is task
+    except RuntimeError:  # (the run loop's own code, between tasks)
+        return False
 
 
 class _Call:
