@@ -45,11 +45,20 @@ if TYPE_CHECKING:
         RemoteProtocolError,
         SerializationError,
         TaskFailed,
+        TimeoutError,
         TrioflowError,
         WorkerLost,
     )
     from .executor import ClusterExecutor
-    from .in_task import WorkerInfo, get_client, get_worker, rejoin, secede, worker_client
+    from .in_task import (
+        WorkerInfo,
+        default_client,
+        get_client,
+        get_worker,
+        rejoin,
+        secede,
+        worker_client,
+    )
     from .local_cluster import LocalCluster
     from .plugins import PluginWorker, WorkerPlugin
     from .primitives import Event, Lock, Queue, Semaphore, Variable
@@ -89,10 +98,12 @@ _LAZY: dict[str, str] = {
     "RemoteProtocolError": "errors",
     "SerializationError": "errors",
     "TaskFailed": "errors",
+    "TimeoutError": "errors",
     "TrioflowError": "errors",
     "WorkerLost": "errors",
     "ClusterExecutor": "executor",
     "WorkerInfo": "in_task",
+    "default_client": "in_task",
     "get_client": "in_task",
     "get_worker": "in_task",
     "rejoin": "in_task",
@@ -147,7 +158,7 @@ sys.modules[__name__].__class__ = _Package
 copyreg.pickle(_Package, _reduce_package)
 
 
-__version__ = "0.3.0"
+from .versions import __version__  # noqa: E402  (after the module type is set)
 
 __all__ = [
     "AddressError",
@@ -174,6 +185,7 @@ __all__ = [
     "Semaphore",
     "SerializationError",
     "TaskFailed",
+    "TimeoutError",
     "TrioflowError",
     "Variable",
     "WorkerInfo",
@@ -183,6 +195,7 @@ __all__ = [
     "as_completed",
     "compute",
     "compute_async",
+    "default_client",
     "delayed",
     "fire_and_forget",
     "futures_of",

@@ -22,6 +22,7 @@ import time
 from collections.abc import (
     AsyncIterator,
     Generator,
+    Iterable,
     Iterator,
 )
 from functools import partial
@@ -42,7 +43,7 @@ from .config import (
     WAIT_FOR_WORKERS_LAST_POLL,
 )
 from .dashboard.server import link
-from .dashboard.trace import collect_runs, write_report
+from .dashboard.trace import collect_runs, task_stream, write_report
 from .dask_integration import DaskCollections, DaskScheduler, watch_for_dask
 from .datasets import AsyncDatasets, SyncDatasets
 from .engine.asyncio_waits import running_asyncio
@@ -50,10 +51,11 @@ from .engine.background import BackgroundContext
 from .engine.context import pop_default, push_default, remove_default
 from .engine.futures import Future, task_error
 from .engine.keys import ERRED
-from .engine.nested import assemble, futures_in, key_of, scattered, split_scatter
+from .engine.nested import assemble, futures_in, key_of, scatter_workers, scattered, split_scatter
 from .engine.session import Session
 from .local_cluster import LocalCluster as BackgroundCluster
 from .local_cluster import dask_shape, drop_dask_only
+from .metadata import AsyncMetadata, SyncMetadata
 from .net import handshake
 from .net.bulk import BulkPool
 from .net.connection import AnyConnection, open_connection
@@ -66,8 +68,14 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
+def _no_plot(plot: bool) -> None:
+    if plot:
+        raise ValueError("get_task_stream(plot=True): trioflow draws no bokeh figures; the "
+                         "dashboard's task stream and performance_report show the runs")
+
+
 class AsyncClient(ClientAPI, DaskCollections, AsyncClusterQueries, AsyncDatasets,
-                  AsyncPlugins, AsyncioSupport):
+                  AsyncPlugins, AsyncMetadata, AsyncioSupport):
     """A trio-native client: ``async with AsyncClient(address) as client: ...``.
 
     Args:
@@ -138,6 +146,7 @@ class AsyncClient(ClientAPI, DaskCollections, AsyncClusterQueries, AsyncDatasets
             self._session = Session(conn, welcome.peer_id, scheduler_id=welcome.scheduler_id)
             self._session.address = self.address
             self._session.dashboard_link = link(welcome.dashboard, self.token)
+            self._session.scheduler_versions = welcome.versions
             pool = BulkPool(token=self.token, ssl_context=self.ssl_context)
             stack.push_async_callback(pool.aclose)
             nursery = await stack.enter_async_context(trio.open_nursery())
@@ -244,12 +253,18 @@ class AsyncClient(ClientAPI, DaskCollections, AsyncClusterQueries, AsyncDatasets
                     raise
         return assemble(futures, values, errors)
 
-    async def scatter(self, data: Any, broadcast: bool = False) -> Any:
+    async def scatter(self, data: Any, workers: Iterable[str] | str | None = None,
+                      broadcast: bool = False, direct: bool | None = None,
+                      hash: bool = True, timeout: float | None = None) -> Any:
         """Place data on the cluster; Futures in the same shape (list, dict or one).
-        ``broadcast=True``: then copy each to every worker (``replicate``)."""
-        futures = split_scatter(self._session, data)
+        ``workers``: names of the workers large values go to (small ones stay with the
+        scheduler); ``broadcast=True``: then copy each to every worker (of
+        ``workers``, when given; ``replicate``). dask's ``direct``, ``hash`` and
+        ``timeout`` are accepted: every scatter gets a key of its own (dask's
+        ``hash=False``), and uploads go straight to the worker anyway."""
+        futures = split_scatter(self._session, data, workers)
         if broadcast:
-            await self.replicate(scattered(futures))
+            await self.replicate(scattered(futures), workers=scatter_workers(workers) or None)
         return futures
 
     async def wait_for_workers(self, n_workers: int = 1, timeout: float | None = None, *,
@@ -280,6 +295,16 @@ class AsyncClient(ClientAPI, DaskCollections, AsyncClusterQueries, AsyncDatasets
         reply = await self._session.status()
         return {"workers": reply.workers, "tasks": reply.tasks}
 
+    async def get_task_stream(self, start: float | None = None, stop: float | None = None,
+                              count: int | None = None,
+                              plot: bool = False) -> list[dict[str, Any]]:
+        """See the blocking client's ``get_task_stream``."""
+        _no_plot(plot)
+        session = self._session
+        runs: list[dict[str, Any]] = await self._on_trio(
+            lambda: task_stream(session.runs, start, stop, count))
+        return runs
+
     @contextlib.asynccontextmanager
     async def performance_report(self, path: str | os.PathLike[str]) -> AsyncIterator[None]:
         """``async with client.performance_report("run.json"):`` writes every run that
@@ -300,7 +325,8 @@ class AsyncClient(ClientAPI, DaskCollections, AsyncClusterQueries, AsyncDatasets
         return await self._session.why(key_of(future))
 
 
-class Client(ClientAPI, DaskScheduler, SyncClusterQueries, SyncDatasets, SyncPlugins):
+class Client(ClientAPI, DaskScheduler, SyncClusterQueries, SyncDatasets, SyncPlugins,
+             SyncMetadata):
     """A blocking client, for plain (non-async) programs and sync tasks.
 
     ``Client()`` starts a local cluster (subprocess workers) in a background thread;
@@ -419,12 +445,14 @@ class Client(ClientAPI, DaskScheduler, SyncClusterQueries, SyncDatasets, SyncPlu
                     raise
         return assemble(futures, values, errors)
 
-    def scatter(self, data: Any, broadcast: bool = False) -> Any:
-        """Place data on the cluster; Futures in the same shape. ``broadcast=True``:
-        then copy each to every worker (``replicate``)."""
-        futures = split_scatter(self._session, data)
+    def scatter(self, data: Any, workers: Iterable[str] | str | None = None,
+                broadcast: bool = False, direct: bool | None = None, hash: bool = True,
+                timeout: float | None = None) -> Any:
+        """Place data on the cluster; Futures in the same shape (see
+        ``AsyncClient.scatter`` for ``workers``, ``broadcast`` and dask's others)."""
+        futures = split_scatter(self._session, data, workers)
         if broadcast:
-            self.replicate(scattered(futures))
+            self.replicate(scattered(futures), workers=scatter_workers(workers) or None)
         return futures
 
     def status(self, timeout: float = CLIENT_CALL_TIMEOUT) -> dict[str, Any]:
@@ -442,6 +470,24 @@ class Client(ClientAPI, DaskScheduler, SyncClusterQueries, SyncDatasets, SyncPlu
         yield
         runs, missed = self._on_loop(lambda: collect_runs(session.runs, start), timeout)
         write_report(path, runs, missed=missed)
+
+    def get_task_stream(self, start: float | None = None, stop: float | None = None,
+                        count: int | None = None, plot: bool = False) -> list[dict[str, Any]]:
+        """The runs the scheduler keeps (``config.RUN_LOG_LENGTH``), as dask's task
+        stream records, oldest first: the last ``count``, started within [``start``,
+        ``stop``) (seconds since the epoch), when given. For a block of code, ``with
+        trioflow.get_task_stream() as ts:``.
+
+        Raises:
+            ValueError: ``plot=True`` (trioflow draws no bokeh figures: the dashboard's
+                task stream and ``performance_report`` show the runs).
+        """
+        _no_plot(plot)
+        session = self._session
+        runs: list[dict[str, Any]] = self._on_loop(
+            lambda: task_stream(session.runs, start, stop, count), CLIENT_CALL_TIMEOUT)
+        return runs
+
     def why(self, future: Future | str, timeout: float = CLIENT_CALL_TIMEOUT) -> str:
         """Why ``future`` (or the task with that key) has not finished: the chain of
         reasons the scheduler sees, one per line (see docs/failures.md)."""

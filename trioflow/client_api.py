@@ -4,6 +4,7 @@ add the waiting, each in its own style."""
 
 from __future__ import annotations
 
+import html
 import itertools
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any, TypeVar, overload
@@ -136,6 +137,35 @@ class ClientAPI:
         """
         s = getattr(self, "_session", None)
         return s.dashboard_link if s is not None else ""
+
+    @property
+    def futures(self) -> dict[str, Any]:
+        """The keys this client holds futures for, each with its state (a snapshot, as
+        dask's ``client.futures``): ``key in client.futures``, ``len(...)``."""
+        s = getattr(self, "_session", None)
+        if s is None:
+            return {}
+        with s.lock:
+            return dict(s.keys)
+
+    def _repr_html_(self) -> str:
+        """The client in a notebook: where it is connected, its workers, dashboard and
+        futures (every string escaped: names and addresses come from the cluster)."""
+        s = getattr(self, "_session", None)
+        rows = [("state", "closed" if self.closed else "connected" if s else "not connected")]
+        if s is not None and s.address:
+            rows.append(("scheduler", s.address))
+        cluster = getattr(self, "cluster", None)
+        if cluster is not None:
+            rows.append(("workers", str(len(cluster.workers) or len(cluster.processes))))
+        rows.append(("futures", str(len(s.keys) if s else 0)))
+        link = self.dashboard_link
+        board = (f'<tr><th>dashboard</th><td><a href="{html.escape(link)}" target="_blank">'
+                 f"{html.escape(link)}</a></td></tr>" if link else "")
+        body = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>"
+                       for k, v in rows)
+        return (f"<div><strong>trioflow {html.escape(type(self).__name__)}</strong>"
+                f"<table>{body}{board}</table></div>")
 
     def __repr__(self) -> str:
         s = getattr(self, "_session", None)

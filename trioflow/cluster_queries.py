@@ -31,6 +31,7 @@ from .engine.keys import error_to_exception
 from .engine.session import Session
 from .engine.waiting import wait, wait_async
 from .executor import ClusterExecutor
+from .versions import PACKAGES, mismatches, versions
 
 _NO_SCHEDULER_CODE = (
     "run_on_scheduler: trioflow's scheduler never runs or unpickles user code (that "
@@ -67,6 +68,29 @@ def _who_has(workers: list[Any], futures: Any) -> dict[str, list[str]]:
         return holders
     fs = [futures] if isinstance(futures, Future) else list(futures)
     return {f.key: holders.get(f.key, []) for f in fs}
+
+
+def _processing(workers: list[Any], names: Iterable[str] | None) -> dict[str, list[str]]:
+    wanted = None if names is None else set([names] if isinstance(names, str) else names)
+    return {w["name"]: list(w.get("processing_keys", ())) for w in workers
+            if wanted is None or w["name"] in wanted}
+
+
+def _versions_args(packages: Iterable[str] | None) -> tuple[str, ...]:
+    extra = [packages] if isinstance(packages, str) else list(packages or ())
+    return PACKAGES + tuple(n for n in extra if n not in PACKAGES)
+
+
+def _versions_answer(session: Session, workers: dict[str, Any], wanted: tuple[str, ...],
+                     check: bool) -> dict[str, Any]:
+    """``get_versions``'s answer; with ``check``, raises ValueError on a mismatch."""
+    found = {"scheduler": session.scheduler_versions, "workers": workers,
+             "client": versions(wanted, imports=True)}
+    problems = mismatches(found) if check else []
+    if problems:
+        raise ValueError("get_versions: mismatched versions (install the same versions "
+                         "everywhere):\n  " + "\n  ".join(problems))
+    return found
 
 
 def _install_file(name: str, data: bytes) -> str:
@@ -211,9 +235,18 @@ class SyncClusterQueries:
         """Slots per worker, by worker name."""
         return {w["name"]: w["nthreads"] for w in self._status_workers()}
 
+    def ncores(self) -> dict[str, int]:
+        """dask's older name of ``nthreads``."""
+        return self.nthreads()
+
     def scheduler_info(self) -> dict[str, Any]:
         """The scheduler's id and its workers (name, id, slots, busy, results held)."""
         return _scheduler_info(self._session, self._status_workers())
+
+    def processing(self, workers: Iterable[str] | None = None) -> dict[str, list[str]]:
+        """The keys each worker has to run (queued there, running or seceded), by
+        worker name; ``workers``: only these."""
+        return _processing(self._status_workers(with_keys=True), workers)
 
     def has_what(self) -> dict[str, list[str]]:
         """The keys of the results each worker holds, by worker name."""
@@ -267,6 +300,21 @@ class SyncClusterQueries:
             RuntimeError: always; says what to use instead.
         """
         raise RuntimeError(_NO_SCHEDULER_CODE)
+
+    def get_versions(self, check: bool = False,
+                     packages: Iterable[str] | None = None) -> dict[str, Any]:
+        """The host and package versions of the scheduler, each worker (by name) and
+        this client, as dask's: ``{"scheduler": ..., "workers": {...}, "client": ...}``,
+        each ``{"host": {...}, "packages": {...}}``. ``packages`` names more to report
+        (the scheduler reports only what it has imported). Asking a worker is a
+        ``run``: it waits for a free slot there.
+
+        Raises:
+            ValueError: with ``check``, when python, trioflow, cloudpickle or msgpack
+                differ between this client and a worker (or trioflow with the scheduler).
+        """
+        wanted = _versions_args(packages)
+        return _versions_answer(self._session, self.run(versions, wanted, True), wanted, check)
 
     def retire_workers(self, workers: Iterable[str], timeout: float = 60.0) -> list[str]:
         """Stop these workers of this client's local cluster (worker processes): each
@@ -377,9 +425,17 @@ class AsyncClusterQueries:
         """Slots per worker, by worker name."""
         return {w["name"]: w["nthreads"] for w in await self._status_workers()}
 
+    async def ncores(self) -> dict[str, int]:
+        """dask's older name of ``nthreads``."""
+        return await self.nthreads()
+
     async def scheduler_info(self) -> dict[str, Any]:
         """The scheduler's id and its workers (name, id, slots, busy, results held)."""
         return _scheduler_info(self._session, await self._status_workers())
+
+    async def processing(self, workers: Iterable[str] | None = None) -> dict[str, list[str]]:
+        """The keys each worker has to run, by worker name (see the blocking client's)."""
+        return _processing(await self._status_workers(with_keys=True), workers)
 
     async def has_what(self) -> dict[str, list[str]]:
         """The keys of the results each worker holds, by worker name."""
@@ -429,6 +485,13 @@ class AsyncClusterQueries:
             RuntimeError: always; says what to use instead.
         """
         raise RuntimeError(_NO_SCHEDULER_CODE)
+
+    async def get_versions(self, check: bool = False,
+                           packages: Iterable[str] | None = None) -> dict[str, Any]:
+        """See the blocking client's ``get_versions``."""
+        wanted = _versions_args(packages)
+        return _versions_answer(self._session, await self.run(versions, wanted, True),
+                                wanted, check)
 
     async def retry(self, futures: Any) -> None:
         """See the blocking client's ``retry``."""

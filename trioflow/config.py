@@ -94,6 +94,11 @@ MEMORY_MONITOR_INTERVAL = 0.1
 #: dashboard's task stream and performance reports; older ones are forgotten.
 RUN_LOG_LENGTH = 100_000
 
+#: Events the scheduler keeps per topic (``Client.log_event``; older ones are
+#: forgotten, as dask's ``events-log-length``), and topics it keeps at most.
+EVENTS_PER_TOPIC = 10_000
+EVENT_TOPICS = 1_000
+
 #: Where ``trioflow-scheduler`` serves its dashboard (a taken port falls back to a free
 #: one); local clusters use port 0.
 DASHBOARD_ADDRESS = "127.0.0.1:8787"

@@ -229,3 +229,9 @@ class SpillError(TrioflowError, OSError):
     """A worker over its memory limit could not write a value to its spill directory (a
     full disk): the value was dropped and its key failed. The message names the key, the
     directory and the reason, and what to do (free space, or ``--local-directory``)."""
+
+
+#: what trioflow raises when a wait runs out of time (``result(timeout=)``, ``wait``,
+#: ``gather``, ``wait_for_workers``): Python's own, under dask's name
+#: ``distributed.TimeoutError``, so ``except trioflow.TimeoutError`` reads as in dask
+TimeoutError = TimeoutError

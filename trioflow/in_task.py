@@ -20,11 +20,13 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
+from typing import Any
 
 import attrs
 
 from .client import AsyncClient, Client
-from .engine.context import RunContext, current_run, default_client
+from .engine import context
+from .engine.context import RunContext, current_run
 from .errors import NoClientError, NotInTaskError
 
 
@@ -84,7 +86,7 @@ def get_client() -> Client | AsyncClient:
     ctx = current_run()
     if ctx is not None:
         return _task_client(ctx)
-    found = default_client()
+    found = context.default_client()
     if found is not None:
         client = found[0]
         assert isinstance(client, Client | AsyncClient)
@@ -95,12 +97,25 @@ def get_client() -> Client | AsyncClient:
     )
 
 
+def default_client(c: Client | AsyncClient | None = None) -> Client | AsyncClient:
+    """dask's ``default_client``: ``c`` if given, else ``get_client()``.
+
+    Raises:
+        NoClientError: no client is known here (also a ``ValueError``, as dask's).
+    """
+    return c if c is not None else get_client()
+
+
 @contextlib.contextmanager
-def worker_client() -> Iterator[Client | AsyncClient]:
+def worker_client(timeout: float | None = None,
+                  separate_thread: bool = True) -> Iterator[Client | AsyncClient]:
     """A client for submitting from a task, with the slot given back while inside.
 
     Equivalent to ``get_client()`` then ``secede()`` on enter and ``rejoin()`` on exit.
     Nested uses secede only once. In an async task it just yields the AsyncClient.
+    dask's arguments: ``separate_thread=False`` keeps the slot (no secede, no rejoin:
+    waiting inside then holds it, which the deadlock rule watches); ``timeout`` (dask's
+    connection timeout) changes nothing, as the task's client is connected already.
 
     Raises:
         NotInTaskError: outside a task.
@@ -112,7 +127,7 @@ def worker_client() -> Iterator[Client | AsyncClient]:
     if ctx.is_async:
         yield client
         return
-    outer = ctx.worker_client_depth == 0 and not ctx.seceded
+    outer = separate_thread and ctx.worker_client_depth == 0 and not ctx.seceded
     if outer:
         ctx.secede()
     ctx.worker_client_depth += 1
@@ -141,6 +156,15 @@ class WorkerInfo:
     nthreads: int
     address: str
     key: str
+
+    def log_event(self, topic: str | list[str], msg: Any) -> None:
+        """dask's ``get_worker().log_event``: ``get_client().log_event(topic, msg)``
+        (plain data; see ``Client.log_event``)."""
+        client = get_client()
+        if isinstance(client, AsyncClient):
+            raise RuntimeError("get_worker().log_event blocks; in an async task, "
+                               "`await get_client().log_event(topic, msg)`")
+        client.log_event(topic, msg)
 
 
 def get_worker() -> WorkerInfo:

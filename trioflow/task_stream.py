@@ -23,7 +23,7 @@ import trio
 
 from .client import AsyncClient, Client
 from .config import CLIENT_CALL_TIMEOUT
-from .dashboard.trace import Run, collect_runs, write_report
+from .dashboard.trace import Run, collect_runs, task_record, write_report
 from .engine.session import Session
 from .in_task import get_client
 
@@ -128,12 +128,4 @@ class get_task_stream(_RunsDuring):
         self.data: list[dict[str, Any]] = []
 
     def _finished(self, runs: list[Run], missed: int) -> None:
-        self.data = [_record(run) for run in runs]
-
-
-def _record(run: Run) -> dict[str, Any]:
-    key, worker, thread, start, duration, nbytes, parent, depth, ok = run
-    return {"key": key, "worker": worker, "thread": thread, "nbytes": nbytes,
-            "status": "OK" if ok else "error",
-            "startstops": ({"action": "compute", "start": start, "stop": start + duration},),
-            "parent": parent, "depth": depth}
+        self.data = [task_record(run) for run in runs]

@@ -2,8 +2,11 @@
 keywords dask's calls take (``wait_for_workers(n_workers=)``, ``cancel(force=, msg=)``,
 ``gather(direct=)``, ``run(wait=, on_error=)``), ``Future.cancelled``/``traceback``,
 ``futures_of``, ``as_completed(raise_errors=False)``, ``client.compute`` of a
-``trioflow.delayed`` call, ``as_current``, ``id`` and ``shutdown``."""
+``trioflow.delayed`` call, ``as_current``, ``id`` and ``shutdown``; ``ncores``,
+``processing``, ``get_versions``, ``get_task_stream``, ``Future.type``,
+``default_client`` and ``trioflow.TimeoutError``."""
 
+import time
 import traceback
 
 import pytest
@@ -119,3 +122,117 @@ async def test_client_asynchronous_true_is_an_async_client_to_enter_or_await():
             await awaited.close()
         with pytest.raises(TypeError, match="not \\['workers'\\]"):
             trioflow.Client(cluster.address, asynchronous=True, workers=2)
+
+
+class Point:
+    def __init__(self, x):
+        self.x = x
+
+
+def make_point(x):
+    return Point(x)
+
+
+async def test_cluster_views_versions_and_result_types():
+    async with cluster_client(2, 1) as (_, client):
+        assert await client.ncores() == await client.nthreads() == {"worker-0": 1, "worker-1": 1}
+        gate, started = trioflow.Event("processing-gate"), trioflow.Event("started")
+        held = client.submit(_signals_then_waits, "started", "processing-gate",
+                             workers=["worker-1"])
+        await started.wait_async()
+        assert (await client.processing()) == {"worker-0": [], "worker-1": [held.key]}
+        assert await client.processing(workers=["worker-0"]) == {"worker-0": []}
+        await gate.set_async()
+        assert await held == "opened"
+        found = await client.get_versions(check=True, packages=["json"])
+        assert set(found) == {"scheduler", "workers", "client"}
+        assert sorted(found["workers"]) == ["worker-0", "worker-1"]
+        assert found["scheduler"]["packages"]["trioflow"] == trioflow.__version__
+        assert found["workers"]["worker-0"]["packages"]["cloudpickle"]
+        assert found["client"]["host"]["python-bits"] in (32, 64)
+        point, number = client.submit(make_point, 1), client.submit(inc, 1)
+        never = trioflow.Event("never-set")  # (held here: waiting on it is no deadlock)
+        pending = client.submit(_waits_for, "never-set")
+        await trioflow.wait_async([point, number])
+        assert number.type is int and point.type is Point
+        assert pending.type is None
+        client.cancel([pending])
+        await never.set_async()  # (a running sync task is not interrupted by cancel)
+        stream = await client.get_task_stream(count=2)
+        assert len(stream) == 2 and {r["status"] for r in stream} == {"OK"}
+        assert {number.key, point.key} <= {r["key"] for r in await client.get_task_stream()}
+        assert await client.get_task_stream(start=time.time() + 3600) == []
+        with pytest.raises(ValueError, match="bokeh"):
+            await client.get_task_stream(plot=True)
+
+
+def _signals_then_waits(started, gate):
+    trioflow.Event(started).set()
+    return _waits_for(gate)
+
+
+def _waits_for(name):
+    trioflow.Event(name).wait()
+    return "opened"
+
+
+def _blocking_defaults(address):
+    with trioflow.Client(address) as client:
+        assert trioflow.default_client() is client
+        assert trioflow.default_client(client) is client
+        never = trioflow.Event("never-opened")  # (held here: waiting on it is no deadlock)
+        f = client.submit(_waits_for, never.name)
+        with pytest.raises(trioflow.TimeoutError):
+            f.result(timeout=0.05)
+        client.cancel([f])
+        never.set()  # (a running sync task is not interrupted by cancel)
+
+
+async def test_default_client_and_timeout_error_as_in_dask():
+    assert trioflow.TimeoutError is TimeoutError
+    async with cluster_client(1, 1) as (cluster, _):
+        await trio.to_thread.run_sync(_blocking_defaults, cluster.address)
+
+
+def evil_name(x):
+    return x
+
+
+async def test_notebook_views_escape_and_futures_lists_what_the_client_holds():
+    async with cluster_client(1, 1) as (_, client):
+        assert client.futures == {}
+        f = client.submit(evil_name, 1, key="<script>alert(1)</script>")
+        await f
+        assert list(client.futures) == [f.key]
+        page = f._repr_html_()
+        assert "<script>" not in page and "&lt;script&gt;" in page and "finished" in page
+        board = client._repr_html_()
+        assert "trioflow AsyncClient" in board and "<th>futures</th><td>1</td>" in board
+        del f, page  # (the last reference: released at once, on this loop)
+        assert client.futures == {}
+
+
+def keeps_its_slot(n):
+    with trioflow.worker_client(separate_thread=False, timeout=5) as c:
+        seceded = trioflow.get_worker().key  # (still a task of its own, slot held)
+        value = c.submit(inc, n).result()
+    trioflow.get_worker().log_event("kept", {"n": n, "key": seceded})
+    return value
+
+
+def gives_its_slot(n):
+    with trioflow.worker_client(separate_thread=True) as c:
+        return c.submit(inc, n).result()
+
+
+async def test_worker_client_takes_dasks_arguments():
+    async with cluster_client(2, 1) as (_, client):
+        # on 2 one-slot workers, the child runs in the other worker's free slot
+        assert await client.submit(keeps_its_slot, 1) == 2
+        (_, msg), = await client.get_events("kept")
+        assert msg["n"] == 1
+        assert await client.submit(gives_its_slot, 2) == 3
+    async with cluster_client(1, 1) as (_, client):
+        # one slot, held while waiting on a child that needs it: the deadlock rule says so
+        with pytest.raises(trioflow.DeadlockError, match="without seceding"):
+            await client.submit(keeps_its_slot, 3)

@@ -172,3 +172,23 @@ async def test_restart_is_refused_without_nannies():
         with pytest.raises(RuntimeError, match=r"without a nanny.*nothing was cancelled"):
             await client.restart()
         assert f.status == "finished" and await client.submit(len, b"ab") == 2
+
+
+async def test_scatter_to_named_workers_and_broadcast_among_them():
+    async with cluster_client(3, 1) as (cluster, client):
+        await client.wait_for_workers(3)
+        big = await client.scatter(b"x" * BIG, workers=["worker-2"], hash=False)
+        assert (await client.who_has(big))[big.key] == ["worker-2"]
+        assert await client.submit(len, big, workers=["worker-2"]) == BIG  # (uploaded by now)
+        assert holders(cluster, big.key) == ["worker-2"]
+        many = await client.scatter([b"a" * BIG, b"b" * BIG], workers="worker-1")
+        for f in many:
+            assert (await client.who_has(f))[f.key] == ["worker-1"]
+        pair = await client.scatter(b"y" * BIG, workers=["worker-0", "worker-1"],
+                                    broadcast=True)
+        assert sorted((await client.who_has(pair))[pair.key]) == ["worker-0", "worker-1"]
+        assert await client.submit(len, big, workers=["worker-0"]) == BIG  # fetched there
+        small = await client.scatter(3, workers=["worker-0"])  # kept by the scheduler
+        assert await client.submit(lambda v: v + 1, small) == 4
+        with pytest.raises(TypeError, match="worker names"):
+            await client.scatter(1, workers=[0])

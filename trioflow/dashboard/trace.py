@@ -52,6 +52,33 @@ async def collect_runs(ask: Callable[[int, int], Awaitable[p.RunsReply]],
     return runs, missed
 
 
+async def task_stream(ask: Callable[[int, int], Awaitable[p.RunsReply]],
+                      start: float | None = None, stop: float | None = None,
+                      count: int | None = None) -> list[dict[str, Any]]:
+    """``Client.get_task_stream``: the runs the scheduler still keeps as dask's records,
+    oldest first; only the last ``count``, and only those that started at or after
+    ``start`` and before ``stop`` (seconds since the epoch), when given.
+
+    Cancellation: nothing is kept; ask again.
+    """
+    head = await ask(0, 0)
+    since = head.start if count is None else max(head.start, head.total - max(0, count))
+    runs, _ = await collect_runs(ask, since)
+    return [task_record(run) for run in runs
+            if (start is None or run[3] >= start) and (stop is None or run[3] < stop)]
+
+
+def task_record(run: Run) -> dict[str, Any]:
+    """One run as dask's task stream has it (``key``, ``worker``, ``thread``,
+    ``nbytes``, ``status`` "OK" or "error", ``startstops`` with the ``compute``
+    interval), plus trioflow's ``parent`` and ``depth`` of tasks launched from tasks."""
+    key, worker, thread, start, duration, nbytes, parent, depth, ok = run
+    return {"key": key, "worker": worker, "thread": thread, "nbytes": nbytes,
+            "status": "OK" if ok else "error",
+            "startstops": ({"action": "compute", "start": start, "stop": start + duration},),
+            "parent": parent, "depth": depth}
+
+
 def chrome_trace(runs: list[Run], *, missed: int = 0) -> dict[str, Any]:
     """The runs as a Trace Event Format document (timestamps in µs from the first run)."""
     origin = min((r[3] for r in runs), default=0.0)

@@ -8,7 +8,9 @@ small, with the scheduler) until the last Future for the key is garbage collecte
 from __future__ import annotations
 
 import concurrent.futures
+import html
 import logging
+import sys
 import threading
 import types
 from collections.abc import Callable, Generator, Iterable
@@ -22,7 +24,7 @@ from ..errors import CancelledError, ClientClosedError
 from . import asyncio_waits
 from .asyncio_waits import running_asyncio
 from .context import current_session
-from .keys import ERRED, PENDING, KeyState, SyncWaiter, error_to_exception
+from .keys import ERRED, FINISHED, PENDING, KeyState, SyncWaiter, error_to_exception
 from .protocols import FutureSession
 
 logger = logging.getLogger(__name__)
@@ -66,6 +68,14 @@ class Future(Generic[T_co]):
         if st.status is ERRED and _is_cancel(st.error):
             return "cancelled"
         return st.status.value
+
+    @property
+    def type(self) -> type | None:
+        """The class of the result once the task finished (dask's ``Future.type``);
+        None before, after a failure, or when this process has not imported the
+        module defining it (it is not imported for this)."""
+        st = self._state
+        return _imported_class(st.type_name) if st.status is FINISHED else None
 
     def done(self) -> bool:
         """Whether the task finished or failed."""
@@ -180,6 +190,13 @@ class Future(Generic[T_co]):
         st = self._state
         extra = f" type={st.type_name.rsplit('.', 1)[-1]}" if st.type_name else ""
         return f"<Future {self.key} status={self.status}{extra}>"
+
+    def _repr_html_(self) -> str:
+        """The future in a notebook: key, status and result type, escaped."""
+        st = self._state
+        kind = f", type: {html.escape(st.type_name)}" if st.type_name else ""
+        return (f"<strong>Future: {html.escape(self.key)}</strong> "
+                f"<span>status: {html.escape(self.status)}{kind}</span>")
 
     def __hash__(self) -> int:
         return hash(self.key)
@@ -319,3 +336,14 @@ def _rebuild_future(key: str) -> Future[Any]:
     return Future(session, session.adopt(key))
 
 
+def _imported_class(name: str) -> type | None:
+    """The class named ``module.qualname`` if its module is imported here, else None."""
+    parts = name.split(".")
+    for cut in range(len(parts) - 1, 0, -1):
+        obj: Any = sys.modules.get(".".join(parts[:cut]))
+        if obj is None:
+            continue
+        for attr in parts[cut:]:
+            obj = getattr(obj, attr, None)
+        return obj if isinstance(obj, type) else None
+    return None

@@ -59,19 +59,42 @@ def key_of(future: Future | str) -> str:
     return key
 
 
-def split_scatter(session: Session, data: Any) -> Any:
-    """``data`` placed on the cluster: a future, or a container of one per item."""
+def split_scatter(session: Session, data: Any, workers: Any = None) -> Any:
+    """``data`` placed on the cluster: a future, or a container of one per item; large
+    values on one of ``workers`` (names) when given.
+
+    Raises:
+        TypeError: ``workers`` is not a worker name or a list of them.
+    """
+    names = scatter_workers(workers)
+
+    def one(value: Any) -> Any:
+        return session.scatter_one(value, None, names)
+
     # as dask: only a plain dict, list or tuple (or a namedtuple) is split into one
     # future per item; any other value, a dict or list subclass too, is one future
     # (so its type survives)
     t = type(data)
     if t is dict:
-        return {k: session.scatter_one(v) for k, v in data.items()}
+        return {k: one(v) for k, v in data.items()}
     if t is list or t is tuple:
-        return t(session.scatter_one(v) for v in data)
+        return t(one(v) for v in data)
     if is_namedtuple(data):
-        return t(*(session.scatter_one(v) for v in data))
-    return session.scatter_one(data)
+        return t(*(one(v) for v in data))
+    return one(data)
+
+
+def scatter_workers(workers: Any) -> tuple[str, ...]:
+    """``scatter``'s ``workers=`` as a tuple of names (empty: any worker).
+
+    Raises:
+        TypeError: not a name or a list of names.
+    """
+    names = (workers,) if isinstance(workers, str) else tuple(workers or ())
+    if any(not isinstance(w, str) for w in names):
+        raise TypeError(f"scatter: workers= takes worker names (see client.nthreads()), "
+                        f"got {workers!r}")
+    return names
 
 
 def scattered(futures: Any) -> list[Future[Any]]:

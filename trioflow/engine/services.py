@@ -90,6 +90,16 @@ class ServiceCalls:
         registration's reply comes once the workers connected now have set it up."""
         return await self._request(p.PluginReply, p.PluginRequest, op, name, blob, idempotent)
 
+    async def metadata(self, op: str, keys: list[str], value: Any = None) -> p.MetadataReply:
+        """Set or get a value of the scheduler's metadata tree
+        (``core/scheduler/metadata.py``; ``trioflow/metadata.py`` reads the status)."""
+        return await self._request(p.MetadataReply, p.MetadataRequest, op, list(keys), value)
+
+    async def events(self, op: str, topics: list[str], msg: Any = None,
+                     stamp: float = 0.0) -> p.EventReply:
+        """Log an event to topics, or read topics' events (``core/scheduler/metadata.py``)."""
+        return await self._request(p.EventReply, p.EventRequest, op, list(topics), msg, stamp)
+
     async def retry(self, keys: list[str]) -> list[str]:
         """Run these failed tasks again, with the failed tasks they depend on
         (``core/scheduler/retry.py``); the keys running again. The reply comes after

@@ -71,6 +71,8 @@ class Session:
         #: ``client.dashboard_link`` (set by the client that opened the connection)
         self.address = ""
         self.dashboard_link = ""
+        #: the scheduler's host and package versions, from its Welcome (get_versions)
+        self.scheduler_versions: dict[str, Any] = {}
         self.lock = threading.Lock()
         #: the key table (pure; changed under ``lock``): futures' keys, functions sent,
         #: releases pending, and the messages they cost
@@ -343,14 +345,16 @@ class Session:
             self.post(*msgs)
         return fut
 
-    def scatter_one(self, value: Any, key: str | None = None) -> Future[Any]:
-        """Place ``value`` on the cluster under a new key (any thread); see ``Scatterer``.
+    def scatter_one(self, value: Any, key: str | None = None,
+                    workers: tuple[str, ...] = ()) -> Future[Any]:
+        """Place ``value`` on the cluster under a new key (any thread), a large one on
+        one of ``workers`` when given; see ``Scatterer``.
 
         Raises:
             SerializationError: ``value`` cannot be pickled; says where.
         """
         key = key or f"{type(value).__name__}-{self._prefix}-{next(self._counter)}"
-        return Future(self, self.scatterer.scatter_one(value, key))
+        return Future(self, self.scatterer.scatter_one(value, key, workers))
 
     def _own_future(self, obj: object) -> bool:
         """Whether ``obj`` is a Future (a dependency); one of another cluster is refused."""
@@ -530,7 +534,7 @@ class Session:
 #: the replies to requests of ``replies`` (primitives, services): matched by request id
 _ANSWERS = frozenset({p.PrimitiveReply, p.StatusReply, p.WhyReply, p.RunsReply,
                       p.ReplicateReply, p.RestartReply, p.DatasetReply, p.RetryReply,
-                      p.PluginReply})
+                      p.PluginReply, p.MetadataReply, p.EventReply})
 
 #: batches one ``Session._flush`` sends before it yields to the rest of the loop
 _FLUSH_ROUNDS = 8

@@ -87,12 +87,13 @@ class Scatterer:
         #: serialized large scatters waiting for the scheduler's ScatterTo, by key
         self.uploads: dict[str, list[Any]] = {}
 
-    def scatter_one(self, value: Any, key: str) -> KeyState:
+    def scatter_one(self, value: Any, key: str, workers: tuple[str, ...] = ()) -> KeyState:
         """Place ``value`` on the cluster under a new key (any thread).
 
         Small values travel inside the message to the scheduler. Large ones are
         serialized here (so an unpicklable value fails now), then uploaded over the
-        bulk data path to the worker the scheduler names (``ScatterTo``).
+        bulk data path to the worker the scheduler names (``ScatterTo``), one of
+        ``workers`` when given.
 
         Raises:
             SerializationError: ``value`` cannot be pickled; says where.
@@ -109,7 +110,7 @@ class Scatterer:
                 frames = [blob]  # a plain pickle is a valid one-frame serialization
         if msg is None:
             frames = frames or serialize.dumps_frames(value)
-            msg = p.ScatterData(key, b"", serialize.frames_nbytes(frames))
+            msg = p.ScatterData(key, b"", serialize.frames_nbytes(frames), list(workers))
         with self.lock:
             ks = self.keys.get(key)
             if ks is None:

@@ -41,6 +41,7 @@ from ..errors import (
     InternalError,
     RemoteProtocolError,
 )
+from ..versions import versions
 from . import handshake
 from .connection import (
     RECEIVE_BUFFER_SIZE,
@@ -96,6 +97,7 @@ class SchedulerServer:
                               no_workers_timeout=no_workers_timeout,
                               scheduler_id=f"scheduler-{secrets.token_hex(6)}")
         self.state = self.core.state
+        self._versions = versions()  # (sent in each Welcome: Client.get_versions)
         self.token = token
         self.ssl_context = ssl_context
         self.max_message_size = max_message_size
@@ -285,7 +287,7 @@ class SchedulerServer:
         self.conns[peer_id] = conn
         conn.send(p.Welcome(conn.version, peer_id, self.state.scheduler_id,
                             self.state.inline_limit, self.dashboard_address,
-                            folds_slot_reports=True))
+                            folds_slot_reports=True, versions=self._versions))
         logger.info("%s joined from %s", conn.name, remote)
         dropped = False
         try:

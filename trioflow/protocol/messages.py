@@ -21,6 +21,8 @@ Theory of operation:
 
 from __future__ import annotations
 
+from typing import Any
+
 import attrs
 
 from ..config import INLINE_LIMIT
@@ -62,6 +64,8 @@ class Welcome:
     #: the scheduler applies slot reports folded into other messages
     #: (``slot_reports``); a worker folds only when this is True
     folds_slot_reports: bool = False
+    #: the scheduler process's host and package versions (``Client.get_versions``)
+    versions: Any = attrs.Factory(dict)
 
 
 # --------------------------------------------------------------------- client -> scheduler
@@ -136,6 +140,8 @@ class ScatterData:
     key: str
     blob: bytes
     nbytes: int
+    #: names of the workers a large value may be uploaded to (empty: any)
+    workers: list[str] = attrs.Factory(list)
 
 
 @message("scatter-failed")

@@ -323,3 +323,53 @@ class PluginInstalled:
 
     name: str
     error: str = ""
+
+
+# ------------------------------------------------------------------ metadata and events (dask's)
+
+
+@message("metadata-request")
+class MetadataRequest:
+    """Client -> scheduler: ``op`` "set" stores ``value`` (plain msgpack data, never a
+    pickle) at the path ``keys`` of the cluster's metadata tree, making the dicts on the
+    way; "get" reads the value there (``Client.set_metadata``/``get_metadata``)."""
+
+    request_id: int
+    op: str
+    keys: list[str]
+    value: Any = None
+
+
+@message("metadata-reply")
+class MetadataReply:
+    """The answer to a ``MetadataRequest``: ``status`` "ok" (``value``: what a "get"
+    found), "missing" or "invalid" (``text`` says why)."""
+
+    request_id: int
+    status: str
+    value: Any = None
+    text: str = ""
+
+
+@message("event-request")
+class EventRequest:
+    """Client -> scheduler: ``op`` "log" appends ``[stamp, msg]`` (``msg`` plain msgpack
+    data, ``stamp`` the logger's clock) to each of ``topics``; "get" reads the events of
+    ``topics`` (none given: every topic) (``Client.log_event``/``get_events``)."""
+
+    request_id: int
+    op: str
+    topics: list[str]
+    msg: Any = None
+    stamp: float = 0.0
+
+
+@message("event-reply")
+class EventReply:
+    """The answer to an ``EventRequest``: ``status`` "ok" or "invalid" (``text`` says
+    why); ``events``: for a "get", ``{topic: [[stamp, msg], ...]}``, oldest first."""
+
+    request_id: int
+    status: str
+    events: Any = None
+    text: str = ""

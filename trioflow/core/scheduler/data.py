@@ -10,6 +10,8 @@ only says where they are or where they should go:
   expect the key (``ExpectData``) and tells the client where to upload it
   (``ScatterTo``). The key is in memory from then on: runs needing it are placed
   there and wait on that worker for the upload, not for a scheduler round trip.
+* ``scatter(workers=[...])`` restricts that choice to the named workers; it waits for
+  one of them to connect, as any large scatter waits for a first worker.
 * If that worker is lost, or the upload fails, the scatter is placed again and the
   owner uploads again (its session still holds the value while it holds the future);
   after ``ops.MAX_SCATTER_ATTEMPTS`` the key fails with ``WorkerLost``.
@@ -29,7 +31,7 @@ def scatter_data(state: SchedulerState, peer_id: str, msg: p.ScatterData) -> Non
         ops.want(state, peer_id, existing)
         return
     task = TaskRecord(key=msg.key, fn_id="", payload=b"", deps=(), priority=(0, 0, 0),
-                      owner=peer_id, nbytes=msg.nbytes)
+                      owner=peer_id, nbytes=msg.nbytes, restrict=tuple(msg.workers))
     state.tasks[msg.key] = task
     task.wanted_by.add(peer_id)
     state.peers[peer_id].wants.add(msg.key)
@@ -37,7 +39,11 @@ def scatter_data(state: SchedulerState, peer_id: str, msg: p.ScatterData) -> Non
         task.inline = msg.blob
         ops.reached_memory(state, task, None)
     else:
-        state.scatters.append(msg.key)  # placed by place_scatters, on this turn
+        # placed now, not at the end of the event: a status request in the same frame
+        # (``who_has`` right after ``scatter``) then sees where it went. One that no
+        # connected worker may take waits in ``scatters`` for the pass after each event.
+        state.scatters.append(msg.key)
+        place_scatters(state)
 
 
 def place_scatters(state: SchedulerState) -> None:
@@ -50,7 +56,11 @@ def place_scatters(state: SchedulerState) -> None:
         task = state.tasks.get(key)
         if task is None or task.status is not TaskStatus.WAITING or task.fn_id:
             continue  # released, or failed, before it could be placed
-        candidates = [w for w in workers if w.name not in task.deaths] or workers
+        allowed = [w for w in workers if w.name in task.restrict] if task.restrict else workers
+        if not allowed:  # (scatter(workers=[...]): none of them is connected yet)
+            state.scatters.append(key)
+            continue
+        candidates = [w for w in allowed if w.name not in task.deaths] or allowed
         owner = state.workers.get(task.owner)
         if owner is not None and owner in candidates:
             worker = owner  # scattered from a task: keep it where it is

@@ -47,6 +47,7 @@ from . import (
     deadlock,
     explain,
     lifecycle,
+    metadata,
     peers,
     placement,
     plugins,
@@ -102,6 +103,8 @@ HANDLERS: dict[type, Handler] = {
     p.RetryRequest: retry.retry_request,
     p.PluginRequest: plugins.request,
     p.PluginInstalled: plugins.installed,
+    p.MetadataRequest: metadata.metadata_request,
+    p.EventRequest: metadata.event_request,
 }
 
 

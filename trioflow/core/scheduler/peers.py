@@ -134,4 +134,5 @@ def status(state: SchedulerState, peer_id: str, msg: p.StatusRequest) -> None:
     if msg.with_keys:
         for info, w in zip(workers, state.workers.values()):
             info["keys"] = sorted(w.has_what)
+            info["processing_keys"] = sorted(w.processing)
     state.send(peer_id, p.StatusReply(msg.request_id, workers, state.statistics()))

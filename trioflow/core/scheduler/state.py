@@ -115,6 +115,10 @@ class SchedulerState:
         #: published datasets by name, and how many of them hold each key (datasets.py)
         self.datasets: dict[str, Dataset] = {}
         self.dataset_holds: dict[str, int] = {}
+        #: ``Client.set_metadata``'s tree and ``log_event``'s events by topic, as plain
+        #: msgpack data (metadata.py)
+        self.metadata: dict[str, Any] = {}
+        self.events: dict[str, deque[list[Any]]] = {}
         #: the latest finished runs, oldest first, as ``RunRecord`` tuples; read (never
         #: written) by the dashboard and performance reports
         self.runs: deque[RunRecord] = deque(maxlen=RUN_LOG_LENGTH)
