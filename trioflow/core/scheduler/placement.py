@@ -51,6 +51,7 @@ def schedule(state: SchedulerState) -> None:
         state.unplaceable.clear()
     if ready and state.workers:
         workers = list(state.workers.values())
+        extras: dict[str, int] = {}  # fn_id -> prefetch (durations do not change here)
         while ready:
             _, key = ready[0]
             task = state.tasks.get(key)
@@ -63,7 +64,9 @@ def schedule(state: SchedulerState) -> None:
                     heapq.heappop(ready)
                     ops.wait_for_inputs(task, missing)
                     continue
-            extra = prefetch_per_slot(state, task.fn_id)
+            extra = extras.get(task.fn_id, -1)
+            if extra < 0:
+                extra = extras[task.fn_id] = prefetch_per_slot(state, task.fn_id)
             worker = _choose(state, task, workers, extra)
             if worker is None:
                 if (task.restrict or task.resources) and _restricted_room(workers, extra):

@@ -167,7 +167,11 @@ class SchedulerState:
 
     def free_key(self, worker_id: str, key: str) -> None:
         """Tell a worker to drop its result for ``key`` (joins a FreeKeys, see ``send``)."""
-        self.send(worker_id, p.FreeKeys([key]))
+        keys = self._freeing.get(worker_id)
+        if keys is not None:  # (what ``send`` would do, without a message per key)
+            keys.append(key)
+        else:
+            self.send(worker_id, p.FreeKeys([key]))
 
     def close(self, to: str, code: int, reason: str) -> None:
         """Ask the shell to close a peer's connection; it will report PeerLeft."""
