@@ -134,6 +134,9 @@ class SchedulerState:
         self.now = 0.0
         #: key -> the tick since which no connected worker could run that queued task
         self.starving: dict[str, float] = {}
+        #: status requests waiting for their ``min_workers`` (peer id, request), in
+        #: arrival order (``peers.status``)
+        self.status_waits: list[tuple[str, p.StatusRequest]] = []
         #: warnings for the shell to log (and clear); see explain.note_timed_deadlock
         self.warnings: list[str] = []
         #: the runs of the would-be deadlock last warned about (warn once per set)
