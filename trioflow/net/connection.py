@@ -3,7 +3,8 @@
 ``send()`` never blocks: it appends to an outbox and wakes the writer task, which sends
 everything queued since its last send as **one** frame. Under load frames grow, so the
 per-message cost of WebSocket framing, syscalls and wake-ups falls; when idle a message
-goes out at once. There are no timers.
+goes out at once. There are no timers. ``send_many()`` hands over a batch: with the
+writer idle and nothing else runnable, the caller writes it as one frame itself.
 
 Cancellation: cancelling ``run_writer`` drops whatever is still queued. ``aclose``
 flushes first, then closes the WebSocket with a close code.
@@ -127,13 +128,15 @@ class PeerConnection:
 
     def send_many(self, messages: list[Any]) -> None:
         """Queue ``messages`` (in order) and get them going, from a task that produced
-        them all at once (the scheduler, for each peer an event had messages for).
+        them all at once (the scheduler, for each peer an event had messages for; a
+        client session's flush).
 
-        When the writer is idle and no other task is waiting to run on this loop,
-        nothing could join them in the writer's scheduling round, so they leave at once
-        as one frame written from this task: no writer wake-up, and no loop turn before
-        the send. Otherwise (or when the kernel takes nothing now) they go the way of
-        ``send``.
+        When the writer is parked with nothing queued and no other task is waiting to
+        run on this loop, nothing could join them in the writer's scheduling round, so
+        they leave at once as one frame written from this task: no writer wake-up, and
+        no loop turn before the send. Otherwise (a runnable task, a frame queued or
+        being sent, a ``linger`` or ``fold`` hook, a kernel that takes nothing now) they
+        go the way of ``send``. Never blocks; cancellation does not apply (no await).
         """
         if (self._parked and not self._outbox and self.linger is None
                 and self.fold is None and not self.closed

@@ -16,7 +16,9 @@ here, ~24 us for the bare bytes on a Trio stream):
   for a pong or a close racing the writer);
 * on a plain TCP stream the socket is read and written directly, without
   ``SocketStream``'s wrappers, and a frame the kernel takes whole costs no loop turn
-  (``_receive_some``, ``_send_bytes``; TLS and other streams use the stream's methods).
+  (``_receive_some``, ``_send_bytes``; TLS and other streams use the stream's methods);
+  ``send_message_nowait`` even writes one from a synchronous caller (the tail the kernel
+  does not take goes first in the next send, or in ``drain``).
 
 Errors are trio-websocket's ``ConnectionClosed`` with a ``CloseReason``, so callers
 catch one type whichever library made the connection (tests still use trio-websocket
