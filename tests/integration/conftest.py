@@ -42,6 +42,10 @@ def check_slots(cluster) -> None:
     for node in cluster.workers:
         node.ledger.check()
         assert node.limiter.borrowed_tokens == node.ledger.holding == 0, node.statistics()
+        # the slots are a trio.CapacityLimiter moved under the ledger's lock from any
+        # thread, which is safe only while no Trio task waits on it (worker_ledger.py)
+        assert isinstance(node.limiter.limiter, trio.CapacityLimiter)
+        assert node.limiter.limiter.statistics().tasks_waiting == 0
         record = state.workers[node.peer_id]
         assert record.occupying == 0 and record.blocked == 0 and not record.processing
 

@@ -153,12 +153,18 @@ def kill_this_worker_once(marker: str) -> int:
 
 
 def parent_killed_with_queued_children(marker: str, n: int) -> int:
-    with trioflow.worker_client() as client:
-        futures = [client.submit(square, i) for i in range(n)]
-        # placed last but run next (higher priority): it kills the worker while the
-        # squares not yet run are still queued there
-        futures.append(client.submit(kill_this_worker_once, marker, priority=10))
+    # every child is placed while this run still holds the slot (a child placed in a
+    # free slot starts at once, on another thread, and would race the placements)
+    client = trioflow.get_client()
+    futures = [client.submit(square, i) for i in range(n)]
+    # placed last but run first (higher priority): it kills the worker while the
+    # squares are still queued there
+    futures.append(client.submit(kill_this_worker_once, marker, priority=10))
+    trioflow.secede()
+    try:
         return sum(client.gather(futures))
+    finally:
+        trioflow.rejoin()
 
 
 async def test_the_parents_worker_killed_with_queued_children_loses_nothing(tmp_path):

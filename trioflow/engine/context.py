@@ -147,7 +147,9 @@ class RunContext:
             if type(cmd) is Post:
                 session.post(cmd.message)
             elif type(cmd) is GiveSlot:
-                session.call_in_order(self.host.secede_run, run)
+                # on this thread (or the loop, for async runs), at once: the ledger
+                # sends the Seceded behind what was posted before (worker_ledger.py)
+                self.host.secede_run(run)
             else:
                 assert type(cmd) is TakeSlot
                 take = cmd
@@ -180,7 +182,8 @@ class RunContext:
             pending.wait_sync(None)
             self._resources_answer(pending)
         waiter = SyncWaiter(1)
-        self.session.call_in_order(self.host.rejoin_run, self.run, waiter)
+        # on this thread: a free slot is granted in the call (the wait returns at once)
+        self.host.rejoin_run(self.run, waiter)
         waiter.wait(None)
         self.rejoin_event = None
         self.view.rejoined()
@@ -196,7 +199,7 @@ class RunContext:
                 raise
             self._resources_answer(pending)
         grant = Grant()
-        self.session.call_in_order(self.host.rejoin_run, self.run, grant)
+        self.host.rejoin_run(self.run, grant)
         if not grant.granted:  # (on the loop, a free slot is often granted in the call)
             await grant.wait()
         self.rejoin_event = None

@@ -61,11 +61,15 @@ class KeyState:
 class SyncWaiter:
     """A thread sleeping until ``remaining`` keys are done, a failure, or a job to help with."""
 
-    __slots__ = ("cond", "depth", "failure", "jobs", "pool", "remaining")
+    __slots__ = ("awaits", "cond", "depth", "failure", "jobs", "pool", "remaining")
 
-    def __init__(self, remaining: int, depth: int = 0) -> None:
+    def __init__(self, remaining: int, depth: int = 0,
+                 awaits: frozenset[str] = frozenset()) -> None:
         self.remaining = remaining
         self.depth = depth  # tree depth of the waiting task: it helps only deeper ones
+        #: the keys it waits on: a run of one of them goes to this thread first
+        #: (``SlotThreads.submit``)
+        self.awaits = awaits
         self.pool: HelpingPool | None = None  # the thread pool this waiter helps, once registered
         self.cond = threading.Condition(threading.Lock())
         self.failure: BaseException | None = None

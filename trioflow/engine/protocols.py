@@ -70,9 +70,10 @@ class Wakeup(Protocol):
 class HostWorker(Protocol):
     """What a worker provides to the runs it executes.
 
-    ``secede_run`` and ``rejoin_run`` are called on the worker's loop, in order with the
-    messages the run posted before (``Session.call_in_order``): the scheduler must see
-    a ``Seceded`` before the ``WaitKeys`` that follows it.
+    ``secede_run``, ``rejoin_run`` and ``place_child`` are called by the run itself, on
+    its own thread (the loop for async runs), after the messages it posted before: the
+    worker's ledger sends what they cause behind those (``Session.send_in_order``), so
+    the scheduler sees a ``Seceded`` before the ``WaitKeys`` that follows it.
     """
 
     @property
@@ -92,17 +93,18 @@ class HostWorker(Protocol):
     def threads(self) -> HelpingPool: ...
 
     def secede_run(self, run: LocalRun) -> None:
-        """Give ``run``'s slot back (loop)."""
+        """Give ``run``'s slot back (the run's thread)."""
         ...
 
     def rejoin_run(self, run: LocalRun, wakeup: Wakeup) -> None:
-        """``run`` wants a slot again; ``wakeup.set()`` once it has one (loop)."""
+        """``run`` wants a slot again; ``wakeup.set()`` once it has one, maybe in the
+        call (the run's thread)."""
         ...
 
     def place_child(self, msg: p.TaskPlaced, depth: int, fn_blob: bytes) -> None:
         """Queue a child a run here submitted on this worker, and tell the scheduler
         (``msg``, in order with what the run posted before); or, when the worker will
-        not take it, send the equivalent ``SubmitTask`` instead (loop)."""
+        not take it, send the equivalent ``SubmitTask`` instead (the run's thread)."""
         ...
 
 

@@ -154,6 +154,32 @@ class Session:
         if on_loop:
             self._flush()
 
+    def send_in_order(self, message: Any) -> None:
+        """Send ``message`` behind everything posted before, from any thread; dropped
+        once the session is closed. For the worker's ledger, which calls it under its
+        own lock at each event: so the events' messages reach the stream in ledger order,
+        on whatever thread each event happens (``net/worker_ledger.py``).
+
+        Unlike ``post`` it never flushes here: it may run inside a flush's item, or under
+        the ledger's lock that a flushed item would take again. On the loop with nothing
+        queued and no flush under way it sends at once (nothing can be overtaken).
+        """
+        on_loop = threading.get_ident() == self.loop_thread
+        with self.lock:
+            if self.closed is not None:
+                return
+            if on_loop and not self._queue and not self._flushing:
+                direct = True
+            else:
+                direct = False
+                self._queue.append(message)
+                if not self._flush_scheduled:
+                    self._flush_scheduled = True
+                    with contextlib.suppress(trio.RunFinishedError):
+                        self.trio_token.run_sync_soon(self._flush)
+        if direct:
+            self.conn.send(message)
+
     def call_in_order(self, fn: Callable[..., None], *args: Any) -> None:
         """Run ``fn(*args)`` on the loop after everything posted before (any thread).
 
@@ -340,17 +366,22 @@ class Session:
             ks, msgs = self.table.submit(task, blob)
             if held:
                 ks.held = [*(ks.held or ()), *held]
+        fut: Future[Any] = Future(self, ks)
         if (ctx is not None and here and generated and not deps and not restrict
                 and not res_names  # (resources are placed by the scheduler, which holds them)
                 and self.worker is not None and msgs and msgs[-1] is task):
             # a child of a run here, new to everyone, needing no input (arguments sent
             # out of band are inputs): the worker queues it on itself (``place_child``),
-            # in order with what the run sent before
+            # on this thread, at once: the ledger sends the TaskPlaced behind what the
+            # run posted before, and may start the child in a free slot right away
             placed = p.TaskPlaced(key, 1, fn_id, payload, parent, is_async, retries,
                                   priority, run_once)
-            msgs[-1] = _Call(self.worker.place_child, (placed, ctx.depth + 1, blob))
-        fut: Future[Any] = Future(self, ks)
-        if msgs:
+            if len(msgs) > 1:
+                self.post(*msgs[:-1])
+            elif self.closed is not None:
+                raise ClientClosedError(f"the client is closed: {self.closed}")
+            self.worker.place_child(placed, ctx.depth + 1, blob)
+        elif msgs:
             self.post(*msgs)
         return fut
 
@@ -407,7 +438,9 @@ class Session:
             self.replies.reply(msg)
 
     def finished_here(self, key: str, report: p.TaskFinished) -> None:
-        """A task of this (worker) session's futures finished on this very worker."""
+        """A task of this (worker) session's futures finished on this very worker (any
+        thread: a sync run's own thread wakes its waiters, after its ledger end put its
+        ``TaskFinished`` in the stream)."""
         with self.lock:
             ks = self.table.finished_here(report)
             if ks is not None:
@@ -446,7 +479,11 @@ class Session:
 
     def _notify(self, ks: KeyState) -> None:
         if ks.event is not None:
-            ks.event.set()
+            if threading.get_ident() == self.loop_thread:
+                ks.event.set()
+            else:  # (a task thread's run ended here: finished_here) a trio.Event is loop-only
+                with contextlib.suppress(trio.RunFinishedError):
+                    self.trio_token.run_sync_soon(ks.event.set)
         waiters, ks.waiters = ks.waiters, []
         for w in waiters:
             w.key_done()
@@ -490,7 +527,12 @@ class Session:
             pending = [ks for ks in states if ks.status is PENDING]
             if not pending:
                 return
-            waiter = SyncWaiter(len(pending), ctx.depth if ctx is not None else 0)
+            # (a task waiting without a timeout may run the runs of these keys on its
+            # own thread, SlotThreads.submit; a timed wait must end on time)
+            waiter = (SyncWaiter(len(pending), ctx.depth,
+                                 frozenset(k.key for k in pending) if timeout is None
+                                 else frozenset())
+                      if ctx is not None else SyncWaiter(len(pending)))
             for ks in pending:
                 ks.waiters.append(waiter)
         try:

@@ -65,9 +65,27 @@ class SlotThreads:
         return (f"<SlotThreads threads={self.threads}/{self.max_threads} idle={self._idle} "
                 f"helpers={len(self._helpers)} overflow={self.overflow}>")
 
-    def submit(self, job: Callable[[], None], depth: int = 0) -> None:
-        """Run ``job`` (of a task ``depth`` deep in the tree) on some thread soon."""
+    def submit(self, job: Callable[[], None], depth: int = 0, key: str = "") -> None:
+        """Run ``job`` (the run of ``key``, a task ``depth`` deep in the tree) on some
+        thread soon.
+
+        A waiting thread that waits on ``key`` itself (and is shallower) runs it first:
+        its thread waits anyway, the job's end then wakes no other thread, and another
+        key it waits on can follow on the same stack (``RunExecutor._run_sync``). Only
+        what it waits on: any other job could wait on something that only the waiting
+        task's continuation, stuck below it on the stack, would produce (a hang the
+        scheduler cannot see), while a job the task waits on that waits on the task is
+        a deadlock of the program itself, threads or not.
+        """
         with self._lock:
+            if key:
+                for i in range(len(self._helpers) - 1, -1, -1):
+                    helper = self._helpers[i]
+                    if key in helper.awaits and helper.depth < depth:
+                        del self._helpers[i]
+                        self.helped += 1
+                        helper.give_job(job)
+                        return
             if self._idle > len(self._jobs):
                 self._jobs.append(job)
                 self._cond.notify()

@@ -90,6 +90,11 @@ class DataStore:
         return key in self.data or key in self.blobs or (
             self.memory is not None and key in self.memory.on_disk)
 
+    def stored_needs_loop(self, key: str, nbytes: int) -> bool:
+        """Whether ``stored`` has anything to do for this result (a task thread that
+        stored a small result with no memory limit set does not wake the loop for it)."""
+        return self.memory is not None or nbytes >= shm.SHM_MIN or key in self._made
+
     def stored(self, key: str, nbytes: int) -> None:
         """A result was put in ``data`` (loop): counted against the memory limit, and
         moved into shared memory if it is a large array (``_share``)."""

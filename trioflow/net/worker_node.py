@@ -2,16 +2,20 @@
 
 Theory of operation:
 
-* One Trio task reads the scheduler connection and feeds ``WorkerState`` (the ledger);
-  the commands that come back are executed here, in order, on the loop; an unknown
-  command is a bug and raises. The ledger sits behind a lock (``LockedLedger``) for
-  one thread-side event: a task thread whose run
-  ended takes the next queued run itself (``hand_over``), so a stream of short tasks
-  costs no loop round trip per task; the loop applies the commands of that event later,
-  in order with everything else the thread sent (``Session.call_in_order``). Every
-  other event reaches the ledger on the loop.
-* Slots are one ``trio.CapacityLimiter(nthreads)``; each run is its own borrower, so
-  ``secede()`` from the task's thread can give back exactly that run's token.
+* One Trio task reads the scheduler connection and feeds ``WorkerState`` (the ledger)
+  what the scheduler says; a run's own events (secede, rejoin, a child placed, its
+  end) reach the ledger on the run's thread (the loop for async runs), where they
+  happen. The ledger sits behind a lock (``LockedLedger``) and its commands are carried
+  out here (this class is their ``CommandSink``) under that lock, on whichever thread:
+  messages go out in ledger order (``Session.send_in_order``), slot tokens move at once,
+  sync runs start on a task thread at once; what only the loop may do (start an async
+  run, wake an async rejoiner, fetch inputs) goes to the loop in order. An unknown
+  command is a bug and raises. So a child placed by a task thread starts on an idle
+  thread, and a parent whose child ended wakes on that child's thread, without a loop
+  round trip; the loop only does I/O for them.
+* Slots are a ``trio.CapacityLimiter(nthreads)`` (in ``SlotTokens``, the ledger's mirror,
+  checked by tests) moved under the ledger's lock on any thread; each run
+  is its own borrower, so a run gives back exactly its own token.
 * Runs execute in a ``RunExecutor`` (``worker_runs.py``): sync tasks on
   ``SlotThreads``, ``async def`` tasks as Trio tasks here, giving their slot back
   whenever they await futures.
@@ -43,12 +47,12 @@ from ..core import fold, resource_spec
 from ..core import worker as wcore
 from ..engine.protocols import Wakeup
 from ..engine.session import Session
-from ..errors import DeadlockError, RemoteProtocolError, SlotAccountingError
+from ..errors import ClientClosedError, DeadlockError, RemoteProtocolError
 from . import handshake
 from .connection import PeerConnection, open_connection
 from .slots import SlotThreads
 from .worker_data import DataStore
-from .worker_ledger import LockedLedger
+from .worker_ledger import LockedLedger, SlotTokens
 from .worker_plugins import PluginWorker, WorkerPlugins
 from .worker_runs import RunExecutor
 from .worker_threads import report_threads
@@ -113,8 +117,8 @@ class WorkerNode:
         self.inline_limit = inline_limit
         self.max_message_size = max_message_size
         self.peer_timeout = peer_timeout
-        self.ledger = LockedLedger(wcore.WorkerState(nthreads))
-        self.limiter: trio.CapacityLimiter | None = None
+        self.ledger = LockedLedger(wcore.WorkerState(nthreads), self._execute)
+        self.limiter: SlotTokens | None = None
         self.threads = SlotThreads(nthreads + max_parked_threads, name=f"trioflow-{self.name}")
         #: results and scattered values held here, and the bulk data path
         self.store = DataStore(name=self.name, token=token, ssl_context=ssl_context,
@@ -128,7 +132,7 @@ class WorkerNode:
         #: ``Client.register_plugin``'s plugins; runs wait at its gate while one sets up
         self.plugins = WorkerPlugins(self._as_plugins_see_it)
         self.runs = RunExecutor(name=self.name, host=self, ledger=self.ledger,
-                                threads=self.threads, store=self.store, execute=self._execute,
+                                threads=self.threads, store=self.store,
                                 call_on_loop=self.call_on_loop, inline_limit=inline_limit,
                                 plugins=self.plugins)
         self.session: Session | None = None
@@ -149,7 +153,7 @@ class WorkerNode:
 
     async def serve(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Run until the scheduler connection closes or this is cancelled."""
-        self.limiter = trio.CapacityLimiter(self.nthreads)
+        self.limiter = SlotTokens(self.nthreads)
         self._token = trio.lowlevel.current_trio_token()
         self._loop_thread = threading.get_ident()
         try:
@@ -217,7 +221,7 @@ class WorkerNode:
         handlers: dict[type, Callable[[Any], None]] = {
             p.ComputeTask: self._compute_task,
             p.Function: self.runs.add_function,
-            p.StealTasks: lambda m: self._execute(self.ledger.steal(m.keys, m.run_ids)),
+            p.StealTasks: lambda m: self.ledger.steal(m.keys, m.run_ids),
             p.FreeKeys: self._free_keys,
             p.ExpectData: lambda m: self.store.expect(m.keys),
             p.FetchReplicas: self._fetch_replicas,
@@ -276,12 +280,9 @@ class WorkerNode:
         if self.conn is None:
             return
         self.runs.closing = True
-        self.ledger.close()
-        self.conn.send(p.WorkerClosing())
-        with self.ledger.lock:  # task threads may take queued runs meanwhile
-            queued = [r for r in self.ledger.runs.values()
-                      if r.state in (wcore.RunState.QUEUED, wcore.RunState.FETCHING)]
-        self._execute(self.ledger.steal([r.key for r in queued], [r.run_id for r in queued]))
+        # (under the ledger's lock: after every TaskPlaced a task thread sent before)
+        self.ledger.close(then=lambda: self.send_message(p.WorkerClosing()))
+        self.ledger.steal_queued()  # (task threads may take queued runs meanwhile)
         with trio.move_on_after(grace):
             await self.wait_idle()
         await self.conn.flush()
@@ -292,42 +293,77 @@ class WorkerNode:
             await self._idle.wait()
 
     def _execute(self, commands: list[Any]) -> None:
+        """Carry out ledger commands (``LockedLedger`` calls this under its lock, on the
+        thread of the event)."""
+        if not self.ledger.state.runs:  # (the state's own dict: this runs per event)
+            if threading.get_ident() == self._loop_thread:
+                self._set_idle()
+            else:
+                self._on_loop(self._set_idle)
+        wcore.execute(commands, self)
+
+    def _set_idle(self) -> None:
         if not self.ledger.runs and not self._idle.is_set():
             self._idle.set()
             self._idle = trio.Event()
-        wcore.execute(commands, self)
 
-    # ------------------------------------------------------------------ CommandSink (loop)
+    def _on_loop(self, fn: Callable[..., None], *args: Any) -> None:
+        """Run ``fn(*args)`` on the loop behind everything sent so far (from a task
+        thread carrying out commands); dropped once the worker has stopped."""
+        session = self.session
+        try:
+            if session is not None and session.closed is None:
+                session.call_in_order(fn, *args)
+            elif self._token is not None:
+                self._token.run_sync_soon(fn, *args)
+        except (trio.RunFinishedError, ClientClosedError):
+            pass  # the worker stopped: nobody is left to do it for
+
+    # ------------------------------------------------------------------ CommandSink (any thread)
 
     def send_message(self, message: Any) -> None:
-        if self.conn is not None:
+        session = self.session
+        if session is not None:
+            session.send_in_order(message)
+        elif self.conn is not None:
             self.conn.send(message)
 
     def acquire_slot(self, run: wcore.LocalRun) -> None:
         assert self.limiter is not None
-        try:
-            self.limiter.acquire_on_behalf_of_nowait(run)
-        except trio.WouldBlock:
-            raise SlotAccountingError(
-                f"the ledger granted a slot to {run!r} but the limiter has none "
-                f"({self.limiter.borrowed_tokens}/{self.limiter.total_tokens} borrowed)"
-            ) from None
+        self.limiter.acquire_on_behalf_of_nowait(run)
 
     def release_slot(self, run: wcore.LocalRun) -> None:
         assert self.limiter is not None
         self.limiter.release_on_behalf_of(run)
 
     def start_run(self, run: wcore.LocalRun) -> None:
-        if not self._stopped:
+        if self._stopped:
+            return
+        if run.spec.is_async and threading.get_ident() != self._loop_thread:
+            self._on_loop(self._start_async, run)  # a Trio task: started on the loop
+        else:
+            self.runs.start(run)
+
+    def _start_async(self, run: wcore.LocalRun) -> None:
+        if not self._stopped and self.ledger.current(run, wcore.RunState.RUNNING,
+                                                     wcore.RunState.SECEDED,
+                                                     wcore.RunState.REJOINING):
             self.runs.start(run)
 
     def wake_rejoin(self, run: wcore.LocalRun) -> None:
         ctx = self.runs.contexts.get(run.key)
-        if ctx is not None and ctx.rejoin_event is not None:
+        if ctx is None or ctx.rejoin_event is None:
+            return
+        if run.spec.is_async and threading.get_ident() != self._loop_thread:
+            self._on_loop(ctx.rejoin_event.set)  # (an async run's grant: loop only)
+        else:
             ctx.rejoin_event.set()
 
     def fetch_inputs(self, run: wcore.LocalRun) -> None:
         if self._stopped:
+            return
+        if threading.get_ident() != self._loop_thread:  # (the loop's events only, today)
+            self._on_loop(self.fetch_inputs, run)
             return
         assert self._nursery is not None
         try:
@@ -358,48 +394,43 @@ class WorkerNode:
     # ------------------------------------------------------------------ HostWorker
 
     def secede_run(self, run: wcore.LocalRun) -> None:
-        """``run`` gives its slot back (loop, in order with what it posted before)."""
+        """``run`` gives its slot back (on its own thread, or the loop for async runs,
+        after what it posted before)."""
         self.runs.seceding(run)
-        if self.ledger.current(run, wcore.RunState.RUNNING):
-            self._execute(self.ledger.secede(run))
+        self.ledger.secede(run)
 
     def rejoin_run(self, run: wcore.LocalRun, wakeup: Wakeup) -> None:
-        """``run`` asks for a slot back; ``wakeup.set()`` is called when it has one."""
+        """``run`` asks for a slot back; ``wakeup.set()`` is called when it has one,
+        in this call if a slot is free (on the run's own thread, or the loop)."""
         ctx = self.runs.contexts.get(run.key)
         if ctx is not None:
-            ctx.rejoin_event = wakeup  # set here, on the loop, in order with the grants
-        if self.ledger.current(run, wcore.RunState.SECEDED):
-            self._execute(self.ledger.rejoin(run))
+            ctx.rejoin_event = wakeup  # (before the ledger may grant: wake_rejoin reads it)
+        self.ledger.rejoin(run)
 
     def place_child(self, msg: p.TaskPlaced, depth: int, fn_blob: bytes) -> None:
         """A run here submitted a child: queue it here as run 1 and report it, or send
         the ``SubmitTask`` instead when the ledger declines (draining, queue full).
 
-        On the loop, in order with what the run posted before (``Session.post``): the
-        ``TaskPlaced`` goes out before anything the child or the parent sends next.
+        On the submitting run's thread (the loop for async runs), after what it posted
+        before: the ``TaskPlaced`` goes out before anything the child or the parent
+        sends next, and the child starts at once if a slot is free.
         """
         self.runs.fn_blobs.setdefault(msg.fn_id, fn_blob)
-        commands = None
-        if not self.runs.closing:
-            commands = self.ledger.task_placed(wcore.placed_spec(msg, depth), msg)
-        if commands is None:
+        if self.runs.closing or not self.ledger.task_placed(wcore.placed_spec(msg, depth), msg):
             self.send_message(wcore.submit_equivalent(msg))
-        else:
-            self._execute(commands)
 
     # ------------------------------------------------------------------ messages
 
     def _compute_task(self, msg: p.ComputeTask) -> None:
         if self.runs.closing:  # assigned before the scheduler saw WorkerClosing: hand it back
-            assert self.conn is not None
-            self.conn.send(p.TasksReturned([msg.key], [msg.run_id]))
+            self.send_message(p.TasksReturned([msg.key], [msg.run_id]))
             return
         store = self.store
         needs_fetch = any(
             (holder and not store.holds(dep)) or dep in store.arriving
             for dep, holder in zip(msg.deps, msg.dep_holders)
         )
-        self._execute(self.ledger.task_assigned(msg, needs_fetch))
+        self.ledger.task_assigned(msg, needs_fetch)
 
 
     def _notify(self, msg: Any) -> None:

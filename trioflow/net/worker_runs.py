@@ -9,10 +9,12 @@ and the inputs fetched for queued runs.
   Trio task for ``async def`` ones. Functions are unpickled once per worker.
 * Inputs come from the message (small results), this worker's memory, or were fetched
   from their holders before the run was queued (``_fetch_inputs``: run state FETCHING).
-* A sync run that ends on its thread may start the next queued sync run right there
-  (``_hand_over``): a stream of short tasks then costs no loop round trip per task. If
-  a sync run waits to rejoin, it gets the slot instead, and this thread wakes it
-  (``_passed``): a parent whose children are done rejoins without a loop round trip.
+* A sync run ends on its own thread (``_end_on_thread``): the ledger's end happens
+  there, under its lock, and the thread may start the next queued sync run right
+  there (a stream of short tasks costs no loop round trip per task). If a sync run
+  waits to rejoin, it gets the slot instead, and this thread wakes it; and a task here
+  waiting on the result is woken from this thread (``finished_here``). The loop only
+  sends what the ledger queued.
 * The result is kept here; ``_pack`` pickles it for the scheduler when it is small.
 
 Cancellation: async runs are cancelled with the worker's nursery; a sync run's thread
@@ -21,6 +23,7 @@ cannot be stopped, and its end is dropped if the worker has stopped.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
 import threading
@@ -34,7 +37,7 @@ import trio
 from .. import protocol as p
 from .. import serialize
 from ..core import worker as wcore
-from ..engine.context import RunContext, enter_run, leave_run
+from ..engine.context import RunContext, current_run, enter_run, leave_run
 from ..engine.protocols import HostWorker
 from ..engine.session import Session
 from ..errors import ClientClosedError, WorkerLost
@@ -70,7 +73,6 @@ class RunExecutor:
         ledger: the worker's ledger behind its lock.
         threads: where sync runs execute.
         store: results kept here, and the bulk data path for inputs.
-        execute: carries out ledger commands (loop only).
         call_on_loop: runs a call on the worker's loop, from any thread.
         inline_limit: results up to this many bytes travel inline.
         plugins: the worker's plugins; a run waits at their gate while one sets up.
@@ -78,7 +80,6 @@ class RunExecutor:
 
     def __init__(self, *, name: str, host: HostWorker, ledger: LockedLedger,
                  threads: SlotThreads, store: DataStore,
-                 execute: Callable[[list[Any]], None],
                  call_on_loop: Callable[..., None], inline_limit: int,
                  plugins: WorkerPlugins) -> None:
         self.name = name
@@ -87,7 +88,6 @@ class RunExecutor:
         self.ledger = ledger
         self.threads = threads
         self.store = store
-        self._execute = execute
         self.call_on_loop = call_on_loop
         self.inline_limit = inline_limit
         #: key -> RunContext of every run that started and has not ended
@@ -99,8 +99,10 @@ class RunExecutor:
         #: failed input fetches per key (a holder that died before the scheduler knew)
         self._fetch_failures: dict[str, int] = {}
         #: mean run time by function id, and how many short sync runs are running now
+        #: (changed from task threads too: under ``_short_lock``)
         self._durations: dict[str, float] = {}
         self.short_running = 0
+        self._short_lock = threading.Lock()
         #: nesting of sync runs on this thread (a helping thread runs jobs inside a run)
         self._thread_runs = threading.local()
         #: set while connected: the session runs post through, and the nursery async
@@ -121,14 +123,27 @@ class RunExecutor:
         self.fn_blobs[msg.fn_id] = msg.blob
 
     def seceding(self, run: wcore.LocalRun) -> None:
-        """``run`` waits on other tasks: it is not short any more (loop)."""
+        """``run`` waits on other tasks: it is not short any more (its thread)."""
         ctx = self.contexts.get(run.key)
-        if ctx is not None and ctx.short:
-            ctx.short = False
-            self.short_running -= 1
+        if ctx is not None:
+            self._not_short(ctx)
+
+    def _not_short(self, ctx: RunContext) -> None:
+        if ctx.short:
+            with self._short_lock:
+                if ctx.short:
+                    ctx.short = False
+                    self.short_running -= 1
+
+    def _maybe_short(self, ctx: RunContext) -> None:
+        if self._durations.get(ctx.run.spec.fn_id, 1.0) < SHORT_RUN:
+            with self._short_lock:
+                ctx.short = True
+                self.short_running += 1
 
     def start(self, run: wcore.LocalRun) -> None:
-        """Begin a run the ledger started: a thread job for sync, a Trio task for async."""
+        """Begin a run the ledger started: a thread job for sync (from any thread), a
+        Trio task for async (loop)."""
         spec = run.spec
         assert self.session is not None
         ctx = RunContext(self.host, self.session, run, spec.is_async)
@@ -144,10 +159,8 @@ class RunExecutor:
                 # to run it for
                 del self.contexts[run.key]
         else:
-            if self._durations.get(spec.fn_id, 1.0) < SHORT_RUN:
-                ctx.short = True
-                self.short_running += 1
-            self.threads.submit(partial(self._run_sync, ctx), ctx.depth)
+            self._maybe_short(ctx)
+            self.threads.submit(partial(self._run_sync, ctx), ctx.depth, run.key)
 
     def _function(self, fn_id: str) -> Any:
         fn = self._functions.get(fn_id)
@@ -200,28 +213,36 @@ class RunExecutor:
     def _run_sync(self, ctx: RunContext) -> None:
         """A sync run on a task thread, then the queued runs it hands its slot to.
 
-        At the top of a thread's stack, a run that ends takes the best queued run itself
-        (``hand_over``) instead of a round trip through the loop per task. Not while
-        helping (a job run inside a waiting task): that thread must return to its own
-        wait, and helping is limited to deeper work.
+        A run that ends takes the best queued sync run itself (``hand_over``) instead of
+        a round trip through the loop per task. At the top of a thread's stack any; in
+        a job run by a waiting task (helping), only a deeper run of a key that task
+        waits on (so the nesting on a stack stays bounded by the depth of the tree, and
+        the thread runs nothing else that could wait on the task below it: see
+        ``SlotThreads.submit``).
         """
         nesting = self._thread_runs
         depth = nesting.depth = getattr(nesting, "depth", 0) + 1
+        helped = current_run() if depth > 1 else None  # (the task waiting below this job)
+        waiter = helped.waiter if helped is not None else None
+        may_take = (wcore.thread_may_take if helped is None
+                    else partial(_awaited_by, getattr(waiter, "awaits", frozenset()),
+                                 helped.depth))
         try:
             next_ctx: RunContext | None = ctx
             while next_ctx is not None:
-                next_ctx = self._run_one_sync(next_ctx, depth == 1)
+                next_ctx = self._run_one_sync(next_ctx, may_take)
         finally:
             nesting.depth = depth - 1
 
-    def _run_one_sync(self, ctx: RunContext, may_hand_over: bool) -> RunContext | None:
+    def _run_one_sync(self, ctx: RunContext,
+                      may_take: Callable[[wcore.LocalRun], bool]) -> RunContext | None:
         """Run ``ctx``'s task; return the context of the run taken next, if any."""
         spec = ctx.run.spec
         reset = enter_run(ctx)
         value = blob = None
         ok = False
-        report: Report = p.TaskErred(spec.key, spec.run_id, b"", "builtins.RuntimeError",
-                                  "the worker failed while running this task")
+        # (every way out of the try sets it: no default report built per task)
+        report: Report
         t0: float | None = None
         try:
             self.store.gate_sync()  # (memory: no new work while paused)
@@ -239,87 +260,59 @@ class RunExecutor:
             report, ok = self.erred(spec, exc, t0), False
         finally:
             leave_run(reset)
-        if may_hand_over:
-            ended, next_ctx = self._hand_over(ctx, ok, value, blob, report)
-            if ended:
-                return next_ctx
-        session = self.session
-        try:
-            if session is not None and session.closed is None:
-                # through the session's queue, behind everything this run posted (and
-                # the commands of a thread that passed it its slot): a run_sync_soon of
-                # its own could overtake them while a flush is under way
-                session.call_in_order(self._run_done, ctx, ok, value, blob, report)
-            else:
-                self.call_on_loop(self._run_done, ctx, ok, value, blob, report)
-        except (trio.RunFinishedError, ClientClosedError):
-            pass  # the worker stopped while this thread ran
-        return None
+        return self._end_on_thread(ctx, ok, value, blob, report, may_take)
 
-    def _hand_over(self, ctx: RunContext, ok: bool, value: Any, blob: bytes | None,
-                   report: Report) -> tuple[bool, RunContext | None]:
-        """On ``ctx``'s thread: end its run and start the best queued sync run on its
-        slot, or give the slot to a sync run waiting to rejoin, if the ledger allows.
-        The loop learns of both in order with what the run sent (``_handed_over``), so
-        the scheduler sees the report after the run's own messages, as with
-        ``_run_done``. Returns whether the run was ended here, and the context of the
-        run this thread goes on with (None: none)."""
-        session = self.session
-        if session is None or session.closed is not None or self.closing:
-            return False, None
+    def _end_on_thread(self, ctx: RunContext, ok: bool, value: Any, blob: bytes | None,
+                       report: Report,
+                       may_take: Callable[[wcore.LocalRun], bool] | None,
+                       ) -> RunContext | None:
+        """On ``ctx``'s thread: end its run in the ledger, and go on from there. The
+        ledger sends the report behind what the run posted; then its slot goes to the
+        best queued run (returned: this thread runs it next) if ``may_take(it)``,
+        else to a sync run waiting to rejoin (woken here), else back to the ledger;
+        and a task here waiting on the result is woken here (``finished_here``)."""
         run = ctx.run
-        nxt, rejoiner, commands = self.ledger.end_on_thread(
-            run, report, wcore.thread_may_take, self._may_wake)
+        session = self.session
+        live = session is not None and session.closed is None
+        if not live or self.closing:
+            may_take = None
+        self._ended(ctx, ok, value, blob, report)  # (the value first: a waiter reads it)
+        try:
+            nxt, rejoiner, current = self.ledger.end_on_thread(
+                run, report, may_take, self._may_wake)
+        except (trio.RunFinishedError, ClientClosedError):
+            return None  # the worker stopped while this thread ran
+        if not current or session is None:
+            return None
+        if ok and type(report) is p.TaskFinished:
+            # a task here waiting on this one wakes now, from this thread: the
+            # scheduler still sees TaskFinished before anything the waiter does next
+            # (the ledger queued it first), so its wait-for graph holds
+            session.finished_here(run.key, report)
+            if self.store.stored_needs_loop(run.key, report.nbytes):
+                with contextlib.suppress(trio.RunFinishedError, ClientClosedError):
+                    session.call_in_order(self.store.stored, run.key, report.nbytes)
         if nxt is None:
-            return False, None
+            return None
         if rejoiner:
-            self._passed(session, ctx, ok, value, blob, commands, nxt)
-            return True, None
+            # (_may_wake saw its waiter under the ledger's lock; the messages of the
+            # grant are queued, so what the rejoiner posts next follows them)
+            waiter = self.contexts[nxt.key].rejoin_event
+            assert waiter is not None
+            waiter.set()
+            return None
         next_ctx = RunContext(self.host, session, nxt, False)
         self.contexts[nxt.key] = next_ctx
-        try:
-            session.call_in_order(self._handed_over, ctx, ok, value, blob, commands, next_ctx)
-        except Exception:  # the connection closed: the worker is stopping
-            return False, None
-        return True, next_ctx
+        self._maybe_short(next_ctx)
+        return next_ctx
 
     def _may_wake(self, run: wcore.LocalRun) -> bool:
         """Whether this thread may grant the rejoining ``run`` its slot and wake it: a
-        sync run whose rejoin() sleeps on a waiter (set on the loop before it queued)."""
+        sync run whose rejoin() sleeps on a waiter (set before it asked the ledger)."""
         if not wcore.thread_may_grant(run):
             return False
         ctx = self.contexts.get(run.key)
         return ctx is not None and ctx.run is run and ctx.rejoin_event is not None
-
-    def _passed(self, session: Session, ctx: RunContext, ok: bool, value: Any,
-                blob: bytes | None, commands: list[Any], rejoiner: wcore.LocalRun) -> None:
-        """On ``ctx``'s thread: its run ended and its slot went to ``rejoiner``, which
-        wakes now, without a trip through the loop. The loop applies the commands later
-        (``_handed_over``), before anything the woken run posts: that is queued first."""
-        waiter = self.contexts[rejoiner.key].rejoin_event
-        assert waiter is not None  # (checked by _may_wake under the ledger lock)
-        try:
-            session.call_in_order(self._handed_over, ctx, ok, value, blob, commands, None)
-        except Exception:  # the connection closed: the worker is stopping
-            pass
-        waiter.set()
-
-    def _handed_over(self, ctx: RunContext, ok: bool, value: Any, blob: bytes | None,
-                     commands: list[Any], next_ctx: RunContext | None) -> None:
-        """On the loop: ``ctx``'s run ended and ``next_ctx``'s started on its slot (None:
-        a rejoiner got the slot, and is already awake)."""
-        first = commands[0]
-        assert type(first) is wcore.SendMessage  # the ledger reports the ended run first
-        report = first.message
-        self._ended(ctx, ok, value, blob, report)
-        self._execute(commands)
-        if ok and self.session is not None:
-            self.session.finished_here(ctx.run.key, report)
-        if next_ctx is None:
-            return
-        if self._durations.get(next_ctx.run.spec.fn_id, 1.0) < SHORT_RUN:
-            next_ctx.short = True
-            self.short_running += 1
 
     async def _run_async(self, ctx: RunContext) -> None:
         spec = ctx.run.spec
@@ -348,23 +341,25 @@ class RunExecutor:
 
     def _run_done(self, ctx: RunContext, ok: bool, value: Any, blob: bytes | None,
                   report: Report) -> None:
+        """An async run ended (loop)."""
         run = ctx.run
         self._ended(ctx, ok, value, blob, report)
-        if self.ledger.runs.get(run.key) is run:
-            self._execute(self.ledger.run_ended(run, report))
+        if ok and type(report) is p.TaskFinished:
+            self.store.stored(run.key, report.nbytes)
+        if self.ledger.run_ended(run, report):
             if ok and type(report) is p.TaskFinished and self.session is not None:
                 # a task here waiting on this one wakes now, not a scheduler round trip
                 # later; the scheduler still sees TaskFinished before anything the waiter
-                # does next (same connection, queued first), so its wait-for graph holds
+                # does next (queued first), so its wait-for graph holds
                 self.session.finished_here(run.key, report)
 
     def _ended(self, ctx: RunContext, ok: bool, value: Any, blob: bytes | None,
                report: Report) -> None:
-        """Loop-side bookkeeping of a run that returned or raised (before the ledger)."""
+        """Bookkeeping of a run that returned or raised, before the ledger ends it (on
+        its thread, or the loop): its value is kept here first (a woken waiter reads
+        it). ``DataStore.stored``, loop-only, is the caller's."""
         run = ctx.run
-        if ctx.short:
-            ctx.short = False
-            self.short_running -= 1
+        self._not_short(ctx)
         if ok and type(report) is p.TaskFinished:
             old = self._durations.get(run.spec.fn_id)
             d = report.duration
@@ -373,8 +368,6 @@ class RunExecutor:
             self.store.data[run.key] = value
             if blob is not None:
                 self.store.blobs[run.key] = blob
-            if type(report) is p.TaskFinished:
-                self.store.stored(run.key, report.nbytes)
         if self.contexts.get(run.key) is ctx:
             del self.contexts[run.key]
 
@@ -398,7 +391,7 @@ class RunExecutor:
                 logger.info("%s: inputs %s of %s never arrived; returning it",
                             self.name, absent[:3], run.key)
                 if self.ledger.runs.get(run.key) is run:
-                    self._execute(self.ledger.steal([run.key], [run.run_id]))
+                    self.ledger.steal([run.key], [run.run_id])
                 return
             fetched = await store.fetch(by_holder)
         except Exception as exc:
@@ -417,18 +410,26 @@ class RunExecutor:
                 # place the run again with the same holder at once)
                 await trio.sleep(FETCH_HANDBACK_DELAY * 2**handed)
                 if self.ledger.runs.get(run.key) is run:
-                    self._execute(self.ledger.steal([run.key], [run.run_id]))
+                    self.ledger.steal([run.key], [run.run_id])
                 return
             self._fetch_handbacks.pop(run.key, None)
             logger.warning("%s: fetching inputs of %s failed: %s", self.name, run.key, exc)
             err = WorkerLost(f"could not fetch the inputs of {run.key!r}: {exc}")
-            self._execute(self.ledger.run_ended(run, self.erred(spec, err)))
+            self.ledger.run_ended(run, self.erred(spec, err))
             return
         self._fetch_handbacks.pop(run.key, None)
         if self.ledger.runs.get(run.key) is run:
             self._fetched[run.key] = fetched
-            self._execute(self.ledger.inputs_arrived(run))
+            self.ledger.inputs_arrived(run)
 
+
+
+def _awaited_by(awaits: frozenset[str], depth: int, run: wcore.LocalRun) -> bool:
+    """Whether a thread helping a waiting task (``depth`` deep, waiting on ``awaits``)
+    may take ``run`` next: a sync run of a key it waits on, deeper in the tree
+    (``RunContext.depth`` is ``-priority[1]``)."""
+    return (run.key in awaits and -run.priority[1] > depth
+            and wcore.thread_may_take(run))
 
 
 def _cancelled_by_us(exc: BaseException) -> bool:
