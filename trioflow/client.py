@@ -280,7 +280,9 @@ class AsyncClient(ClientAPI, DaskCollections, AsyncClusterQueries, AsyncDatasets
         with trio.move_on_after(timeout if timeout is not None else float("inf")):
             delay = WAIT_FOR_WORKERS_FIRST_POLL
             while True:
-                reply = await self._session.status()
+                # the scheduler answers as the n-th worker joins (``min_workers``); the
+                # poll is for one that answers at once (an older scheduler)
+                reply = await self._session.status(min_workers=n)
                 if len(reply.workers) >= n:
                     return
                 await trio.sleep(delay)
@@ -504,8 +506,17 @@ class Client(ClientAPI, DaskScheduler, SyncClusterQueries, SyncDatasets, SyncPlu
         n = worker_count(n_workers, n)
         deadline = None if timeout is None else time.monotonic() + timeout
         delay = WAIT_FOR_WORKERS_FIRST_POLL
-        while len(self.status()["workers"]) < n:
-            if deadline is not None and time.monotonic() > deadline:
+        session = self._session
+        while True:
+            left = float("inf") if deadline is None else deadline - time.monotonic()
+            try:
+                # answered as the n-th worker joins (see AsyncClient.wait_for_workers)
+                reply = self._on_loop(partial(session.status, False, n), max(left, 0.0))
+            except trio.TooSlowError:
+                reply = None
+            if reply is not None and len(reply.workers) >= n:
+                return
+            if deadline is not None and time.monotonic() >= deadline:
                 raise TimeoutError(f"fewer than {n} workers after {timeout}s")
             time.sleep(delay)
             delay = min(delay * 2, WAIT_FOR_WORKERS_LAST_POLL)

@@ -1,9 +1,11 @@
 """``wait_for_workers`` returns once workers that join *after* it started are there, in
-both clients (it polls the scheduler with a growing interval, 5 ms first: issue 12's
-start-up), and raises TimeoutError when they do not come. Real scheduler and worker
-processes from the CLI."""
+both clients (the scheduler answers its status request as the n-th worker joins,
+``StatusRequest.min_workers``: issue 12's start-up), and raises TimeoutError when they
+do not come. Real scheduler and worker processes from the CLI."""
 
 from __future__ import annotations
+
+from functools import partial
 
 import pytest
 import trio
@@ -51,3 +53,24 @@ async def test_the_blocking_client_waits_for_workers_that_join_later():
                 await trio.to_thread.run_sync(client.close)
                 for w in workers:
                     await stop(w)
+
+
+async def test_the_blocking_client_times_out_then_still_waits_and_works():
+    """A wait that timed out leaves its request waiting on the scheduler; the late
+    answer is dropped, and the next wait returns once a worker joins."""
+    with trio.fail_after(60):
+        async with cli_scheduler() as (address, _):
+            client = await trio.to_thread.run_sync(trioflow.Client, address)
+            worker = None
+            try:
+                with pytest.raises(TimeoutError, match="fewer than 1 workers"):
+                    await trio.to_thread.run_sync(partial(client.wait_for_workers, 1,
+                                                          timeout=0.2))
+                worker = await start_worker(address, "--nthreads", "1", "--name", "late")
+                await trio.to_thread.run_sync(client.wait_for_workers, 1)
+                status = await trio.to_thread.run_sync(client.status)
+                assert [w["name"] for w in status["workers"]] == ["late"]
+            finally:
+                await trio.to_thread.run_sync(client.close)
+                if worker is not None:
+                    await stop(worker)

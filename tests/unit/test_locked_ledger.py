@@ -181,6 +181,9 @@ class Conn:
     def send(self, message):
         self.sent.append(message)
 
+    def send_many(self, messages):  # (the Connection protocol's: a flush's runs)
+        self.sent.extend(messages)
+
 
 async def test_send_in_order_never_overtakes_what_a_thread_queued():
     conn = Conn()

@@ -48,3 +48,16 @@ def test_the_gate_holds_task_threads_while_paused():
     manager._update_gate()
     thread.join(10)
     assert passed.is_set()
+
+
+def test_a_result_counted_on_its_thread_closes_the_gate_at_once():
+    """A task thread counts its run's result before the run ends (``count``, any
+    thread), so the run it takes next meets the gate closed when that result is over
+    the target, before the loop has looked at it (``track`` later changes nothing)."""
+    data: dict = {"big": b"x"}
+    manager = MemoryManager(1000, data, {}, name="w", target=0.6)
+    assert not manager._blocked()
+    manager.count("big", 800)  # over 600: a run started now would stack on top
+    assert manager._blocked() and manager.held == 800
+    manager.count("big", 800)  # counting again (the loop's ``track``) adds nothing
+    assert manager.held == 800

@@ -502,3 +502,26 @@ def test_a_placement_no_correct_worker_sends_closes_the_peer(sched, sender, mess
     out = recv(sched, sender, message)
     assert [type(c) for c in out] == [Close] and why in out[0].reason
     assert out[0].code == p.CLOSE_PROTOCOL_ERROR
+
+
+def test_a_status_request_for_more_workers_waits_for_them_to_join(sched):
+    # (how wait_for_workers waits without polling: StatusRequest.min_workers)
+    assert sent(recv(sched, "c", p.StatusRequest(1, False, 2)), kind=p.StatusReply) == []
+    assert sent(recv(sched, "c", p.StatusRequest(2)), kind=p.StatusReply)[0].request_id == 2
+    assert sent(join(sched, "w1", "worker", 1), kind=p.StatusReply) == []  # one of two
+    replies = sent(join(sched, "w2", "worker", 1), to="c", kind=p.StatusReply)
+    assert [r.request_id for r in replies] == [1]
+    assert [w["name"] for w in replies[0].workers] == ["w1", "w2"]
+    assert sched.state.status_waits == []
+    # enough workers already: answered at once
+    assert sent(recv(sched, "c", p.StatusRequest(3, False, 2)), kind=p.StatusReply)
+
+
+def test_a_waiting_status_request_goes_with_its_peer(sched):
+    join(sched, "c2")
+    recv(sched, "c", p.StatusRequest(1, False, 1))
+    recv(sched, "c2", p.StatusRequest(1, False, 1))
+    sched.handle(PeerLeft("c"))
+    assert [peer for peer, _ in sched.state.status_waits] == ["c2"]
+    out = join(sched, "w", "worker", 1)
+    assert [c.to for c in out if isinstance(c, Send) and isinstance(c.message, p.StatusReply)] == ["c2"]

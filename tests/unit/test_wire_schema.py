@@ -133,7 +133,7 @@ WIRE_V3: dict[str, list[str]] = {
     "scatter-to": ["key: str", "address: str"],
     "seceded": ["key: str", "run_id: int"],
     "status-reply": ["request_id: int", "workers: list[Any]", "tasks: Any"],
-    "status-request": ["request_id: int", "with_keys: bool"],
+    "status-request": ["request_id: int", "with_keys: bool", "min_workers: int"],
     "steal-tasks": ["keys: list[str]", "run_ids: list[int]"],
     "submit-task": [
         "key: str",

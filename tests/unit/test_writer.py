@@ -17,6 +17,9 @@ from trioflow.net.connection import (
 class StubSocket:
     """Records frames; ``stall`` makes send_message block forever."""
 
+    #: (a stub never writes a frame in part: see WebSocket.send_message_nowait)
+    unsent = False
+
     def __init__(self, stall=False):
         self.stall = stall
         self.frames = []

@@ -15,6 +15,7 @@ from .common import (
     read_token,
     setup_logging,
     ssl_server_context,
+    tune_gc,
     until_signal,
 )
 
@@ -106,6 +107,7 @@ def scheduler_main(argv: list[str] | None = None) -> int:
             print(address, flush=True)
             nursery.start_soon(until_signal, nursery)
 
+    tune_gc()  # (this process is ours: everything it needs is imported by now)
     try:
         trio.run(main)
     except OSError as exc:

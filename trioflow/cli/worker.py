@@ -27,6 +27,7 @@ from .common import (
     setup_logging,
     ssl_client_context,
     ssl_server_context,
+    tune_gc,
 )
 
 logger = logging.getLogger(__name__)
@@ -163,6 +164,7 @@ def worker_main(argv: list[str] | None = None) -> int:
         return lost
 
     watch_for_dask()  # a task's dask.compute runs on this cluster (issue 14)
+    tune_gc()  # (a worker process is ours; its tasks' imports come later, unfrozen)
     gave_up = config.EXIT_GIVE_UP if args.supervised else 1
     try:
         if trio.run(main):

@@ -33,6 +33,9 @@ class Connection(Protocol):
 
     def send(self, message: Any) -> None: ...
 
+    def send_many(self, messages: list[Any]) -> None:
+        """``send`` each of ``messages``, in order (a connection may send them at once)."""
+
     async def flush(self) -> None: ...
 
 

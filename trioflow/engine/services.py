@@ -34,10 +34,10 @@ class ServiceCalls:
         self._post = post
         self._replies = replies
 
-    async def status(self, with_keys: bool = False) -> p.StatusReply:
+    async def status(self, with_keys: bool = False, min_workers: int = 0) -> p.StatusReply:
         """The scheduler's snapshot of the cluster (``with_keys``: also the keys each
-        worker holds)."""
-        return await self._request(p.StatusReply, p.StatusRequest, with_keys)
+        worker holds), taken once at least ``min_workers`` workers are connected."""
+        return await self._request(p.StatusReply, p.StatusRequest, with_keys, min_workers)
 
     async def runs(self, since: int, limit: int) -> p.RunsReply:
         """Finished runs from number ``since`` on, at most ``limit`` (see ``RunsReply``)."""

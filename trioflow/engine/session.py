@@ -239,7 +239,11 @@ class Session:
         if self._flushing:
             return
         self._flushing = True
-        send = self.conn.send
+        send_many = self.conn.send_many
+        # the messages between calls go out together, also across rounds (a call that
+        # posts, ``_flush_releases``, queues for the next round): a client's connection
+        # sends them at once, as one frame, when its writer is idle (``send_many``)
+        run: list[Any] = []
         try:
             for _ in range(_FLUSH_ROUNDS):
                 with self.lock:
@@ -249,9 +253,12 @@ class Session:
                         return
                 for item in batch:
                     if type(item) is _Call:
+                        if run:
+                            run, ready = [], run
+                            send_many(ready)
                         item.fn(*item.args)
                     else:
-                        send(item)
+                        run.append(item)
             # threads keep posting: let the loop do other work, and come back (the flag
             # stays set, so the order of what they post holds)
             with contextlib.suppress(trio.RunFinishedError):
@@ -261,6 +268,8 @@ class Session:
                 self._flush_scheduled = False
             raise
         finally:
+            if run:  # (before any flush scheduled meanwhile: it runs after this one)
+                send_many(run)
             self._flushing = False
 
     # ------------------------------------------------------------------ futures

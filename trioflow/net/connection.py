@@ -3,7 +3,8 @@
 ``send()`` never blocks: it appends to an outbox and wakes the writer task, which sends
 everything queued since its last send as **one** frame. Under load frames grow, so the
 per-message cost of WebSocket framing, syscalls and wake-ups falls; when idle a message
-goes out at once. There are no timers.
+goes out at once. There are no timers. ``send_many()`` hands over a batch: with the
+writer idle and nothing else runnable, the caller writes it as one frame itself.
 
 Cancellation: cancelling ``run_writer`` drops whatever is still queued. ``aclose``
 flushes first, then closes the WebSocket with a close code.
@@ -69,6 +70,10 @@ class PeerConnection:
         self._wakeup = trio.Event()
         self.closed = False
         self.frames_sent = 0
+        #: frames ``send_many`` wrote itself (in ``frames_sent`` too)
+        self.direct_frames = 0
+        #: the writer waits for messages with nothing queued or being sent
+        self._parked = False
         #: lingers so far, and how many of them the LINGER_MAX deadline ended
         self.lingers = 0
         self.lingers_timed_out = 0
@@ -121,8 +126,37 @@ class PeerConnection:
             return
         self._wakeup.set()
 
+    def send_many(self, messages: list[Any]) -> None:
+        """Queue ``messages`` (in order) and get them going, from a task that produced
+        them all at once (the scheduler, for each peer an event had messages for; a
+        client session's flush).
+
+        When the writer is parked with nothing queued and no other task is waiting to
+        run on this loop, nothing could join them in the writer's scheduling round, so
+        they leave at once as one frame written from this task: no writer wake-up, and
+        no loop turn before the send. Otherwise (a runnable task, a frame queued or
+        being sent, a ``linger`` or ``fold`` hook, a kernel that takes nothing now) they
+        go the way of ``send``. Never blocks; cancellation does not apply (no await).
+        """
+        if (self._parked and not self._outbox and self.linger is None
+                and self.fold is None and not self.closed
+                and len(messages) <= MAX_BATCH_MESSAGES
+                and trio.lowlevel.current_statistics().tasks_runnable == 0):
+            frame = encode_frame(messages, self.version)
+            if len(frame) <= self.max_message_size and self.ws.send_message_nowait(frame):
+                self.frames_sent += 1
+                self.messages_sent += len(messages)
+                self.direct_frames += 1
+                self.last_sent = trio.current_time()
+                if self.ws.unsent:  # the writer writes the rest
+                    self._wakeup.set()
+                return
+        for message in messages:
+            self.send(message)
+
     async def receive(self) -> list[Any]:
-        """The next frame's messages.
+        """The next frame's messages, and those of the frames read with it (one batch:
+        the receiver handles them as one event, as if they had come in one frame).
 
         Raises:
             RemoteProtocolError: the frame was not valid.
@@ -131,9 +165,15 @@ class PeerConnection:
         if self._unread:
             messages, self._unread = self._unread, []
             return messages
-        data = await self.ws.get_message()
+        ws = self.ws
+        data = await ws.get_message()
         self.last_received = trio.current_time()
-        return decode_frame(data, self.version)
+        messages = decode_frame(data, self.version)
+        more = ws.get_message_nowait()
+        while more is not None:
+            messages += decode_frame(more, self.version)
+            more = ws.get_message_nowait()
+        return messages
 
     def unread(self, messages: list[Any]) -> None:
         """Give messages back: the next ``receive()`` returns them first (the handshake
@@ -200,7 +240,16 @@ class PeerConnection:
         try:
             with trio.CancelScope() as self._send_scope:
                 while True:
-                    await self._wakeup.wait()
+                    if not self._outbox:
+                        self._parked = True
+                        try:
+                            await self._wakeup.wait()
+                        finally:
+                            self._parked = False
+                    if self.ws.unsent:  # the tail of a frame send_many wrote in part
+                        self._sending_since = trio.current_time()
+                        await self.ws.drain()
+                        self._sending_since = None
                     # one scheduling round before sending: whatever else is runnable
                     # now (other readers, task completions) adds to this frame instead
                     # of the next
@@ -328,6 +377,11 @@ class LocalConnection:
         peer._inbox.append(message)
         peer._arrived.set()
         self.messages_sent += 1
+
+    def send_many(self, messages: list[Any]) -> None:
+        """``send`` each of ``messages`` (PeerConnection's interface)."""
+        for message in messages:
+            self.send(message)
 
     async def receive(self) -> list[Any]:
         while not self._inbox:

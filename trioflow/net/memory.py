@@ -197,13 +197,21 @@ class MemoryManager:
     # ------------------------------------------------------------------ bookkeeping
 
     def track(self, key: str, nbytes: int) -> None:
-        """A value is now held in memory (loop)."""
+        """A value is now held in memory (loop): counted, and the spiller woken if it
+        is over the target."""
+        self.count(key, nbytes)
+        if self.held > self.target * self.limit:
+            self._wake.set()
+
+    def count(self, key: str, nbytes: int) -> None:
+        """Count a value held in memory now (any thread; ``track`` again later is a
+        no-op for it). A task thread counts its run's result before the run ends, so a
+        run it starts next meets the gate closed when that result is over the target;
+        waking the spiller is left to ``track`` on the loop."""
         with self.lock:
             old = self.sizes.pop(key, 0)
             self.sizes[key] = nbytes
             self.held += nbytes - old
-        if self.held > self.target * self.limit:
-            self._wake.set()
 
     def touch(self, key: str) -> None:
         """``key`` was used: the last to be spilled (any thread)."""

@@ -348,14 +348,26 @@ class SchedulerServer:
             for text in self.state.warnings:
                 logger.warning("%s", text)
             self.state.warnings.clear()
+        # each peer's messages of this event go to its connection together, as one
+        # batch (``send_many``: at once, as one frame, when its writer is idle)
         conns = self.conns
+        batches: dict[str, list[Any]] = {}
         for cmd in commands:
             if type(cmd) is Send:
-                conn = conns.get(cmd.to)
-                if conn is not None:
-                    conn.send(cmd.message)
+                batch = batches.get(cmd.to)
+                if batch is None:
+                    batches[cmd.to] = [cmd.message]
+                else:
+                    batch.append(cmd.message)
             elif type(cmd) is Close:
                 conn = conns.get(cmd.to)
+                batch = batches.pop(cmd.to, None)
                 if conn is not None and self._nursery is not None:
+                    if batch:  # (what came before the Close goes first)
+                        conn.send_many(batch)
                     logger.warning("closing %s: %s", conn.name, cmd.reason)
                     self._nursery.start_soon(conn.aclose, cmd.code, cmd.reason)
+        for to, batch in batches.items():
+            conn = conns.get(to)
+            if conn is not None:
+                conn.send_many(batch)

@@ -16,7 +16,9 @@ here, ~24 us for the bare bytes on a Trio stream):
   for a pong or a close racing the writer);
 * on a plain TCP stream the socket is read and written directly, without
   ``SocketStream``'s wrappers, and a frame the kernel takes whole costs no loop turn
-  (``_receive_some``, ``_send_bytes``; TLS and other streams use the stream's methods).
+  (``_receive_some``, ``_send_bytes``; TLS and other streams use the stream's methods);
+  ``send_message_nowait`` even writes one from a synchronous caller (the tail the kernel
+  does not take goes first in the next send, or in ``drain``).
 
 Errors are trio-websocket's ``ConnectionClosed`` with a ``CloseReason``, so callers
 catch one type whichever library made the connection (tests still use trio-websocket
@@ -102,6 +104,9 @@ class WebSocket:
         #: the stdlib socket under a plain ``trio.SocketStream`` (None under TLS, or for
         #: any other stream): read and written directly, see ``_receive_some``
         self._raw = _raw_socket(stream)
+        #: the tail of a frame ``send_message_nowait`` wrote only in part: the next
+        #: send (or ``drain``) writes it first
+        self._unsent: memoryview | None = None
 
     def __repr__(self) -> str:
         side = "client" if self._client else "server"
@@ -166,6 +171,51 @@ class WebSocket:
                 events.extend(self._reader.feed(data))
             except WebSocketError as exc:
                 await self._fail(exc)
+
+    def get_message_nowait(self) -> bytes | str | None:
+        """The next whole message if it has been read off the socket already, else None
+        (also when a ping or a close comes first: ``get_message`` handles those)."""
+        events = self._events
+        if events and (events[0][0] == OP_BINARY or events[0][0] == OP_TEXT):
+            return events.popleft()[1]  # type: ignore[no-any-return,unused-ignore]
+        return None
+
+    def send_message_nowait(self, message: bytes) -> bool:
+        """Write a binary message now, from the calling task, without waiting or a
+        checkpoint; True if it went, False if nothing was written (send it with
+        ``send_message`` then).
+
+        Only on a plain TCP stream, with no send under way and nothing left over. If
+        the kernel takes part of the frame, the rest is kept (``unsent``) and written
+        before anything else: by the next send, or by ``drain``, which the caller must
+        then await.
+        """
+        raw = self._raw
+        if (raw is None or self._unsent is not None or self._send_lock.locked()
+                or self._close_sent or self._close_reason is not None):
+            return False
+        data = wsframe.encode_frame(OP_BINARY, message, masked=self._client)
+        try:
+            sent = raw.send(data)
+        except OSError:  # (full, or broken: the next send_message finds out which)
+            return False
+        if sent < len(data):
+            self._unsent = memoryview(data)[sent:]
+        return True
+
+    @property
+    def unsent(self) -> bool:
+        """Whether part of a frame written by ``send_message_nowait`` is still to go."""
+        return self._unsent is not None
+
+    async def drain(self) -> None:
+        """Write what ``send_message_nowait`` left over (waits for room).
+
+        Raises:
+            ConnectionClosed: the stream broke.
+        """
+        if self._unsent is not None:
+            await self._send_bytes(b"")
 
     async def send_message(self, message: bytes | str) -> None:
         """Send one message (binary for bytes, text for str).
@@ -322,6 +372,12 @@ class WebSocket:
         else:
             lock.acquire_nowait()  # no checkpoint: send_all is one
         try:
+            unsent = self._unsent
+            if unsent is not None:  # (send_message_nowait's frame goes first)
+                self._unsent = None  # (cancelled half-way, the connection is unusable)
+                await self._stream.send_all(unsent)
+                if not data:
+                    return
             raw = self._raw
             if raw is not None and more is None:
                 await trio.lowlevel.checkpoint_if_cancelled()

@@ -302,8 +302,15 @@ class DataStore:
             shm.unlink(name)
 
     def cached_segment(self, key: str) -> tuple[str, list[int]] | None:
-        """The shared-memory copy of ``key`` if there is one (loop)."""
-        return self.segments.get(key)
+        """The shared-memory copy of ``key`` if there is one (loop). Also one its run's
+        thread made for a result the loop has not taken in yet (``stored`` comes after
+        the run's end, which a task thread reports first): a reader in between maps it
+        too, rather than getting another copy."""
+        found = self.segments.get(key)
+        if found is None:
+            with self._made_lock:
+                found = self._made.get(key)
+        return found
 
     def _drop_segment(self, key: str) -> None:
         cached = self.segments.pop(key, None)

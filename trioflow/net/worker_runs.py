@@ -284,6 +284,12 @@ class RunExecutor:
         if not live or self.closing:
             may_take = None
         self._ended(ctx, ok, value, blob, report)  # (the value first: a waiter reads it)
+        memory = self.store.memory
+        if memory is not None and ok and type(report) is p.TaskFinished:
+            # counted before the ledger ends the run: a run started next, on this thread
+            # or another, meets the memory gate closed if this result put the worker
+            # over its target (the rest of ``stored`` follows on the loop)
+            memory.count(run.key, report.nbytes)
         try:
             nxt, rejoiner, current = self.ledger.end_on_thread(
                 run, report, may_take, self._may_wake)

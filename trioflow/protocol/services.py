@@ -20,6 +20,9 @@ class StatusRequest:
     request_id: int
     #: also list the keys each worker holds (``who_has``/``has_what``)
     with_keys: bool = False
+    #: answer once at least this many workers are connected (0: at once); how
+    #: ``wait_for_workers`` waits without polling
+    min_workers: int = 0
 
 
 @message("status-reply")

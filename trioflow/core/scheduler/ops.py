@@ -216,11 +216,13 @@ def reached_memory(state: SchedulerState, task: TaskRecord, holder: str | None) 
     """
     task.status = TaskStatus.MEMORY
     message = None
-    for wanter in sorted(task.wanted_by):
+    wanted_by = task.wanted_by
+    for wanter in (wanted_by if len(wanted_by) < 2 else sorted(wanted_by)):
         if wanter != holder:
             message = message or finished_message(state, task)
             state.send(wanter, message)
-    unblock_waiters(state, task)
+    if task._waiters:
+        unblock_waiters(state, task)
     for dep_key in sorted(task._dependents or ()):
         dependent = state.tasks[dep_key]
         dependent.waiting_on.discard(task.key)

@@ -32,12 +32,18 @@ def peer_joined(state: SchedulerState, peer_id: str, hello: p.Hello) -> None:
             state.push_ready(task)
         state.unplaceable.clear()
         state.deadlock_dirty = True
+        if state.status_waits:  # (wait_for_workers: answered as the worker joins)
+            waits, state.status_waits = state.status_waits, []
+            for waiter, request in waits:
+                status(state, waiter, request)
 
 
 def peer_left(state: SchedulerState, peer_id: str) -> None:
     peer = state.peers.pop(peer_id, None)
     if peer is None:
         return
+    if state.status_waits:
+        state.status_waits = [w for w in state.status_waits if w[0] != peer_id]
     worker = state.workers.pop(peer_id, None)
     if worker is not None:
         worker_lost(state, worker)
@@ -113,6 +119,11 @@ def worker_closing(state: SchedulerState, peer_id: str, msg: p.WorkerClosing) ->
 
 
 def status(state: SchedulerState, peer_id: str, msg: p.StatusRequest) -> None:
+    """Answer a status request; one asking for more workers than are connected waits
+    (``state.status_waits``) until a worker join makes it true, or its peer leaves."""
+    if msg.min_workers > len(state.workers):
+        state.status_waits.append((peer_id, msg))
+        return
     workers = [
         {
             "name": w.name,

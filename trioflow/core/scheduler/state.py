@@ -134,6 +134,9 @@ class SchedulerState:
         self.now = 0.0
         #: key -> the tick since which no connected worker could run that queued task
         self.starving: dict[str, float] = {}
+        #: status requests waiting for their ``min_workers`` (peer id, request), in
+        #: arrival order (``peers.status``)
+        self.status_waits: list[tuple[str, p.StatusRequest]] = []
         #: warnings for the shell to log (and clear); see explain.note_timed_deadlock
         self.warnings: list[str] = []
         #: the runs of the would-be deadlock last warned about (warn once per set)
@@ -167,7 +170,11 @@ class SchedulerState:
 
     def free_key(self, worker_id: str, key: str) -> None:
         """Tell a worker to drop its result for ``key`` (joins a FreeKeys, see ``send``)."""
-        self.send(worker_id, p.FreeKeys([key]))
+        keys = self._freeing.get(worker_id)
+        if keys is not None:  # (what ``send`` would do, without a message per key)
+            keys.append(key)
+        else:
+            self.send(worker_id, p.FreeKeys([key]))
 
     def close(self, to: str, code: int, reason: str) -> None:
         """Ask the shell to close a peer's connection; it will report PeerLeft."""
