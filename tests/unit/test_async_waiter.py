@@ -81,6 +81,9 @@ class Conn:
     def send(self, message):
         self.sent.append(message)
 
+    def send_many(self, messages):
+        self.sent.extend(messages)
+
 
 async def test_post_on_the_loop_with_nothing_queued_sends_at_once():
     conn = Conn()

@@ -211,11 +211,12 @@ async def test_send_in_order_inside_a_flush_goes_behind_the_rest_of_the_batch():
     def item():
         session.send_in_order("from-item")  # (a ledger event run by a flushed item)
 
-    def queue_from_thread():
-        session.call_in_order(item)
-        session.post("posted-after")
-
-    await trio.to_thread.run_sync(queue_from_thread)
+    # as if from a thread, with the loop not running meanwhile (from a real thread the
+    # loop could flush the item before the post: the other order, also a right one)
+    loop_thread, session.loop_thread = session.loop_thread, -1
+    session.call_in_order(item)
+    session.post("posted-after")
+    session.loop_thread = loop_thread
     await trio.testing.wait_all_tasks_blocked()
     assert conn.sent == ["posted-after", "from-item"]
 

@@ -187,8 +187,9 @@ class Session:
                             "the client's event loop has stopped") from None
         if direct:
             # (outside the lock, as send_in_order: a thread posting meanwhile only
-            # queues, for a flush that runs on this loop after this call)
-            self.conn.send(messages[0])
+            # queues, for a flush that runs on this loop after this call; through
+            # send_many as a flush would: a client's idle connection writes it at once)
+            self.conn.send_many([messages[0]])
         elif on_loop:
             self._flush()
 
