@@ -31,13 +31,20 @@ def _registered(pool, waiter):
     raise AssertionError("the waiting thread never registered as a helper")
 
 
-def test_a_job_the_waiting_task_waits_on_runs_on_its_thread():
-    pool = SlotThreads(8)
-    waiter = SyncWaiter(1, depth=1, awaits=frozenset({"child"}))
+def _parent_waiting(pool, depth, awaits):
+    """A parent task ``depth`` deep waiting (helping) on ``awaits`` in ``pool``, once it
+    is registered as a helper: (its waiter, thread idents by job, set when it returned)."""
+    waiter = SyncWaiter(1, depth=depth, awaits=frozenset(awaits))
     ran_on: dict[str, int] = {}
     done = threading.Event()
-    pool.submit(_wait_in_pool(pool, waiter, ran_on, done), depth=1, key="parent")
+    pool.submit(_wait_in_pool(pool, waiter, ran_on, done), depth=depth, key="parent")
     _registered(pool, waiter)
+    return waiter, ran_on, done
+
+
+def test_a_job_the_waiting_task_waits_on_runs_on_its_thread():
+    pool = SlotThreads(8)
+    waiter, ran_on, done = _parent_waiting(pool, 1, {"child"})
 
     def child():
         ran_on["child"] = threading.get_ident()
@@ -52,11 +59,7 @@ def test_a_job_the_waiting_task_waits_on_runs_on_its_thread():
 def test_a_deeper_job_it_does_not_wait_on_goes_to_another_thread():
     # (it could wait on something only the waiting task's continuation produces)
     pool = SlotThreads(8)
-    waiter = SyncWaiter(1, depth=1, awaits=frozenset({"child"}))
-    ran_on: dict[str, int] = {}
-    done = threading.Event()
-    pool.submit(_wait_in_pool(pool, waiter, ran_on, done), depth=1, key="parent")
-    _registered(pool, waiter)
+    waiter, ran_on, done = _parent_waiting(pool, 1, {"child"})
     other_ran = threading.Event()
 
     def other():
@@ -73,11 +76,7 @@ def test_a_deeper_job_it_does_not_wait_on_goes_to_another_thread():
 def test_a_job_of_an_awaited_key_that_is_not_deeper_goes_to_another_thread():
     # (helping only deeper work keeps the nesting on a stack bounded by the tree's depth)
     pool = SlotThreads(8)
-    waiter = SyncWaiter(1, depth=3, awaits=frozenset({"shallow"}))
-    ran_on: dict[str, int] = {}
-    done = threading.Event()
-    pool.submit(_wait_in_pool(pool, waiter, ran_on, done), depth=3, key="parent")
-    _registered(pool, waiter)
+    waiter, ran_on, done = _parent_waiting(pool, 3, {"shallow"})
 
     def shallow():
         ran_on["shallow"] = threading.get_ident()
@@ -90,11 +89,7 @@ def test_a_job_of_an_awaited_key_that_is_not_deeper_goes_to_another_thread():
 
 def test_at_the_cap_any_deeper_job_is_helped_rather_than_a_thread_started():
     pool = SlotThreads(1)
-    waiter = SyncWaiter(1, depth=1, awaits=frozenset({"child"}))
-    ran_on: dict[str, int] = {}
-    done = threading.Event()
-    pool.submit(_wait_in_pool(pool, waiter, ran_on, done), depth=1, key="parent")
-    _registered(pool, waiter)
+    waiter, ran_on, done = _parent_waiting(pool, 1, {"child"})
     other_ran = threading.Event()
 
     def other():
