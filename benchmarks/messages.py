@@ -3,7 +3,8 @@ messages and frames per task of a recursive fib, by type and direction.
 
 Runs fib(n) (a task per call) on an in-process cluster (``open_local_cluster``: the
 workers are Trio tasks in this process but still talk to the scheduler over loopback
-WebSockets), and counts, on the scheduler core, every message received (by type), every
+WebSockets), and counts, on the scheduler core, every message received (by type, and each slot report
+folded into another message as its own "(folded)" entry), every
 message sent (by type) and every frame received, per task of the measured run. One
 warm-up run first (imports, function registration). CPU time is the whole process's
 (client, scheduler and workers together), so it is only comparable between runs of
@@ -24,6 +25,7 @@ from typing import Any
 import trio
 
 import trioflow
+from trioflow.core import fold
 from trioflow.core.events import MessagesReceived, Send
 from trioflow.core.scheduler import Scheduler
 
@@ -63,7 +65,12 @@ async def measure(n: int, workers: int, style: str) -> dict[str, Any]:
     def counting(self: Scheduler, event: Any) -> Any:
         if type(event) is MessagesReceived:
             frames[0] += 1
-            received.update(type(m).__name__ for m in event.messages)
+            for m in event.messages:
+                received[type(m).__name__] += 1
+                # a slot report folded into its carrier (core/fold.py) still counts
+                folded = getattr(m, "slot_reports", None)
+                for kind in folded[::3] if folded else ():
+                    received[fold.REPORTS[kind].__name__ + " (folded)"] += 1
         out = original(self, event)
         sent.update(type(c.message).__name__ for c in out if type(c) is Send)
         return out
