@@ -141,10 +141,11 @@ def test_passing_to_a_rejoiner_declines_and_changes_nothing():
     ws.check()
 
 
-@given(st.integers(1, 4), st.lists(st.tuples(st.sampled_from("asrehp"), st.integers(0, 7)),
+@given(st.integers(1, 4), st.lists(st.tuples(st.sampled_from("asSrehpEul"), st.integers(0, 7)),
                                    max_size=60))
 def test_ledger_never_oversubscribes(nthreads, ops):
-    """Random assign/secede/rejoin/end sequences keep holding == running <= nthreads."""
+    """Random assign/secede/rejoin/end sequences, with slots kept for seceded runs and
+    their clock, keep holding == running and holding + kept <= nthreads."""
     ws = w.WorkerState(nthreads)
     n = 0
     for op, i in ops:
@@ -152,10 +153,17 @@ def test_ledger_never_oversubscribes(nthreads, ops):
         if op == "a":
             n += 1
             ws.task_assigned(spec(f"t{n}", i), False)
+        elif op == "l":
+            ws.lapse(everything=i % 2 == 0)
         elif runs:
             run = runs[i % len(runs)]
-            if op == "s" and run.state is w.RunState.RUNNING:
-                ws.secede(run)
+            seceded = [r for r in runs if r.state is w.RunState.SECEDED and r is not run]
+            if op in "sS" and run.state is w.RunState.RUNNING:
+                ws.secede(run, reserve=op == "S")
+            elif op == "u":
+                ws.unreserve(run)
+            elif op == "E" and run.state is w.RunState.RUNNING and seceded:
+                ws.run_ended(run, "r", reserve_for=seceded[i % len(seceded)])
             elif op == "r" and run.state is w.RunState.SECEDED:
                 ws.rejoin(run)
             elif op == "e" and run.state in (w.RunState.RUNNING, w.RunState.SECEDED):
@@ -171,8 +179,10 @@ def test_ledger_never_oversubscribes(nthreads, ops):
         ws.check()
         queued = sum(r.state is w.RunState.QUEUED for r in ws.runs.values())
         rejoining = sum(r.state is w.RunState.REJOINING for r in ws.runs.values())
-        # work waits only while every slot is held
-        assert (queued == 0 and rejoining == 0) or ws.holding == nthreads
+        # queued work waits only while every slot is held or kept, rejoiners only while
+        # every slot is held (they go first, even into a kept slot)
+        assert queued == 0 or ws.holding + ws.reserved == nthreads
+        assert rejoining == 0 or ws.holding == nthreads
 
 
 class RecordingSink:
@@ -298,3 +308,100 @@ def test_the_fallback_submit_says_what_the_placement_said():
     sub = w.submit_equivalent(msg)
     assert (sub.key, sub.fn_id, sub.parent, sub.priority, sub.deps) == ("k", "f", "parent", 3, [])
     assert spec_.priority == [-3, -1, 0] and spec_.run_id == 1
+
+
+# ---------------------------------------------------------------------- kept slots
+
+
+def test_a_slot_given_back_with_reserve_is_kept_until_the_run_waits():
+    ws = w.WorkerState(1)
+    ws.task_assigned(spec("parent"), False)
+    ws.task_assigned(spec("other", 5), False)
+    parent = ws.runs["parent"]
+    # the scheduler hears Seceded (the slot is free), but nothing queued starts in it
+    assert ws.secede(parent, reserve=True) == [w.ReleaseSlot(parent),
+                                               w.SendMessage(p.Seceded("parent", 1))]
+    assert ws.task_placed(*child("k", depth=1)) == [w.SendMessage.match()]
+    assert ws.runs["k"].state is w.RunState.QUEUED and ws.reserved == 1
+    ws.check()
+    # its wait begins: the slot goes to the best queued run, its child
+    assert ws.unreserve(parent) == [w.StartRun(ws.runs["k"])]
+    assert ws.reserved == 0 and ws.unreserve(parent) == []
+    ws.check()
+
+
+def test_a_run_that_rejoins_takes_its_kept_slot_without_asking():
+    ws = w.WorkerState(1)
+    ws.task_assigned(spec("parent"), False)
+    ws.task_assigned(spec("other"), False)
+    parent = ws.runs["parent"]
+    ws.secede(parent, reserve=True)
+    # no RejoinRequested: a slot was free (kept for it), and it is granted at once
+    assert ws.rejoin(parent) == [w.GrantRejoin(parent), w.SendMessage(p.Rejoined("parent", 1))]
+    assert ws.runs["other"].state is w.RunState.QUEUED
+    ws.check()
+
+
+def test_a_childs_end_keeps_the_slot_for_the_parent_it_wakes():
+    ws = w.WorkerState(1)
+    ws.task_assigned(spec("parent"), False)
+    parent = ws.runs["parent"]
+    ws.secede(parent)
+    ws.task_placed(*child("k", depth=1))  # starts in the free slot
+    ws.task_assigned(spec("next", 9), False)
+    k = ws.runs["k"]
+    assert ws.run_ended(k, "done-k", reserve_for=parent) == [w.ReleaseSlot(k),
+                                                              w.SendMessage("done-k")]
+    assert ws.runs["next"].state is w.RunState.QUEUED and parent.reserving
+    ws.check()
+    assert ws.rejoin(parent)[0] == w.GrantRejoin(parent)  # ... and it has it back
+    ws.check()
+
+
+def test_runs_waiting_to_rejoin_go_first_even_into_a_kept_slot():
+    ws = w.WorkerState(1)
+    ws.task_assigned(spec("parent"), False)
+    parent = ws.runs["parent"]
+    ws.secede(parent)
+    ws.task_assigned(spec("r"), False)
+    r = ws.runs["r"]
+    ws.secede(r)
+    ws.task_placed(*child("k", depth=1))
+    k = ws.runs["k"]
+    assert ws.rejoin(r) == [w.SendMessage(p.RejoinRequested("r", 1))]
+    # k's end wakes parent, but r asked first: r gets the slot, nothing is kept
+    cmds = ws.run_ended(k, "done-k", reserve_for=parent)
+    assert w.GrantRejoin(r) in cmds and not parent.reserving
+    ws.check()
+    # and a slot kept for a run that secedes goes to a rejoiner that comes later
+    ws.secede(r, reserve=True)
+    assert r.reserving
+    assert ws.rejoin(parent) == [w.GrantRejoin(parent), w.SendMessage(p.Rejoined("parent", 1))]
+    assert not r.reserving and ws.reserved == 0
+    ws.check()
+
+
+def test_the_clock_fills_slots_kept_for_longer_than_a_tick():
+    ws = w.WorkerState(2)
+    ws.task_assigned(spec("a"), False)
+    ws.task_assigned(spec("b"), False)
+    a, b = ws.runs["a"], ws.runs["b"]
+    ws.secede(a, reserve=True)
+    ws.task_assigned(spec("q1"), False)
+    ws.task_assigned(spec("q2"), False)
+    assert ws.lapse() == []  # kept during this tick: still kept
+    ws.secede(b, reserve=True)
+    # a's slot was kept since before the previous tick: filled; b's is still kept
+    assert ws.lapse() == [w.StartRun(ws.runs["q1"])]
+    assert not a.reserving and b.reserving
+    assert ws.lapse(everything=True) == [w.StartRun(ws.runs["q2"])]
+    ws.check()
+
+
+def test_check_sees_a_kept_slot_count_that_lies():
+    ws = w.WorkerState(1)
+    ws.task_assigned(spec("a"), False)
+    ws.secede(ws.runs["a"], reserve=True)
+    ws.reserved = 0
+    with pytest.raises(InvalidTransition, match="keeps 0 slots free"):
+        ws.check()

@@ -57,6 +57,10 @@ class LocalRun:
     spec: p.ComputeTask
     priority: tuple[int, ...]
     state: RunState = RunState.QUEUED
+    #: a free slot is kept for this (seceded) run until its next event (``kept_at``:
+    #: the ledger's tick then; see ``WorkerState.secede``)
+    reserving: bool = False
+    kept_at: int = 0
 
     def __repr__(self) -> str:
         return f"<LocalRun {self.key!r}#{self.run_id} {self.state.value}>"
@@ -219,6 +223,12 @@ class WorkerState:
         self._rejoining: deque[LocalRun] = deque()
         #: runs holding a slot (state RUNNING)
         self.holding = 0
+        #: free slots kept unfilled, one for each run in ``_kept`` (``secede`` with
+        #: ``reserve``, ``run_ended`` with ``reserve_for``), and the shell's clock
+        #: that bounds how long (``lapse``)
+        self.reserved = 0
+        self._kept: list[LocalRun] = []
+        self.tick = 0
         self._out: list[WorkerCommand] = []
 
     # ------------------------------------------------------------------ events
@@ -263,11 +273,16 @@ class WorkerState:
             self._enqueue(run)
         return self._fill()
 
-    def run_ended(self, run: LocalRun, report: RunReport) -> list[WorkerCommand]:
-        """A run finished or raised; ``report`` is its TaskFinished/TaskErred."""
+    def run_ended(self, run: LocalRun, report: RunReport,
+                  reserve_for: LocalRun | None = None) -> list[WorkerCommand]:
+        """A run finished or raised; ``report`` is its TaskFinished/TaskErred.
+
+        ``reserve_for``: a seceded run here that this end wakes (its wait is over); if
+        no run waits to rejoin, the slot freed is kept for it (see ``secede``)."""
         if self.runs.get(run.key) is not run:
             raise InvalidTransition(f"{run!r} ended but is not current")
         del self.runs[run.key]
+        self._unreserve(run)
         if run.state is RunState.RUNNING:
             self.holding -= 1
             self._out.append(ReleaseSlot(run))
@@ -277,6 +292,8 @@ class WorkerState:
             self.queued -= 1
         # SECEDED: nothing held; FETCHING/QUEUED: it never started (inputs lost)
         self._out.append(SendMessage(report))
+        if reserve_for is not None and not self._rejoining:
+            self._reserve(reserve_for)
         return self._fill()
 
     def hand_over(
@@ -335,20 +352,42 @@ class WorkerState:
         self._out.append(SendMessage(p.Rejoined(nxt.key, nxt.run_id)))
         return nxt, self._flush()
 
-    def secede(self, run: LocalRun) -> list[WorkerCommand]:
-        """``run`` gives its slot back (secede(), worker_client(), an async wait)."""
+    def secede(self, run: LocalRun, reserve: bool = False) -> list[WorkerCommand]:
+        """``run`` gives its slot back (secede(), worker_client(), an async wait).
+
+        With ``reserve``, the slot stays unfilled until the run's next event
+        (``unreserve``, ``rejoin``, its end): the children it is about to submit and
+        wait on can then start in it, on its own thread."""
         if run.state is not RunState.RUNNING:
             raise InvalidTransition(f"cannot secede {run!r}")
         run.state = RunState.SECEDED
         self.holding -= 1
         self._out.append(ReleaseSlot(run))
         self._out.append(SendMessage(p.Seceded(run.key, run.run_id)))
+        if reserve:
+            self._reserve(run)
+        return self._fill()
+
+    def unreserve(self, run: LocalRun) -> list[WorkerCommand]:
+        """The slot kept for ``run``, if any, is filled now (its wait began)."""
+        self._unreserve(run)
+        return self._fill()
+
+    def lapse(self, everything: bool = False) -> list[WorkerCommand]:
+        """The shell's clock ticked: slots kept since before the previous tick (or all,
+        with ``everything``) are filled. A run that keeps a slot and then does
+        something else than wait (sleeps, computes, waits on a socket) holds up the
+        queued runs here for two ticks at most."""
+        self.tick += 1
+        for run in [r for r in self._kept if everything or r.kept_at < self.tick - 1]:
+            self._unreserve(run)
         return self._fill()
 
     def rejoin(self, run: LocalRun) -> list[WorkerCommand]:
         """``run`` wants a slot again; granted now if one is free, else queued first in line."""
         if run.state is not RunState.SECEDED:
             raise InvalidTransition(f"cannot rejoin {run!r}")
+        self._unreserve(run)  # (the slot kept for it, if any: granted below)
         run.state = RunState.REJOINING
         self._rejoining.append(run)
         if self.holding >= self.nthreads:
@@ -385,6 +424,22 @@ class WorkerState:
 
     # ------------------------------------------------------------------ internals
 
+    def _reserve(self, run: LocalRun) -> None:
+        """Keep a free slot for the seceded ``run`` (nothing queued starts in it)."""
+        if (not run.reserving and run.state is RunState.SECEDED
+                and self.runs.get(run.key) is run
+                and self.holding + self.reserved < self.nthreads):
+            run.reserving = True
+            run.kept_at = self.tick
+            self.reserved += 1
+            self._kept.append(run)
+
+    def _unreserve(self, run: LocalRun) -> None:
+        if run.reserving:
+            run.reserving = False
+            self.reserved -= 1
+            self._kept.remove(run)
+
     def _enqueue(self, run: LocalRun) -> None:
         run.state = RunState.QUEUED
         self.queued += 1
@@ -393,12 +448,16 @@ class WorkerState:
     def _fill(self) -> list[WorkerCommand]:
         while self.holding < self.nthreads:
             if self._rejoining:
+                if self.holding + self.reserved >= self.nthreads:
+                    self._unreserve(self._kept[0])  # (rejoiners first, even so)
                 run = self._rejoining.popleft()
                 run.state = RunState.RUNNING
                 self.holding += 1
                 self._out.append(GrantRejoin(run))
                 self._out.append(SendMessage(p.Rejoined(run.key, run.run_id)))
                 continue
+            if self.holding + self.reserved >= self.nthreads:
+                break
             ready = self._pop_ready()
             if ready is None:
                 break
@@ -433,7 +492,11 @@ class WorkerState:
     def check(self) -> None:
         """Raise InvalidTransition if the ledger contradicts the runs (for tests)."""
         running = sum(1 for r in self.runs.values() if r.state is RunState.RUNNING)
-        if running != self.holding or self.holding > self.nthreads:
+        reserving = [r for r in self.runs.values() if r.reserving]
+        if len(reserving) != self.reserved or any(
+                r.state is not RunState.SECEDED for r in reserving):
+            raise InvalidTransition(f"ledger keeps {self.reserved} slots free, for {reserving}")
+        if running != self.holding or self.holding + self.reserved > self.nthreads:
             raise InvalidTransition(
                 f"ledger holds {self.holding} of {self.nthreads} slots, {running} runs running"
             )
