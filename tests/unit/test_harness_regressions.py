@@ -136,10 +136,16 @@ def test_victims_on_one_worker_are_failed_together():
             Program(wait=Wait.SECEDE, children=(Program(), Program())),
         )),
     ))
-    run = simulate_program(prog, ClusterShape(workers=1, slots=3))
-    assert run.deadlocked_paths == {"0", "0.0", "0.1.0"}
-    (detection,) = run.detections
-    assert sorted(detection.victim_paths) == ["0", "0.0", "0.1.0"]
+    # (the canonical schedule no longer gets there since a seceding run's slot is kept
+    # until it waits, WorkerState.secede; about half of random schedules do)
+    runs = [simulate_program(prog, ClusterShape(workers=1, slots=3), random_chooser(seed))
+            for seed in range(40)]
+    deadlocked = [run for run in runs if run.detections]
+    assert len(deadlocked) >= 5
+    for run in deadlocked:
+        assert run.deadlocked_paths == {"0", "0.0", "0.1.0"}
+        (detection,) = run.detections
+        assert sorted(detection.victim_paths) == ["0", "0.0", "0.1.0"]
 
 
 def test_the_scheduler_tells_each_worker_its_victims_in_one_message():

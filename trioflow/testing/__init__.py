@@ -51,6 +51,7 @@ from .scheduling import (
 from .simulate import (
     AddWorker,
     Deliver,
+    Lapse,
     RemoveWorker,
     SimConfig,
     Simulator,
@@ -93,6 +94,7 @@ __all__ = [
     "Detection",
     "GroundTruthUnknown",
     "HarnessViolation",
+    "Lapse",
     "Outcome",
     "Program",
     "ProgramFailure",

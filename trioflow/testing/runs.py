@@ -297,8 +297,12 @@ class RunHost(Protocol):
     def duration(self) -> float:
         """The run time the worker reports."""
 
-    def secede(self, run: wcore.LocalRun) -> None:
-        """``run`` gives its slot back (through the ledger)."""
+    def secede(self, run: wcore.LocalRun, reserve: bool = False) -> None:
+        """``run`` gives its slot back (through the ledger); kept for it until its next
+        event, with ``reserve``."""
+
+    def unreserve(self, run: wcore.LocalRun) -> None:
+        """The slot kept for ``run``, if any, is filled (its wait begins)."""
 
     def rejoin(self, run: wcore.LocalRun) -> None:
         """``run`` asks for a slot again; :meth:`SimRun.granted` follows when it has one."""
@@ -435,7 +439,8 @@ class SimRun:
             if type(cmd) is Post:
                 worker.session.post(cmd.message)
             elif type(cmd) is GiveSlot:
-                worker.secede(self.local)
+                # (a sync run's slot is kept until it waits, as RunContext._post does)
+                worker.secede(self.local, not self.program.is_async)
             else:
                 assert type(cmd) is TakeSlot
                 if self.local.spec.has_resources:  # (RunContext._take_slot_sync)
@@ -462,6 +467,8 @@ class SimRun:
         pending = worker.session.pending(self.futures)
         if pending:
             self._execute(worker, self.view.begin_wait(pending, give_slot=give_slot))
+            if self.view.seceded and not self.program.is_async:
+                worker.unreserve(self.local)  # (RunContext.wait_sync, once it may help)
         else:
             self._after_wait(worker.session)
 

@@ -101,7 +101,15 @@ class RemoveWorker:
     worker: str
 
 
-Action = Deliver | Step | Submit | AddWorker | RemoveWorker
+@attrs.frozen
+class Lapse:
+    """``worker``'s clock ticks: the slots it keeps for seceded runs are filled now
+    (``WorkerState.lapse``; the real worker's ticks come every ``KEPT_SLOT_TICK``)."""
+
+    worker: str
+
+
+Action = Deliver | Step | Submit | AddWorker | RemoveWorker | Lapse
 
 
 @attrs.frozen(kw_only=True)
@@ -197,7 +205,8 @@ class Simulator:
 
     def enabled(self, *, batches: bool = False) -> list[Action]:
         """Every delivery and step possible now: steps first, then the links, least
-        recently delivered first (so always taking the first action is fair to links).
+        recently delivered first (so always taking the first action is fair to links),
+        then the ticks of workers that keep a slot free (``Lapse``).
 
         Args:
             batches: also offer delivering a whole scheduler-bound link as one frame.
@@ -215,6 +224,9 @@ class Simulator:
                 if batches and dst == SCHEDULER and len(q) > 1:
                     actions.append(Deliver(src, dst, len(q)))
                 actions.append(Deliver(src, dst, 1))
+        for w in self.workers.values():
+            if w.ledger.reserved:
+                actions.append(Lapse(w.id))
         return actions
 
     def quiescent(self) -> bool:
@@ -244,6 +256,8 @@ class Simulator:
             self._add_worker(action.slots)
         elif isinstance(action, RemoveWorker):
             self._remove_worker(action.worker)
+        elif isinstance(action, Lapse):
+            self.workers[action.worker].lapse()
         else:  # pragma: no cover
             raise TypeError(f"not an action: {action!r}")
         self._note_run_ids()
@@ -418,6 +432,7 @@ __all__ = [
     "AddWorker",
     "Deliver",
     "HarnessViolation",
+    "Lapse",
     "Link",
     "RemoveWorker",
     "SimConfig",

@@ -100,10 +100,29 @@ class SimWorker:
 
     # -------------------------------------------------------------- RunHost
 
-    def secede(self, run: wcore.LocalRun) -> None:
+    def secede(self, run: wcore.LocalRun, reserve: bool = False) -> None:
         """``WorkerNode.secede_run``."""
         if self.ledger.runs.get(run.key) is run and run.state is wcore.RunState.RUNNING:
-            self.execute(self.ledger.secede(run))
+            self.execute(self.ledger.secede(run, reserve))
+
+    def unreserve(self, run: wcore.LocalRun) -> None:
+        """``WorkerNode.unreserve_run``: the run's wait begins."""
+        if self.ledger.runs.get(run.key) is run:
+            self.execute(self.ledger.unreserve(run))
+
+    def lapse(self) -> None:
+        """The worker's clock ticked (``WorkerNode._tick_kept_slots``): every kept slot
+        is filled (a tick may come at any moment, so the simulator lapses them all)."""
+        self.execute(self.ledger.lapse(everything=True))
+
+    def _woken(self, key: str) -> wcore.LocalRun | None:
+        """``RunExecutor._woken``: the sync run here whose wait ``key``'s end completes."""
+        for sim_run in self.runs.values():
+            if (not sim_run.program.is_async and sim_run.view.waiting
+                    and sim_run.wait_failure is None
+                    and self.session.pending(sim_run.futures) == [key]):
+                return sim_run.local
+        return None
 
     def rejoin(self, run: wcore.LocalRun) -> None:
         """``WorkerNode.rejoin_run``: the grant reaches the run through ``wake_rejoin``."""
@@ -112,8 +131,10 @@ class SimWorker:
 
     def run_done(self, run: SimRun, value: int | None, report: Any) -> None:
         """A run returned or raised (``RunExecutor._run_one_sync``/``_run_async``)."""
+        woken = self._woken(run.key) if value is not None else None
         if not run.program.is_async:
-            nxt, commands = self.ledger.hand_over(run.local, report, wcore.thread_may_take)
+            nxt, commands = (self.ledger.hand_over(run.local, report, wcore.thread_may_take)
+                             if woken is None else (None, []))
             if nxt is not None:
                 # the thread goes on with the next run (_hand_over), then the loop learns
                 # of both in order (_handed_over): the old run ended, its slot passed
@@ -141,7 +162,7 @@ class SimWorker:
                 return
         self._ended(run, value)
         if self.ledger.runs.get(run.key) is run.local:
-            self.execute(self.ledger.run_ended(run.local, report))
+            self.execute(self.ledger.run_ended(run.local, report, woken))
             if value is not None:
                 # a task here waiting on this one wakes now (Session.finished_here); the
                 # scheduler still sees TaskFinished before what the waiter does next
