@@ -153,6 +153,13 @@ TICK_INTERVAL = 1.0
 #: (the overflow pays the round trip it avoids), 1024 gave 18-19k.
 LOCAL_QUEUE_PER_SLOT = 1024
 
+#: a worker keeps the slot a sync run gives back (secede, worker_client) free until the
+#: run waits, and the slot freed by the child that wakes a waiting run free until that
+#: run takes it back (``core.worker.WorkerState.secede``); a run that does something
+#: else meanwhile holds up the queued runs there for two ticks of this clock (seconds)
+#: at most
+KEPT_SLOT_TICK = 0.002
+
 #: ``wait_for_workers`` asks the scheduler again after this many seconds, then twice as
 #: long each time up to ``WAIT_FOR_WORKERS_LAST_POLL``: the workers of a cluster that is
 #: starting join within milliseconds, and a fixed 50 ms poll cost start-up 25 ms on average

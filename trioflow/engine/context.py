@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 from collections.abc import Awaitable, Callable, Iterator
+from functools import partial
 from typing import Any, Protocol
 
 import trio
@@ -153,8 +154,11 @@ class RunContext:
                 session.post(cmd.message)
             elif type(cmd) is GiveSlot:
                 # on this thread (or the loop, for async runs), at once: the ledger
-                # sends the Seceded behind what was posted before (worker_ledger.py)
-                self.host.secede_run(run)
+                # sends the Seceded behind what was posted before (worker_ledger.py).
+                # A sync run's slot is kept free until it waits (``wait_sync``): the
+                # children it submits meanwhile then start there, on its own thread,
+                # instead of a queued run starting on another thread first
+                self.host.secede_run(run, not self.is_async)
             else:
                 assert type(cmd) is TakeSlot
                 take = cmd
@@ -240,7 +244,10 @@ class RunContext:
                                         give_slot=self.host.auto_secede))
         try:
             if self.view.seceded:
-                done = self.host.threads.wait_helping(waiter, timeout)
+                # the slot kept since the secede is filled once this thread can be
+                # handed the jobs of the keys it waits on
+                done = self.host.threads.wait_helping(
+                    waiter, timeout, partial(self.host.unreserve_run, self.run))
             else:
                 done = waiter.wait(timeout)
             if waiter.failure is not None:
@@ -259,6 +266,7 @@ class RunContext:
         unless seceded); ``waiter.fail`` receives a DeadlockError."""
         self.waiter = waiter
         self._post(self.view.begin_wait(keys, timed=timed, any_of=True))
+        self.host.unreserve_run(self.run)
 
     def end_any_wait(self, how: WaitEnd) -> None:
         self.waiter = None

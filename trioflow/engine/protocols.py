@@ -92,8 +92,14 @@ class HostWorker(Protocol):
     @property
     def threads(self) -> HelpingPool: ...
 
-    def secede_run(self, run: LocalRun) -> None:
-        """Give ``run``'s slot back (the run's thread)."""
+    def secede_run(self, run: LocalRun, reserve: bool = False) -> None:
+        """Give ``run``'s slot back (the run's thread); with ``reserve``, keep it free for
+        the run until its next event: the children it waits on next start in it."""
+        ...
+
+    def unreserve_run(self, run: LocalRun) -> None:
+        """The slot kept for ``run`` (``secede_run`` with ``reserve``, or kept for it
+        when its wait ended here) is filled now: it begins to wait (the run's thread)."""
         ...
 
     def rejoin_run(self, run: LocalRun, wakeup: Wakeup) -> None:

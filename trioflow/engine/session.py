@@ -575,7 +575,7 @@ class Session:
             # own thread, SlotThreads.submit; a timed wait must end on time)
             waiter = (SyncWaiter(len(pending), ctx.depth,
                                  frozenset(k.key for k in pending) if timeout is None
-                                 else frozenset())
+                                 else frozenset(), ctx.run)
                       if ctx is not None else SyncWaiter(len(pending)))
             for ks in pending:
                 ks.waiters.append(waiter)

@@ -123,13 +123,17 @@ class SlotThreads:
             waiter.pool = None
             return waiter.take_jobs()
 
-    def wait_helping(self, waiter: Any, timeout: float | None) -> bool:
-        """Wait on ``waiter`` from a parked task thread, running deeper jobs meanwhile.
+    def wait_helping(self, waiter: Any, timeout: float | None,
+                     helping: Callable[[], None] | None = None) -> bool:
+        """Wait on ``waiter`` from a parked task thread, running deeper jobs meanwhile;
+        ``helping()`` is called once it may be handed jobs, before it sleeps.
 
         Returns what ``waiter.wait`` returned (False: timed out).
         """
         self.add_helper(waiter)
         try:
+            if helping is not None:
+                helping()
             return waiter.wait(timeout)
         finally:
             for job in self.remove_helper(waiter):

@@ -134,20 +134,24 @@ class LockedLedger:
         with self.lock:
             self.execute(self.state.inputs_arrived(run))
 
-    def run_ended(self, run: wcore.LocalRun, report: Any) -> bool:
-        """End ``run`` if it is still current; whether it was."""
+    def run_ended(self, run: wcore.LocalRun, report: Any,
+                  reserve_for: wcore.LocalRun | None = None) -> bool:
+        """End ``run`` if it is still current (its slot kept for ``reserve_for``, the
+        run its end wakes, if any); whether it was."""
         with self.lock:
             if self.state.runs.get(run.key) is not run:
                 return False
-            self.execute(self.state.run_ended(run, report))
+            self.execute(self.state.run_ended(run, report, reserve_for))
             return True
 
     def end_on_thread(self, run: wcore.LocalRun, report: Any,
                       may_take: Callable[[wcore.LocalRun], bool] | None,
                       may_grant: Callable[[wcore.LocalRun], bool],
+                      reserve_for: wcore.LocalRun | None = None,
                       ) -> tuple[wcore.LocalRun | None, bool, bool]:
         """A task thread's run ended: under one lock, ``hand_over`` its slot to the best
-        queued run (unless ``may_take`` is None: a helping thread), else
+        queued run (unless ``may_take`` is None: a helping thread, or the end wakes a
+        seceded run here, ``reserve_for``, which keeps the slot instead), else
         ``pass_to_rejoiner``, else ``run_ended``. Returns (the run that has the slot
         now and is this thread's to go on with or to wake, whether it is a rejoiner,
         whether ``run`` was current at all)."""
@@ -155,7 +159,7 @@ class LockedLedger:
             state = self.state
             if state.runs.get(run.key) is not run:
                 return None, False, False
-            if may_take is not None:
+            if may_take is not None and reserve_for is None:
                 nxt, commands = state.hand_over(run, report, may_take)
                 if nxt is not None:
                     self.execute(commands)
@@ -164,14 +168,29 @@ class LockedLedger:
             if nxt is not None:
                 self.execute(commands)
                 return nxt, True, True
-            self.execute(state.run_ended(run, report))
+            self.execute(state.run_ended(run, report, reserve_for))
             return None, False, True
 
-    def secede(self, run: wcore.LocalRun) -> None:
-        """``run`` gives its slot back, if it is current and RUNNING."""
+    def secede(self, run: wcore.LocalRun, reserve: bool = False) -> None:
+        """``run`` gives its slot back, if it is current and RUNNING (kept for it until
+        its next event, with ``reserve``: ``WorkerState.secede``)."""
         with self.lock:
             if self.state.runs.get(run.key) is run and run.state is wcore.RunState.RUNNING:
-                self.execute(self.state.secede(run))
+                self.execute(self.state.secede(run, reserve))
+
+    def unreserve(self, run: wcore.LocalRun) -> None:
+        """The slot kept for ``run``, if any, is filled now."""
+        with self.lock:
+            if run.reserving:
+                self.execute(self.state.unreserve(run))
+
+    def lapse(self) -> None:
+        """The clock ticked: slots kept too long are filled (``WorkerState.lapse``)."""
+        with self.lock:
+            if self.state.reserved:
+                self.execute(self.state.lapse())
+            else:
+                self.state.tick += 1
 
     def rejoin(self, run: wcore.LocalRun) -> None:
         """``run`` asks for a slot back, if it is current and SECEDED."""

@@ -145,6 +145,8 @@ class WorkerNode:
         self._token: trio.lowlevel.TrioToken | None = None
         self._loop_thread = 0
         self._idle = trio.Event()
+        #: set while ``_tick_kept_slots`` is parked (the worker had no runs)
+        self._ticks_parked: trio.Event | None = None
 
     def __repr__(self) -> str:
         return f"<WorkerNode {self.name!r} {self.ledger.counts()}>"
@@ -210,12 +212,32 @@ class WorkerNode:
                 nursery.start_soon(conn.run_writer)
                 nursery.start_soon(conn.run_heartbeats)
                 nursery.start_soon(report_threads, self.threads, conn)  # for the dashboard
+                nursery.start_soon(self._tick_kept_slots)
                 task_status.started()
                 try:
                     await self._read(conn)
                 finally:
                     nursery.cancel_scope.cancel()
         logger.info("worker %s: scheduler connection closed", self.name)
+
+    async def _tick_kept_slots(self) -> None:
+        """The clock of the slots kept free for seceded runs (``WorkerState.lapse``):
+        a tick every ``KEPT_SLOT_TICK`` seconds while the worker has runs; parked while
+        it has none (an assignment wakes it: a placed run needs a run here first).
+
+        Cancellation: ends with the connection's nursery."""
+        ledger = self.ledger
+        while True:
+            if not ledger.runs:
+                self._ticks_parked = trio.Event()
+                await self._ticks_parked.wait()
+            await trio.sleep(config.KEPT_SLOT_TICK)
+            ledger.lapse()
+
+    def _wake_ticks(self) -> None:
+        parked, self._ticks_parked = self._ticks_parked, None
+        if parked is not None:
+            parked.set()
 
     async def _read(self, conn: PeerConnection) -> None:
         handlers: dict[type, Callable[[Any], None]] = {
@@ -393,11 +415,16 @@ class WorkerNode:
 
     # ------------------------------------------------------------------ HostWorker
 
-    def secede_run(self, run: wcore.LocalRun) -> None:
+    def secede_run(self, run: wcore.LocalRun, reserve: bool = False) -> None:
         """``run`` gives its slot back (on its own thread, or the loop for async runs,
-        after what it posted before)."""
+        after what it posted before); kept for it until its next event, with
+        ``reserve`` (``WorkerState.secede``)."""
         self.runs.seceding(run)
-        self.ledger.secede(run)
+        self.ledger.secede(run, reserve)
+
+    def unreserve_run(self, run: wcore.LocalRun) -> None:
+        """The slot kept for ``run``, if any, is filled now (its wait begins)."""
+        self.ledger.unreserve(run)
 
     def rejoin_run(self, run: wcore.LocalRun, wakeup: Wakeup) -> None:
         """``run`` asks for a slot back; ``wakeup.set()`` is called when it has one,
@@ -431,6 +458,8 @@ class WorkerNode:
             for dep, holder in zip(msg.deps, msg.dep_holders)
         )
         self.ledger.task_assigned(msg, needs_fetch)
+        if self._ticks_parked is not None:
+            self._wake_ticks()
 
 
     def _notify(self, msg: Any) -> None:

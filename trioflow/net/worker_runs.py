@@ -290,9 +290,10 @@ class RunExecutor:
             # or another, meets the memory gate closed if this result put the worker
             # over its target (the rest of ``stored`` follows on the loop)
             memory.count(run.key, report.nbytes)
+        woken = self._woken(run.key) if ok and type(report) is p.TaskFinished else None
         try:
             nxt, rejoiner, current = self.ledger.end_on_thread(
-                run, report, may_take, self._may_wake)
+                run, report, may_take, self._may_wake, woken)
         except (trio.RunFinishedError, ClientClosedError):
             return None  # the worker stopped while this thread ran
         if not current or session is None:
@@ -318,6 +319,22 @@ class RunExecutor:
         self.contexts[nxt.key] = next_ctx
         self._maybe_short(next_ctx)
         return next_ctx
+
+    def _woken(self, key: str) -> wcore.LocalRun | None:
+        """The run here whose wait ``key``'s end completes, if any: the slot the end
+        frees is kept for it (it takes it back, or waits again, next), instead of a
+        queued run starting there while it has to ask to rejoin.
+
+        Read before the ledger ends the run and without the session's lock: a count
+        that changes meanwhile only makes a slot kept for a run that still waits,
+        which the ledger's clock fills soon (``WorkerState.lapse``)."""
+        session = self.session
+        ks = session.table.lookup(key) if session is not None else None
+        if ks is not None:
+            for waiter in ks.waiters:
+                if waiter.remaining == 1 and waiter.owner is not None:
+                    return waiter.owner
+        return None
 
     def _may_wake(self, run: wcore.LocalRun) -> bool:
         """Whether this thread may grant the rejoining ``run`` its slot and wake it: a
@@ -373,7 +390,8 @@ class RunExecutor:
         contexts = self.contexts
         if contexts.get(key) is ctx:
             del contexts[key]
-        if self.ledger.run_ended(run, report):
+        woken = self._woken(key) if ok and type(report) is p.TaskFinished else None
+        if self.ledger.run_ended(run, report, woken):
             if ok and type(report) is p.TaskFinished and self.session is not None:
                 # a task here waiting on this one wakes now, not a scheduler round trip
                 # later; the scheduler still sees TaskFinished before anything the waiter
