@@ -19,6 +19,7 @@ Slot rules (see docs/slots.md):
 from __future__ import annotations
 
 import contextlib
+import weakref
 from collections.abc import Iterator
 from typing import Any
 
@@ -62,12 +63,23 @@ def rejoin() -> None:
     _require_sync_task("rejoin").rejoin()
 
 
+#: the in-task clients of each worker session, one per kind: like dask's worker client,
+#: every task on a worker shares it (a client per run cost an object and its finalizer
+#: per task on the recursive path)
+_TASK_CLIENTS: weakref.WeakKeyDictionary[Any, tuple[Client, AsyncClient]] = (
+    weakref.WeakKeyDictionary())
+
+
 def _task_client(ctx: RunContext) -> Client | AsyncClient:
-    """The in-task client of ``ctx``'s run, built once: it uses the worker's session."""
+    """The in-task client of ``ctx``'s run: its worker session's, built once."""
     client = ctx.client
     if client is None:
-        cls = AsyncClient if ctx.is_async else Client
-        client = ctx.client = cls._in_task(ctx.session)  # type: ignore[arg-type]
+        pair = _TASK_CLIENTS.get(ctx.session)
+        if pair is None:
+            session: Any = ctx.session
+            pair = _TASK_CLIENTS[session] = (Client._in_task(session),
+                                             AsyncClient._in_task(session))
+        client = ctx.client = pair[1] if ctx.is_async else pair[0]
     assert isinstance(client, Client | AsyncClient)
     return client
 

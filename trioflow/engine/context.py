@@ -10,7 +10,8 @@ Outside tasks, ``get_client()`` returns the latest open client registered here b
 ``trioflow.run``, ``Client`` and ``AsyncClient``.
 
 This module knows no client class: ``in_task.get_client`` builds the in-task client
-and caches it on the context (``RunContext.client``).
+and caches it on the context (``RunContext.client``); every run of one worker session
+shares it.
 """
 
 from __future__ import annotations
@@ -127,7 +128,8 @@ class RunContext:
         self.wait_scope: trio.CancelScope | None = None
         self.worker_client_depth = 0
         self.short = False  # expected to finish within microseconds (frame batching)
-        #: the in-task client, built on first use by ``in_task.get_client``
+        #: the in-task client (its worker session's, shared by its runs), set on first
+        #: use by ``in_task.get_client``
         self.client: BoundClient | None = None
 
     def __repr__(self) -> str:
