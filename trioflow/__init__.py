@@ -29,9 +29,10 @@ if TYPE_CHECKING:
     from .client import AsyncClient, Client
     from .cluster import open_local_cluster
     from .delayed import Delayed, compute, compute_async, delayed
+    from .engine.as_completed import as_completed
     from .engine.futures import Future, fire_and_forget
     from .engine.nested import futures_of
-    from .engine.waiting import DoneAndNotDoneFutures, as_completed, wait, wait_async
+    from .engine.waiting import DoneAndNotDoneFutures, wait, wait_async
     from .errors import (
         AddressError,
         AuthenticationError,
@@ -83,7 +84,7 @@ _LAZY: dict[str, str] = {
     "fire_and_forget": "engine.futures",
     "futures_of": "engine.nested",
     "DoneAndNotDoneFutures": "engine.waiting",
-    "as_completed": "engine.waiting",
+    "as_completed": "engine.as_completed",
     "wait": "engine.waiting",
     "wait_async": "engine.waiting",
     "AddressError": "errors",

@@ -15,9 +15,9 @@ import trio
 from tqdm import tqdm as text_bar
 from tqdm.auto import tqdm as auto_bar
 
+from .engine.as_completed import as_completed
 from .engine.asyncio_waits import running_asyncio
 from .engine.futures import Future
-from .engine.waiting import as_completed
 
 
 def _in_trio() -> bool:
