@@ -176,7 +176,7 @@ def test_a_child_can_start_before_its_async_parents_next_submit():
     on its thread at once and can submit its own, deeper child before the async parent's
     next submit; that grandchild then takes the slot the parent gives back. The simulator
     submitted an async run's children and gave its slot back in one step; its submits
-    are separate steps now (``runs.ops_for``)."""
+    are separate steps now (``ops.ops_for``)."""
     program = Program(wait=Wait.ASYNC, children=(Program(children=(Program(),)),
                                                   Program(children=(Program(),))))
     shape = ClusterShape(workers=1, slots=2)

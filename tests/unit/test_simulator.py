@@ -31,7 +31,7 @@ from trioflow.testing import (
 )
 from trioflow.testing.invariants import check_invariants, check_one_place, check_worker_slots
 from trioflow.testing.program import DEADLOCK_TYPE, FAILURE_TYPE, decode_payload, encode_payload
-from trioflow.testing.runs import ASYNC_FN, SYNC_FN
+from trioflow.testing.sessions import ASYNC_FN, SYNC_FN
 from trioflow.testing.simulate import SCHEDULER, Step
 from trioflow.testing.truth import check_no_missed_deadlock, replay
 

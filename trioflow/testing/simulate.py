@@ -48,8 +48,10 @@ from .. import protocol as p
 from ..core import worker as wcore
 from ..core.events import Close, MessagesReceived, PeerJoined, PeerLeft, Send
 from ..core.scheduler import Scheduler
+from .ops import Op
 from .program import ClusterShape, Outcome, Program
-from .runs import Op, SimRun, SimSession
+from .runs import SimRun
+from .sessions import SimSession
 from .truth import Detection, HarnessViolation, audit_detection, is_primitive_deadlock
 from .workers import SimWorker
 

@@ -17,7 +17,8 @@ from .. import protocol as p
 from ..core import fold
 from ..core import worker as wcore
 from ..errors import SlotAccountingError
-from .runs import SimRun, SimSession
+from .runs import SimRun
+from .sessions import SimSession
 
 
 @attrs.define(eq=False)
