@@ -60,9 +60,17 @@ class KeyState:
 
 
 class SyncWaiter:
-    """A thread sleeping until ``remaining`` keys are done, a failure, or a job to help with."""
+    """A thread sleeping until ``remaining`` keys are done, a failure, or a job to help with.
 
-    __slots__ = ("awaits", "cond", "depth", "failure", "jobs", "owner", "pool", "remaining")
+    It sleeps on a lock of its own used as a bell (held from the start; any wake
+    releases it once, and the sleeper takes it again before it looks): a lock
+    acquire and release are one C call each, where a ``threading.Condition`` cost a
+    new lock and a dozen Python calls per wait and per wake, once per task on the
+    recursive path. Every wake is followed by a look at what changed, so a wake that
+    finds nothing new (it rang before the look) only costs one more look.
+    """
+
+    __slots__ = ("_bell", "awaits", "depth", "failure", "jobs", "owner", "pool", "remaining")
 
     def __init__(self, remaining: int, depth: int = 0,
                  awaits: frozenset[str] = frozenset(), owner: Any = None) -> None:
@@ -75,50 +83,58 @@ class SyncWaiter:
         #: (``SlotThreads.submit``)
         self.awaits = awaits
         self.pool: HelpingPool | None = None  # the thread pool this waiter helps, once registered
-        self.cond = threading.Condition(threading.Lock())
         self.failure: BaseException | None = None
         self.jobs: deque[Callable[[], None]] = deque()
+        self._bell = threading.Lock()
+        self._bell.acquire()
+
+    def _ring(self) -> None:
+        try:
+            self._bell.release()
+        except RuntimeError:  # rung already, and not yet heard: once is enough
+            pass
 
     def key_done(self) -> None:
         self.remaining -= 1
         if self.remaining <= 0:
-            with self.cond:
-                self.cond.notify_all()
+            self._ring()
 
     def fail(self, exc: BaseException) -> None:
-        with self.cond:
-            self.failure = exc
-            self.cond.notify_all()
+        self.failure = exc
+        self._ring()
 
     def give_job(self, job: Callable[[], None]) -> None:
-        with self.cond:
-            self.jobs.append(job)
-            self.cond.notify_all()
+        self.jobs.append(job)
+        self._ring()
 
     def set(self) -> None:
         """Wake the waiter (a rejoin granted): same as its only key finishing."""
         self.key_done()
 
     def take_jobs(self) -> list[Callable[[], None]]:
-        with self.cond:
-            jobs = list(self.jobs)
-            self.jobs.clear()
+        """The jobs handed to it and not run yet (its own thread, once it stopped
+        helping: no job is handed after ``remove_helper``)."""
+        jobs = list(self.jobs)
+        self.jobs.clear()
         return jobs
 
     def wait(self, timeout: float | None) -> bool:
         """Sleep until done or failed (True) or timed out (False), running handed jobs."""
         deadline = None if timeout is None else time.monotonic() + timeout
+        bell = self._bell
+        jobs = self.jobs
         while True:
-            with self.cond:
-                while self.remaining > 0 and self.failure is None and not self.jobs:
-                    left = None if deadline is None else deadline - time.monotonic()
-                    if left is not None and left <= 0:
+            while self.remaining > 0 and self.failure is None and not jobs:
+                if deadline is None:
+                    bell.acquire()
+                else:
+                    left = deadline - time.monotonic()
+                    if left <= 0:
                         return False
-                    self.cond.wait(left)
-                job = self.jobs.popleft() if self.jobs else None
-            if job is None:
+                    bell.acquire(timeout=left)
+            if not jobs:
                 return True
-            job()  # helping: run another task's job in this parked thread
+            jobs.popleft()()  # helping: run another task's job in this parked thread
             if self.pool is not None:
                 self.pool.add_helper(self)
 
