@@ -282,7 +282,8 @@ class WorkerState:
         if self.runs.get(run.key) is not run:
             raise InvalidTransition(f"{run!r} ended but is not current")
         del self.runs[run.key]
-        self._unreserve(run)
+        if run.reserving:
+            self._unreserve(run)
         if run.state is RunState.RUNNING:
             self.holding -= 1
             self._out.append(ReleaseSlot(run))
@@ -387,7 +388,8 @@ class WorkerState:
         """``run`` wants a slot again; granted now if one is free, else queued first in line."""
         if run.state is not RunState.SECEDED:
             raise InvalidTransition(f"cannot rejoin {run!r}")
-        self._unreserve(run)  # (the slot kept for it, if any: granted below)
+        if run.reserving:
+            self._unreserve(run)  # (the slot kept for it: granted below)
         run.state = RunState.REJOINING
         self._rejoining.append(run)
         if self.holding >= self.nthreads:
@@ -464,7 +466,8 @@ class WorkerState:
             ready.state = RunState.RUNNING
             self.holding += 1
             self._out.append(StartRun(ready))
-        return self._flush()
+        out, self._out = self._out, []  # (_flush, inlined: once per ledger event)
+        return out
 
     def _pop_ready(self) -> LocalRun | None:
         while self._ready:

@@ -110,15 +110,18 @@ class RunContext:
 
     # (one per run, built on the run's hot path: slots make it smaller and its
     # attributes cheaper)
-    __slots__ = ("client", "host", "is_async", "rejoin_event", "run", "session", "short",
-                 "view", "wait_failure", "wait_scope", "waiter", "worker_client_depth")
+    __slots__ = ("client", "depth", "host", "is_async", "rejoin_event", "run", "session",
+                 "short", "view", "wait_failure", "wait_scope", "waiter",
+                 "worker_client_depth")
 
     def __init__(self, host: HostWorker, session: FutureSession, run: LocalRun,
                  is_async: bool) -> None:
         self.host = host
         self.session = session
         self.run = run
-        self.view = TaskView(run.key, run.run_id, -run.priority[1], is_async)
+        #: the task's depth in the tree (threads only help deeper work)
+        self.depth = -run.priority[1]
+        self.view = TaskView(run.key, run.run_id, self.depth, is_async)
         self.is_async = is_async
         #: what a WaitFailed wakes while the task waits (a SyncWaiter or as_completed)
         self.waiter: Failable | None = None
@@ -138,11 +141,6 @@ class RunContext:
     @property
     def seceded(self) -> bool:
         return self.view.seceded
-
-    @property
-    def depth(self) -> int:
-        """The task's depth in the tree (threads only help deeper work)."""
-        return self.view.depth
 
     # ------------------------------------------------------------------ commands
 
