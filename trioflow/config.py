@@ -160,6 +160,13 @@ LOCAL_QUEUE_PER_SLOT = 1024
 #: at most. Measured: a 2 ms tick cost 3.4% of a fib worker's CPU (about 60 us a tick)
 KEPT_SLOT_TICK = 0.01
 
+#: most runs one task thread nests on its stack by helping (a waiting task runs the
+#: jobs of the keys it waits on, ``net/slots.py``); a deeper job goes to another
+#: thread. About ten frames a level: a chain of 120 seceded waits on one slot, each
+#: child run on its parent's thread, reached Python's recursion limit (1000) inside a
+#: ledger event
+MAX_HELPING_NESTING = 32
+
 #: ``wait_for_workers`` asks the scheduler again after this many seconds, then twice as
 #: long each time up to ``WAIT_FOR_WORKERS_LAST_POLL``: the workers of a cluster that is
 #: starting join within milliseconds, and a fixed 50 ms poll cost start-up 25 ms on average

@@ -6,7 +6,10 @@ clusters:
   starts on another thread before the parent can take it;
 * a run that secedes and then blocks on something that is not a wait on tasks (here a
   ``threading.Event`` that a queued task sets) holds up the runs queued behind it only
-  until the worker's clock fills the kept slot (``KEPT_SLOT_TICK``), not forever.
+  until the worker's clock fills the kept slot (``KEPT_SLOT_TICK``), not forever;
+* a chain of seceded waits far deeper than one thread's stack can nest (each child
+  would run on its parent's thread) still finishes: a thread nests at most
+  ``MAX_HELPING_NESTING`` runs, the rest go to other threads.
 
 ``cluster_client`` checks on exit that every ledger, its slot tokens and the scheduler
 agree. Gates are ``threading.Event``s shared with the in-process clusters; their waits
@@ -68,3 +71,30 @@ async def test_a_slot_kept_for_a_run_that_blocks_elsewhere_is_filled_by_the_cloc
             # start, and it is what the blocker waits for
             assert await client.submit(opens, "clock") == 1
             assert await blocker is True
+
+
+def chain(n: int) -> int:
+    if n == 0:
+        return 0
+    with trioflow.worker_client() as client:
+        return client.submit(chain, n - 1, pure=False).result() + 1
+
+
+def chain_seceding(n: int) -> int:
+    if n == 0:
+        return 0
+    child = trioflow.get_client().submit(chain_seceding, n - 1, pure=False)
+    trioflow.secede()
+    value = child.result()
+    trioflow.rejoin()
+    return value + 1
+
+
+async def test_a_chain_deeper_than_a_threads_stack_finishes():
+    # (found in review: 120 levels nested on one thread hit the recursion limit inside
+    # a ledger event, and the slot tokens lost step with the ledger)
+    async with cluster_client(1, 1) as (cluster, client):
+        with trio.fail_after(60):
+            assert await client.submit(chain, 200, pure=False) == 200
+            assert await client.submit(chain_seceding, 200, pure=False) == 200
+        assert cluster.workers[0].statistics()["peak_threads"] > 1

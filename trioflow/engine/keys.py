@@ -70,7 +70,8 @@ class SyncWaiter:
     finds nothing new (it rang before the look) only costs one more look.
     """
 
-    __slots__ = ("_bell", "awaits", "depth", "failure", "jobs", "owner", "pool", "remaining")
+    __slots__ = ("_bell", "awaits", "depth", "failure", "jobs", "nesting", "owner", "pool",
+                 "remaining")
 
     def __init__(self, remaining: int, depth: int = 0,
                  awaits: frozenset[str] = frozenset(), owner: Any = None) -> None:
@@ -85,6 +86,8 @@ class SyncWaiter:
         self.pool: HelpingPool | None = None  # the thread pool this waiter helps, once registered
         self.failure: BaseException | None = None
         self.jobs: deque[Callable[[], None]] = deque()
+        #: helping waits its thread is inside, this one included (set by the pool)
+        self.nesting = 0
         self._bell = threading.Lock()
         self._bell.acquire()
 

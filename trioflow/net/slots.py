@@ -23,6 +23,8 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
+from .. import config
+
 logger = logging.getLogger(__name__)
 
 
@@ -55,6 +57,8 @@ class SlotThreads:
         self.helped = 0  # jobs run inline by waiting threads
         self.overflow = 0  # threads started beyond max_threads to avoid a deadlock
         self._closing = False
+        #: how many helping waits each thread is inside (``wait_helping``)
+        self._nesting = threading.local()
 
     @property
     def idle(self) -> int:
@@ -81,7 +85,8 @@ class SlotThreads:
             if key:
                 for i in range(len(self._helpers) - 1, -1, -1):
                     helper = self._helpers[i]
-                    if key in helper.awaits and helper.depth < depth:
+                    if (key in helper.awaits and helper.depth < depth
+                            and helper.nesting < config.MAX_HELPING_NESTING):
                         del self._helpers[i]
                         self.helped += 1
                         helper.give_job(job)
@@ -93,7 +98,7 @@ class SlotThreads:
             if self.threads >= self.max_threads:
                 for i in range(len(self._helpers) - 1, -1, -1):
                     helper = self._helpers[i]
-                    if helper.depth < depth:
+                    if helper.depth < depth and helper.nesting < config.MAX_HELPING_NESTING:
                         del self._helpers[i]
                         self.helped += 1
                         helper.give_job(job)
@@ -128,16 +133,25 @@ class SlotThreads:
         """Wait on ``waiter`` from a parked task thread, running deeper jobs meanwhile;
         ``helping()`` is called once it may be handed jobs, before it sleeps.
 
+        A thread nested ``config.MAX_HELPING_NESTING`` waits deep is handed no more
+        jobs (its stack is bounded; they go to other threads).
+
         Returns what ``waiter.wait`` returned (False: timed out).
         """
+        nesting = self._nesting
+        outer = getattr(nesting, "level", 0)
+        nesting.level = waiter.nesting = outer + 1
         self.add_helper(waiter)
         try:
             if helping is not None:
                 helping()
             return waiter.wait(timeout)
         finally:
-            for job in self.remove_helper(waiter):
-                job()
+            try:
+                for job in self.remove_helper(waiter):
+                    job()
+            finally:
+                nesting.level = outer
 
     def close(self) -> None:
         """Let idle threads exit; busy ones exit when their job returns."""

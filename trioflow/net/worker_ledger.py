@@ -61,6 +61,8 @@ class SlotTokens:
         """Raises ``SlotAccountingError`` if no token is free or ``borrower`` holds one."""
         try:
             self.limiter.acquire_on_behalf_of_nowait(borrower)
+        except RecursionError:
+            raise  # (a RuntimeError, but not the limiter's: no accounting error)
         except (trio.WouldBlock, RuntimeError):
             raise SlotAccountingError(
                 f"the ledger granted a slot to {borrower!r} but the limiter has none for it "
@@ -70,6 +72,8 @@ class SlotTokens:
         """Raises ``SlotAccountingError`` if ``borrower`` holds no token."""
         try:
             self.limiter.release_on_behalf_of(borrower)
+        except RecursionError:
+            raise
         except RuntimeError:
             raise SlotAccountingError(f"{borrower!r} released a slot it does not hold") from None
 
@@ -159,6 +163,11 @@ class LockedLedger:
             state = self.state
             if state.runs.get(run.key) is not run:
                 return None, False, False
+            if reserve_for is not None and not (
+                    state.runs.get(reserve_for.key) is reserve_for
+                    and reserve_for.state is wcore.RunState.SECEDED
+                    and not reserve_for.reserving):
+                reserve_for = None  # (nothing would be kept: hand the slot on as usual)
             if may_take is not None and reserve_for is None:
                 nxt, commands = state.hand_over(run, report, may_take)
                 if nxt is not None:

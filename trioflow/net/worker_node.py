@@ -31,6 +31,7 @@ connection; threads still running sync tasks are daemons and die with the proces
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import ssl
@@ -316,13 +317,36 @@ class WorkerNode:
 
     def _execute(self, commands: list[Any]) -> None:
         """Carry out ledger commands (``LockedLedger`` calls this under its lock, on the
-        thread of the event)."""
+        thread of the event).
+
+        A command that raises leaves the ledger and the slot tokens out of step for
+        good (the event has changed the ledger already): the worker must stop. On the
+        loop the exception does that itself; on a task thread, where it would only
+        end the thread's job, it is handed to the loop and raised there."""
+        on_loop = threading.get_ident() == self._loop_thread
         if not self.ledger.state.runs:  # (the state's own dict: this runs per event)
-            if threading.get_ident() == self._loop_thread:
+            if on_loop:
                 self._set_idle()
             else:
                 self._on_loop(self._set_idle)
-        wcore.execute(commands, self)
+        try:
+            wcore.execute(commands, self)
+        except BaseException as exc:
+            if not on_loop:
+                self._on_loop(self._broken, exc)
+            raise
+
+    def _broken(self, exc: BaseException) -> None:
+        """A ledger event's commands failed on a task thread (see ``_execute``): stop
+        the worker with that error (its runs are requeued elsewhere by the scheduler,
+        a nanny starts a new worker)."""
+        if self._stopped or self._nursery is None:
+            return
+        logger.critical("worker %s: a ledger event failed on a task thread; stopping",
+                        self.name, exc_info=exc)
+        self._stopped = True  # (nothing starts any more; later failures are its echoes)
+        with contextlib.suppress(RuntimeError):  # (the nursery is closing already)
+            self._nursery.start_soon(_raise, exc)
 
     def _set_idle(self) -> None:
         if not self.ledger.runs and not self._idle.is_set():
@@ -499,3 +523,9 @@ class WorkerNode:
             "overflow_threads": self.threads.overflow,
             "data": len(self.data),
         }
+
+
+async def _raise(exc: BaseException) -> None:
+    """Raise ``exc`` in a task of the worker's nursery, which then stops (``_broken``)."""
+    raise exc
+

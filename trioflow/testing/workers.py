@@ -117,12 +117,17 @@ class SimWorker:
         self.execute(self.ledger.lapse(everything=True))
 
     def _woken(self, key: str) -> wcore.LocalRun | None:
-        """``RunExecutor._woken``: the sync run here whose wait ``key``'s end completes."""
+        """``RunExecutor._woken`` and ``LockedLedger.end_on_thread``'s check: the sync
+        run here whose wait ``key``'s end completes, if a slot would be kept for it
+        (current, seceded, keeping none yet)."""
         for sim_run in self.runs.values():
+            local = sim_run.local
             if (not sim_run.program.is_async and sim_run.view.waiting
                     and sim_run.wait_failure is None
-                    and self.session.pending(sim_run.futures) == [key]):
-                return sim_run.local
+                    and self.session.pending(sim_run.futures) == [key]
+                    and self.ledger.runs.get(local.key) is local
+                    and local.state is wcore.RunState.SECEDED and not local.reserving):
+                return local
         return None
 
     def rejoin(self, run: wcore.LocalRun) -> None:
