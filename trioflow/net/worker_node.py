@@ -145,6 +145,8 @@ class WorkerNode:
         self._token: trio.lowlevel.TrioToken | None = None
         self._loop_thread = 0
         self._idle = trio.Event()
+        #: tasks in ``wait_idle`` now: only for them does a run's end wake the loop
+        self._idle_waiters = 0
 
     def __repr__(self) -> str:
         return f"<WorkerNode {self.name!r} {self.ledger.counts()}>"
@@ -289,13 +291,22 @@ class WorkerNode:
 
     async def wait_idle(self) -> None:
         """Return once this worker has no runs at all (for tests and draining)."""
-        while self.ledger.runs:
-            await self._idle.wait()
+        # (counted before the runs are read: a thread ending the last run reads the
+        # count after emptying them, so one of the two sees the other)
+        self._idle_waiters += 1
+        try:
+            while self.ledger.runs:
+                await self._idle.wait()
+        finally:
+            self._idle_waiters -= 1
 
     def _execute(self, commands: list[Any]) -> None:
         """Carry out ledger commands (``LockedLedger`` calls this under its lock, on the
         thread of the event)."""
-        if not self.ledger.state.runs:  # (the state's own dict: this runs per event)
+        # (the state's own dict: this runs per event; and a task thread wakes the loop
+        # for it only when someone waits: a worker going idle after each task would
+        # otherwise pay a loop wake-up per task, after its result)
+        if self._idle_waiters and not self.ledger.state.runs:
             if threading.get_ident() == self._loop_thread:
                 self._set_idle()
             else:
