@@ -5,7 +5,9 @@ is used from that loop *and* from other threads (sync ``Client`` calls, task thr
 
 * Sending is thread-safe and never blocks: messages go to an ordered queue under a lock
   and are flushed to the connection on the loop (``TrioToken.run_sync_soon``), so a
-  ``submit`` from a thread costs a pickle and a lock, not a round trip to the loop.
+  ``submit`` from a thread costs a pickle and a lock, not a round trip to the loop. When
+  nothing is queued a thread writes its messages to the connection itself, under the
+  same lock (``_thread_send``): the loop is not woken at all.
 * Key states change only on the loop, under the same lock; a waiting thread registers
   a ``SyncWaiter`` under the lock and sleeps on it, Trio tasks await a ``trio.Event``.
 * Values are unpickled in the thread that asks for them, never on the loop.
@@ -81,9 +83,16 @@ class Session:
         self.closed: str | None = None
         self.trio_token = trio.lowlevel.current_trio_token()
         self.loop_thread = threading.get_ident()
+        #: the connection's write from another thread, if it has one (a WebSocket
+        #: connection: ``PeerConnection.send_from_thread``; not an in-process link)
+        self._send_from_thread: Callable[[list[Any]], bool] | None = getattr(
+            conn, "send_from_thread", None)
         self._queue: list[Any] = []
         self._flush_scheduled = False
         self._flushing = False  # _flush is running (on the loop)
+        #: _flush holds messages taken from the queue, not yet handed to the connection
+        #: (set under the lock): a thread must not write past them (``_thread_send``)
+        self._holding = False
         self._release_scheduled = False  # a flush of the table's releases is scheduled
         #: the task that flushes releases, while it is parked (``_run_releases``)
         self._release_task: trio.lowlevel.Task | None = None
@@ -172,6 +181,8 @@ class Session:
             direct = (on_loop and len(messages) == 1 and not self._queue
                       and not self._flushing and type(messages[0]) is not _Call)
             if not direct:
+                if not on_loop and self._thread_send(messages):
+                    return
                 self._queue.extend(messages)
                 if self._flush_scheduled:
                     return
@@ -211,6 +222,8 @@ class Session:
                 direct = True
             else:
                 direct = False
+                if not on_loop and self._thread_send((message,)):
+                    return
                 self._queue.append(message)
                 if not self._flush_scheduled:
                     self._flush_scheduled = True
@@ -218,6 +231,46 @@ class Session:
                         self.trio_token.run_sync_soon(self._flush)
         if direct:
             self.conn.send(message)
+
+    def _thread_send(self, messages: tuple[Any, ...]) -> bool:
+        """On a thread other than the loop's, under the lock: write ``messages`` to the
+        connection at once when nothing posted before them is still queued or being
+        flushed (``PeerConnection.send_from_thread``); True if they went.
+
+        A blocking client's submit then reaches the scheduler without waking its loop,
+        and a task thread's result without waking the worker's. The releases of futures
+        that died on a thread, waiting for the flush their ``decref`` scheduled, go in
+        the same frame, first (as that flush would have sent them): a blocking client's
+        last future dies just before its next submit. The flush then finds nothing to do.
+        """
+        send = self._send_from_thread
+        if send is None or self._holding:  # (a flush waiting for the lock holds nothing)
+            return False
+        queue = self._queue
+        release_call = False
+        if queue:
+            if len(queue) > 1 or not _is_release_call(queue[0], self):
+                return False
+            release_call = True
+        for message in messages:
+            if type(message) is _Call:
+                return False
+        batch = list(messages)
+        release = None
+        if release_call:
+            release = self.table.take_releases()
+            self._release_scheduled = False
+            if release is not None:
+                for key in release.keys:
+                    self.scatterer.released(key)
+                batch.insert(0, release)
+        if send(batch):
+            if release_call:
+                queue.clear()
+            return True
+        if release_call:  # (what that flush would have sent, in its place)
+            queue[:] = [release] if release is not None else []
+        return False
 
     def call_in_order(self, fn: Callable[..., None], *args: Any) -> None:
         """Run ``fn(*args)`` on the loop after everything posted before (any thread).
@@ -252,6 +305,7 @@ class Session:
                     if not batch:
                         self._flush_scheduled = False
                         return
+                    self._holding = True
                 for item in batch:
                     if type(item) is _Call:
                         if run:
@@ -271,6 +325,7 @@ class Session:
         finally:
             if run:  # (before any flush scheduled meanwhile: it runs after this one)
                 send_many(run)
+            self._holding = False
             self._flushing = False
 
     # ------------------------------------------------------------------ futures
@@ -633,6 +688,11 @@ _ANSWERS = frozenset({p.PrimitiveReply, p.StatusReply, p.WhyReply, p.RunsReply,
 
 #: batches one ``Session._flush`` sends before it yields to the rest of the loop
 _FLUSH_ROUNDS = 8
+
+
+def _is_release_call(item: Any, session: Session) -> bool:
+    """Whether a queued item is the flush of ``session``'s releases (``_decref``)."""
+    return type(item) is _Call and item.fn == session._flush_releases and not item.args
 
 
 def _running_now(task: trio.lowlevel.Task) -> bool:

@@ -5,6 +5,8 @@ everything queued since its last send as **one** frame. Under load frames grow, 
 per-message cost of WebSocket framing, syscalls and wake-ups falls; when idle a message
 goes out at once. There are no timers. ``send_many()`` hands over a batch: with the
 writer idle and nothing else runnable, the caller writes it as one frame itself.
+``send_from_thread()`` does the same from another thread (a blocking client's caller, a
+task thread), so that a message posted there costs the loop no wake-up.
 
 Cancellation: cancelling ``run_writer`` drops whatever is still queued. ``aclose``
 flushes first, then closes the WebSocket with a close code.
@@ -69,15 +71,24 @@ class PeerConnection:
         self._unread: list[Any] = []
         self._wakeup = trio.Event()
         self.closed = False
-        self.frames_sent = 0
-        #: frames ``send_many`` wrote itself (in ``frames_sent`` too)
-        self.direct_frames = 0
+        #: frames and messages the writer and ``send_many`` sent (on the loop), frames
+        #: ``send_many`` wrote itself, and frames ``send_from_thread`` wrote (all of
+        #: them counted in the ``frames_sent``, ``messages_sent`` and ``direct_frames``
+        #: totals; one counter per writing side, so that no increment is lost)
+        self._loop_frames = 0
+        self._loop_messages = 0
+        self._loop_direct = 0
+        self.thread_frames = 0
+        self._thread_messages = 0
+        #: for ``send_from_thread``: the loop's clock (readable from any thread) and
+        #: its token (to wake the writer from there)
+        self._clock = trio.lowlevel.current_clock()
+        self._token = trio.lowlevel.current_trio_token()
         #: the writer waits for messages with nothing queued or being sent
         self._parked = False
         #: lingers so far, and how many of them the LINGER_MAX deadline ended
         self.lingers = 0
         self.lingers_timed_out = 0
-        self.messages_sent = 0
         #: optional hook: True while more messages are about to be queued (a worker
         #: with short tasks running); the writer then waits for them, briefly
         self.linger: Callable[[], bool] | None = None
@@ -104,6 +115,19 @@ class PeerConnection:
 
     def __repr__(self) -> str:
         return f"<PeerConnection {self.name} queued={len(self._outbox)} closed={self.closed}>"
+
+    @property
+    def frames_sent(self) -> int:
+        return self._loop_frames + self.thread_frames
+
+    @property
+    def messages_sent(self) -> int:
+        return self._loop_messages + self._thread_messages
+
+    @property
+    def direct_frames(self) -> int:
+        """Frames written by the task or thread that produced them, with no writer turn."""
+        return self._loop_direct + self.thread_frames
 
     def send(self, message: Any) -> None:
         """Queue ``message``; the writer sends it with whatever else is queued."""
@@ -135,24 +159,74 @@ class PeerConnection:
         run on this loop, nothing could join them in the writer's scheduling round, so
         they leave at once as one frame written from this task: no writer wake-up, and
         no loop turn before the send. Otherwise (a runnable task, a frame queued or
-        being sent, a ``linger`` or ``fold`` hook, a kernel that takes nothing now) they
-        go the way of ``send``. Never blocks; cancellation does not apply (no await).
+        being sent, a ``linger`` hook waiting for more, a kernel that takes nothing now)
+        they go the way of ``send``. A ``linger`` hook that says nothing more is coming does
+        not hold them (a worker's one result), and ``fold`` folds them among themselves.
+        Never blocks; cancellation does not apply (no await).
         """
-        if (self._parked and not self._outbox and self.linger is None
-                and self.fold is None and not self.closed
+        if (self._parked and not self._outbox and not self.closed
                 and len(messages) <= MAX_BATCH_MESSAGES
+                and (self.linger is None or not self.linger())
                 and trio.lowlevel.current_statistics().tasks_runnable == 0):
+            if self.fold is not None and len(messages) > 1:
+                messages = self._folded(messages)
             frame = encode_frame(messages, self.version)
             if len(frame) <= self.max_message_size and self.ws.send_message_nowait(frame):
-                self.frames_sent += 1
-                self.messages_sent += len(messages)
-                self.direct_frames += 1
+                self._loop_frames += 1
+                self._loop_messages += len(messages)
+                self._loop_direct += 1
                 self.last_sent = trio.current_time()
                 if self.ws.unsent:  # the writer writes the rest
                     self._wakeup.set()
                 return
         for message in messages:
             self.send(message)
+
+    def send_from_thread(self, messages: list[Any]) -> bool:
+        """Write ``messages`` as one frame now, from a thread other than the loop's,
+        if nothing sent before them is still held here (the writer is parked with
+        nothing queued) and ``linger`` does not want to wait for more; True if they
+        went, False if nothing was written (the caller hands them to the loop then).
+
+        This spares the loop a wake-up and a turn per message posted from a thread (a
+        blocking client's submit, a task thread's result). The caller orders it with
+        everything else it sends (``Session`` calls it under its lock, with nothing of
+        its own queued); the WebSocket keeps the frame apart from the loop's. A tail
+        the kernel does not take now is written by the writer, woken for it.
+        """
+        if (not self._parked or self._outbox or self.closed
+                or len(messages) > MAX_BATCH_MESSAGES
+                or (self.linger is not None and self.linger())):
+            return False
+        if self.fold is not None and len(messages) > 1:
+            messages = self._folded(messages)
+        frame = encode_frame(messages, self.version)
+        if len(frame) > self.max_message_size or not self.ws.send_message_nowait(frame):
+            return False
+        self.thread_frames += 1
+        self._thread_messages += len(messages)
+        self.last_sent = self._clock.current_time()
+        if self.ws.unsent:  # (the writer writes the rest)
+            with contextlib.suppress(trio.RunFinishedError):
+                self._token.run_sync_soon(self._wake_writer)
+        return True
+
+    def _wake_writer(self) -> None:
+        self._wakeup.set()
+
+    def _folded(self, messages: list[Any]) -> list[Any]:
+        """``messages`` with each one ``fold`` merges into the one before it merged
+        (what ``send`` does to a message queued behind another)."""
+        fold = self.fold
+        assert fold is not None
+        out = [messages[0]]
+        for message in messages[1:]:
+            merged = fold(out[-1], message)
+            if merged is None:
+                out.append(message)
+            else:
+                out[-1] = merged
+        return out
 
     async def receive(self) -> list[Any]:
         """The next frame's messages, and those of the frames read with it (one batch:
@@ -264,8 +338,8 @@ class PeerConnection:
                     for frame in self._encode(batch):
                         await self.ws.send_message(frame)
                     self._sending_since = None
-                    self.frames_sent += 1
-                    self.messages_sent += len(batch)
+                    self._loop_frames += 1
+                    self._loop_messages += len(batch)
                     self.last_sent = trio.current_time()
             # only the heartbeat task cancels this scope: the peer took too long
             logger.warning("%s: not reading for %ss; dropping it", self.name, self.send_timeout)
