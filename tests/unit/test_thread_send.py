@@ -8,7 +8,8 @@ loop a wake-up and a turn before they left).
 * frames written from a thread and from the loop at the same time arrive whole, and
   each side's in its own order, also when the kernel takes them only in part;
 * a session's thread writes only when nothing posted before is still queued or held by
-  a flush; the releases waiting for a flush go first in the thread's frame.
+  a flush, and once until the loop has had a turn (a burst leaves in the loop's frame);
+  the releases waiting for a flush go first in the thread's frame.
 """
 
 from __future__ import annotations
@@ -168,6 +169,23 @@ async def test_a_sessions_thread_writes_its_post_with_the_releases_waiting_for_a
         await trio.to_thread.run_sync(post)
         await trio.testing.wait_all_tasks_blocked()
         assert conn.batches[1:] == [("loop", ["a"])]
+
+
+async def test_a_burst_of_posts_from_a_thread_leaves_in_the_loops_frame():
+    with trio.fail_after(10):
+        conn = ThreadRecording()
+        session = Session(conn, "c1")  # type: ignore[arg-type]
+
+        def burst() -> None:  # (a map: one submit after another)
+            for key in "abcd":
+                session.post(p.FreeKeys([key]))
+
+        on_a_thread(burst)  # (the loop has no turn meanwhile)
+        await trio.testing.wait_all_tasks_blocked()
+        # the first at once; the rest wait for the loop, which sends them together
+        assert conn.batches == [("thread", ["a"]), ("loop", ["b", "c", "d"])]
+        await trio.to_thread.run_sync(session.post, p.FreeKeys(["e"]))  # (the loop ran)
+        assert conn.batches[2:] == [("thread", ["e"])]
 
 
 async def test_a_thread_does_not_write_past_what_a_flush_holds():

@@ -93,6 +93,10 @@ class Session:
         #: _flush holds messages taken from the queue, not yet handed to the connection
         #: (set under the lock): a thread must not write past them (``_thread_send``)
         self._holding = False
+        #: a thread wrote a post itself since the loop last flushed or handled a message:
+        #: the next posts queue, so a burst (``map``, a loop of submits) still leaves in
+        #: the loop's large frames, not one frame per task
+        self._thread_wrote = False
         self._release_scheduled = False  # a flush of the table's releases is scheduled
         #: the task that flushes releases, while it is parked (``_run_releases``)
         self._release_task: trio.lowlevel.Task | None = None
@@ -181,7 +185,8 @@ class Session:
             direct = (on_loop and len(messages) == 1 and not self._queue
                       and not self._flushing and type(messages[0]) is not _Call)
             if not direct:
-                if not on_loop and self._thread_send(messages):
+                if not on_loop and not self._thread_wrote and self._thread_send(messages):
+                    self._thread_wrote = True
                     return
                 self._queue.extend(messages)
                 if self._flush_scheduled:
@@ -302,6 +307,7 @@ class Session:
             for _ in range(_FLUSH_ROUNDS):
                 with self.lock:
                     batch, self._queue = self._queue, []
+                    self._thread_wrote = False
                     if not batch:
                         self._flush_scheduled = False
                         return
@@ -512,6 +518,7 @@ class Session:
 
     def handle(self, msg: Any) -> None:
         """Apply a scheduler message meant for clients (on the loop)."""
+        self._thread_wrote = False  # (the loop has had a turn: a thread may write again)
         t = type(msg)
         if t is p.KeyFinished:
             with self.lock:
