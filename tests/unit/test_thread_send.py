@@ -1,5 +1,5 @@
 """Messages written to the connection by the thread that posted them
-(``PeerConnection.send_from_thread``, ``Session._thread_send``), over real loopback
+(``PeerConnection.send_from_thread``, ``Outbox._thread_send``), over real loopback
 sockets (issue 12: a blocking client's submit and a task thread's result each cost the
 loop a wake-up and a turn before they left).
 
@@ -152,19 +152,20 @@ async def test_a_sessions_thread_writes_its_post_with_the_releases_waiting_for_a
     with trio.fail_after(10):
         conn = ThreadRecording()
         session = Session(conn, "c1")  # type: ignore[arg-type]
+        outbox = session.outbox
         with session.lock:  # (what a future's last decref on a thread leaves queued)
-            session.table.releasing["k1"] = object()
-        session._release_scheduled = True
-        session._queue.append(_call_of(session))
-        session._flush_scheduled = True  # (the flush itself is run below)
+            session.table.releasing["k1"] = object()  # type: ignore[assignment]
+            outbox._release_scheduled = True
+            outbox._queue.append(outbox._release_call)
+            outbox._flush_scheduled = True  # (the flush itself is run below)
 
         def post() -> None:
             session.post(p.FreeKeys(["a"]))
 
         await trio.to_thread.run_sync(post)
         assert conn.batches == [("thread", ["release k1", "a"])]
-        session._flush()  # the flush that decref scheduled: nothing left for it
-        assert not session._queue and not session._flush_scheduled
+        outbox._flush()  # the flush that decref scheduled: nothing left for it
+        assert not outbox._queue and not outbox._flush_scheduled
         conn.accept = False  # (the writer is busy): the loop sends it, in order
         await trio.to_thread.run_sync(post)
         await trio.testing.wait_all_tasks_blocked()
@@ -209,9 +210,3 @@ async def test_a_thread_does_not_write_past_what_a_flush_holds():
         await trio.to_thread.run_sync(from_a_thread)
         await trio.testing.wait_all_tasks_blocked()
         assert conn.batches == [("loop", ["a", "b"]), ("loop", ["c"])]
-
-
-def _call_of(session: Session) -> Any:
-    from trioflow.engine.session import _Call
-
-    return _Call(session._flush_releases, ())
