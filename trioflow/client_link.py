@@ -20,7 +20,8 @@ from .dashboard.server import link
 from .engine.session import Session
 from .net import handshake
 from .net.bulk import BulkPool
-from .net.connection import AnyConnection, open_connection
+from .net.connection import open_connection
+from .net.local_link import AnyConnection
 from .net.scheduler_server import SchedulerServer
 
 logger = logging.getLogger(__name__)
