@@ -29,21 +29,19 @@ from functools import partial
 from typing import Any, Literal, TypeVar, overload
 
 import trio
-from trio_websocket import ConnectionClosed
 
 from .asyncio_client import AsyncioSupport
 from .client_api import ClientAPI, worker_count
+from .client_link import open_session
+from .client_runs import AsyncRunHistory, SyncRunHistory
 from .cluster import LocalCluster, open_local_cluster
 from .cluster_queries import AsyncClusterQueries, SyncClusterQueries
 from .config import (
     CLIENT_CALL_TIMEOUT,
-    PEER_TIMEOUT,
     STARTUP_TIMEOUT,
     WAIT_FOR_WORKERS_FIRST_POLL,
     WAIT_FOR_WORKERS_LAST_POLL,
 )
-from .dashboard.server import link
-from .dashboard.trace import collect_runs, task_stream, write_report
 from .dask_integration import DaskCollections, DaskScheduler, watch_for_dask
 from .datasets import AsyncDatasets, SyncDatasets
 from .engine.asyncio_waits import running_asyncio
@@ -56,9 +54,6 @@ from .engine.session import Session
 from .local_cluster import LocalCluster as BackgroundCluster
 from .local_cluster import dask_shape, drop_dask_only
 from .metadata import AsyncMetadata, SyncMetadata
-from .net import handshake
-from .net.bulk import BulkPool
-from .net.connection import AnyConnection, open_connection
 from .net.scheduler_file import read_scheduler_file
 from .net.scheduler_server import SchedulerServer
 from .plugins import AsyncPlugins, SyncPlugins
@@ -68,14 +63,8 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
-def _no_plot(plot: bool) -> None:
-    if plot:
-        raise ValueError("get_task_stream(plot=True): trioflow draws no bokeh figures; the "
-                         "dashboard's task stream and performance_report show the runs")
-
-
-class AsyncClient(ClientAPI, DaskCollections, AsyncClusterQueries, AsyncDatasets,
-                  AsyncPlugins, AsyncMetadata, AsyncioSupport):
+class AsyncClient(ClientAPI, DaskCollections, AsyncClusterQueries, AsyncRunHistory,
+                  AsyncDatasets, AsyncPlugins, AsyncMetadata, AsyncioSupport):
     """A trio-native client: ``async with AsyncClient(address) as client: ...``.
 
     Args:
@@ -133,29 +122,9 @@ class AsyncClient(ClientAPI, DaskCollections, AsyncClusterQueries, AsyncDatasets
         stack = contextlib.AsyncExitStack()
         await stack.__aenter__()
         try:
-            conn: AnyConnection
-            if self._scheduler is not None:
-                conn = await stack.enter_async_context(self._scheduler.open_local_peer(self.name))
-            else:
-                conn = await stack.enter_async_context(open_connection(
-                    self.address, name=f"scheduler ({self.address})",
-                    ssl_context=self.ssl_context))
-            conn.send(handshake.hello("client", self.name, self.token))
-            await conn.flush()
-            welcome = await handshake.expect_welcome(conn)
-            self._session = Session(conn, welcome.peer_id, scheduler_id=welcome.scheduler_id)
-            self._session.address = self.address
-            self._session.dashboard_link = link(welcome.dashboard, self.token)
-            self._session.scheduler_versions = welcome.versions
-            pool = BulkPool(token=self.token, ssl_context=self.ssl_context)
-            stack.push_async_callback(pool.aclose)
-            nursery = await stack.enter_async_context(trio.open_nursery())
-            self._session.start(nursery, pool, welcome.inline_limit)
-            nursery.start_soon(conn.run_writer)
-            nursery.start_soon(conn.run_heartbeats)
-            nursery.start_soon(self._read, conn)
-            stack.callback(nursery.cancel_scope.cancel)
-            stack.callback(self._session.close, "the client closed")
+            self._session = await open_session(stack, self.address, name=self.name,
+                                               token=self.token, ssl_context=self.ssl_context,
+                                               scheduler=self._scheduler)
         except BaseException:
             await stack.__aexit__(None, None, None)
             raise
@@ -182,37 +151,6 @@ class AsyncClient(ClientAPI, DaskCollections, AsyncClusterQueries, AsyncDatasets
             with trio.CancelScope(shield=True):
                 await self._session.conn.flush()
             await stack.aclose()
-
-    async def _read(self, conn: AnyConnection) -> None:
-        reason = "the scheduler closed the connection"
-        try:
-            # the scheduler heartbeats every second: PEER_TIMEOUT of silence means it is
-            # gone. One deadline per PEER_TIMEOUT, not a cancel scope per frame (a scope
-            # costs more than reading a small frame): when the scope's deadline passes,
-            # the silence is measured from the last frame, and the scope is renewed if
-            # the scheduler spoke since. A receive cancelled so loses nothing.
-            heard = trio.current_time()
-            while True:
-                with trio.move_on_at(heard + PEER_TIMEOUT):
-                    while True:
-                        messages = await conn.receive()
-                        heard = trio.current_time()
-                        for msg in messages:
-                            self._session.handle(msg)
-                if trio.current_time() >= heard + PEER_TIMEOUT:
-                    raise trio.TooSlowError
-        except ConnectionClosed as exc:
-            why = exc.reason
-            reason = ("connection closed" if why is None else
-                      f"connection closed ({why.code} {why.reason or ''})".strip())
-        except trio.TooSlowError:
-            reason = f"the scheduler has been silent for {PEER_TIMEOUT}s"
-            logger.warning("client: %s; giving up on it", reason)
-        except Exception as exc:
-            reason = f"connection failed: {exc}"
-            logger.warning("client connection failed: %s", exc)
-        finally:
-            self._session.close(reason)
 
     @overload
     async def gather(self, futures: Future[T], errors: str = "raise",
@@ -297,38 +235,14 @@ class AsyncClient(ClientAPI, DaskCollections, AsyncClusterQueries, AsyncDatasets
         reply = await self._session.status()
         return {"workers": reply.workers, "tasks": reply.tasks}
 
-    async def get_task_stream(self, start: float | None = None, stop: float | None = None,
-                              count: int | None = None,
-                              plot: bool = False) -> list[dict[str, Any]]:
-        """See the blocking client's ``get_task_stream``."""
-        _no_plot(plot)
-        session = self._session
-        runs: list[dict[str, Any]] = await self._on_trio(
-            lambda: task_stream(session.runs, start, stop, count))
-        return runs
-
-    @contextlib.asynccontextmanager
-    async def performance_report(self, path: str | os.PathLike[str]) -> AsyncIterator[None]:
-        """``async with client.performance_report("run.json"):`` writes every run that
-        finished on the cluster during the block as a Chrome trace (Perfetto opens it);
-        a path ending in ``.html`` gets an HTML summary, with the trace beside it.
-
-        Cancellation: a cancelled or failing block writes nothing.
-        """
-        session = self._session
-        start = (await self._on_trio(lambda: session.runs(0, 0))).total
-        yield
-        runs, missed = await self._on_trio(lambda: collect_runs(session.runs, start))
-        write_report(path, runs, missed=missed)
-
     async def why(self, future: Future | str) -> str:
         """Why ``future`` (or the task with that key) has not finished: the chain of
         reasons the scheduler sees, one per line (see docs/failures.md)."""
         return await self._session.why(key_of(future))
 
 
-class Client(ClientAPI, DaskScheduler, SyncClusterQueries, SyncDatasets, SyncPlugins,
-             SyncMetadata):
+class Client(ClientAPI, DaskScheduler, SyncClusterQueries, SyncRunHistory, SyncDatasets,
+             SyncPlugins, SyncMetadata):
     """A blocking client, for plain (non-async) programs and sync tasks.
 
     ``Client()`` starts a local cluster (subprocess workers) in a background thread;
@@ -461,34 +375,6 @@ class Client(ClientAPI, DaskScheduler, SyncClusterQueries, SyncDatasets, SyncPlu
         """A snapshot of the cluster: workers with their slots, tasks by state."""
         reply = self._on_loop(self._session.status, timeout)
         return {"workers": reply.workers, "tasks": reply.tasks}
-
-    @contextlib.contextmanager
-    def performance_report(self, path: str | os.PathLike[str],
-                           timeout: float = CLIENT_CALL_TIMEOUT) -> Iterator[None]:
-        """``with client.performance_report("run.html"):`` — see
-        ``AsyncClient.performance_report``."""
-        session = self._session
-        start = self._on_loop(lambda: session.runs(0, 0), timeout).total
-        yield
-        runs, missed = self._on_loop(lambda: collect_runs(session.runs, start), timeout)
-        write_report(path, runs, missed=missed)
-
-    def get_task_stream(self, start: float | None = None, stop: float | None = None,
-                        count: int | None = None, plot: bool = False) -> list[dict[str, Any]]:
-        """The runs the scheduler keeps (``config.RUN_LOG_LENGTH``), as dask's task
-        stream records, oldest first: the last ``count``, started within [``start``,
-        ``stop``) (seconds since the epoch), when given. For a block of code, ``with
-        trioflow.get_task_stream() as ts:``.
-
-        Raises:
-            ValueError: ``plot=True`` (trioflow draws no bokeh figures: the dashboard's
-                task stream and ``performance_report`` show the runs).
-        """
-        _no_plot(plot)
-        session = self._session
-        runs: list[dict[str, Any]] = self._on_loop(
-            lambda: task_stream(session.runs, start, stop, count), CLIENT_CALL_TIMEOUT)
-        return runs
 
     def why(self, future: Future | str, timeout: float = CLIENT_CALL_TIMEOUT) -> str:
         """Why ``future`` (or the task with that key) has not finished: the chain of

@@ -10,7 +10,7 @@ import pytest
 import trio
 
 import trioflow
-import trioflow.client
+import trioflow.client_link
 from trioflow import protocol as p
 
 from .fake_scheduler import FakeScheduler
@@ -45,7 +45,7 @@ class TalkingScheduler(FakeScheduler):
 
 @pytest.fixture
 def short_timeout(monkeypatch):
-    monkeypatch.setattr(trioflow.client, "PEER_TIMEOUT", TIMEOUT)
+    monkeypatch.setattr(trioflow.client_link, "PEER_TIMEOUT", TIMEOUT)
 
 
 async def test_a_talking_scheduler_is_kept_past_several_deadlines_then_a_silent_one_dropped(

@@ -4,7 +4,7 @@ import pytest
 import trio
 
 import trioflow
-from trioflow.engine import session as engine_session
+from trioflow.engine import outbox as engine_outbox
 
 from .conftest import cluster_client
 from .tasks import fib_no_secede
@@ -232,6 +232,6 @@ async def test_a_run_end_never_overtakes_the_slot_passed_to_it(monkeypatch):
     # that was passed its slot by another thread ends through the session queue, behind
     # that thread's commands; a run_sync_soon of its own ran first and released a token
     # the run did not hold yet (RuntimeError on the worker's loop)
-    monkeypatch.setattr(engine_session, "_FLUSH_ROUNDS", 1)
+    monkeypatch.setattr(engine_outbox, "_FLUSH_ROUNDS", 1)
     async with cluster_client(2, 1) as (_, client):
         assert await client.submit(STYLES["worker_client"], 12) == 144

@@ -34,6 +34,8 @@ LAYERS = {
     "trioflow.nanny": 5,
     "trioflow.client": 6,
     "trioflow.client_api": 6,
+    "trioflow.client_link": 6,
+    "trioflow.client_runs": 6,
     "trioflow.task_options": 6,
     "trioflow.dask_integration": 6,
     "trioflow.cluster_queries": 6,

@@ -6,7 +6,7 @@ import trio.testing
 from trio_websocket import ConnectionClosed
 
 from trioflow import protocol as p
-from trioflow.net.connection import local_pair
+from trioflow.net.local_link import local_pair
 
 
 async def test_messages_arrive_in_order_as_one_batch():

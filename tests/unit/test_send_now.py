@@ -7,6 +7,7 @@ sockets (issue 12: two loop turns per frame sent on the latency path).
 * with another task runnable, or while the writer has a frame queued, they go through
   the writer, after what was queued before them;
 * a frame the kernel takes only in part is finished before anything else goes out;
+* a ``linger`` hook holds a batch only while it says more is coming;
 * frames that were read off the socket together come back from one ``receive``.
 """
 
@@ -120,3 +121,21 @@ async def test_a_ping_between_frames_ends_the_batch_and_is_still_answered():
         assert await receiver.receive() == [p.FreeKeys(["1"])]  # (after the pong)
         pong = await client.receive_some(1024)
         assert pong[0] & 0x0F == wsframe.OP_PONG and pong.endswith(b"ping")
+
+
+async def test_a_linger_that_waits_for_nothing_does_not_hold_the_batch():
+    with trio.fail_after(10):
+        sender, receiver = conn_pair(*await tcp_pair())
+        more = [False]
+        sender.linger = lambda: more[0]  # (a worker's: is another result microseconds away?)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(sender.run_writer)
+            await trio.testing.wait_all_tasks_blocked()
+            sender.send_many([p.FreeKeys(["a"])])  # a worker's one result: at once
+            assert sender.direct_frames == 1 and not sender._outbox
+            more[0] = True
+            sender.send_many([p.FreeKeys(["b"])])  # more are coming: the writer holds it
+            assert sender.direct_frames == 1 and sender._outbox
+            more[0] = False
+            assert await receive_all(receiver, 2) == [p.FreeKeys(["a"]), p.FreeKeys(["b"])]
+            nursery.cancel_scope.cancel()

@@ -5,6 +5,7 @@ client's round trip as one frame written by the flush itself)."""
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import trio
@@ -49,7 +50,11 @@ async def test_messages_between_calls_go_together_and_a_calls_posts_join_the_nex
             session.call_in_order(call)
             session.post(p.FreeKeys(["c"]))
 
-        await trio.to_thread.run_sync(from_a_thread)
+        # (joined from the loop, which has no turn meanwhile: else a loop that flushes
+        # between the thread's posts, as a loaded machine lets it, splits the batch)
+        thread = threading.Thread(target=from_a_thread)
+        thread.start()
+        thread.join()
         await trio.testing.wait_all_tasks_blocked()
         assert seen == [[["a", "b"]]]  # what came before the call went out before it
         assert keys(conn.batches) == [["a", "b"], ["c", "posted-by-the-call"]]

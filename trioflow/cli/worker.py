@@ -266,6 +266,13 @@ async def _signals_drain_then_cancel(stop: trio.Event, scope: trio.CancelScope) 
             stop.set()
 
 
+#: seconds before the first retry of a refused connection, doubled after each (up to 1 s):
+#: a worker started with its scheduler (a deployment with a known port, a benchmark's
+#: cluster) is often ready a few milliseconds before the scheduler listens, and a refused
+#: connect on a reachable host costs well under a millisecond
+FIRST_RETRY = 0.005
+
+
 async def _run_worker(make_node: Any, death_timeout: float, drain_timeout: float,
                       stop: trio.Event, *, connect_timeout: float = config.CONNECT_TIMEOUT,
                       reconnect: bool = True) -> bool:
@@ -293,7 +300,7 @@ async def _run_worker(make_node: Any, death_timeout: float, drain_timeout: float
     from ..errors import RemoteProtocolError
 
     deadline = trio.current_time() + death_timeout
-    delay = 0.05
+    delay = FIRST_RETRY
     while not stop.is_set():
         node = make_node()
         attempt_deadline = min(trio.current_time() + connect_timeout, deadline)
@@ -316,7 +323,7 @@ async def _run_worker(make_node: Any, death_timeout: float, drain_timeout: float
                 raise trio.TooSlowError from exc  # this failure, not an attempt of 0 s
             delay = min(delay * 2, 1.0)
             continue
-        delay = 0.05
+        delay = FIRST_RETRY
         deadline = trio.current_time() + death_timeout
         if not stop.is_set():
             if not reconnect:

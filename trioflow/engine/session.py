@@ -3,9 +3,9 @@
 A ``Session`` lives on a Trio loop (the client's, or a worker's for in-task clients) and
 is used from that loop *and* from other threads (sync ``Client`` calls, task threads):
 
-* Sending is thread-safe and never blocks: messages go to an ordered queue under a lock
-  and are flushed to the connection on the loop (``TrioToken.run_sync_soon``), so a
-  ``submit`` from a thread costs a pickle and a lock, not a round trip to the loop.
+* Sending is thread-safe and never blocks: messages go through the session's
+  ``Outbox`` (``engine/outbox.py``), an ordered queue under the session's lock flushed on
+  the loop, or written by the posting thread itself when nothing is queued.
 * Key states change only on the loop, under the same lock; a waiting thread registers
   a ``SyncWaiter`` under the lock and sleeps on it, Trio tasks await a ``trio.Event``.
 * Values are unpickled in the thread that asks for them, never on the loop.
@@ -14,8 +14,8 @@ On a worker, waits made from a task are reported to the scheduler (``WaitKeys``)
 keeps the wait-for graph that deadlock detection needs; the run's ``RunContext``
 (``engine/context.py``) produces those messages.
 
-A session is composed of a ``Fetcher`` and a ``Scatterer`` (``engine/transfers.py``),
-each given the lock, the key table and ``post`` they use.
+A session is composed of an ``Outbox``, a ``Fetcher`` and a ``Scatterer``
+(``engine/transfers.py``), each given the lock, the key table and ``post`` they use.
 """
 
 from __future__ import annotations
@@ -43,6 +43,7 @@ from . import large_args
 from .context import RunContext, current_run
 from .futures import Future
 from .keys import ERRED, FINISHED, NO_VALUE, PENDING, AsyncWaiter, KeyState, SyncWaiter
+from .outbox import Outbox
 from .protocols import BulkTransport, Connection, HostWorker
 from .replies import ReplyTable
 from .services import ServiceCalls
@@ -79,14 +80,13 @@ class Session:
         self.table: SessionKeys[KeyState] = SessionKeys(KeyState)
         self.keys = self.table.keys
         self.closed: str | None = None
-        self.trio_token = trio.lowlevel.current_trio_token()
-        self.loop_thread = threading.get_ident()
-        self._queue: list[Any] = []
-        self._flush_scheduled = False
-        self._flushing = False  # _flush is running (on the loop)
-        self._release_scheduled = False  # a flush of the table's releases is scheduled
-        #: the task that flushes releases, while it is parked (``_run_releases``)
-        self._release_task: trio.lowlevel.Task | None = None
+        #: the ordered stream of messages to the scheduler, and the releases' batching
+        self.outbox = Outbox(conn, self.lock, closed=lambda: self.closed,
+                             take_releases=self._take_releases)
+        self.trio_token = self.outbox.trio_token
+        self.post = self.outbox.post
+        self.send_in_order = self.outbox.send_in_order
+        self.call_in_order = self.outbox.call_in_order
         #: decrefs that found the lock taken, for the loop to apply (``decref``)
         self._dying: collections.deque[KeyState] = collections.deque()
         #: requests waiting for their one answer: coordination primitives' and the
@@ -125,153 +125,23 @@ class Session:
         through ``pool``; the scheduler's ``inline_limit`` decides which values travel
         inline."""
         self.data_path.start(nursery, pool, inline_limit)
-        nursery.start_soon(self._run_releases, name="session releases")
-
-    async def _run_releases(self) -> None:
-        """Send the table's releases whenever a decref on the loop asks (``_decref``).
-
-        Futures that die on the loop thread (an async task's, as it returns) have their
-        ReleaseKeys sent once their burst is over: a wake-up of this task, parked
-        without any object (``reschedule``), costs no syscall. Through
-        ``run_sync_soon`` every such burst wrote the loop's wake-up socket, and woke
-        the loop's entry-queue task to read it.
-
-        Cancellation: it stops (with the nursery, when the connection goes); a decref
-        after that uses ``run_sync_soon`` again.
-        """
-        while True:
-            self._release_task = trio.lowlevel.current_task()
-            await trio.lowlevel.wait_task_rescheduled(self._unpark_releases)
-            self._flush_releases()
-
-    def _unpark_releases(self, _: Any) -> trio.lowlevel.Abort:
-        self._release_task = None
-        return trio.lowlevel.Abort.SUCCEEDED
+        self.outbox.start(nursery)
 
     @property
     def inline_limit(self) -> int:
         return self.data_path.inline_limit
 
-    # ------------------------------------------------------------------ sending
+    @property
+    def loop_thread(self) -> int:
+        """The ident of the loop's thread (the outbox's: it decides what runs there)."""
+        return self.outbox.loop_thread
+
+    @loop_thread.setter
+    def loop_thread(self, ident: int) -> None:  # (tests post "as if from a thread")
+        self.outbox.loop_thread = ident
 
     def on_loop(self) -> bool:
-        return threading.get_ident() == self.loop_thread
-
-    def post(self, *messages: Any) -> None:
-        """Send messages, in order, from any thread. Never blocks.
-
-        On the loop, with nothing queued and no flush under way, one message (not a
-        call) goes to the connection at once: nothing posted before is left to
-        overtake, and a flush round per message (an async task's WaitKeys, a
-        ReleaseKeys) costs a second lock and a batch list for nothing.
-        """
-        on_loop = threading.get_ident() == self.loop_thread
-        with self.lock:
-            if self.closed is not None:
-                raise ClientClosedError(f"the client is closed: {self.closed}")
-            direct = (on_loop and len(messages) == 1 and not self._queue
-                      and not self._flushing and type(messages[0]) is not _Call)
-            if not direct:
-                self._queue.extend(messages)
-                if self._flush_scheduled:
-                    return
-                self._flush_scheduled = True
-                if not on_loop:
-                    # (what must follow a thread's posts goes through this queue too, as
-                    # call_in_order: the flag may mean a flush under way, which a
-                    # run_sync_soon of the thread's own could overtake)
-                    try:
-                        self.trio_token.run_sync_soon(self._flush)
-                    except trio.RunFinishedError:
-                        raise ClientClosedError(
-                            "the client's event loop has stopped") from None
-        if direct:
-            # (outside the lock, as send_in_order: a thread posting meanwhile only
-            # queues, for a flush that runs on this loop after this call; through
-            # send_many as a flush would: a client's idle connection writes it at once)
-            self.conn.send_many([messages[0]])
-        elif on_loop:
-            self._flush()
-
-    def send_in_order(self, message: Any) -> None:
-        """Send ``message`` behind everything posted before, from any thread; dropped
-        once the session is closed. For the worker's ledger, which calls it under its
-        own lock at each event: so the events' messages reach the stream in ledger order,
-        on whatever thread each event happens (``net/worker_ledger.py``).
-
-        Unlike ``post`` it never flushes here: it may run inside a flush's item, or under
-        the ledger's lock that a flushed item would take again. On the loop with nothing
-        queued and no flush under way it sends at once (nothing can be overtaken).
-        """
-        on_loop = threading.get_ident() == self.loop_thread
-        with self.lock:
-            if self.closed is not None:
-                return
-            if on_loop and not self._queue and not self._flushing:
-                direct = True
-            else:
-                direct = False
-                self._queue.append(message)
-                if not self._flush_scheduled:
-                    self._flush_scheduled = True
-                    with contextlib.suppress(trio.RunFinishedError):
-                        self.trio_token.run_sync_soon(self._flush)
-        if direct:
-            self.conn.send(message)
-
-    def call_in_order(self, fn: Callable[..., None], *args: Any) -> None:
-        """Run ``fn(*args)`` on the loop after everything posted before (any thread).
-
-        Slot changes (secede, rejoin) go through here so the scheduler sees them in the
-        order the task made them relative to its messages (a Seceded must precede the
-        WaitKeys that follows it, or the scheduler would count a slot that is free).
-        """
-        self.post(_Call(fn, args))
-
-    def _flush(self) -> None:
-        """Send (or call) everything queued, in order, until the queue is empty (loop).
-
-        Not reentrant: an item that posts on the loop (``_flush_releases``) only queues,
-        and this loop sends it after the items queued before it; a nested flush would
-        run items posted later before the rest of this batch (a slot passed on before it
-        was passed here: ``SlotAccountingError``). Threads posting meanwhile see the
-        flush scheduled and only queue, too.
-        """
-        if self._flushing:
-            return
-        self._flushing = True
-        send_many = self.conn.send_many
-        # the messages between calls go out together, also across rounds (a call that
-        # posts, ``_flush_releases``, queues for the next round): a client's connection
-        # sends them at once, as one frame, when its writer is idle (``send_many``)
-        run: list[Any] = []
-        try:
-            for _ in range(_FLUSH_ROUNDS):
-                with self.lock:
-                    batch, self._queue = self._queue, []
-                    if not batch:
-                        self._flush_scheduled = False
-                        return
-                for item in batch:
-                    if type(item) is _Call:
-                        if run:
-                            run, ready = [], run
-                            send_many(ready)
-                        item.fn(*item.args)
-                    else:
-                        run.append(item)
-            # threads keep posting: let the loop do other work, and come back (the flag
-            # stays set, so the order of what they post holds)
-            with contextlib.suppress(trio.RunFinishedError):
-                self.trio_token.run_sync_soon(self._flush)
-        except BaseException:
-            with self.lock:  # (a bug in an item: later posts must still schedule a flush)
-                self._flush_scheduled = False
-            raise
-        finally:
-            if run:  # (before any flush scheduled meanwhile: it runs after this one)
-                send_many(run)
-            self._flushing = False
+        return threading.get_ident() == self.outbox.loop_thread
 
     # ------------------------------------------------------------------ futures
 
@@ -312,42 +182,19 @@ class Session:
             # futures die in bursts (a list going out of scope): collect the keys and
             # send one ReleaseKeys for all of them on the loop's next turn
             self.table.release(ks)
-            scheduled, self._release_scheduled = self._release_scheduled, True
-            if not scheduled and not self.on_loop():
-                # from a thread (a task's futures die as it returns, just before it
-                # reports its end): ride the flush that report schedules anyway, not a
-                # loop wake-up of its own
-                scheduled = True
-                self._queue.append(_Call(self._flush_releases, ()))
-                if not self._flush_scheduled:
-                    self._flush_scheduled = True
-                    with contextlib.suppress(trio.RunFinishedError):
-                        self.trio_token.run_sync_soon(self._flush)
+            wake = self.outbox.release_later()
         del held
-        if scheduled:
-            return
-        task = self._release_task
-        if task is not None and not _running_now(task):  # (on the loop: this thread)
-            self._release_task = None
-            trio.lowlevel.reschedule(task)
-            return
-        try:
-            self.trio_token.run_sync_soon(self._flush_releases)
-        except trio.RunFinishedError:
-            pass
+        if wake:
+            self.outbox.wake_releases()
 
-    def _flush_releases(self) -> None:
-        with self.lock:
-            release = self.table.take_releases()
-            self._release_scheduled = False
-            if release is not None:
-                for key in release.keys:  # a scatter released before its upload: drop the frames
-                    self.scatterer.released(key)
+    def _take_releases(self) -> p.ReleaseKeys | None:
+        """Under the lock: the ``ReleaseKeys`` of the keys released since the last call
+        (the outbox sends it), if any."""
+        release = self.table.take_releases()
         if release is not None:
-            try:
-                self.post(release)
-            except ClientClosedError:
-                pass
+            for key in release.keys:  # a scatter released before its upload: drop the frames
+                self.scatterer.released(key)
+        return release
 
     def adopt(self, key: str) -> KeyState:
         """A future for ``key`` arrived from elsewhere (inside data): hold it here too."""
@@ -457,6 +304,7 @@ class Session:
 
     def handle(self, msg: Any) -> None:
         """Apply a scheduler message meant for clients (on the loop)."""
+        self.outbox.thread_wrote = False  # (the loop had a turn: a thread may write again)
         t = type(msg)
         if t is p.KeyFinished:
             with self.lock:
@@ -630,24 +478,3 @@ class Session:
 _ANSWERS = frozenset({p.PrimitiveReply, p.StatusReply, p.WhyReply, p.RunsReply,
                       p.ReplicateReply, p.RestartReply, p.DatasetReply, p.RetryReply,
                       p.PluginReply, p.MetadataReply, p.EventReply})
-
-#: batches one ``Session._flush`` sends before it yields to the rest of the loop
-_FLUSH_ROUNDS = 8
-
-
-def _running_now(task: trio.lowlevel.Task) -> bool:
-    """Whether ``task`` is the one running (loop thread). A finalizer (a Future that a
-    collection ends) can run in the releases task itself, between its noting that it
-    parks and its parking: rescheduling it then would wake a task that is not asleep."""
-    try:
-        return trio.lowlevel.current_task() is task
-    except RuntimeError:  # (the run loop's own code, between tasks)
-        return False
-
-
-class _Call:
-    __slots__ = ("args", "fn")
-
-    def __init__(self, fn: Callable[..., None], args: tuple[Any, ...]) -> None:
-        self.fn = fn
-        self.args = args

@@ -5,6 +5,8 @@ everything queued since its last send as **one** frame. Under load frames grow, 
 per-message cost of WebSocket framing, syscalls and wake-ups falls; when idle a message
 goes out at once. There are no timers. ``send_many()`` hands over a batch: with the
 writer idle and nothing else runnable, the caller writes it as one frame itself.
+``send_from_thread()`` does the same from another thread (a blocking client's caller, a
+task thread), so that a message posted there costs the loop no wake-up.
 
 Cancellation: cancelling ``run_writer`` drops whatever is still queued. ``aclose``
 flushes first, then closes the WebSocket with a close code.
@@ -19,14 +21,12 @@ import urllib.parse
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
-import attrs
 import trio
-from trio_websocket import CloseReason, ConnectionClosed
+from trio_websocket import ConnectionClosed
 
 from ..config import CONNECT_TIMEOUT, HEARTBEAT_INTERVAL, MAX_MESSAGE_SIZE, SEND_TIMEOUT
 from ..errors import AuthenticationError, ClientClosedError, LocalProtocolError
 from ..protocol import PROTOCOL_VERSION, Heartbeat, decode_frame, encode_frame
-from ..protocol.registry import SPECS
 from .addresses import connect_failure, scheduler_address
 from .websocket import UpgradeRefused, WebSocket, client_upgrade
 
@@ -69,15 +69,24 @@ class PeerConnection:
         self._unread: list[Any] = []
         self._wakeup = trio.Event()
         self.closed = False
-        self.frames_sent = 0
-        #: frames ``send_many`` wrote itself (in ``frames_sent`` too)
-        self.direct_frames = 0
+        #: frames and messages the writer and ``send_many`` sent (on the loop), frames
+        #: ``send_many`` wrote itself, and frames ``send_from_thread`` wrote (all of
+        #: them counted in the ``frames_sent``, ``messages_sent`` and ``direct_frames``
+        #: totals; one counter per writing side, so that no increment is lost)
+        self._loop_frames = 0
+        self._loop_messages = 0
+        self._loop_direct = 0
+        self.thread_frames = 0
+        self._thread_messages = 0
+        #: for ``send_from_thread``: the loop's clock (readable from any thread) and
+        #: its token (to wake the writer from there)
+        self._clock = trio.lowlevel.current_clock()
+        self._token = trio.lowlevel.current_trio_token()
         #: the writer waits for messages with nothing queued or being sent
         self._parked = False
         #: lingers so far, and how many of them the LINGER_MAX deadline ended
         self.lingers = 0
         self.lingers_timed_out = 0
-        self.messages_sent = 0
         #: optional hook: True while more messages are about to be queued (a worker
         #: with short tasks running); the writer then waits for them, briefly
         self.linger: Callable[[], bool] | None = None
@@ -104,6 +113,19 @@ class PeerConnection:
 
     def __repr__(self) -> str:
         return f"<PeerConnection {self.name} queued={len(self._outbox)} closed={self.closed}>"
+
+    @property
+    def frames_sent(self) -> int:
+        return self._loop_frames + self.thread_frames
+
+    @property
+    def messages_sent(self) -> int:
+        return self._loop_messages + self._thread_messages
+
+    @property
+    def direct_frames(self) -> int:
+        """Frames written by the task or thread that produced them, with no writer turn."""
+        return self._loop_direct + self.thread_frames
 
     def send(self, message: Any) -> None:
         """Queue ``message``; the writer sends it with whatever else is queued."""
@@ -135,24 +157,74 @@ class PeerConnection:
         run on this loop, nothing could join them in the writer's scheduling round, so
         they leave at once as one frame written from this task: no writer wake-up, and
         no loop turn before the send. Otherwise (a runnable task, a frame queued or
-        being sent, a ``linger`` or ``fold`` hook, a kernel that takes nothing now) they
-        go the way of ``send``. Never blocks; cancellation does not apply (no await).
+        being sent, a ``linger`` hook waiting for more, a kernel that takes nothing now)
+        they go the way of ``send``. A ``linger`` hook that says nothing more is coming does
+        not hold them (a worker's one result), and ``fold`` folds them among themselves.
+        Never blocks; cancellation does not apply (no await).
         """
-        if (self._parked and not self._outbox and self.linger is None
-                and self.fold is None and not self.closed
+        if (self._parked and not self._outbox and not self.closed
                 and len(messages) <= MAX_BATCH_MESSAGES
+                and (self.linger is None or not self.linger())
                 and trio.lowlevel.current_statistics().tasks_runnable == 0):
+            if self.fold is not None and len(messages) > 1:
+                messages = self._folded(messages)
             frame = encode_frame(messages, self.version)
             if len(frame) <= self.max_message_size and self.ws.send_message_nowait(frame):
-                self.frames_sent += 1
-                self.messages_sent += len(messages)
-                self.direct_frames += 1
+                self._loop_frames += 1
+                self._loop_messages += len(messages)
+                self._loop_direct += 1
                 self.last_sent = trio.current_time()
                 if self.ws.unsent:  # the writer writes the rest
                     self._wakeup.set()
                 return
         for message in messages:
             self.send(message)
+
+    def send_from_thread(self, messages: list[Any]) -> bool:
+        """Write ``messages`` as one frame now, from a thread other than the loop's,
+        if nothing sent before them is still held here (the writer is parked with
+        nothing queued) and ``linger`` does not want to wait for more; True if they
+        went, False if nothing was written (the caller hands them to the loop then).
+
+        This spares the loop a wake-up and a turn per message posted from a thread (a
+        blocking client's submit, a task thread's result). The caller orders it with
+        everything else it sends (``Session`` calls it under its lock, with nothing of
+        its own queued); the WebSocket keeps the frame apart from the loop's. A tail
+        the kernel does not take now is written by the writer, woken for it.
+        """
+        if (not self._parked or self._outbox or self.closed
+                or len(messages) > MAX_BATCH_MESSAGES
+                or (self.linger is not None and self.linger())):
+            return False
+        if self.fold is not None and len(messages) > 1:
+            messages = self._folded(messages)
+        frame = encode_frame(messages, self.version)
+        if len(frame) > self.max_message_size or not self.ws.send_message_nowait(frame):
+            return False
+        self.thread_frames += 1
+        self._thread_messages += len(messages)
+        self.last_sent = self._clock.current_time()
+        if self.ws.unsent:  # (the writer writes the rest)
+            with contextlib.suppress(trio.RunFinishedError):
+                self._token.run_sync_soon(self._wake_writer)
+        return True
+
+    def _wake_writer(self) -> None:
+        self._wakeup.set()
+
+    def _folded(self, messages: list[Any]) -> list[Any]:
+        """``messages`` with each one ``fold`` merges into the one before it merged
+        (what ``send`` does to a message queued behind another)."""
+        fold = self.fold
+        assert fold is not None
+        out = [messages[0]]
+        for message in messages[1:]:
+            merged = fold(out[-1], message)
+            if merged is None:
+                out.append(message)
+            else:
+                out[-1] = merged
+        return out
 
     async def receive(self) -> list[Any]:
         """The next frame's messages, and those of the frames read with it (one batch:
@@ -264,8 +336,8 @@ class PeerConnection:
                     for frame in self._encode(batch):
                         await self.ws.send_message(frame)
                     self._sending_since = None
-                    self.frames_sent += 1
-                    self.messages_sent += len(batch)
+                    self._loop_frames += 1
+                    self._loop_messages += len(batch)
                     self.last_sent = trio.current_time()
             # only the heartbeat task cancels this scope: the peer took too long
             logger.warning("%s: not reading for %ss; dropping it", self.name, self.send_timeout)
@@ -328,128 +400,6 @@ class PeerConnection:
                 await self.ws.aclose(code, reason[:120])
             except Exception:  # the socket may already be broken; closing is best effort
                 logger.debug("%s: error while closing", self.name, exc_info=True)
-
-
-class LocalConnection:
-    """One end of an in-process link: a client talking to a scheduler on its own loop.
-
-    It has ``PeerConnection``'s interface without a socket, WebSocket framing or codec:
-    ``send`` appends the message to the other end's inbox, and ``receive`` returns
-    everything queued there since the last call (one "frame", one scheduler event). A
-    local cluster's own client thus skips two encodes, two decodes, two WebSocket
-    frames and two system calls per round trip.
-
-    Messages are immutable values on both sides and are passed as they are. A message
-    with free-form (``Any``) fields goes through the codec anyway, so the receiver sees
-    exactly what a socket would deliver (lists, not tuples).
-    """
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-        self.version = PROTOCOL_VERSION
-        self.peer: LocalConnection | None = None
-        self.closed = False
-        self._inbox: list[Any] = []
-        self._arrived = trio.Event()
-        #: set when the other end closed: (code, reason)
-        self._close_reason: CloseReason | None = None
-        self.linger: Callable[[], bool] | None = None
-        self._lingering = False  # the writer is in _linger: send wakes it less often
-        self.frames_sent = 0
-        self.messages_sent = 0
-        self.heartbeat_interval = HEARTBEAT_INTERVAL
-        self.last_received = trio.current_time()
-        self.last_sent = trio.current_time()
-        self._sending_since: float | None = None  # never: send() delivers at once
-
-    def __repr__(self) -> str:
-        return f"<LocalConnection {self.name} closed={self.closed}>"
-
-    def send(self, message: Any) -> None:
-        if self.closed:
-            return
-        peer = self.peer
-        assert peer is not None
-        if peer.closed:
-            return
-        if type(message) in _COPIED:
-            message = decode_frame(encode_frame([message], self.version), self.version)[0]
-        peer._inbox.append(message)
-        peer._arrived.set()
-        self.messages_sent += 1
-
-    def send_many(self, messages: list[Any]) -> None:
-        """``send`` each of ``messages`` (PeerConnection's interface)."""
-        for message in messages:
-            self.send(message)
-
-    async def receive(self) -> list[Any]:
-        while not self._inbox:
-            if self._close_reason is not None:
-                raise ConnectionClosed(self._close_reason)
-            if self.closed:
-                raise ConnectionClosed(CloseReason(1000, "closed here"))
-            await self._arrived.wait()
-            self._arrived = trio.Event()
-        messages, self._inbox = self._inbox, []
-        self.last_received = trio.current_time()
-        return messages
-
-    def unread(self, messages: list[Any]) -> None:
-        self._inbox = list(messages) + self._inbox
-        if self._inbox:
-            self._arrived.set()
-
-    async def run_writer(self) -> None:
-        """Nothing to write (``send`` delivers): sleeps until cancelled."""
-        await trio.sleep_forever()
-
-    async def run_heartbeats(self) -> None:
-        """A Heartbeat every ``heartbeat_interval``: the other end's silence timeout
-        holds for in-process peers too."""
-        while not self.closed:
-            await trio.sleep(self.heartbeat_interval)
-            self.send(Heartbeat())
-
-    async def flush(self) -> None:
-        """Nothing is ever held back."""
-        await trio.lowlevel.checkpoint()
-
-    async def aclose(self, code: int = 1000, reason: str = "") -> None:
-        """Close both ends: the other one's ``receive`` raises ConnectionClosed with
-        ``code`` once it has taken what was sent before."""
-        self.close(code, reason)
-        await trio.lowlevel.checkpoint()
-
-    def close(self, code: int = 1000, reason: str = "") -> None:
-        """``aclose`` without a checkpoint (usable while being cancelled)."""
-        if self.closed:
-            return
-        self.closed = True
-        self._arrived.set()
-        peer = self.peer
-        if peer is not None and peer._close_reason is None and not peer.closed:
-            peer._close_reason = CloseReason(code, reason[:120])
-            peer._arrived.set()
-
-
-#: either kind of scheduler connection: the two have the same interface
-AnyConnection = PeerConnection | LocalConnection
-
-
-def local_pair(name_a: str, name_b: str) -> tuple[LocalConnection, LocalConnection]:
-    """Two connected ends of an in-process link."""
-    a, b = LocalConnection(name_a), LocalConnection(name_b)
-    a.peer, b.peer = b, a
-    return a, b
-
-
-def _has_free_form_fields(cls: type) -> bool:
-    return any("Any" in repr(f.type) for f in attrs.fields(cls))
-
-
-#: message types that a LocalConnection copies through the codec
-_COPIED = frozenset(cls for cls in SPECS if _has_free_form_fields(cls))
 
 
 @contextlib.asynccontextmanager

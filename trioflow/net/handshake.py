@@ -26,7 +26,8 @@ from ..errors import (
     RemoteProtocolError,
     TrioflowError,
 )
-from .connection import AnyConnection, welcome_deadline
+from .connection import welcome_deadline
+from .local_link import AnyConnection
 
 #: close codes that stand for an error the peer should raise as such
 _ERRORS_BY_CODE: dict[int, type[TrioflowError]] = {

@@ -43,19 +43,14 @@ from ..errors import (
 )
 from ..versions import versions
 from . import handshake
-from .connection import (
-    RECEIVE_BUFFER_SIZE,
-    AnyConnection,
-    LocalConnection,
-    PeerConnection,
-    local_pair,
-)
+from .connection import RECEIVE_BUFFER_SIZE, PeerConnection
 from .handshake_limits import (
     log_peer_failure,
     open_limits,
     peer_address,
     serve_guarded_websocket,
 )
+from .local_link import AnyConnection, LocalConnection, local_pair
 from .websocket import UpgradeRequest
 
 logger = logging.getLogger(__name__)

@@ -17,8 +17,9 @@ here, ~24 us for the bare bytes on a Trio stream):
 * on a plain TCP stream the socket is read and written directly, without
   ``SocketStream``'s wrappers, and a frame the kernel takes whole costs no loop turn
   (``_receive_some``, ``_send_bytes``; TLS and other streams use the stream's methods);
-  ``send_message_nowait`` even writes one from a synchronous caller (the tail the kernel
-  does not take goes first in the next send, or in ``drain``).
+  ``send_message_nowait`` even writes one from a synchronous caller, on the loop or on
+  another thread (the tail the kernel does not take goes first in the next send, or in
+  ``drain``; a lock keeps a thread's frame and the loop's apart).
 
 Errors are trio-websocket's ``ConnectionClosed`` with a ``CloseReason``, so callers
 catch one type whichever library made the connection (tests still use trio-websocket
@@ -36,6 +37,7 @@ from __future__ import annotations
 import collections
 import logging
 import socket
+import threading
 from typing import Any
 
 import trio
@@ -107,6 +109,13 @@ class WebSocket:
         #: the tail of a frame ``send_message_nowait`` wrote only in part: the next
         #: send (or ``drain``) writes it first
         self._unsent: memoryview | None = None
+        #: held by whoever writes to the socket at this moment: the loop, or another
+        #: thread in ``send_message_nowait``. A thread writes only while the loop's
+        #: send lock is free, and the loop waits for a thread's write before its own,
+        #: so the bytes of two frames never interleave
+        self._wlock = threading.Lock()
+        #: the stream is closing or closed: no thread writes to it any more
+        self._shut = False
 
     def __repr__(self) -> str:
         side = "client" if self._client else "server"
@@ -181,27 +190,33 @@ class WebSocket:
         return None
 
     def send_message_nowait(self, message: bytes) -> bool:
-        """Write a binary message now, from the calling task, without waiting or a
-        checkpoint; True if it went, False if nothing was written (send it with
-        ``send_message`` then).
+        """Write a binary message now, from the calling task or from any other thread,
+        without waiting or a checkpoint; True if it went, False if nothing was written
+        (send it with ``send_message`` then, on the loop).
 
-        Only on a plain TCP stream, with no send under way and nothing left over. If
-        the kernel takes part of the frame, the rest is kept (``unsent``) and written
-        before anything else: by the next send, or by ``drain``, which the caller must
-        then await.
+        Only on a plain TCP stream, with no send under way (the loop's or another
+        thread's) and nothing left over. If the kernel takes part of the frame, the
+        rest is kept (``unsent``) and written before anything else: by the next send,
+        or by ``drain``, which the loop must then await. Callers on several threads
+        order their messages themselves; this only keeps their frames whole.
         """
         raw = self._raw
-        if (raw is None or self._unsent is not None or self._send_lock.locked()
-                or self._close_sent or self._close_reason is not None):
+        if raw is None or not self._wlock.acquire(blocking=False):
             return False
-        data = wsframe.encode_frame(OP_BINARY, message, masked=self._client)
         try:
-            sent = raw.send(data)
-        except OSError:  # (full, or broken: the next send_message finds out which)
-            return False
-        if sent < len(data):
-            self._unsent = memoryview(data)[sent:]
-        return True
+            if (self._unsent is not None or self._send_lock.locked() or self._shut
+                    or self._close_sent or self._close_reason is not None):
+                return False
+            data = wsframe.encode_frame(OP_BINARY, message, masked=self._client)
+            try:
+                sent = raw.send(data)
+            except OSError:  # (full, or broken: the next send_message finds out which)
+                return False
+            if sent < len(data):
+                self._unsent = memoryview(data)[sent:]
+            return True
+        finally:
+            self._wlock.release()
 
     @property
     def unsent(self) -> bool:
@@ -247,13 +262,13 @@ class WebSocket:
         finally:
             if self._close_reason is None:
                 self._close_reason = CloseReason(code, reason or None)
-            await trio.aclose_forcefully(self._stream)
+            await self._close_stream()
 
     async def abort(self) -> None:
         """Close the stream without a close handshake (a peer presumed dead): a pending
         ``get_message`` raises ConnectionClosed (1006)."""
         self._ended(wsframe.CLOSE_ABNORMAL, "aborted")
-        await trio.aclose_forcefully(self._stream)
+        await self._close_stream()
 
     # ------------------------------------------------------------------ internals
 
@@ -293,7 +308,13 @@ class WebSocket:
                 pass
         self._peer_done.set()
         if not self._client:  # RFC 6455 7.1.1: the server closes the TCP connection
-            await trio.aclose_forcefully(self._stream)
+            await self._close_stream()
+
+    async def _close_stream(self) -> None:
+        """Close the stream, once no thread writes to it (nor will)."""
+        with self._wlock:
+            self._shut = True
+        await trio.aclose_forcefully(self._stream)
 
     def _ended(self, code: int, reason: str) -> None:
         if self._close_reason is None:
@@ -312,7 +333,7 @@ class WebSocket:
                                                                             exc.reason))
                 except ConnectionClosed:
                     pass
-        await trio.aclose_forcefully(self._stream)
+        await self._close_stream()
 
     async def _send_control(self, opcode: int, payload: bytes) -> None:
         if self._close_sent:
@@ -371,6 +392,10 @@ class WebSocket:
             await lock.acquire()
         else:
             lock.acquire_nowait()  # no checkpoint: send_all is one
+        # a thread that found the send lock free just before may be writing its frame
+        # (``send_message_nowait``: one non-blocking send); none starts one after this
+        self._wlock.acquire()
+        self._wlock.release()
         try:
             unsent = self._unsent
             if unsent is not None:  # (send_message_nowait's frame goes first)

@@ -148,6 +148,8 @@ class WorkerNode:
         self._idle = trio.Event()
         #: set while ``_tick_kept_slots`` is parked (the worker had no runs)
         self._ticks_parked: trio.Event | None = None
+        #: tasks in ``wait_idle`` now: only for them does a run's end wake the loop
+        self._idle_waiters = 0
 
     def __repr__(self) -> str:
         return f"<WorkerNode {self.name!r} {self.ledger.counts()}>"
@@ -312,8 +314,14 @@ class WorkerNode:
 
     async def wait_idle(self) -> None:
         """Return once this worker has no runs at all (for tests and draining)."""
-        while self.ledger.runs:
-            await self._idle.wait()
+        # (counted before the runs are read: a thread ending the last run reads the
+        # count after emptying them, so one of the two sees the other)
+        self._idle_waiters += 1
+        try:
+            while self.ledger.runs:
+                await self._idle.wait()
+        finally:
+            self._idle_waiters -= 1
 
     def _execute(self, commands: list[Any]) -> None:
         """Carry out ledger commands (``LockedLedger`` calls this under its lock, on the
@@ -324,7 +332,10 @@ class WorkerNode:
         loop the exception does that itself; on a task thread, where it would only
         end the thread's job, it is handed to the loop and raised there."""
         on_loop = threading.get_ident() == self._loop_thread
-        if not self.ledger.state.runs:  # (the state's own dict: this runs per event)
+        # (the state's own dict: this runs per event; and a task thread wakes the loop
+        # for it only when someone waits: a worker going idle after each task would
+        # otherwise pay a loop wake-up per task, after its result)
+        if self._idle_waiters and not self.ledger.state.runs:
             if on_loop:
                 self._set_idle()
             else:
