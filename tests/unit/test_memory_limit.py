@@ -61,3 +61,21 @@ def test_a_result_counted_on_its_thread_closes_the_gate_at_once():
     assert manager._blocked() and manager.held == 800
     manager.count("big", 800)  # counting again (the loop's ``track``) adds nothing
     assert manager.held == 800
+
+
+async def test_a_value_counted_after_it_was_freed_is_forgotten_by_the_spiller(tmp_path):
+    """A task thread counts its run's result before the ledger ends the run; a FreeKeys
+    on the loop may free the value in between, leaving a size with no value. The
+    spiller used to pick that key again and again without ever yielding (a worker
+    spinning on its loop, seen once in a full suite run): it forgets it."""
+    import trio
+
+    manager = MemoryManager(1000, {}, {}, name="w", directory=str(tmp_path), target=0.6)
+    manager.count("gone", 800)  # over the target, with no value behind it
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(manager._spill_loop)
+            manager._wake.set()
+            await manager.wait_for(lambda m: "gone" not in m.sizes)
+            nursery.cancel_scope.cancel()
+    assert manager.held == 0

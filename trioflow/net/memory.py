@@ -378,6 +378,7 @@ class MemoryManager:
                 if key is None:
                     break
                 await self._spill(key)
+                await trio.lowlevel.checkpoint()  # (a spill that awaited nothing: yield)
                 self._update_gate()
                 self._changed.set()
                 self._changed = trio.Event()
@@ -396,7 +397,11 @@ class MemoryManager:
             else:  # a pickled small value is a one-frame serialization
                 frames = blob if type(blob) is list else [blob]
         except KeyError:
-            return  # freed meanwhile
+            # freed meanwhile, or counted after its value was freed (a task thread
+            # counts a result before the ledger ends its run, and a FreeKeys may come
+            # between): forget it, or the loop would pick it again at once, forever
+            self.forget(key)
+            return
         except Exception as exc:
             self.unspillable.add(key)
             logger.warning("worker %s: value %s cannot be spilled (it stays in memory, "
