@@ -13,7 +13,9 @@ sockets (issue 12: two loop turns per frame sent on the latency path).
 
 from __future__ import annotations
 
+import contextlib
 import socket
+from collections.abc import AsyncIterator
 
 import trio
 import trio.testing
@@ -40,19 +42,27 @@ async def receive_all(conn: PeerConnection, n: int) -> list[object]:
     return got
 
 
+@contextlib.asynccontextmanager
+async def writing_pair() -> AsyncIterator[tuple[PeerConnection, PeerConnection]]:
+    """A connected (sender, receiver) over loopback TCP, the sender's writer running
+    and parked; the writer stops when the block ends."""
+    sender, receiver = conn_pair(*await tcp_pair())
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(sender.run_writer)
+        await trio.testing.wait_all_tasks_blocked()
+        yield sender, receiver
+        nursery.cancel_scope.cancel()
+
+
 async def test_an_idle_writer_lets_the_caller_send_at_once_as_one_frame():
     with trio.fail_after(10):
-        sender, receiver = conn_pair(*await tcp_pair())
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(sender.run_writer)
-            await trio.testing.wait_all_tasks_blocked()
+        async with writing_pair() as (sender, receiver):
             messages = [p.FreeKeys(["a"]), p.FreeKeys(["b"]), p.Heartbeat()]
             sender.send_many(messages)
             # written by this task, now: nothing is queued for the writer
             assert sender.direct_frames == 1 and sender.frames_sent == 1
             assert sender.messages_sent == 3 and not sender._outbox
             assert await receive_all(receiver, 3) == messages
-            nursery.cancel_scope.cancel()
 
 
 async def test_with_another_task_runnable_the_writer_sends_in_order():

@@ -25,21 +25,17 @@ import trio.testing
 from trioflow import protocol as p
 from trioflow.engine.session import Session
 
-from .test_send_now import conn_pair, receive_all
+from .test_send_now import receive_all, writing_pair
 from .test_websocket_direct import tcp_pair, ws_pair
 
 
 async def test_a_thread_writes_at_once_while_the_writer_is_parked():
     with trio.fail_after(10):
-        sender, receiver = conn_pair(*await tcp_pair())
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(sender.run_writer)
-            await trio.testing.wait_all_tasks_blocked()
+        async with writing_pair() as (sender, receiver):
             messages = [p.FreeKeys(["a"]), p.FreeKeys(["b"])]
             assert await trio.to_thread.run_sync(sender.send_from_thread, messages)
             assert (sender.thread_frames, sender.frames_sent, sender.messages_sent) == (1, 1, 2)
             assert await receive_all(receiver, 2) == messages
-            nursery.cancel_scope.cancel()
 
 
 def on_a_thread(fn: Any, *args: Any) -> Any:
@@ -54,10 +50,7 @@ def on_a_thread(fn: Any, *args: Any) -> Any:
 
 async def test_a_thread_does_not_write_past_a_queued_frame_or_a_linger():
     with trio.fail_after(10):
-        sender, receiver = conn_pair(*await tcp_pair())
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(sender.run_writer)
-            await trio.testing.wait_all_tasks_blocked()
+        async with writing_pair() as (sender, receiver):
             sender.send(p.FreeKeys(["queued"]))  # (the writer has not run yet)
             assert not on_a_thread(sender.send_from_thread, [p.FreeKeys(["later"])])
             assert await receive_all(receiver, 1) == [p.FreeKeys(["queued"])]
@@ -69,7 +62,6 @@ async def test_a_thread_does_not_write_past_a_queued_frame_or_a_linger():
             assert on_a_thread(sender.send_from_thread, [p.FreeKeys(["now"])])
             assert await receive_all(receiver, 1) == [p.FreeKeys(["now"])]
             assert sender.thread_frames == 1
-            nursery.cancel_scope.cancel()
 
 
 async def test_frames_from_a_thread_and_the_loop_at_once_arrive_whole_and_in_order():
