@@ -426,11 +426,15 @@ class WorkerState:
 
     # ------------------------------------------------------------------ internals
 
+    def may_keep_for(self, run: LocalRun) -> bool:
+        """Whether a slot could be kept for ``run``: it is this worker's current run of
+        its key, seceded, and keeps none yet."""
+        return (not run.reserving and run.state is RunState.SECEDED
+                and self.runs.get(run.key) is run)
+
     def _reserve(self, run: LocalRun) -> None:
         """Keep a free slot for the seceded ``run`` (nothing queued starts in it)."""
-        if (not run.reserving and run.state is RunState.SECEDED
-                and self.runs.get(run.key) is run
-                and self.holding + self.reserved < self.nthreads):
+        if self.may_keep_for(run) and self.holding + self.reserved < self.nthreads:
             run.reserving = True
             run.kept_at = self.tick
             self.reserved += 1

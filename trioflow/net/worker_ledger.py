@@ -163,10 +163,7 @@ class LockedLedger:
             state = self.state
             if state.runs.get(run.key) is not run:
                 return None, False, False
-            if reserve_for is not None and not (
-                    state.runs.get(reserve_for.key) is reserve_for
-                    and reserve_for.state is wcore.RunState.SECEDED
-                    and not reserve_for.reserving):
+            if reserve_for is not None and not state.may_keep_for(reserve_for):
                 reserve_for = None  # (nothing would be kept: hand the slot on as usual)
             if may_take is not None and reserve_for is None:
                 nxt, commands = state.hand_over(run, report, may_take)

@@ -125,8 +125,7 @@ class SimWorker:
             if (not sim_run.program.is_async and sim_run.view.waiting
                     and sim_run.wait_failure is None
                     and self.session.pending(sim_run.futures) == [key]
-                    and self.ledger.runs.get(local.key) is local
-                    and local.state is wcore.RunState.SECEDED and not local.reserving):
+                    and self.ledger.may_keep_for(local)):
                 return local
         return None
 
