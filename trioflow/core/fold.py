@@ -76,11 +76,12 @@ def fold(prev: Any, msg: Any) -> Any | None:
     return cls(*fields(prev), [*prev.slot_reports, kind, msg.key, msg.run_id])
 
 
-def append_folded(queue: MutableSequence[Any], msg: Any) -> None:
+def append_folded(queue: MutableSequence[Any], msg: Any,
+                  merge: Callable[[Any, Any], Any | None] = fold) -> None:
     """Queue ``msg`` behind the unsent messages of ``queue``, folded into the last of
-    them when it can be (:func:`fold`)."""
+    them when ``merge`` (:func:`fold`, or a connection's hook) merges the two."""
     if queue:
-        merged = fold(queue[-1], msg)
+        merged = merge(queue[-1], msg)
         if merged is not None:
             queue[-1] = merged
             return

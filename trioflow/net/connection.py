@@ -25,6 +25,7 @@ import trio
 from trio_websocket import ConnectionClosed
 
 from ..config import CONNECT_TIMEOUT, HEARTBEAT_INTERVAL, MAX_MESSAGE_SIZE, SEND_TIMEOUT
+from ..core.fold import append_folded
 from ..errors import AuthenticationError, ClientClosedError, LocalProtocolError
 from ..protocol import PROTOCOL_VERSION, Heartbeat, decode_frame, encode_frame
 from .addresses import connect_failure, scheduler_address
@@ -132,13 +133,8 @@ class PeerConnection:
         if self.closed:
             return
         outbox = self._outbox
-        fold = self.fold
-        if fold is not None and outbox:
-            merged = fold(outbox[-1], message)
-            if merged is not None:
-                outbox[-1] = merged
-            else:
-                outbox.append(message)
+        if self.fold is not None:
+            append_folded(outbox, message, self.fold)
         else:
             outbox.append(message)
         if (self._lingering and len(outbox) < LINGER_MESSAGES
@@ -217,13 +213,9 @@ class PeerConnection:
         (what ``send`` does to a message queued behind another)."""
         fold = self.fold
         assert fold is not None
-        out = [messages[0]]
-        for message in messages[1:]:
-            merged = fold(out[-1], message)
-            if merged is None:
-                out.append(message)
-            else:
-                out[-1] = merged
+        out: list[Any] = []
+        for message in messages:
+            append_folded(out, message, fold)
         return out
 
     async def receive(self) -> list[Any]:
