@@ -203,6 +203,25 @@ class as_completed(Generic[Item]):
             return None
         return ctx
 
+    def _take_or_listen(self, make_wakeup: Callable[[], Any], ctx: RunContext | None = None,
+                        ) -> tuple[Future[Any] | None, Any, list[str]]:
+        """Under the lock: the next done future, or else a wake-up (``make_wakeup()``)
+        registered for the next one to finish, with the keys a task's wait covers
+        (``ctx``'s); raises StopAsyncIteration once nothing is pending."""
+        with self._lock:
+            if self._done:
+                return self._done.popleft(), None, []
+            if not self._pending:
+                raise StopAsyncIteration
+            wakeup = make_wakeup()
+            self._wakeups.append(wakeup)
+            return None, wakeup, self._pending_keys(ctx)
+
+    def _stop_listening(self, wakeup: Any) -> None:
+        with self._lock:
+            if wakeup in self._wakeups:
+                self._wakeups.remove(wakeup)
+
     def _pending_keys(self, ctx: RunContext | None) -> list[str]:
         """What a wait in a task waits on, for the scheduler (none outside tasks)."""
         return [same[0].key for same in self._pending.values()] if ctx is not None else []
@@ -316,24 +335,13 @@ class _AsyncIteration(Generic[Item]):
     async def _next(self) -> Item:
         ac = self._ac
         while True:
-            wakeup = None
-            with ac._lock:
-                if ac._done:
-                    f = ac._done.popleft()
-                elif not ac._pending:
-                    raise StopAsyncIteration
-                else:
-                    wakeup = _Wakeup()
-                    ac._wakeups.append(wakeup)
-                    keys = ac._pending_keys(self._ctx)
-            if wakeup is None:
+            f, wakeup, keys = ac._take_or_listen(_Wakeup, self._ctx)
+            if f is not None:
                 return await self._item(f)
             try:
                 await self._wait(keys, wakeup.event.wait)
             finally:
-                with ac._lock:
-                    if wakeup in ac._wakeups:
-                        ac._wakeups.remove(wakeup)
+                ac._stop_listening(wakeup)
 
     async def _wait(self, keys: list[str], wait: Callable[[], Awaitable[None]]) -> None:
         ctx = self._ctx
@@ -406,16 +414,8 @@ class _AsyncioIteration(Generic[Item]):
             if ac.timeout is not None:
                 self._deadline = loop.time() + ac.timeout
         while True:
-            wakeup = None
-            with ac._lock:
-                if ac._done:
-                    f = ac._done.popleft()
-                elif not ac._pending:
-                    raise StopAsyncIteration
-                else:
-                    wakeup = asyncio_waits.AsyncioWakeup()
-                    ac._wakeups.append(wakeup)
-            if wakeup is None:
+            f, wakeup, _ = ac._take_or_listen(asyncio_waits.AsyncioWakeup)
+            if f is not None:
                 break
             try:
                 left = None if self._deadline is None else self._deadline - loop.time()
@@ -424,9 +424,7 @@ class _AsyncioIteration(Generic[Item]):
                 raise TimeoutError(f"{ac.count()} futures not done within "
                                    f"{ac.timeout}s") from None
             finally:
-                with ac._lock:
-                    if wakeup in ac._wakeups:
-                        ac._wakeups.remove(wakeup)
+                ac._stop_listening(wakeup)
         try:
             return await ac._async_item(f)
         except asyncio.CancelledError:
