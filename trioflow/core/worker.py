@@ -380,6 +380,8 @@ class WorkerState:
         something else than wait (sleeps, computes, waits on a socket) holds up the
         queued runs here for two ticks at most."""
         self.tick += 1
+        if not self._kept:
+            return []
         for run in [r for r in self._kept if everything or r.kept_at < self.tick - 1]:
             self._unreserve(run)
         return self._fill()

@@ -193,10 +193,9 @@ class LockedLedger:
     def lapse(self) -> None:
         """The clock ticked: slots kept too long are filled (``WorkerState.lapse``)."""
         with self.lock:
-            if self.state.reserved:
-                self.execute(self.state.lapse())
-            else:
-                self.state.tick += 1
+            commands = self.state.lapse()
+            if commands:
+                self.execute(commands)
 
     def rejoin(self, run: wcore.LocalRun) -> None:
         """``run`` asks for a slot back, if it is current and SECEDED."""
