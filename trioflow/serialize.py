@@ -168,6 +168,23 @@ def map_nested(obj: Any, leaf: Callable[[Any], Any], max_depth: int = 20,
     return obj
 
 
+#: argument types that hold no future and no buffer worth sending out of band
+_SCALARS = frozenset({int, float, str, bool, type(None), complex})
+
+
+def dumps_scalars(args: tuple[Any, ...]) -> bytes | None:
+    """The pickled ``(args, {})`` when every argument is a scalar, else None.
+
+    The common task (``submit(f, 17)``, a ``map`` over numbers or names) needs neither
+    the search for futures nor the one for large arguments: about ten calls a task.
+    (A large ``str`` stays inline here, as it would there: ``buffer_size`` has no size
+    for it, and the payload's own size sends it out of band.)"""
+    for a in args:
+        if type(a) not in _SCALARS:
+            return None
+    return _dumps((args, {}))
+
+
 def dumps_payload(
     args: tuple[Any, ...], kwargs: dict[str, Any], is_future: Callable[[Any], bool]
 ) -> tuple[bytes, list[str]]:

@@ -198,3 +198,24 @@ async def test_another_trio_loop_awaits_a_blocking_clients_futures():
         assert len(await large) == 300_000
     finally:
         await trio.to_thread.run_sync(client.close)
+
+
+def echo(*args):
+    return args
+
+
+async def test_scalar_arguments_and_flat_gathers_keep_types_and_shapes():
+    # scalar arguments take submit's shortcut (no search for futures or large values);
+    # lists and tuples of futures take gather's (no walk): both must keep what they are
+    scalars = (1, 2.5, "s", True, None, 3j, 2**80)
+    async with cluster_client(1, 1) as (_, client):
+        back = await client.submit(echo, *scalars)
+        assert back == scalars and [type(x) for x in back] == [type(x) for x in scalars]
+        ok, bad = client.submit(inc, 1), client.submit(boom, 1)
+        assert await client.gather([ok, ok]) == [2, 2]
+        assert await client.gather((ok,)) == (2,)
+        assert await client.gather((ok, bad, ok), errors="skip") == (2, 2)
+        assert await client.gather([bad, ok], errors="skip") == [2]
+        assert await client.gather([ok, 5]) == [2, 5]  # (not only futures: walked)
+        with pytest.raises(Custom):
+            await client.gather((ok, bad))

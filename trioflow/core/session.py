@@ -232,14 +232,16 @@ class SessionKeys(Generic[R]):
         """The record of ``key``, also while its release is pending."""
         return self.keys.get(key) or self.releasing.get(key)
 
-    def submit(self, task: p.SubmitTask, fn_blob: bytes) -> tuple[R, list[Any]]:
-        """``task`` is submitted: the key's record, and the messages to send in order.
+    def submit(self, key: str, fn_id: str, fn_blob: bytes) -> tuple[R, list[Any], bool]:
+        """A task of ``key`` calling function ``fn_id`` is submitted: the key's record,
+        the messages to send before the task, and whether the task is to be sent (or
+        placed) at all.
 
         A function is registered (``RegisterFunction``) the first time it is used; the
         task is sent unless its key is held already (a pure key submitted again, also
-        one whose release has not gone out: it is kept).
+        one whose release has not gone out: it is kept). The caller builds the task's
+        message only then: a child placed on its worker is sent as a ``TaskPlaced``.
         """
-        key = task.key
         out: list[Any] = []
         rec = self.keys.get(key)
         fresh = rec is None
@@ -250,12 +252,10 @@ class SessionKeys(Generic[R]):
             else:
                 rec = self.new_record(key)
             self.keys[key] = rec
-        if task.fn_id not in self.fn_sent:
-            self.fn_sent.add(task.fn_id)
-            out.append(p.RegisterFunction(task.fn_id, fn_blob))
-        if fresh:
-            out.append(task)
-        return rec, out
+        if fn_id not in self.fn_sent:
+            self.fn_sent.add(fn_id)
+            out.append(p.RegisterFunction(fn_id, fn_blob))
+        return rec, out, fresh
 
     def adopt(self, key: str) -> tuple[R, list[Any]]:
         """A future for ``key`` arrived from elsewhere: its record, and ``AcquireKeys``

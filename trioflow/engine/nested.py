@@ -29,6 +29,8 @@ def futures_in(futures: Any, errors: str) -> list[Future[Any]]:
     """The futures inside ``futures`` (checking ``errors``), for gather."""
     if errors not in ("raise", "skip"):
         raise ValueError(f"errors must be 'raise' or 'skip', got {errors!r}")
+    if _flat(futures):  # (the common gather: a list of futures; no walk)
+        return list(futures)
     found: list[Future[Any]] = []
 
     def collect(obj: Any) -> Any:
@@ -43,10 +45,23 @@ def futures_in(futures: Any, errors: str) -> list[Future[Any]]:
 
 def assemble(futures: Any, values: dict[str, Any], errors: str) -> Any:
     """``futures`` with values in place of Futures (failed ones left out with "skip")."""
+    if _flat(futures):
+        got = [values[f.key] for f in futures if f.key in values]
+        return got if type(futures) is list else tuple(got)
     if errors == "skip" and isinstance(futures, list):
         futures = [f for f in futures if type(f) is not Future or f.key in values]
     return map_nested(futures, lambda obj: values[obj.key] if type(obj) is Future else DESCEND,
                       _DEPTH)
+
+
+def _flat(futures: Any) -> bool:
+    """Whether ``futures`` is a list or tuple of futures only."""
+    if type(futures) is not list and type(futures) is not tuple:
+        return False
+    for f in futures:
+        if type(f) is not Future:
+            return False
+    return True
 
 
 def key_of(future: Future | str) -> str:

@@ -224,11 +224,15 @@ class Session:
         fn_id, blob = serialize.dumps_function(fn)
         limit = self.inline_limit
         held: list[Future[Any]] = []
-        if not pure:  # (a pure key is named by its arguments: they must stay in place)
-            args, kwargs, held = large_args.scatter_large_args(
-                self.scatter_one, args, kwargs, limit, shared=self._shared_args,
-                this_call=_same_call)
-        payload, deps = serialize.dumps_payload(args, kwargs, self._own_future)
+        payload = serialize.dumps_scalars(args) if not kwargs else None
+        if payload is not None:  # (most tasks: no future, nothing large, in the arguments)
+            deps: list[str] = []
+        else:
+            if not pure:  # (a pure key is named by its arguments: they must stay in place)
+                args, kwargs, held = large_args.scatter_large_args(
+                    self.scatter_one, args, kwargs, limit, shared=self._shared_args,
+                    this_call=_same_call)
+            payload, deps = serialize.dumps_payload(args, kwargs, self._own_future)
         if key is None:
             name = getattr(fn, "__name__", None) or type(fn).__name__
             if pure:
@@ -250,29 +254,31 @@ class Session:
                                                       deps, self._own_future, limit, is_async)
             held += more
             fn_id, blob = serialize.dumps_function(fn)
-        restrict = list(workers or ())
-        task = p.SubmitTask(key, fn_id, payload, deps, parent, is_async,
-                            retries, priority, restrict, run_once, res_names, res_amounts)
         with self.lock:
-            ks, msgs = self.table.submit(task, blob)
+            ks, msgs, fresh = self.table.submit(key, fn_id, blob)
             if held:
                 ks.held = [*(ks.held or ()), *held]
         fut: Future[Any] = Future(self, ks)
-        if (ctx is not None and here and generated and not deps and not restrict
+        if (fresh and ctx is not None and here and generated and not deps and not workers
                 and not res_names  # (resources are placed by the scheduler, which holds them)
-                and self.worker is not None and msgs and msgs[-1] is task):
+                and self.worker is not None):
             # a child of a run here, new to everyone, needing no input (arguments sent
             # out of band are inputs): the worker queues it on itself (``place_child``),
             # on this thread, at once: the ledger sends the TaskPlaced behind what the
             # run posted before, and may start the child in a free slot right away
             placed = p.TaskPlaced(key, 1, fn_id, payload, parent, is_async, retries,
                                   priority, run_once)
-            if len(msgs) > 1:
-                self.post(*msgs[:-1])
+            if msgs:
+                self.post(*msgs)
             elif self.closed is not None:
                 raise ClientClosedError(f"the client is closed: {self.closed}")
             self.worker.place_child(placed, ctx.depth + 1, blob)
-        elif msgs:
+            return fut
+        if fresh:
+            msgs.append(p.SubmitTask(key, fn_id, payload, deps, parent, is_async, retries,
+                                     priority, list(workers or ()), run_once, res_names,
+                                     res_amounts))
+        if msgs:
             self.post(*msgs)
         return fut
 

@@ -84,17 +84,19 @@ class SimSession:
         fn_id = ASYNC_FN if program.is_async else SYNC_FN
         gpu = program.uses == "gpu"
         payload = encode_payload(program, path)
-        task = p.SubmitTask(key, fn_id, payload, [], parent, program.is_async, 0, 0, [],
-                            False, ["GPU"] if gpu else [], [1.0] if gpu else [])
-        _, messages = self.table.submit(task, b"sim:" + fn_id.encode())
-        # (a task asking for resources goes to the scheduler, as in ``Session.submit``)
-        placer = self.placer if parent and not task.resource_names else None
+        _, messages, fresh = self.table.submit(key, fn_id, b"sim:" + fn_id.encode())
         for msg in messages:
-            if msg is task and placer is not None:
-                placer.place_child(p.TaskPlaced(key, 1, fn_id, payload, parent,
-                                                program.is_async), depth)
-            else:
-                self.post(msg)
+            self.post(msg)
+        if not fresh:
+            return key
+        # (a task asking for resources goes to the scheduler, as in ``Session.submit``)
+        if parent and not gpu and self.placer is not None:
+            self.placer.place_child(p.TaskPlaced(key, 1, fn_id, payload, parent,
+                                                 program.is_async), depth)
+        else:
+            self.post(p.SubmitTask(key, fn_id, payload, [], parent, program.is_async, 0,
+                                   0, [], False, ["GPU"] if gpu else [],
+                                   [1.0] if gpu else []))
         return key
 
     def release(self, keys: list[str]) -> None:
