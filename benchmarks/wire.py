@@ -5,9 +5,9 @@ One process, loopback TCP, one Trio loop: a client sends a small binary message 
 size of a one-message control frame, 44 bytes) and the server sends it back, N times.
 Three stacks carry the same bytes:
 
-* ``trioflow``: ``net/websocket.py`` (wsproto's upgrade, then ``protocol/wsframe.py``
-  read in the receiving task), the server started by ``serve_guarded_websocket`` as the
-  scheduler does;
+* ``trioflow``: ``net/ws_upgrade.py`` (wsproto's upgrade), then ``net/websocket.py``
+  (``protocol/wsframe.py`` read in the receiving task), the server started by
+  ``serve_guarded_websocket`` as the scheduler does;
 * ``trio-websocket``: ``serve_websocket`` and ``open_websocket_url``, as trioflow used
   before (a reader task and a memory channel per connection, wsproto's frame parser);
 * ``raw``: the bytes on a plain ``trio.SocketStream`` (no framing at all: the floor).
@@ -28,7 +28,7 @@ from typing import Any
 import trio
 import trio_websocket
 
-from trioflow.net import websocket
+from trioflow.net import ws_upgrade
 from trioflow.net.handshake_limits import open_limits, serve_guarded_websocket
 
 #: a one-message frame, about what a TaskFinished with a small inline result encodes to
@@ -55,7 +55,7 @@ async def _echo(get: Callable[[], Awaitable[Any]],
 
 
 async def run_trioflow(n: int) -> float:
-    async def handler(request: websocket.UpgradeRequest) -> None:
+    async def handler(request: ws_upgrade.UpgradeRequest) -> None:
         ws = await request.accept()
         open_limits(ws, 1 << 20, 1 << 18)
         await _echo(ws.get_message, ws.send_message, n)
@@ -71,7 +71,7 @@ async def run_trioflow(n: int) -> float:
                                           max_message_size=1 << 20, task_status=task_status)
         server = await nursery.start(start)
         stream = await trio.open_tcp_stream("127.0.0.1", server.port)
-        ws = await websocket.client_upgrade(stream, host=f"127.0.0.1:{server.port}",
+        ws = await ws_upgrade.client_upgrade(stream, host=f"127.0.0.1:{server.port}",
                                             target="/", max_message_size=1 << 20,
                                             receive_buffer_size=1 << 18)
         us = await _client_loop(ws.send_message, ws.get_message, n)

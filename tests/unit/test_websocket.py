@@ -9,6 +9,7 @@ from trio_websocket import ConnectionClosed
 from wsproto.handshake import H11Handshake
 
 from trioflow.net import websocket as tws
+from trioflow.net import ws_upgrade
 from trioflow.net.handshake_limits import serve_guarded_websocket
 from trioflow.protocol import wsframe
 from trioflow.testing.hostile import UPGRADE_REQUEST, ws_frame
@@ -18,7 +19,7 @@ LIMIT = 1 << 20
 
 async def open_ours(port: int, path: str = "/") -> tws.WebSocket:
     stream = await trio.open_tcp_stream("127.0.0.1", port)
-    return await tws.client_upgrade(stream, host=f"127.0.0.1:{port}", target=path,
+    return await ws_upgrade.client_upgrade(stream, host=f"127.0.0.1:{port}", target=path,
                                     max_message_size=LIMIT, receive_buffer_size=65536)
 
 
@@ -94,7 +95,7 @@ async def test_a_refused_upgrade_says_its_status():
             server = await serve_ours(nursery, handler)
             try:
                 await open_ours(server.port)
-            except tws.UpgradeRefused as exc:
+            except ws_upgrade.UpgradeRefused as exc:
                 assert exc.status_code == 403
             else:
                 raise AssertionError("upgrade not refused")
@@ -169,14 +170,14 @@ async def test_a_frame_in_the_same_read_as_the_upgrade_request_is_not_lost():
 
 
 def test_wsproto_exposes_the_bytes_read_past_the_upgrade_where_we_read_them():
-    """``websocket._trailing`` reads h11's public ``trailing_data`` through wsproto's
+    """``ws_upgrade._trailing`` reads h11's public ``trailing_data`` through wsproto's
     ``_h11_connection``: if an upgrade renames it, this fails instead of frames that
     came with the upgrade being dropped."""
-    handshake = H11Handshake(tws.ConnectionType.SERVER)
+    handshake = H11Handshake(ws_upgrade.ConnectionType.SERVER)
     handshake.receive_data(UPGRADE_REQUEST + b"\x82\x00")
     assert [type(e).__name__ for e in handshake.events()] == ["Request"]
-    handshake.send(tws.AcceptConnection())
-    assert tws._trailing(handshake) == b"\x82\x00"
+    handshake.send(ws_upgrade.AcceptConnection())
+    assert ws_upgrade._trailing(handshake) == b"\x82\x00"
 
 
 async def test_abort_ends_a_pending_receive_at_once():

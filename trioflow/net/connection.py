@@ -29,7 +29,8 @@ from ..core.fold import append_folded
 from ..errors import AuthenticationError, ClientClosedError, LocalProtocolError
 from ..protocol import PROTOCOL_VERSION, Heartbeat, decode_frame, encode_frame
 from .addresses import connect_failure, scheduler_address
-from .websocket import UpgradeRefused, WebSocket, client_upgrade
+from .websocket import WebSocket
+from .ws_upgrade import UpgradeRefused, client_upgrade
 
 logger = logging.getLogger(__name__)
 

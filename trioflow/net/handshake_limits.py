@@ -35,7 +35,8 @@ import trio
 
 from ..config import MAX_HELLO_SIZE, UPGRADE_TIMEOUT
 from ..errors import InternalError
-from .websocket import UpgradeRequest, WebSocket, read_upgrade_request
+from .websocket import WebSocket
+from .ws_upgrade import UpgradeRequest, read_upgrade_request
 
 if sys.version_info < (3, 11):
     from exceptiongroup import BaseExceptionGroup

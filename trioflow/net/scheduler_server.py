@@ -51,7 +51,7 @@ from .handshake_limits import (
     serve_guarded_websocket,
 )
 from .local_link import AnyConnection, LocalConnection, local_pair
-from .websocket import UpgradeRequest
+from .ws_upgrade import UpgradeRequest
 
 logger = logging.getLogger(__name__)
 
