@@ -219,3 +219,23 @@ async def test_scalar_arguments_and_flat_gathers_keep_types_and_shapes():
         assert await client.gather([ok, 5]) == [2, 5]  # (not only futures: walked)
         with pytest.raises(Custom):
             await client.gather((ok, bad))
+
+
+async def test_held_futures_keep_no_per_key_containers_for_the_gc():
+    # A client holding many futures pays the cyclic GC for every tracked object they
+    # keep alive: each full collection walks them all. A key's state, once done, must
+    # keep only shared tracked objects (its status), whether it was waited on, had a
+    # callback, or neither: no waiter list per key.
+    import gc
+
+    with trio.fail_after(30):
+        async with cluster_client(1, 1) as (_, client):
+            futures = client.map(inc, range(300))
+            waited = futures[:100]
+            for f in futures[100:200]:
+                f.add_done_callback(lambda _f: None)
+            assert await client.gather(waited) == list(range(1, 101))
+            await client.gather(futures)
+            tracked = {id(r) for f in futures for r in gc.get_referents(f._state)
+                       if gc.is_tracked(r)}
+            assert len(tracked) <= 3, f"{len(tracked)} tracked objects for 300 keys"

@@ -137,7 +137,7 @@ class as_completed(Generic[Item]):
             self._pending.setdefault(ident, []).append(future)
         with session.lock:
             if st.status is PENDING:
-                st.waiters.append(_Arrival(self._ref, ident))
+                st.add_waiter(_Arrival(self._ref, ident))
                 return
         self._arrived(ident)
 

@@ -98,14 +98,13 @@ async def wait_states(session: FutureSession, states: list[KeyState]) -> None:
             return
         waiter = _LoopWaiter(len(pending), loop, done)
         for ks in pending:
-            ks.waiters.append(waiter)
+            ks.add_waiter(waiter)
     try:
         await done
     finally:
         with session.lock:
             for ks in pending:
-                if waiter in ks.waiters:
-                    ks.waiters.remove(waiter)
+                ks.drop_waiter(waiter)
 
 
 async def value(session: FutureSession, ks: KeyState) -> Any:

@@ -151,7 +151,7 @@ class Future(Generic[T_co]):
         session, st = self._session, self._state
         with session.lock:
             if st.status is PENDING:
-                st.waiters.append(_Callback(self, fn))
+                st.add_waiter(_Callback(self, fn))
                 return
         _run_callback(self, fn)
 
@@ -312,7 +312,7 @@ def fire_and_forget(futures: Future[Any] | Iterable[Future[Any]]) -> None:
             if st.status is not PENDING:
                 continue
             st.refs += 1  # (what session.incref does; the lock is held here)
-            st.waiters.append(_Keeper(session, st))
+            st.add_waiter(_Keeper(session, st))
 
 
 def _is_cancel(error: object) -> bool:

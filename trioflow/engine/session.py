@@ -365,8 +365,7 @@ class Session:
                 ks.value = NO_VALUE
                 if ks.event is not None:
                     events.append(ks.event)
-                waiters, ks.waiters = ks.waiters, []
-                for w in waiters:  # thread-safe: condition variables
+                for w in ks.take_waiters():  # thread-safe: condition variables
                     w.key_done()
         for event in events:  # a trio.Event is set on its loop only
             if self.on_loop():
@@ -382,8 +381,7 @@ class Session:
             else:  # (a task thread's run ended here: finished_here) a trio.Event is loop-only
                 with contextlib.suppress(trio.RunFinishedError):
                     self.trio_token.run_sync_soon(ks.event.set)
-        waiters, ks.waiters = ks.waiters, []
-        for w in waiters:
+        for w in ks.take_waiters():
             w.key_done()
 
     def close(self, reason: str) -> None:
@@ -432,7 +430,7 @@ class Session:
                                  else frozenset(), ctx.run)
                       if ctx is not None else SyncWaiter(len(pending)))
             for ks in pending:
-                ks.waiters.append(waiter)
+                ks.add_waiter(waiter)
         try:
             if ctx is not None:
                 done = ctx.wait_sync(waiter, [k.key for k in pending], timeout)
@@ -443,8 +441,7 @@ class Session:
         finally:
             with self.lock:
                 for ks in pending:
-                    if waiter in ks.waiters:
-                        ks.waiters.remove(waiter)
+                    ks.drop_waiter(waiter)
 
     async def wait_async(self, states: list[KeyState]) -> None:
         """Wait on the loop until every state is done. In an async task the slot is given
@@ -463,7 +460,7 @@ class Session:
             if pending:
                 waiter = AsyncWaiter(len(pending), self.trio_token, self.loop_thread)
                 for ks in pending:
-                    ks.waiters.append(waiter)
+                    ks.add_waiter(waiter)
         if not pending:
             return
         try:
@@ -476,8 +473,7 @@ class Session:
             if waiter.remaining > 0:  # ended early (cancelled, failed): unregister
                 with self.lock:
                     for ks in pending:
-                        if waiter in ks.waiters:
-                            ks.waiters.remove(waiter)
+                        ks.drop_waiter(waiter)
 
 
 #: the replies to requests of ``replies`` (primitives, services): matched by request id
