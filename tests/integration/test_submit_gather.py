@@ -1,6 +1,7 @@
 """The futures API on real in-process clusters."""
 
 import functools
+import gc
 import operator
 import threading
 
@@ -226,8 +227,6 @@ async def test_held_futures_keep_no_per_key_containers_for_the_gc():
     # keep alive: each full collection walks them all. A key's state, once done, must
     # keep only shared tracked objects (its status), whether it was waited on, had a
     # callback, or neither: no waiter list per key.
-    import gc
-
     with trio.fail_after(30):
         async with cluster_client(1, 1) as (_, client):
             futures = client.map(inc, range(300))

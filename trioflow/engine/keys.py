@@ -62,7 +62,6 @@ class KeyState:
         #: futures this key's task needs while it lives (its out-of-band arguments)
         self.held: list[Any] | None = None
 
-
     def add_waiter(self, waiter: SyncWaiter | AsyncWaiter) -> None:
         """Wake ``waiter`` (``key_done``) when this key is done (under the lock)."""
         if isinstance(self.waiters, list):

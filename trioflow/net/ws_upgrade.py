@@ -46,7 +46,7 @@ def _trailing(handshake: H11Handshake) -> bytes:
     """The bytes read past the HTTP upgrade (the first frames, if the peer was quick).
 
     wsproto hands them to its own frame machinery; this reads them from h11's public
-    ``trailing_data`` (``tests/unit/test_wsframe.py`` pins the attribute name)."""
+    ``trailing_data`` (``tests/unit/test_websocket.py`` pins the attribute name)."""
     data, _closed = handshake._h11_connection.trailing_data
     return bytes(data)
 
